@@ -1,0 +1,227 @@
+"""The agent: wires frame source, counter, buttons and sensors to the outbox, and the outbox to the broker.
+
+Threads: the camera loop counts and reports occupancy; gpiozero's thread hands button presses to a queue;
+the main loop turns presses into messages and runs the periodic facility and health reports; the link thread
+owns the MQTT connection. Every message goes through the outbox first.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from edge_agent import __version__
+from edge_agent.buttons import CallButtons
+from edge_agent.config import DeviceConfig
+from edge_agent.counting.foreground import ForegroundCounter
+from edge_agent.counting.zones import Zone
+from edge_agent.debounce import PressFilter
+from edge_agent.frames import FrameSource, open_source
+from edge_agent.health import HealthProbe
+from edge_agent.link import Inbound, MqttLink
+from edge_agent.outbox import Outbox
+from edge_agent.reporting import OccupancyReporter
+from edge_agent.sensors import SensorEnv, build_sensor
+from gpiozero.pins import Factory
+from lobbywatch.clock import Clock
+from lobbywatch.protocol import (
+    ButtonEvent,
+    Channel,
+    FacilityReport,
+    Health,
+    QueueReport,
+    Reading,
+    SensorKind,
+    Topic,
+    ZoneCount,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+# Frames in a row that may fail before the camera is reported faulty (a USB camera re-enumerating takes ~2 s).
+CAMERA_FAILURES_BEFORE_FAULT = 5
+
+
+@dataclass
+class AgentStats:
+    """What the agent last did, for status displays; written by the agent's threads, read by anyone."""
+
+    occupancy: dict[str, int | None] = field(default_factory=dict)
+    presses: int = 0
+    messages: int = 0
+    build_errors: int = 0
+    camera_ok: bool | None = None
+
+
+class Agent:
+    def __init__(
+        self,
+        config: DeviceConfig,
+        *,
+        clock: Clock,
+        frame_source: FrameSource | None = None,
+        pin_factory: Factory | None = None,
+        sensor_env: SensorEnv | None = None,
+        health_probe: HealthProbe | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._started = clock.monotonic()
+        self.stats = AgentStats()
+        self.outbox = Outbox(config.data_dir / "outbox.sqlite3", config.outbox.history_rows)
+        self.link = MqttLink(
+            device_id=config.device_id,
+            username=config.mqtt_username,
+            broker=config.broker,
+            outbox=self.outbox,
+            clock=clock,
+            agent_version=__version__,
+            on_inbound=self._on_inbound,
+        )
+        self._presses: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._press_filters = {b.key: PressFilter(b.repeat_guard_s) for b in config.buttons}
+        self._buttons = CallButtons(config.buttons, self._presses.put, pin_factory) if config.buttons else None
+        self._button_kinds = {b.key: b.kind for b in config.buttons}
+        env = sensor_env or SensorEnv()
+        self._sensors = [build_sensor(s, env) for s in config.sensors]
+        self._health = health_probe or HealthProbe()
+        self._camera_thread: threading.Thread | None = None
+        self._frames = frame_source
+        if config.camera is not None and self._frames is None:
+            self._frames = open_source(config.camera.source, config.camera.loop)
+
+    # -- message building ----------------------------------------------------------------------------
+    def _emit(self, channel: Channel, model: type[BaseModel], **fields: object) -> None:
+        now = self._clock.now()
+        uptime = round(self._clock.monotonic() - self._started, 3)
+        topic = str(Topic(self.config.device_id, channel))
+
+        def build(seq: int, stream: str) -> bytes:
+            return encode(model(stream=stream, seq=seq, ts=now, uptime_s=uptime, **fields))  # type: ignore[arg-type]
+
+        try:
+            self.outbox.append(topic, build)
+        except ValidationError as exc:
+            # our own bug, not the network's: say what, keep running
+            self.stats.build_errors += 1
+            log.error("cannot build %s message: %s", channel.value, exc)
+            return
+        self.stats.messages += 1
+
+    # -- the camera loop -----------------------------------------------------------------------------
+    def _camera_loop(self, stop: threading.Event) -> None:
+        camera = self.config.camera
+        assert camera is not None and self._frames is not None
+        counter = ForegroundCounter(
+            [Zone(z.key, list(z.polygon), z.anchor, z.person_area_px) for z in camera.zones],
+            [list(p) for p in camera.ignore],
+        )
+        reporter = OccupancyReporter(self.config.reporting.queue_keepalive_s, self.config.reporting.smoothing_frames)
+        period = 1.0 / camera.fps
+        failures = 0
+        while not stop.is_set():
+            began = self._clock.monotonic()
+            frame = self._frames.read()
+            if frame is None:
+                failures += 1
+                counts: dict[str, int | None] = {z.key: None for z in camera.zones}
+            else:
+                failures = 0
+                counts = {r.zone: r.count for r in counter.count(frame)}
+            camera_ok = failures < CAMERA_FAILURES_BEFORE_FAULT
+            if camera_ok != self.stats.camera_ok:
+                self.stats.camera_ok = camera_ok
+                self._emit(Channel.FACILITY, FacilityReport, readings=[self._camera_reading(camera_ok)])
+            smoothed = {key: reporter.smooth(key, count) for key, count in counts.items()}
+            self.stats.occupancy = smoothed
+            if reporter.due(self._clock.monotonic(), smoothed):
+                zones = [ZoneCount(zone=key, occupancy=value) for key, value in smoothed.items()]
+                self._emit(Channel.QUEUE, QueueReport, zones=zones)
+            stop.wait(max(0.0, period - (self._clock.monotonic() - began)))
+
+    def _camera_reading(self, ok: bool) -> Reading:
+        return Reading(sensor="camera", kind=SensorKind.CAMERA, value=1.0 if ok else 0.0, ok=ok,
+                       detail=None if ok else "no frames from the camera")
+
+    # -- presses, sensors, health --------------------------------------------------------------------
+    def _handle_press(self, key: str) -> None:
+        if not self._press_filters[key].accept(key, self._clock.monotonic()):
+            return
+        self.stats.presses += 1
+        self._emit(Channel.BUTTON, ButtonEvent, button=key, kind=self._button_kinds[key])
+
+    def report_facility(self) -> None:
+        readings = [sensor.read() for sensor in self._sensors]
+        if self.stats.camera_ok is not None:
+            readings.append(self._camera_reading(self.stats.camera_ok))
+        if readings:
+            self._emit(Channel.FACILITY, FacilityReport, readings=readings)
+
+    def report_health(self) -> None:
+        sample = self._health.sample(self._clock.monotonic())
+        self._emit(
+            Channel.HEALTH, Health, cpu_pct=sample.cpu_pct, mem_rss_mb=sample.mem_rss_mb,
+            outbox_depth=self.outbox.depth(), outbox_dropped=0, clock_synced=sample.clock_synced,
+            agent_version=__version__,
+        )
+
+    def _on_inbound(self, message: Inbound) -> None:
+        # Runs on the link thread. Applying a pushed config and answering commands is the agent's next step;
+        # for now the agent says what it received so a technician can see it arrive.
+        log.info("received %s message of %d bytes", message.channel.value, len(message.payload))
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
+        self.link.start()
+        if self.config.camera is not None:
+            self._camera_thread = threading.Thread(
+                target=self._camera_loop, args=(stop,), name=f"camera-{self.config.device_id}", daemon=True
+            )
+            self._camera_thread.start()
+        reporting = self.config.reporting
+        schedule = {self.report_facility: 0.0, self.report_health: 0.0}
+        intervals = {self.report_facility: reporting.facility_interval_s, self.report_health: reporting.health_interval_s}
+        try:
+            while not stop.is_set():
+                now = self._clock.monotonic()
+                for task, due in schedule.items():
+                    if now >= due:
+                        task()
+                        schedule[task] = now + intervals[task]
+                if on_tick is not None:
+                    on_tick()
+                timeout = max(0.0, min(schedule.values()) - self._clock.monotonic())
+                try:
+                    self._handle_press(self._presses.get(timeout=min(timeout, 0.5)))
+                except queue.Empty:
+                    pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._camera_thread is not None:
+            self._camera_thread.join(5)
+        if self._buttons is not None:
+            self._buttons.close()
+        if self._frames is not None:
+            self._frames.close()
+        self.link.stop()
+        self.outbox.close()
+
+
+def data_dir_writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,173 @@
+"""The device config file (YAML), validated strictly: an unknown key or a wrong type is an error naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lobbywatch.protocol import CallKind, SensorKind, check_device_id
+
+Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+Point = tuple[int, int]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerConfig(_Strict):
+    host: str = Field("127.0.0.1", description="MQTT broker host name or address")
+    port: int = Field(8883, ge=1, le=65535, description="MQTT broker port (8883 = MQTT over TLS)")
+    tls: bool = Field(True, description="connect over TLS; turn off only for a broker on this machine")
+    ca_file: Path | None = Field(None, description="CA certificate that signed the broker's certificate")
+    username: str | None = Field(None, description="MQTT user name; defaults to the device id")
+    password_file: Path | None = Field(
+        None, description="file holding the MQTT password (mode 0600); the password is never put in this file"
+    )
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="MQTT version; 5 tells the agent when the broker refuses a message"
+    )
+    keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive; the broker sends the last will after 1.5x")
+
+
+class ZoneConfig(_Strict):
+    key: Key = Field(description="zone key, reported with each count (e.g. 'queue', 'priority')")
+    polygon: list[Point] = Field(min_length=3, description="zone outline in frame pixels, [[x, y], ...]")
+    anchor: Literal["feet", "head"] = Field(
+        "feet", description="point of a person that must lie in the zone: bottom-centre (feet) or top (head)"
+    )
+    person_area_px: int = Field(
+        1500, ge=20, description="foreground area of one person in this zone, in pixels; set by calibration"
+    )
+
+
+class CameraConfig(_Strict):
+    source: str = Field(
+        description="camera index ('0'), device path, stream URL, video file, or a folder of frames"
+    )
+    fps: float = Field(2.0, gt=0, le=30, description="frames counted per second; one count a second is enough")
+    zones: list[ZoneConfig] = Field(min_length=1, max_length=16)
+    ignore: list[list[Point]] = Field(
+        default_factory=list, description="polygons never counted (staff behind the counter)"
+    )
+    loop: bool = Field(False, description="play a video or frame folder again from the start at its end")
+
+    @field_validator("zones")
+    @classmethod
+    def _unique_zone_keys(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
+        keys = [z.key for z in zones]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"zone keys must be unique, got {keys}")
+        return zones
+
+
+class ButtonConfig(_Strict):
+    key: Key
+    kind: CallKind = Field(description="accessibility (bell at the ramp), help or priority")
+    pin: int = Field(ge=0, le=27, description="BCM GPIO number; the button connects the pin to ground")
+    bounce_ms: int = Field(50, ge=0, le=1000, description="contact bounce filtered by gpiozero")
+    repeat_guard_s: float = Field(
+        5.0, ge=0, description="further presses within this time are the same call, not new ones"
+    )
+
+
+class BoardTemperatureConfig(_Strict):
+    type: Literal["board_temperature"]
+    key: Key = "board"
+    zone: int = Field(0, ge=0, description="thermal zone number under /sys/class/thermal")
+    max_c: float = Field(80.0, description="above this the board is reported not ok (the Pi throttles at 80-85)")
+
+
+class SimulatedConfig(_Strict):
+    type: Literal["simulated"]
+    key: Key
+    kind: SensorKind
+    mean: float = Field(description="value the simulated reading wanders around")
+    spread: float = Field(1.0, ge=0, description="how far it wanders")
+    unit: str | None = None
+    low: float | None = Field(None, description="below this the reading is reported not ok")
+    high: float | None = Field(None, description="above this the reading is reported not ok")
+
+
+SensorConfig = Annotated[BoardTemperatureConfig | SimulatedConfig, Field(discriminator="type")]
+
+
+class ReportingConfig(_Strict):
+    queue_keepalive_s: float = Field(10.0, gt=0, le=60, description="occupancy is sent at least this often")
+    facility_interval_s: float = Field(60.0, gt=0, description="facility readings are sent this often")
+    health_interval_s: float = Field(30.0, gt=0, description="device health is sent this often")
+    smoothing_frames: int = Field(3, ge=1, le=31, description="median over this many frames before reporting")
+
+
+class OutboxConfig(_Strict):
+    history_rows: int = Field(
+        100_000, ge=1000, description="acknowledged messages kept for resend requests before the oldest go"
+    )
+
+
+class DeviceConfig(_Strict):
+    device_id: str = Field(description="the device's identity, also its MQTT user name")
+    data_dir: Path = Field(Path("/var/lib/lobbywatch"), description="where the outbox and calibration live")
+    locale: Literal["zh-CN", "en"] = Field("zh-CN", description="language of messages shown to the technician")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)  # type: ignore[arg-type]
+    camera: CameraConfig | None = None
+    buttons: list[ButtonConfig] = Field(default_factory=list)
+    sensors: list[SensorConfig] = Field(default_factory=list)
+    reporting: ReportingConfig = Field(default_factory=ReportingConfig)  # type: ignore[arg-type]
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)  # type: ignore[arg-type]
+    gpio_factory: Literal["auto", "mock"] = Field(
+        "auto", description="'mock' drives buttons from software (tests, demos) instead of the Pi's pins"
+    )
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        return check_device_id(value)
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> DeviceConfig:
+        for name, keys in (("buttons", [b.key for b in self.buttons]), ("sensors", [s.key for s in self.sensors])):
+            if len(keys) != len(set(keys)):
+                raise ValueError(f"{name} keys must be unique, got {keys}")
+        pins = [b.pin for b in self.buttons]
+        if len(pins) != len(set(pins)):
+            raise ValueError(f"two buttons share a GPIO pin: {pins}")
+        return self
+
+    @property
+    def mqtt_username(self) -> str:
+        return self.broker.username or self.device_id
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the field."""
+
+
+def parse_config(data: object, origin: str = "config") -> DeviceConfig:
+    try:
+        return DeviceConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"{origin}: {exc.error_count()} problem(s)\n" + "\n".join(lines)) from None
+
+
+def load_config(path: Path) -> DeviceConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return parse_config(data, str(path))

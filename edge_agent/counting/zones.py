@@ -1,0 +1,37 @@
+"""Zones: polygons in frame pixels, and the masks that keep staff areas out of the count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+Polygon = list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Zone:
+    key: str
+    polygon: Polygon
+    anchor: str = "feet"  # "feet" or "head"
+    person_area_px: int = 1500
+
+    def __post_init__(self) -> None:
+        if len(self.polygon) < 3:
+            raise ValueError(f"zone {self.key!r} needs at least 3 points, got {len(self.polygon)}")
+        if self.anchor not in ("feet", "head"):
+            raise ValueError(f"zone {self.key!r}: anchor must be 'feet' or 'head', got {self.anchor!r}")
+
+    def contains(self, x: float, y: float) -> bool:
+        contour = np.asarray(self.polygon, dtype=np.int32)
+        return bool(cv2.pointPolygonTest(contour, (float(x), float(y)), measureDist=False) >= 0)
+
+
+def polygon_mask(shape: tuple[int, int], polygons: list[Polygon]) -> NDArray[np.uint8]:
+    """A mask of the given (height, width) with 255 inside any of the polygons."""
+    mask = np.zeros(shape, dtype=np.uint8)
+    for polygon in polygons:
+        cv2.fillPoly(mask, [np.asarray(polygon, dtype=np.int32)], 255)
+    return mask

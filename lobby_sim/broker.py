@@ -1,0 +1,133 @@
+"""A local MQTT broker for the demo and the tests: Mosquitto when it is installed, else amqtt embedded."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+# Written into the broker's config; the same values as deploy/mosquitto/mosquitto.conf where they matter.
+MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence {persistence}
+persistence_location {data_dir}/
+# The ingest acknowledges per stored batch: let it have thousands of messages in flight (3.1.1 clients;
+# MQTT 5 clients state their own Receive Maximum).
+max_inflight_messages 4000
+# Messages kept for a disconnected persistent session (the server during a restart); see docs/protocol.md.
+max_queued_messages 50000
+log_dest file {data_dir}/mosquitto.log
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+class Mosquitto:
+    kind = "mosquitto"
+    mqtt5 = True
+
+    def __init__(self, data_dir: Path, port: int | None = None, persistence: bool = False) -> None:
+        self.port = port or free_port()
+        self.data_dir = data_dir
+        self._persistence = persistence
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("mosquitto") is not None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "mosquitto.conf"
+        conf.write_text(MOSQUITTO_CONF.format(port=self.port, data_dir=self.data_dir,
+                                              persistence="true" if self._persistence else "false"))
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self._process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
+            self._process = None
+
+
+class AmqttBroker:
+    """amqtt in its own thread and event loop. MQTT 3.1.1 only, and slow: for the demo, not for production."""
+
+    kind = "amqtt"
+    mqtt5 = False
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broker: object | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="amqtt", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise TimeoutError("the embedded amqtt broker did not start")
+        wait_for_port(self.port)
+
+    def _run(self) -> None:
+        from amqtt.broker import Broker
+
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+
+        async def main() -> None:
+            broker = Broker(config)
+            await broker.start()
+            self._broker = broker
+            self._ready.set()
+
+        loop.run_until_complete(main())
+        loop.run_forever()
+
+    def stop(self) -> None:
+        if self._loop is None or self._broker is None:
+            return
+        broker = self._broker
+        future = asyncio.run_coroutine_threadsafe(broker.shutdown(), self._loop)  # type: ignore[attr-defined]
+        future.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def start_local_broker(data_dir: Path) -> Mosquitto | AmqttBroker:
+    broker: Mosquitto | AmqttBroker = Mosquitto(data_dir) if Mosquitto.available() else AmqttBroker()
+    broker.start()
+    return broker

@@ -1,0 +1,297 @@
+"""`lobbywatch demo`: the whole system on embedded defaults, with three simulated branches.
+
+A local broker (Mosquitto, or amqtt where Mosquitto is not installed), the server with SQLite storage and the
+API on http://127.0.0.1:8000, and one agent per branch running the real agent code: its camera films a
+simulated lobby whose queue follows arrivals and the service-time standards, its accessibility bell is pressed
+through gpiozero's mock pins, and its board temperature comes from a fake sysfs tree. The lobby runs 60 times
+faster than real time so that a peak builds within a minute; when a queue alert stays open, the simulated duty
+supervisor opens a flexible window.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import uvicorn
+import yaml
+from gpiozero.pins.mock import MockFactory
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from edge_agent.agent import Agent
+from edge_agent.config import parse_config
+from edge_agent.sensors import SensorEnv
+from lobby_sim.broker import AmqttBroker, Mosquitto, start_local_broker
+from lobby_sim.camera import SimulatedCamera
+from lobby_sim.lobby import Lobby, LobbyPlan
+from lobby_sim.render import PERSON_AREA_PX, QUEUE_ZONE, STAFF_AREA, LobbyRenderer
+from lobbywatch.clock import SystemClock
+from lobbywatch.i18n import normalize_locale, t
+from server.app import create_app
+from server.runtime import Runtime
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SPEED = 60.0  # simulated seconds per real second
+BELL_PIN = 17
+BELL_AT_S = 20.0  # when the wheelchair user rings the bell at the ramp of the second branch
+SUPERVISOR_REACTS_S = 8.0  # how long an open queue alert waits before a flexible window opens
+TICK_S = 0.2
+
+
+@dataclass(frozen=True)
+class DemoBranch:
+    id: str
+    name: str
+    region: str
+    locale: str
+    plan: LobbyPlan
+
+
+BRANCHES = (
+    DemoBranch("bj-xicheng-001", "西城阜成门邮政支局", "bj-xicheng", "zh-CN",
+               LobbyPlan(windows=2, max_windows=4, base_per_min=0.4, peak_per_min=1.1, peak_from_min=1)),
+    DemoBranch("sh-huangpu-002", "黄浦南京东路邮政所", "sh-huangpu", "zh-CN",
+               LobbyPlan(windows=2, max_windows=3, base_per_min=0.3, peak_per_min=0.6, peak_from_min=5)),
+    DemoBranch("gz-tianhe-003", "Tianhe Sports Centre Post Office", "gz-tianhe", "en",
+               LobbyPlan(windows=3, max_windows=4, base_per_min=0.3, peak_per_min=0.5, peak_from_min=10)),
+)
+# The demo's queue rule fires fast so something happens within a minute; real branches use minutes.
+DEMO_RULE = {"threshold": 6, "for_s": 10, "clear_below": 3, "clear_for_s": 10}
+
+
+def site_config() -> dict[str, object]:
+    regions = {b.region: b for b in BRANCHES}
+    return {
+        "defaults": DEMO_RULE,
+        "regions": [{"id": r, "name": r} for r in regions],
+        "branches": [
+            {
+                "id": b.id, "name": b.name, "region": b.region, "locale": b.locale, "timezone": "Asia/Shanghai",
+                "grade": 2,
+                "devices": [{"id": f"{b.id}-cam1", "profile": "combined",
+                             "zones": [{"key": "queue", "name": "窗口排队区" if b.locale == "zh-CN" else "window queue"}]}],
+            }
+            for b in BRANCHES
+        ],
+    }
+
+
+def device_config(branch: DemoBranch, port: int, mqtt5: bool, data_dir: Path) -> dict[str, object]:
+    return {
+        "device_id": f"{branch.id}-cam1",
+        "data_dir": str(data_dir),
+        "locale": branch.locale,
+        "broker": {"host": "127.0.0.1", "port": port, "tls": False, "protocol": "5" if mqtt5 else "3.1.1"},
+        "camera": {
+            "source": "simulated", "fps": 2,
+            "zones": [{"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE], "person_area_px": PERSON_AREA_PX}],
+            "ignore": [[list(p) for p in STAFF_AREA]],
+        },
+        "buttons": [{"key": "ramp-bell", "kind": "accessibility", "pin": BELL_PIN}],
+        "sensors": [
+            {"type": "board_temperature"},
+            {"type": "simulated", "key": "lobby-temp", "kind": "temperature", "mean": 23, "spread": 0.8,
+             "unit": "°C", "low": 16, "high": 30},
+            {"type": "simulated", "key": "lobby-humidity", "kind": "humidity", "mean": 50, "spread": 3, "unit": "%",
+             "low": 20, "high": 80},
+        ],
+        "reporting": {"queue_keepalive_s": 10, "facility_interval_s": 15, "health_interval_s": 15},
+        "gpio_factory": "mock",
+    }
+
+
+@dataclass
+class SimulatedBranch:
+    spec: DemoBranch
+    lobby: Lobby
+    lock: threading.Lock
+    agent: Agent
+    pins: MockFactory
+    sysfs: Path
+    alert_open_since: float | None = None
+    bell_rung: bool = False
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+def _fake_sysfs(root: Path, millidegrees: int) -> Path:
+    zone = root / "class" / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True, exist_ok=True)
+    (zone / "temp").write_text(f"{millidegrees}\n")
+    return root
+
+
+class Demo:
+    def __init__(self, workdir: Path, http_port: int, locale: str) -> None:
+        self.workdir = workdir
+        self.http_port = http_port
+        self.locale = locale
+        self.stop = threading.Event()
+        self.branches: list[SimulatedBranch] = []
+        self.broker: Mosquitto | AmqttBroker | None = None
+        self.runtime: Runtime | None = None
+        self._http: uvicorn.Server | None = None
+        self._threads: list[threading.Thread] = []
+        self.alerts_fired = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> None:
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True)
+        # the terminal shows a live table; the details go to a log file beside the databases
+        logging.basicConfig(filename=str(self.workdir / "demo.log"), level=logging.INFO, force=True,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.broker = start_local_broker(self.workdir / "broker")
+        site = self.workdir / "site.yaml"
+        site.write_text(yaml.safe_dump(site_config(), allow_unicode=True, sort_keys=False), encoding="utf-8")
+        settings = Settings(
+            mode="dev", database_url=f"sqlite:///{self.workdir / 'registry.sqlite3'}", site_file=site,
+            timeseries_path=self.workdir / "timeseries.sqlite3", mqtt_port=self.broker.port, mqtt_username=None,
+            mqtt_protocol="5" if self.broker.mqtt5 else "3.1.1", http_port=self.http_port, public_url=self.url,
+        )
+        self.runtime = Runtime(settings)
+        self.runtime.start()
+        self._http = uvicorn.Server(uvicorn.Config(create_app(runtime=self.runtime), host="127.0.0.1",
+                                                   port=self.http_port, log_level="warning"))
+        self._spawn(self._http.run, "http")
+        for i, spec in enumerate(BRANCHES):
+            self.branches.append(self._start_branch(i, spec))
+
+    def _spawn(self, target: object, name: str, *args: object) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+        return thread
+
+    def _start_branch(self, index: int, spec: DemoBranch) -> SimulatedBranch:
+        assert self.broker is not None
+        lobby = Lobby(spec.plan, random.Random(index))
+        lock = threading.Lock()
+        config = parse_config(device_config(spec, self.broker.port, self.broker.mqtt5,
+                                            self.workdir / "devices" / spec.id), f"demo device of {spec.id}")
+        pins = MockFactory()
+        sysfs = _fake_sysfs(self.workdir / "devices" / spec.id / "sys", 47_000 + 1500 * index)
+        agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, LobbyRenderer(index), lock),
+                      pin_factory=pins, sensor_env=SensorEnv(sysfs_root=sysfs, seed=index))
+        branch = SimulatedBranch(spec, lobby, lock, agent, pins, sysfs)
+        branch.threads.append(self._spawn(agent.run, f"agent-{spec.id}", self.stop))
+        return branch
+
+    def _ring_bell(self, branch: SimulatedBranch) -> None:
+        pin = branch.pins.pin(BELL_PIN)
+        pin.drive_low()
+        time.sleep(0.2)
+        pin.drive_high()
+
+    def step(self, elapsed: float, dt: float) -> None:
+        assert self.runtime is not None
+        open_alerts = {a.branch_id for a in self.runtime.alerts.open_alerts()}
+        for branch in self.branches:
+            with branch.lock:
+                branch.lobby.advance(dt * SPEED / 60)
+            if branch.spec.id in open_alerts:
+                branch.alert_open_since = branch.alert_open_since or elapsed
+                if elapsed - branch.alert_open_since >= SUPERVISOR_REACTS_S:
+                    with branch.lock:
+                        branch.lobby.open_window()
+                    branch.alert_open_since = elapsed
+            else:
+                branch.alert_open_since = None
+        second = self.branches[1]
+        if elapsed >= BELL_AT_S and not second.bell_rung:
+            second.bell_rung = True
+            self._spawn(self._ring_bell, "bell", second)
+
+    def table(self, elapsed: float) -> Group:
+        assert self.runtime is not None and self.broker is not None
+        lang = self.locale
+        rows = {b.id: b for b in self._api_branches()}
+        table = Table(title=t(lang, "demo.title", seconds=int(elapsed)), expand=False)
+        for key in ("branch", "zone", "windows", "devices", "call", "facility", "alerts"):
+            table.add_column(t(lang, f"demo.col.{key}"))
+        for branch in self.branches:
+            row = rows[branch.spec.id]
+            zone = row.zones[0] if row.zones else None
+            counted = "–" if zone is None or zone.occupancy is None else str(zone.occupancy)
+            call = row.last_call
+            local = call.at.astimezone(ZoneInfo(row.timezone)) if call else None
+            call_text = f"{t(lang, 'demo.call.' + call.kind)} {local:%H:%M:%S}" if call and local else "–"
+            readings = self.runtime.live.readings(branch.spec.id)
+            temp = next((r for k, r in readings.items() if k.endswith("/lobby-temp")), None)
+            temp_text = f"{temp.value:.1f} °C" if temp and temp.value is not None else "–"
+            style = "bold red" if row.open_alerts else ""
+            table.add_row(row.name, f"{counted} / {branch.lobby.waiting}", str(branch.lobby.windows_open),
+                          f"{row.devices_online}/{row.devices_total}", call_text, temp_text, str(row.open_alerts),
+                          style=style)
+        alerts = self.runtime.alerts.open_alerts()
+        last = max(alerts, key=lambda a: a.id, default=None)
+        footer = t(lang, "demo.last_alert", title=f"{last.branch_id} {last.rule} ({last.value:.0f})") if last else t(
+            lang, "demo.no_alert")
+        broker = t(lang, "demo.broker", kind=self.broker.kind, port=self.broker.port)
+        return Group(table, Text(footer), Text(broker), Text(t(lang, "demo.open", url=self.url), style="bold"))
+
+    def _api_branches(self) -> list:  # type: ignore[type-arg]
+        from server.api.routes import branch_summary, open_alert_counts
+        from server.api.schemas import BranchSummary
+
+        assert self.runtime is not None
+        counts = open_alert_counts(self.runtime)
+        return [BranchSummary.model_validate(branch_summary(self.runtime, b, counts))
+                for b in self.runtime.directory.branches.values()]
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        for branch in self.branches:
+            for thread in branch.threads:
+                thread.join(10)
+        if self._http is not None:
+            self._http.should_exit = True
+        if self.runtime is not None:
+            self.runtime.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def run(seconds: float | None, http_port: int = 8000, workdir: Path = Path(".demo"), lang: str | None = None) -> int:
+    locale = normalize_locale(lang)
+    console = Console()
+    demo = Demo(workdir, http_port, locale)
+    started = time.monotonic()
+    try:
+        demo.start()
+        with Live(demo.table(0.0), console=console, refresh_per_second=4, transient=False) as live:
+            last = time.monotonic()
+            while seconds is None or time.monotonic() - started < seconds:
+                time.sleep(TICK_S)
+                now = time.monotonic()
+                demo.step(now - started, now - last)
+                last = now
+                live.update(demo.table(now - started))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("\n" + t(locale, "demo.stopping"))
+        demo.shutdown()
+    assert demo.runtime is not None
+    stats = demo.runtime.pipeline.stats
+    with demo.runtime.sessions() as session:
+        from server.registry import models
+
+        fired = session.query(models.Alert).count()
+    console.print(t(locale, "demo.summary", seconds=int(time.monotonic() - started), messages=stats.received,
+                    alerts=fired, refused=sum(demo.runtime.rejects.snapshot().values())))
+    return 0

@@ -1,0 +1,1 @@
+"""What the edge agent and the server share: the wire contract and the message catalogs."""

@@ -1,0 +1,186 @@
+"""Payloads of the v1 contract.
+
+Evolution rule (see docs/protocol.md): within v1 a change may only add optional fields or new enum values that
+old servers can ignore; receivers ignore fields they do not know (`extra="ignore"`), and senders state the schema
+revision they speak in `v`. Anything else is v2: a new topic root (`lobby/v2/...`) that servers subscribe to
+beside v1 until every agent is upgraded.
+
+Types are strict: "5" is not an occupancy, and a timestamp must carry its offset.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from lobbywatch.protocol.topics import Channel
+
+SCHEMA_REVISION = 1
+
+# An MQTT message larger than this is refused before parsing. The biggest legitimate payload is a facility
+# report of a few dozen readings (~4 KiB); 16 KiB leaves room without letting one device bloat the ingest.
+MAX_PAYLOAD_BYTES = 16 * 1024
+
+Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="a short lower-case identifier")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class Envelope(_Model):
+    """Fields every sequenced message carries."""
+
+    v: int = Field(SCHEMA_REVISION, ge=1, description="schema revision the sender speaks, within major v1")
+    stream: str = Field(
+        pattern=r"^[0-9a-f]{8,32}$",
+        description="id of the device's outbox; a new one (a re-imaged SD card) restarts the sequence",
+    )
+    seq: int = Field(ge=1, description="per-device sequence number; survives reboots; gap-free per stream")
+    ts: AwareDatetime = Field(description="device clock when the message was made (RFC 3339 with offset)")
+    uptime_s: float = Field(ge=0, description="seconds since the agent started; tells clock jumps from reboots")
+
+
+class ZoneCount(_Model):
+    zone: Key = Field(description="zone key from the device config, e.g. 'queue'")
+    occupancy: int | None = Field(
+        ge=0, le=1000, description="people in the zone now; null when the camera cannot see (never a fake 0)"
+    )
+    error: float | None = Field(None, ge=0, description="one standard error of the count, when the counter knows it")
+
+
+class QueueReport(Envelope):
+    zones: list[ZoneCount] = Field(min_length=1, max_length=16)
+
+
+class CallKind(StrEnum):
+    ACCESSIBILITY = "accessibility"
+    HELP = "help"
+    PRIORITY = "priority"
+
+
+class ButtonAction(StrEnum):
+    PRESS = "press"
+    ANSWERED = "answered"
+
+
+class ButtonEvent(Envelope):
+    button: Key = Field(description="button key from the device config")
+    kind: CallKind
+    action: ButtonAction = ButtonAction.PRESS
+
+
+class SensorKind(StrEnum):
+    TEMPERATURE = "temperature"
+    HUMIDITY = "humidity"
+    LIGHT = "light"
+    DOOR = "door"
+    EQUIPMENT = "equipment"
+    CLOCK = "clock"
+    CAMERA = "camera"
+    BOARD_TEMPERATURE = "board_temperature"
+
+
+class Reading(_Model):
+    sensor: Key
+    kind: SensorKind
+    value: float | None = Field(description="null when the sensor could not be read")
+    unit: str | None = Field(None, max_length=16)
+    ok: bool = Field(description="false when the sensor or the thing it watches is faulty")
+    detail: str | None = Field(None, max_length=200, description="why not ok, for the technician")
+
+
+class FacilityReport(Envelope):
+    readings: list[Reading] = Field(min_length=1, max_length=64)
+
+
+class Health(Envelope):
+    cpu_pct: float = Field(ge=0, description="agent process CPU since the last report, % of one core")
+    mem_rss_mb: float = Field(ge=0)
+    outbox_depth: int = Field(ge=0, description="messages written but not yet acknowledged by the broker")
+    outbox_dropped: int = Field(0, ge=0, description="messages the outbox ever had to drop (should stay 0)")
+    clock_synced: bool | None = Field(description="NTP says synchronised; null when unknown")
+    agent_version: str = Field(max_length=32)
+    config_version: int | None = None
+
+
+class ConnectionState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class Status(_Model):
+    """Retained connection state; the `offline` form is the last will. Not sequenced: it describes the
+    connection, and replaying an old one later would be wrong."""
+
+    v: int = Field(SCHEMA_REVISION, ge=1)
+    state: ConnectionState
+    since: AwareDatetime = Field(description="when this connection was made (for offline: when it was opened)")
+    agent_version: str = Field(max_length=32)
+
+
+class ConfigPush(_Model):
+    """Server -> device, retained: the device config the server wants the device to run."""
+
+    v: int = Field(SCHEMA_REVISION, ge=1)
+    version: int = Field(ge=1)
+    config: dict[str, object]
+
+
+class Command(_Model):
+    """Server -> device, not retained."""
+
+    v: int = Field(SCHEMA_REVISION, ge=1)
+    id: str = Field(max_length=64)
+    action: Literal["resend", "identify", "restart"]
+    args: dict[str, object] = Field(default_factory=dict)
+
+
+DeviceMessage = QueueReport | ButtonEvent | FacilityReport | Health
+Message = DeviceMessage | Status | ConfigPush | Command
+
+MODELS: dict[Channel, type[_Model]] = {
+    Channel.QUEUE: QueueReport,
+    Channel.BUTTON: ButtonEvent,
+    Channel.FACILITY: FacilityReport,
+    Channel.HEALTH: Health,
+    Channel.STATUS: Status,
+    Channel.CONFIG: ConfigPush,
+    Channel.CMD: Command,
+}
+
+_ADAPTERS = {channel: TypeAdapter(model) for channel, model in MODELS.items()}
+
+
+class InvalidPayload(ValueError):
+    """A payload refused, with a short machine cause (for counters) and a message naming the problem."""
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def parse_payload(channel: Channel, raw: bytes) -> Message:
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise InvalidPayload("too_large", f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        result: Message = _ADAPTERS[channel].validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":
+            raise InvalidPayload("not_json", f"payload is not JSON: {first['msg']}") from None
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise InvalidPayload("invalid", f"{channel.value} field {where}: {first['msg']}{more}") from None
+    return result
+
+
+def encode(message: _Model) -> bytes:
+    return message.model_dump_json(exclude_none=False).encode()
+
+
+def utc_iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")

@@ -1,0 +1,1 @@
+"""Alerts: their storage and lifecycle, and delivery to people."""

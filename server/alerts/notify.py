@@ -1,0 +1,117 @@
+"""Delivery of alert notices: to the log and to a webhook, retried in the background, never blocking the ingest."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+# Attempts per notice and channel, with doubling waits from the first: 1+2+4+8 s, then it is reported failed.
+ATTEMPTS = 5
+FIRST_WAIT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    alert_id: int
+    change: str  # fired | resolved
+    rule: str
+    severity: str
+    branch_id: str
+    branch_name: str
+    subject: str
+    title: str  # in the branch's language
+    body: str
+    at_utc: str
+    at_local: str
+    url: str
+    dashboard_url: str | None
+
+
+class Channel(Protocol):
+    name: str
+
+    def deliver(self, notice: Notice) -> None:
+        """Hand the notice over, or raise."""
+
+
+class LogChannel:
+    name = "log"
+
+    def deliver(self, notice: Notice) -> None:
+        log.warning("ALERT %s [%s] %s — %s", notice.change, notice.severity, notice.title, notice.body)
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        self._url = url
+        self._http = httpx.Client(timeout=timeout_s)
+
+    def deliver(self, notice: Notice) -> None:
+        response = self._http.post(self._url, json=asdict(notice))
+        response.raise_for_status()
+
+    def close(self) -> None:
+        self._http.close()
+
+
+Outcome = Callable[[Notice, str, bool, str], None]  # notice, channel, delivered, detail
+
+
+class Dispatcher:
+    def __init__(
+        self, channels: Sequence[Channel], on_outcome: Outcome, sleep: Callable[[float], bool] | None = None
+    ) -> None:
+        self._channels = list(channels)
+        self._on_outcome = on_outcome
+        self._queue: queue.SimpleQueue[Notice | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._thread = threading.Thread(target=self._run, name="alert-dispatch", daemon=True)
+        self.delivered = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, notice: Notice) -> None:
+        self._queue.put(notice)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._stop.set()
+
+    def _run(self) -> None:
+        while (notice := self._queue.get()) is not None:
+            for channel in self._channels:
+                self._deliver(channel, notice)
+
+    def _deliver(self, channel: Channel, notice: Notice) -> None:
+        wait = FIRST_WAIT_S
+        error = ""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                channel.deliver(notice)
+            except Exception as exc:  # any channel failure is retried, then reported
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("delivery of alert %d via %s failed (attempt %d/%d): %s",
+                            notice.alert_id, channel.name, attempt, ATTEMPTS, error)
+                if attempt < ATTEMPTS:
+                    self._sleep(wait)
+                    wait *= 2
+                continue
+            self.delivered += 1
+            self._on_outcome(notice, channel.name, True, "")
+            return
+        self.failed += 1
+        self._on_outcome(notice, channel.name, False, error)

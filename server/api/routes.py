@@ -1,0 +1,168 @@
+"""Routes of /api/v1."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import func, select
+
+from lobbywatch.i18n import t
+from server.api.deps import Authorized, LocaleDep, RuntimeDep
+from server.api.schemas import (
+    AlertEventPublic,
+    AlertPublic,
+    BranchDetail,
+    BranchSummary,
+    CallPublic,
+    DevicePublic,
+    HealthPublic,
+    OccupancySample,
+    ZoneLive,
+)
+from server.ingest.directory import BranchEntry
+from server.registry import models
+from server.runtime import Runtime
+from server.storage import points as schema
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.get("/health", response_model=HealthPublic, summary="Is the server ingesting?")
+def health(runtime: RuntimeDep) -> HealthPublic:
+    stats = runtime.pipeline.stats
+    connected = runtime.source.connected.is_set()
+    return HealthPublic(
+        status="ok" if connected else "degraded", broker_connected=connected,
+        ingest_backlog=runtime.worker.backlog(), received=stats.received, stored_points=stats.stored_points,
+        duplicates=stats.duplicates, late=stats.late,
+        missing=sum(d.sequence.missing for d in runtime.pipeline.devices.values()),
+        refused=runtime.rejects.snapshot(), internal_errors=stats.internal_errors,
+        storage=runtime.store.health(), notifications_delivered=runtime.dispatcher.delivered,
+        notifications_failed=runtime.dispatcher.failed,
+    )
+
+
+def branch_summary(runtime: Runtime, branch: BranchEntry, open_alerts: dict[str, int]) -> dict[str, object]:
+    live = runtime.live.zones(branch.id)
+    zones = []
+    for device in runtime.directory.devices.values():
+        if device.branch_id != branch.id:
+            continue
+        for zone in device.zones.values():
+            now = live.get(zone.key)
+            zones.append(ZoneLive(
+                zone=zone.key, name=zone.name, occupancy=now.occupancy if now else None,
+                error=now.error if now else None, at=now.at if now else None, threshold=zone.rule.threshold,
+            ))
+    devices = [d for d in runtime.directory.devices.values() if d.branch_id == branch.id]
+    runtime_devices = runtime.pipeline.devices
+    online = sum(1 for d in devices if d.id in runtime_devices and runtime_devices[d.id].online)
+    call = runtime.live.last_call(branch.id)
+    return {
+        "id": branch.id, "name": branch.name, "region": branch.region_id, "timezone": branch.timezone,
+        "locale": branch.locale, "zones": sorted(zones, key=lambda z: z.zone), "devices_online": online,
+        "devices_total": len(devices), "open_alerts": open_alerts.get(branch.id, 0),
+        "last_call": CallPublic(button=call.button, kind=call.kind, device=call.device, at=call.at) if call else None,
+    }
+
+
+def open_alert_counts(runtime: Runtime) -> dict[str, int]:
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(models.Alert.branch_id, func.count()).where(models.Alert.state == "firing")
+            .group_by(models.Alert.branch_id)
+        ).all()
+    return {branch: int(count) for branch, count in rows}
+
+
+@router.get("/branches", response_model=list[BranchSummary], dependencies=[Authorized],
+            summary="Every branch with its live state")
+def branches(runtime: RuntimeDep) -> list[BranchSummary]:
+    counts = open_alert_counts(runtime)
+    return [BranchSummary.model_validate(branch_summary(runtime, b, counts))
+            for b in sorted(runtime.directory.branches.values(), key=lambda b: b.id)]
+
+
+@router.get("/branches/{branch_id}", response_model=BranchDetail, dependencies=[Authorized],
+            summary="One branch with the last hours of occupancy per zone")
+def branch(
+    branch_id: str, runtime: RuntimeDep,
+    hours: Annotated[float, Query(gt=0, le=168, description="hours of history")] = 4.0,
+) -> BranchDetail:
+    entry = runtime.directory.branches.get(branch_id)
+    if entry is None:
+        raise HTTPException(404, f"no branch {branch_id!r}")
+    since = runtime.clock.now() - timedelta(hours=hours)
+    samples = [
+        OccupancySample(
+            at=datetime.fromtimestamp(p.time_ns / 1e9, UTC), zone=p.tag("zone") or "",
+            occupancy=int(v) if (v := p.fields.get("occupancy")) is not None else None,
+        )
+        for p in runtime.store.query(schema.OCCUPANCY, branch_id, int(since.timestamp() * 1e9))
+    ]
+    return BranchDetail.model_validate(
+        {**branch_summary(runtime, entry, open_alert_counts(runtime)), "hours": hours, "occupancy": samples}
+    )
+
+
+@router.get("/devices", response_model=list[DevicePublic], dependencies=[Authorized], summary="Every device")
+def devices(runtime: RuntimeDep) -> list[DevicePublic]:
+    result = []
+    for device in sorted(runtime.directory.devices.values(), key=lambda d: d.id):
+        rt = runtime.pipeline.devices.get(device.id)
+        with runtime.sessions() as session:
+            row = session.get(models.Device, device.id)
+        result.append(DevicePublic(
+            id=device.id, branch=device.branch_id, profile=row.profile if row else "",
+            online=bool(rt and rt.online),
+            last_seen=datetime.fromtimestamp(rt.last_seen, UTC) if rt and rt.last_seen else None,
+            agent_version=rt.agent_version if rt else None, clock_skew_ms=rt.clock_skew_ms if rt else None,
+            received_seq=rt.sequence.highest if rt else 0, missing=rt.sequence.missing if rt else 0,
+            duplicates=rt.sequence.duplicates if rt else 0,
+        ))
+    return result
+
+
+def _alert(runtime: Runtime, alert: models.Alert, locale: str, with_events: bool) -> AlertPublic:
+    branch = runtime.directory.branches.get(alert.branch_id)
+    zone_name = alert.subject
+    for device in runtime.directory.devices.values():
+        if device.branch_id == alert.branch_id and alert.subject in device.zones:
+            zone_name = device.zones[alert.subject].name
+    title = t(locale, f"alert.{alert.rule}.title", branch=branch.name if branch else alert.branch_id,
+              zone=zone_name, value=alert.value, threshold=alert.threshold)
+    return AlertPublic(
+        id=alert.id, rule=alert.rule, branch=alert.branch_id, subject=alert.subject, severity=alert.severity,
+        state=alert.state, title=title, value=alert.value, peak=alert.peak, threshold=alert.threshold,
+        started_at=alert.started_at, updated_at=alert.updated_at, resolved_at=alert.resolved_at,
+        events=[AlertEventPublic(at=e.at, kind=e.kind, detail=e.detail) for e in alert.events] if with_events else None,
+    )
+
+
+@router.get("/alerts", response_model=list[AlertPublic], dependencies=[Authorized],
+            summary="Alerts, newest first")
+def alerts(
+    runtime: RuntimeDep, locale: LocaleDep,
+    state: Annotated[Literal["firing", "resolved", "all"], Query()] = "all",
+    branch: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AlertPublic]:
+    query = select(models.Alert).order_by(models.Alert.id.desc()).limit(limit)
+    if state != "all":
+        query = query.where(models.Alert.state == state)
+    if branch:
+        query = query.where(models.Alert.branch_id == branch)
+    with runtime.sessions() as session:
+        return [_alert(runtime, a, locale, False) for a in session.scalars(query)]
+
+
+@router.get("/alerts/{alert_id}", response_model=AlertPublic, dependencies=[Authorized],
+            summary="One alert with its timeline")
+def alert(alert_id: int, runtime: RuntimeDep, locale: LocaleDep) -> AlertPublic:
+    with runtime.sessions() as session:
+        row = session.get(models.Alert, alert_id)
+        if row is None:
+            raise HTTPException(404, f"no alert {alert_id}")
+        return _alert(runtime, row, locale, True)

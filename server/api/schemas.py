@@ -1,0 +1,99 @@
+"""What the API returns. Times are UTC (RFC 3339); each branch says its time zone for display."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class HealthPublic(BaseModel):
+    status: str = Field(description="ok, or degraded when the broker is not connected")
+    broker_connected: bool
+    ingest_backlog: int = Field(description="received messages waiting to be processed")
+    received: int
+    stored_points: int
+    duplicates: int = Field(description="messages dropped because their sequence number was already seen")
+    late: int = Field(description="messages that filled a sequence gap")
+    missing: int = Field(description="sequence numbers never received, over all devices")
+    refused: dict[str, int] = Field(description="refused messages by cause")
+    internal_errors: int
+    storage: dict[str, object]
+    notifications_delivered: int
+    notifications_failed: int
+
+
+class ZoneLive(BaseModel):
+    zone: str
+    name: str
+    occupancy: int | None = Field(description="people now; null when unknown (camera blind) or never reported")
+    error: float | None
+    at: datetime | None = Field(description="device time of the last report")
+    threshold: int = Field(description="occupancy at which the queue-too-long rule starts counting")
+
+
+class CallPublic(BaseModel):
+    button: str
+    kind: str
+    device: str
+    at: datetime
+
+
+class BranchSummary(BaseModel):
+    id: str
+    name: str
+    region: str
+    timezone: str
+    locale: str
+    zones: list[ZoneLive]
+    devices_online: int
+    devices_total: int
+    open_alerts: int
+    last_call: CallPublic | None
+
+
+class OccupancySample(BaseModel):
+    at: datetime
+    zone: str
+    occupancy: int | None
+
+
+class BranchDetail(BranchSummary):
+    hours: float = Field(description="how many hours of history `occupancy` covers")
+    occupancy: list[OccupancySample]
+
+
+class DevicePublic(BaseModel):
+    id: str
+    branch: str
+    profile: str
+    online: bool
+    last_seen: datetime | None
+    agent_version: str | None
+    clock_skew_ms: float | None = Field(description="device clock minus server clock at the last health report")
+    received_seq: int = Field(description="highest sequence number received")
+    missing: int = Field(description="sequence numbers not received (gaps)")
+    duplicates: int
+
+
+class AlertEventPublic(BaseModel):
+    at: datetime
+    kind: str
+    detail: str
+
+
+class AlertPublic(BaseModel):
+    id: int
+    rule: str
+    branch: str
+    subject: str
+    severity: str
+    state: str = Field(description="firing or resolved")
+    title: str = Field(description="in the requested language")
+    value: float | None
+    peak: float | None
+    threshold: float | None
+    started_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    events: list[AlertEventPublic] | None = Field(None, description="the timeline, on /alerts/{id} only")

@@ -1,0 +1,36 @@
+"""The FastAPI application. The runtime (MQTT, storage, registry) is created in the lifespan, never at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from server import __version__
+from server.api.routes import router
+from server.runtime import Runtime
+from server.settings import Settings
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. Pass a runtime to share one that is already running (the demo, tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = runtime or Runtime(settings or Settings())
+        if owned:
+            app.state.runtime.start()
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.runtime.stop()
+
+    app = FastAPI(
+        title="LobbyWatch", version=__version__, lifespan=lifespan,
+        description="Queue, call-bell and facility monitoring for post-office branch lobbies.",
+    )
+    app.include_router(router)
+    return app

@@ -1,0 +1,1 @@
+"""MQTT ingest: receive, validate, de-duplicate, store, evaluate rules, acknowledge."""

@@ -1,0 +1,308 @@
+"""From a received MQTT message to stored points, live state and rule transitions.
+
+Runs on one worker thread, batch by batch: validate each message, drop duplicates by sequence number, build
+points, store the batch, then apply rule transitions and acknowledge. Bad input is refused and counted, never
+raised; a storage failure holds the batch (unacknowledged) and retries, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from lobbywatch.clock import Clock
+from lobbywatch.protocol import (
+    ButtonEvent,
+    ConnectionState,
+    FacilityReport,
+    Health,
+    InvalidPayload,
+    InvalidTopic,
+    QueueReport,
+    Status,
+    Topic,
+    parse_payload,
+)
+from server.alerts.service import AlertService
+from server.ingest.directory import DeviceEntry, Directory, ZoneEntry
+from server.ingest.mqtt_source import Received
+from server.ingest.rejects import Rejects
+from server.ingest.sequence import SequenceTracker, Verdict
+from server.live import CallNow, LiveState, ReadingNow, ZoneNow
+from server.registry import models
+from server.rules.engine import RuleEngine
+from server.rules.queue_length import Transition
+from server.storage import points as schema
+from server.storage.base import TimeSeriesStore
+from server.storage.points import Point
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 2000  # messages per stored batch; the broker's in-flight window is larger
+DEVICE_FLUSH_S = 5.0  # device state (last seen, sequence) is written to the registry this often
+LAG_SAMPLES = 20_000  # recent device-to-stored delays kept for percentiles
+STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+@dataclass(slots=True)
+class DeviceRuntime:
+    sequence: SequenceTracker = field(default_factory=SequenceTracker)
+    online: bool = False
+    online_since: datetime | None = None
+    last_seen: float | None = None
+    clock_skew_ms: float | None = None
+    agent_version: str | None = None
+
+
+@dataclass(slots=True)
+class IngestStats:
+    received: int = 0
+    stored_points: int = 0
+    duplicates: int = 0
+    late: int = 0
+    internal_errors: int = 0
+    store_failures: int = 0
+
+
+class Pipeline:
+    def __init__(
+        self, *, directory: Directory, store: TimeSeriesStore, rules: RuleEngine, alerts: AlertService,
+        live: LiveState, rejects: Rejects, sessions: sessionmaker[Session], clock: Clock,
+    ) -> None:
+        self.directory = directory
+        self.store = store
+        self.rules = rules
+        self.alerts = alerts
+        self.live = live
+        self.rejects = rejects
+        self._sessions = sessions
+        self._clock = clock
+        self.stats = IngestStats()
+        self.devices: dict[str, DeviceRuntime] = {}
+        self._dirty: set[str] = set()
+        self._last_flush = clock.monotonic()
+        self.lag_ms: deque[float] = deque(maxlen=LAG_SAMPLES)
+        self.stopping = threading.Event()
+        self._load_devices()
+
+    def _load_devices(self) -> None:
+        with self._sessions() as session:
+            for device in session.query(models.Device).all():
+                runtime = DeviceRuntime(online=device.online, agent_version=device.agent_version)
+                if device.sequence:
+                    runtime.sequence = SequenceTracker.from_dict(dict(device.sequence))
+                self.devices[device.id] = runtime
+
+    # -- one batch -----------------------------------------------------------------------------------
+    def process(self, batch: Sequence[Received]) -> None:
+        points: list[Point] = []
+        transitions: list[tuple[DeviceEntry, ZoneEntry, Transition]] = []
+        stamps: list[float] = []
+        for received in batch:
+            self.stats.received += 1
+            try:
+                self._one(received, points, transitions, stamps)
+            except Exception:  # a bug of ours must not stop the ingest: count it, log it, go on
+                self.stats.internal_errors += 1
+                log.exception("internal error on message from %s", received.topic)
+        self._store(points)
+        now = self._clock.now().timestamp()
+        self.lag_ms.extend((now - ts) * 1000 for ts in stamps)
+        for device, zone, change in transitions:
+            self.alerts.on_queue(self.directory.branches[device.branch_id], zone, change)
+        if self._clock.monotonic() - self._last_flush >= DEVICE_FLUSH_S:
+            self.flush_devices()
+
+    def _store(self, points: list[Point]) -> None:
+        """Store, retrying for as long as storage is down: the broker holds what arrives meanwhile."""
+        attempt = 0
+        while True:
+            try:
+                self.store.write(points)
+            except Exception as exc:  # disk full, database locked, InfluxDB down: hold the batch and retry
+                self.stats.store_failures += 1
+                wait = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
+                attempt += 1
+                log.error("storing %d points failed (attempt %d), retrying in %s s: %s", len(points), attempt, wait, exc)
+                if self.stopping.wait(wait):
+                    raise
+                continue
+            self.stats.stored_points += len(points)
+            return
+
+    def _one(
+        self, received: Received, points: list[Point], transitions: list[tuple[DeviceEntry, ZoneEntry, Transition]],
+        stamps: list[float],
+    ) -> None:
+        try:
+            topic = Topic.parse(received.topic)
+        except InvalidTopic as exc:
+            parts = received.topic.split("/")
+            self.rejects.refuse("bad_topic", parts[2] if len(parts) > 2 else "?", str(exc))
+            return
+        device = self.directory.devices.get(topic.device)
+        if device is None:
+            self.rejects.refuse("unknown_device", topic.device, "device is not in the registry")
+            return
+        try:
+            message = parse_payload(topic.channel, received.payload)
+        except InvalidPayload as exc:
+            self.rejects.refuse(exc.cause, device.id, str(exc))
+            return
+        runtime = self.devices.setdefault(device.id, DeviceRuntime())
+        runtime.last_seen = received.received_at
+        self._dirty.add(device.id)
+        branch = device.branch_id
+        if isinstance(message, Status):
+            self._status(device, runtime, message, points)
+            return
+        assert isinstance(message, QueueReport | ButtonEvent | FacilityReport | Health)
+        verdict = runtime.sequence.accept(message.stream, message.seq)
+        if verdict is Verdict.DUPLICATE:
+            self.stats.duplicates += 1
+            return
+        if verdict is Verdict.LATE:
+            self.stats.late += 1
+        ts = message.ts.timestamp()
+        stamps.append(ts)
+        t_ns = _ns(message.ts)
+        if isinstance(message, QueueReport):
+            for count in message.zones:
+                zone = device.zones.get(count.zone)
+                if zone is None:
+                    self.rejects.refuse("unknown_zone", device.id, f"zone {count.zone!r} is not registered")
+                    continue
+                points.append(Point.make(
+                    schema.OCCUPANCY, {"branch": branch, "zone": zone.key, "device": device.id},
+                    {"occupancy": count.occupancy, "error": count.error, "known": count.occupancy is not None},
+                    t_ns,
+                ))
+                self.live.set_zone(branch, zone.key, ZoneNow(count.occupancy, count.error, message.ts, device.id))
+                # a late message is history: rules only move forward in time
+                if verdict is Verdict.NEW:
+                    change = self.rules.observe_occupancy(branch, zone.key, zone.rule, count.occupancy, ts)
+                    if change is not None:
+                        transitions.append((device, zone, change))
+        elif isinstance(message, ButtonEvent):
+            points.append(Point.make(
+                schema.CALL, {"branch": branch, "device": device.id, "button": message.button,
+                              "kind": message.kind.value},
+                {"action": message.action.value, "count": 1}, t_ns,
+            ))
+            self.live.set_call(branch, CallNow(message.button, message.kind.value, device.id, message.ts))
+        elif isinstance(message, FacilityReport):
+            for reading in message.readings:
+                points.append(Point.make(
+                    schema.FACILITY, {"branch": branch, "device": device.id, "sensor": reading.sensor,
+                                      "kind": reading.kind.value},
+                    {"value": reading.value, "ok": reading.ok}, t_ns,
+                ))
+                self.live.set_reading(branch, f"{device.id}/{reading.sensor}",
+                                      ReadingNow(reading.kind.value, reading.value, reading.ok, device.id, message.ts))
+        else:
+            runtime.clock_skew_ms = round((ts - received.received_at) * 1000, 1)
+            runtime.agent_version = message.agent_version
+            points.append(Point.make(
+                schema.DEVICE_HEALTH, {"branch": branch, "device": device.id},
+                {"cpu_pct": message.cpu_pct, "mem_rss_mb": message.mem_rss_mb, "outbox_depth": message.outbox_depth,
+                 "clock_skew_ms": runtime.clock_skew_ms, "clock_synced": message.clock_synced,
+                 "uptime_s": message.uptime_s},
+                t_ns,
+            ))
+
+    def _status(self, device: DeviceEntry, runtime: DeviceRuntime, message: Status, points: list[Point]) -> None:
+        # a will from an older connection must not mark a device offline that has since reconnected
+        if runtime.online_since is not None and message.since < runtime.online_since:
+            return
+        runtime.online = message.state is ConnectionState.ONLINE
+        runtime.online_since = message.since
+        runtime.agent_version = message.agent_version
+        points.append(Point.make(schema.DEVICE_STATUS, {"branch": device.branch_id, "device": device.id},
+                                 {"online": runtime.online}, _ns(self._clock.now())))
+
+    # -- device state --------------------------------------------------------------------------------
+    def flush_devices(self) -> None:
+        self._last_flush = self._clock.monotonic()
+        dirty, self._dirty = self._dirty, set()
+        if not dirty:
+            return
+        with self._sessions() as session:
+            for device_id in dirty:
+                row = session.get(models.Device, device_id)
+                runtime = self.devices[device_id]
+                if row is None:
+                    continue
+                row.online = runtime.online
+                row.last_seen = datetime.fromtimestamp(runtime.last_seen, UTC) if runtime.last_seen else None
+                row.clock_skew_ms = runtime.clock_skew_ms
+                row.agent_version = runtime.agent_version
+                row.sequence = runtime.sequence.to_dict()
+            session.commit()
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
+class IngestWorker:
+    """Takes received messages from the MQTT thread, runs the pipeline in batches, acknowledges after storing."""
+
+    def __init__(self, pipeline: Pipeline, ack: Callable[[Sequence[Received]], None]) -> None:
+        self._pipeline = pipeline
+        self._ack = ack
+        self._queue: queue.SimpleQueue[Received | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self.put = self._queue.put
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout / 2)
+        self._pipeline.stopping.set()
+        self._thread.join(timeout)
+        self._pipeline.flush_devices()
+
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                first = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                self._pipeline.flush_devices()
+                continue
+            batch: list[Received] = []
+            if first is None:
+                stopping = True
+            else:
+                batch.append(first)
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    continue
+                batch.append(item)
+            if not batch:
+                continue
+            try:
+                self._pipeline.process(batch)
+            except Exception:
+                # only when stopping with storage still down: leave the batch unacknowledged, the broker
+                # delivers it again to our persistent session at the next start
+                log.exception("stopping with %d messages not stored; left unacknowledged", len(batch))
+                return
+            self._ack(batch)

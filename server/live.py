@@ -1,0 +1,64 @@
+"""The live state of every branch, kept in memory by the ingest and read by the API."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneNow:
+    occupancy: int | None
+    error: float | None
+    at: datetime
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallNow:
+    button: str
+    kind: str
+    device: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingNow:
+    kind: str
+    value: float | None
+    ok: bool
+    device: str
+    at: datetime
+
+
+class LiveState:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._zones: dict[str, dict[str, ZoneNow]] = {}
+        self._calls: dict[str, CallNow] = {}
+        self._readings: dict[str, dict[str, ReadingNow]] = {}
+
+    def set_zone(self, branch: str, zone: str, now: ZoneNow) -> None:
+        with self._lock:
+            self._zones.setdefault(branch, {})[zone] = now
+
+    def set_call(self, branch: str, call: CallNow) -> None:
+        with self._lock:
+            self._calls[branch] = call
+
+    def set_reading(self, branch: str, sensor: str, reading: ReadingNow) -> None:
+        with self._lock:
+            self._readings.setdefault(branch, {})[sensor] = reading
+
+    def readings(self, branch: str) -> dict[str, ReadingNow]:
+        with self._lock:
+            return dict(self._readings.get(branch, {}))
+
+    def zones(self, branch: str) -> dict[str, ZoneNow]:
+        with self._lock:
+            return dict(self._zones.get(branch, {}))
+
+    def last_call(self, branch: str) -> CallNow | None:
+        with self._lock:
+            return self._calls.get(branch)

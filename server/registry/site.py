@@ -1,0 +1,144 @@
+"""The site config (YAML): regions, branches, their devices and zones, and each zone's queue rule.
+
+It is imported into the registry at start (`LOBBYWATCH_SITE_FILE`), adding and updating, never deleting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.orm import Session
+
+from lobbywatch.protocol import check_device_id
+from server.registry import models
+
+Id = str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueueRuleSpec(_Strict):
+    threshold: int = Field(8, ge=1, description="people in the zone that make the queue too long")
+    for_s: float = Field(300, ge=0, description="how long the queue must stay that long before the alert fires")
+    clear_below: int = Field(5, ge=0, description="the alert clears when the queue is at or below this ...")
+    clear_for_s: float = Field(120, ge=0, description="... for this long (hysteresis: no flapping)")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> QueueRuleSpec:
+        if self.clear_below >= self.threshold:
+            raise ValueError(f"clear_below ({self.clear_below}) must be below threshold ({self.threshold})")
+        return self
+
+
+class ZoneSpec(_Strict):
+    key: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    name: str
+    queue_too_long: QueueRuleSpec | None = None
+
+
+class DeviceSpec(_Strict):
+    id: Id
+    profile: Literal["lobby-camera", "call-buttons", "facility-sensors", "combined"] = "lobby-camera"
+    zones: list[ZoneSpec] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_device_id(value)
+
+
+class BranchSpec(_Strict):
+    id: Id
+    name: str
+    region: Id
+    timezone: str = "Asia/Shanghai"
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+    grade: int = Field(3, ge=1, le=4)
+    devices: list[DeviceSpec] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from None
+        return value
+
+
+class RegionSpec(_Strict):
+    id: Id
+    name: str
+    parent: Id | None = None
+
+
+class SiteSpec(_Strict):
+    defaults: QueueRuleSpec = Field(default_factory=QueueRuleSpec)  # type: ignore[arg-type]
+    regions: list[RegionSpec] = Field(default_factory=list)
+    branches: list[BranchSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> SiteSpec:
+        regions = {r.id for r in self.regions}
+        devices: set[str] = set()
+        for branch in self.branches:
+            if branch.region not in regions:
+                raise ValueError(f"branch {branch.id!r} names unknown region {branch.region!r}")
+            for device in branch.devices:
+                if device.id in devices:
+                    raise ValueError(f"device {device.id!r} appears twice")
+                devices.add(device.id)
+        return self
+
+
+class SiteError(ValueError):
+    pass
+
+
+def load_site(path: Path) -> SiteSpec:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SiteError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SiteError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return SiteSpec.model_validate(data or {})
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors(include_url=False)]
+        raise SiteError(f"{path}: {exc.error_count()} problem(s)\n" + "\n".join(lines)) from None
+
+
+def import_site(session: Session, site: SiteSpec) -> None:
+    for region in site.regions:
+        session.merge(models.Region(id=region.id, name=region.name, parent_id=region.parent))
+    session.flush()
+    for branch in site.branches:
+        session.merge(
+            models.Branch(id=branch.id, name=branch.name, region_id=branch.region, timezone=branch.timezone,
+                          locale=branch.locale, grade=branch.grade)
+        )
+        session.flush()
+        for device in branch.devices:
+            existing = session.get(models.Device, device.id)
+            if existing is None:
+                session.add(models.Device(id=device.id, branch_id=branch.id, profile=device.profile))
+            else:
+                existing.branch_id, existing.profile = branch.id, device.profile
+            session.flush()
+            for zone in device.zones:
+                rule = zone.queue_too_long or site.defaults
+                row = session.query(models.Zone).filter_by(device_id=device.id, key=zone.key).one_or_none()
+                if row is None:
+                    row = models.Zone(device_id=device.id, key=zone.key)
+                    session.add(row)
+                row.branch_id, row.name = branch.id, zone.name
+                row.queue_threshold, row.queue_for_s = rule.threshold, rule.for_s
+                row.queue_clear_below, row.queue_clear_for_s = rule.clear_below, rule.clear_for_s
+    session.commit()

@@ -1,0 +1,1 @@
+"""Alert rules: pure state machines fed with observations and times, owned per branch."""

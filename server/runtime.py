@@ -1,0 +1,92 @@
+"""The server's parts wired together from settings: used by `serve`, the demo, the benchmark and the tests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from lobbywatch.clock import Clock, SystemClock
+from server.alerts.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
+from server.alerts.service import QUEUE_TOO_LONG, AlertService
+from server.ingest.directory import Directory
+from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
+from server.ingest.pipeline import IngestWorker, Pipeline
+from server.ingest.rejects import Rejects
+from server.live import LiveState
+from server.registry.database import make_engine, make_sessions
+from server.registry.site import import_site, load_site
+from server.rules.engine import RuleEngine
+from server.settings import Settings
+from server.storage.base import TimeSeriesStore
+
+log = logging.getLogger(__name__)
+
+
+def make_store(settings: Settings) -> TimeSeriesStore:
+    if settings.storage == "influxdb":
+        from server.storage.influx_store import InfluxStore
+
+        token = settings.influx_token.get_secret_value() if settings.influx_token else ""
+        return InfluxStore(settings.influx_url, token, settings.influx_org, settings.influx_bucket, settings.spool_path)
+    from server.storage.sqlite_store import SqliteStore
+
+    return SqliteStore(settings.timeseries_path)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, clock: Clock | None = None, channels: Sequence[Channel] | None = None):
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.engine = make_engine(settings.database_url)
+        self.sessions = make_sessions(self.engine)
+        if settings.site_file is not None:
+            with self.sessions() as session:
+                import_site(session, load_site(settings.site_file))
+        self.directory = Directory(self.sessions)
+        self.store = make_store(settings)
+        if channels is None:
+            channels = [LogChannel()]
+            if settings.webhook_url:
+                channels.append(WebhookChannel(settings.webhook_url))
+        self.dispatcher = Dispatcher(channels, self._delivered)
+        self.alerts = AlertService(
+            self.sessions, self.dispatcher.submit, settings.public_url, self.clock, settings.grafana_url
+        )
+        self.rules = RuleEngine()
+        for alert in self.alerts.open_alerts():
+            if alert.rule == QUEUE_TOO_LONG:
+                self.rules.mark_firing(alert.branch_id, alert.subject, int(alert.peak or 0))
+        self.live = LiveState()
+        self.rejects = Rejects()
+        self.pipeline = Pipeline(
+            directory=self.directory, store=self.store, rules=self.rules, alerts=self.alerts, live=self.live,
+            rejects=self.rejects, sessions=self.sessions, clock=self.clock,
+        )
+        self.worker = IngestWorker(self.pipeline, self._ack)
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        self.source = MqttSource(
+            MqttSettings(
+                host=settings.mqtt_host, port=settings.mqtt_port, client_id=settings.mqtt_client_id,
+                username=settings.mqtt_username, password=password, tls=settings.mqtt_tls,
+                ca_file=settings.mqtt_ca_file, protocol=settings.mqtt_protocol, shared_group=settings.mqtt_shared_group,
+            ),
+            self.worker.put,
+        )
+
+    def _delivered(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
+        self.alerts.record_delivery(notice, channel, delivered, detail)
+
+    def _ack(self, batch: Sequence[Received]) -> None:
+        self.source.ack(batch)
+
+    def start(self) -> None:
+        self.dispatcher.start()
+        self.worker.start()
+        self.source.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.source.stop()
+        self.dispatcher.stop()
+        self.store.close()
+        self.engine.dispose()

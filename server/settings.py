@@ -1,0 +1,70 @@
+"""Server settings from environment variables (`LOBBYWATCH_*`), refusing default secrets outside dev mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that must never protect a production deployment (copied from examples and tutorials).
+KNOWN_DEFAULTS = frozenset({"", "changeme", "change-me", "secret", "password", "admin", "lobbywatch", "token"})
+MIN_SECRET_LENGTH = 16
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOBBYWATCH_", extra="forbid", frozen=True)
+
+    mode: Literal["dev", "prod"] = Field("prod", description="dev allows anonymous access and default secrets")
+    database_url: str = Field("sqlite:///lobbywatch.sqlite3", description="registry and alerts (SQLAlchemy URL)")
+    site_file: Path | None = Field(None, description="site config (YAML) imported into the registry at start")
+
+    storage: Literal["sqlite", "influxdb"] = Field("sqlite", description="where time series go")
+    timeseries_path: Path = Field(Path("timeseries.sqlite3"), description="SQLite time-series file")
+    influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB 2 URL")
+    influx_org: str = Field("lobbywatch")
+    influx_bucket: str = Field("lobbywatch")
+    influx_token: SecretStr | None = None
+    spool_path: Path = Field(Path("influx-spool.sqlite3"), description="points InfluxDB refused, kept for retry")
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_username: str | None = "lobbywatch-server"
+    mqtt_password: SecretStr | None = None
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    mqtt_client_id: str = Field("lobbywatch-ingest-1", description="unique per ingest worker; keeps its session")
+    mqtt_shared_group: str | None = Field(
+        None, description="MQTT 5 shared subscription group, to spread devices over several ingest workers"
+    )
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    public_url: str = Field("http://127.0.0.1:8000", description="base of links in notifications")
+    grafana_url: str | None = Field(None, description="base of dashboard links in notifications")
+    api_token: SecretStr | None = Field(None, description="bearer token for the API (required outside dev mode)")
+    webhook_url: str | None = Field(None, description="alerts are POSTed here as JSON")
+
+    @model_validator(mode="after")
+    def _no_default_secrets(self) -> Settings:
+        if self.mode == "dev":
+            return self
+        problems = []
+        if not _strong(self.api_token):
+            problems.append(f"LOBBYWATCH_API_TOKEN must be set to a random value of {MIN_SECRET_LENGTH}+ characters")
+        if self.mqtt_username and not _strong(self.mqtt_password):
+            problems.append("LOBBYWATCH_MQTT_PASSWORD must be set (not a default) for the server's MQTT user")
+        if self.storage == "influxdb" and not _strong(self.influx_token):
+            problems.append("LOBBYWATCH_INFLUX_TOKEN must be set when LOBBYWATCH_STORAGE=influxdb")
+        if problems:
+            raise ValueError("refusing to start outside dev mode: " + "; ".join(problems))
+        return self
+
+
+def _strong(secret: SecretStr | None) -> bool:
+    if secret is None:
+        return False
+    value = secret.get_secret_value()
+    return value.lower() not in KNOWN_DEFAULTS and len(value) >= MIN_SECRET_LENGTH
