@@ -31,6 +31,9 @@ class BrokerConfig(_Strict):
         "5", description="MQTT version; 5 tells the agent when the broker refuses a message"
     )
     keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive; the broker sends the last will after 1.5x")
+    reconnect_max_s: float = Field(
+        120.0, ge=1, le=3600, description="longest wait between reconnect attempts (full-jitter exponential backoff)"
+    )
 
 
 class ZoneConfig(_Strict):

@@ -63,7 +63,7 @@ class MqttLink:
         self._clock = clock
         self._version = agent_version
         self._on_inbound = on_inbound
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(cap_s=broker.reconnect_max_s)
         self._stop = threading.Event()
         self.connected = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"mqtt-{device_id}", daemon=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,8 @@ max_inflight_messages 4000
 # Messages kept for a disconnected persistent session (the server during a restart); see docs/protocol.md.
 max_queued_messages 50000
 log_dest file {data_dir}/mosquitto.log
+# Run as whoever started it (started as root, Mosquitto would switch to a user that cannot write here).
+user {user}
 """
 
 
@@ -59,7 +62,7 @@ class Mosquitto:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "mosquitto.conf"
-        conf.write_text(MOSQUITTO_CONF.format(port=self.port, data_dir=self.data_dir,
+        conf.write_text(MOSQUITTO_CONF.format(port=self.port, data_dir=self.data_dir, user=getpass.getuser(),
                                               persistence="true" if self._persistence else "false"))
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self._process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,

@@ -65,7 +65,7 @@ class AlertService:
                 if alert is None:
                     return
                 alert.state, alert.resolved_at, alert.updated_at = "resolved", at, at
-                alert.value = change.value
+                alert.value, alert.peak = change.value, max(alert.peak or 0, change.peak)
                 session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="resolved",
                                               detail=f"occupancy {change.value} <= {zone.rule.clear_below}"))
             session.commit()

@@ -1,0 +1,167 @@
+"""The ingest against a real Mosquitto: valid messages are stored and shown, bad ones refused and counted."""
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lobby_sim.broker import Mosquitto
+from lobbywatch.protocol import MAX_PAYLOAD_BYTES
+from server.alerts.notify import Dispatcher, Notice, WebhookChannel
+from server.app import create_app
+from server.runtime import Runtime
+from tests.helpers import Device, eventually, start_runtime
+
+
+class Hook(BaseHTTPRequestHandler):
+    status = 200
+    received: list[dict[str, object]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def webhook() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    server.received = []  # type: ignore[attr-defined]
+    server.status = 200  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, name="webhook")
+    thread.start()
+    yield server
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, mosquitto: Mosquitto, webhook: ThreadingHTTPServer) -> Iterator[Runtime]:
+    url = f"http://127.0.0.1:{webhook.server_address[1]}/hook"
+    rt = start_runtime(tmp_path, mosquitto.port, webhook_url=url)
+    yield rt
+    rt.stop()
+
+
+@pytest.fixture
+def device(mosquitto: Mosquitto) -> Iterator[Device]:
+    dev = Device(mosquitto.port, "dev-b1-cam")
+    yield dev
+    dev.close()
+
+
+def stored(runtime: Runtime, measurement: str = "occupancy", branch: str = "b1") -> list[object]:
+    return runtime.store.query(measurement, branch, 0)
+
+
+def test_message_arrives_in_storage_and_api(runtime: Runtime, device: Device) -> None:
+    device.queue(3)
+    (point,) = eventually(lambda: stored(runtime), what="occupancy stored")
+    assert point.fields == {"occupancy": 3, "known": True}
+    assert dict(point.tags) == {"branch": "b1", "zone": "queue", "device": "dev-b1-cam"}
+    with TestClient(create_app(runtime=runtime)) as client:
+        branches = {b["id"]: b for b in client.get("/api/v1/branches").json()}
+        assert branches["b1"]["zones"][0]["occupancy"] == 3
+        assert branches["b2"]["zones"][0]["occupancy"] is None
+        detail = client.get("/api/v1/branches/b1").json()
+        assert [s["occupancy"] for s in detail["occupancy"]] == [3]
+        devices = {d["id"]: d for d in client.get("/api/v1/devices").json()}
+        assert devices["dev-b1-cam"]["received_seq"] == 1
+
+
+def test_duplicates_are_dropped_and_gaps_counted(runtime: Runtime, device: Device) -> None:
+    first = device.queue(3)
+    device.send("queue", first)  # the same message again, as after a reconnect
+    device.seq += 2  # two messages lost on the way
+    device.queue(4)
+    eventually(lambda: runtime.pipeline.stats.received == 3, what="3 messages received")
+    assert runtime.pipeline.stats.duplicates == 1
+    tracker = runtime.pipeline.devices["dev-b1-cam"].sequence
+    assert tracker.missing == 2
+    assert len(stored(runtime)) == 2
+
+
+def test_bad_input_is_refused_counted_and_logged_once(
+    runtime: Runtime, device: Device, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="server.ingest.rejects")
+    device.send("queue", b"{not json")
+    device.send("queue", b"{also not json")
+    device.send("queue", device.envelope(zones=[{"zone": "queue", "occupancy": "3"}]))
+    device.send("queue", b"{" + b" " * MAX_PAYLOAD_BYTES + b"}")
+    device.send("queue", device.envelope(zones=[{"zone": "unknown-zone", "occupancy": 1}]))
+    device.send("queue", device.envelope(zones=[{"zone": "queue", "occupancy": 1}]), topic_device="stranger-1")
+    device.send("queue", device.envelope(zones=[{"zone": "queue", "occupancy": 1}]), topic_device="Bad Device")
+    device.queue(2)  # and the ingest carries on
+    eventually(lambda: stored(runtime), what="the good message stored")
+    assert runtime.rejects.snapshot() == {
+        "not_json": 2, "invalid": 1, "too_large": 1, "unknown_zone": 1, "unknown_device": 1, "bad_topic": 1,
+    }
+    not_json_logs = [r for r in caplog.records if "(not_json)" in r.getMessage()]
+    assert len(not_json_logs) == 1
+    assert "stranger-1" in caplog.text
+    with TestClient(create_app(runtime=runtime)) as client:
+        health = client.get("/api/v1/health").json()
+    assert health["refused"]["not_json"] == 2
+    assert health["internal_errors"] == 0
+
+
+def test_queue_rule_fires_notifies_and_resolves(
+    runtime: Runtime, device: Device, webhook: ThreadingHTTPServer
+) -> None:
+    device.queue(6)  # site rule: threshold 5, no duration
+    eventually(lambda: len(webhook.received) == 1, what="fired notice")  # type: ignore[attr-defined]
+    notice = webhook.received[0]  # type: ignore[attr-defined]
+    assert notice["change"] == "fired"
+    assert notice["title"] == "阜成门支局：窗口排队区排队过长——请开启弹性窗口"
+    assert notice["at_local"].endswith("+08:00")
+    device.queue(7)  # still firing: one alert, not two
+    device.queue(1)
+    eventually(lambda: len(webhook.received) == 2, what="resolved notice")  # type: ignore[attr-defined]
+    assert webhook.received[1]["change"] == "resolved"  # type: ignore[attr-defined]
+    assert "7" in webhook.received[1]["body"]  # the peak  # type: ignore[attr-defined]
+    with TestClient(create_app(runtime=runtime)) as client:
+        (alert,) = client.get("/api/v1/alerts").json()
+        assert alert["state"] == "resolved"
+        assert alert["peak"] == 7
+        english = client.get(f"/api/v1/alerts/{alert['id']}", params={"lang": "en"}).json()
+        assert english["title"] == "阜成门支局: queue too long in 窗口排队区"
+        kinds = eventually(lambda: [e["kind"] for e in client.get(f"/api/v1/alerts/{alert['id']}").json()["events"]]
+                           if len(client.get(f"/api/v1/alerts/{alert['id']}").json()["events"]) >= 6 else None,
+                           what="timeline with deliveries")
+    assert kinds.count("fired") == 1
+    assert kinds.count("resolved") == 1
+    assert kinds.count("notified") == 4  # two notices, to the log and the webhook
+
+
+def test_failing_webhook_is_retried_then_reported(webhook: ThreadingHTTPServer) -> None:
+    webhook.status = 500  # type: ignore[attr-defined]
+    outcomes: list[tuple[str, bool, str]] = []
+    done = threading.Event()
+
+    def outcome(notice: Notice, channel: str, delivered: bool, detail: str) -> None:
+        outcomes.append((channel, delivered, detail))
+        done.set()
+
+    channel = WebhookChannel(f"http://127.0.0.1:{webhook.server_address[1]}/hook")
+    dispatcher = Dispatcher([channel], outcome, sleep=lambda _s: False)
+    dispatcher.start()
+    dispatcher.submit(Notice(1, "fired", "queue_too_long", "warning", "b1", "B", "queue", "t", "b", "", "", "", None))
+    assert done.wait(10)
+    dispatcher.stop()
+    channel.close()
+    assert len(webhook.received) == 5  # type: ignore[attr-defined]
+    ((name, delivered, detail),) = outcomes
+    assert (name, delivered) == ("webhook", False)
+    assert "500" in detail
+    assert dispatcher.failed == 1

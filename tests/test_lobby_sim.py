@@ -1,0 +1,35 @@
+import math
+import random
+
+from lobby_sim.lobby import SERVICE_MIX, Lobby, LobbyPlan
+
+
+def test_service_mix_is_the_standards() -> None:
+    assert math.isclose(sum(share for share, _ in SERVICE_MIX), 1.0)
+    assert {minutes for _, minutes in SERVICE_MIX} == {3.0, 4.0, 5.0, 6.0}
+
+
+def test_mean_service_time_follows_the_standards() -> None:
+    lobby = Lobby(LobbyPlan(), random.Random(1))
+    samples = [lobby.service_minutes() for _ in range(20_000)]
+    expected = sum(share * minutes for share, minutes in SERVICE_MIX)
+    assert abs(sum(samples) / len(samples) - expected) < 0.1
+
+
+def test_a_peak_over_capacity_builds_a_queue_and_a_flexible_window_helps() -> None:
+    plan = LobbyPlan(windows=2, max_windows=4, base_per_min=0.2, peak_per_min=1.0, peak_from_min=0, peak_to_min=600)
+    crowded = Lobby(plan, random.Random(2))
+    crowded.advance(60)
+    assert crowded.waiting > 15
+    relieved = Lobby(plan, random.Random(2))
+    assert relieved.open_window() and relieved.open_window()
+    assert not relieved.open_window()  # only four windows in this branch
+    relieved.advance(60)
+    assert relieved.waiting < crowded.waiting
+
+
+def test_quiet_branch_has_short_queue() -> None:
+    lobby = Lobby(LobbyPlan(windows=3, base_per_min=0.2, peak_per_min=0.2), random.Random(3))
+    lobby.advance(120)
+    assert lobby.waiting <= 3
+    assert lobby.served > 10

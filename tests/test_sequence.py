@@ -1,0 +1,55 @@
+from server.ingest.sequence import MAX_GAP_RANGES, SequenceTracker, Verdict
+
+
+def test_in_order_messages_are_new() -> None:
+    tracker = SequenceTracker()
+    assert [tracker.accept("s1", n) for n in (1, 2, 3)] == [Verdict.NEW] * 3
+    assert tracker.missing == 0
+
+
+def test_duplicates_are_recognised() -> None:
+    tracker = SequenceTracker()
+    for n in (1, 2, 3):
+        tracker.accept("s1", n)
+    assert tracker.accept("s1", 2) is Verdict.DUPLICATE
+    assert tracker.accept("s1", 3) is Verdict.DUPLICATE
+    assert tracker.duplicates == 2
+
+
+def test_gaps_are_counted_and_filled_by_late_messages() -> None:
+    tracker = SequenceTracker()
+    tracker.accept("s1", 1)
+    tracker.accept("s1", 10)
+    assert tracker.missing == 8
+    assert tracker.accept("s1", 5) is Verdict.LATE
+    assert tracker.gaps == [[2, 4], [6, 9]]
+    assert tracker.accept("s1", 5) is Verdict.DUPLICATE
+    for n in (2, 3, 4, 6, 7, 8, 9):
+        assert tracker.accept("s1", n) is Verdict.LATE
+    assert tracker.missing == 0
+    assert tracker.gaps == []
+
+
+def test_a_new_stream_starts_over() -> None:
+    tracker = SequenceTracker()
+    tracker.accept("s1", 500)
+    assert tracker.accept("s2", 1) is Verdict.NEW
+    assert tracker.restarts == 1
+    assert tracker.missing == 0
+
+
+def test_gap_ranges_are_bounded_and_what_is_given_up_is_counted() -> None:
+    tracker = SequenceTracker()
+    for n in range(1, 2 * (MAX_GAP_RANGES + 10), 2):  # every other message lost
+        tracker.accept("s1", n)
+    assert len(tracker.gaps) == MAX_GAP_RANGES
+    assert tracker.given_up == 9
+
+
+def test_state_round_trips_through_a_dict() -> None:
+    tracker = SequenceTracker()
+    for n in (1, 4, 7):
+        tracker.accept("s1", n)
+    copy = SequenceTracker.from_dict(tracker.to_dict())
+    assert copy == tracker
+    assert copy.accept("s1", 2) is Verdict.LATE
