@@ -7,6 +7,7 @@ owns the MQTT connection. Every message goes through the outbox first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpiozero.pins import Factory
 from pydantic import BaseModel, ValidationError
 
 from edge_agent import __version__
@@ -28,7 +30,6 @@ from edge_agent.link import Inbound, MqttLink
 from edge_agent.outbox import Outbox
 from edge_agent.reporting import OccupancyReporter
 from edge_agent.sensors import SensorEnv, build_sensor
-from gpiozero.pins import Factory
 from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
     ButtonEvent,
@@ -118,7 +119,8 @@ class Agent:
     # -- the camera loop -----------------------------------------------------------------------------
     def _camera_loop(self, stop: threading.Event) -> None:
         camera = self.config.camera
-        assert camera is not None and self._frames is not None
+        assert camera is not None
+        assert self._frames is not None
         counter = ForegroundCounter(
             [Zone(z.key, list(z.polygon), z.anchor, z.person_area_px) for z in camera.zones],
             [list(p) for p in camera.ignore],
@@ -187,7 +189,10 @@ class Agent:
             self._camera_thread.start()
         reporting = self.config.reporting
         schedule = {self.report_facility: 0.0, self.report_health: 0.0}
-        intervals = {self.report_facility: reporting.facility_interval_s, self.report_health: reporting.health_interval_s}
+        intervals = {
+            self.report_facility: reporting.facility_interval_s,
+            self.report_health: reporting.health_interval_s,
+        }
         try:
             while not stop.is_set():
                 now = self._clock.monotonic()
@@ -198,10 +203,8 @@ class Agent:
                 if on_tick is not None:
                     on_tick()
                 timeout = max(0.0, min(schedule.values()) - self._clock.monotonic())
-                try:
+                with contextlib.suppress(queue.Empty):
                     self._handle_press(self._presses.get(timeout=min(timeout, 0.5)))
-                except queue.Empty:
-                    pass
         finally:
             self.close()
 

@@ -115,12 +115,12 @@ class DeviceConfig(_Strict):
     device_id: str = Field(description="the device's identity, also its MQTT user name")
     data_dir: Path = Field(Path("/var/lib/lobbywatch"), description="where the outbox and calibration live")
     locale: Literal["zh-CN", "en"] = Field("zh-CN", description="language of messages shown to the technician")
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)  # type: ignore[arg-type]
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
     camera: CameraConfig | None = None
     buttons: list[ButtonConfig] = Field(default_factory=list)
     sensors: list[SensorConfig] = Field(default_factory=list)
-    reporting: ReportingConfig = Field(default_factory=ReportingConfig)  # type: ignore[arg-type]
-    outbox: OutboxConfig = Field(default_factory=OutboxConfig)  # type: ignore[arg-type]
+    reporting: ReportingConfig = Field(default_factory=ReportingConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     gpio_factory: Literal["auto", "mock"] = Field(
         "auto", description="'mock' drives buttons from software (tests, demos) instead of the Pi's pins"
     )

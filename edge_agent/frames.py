@@ -43,7 +43,8 @@ class FrameFolder:
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
             log.warning("cannot decode frame %s", path)
-        return frame
+            return None
+        return np.asarray(frame, dtype=np.uint8)
 
     def close(self) -> None:
         return None
@@ -77,8 +78,7 @@ class OpenCVCamera:
             self._cap.release()
             self._cap = None
             return None
-        result: Frame = frame
-        return result
+        return np.asarray(frame, dtype=np.uint8)
 
     def close(self) -> None:
         if self._cap is not None:

@@ -79,8 +79,10 @@ def site_config() -> dict[str, object]:
             {
                 "id": b.id, "name": b.name, "region": b.region, "locale": b.locale, "timezone": "Asia/Shanghai",
                 "grade": 2,
-                "devices": [{"id": f"{b.id}-cam1", "profile": "combined",
-                             "zones": [{"key": "queue", "name": "窗口排队区" if b.locale == "zh-CN" else "window queue"}]}],
+                "devices": [{
+                    "id": f"{b.id}-cam1", "profile": "combined",
+                    "zones": [{"key": "queue", "name": "窗口排队区" if b.locale == "zh-CN" else "window queue"}],
+                }],
             }
             for b in BRANCHES
         ],
@@ -217,7 +219,8 @@ class Demo:
             self._spawn(self._ring_bell, "bell", second)
 
     def table(self, elapsed: float) -> Group:
-        assert self.runtime is not None and self.broker is not None
+        assert self.runtime is not None
+        assert self.broker is not None
         lang = self.locale
         rows = {b.id: b for b in self._api_branches()}
         table = Table(title=t(lang, "demo.title", seconds=int(elapsed)), expand=False)

@@ -67,11 +67,7 @@ class Lobby:
         return True
 
     def service_minutes(self) -> float:
-        pick = self.rng.random()
-        for share, standard in SERVICE_MIX:
-            pick -= share
-            if pick <= 0:
-                break
+        standard = _pick_standard(self.rng.random())
         return standard * math.exp(self.rng.gauss(0.0, SERVICE_SPREAD) - SERVICE_SPREAD**2 / 2)
 
     def advance(self, minutes: float) -> None:
@@ -79,14 +75,22 @@ class Lobby:
         while self.minute < end:
             step = min(STEP_MIN, end - self.minute)
             self.waiting += _poisson(self.rng, self.rate(self.minute) * step)
-            for i, remaining in enumerate(self._busy):
-                remaining = max(0.0, remaining - step)
-                if remaining == 0 and self.waiting > 0:
+            for i, busy in enumerate(self._busy):
+                left = max(0.0, busy - step)
+                if left == 0 and self.waiting > 0:
                     self.waiting -= 1
                     self.served += 1
-                    remaining = self.service_minutes()
-                self._busy[i] = remaining
+                    left = self.service_minutes()
+                self._busy[i] = left
             self.minute += step
+
+
+def _pick_standard(u: float) -> float:
+    for share, standard in SERVICE_MIX:
+        u -= share
+        if u <= 0:
+            return standard
+    return SERVICE_MIX[-1][1]
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

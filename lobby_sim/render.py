@@ -45,7 +45,7 @@ class LobbyRenderer:
         return frame
 
     def _queue_slots(self) -> list[tuple[int, int]]:
-        slots = []
+        slots: list[tuple[int, int]] = []
         rows = range(215, 350, SLOT_DY)
         for r, feet_y in enumerate(rows):
             xs = list(range(60, 600, SLOT_DX))

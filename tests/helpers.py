@@ -43,11 +43,12 @@ def site(rule: dict[str, object] | None = None) -> dict[str, object]:
 def start_runtime(tmp_path: Path, port: int, site_spec: dict[str, object] | None = None, **overrides: Any) -> Runtime:
     site_file = tmp_path / "site.yaml"
     site_file.write_text(yaml.safe_dump(site_spec or site(), allow_unicode=True), encoding="utf-8")
-    settings = Settings(
-        mode="dev", database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}", site_file=site_file,
-        timeseries_path=tmp_path / "ts.sqlite3", mqtt_port=port, mqtt_username=None,
-        mqtt_client_id=f"ingest-{tmp_path.name}"[:60], **overrides,
-    )
+    values: dict[str, Any] = {
+        "mode": "dev", "database_url": f"sqlite:///{tmp_path / 'registry.sqlite3'}", "site_file": site_file,
+        "timeseries_path": tmp_path / "ts.sqlite3", "mqtt_port": port, "mqtt_username": None,
+        "mqtt_client_id": f"ingest-{tmp_path.name}"[:60],
+    }
+    settings = Settings(**{**values, **overrides})
     runtime = Runtime(settings)
     runtime.start()
     assert runtime.source.wait_connected(10), "ingest did not connect"

@@ -103,7 +103,7 @@ def test_agent_reports_counts_presses_sensors_and_health(running: Running, serve
 
 def outage(running: Running, server: Runtime, mosquitto: Mosquitto) -> tuple[int, int]:
     """Stop the broker while the lobby goes on, start it again; return the device's last seq and its call count."""
-    eventually(lambda: running.agent.link.connected.is_set(), what="agent connected")
+    eventually(running.agent.link.connected.is_set, what="agent connected")
     running.press()
     eventually(lambda: len(points(server, schema.CALL)) == 1, what="first call stored")
     mosquitto.stop()

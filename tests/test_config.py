@@ -39,7 +39,7 @@ def test_wrong_type_is_an_error_naming_the_field(tmp_path: Path) -> None:
 
 def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "device_id: dev-001\ncamera: [unclosed\n")
-    with pytest.raises(ConfigError, match="line 3|line 2"):
+    with pytest.raises(ConfigError, match=r"line [23]"):
         load_config(path)
 
 

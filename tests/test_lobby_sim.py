@@ -22,7 +22,8 @@ def test_a_peak_over_capacity_builds_a_queue_and_a_flexible_window_helps() -> No
     crowded.advance(60)
     assert crowded.waiting > 15
     relieved = Lobby(plan, random.Random(2))
-    assert relieved.open_window() and relieved.open_window()
+    assert relieved.open_window()
+    assert relieved.open_window()
     assert not relieved.open_window()  # only four windows in this branch
     relieved.advance(60)
     assert relieved.waiting < crowded.waiting

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from edge_agent.outbox import Outbox
 
 
@@ -47,10 +49,8 @@ def test_a_failing_build_stores_nothing_and_uses_no_number(tmp_path: Path) -> No
     def broken(seq: int, stream: str) -> bytes:
         raise ValueError("bad message")
 
-    try:
+    with pytest.raises(ValueError, match="bad message"):
         box.append("t", broken)
-    except ValueError:
-        pass
     assert box.append("t", payload) == 1
     assert box.depth() == 1
     box.close()

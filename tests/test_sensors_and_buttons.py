@@ -19,8 +19,8 @@ def fake_thermal(root: Path, text: str) -> Path:
 
 
 def test_board_temperature_from_sysfs(tmp_path: Path) -> None:
-    sensor = build_sensor(BoardTemperatureConfig(type="board_temperature"), SensorEnv(fake_thermal(tmp_path, "51234\n")))
-    reading = sensor.read()
+    env = SensorEnv(fake_thermal(tmp_path, "51234\n"))
+    reading = build_sensor(BoardTemperatureConfig(type="board_temperature"), env).read()
     assert (reading.kind, reading.value, reading.ok, reading.unit) == (SensorKind.BOARD_TEMPERATURE, 51.2, True, "°C")
 
 

@@ -51,9 +51,10 @@ class ForegroundCounter:
 
     def count(self, frame: Frame) -> list[ZoneResult]:
         gray = cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame, (5, 5), 0)
+        gray = np.asarray(gray, dtype=np.uint8)
         if self._background is None or self._background.shape != gray.shape:
             self._background = gray.astype(np.float32)
-            self._keep = cv2.bitwise_not(polygon_mask(gray.shape[:2], self._ignore))
+            self._keep = np.asarray(cv2.bitwise_not(polygon_mask(gray.shape[:2], self._ignore)), dtype=np.uint8)
         diff = cv2.absdiff(gray, cv2.convertScaleAbs(self._background))
         _, fg = cv2.threshold(diff, DIFF_THRESHOLD, 255, cv2.THRESH_BINARY)
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._kernel)

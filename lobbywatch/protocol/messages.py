@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -167,7 +167,7 @@ def parse_payload(channel: Channel, raw: bytes) -> Message:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise InvalidPayload("too_large", f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
-        result: Message = _ADAPTERS[channel].validate_json(raw)
+        result = cast(Message, _ADAPTERS[channel].validate_json(raw))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         if first["type"] == "json_invalid":

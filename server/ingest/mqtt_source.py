@@ -88,7 +88,7 @@ class MqttSource:
     def start(self) -> None:
         properties = None
         if self._v5:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
             properties.ReceiveMaximum = RECEIVE_MAXIMUM
         self._client.connect_async(
@@ -127,4 +127,4 @@ class MqttSource:
         log.warning("ingest disconnected from broker: %s", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        self._handoff(Received(message.topic, message.payload, time.time(), message.mid, message.qos))
+        self._handoff(Received(message.topic, bytes(message.payload), time.time(), message.mid, message.qos))

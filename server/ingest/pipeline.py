@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,6 +72,24 @@ class IngestStats:
     store_failures: int = 0
 
 
+@dataclass(slots=True)
+class _Batch:
+    """What one batch of messages makes: points to store, rule transitions, device timestamps."""
+
+    points: list[Point] = field(default_factory=list)
+    transitions: list[tuple[DeviceEntry, ZoneEntry, Transition]] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    device: DeviceEntry
+    runtime: DeviceRuntime
+    received: Received
+    verdict: Verdict
+    t_ns: int
+
+
 class Pipeline:
     def __init__(
         self, *, directory: Directory, store: TimeSeriesStore, rules: RuleEngine, alerts: AlertService,
@@ -90,6 +109,9 @@ class Pipeline:
         self._last_flush = clock.monotonic()
         self.lag_ms: deque[float] = deque(maxlen=LAG_SAMPLES)
         self.stopping = threading.Event()
+        self._handlers: dict[type, Callable[[_Context, Any, _Batch], None]] = {
+            QueueReport: self._queue, ButtonEvent: self._button, FacilityReport: self._facility, Health: self._health,
+        }
         self._load_devices()
 
     def _load_devices(self) -> None:
@@ -102,20 +124,18 @@ class Pipeline:
 
     # -- one batch -----------------------------------------------------------------------------------
     def process(self, batch: Sequence[Received]) -> None:
-        points: list[Point] = []
-        transitions: list[tuple[DeviceEntry, ZoneEntry, Transition]] = []
-        stamps: list[float] = []
+        work = _Batch()
         for received in batch:
             self.stats.received += 1
             try:
-                self._one(received, points, transitions, stamps)
+                self._one(received, work)
             except Exception:  # a bug of ours must not stop the ingest: count it, log it, go on
                 self.stats.internal_errors += 1
                 log.exception("internal error on message from %s", received.topic)
-        self._store(points)
+        self._store(work.points)
         now = self._clock.now().timestamp()
-        self.lag_ms.extend((now - ts) * 1000 for ts in stamps)
-        for device, zone, change in transitions:
+        self.lag_ms.extend((now - ts) * 1000 for ts in work.stamps)
+        for device, zone, change in work.transitions:
             self.alerts.on_queue(self.directory.branches[device.branch_id], zone, change)
         if self._clock.monotonic() - self._last_flush >= DEVICE_FLUSH_S:
             self.flush_devices()
@@ -130,17 +150,15 @@ class Pipeline:
                 self.stats.store_failures += 1
                 wait = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
                 attempt += 1
-                log.error("storing %d points failed (attempt %d), retrying in %s s: %s", len(points), attempt, wait, exc)
+                log.error("storing %d points failed (attempt %d), retrying in %s s: %s",
+                          len(points), attempt, wait, exc)
                 if self.stopping.wait(wait):
                     raise
                 continue
             self.stats.stored_points += len(points)
             return
 
-    def _one(
-        self, received: Received, points: list[Point], transitions: list[tuple[DeviceEntry, ZoneEntry, Transition]],
-        stamps: list[float],
-    ) -> None:
+    def _one(self, received: Received, batch: _Batch) -> None:
         try:
             topic = Topic.parse(received.topic)
         except InvalidTopic as exc:
@@ -159,9 +177,8 @@ class Pipeline:
         runtime = self.devices.setdefault(device.id, DeviceRuntime())
         runtime.last_seen = received.received_at
         self._dirty.add(device.id)
-        branch = device.branch_id
         if isinstance(message, Status):
-            self._status(device, runtime, message, points)
+            self._status(device, runtime, message, batch.points)
             return
         assert isinstance(message, QueueReport | ButtonEvent | FacilityReport | Health)
         verdict = runtime.sequence.accept(message.stream, message.seq)
@@ -170,52 +187,60 @@ class Pipeline:
             return
         if verdict is Verdict.LATE:
             self.stats.late += 1
-        ts = message.ts.timestamp()
-        stamps.append(ts)
-        t_ns = _ns(message.ts)
-        if isinstance(message, QueueReport):
-            for count in message.zones:
-                zone = device.zones.get(count.zone)
-                if zone is None:
-                    self.rejects.refuse("unknown_zone", device.id, f"zone {count.zone!r} is not registered")
-                    continue
-                points.append(Point.make(
-                    schema.OCCUPANCY, {"branch": branch, "zone": zone.key, "device": device.id},
-                    {"occupancy": count.occupancy, "error": count.error, "known": count.occupancy is not None},
-                    t_ns,
-                ))
-                self.live.set_zone(branch, zone.key, ZoneNow(count.occupancy, count.error, message.ts, device.id))
-                # a late message is history: rules only move forward in time
-                if verdict is Verdict.NEW:
-                    change = self.rules.observe_occupancy(branch, zone.key, zone.rule, count.occupancy, ts)
-                    if change is not None:
-                        transitions.append((device, zone, change))
-        elif isinstance(message, ButtonEvent):
-            points.append(Point.make(
-                schema.CALL, {"branch": branch, "device": device.id, "button": message.button,
-                              "kind": message.kind.value},
-                {"action": message.action.value, "count": 1}, t_ns,
+        batch.stamps.append(message.ts.timestamp())
+        handler = self._handlers[type(message)]
+        handler(_Context(device, runtime, received, verdict, _ns(message.ts)), message, batch)
+
+    def _queue(self, ctx: _Context, message: QueueReport, batch: _Batch) -> None:
+        device, branch = ctx.device, ctx.device.branch_id
+        for count in message.zones:
+            zone = device.zones.get(count.zone)
+            if zone is None:
+                self.rejects.refuse("unknown_zone", device.id, f"zone {count.zone!r} is not registered")
+                continue
+            batch.points.append(Point.make(
+                schema.OCCUPANCY, {"branch": branch, "zone": zone.key, "device": device.id},
+                {"occupancy": count.occupancy, "error": count.error, "known": count.occupancy is not None},
+                ctx.t_ns,
             ))
-            self.live.set_call(branch, CallNow(message.button, message.kind.value, device.id, message.ts))
-        elif isinstance(message, FacilityReport):
-            for reading in message.readings:
-                points.append(Point.make(
-                    schema.FACILITY, {"branch": branch, "device": device.id, "sensor": reading.sensor,
-                                      "kind": reading.kind.value},
-                    {"value": reading.value, "ok": reading.ok}, t_ns,
-                ))
-                self.live.set_reading(branch, f"{device.id}/{reading.sensor}",
-                                      ReadingNow(reading.kind.value, reading.value, reading.ok, device.id, message.ts))
-        else:
-            runtime.clock_skew_ms = round((ts - received.received_at) * 1000, 1)
-            runtime.agent_version = message.agent_version
-            points.append(Point.make(
-                schema.DEVICE_HEALTH, {"branch": branch, "device": device.id},
-                {"cpu_pct": message.cpu_pct, "mem_rss_mb": message.mem_rss_mb, "outbox_depth": message.outbox_depth,
-                 "clock_skew_ms": runtime.clock_skew_ms, "clock_synced": message.clock_synced,
-                 "uptime_s": message.uptime_s},
-                t_ns,
+            self.live.set_zone(branch, zone.key, ZoneNow(count.occupancy, count.error, message.ts, device.id))
+            # a late message is history: rules only move forward in time
+            if ctx.verdict is Verdict.NEW:
+                change = self.rules.observe_occupancy(branch, zone.key, zone.rule, count.occupancy,
+                                                      message.ts.timestamp())
+                if change is not None:
+                    batch.transitions.append((device, zone, change))
+
+    def _button(self, ctx: _Context, message: ButtonEvent, batch: _Batch) -> None:
+        branch, device = ctx.device.branch_id, ctx.device.id
+        batch.points.append(Point.make(
+            schema.CALL, {"branch": branch, "device": device, "button": message.button, "kind": message.kind.value},
+            {"action": message.action.value, "count": 1}, ctx.t_ns,
+        ))
+        self.live.set_call(branch, CallNow(message.button, message.kind.value, device, message.ts))
+
+    def _facility(self, ctx: _Context, message: FacilityReport, batch: _Batch) -> None:
+        branch, device = ctx.device.branch_id, ctx.device.id
+        for reading in message.readings:
+            batch.points.append(Point.make(
+                schema.FACILITY, {"branch": branch, "device": device, "sensor": reading.sensor,
+                                  "kind": reading.kind.value},
+                {"value": reading.value, "ok": reading.ok}, ctx.t_ns,
             ))
+            self.live.set_reading(branch, f"{device}/{reading.sensor}",
+                                  ReadingNow(reading.kind.value, reading.value, reading.ok, device, message.ts))
+
+    def _health(self, ctx: _Context, message: Health, batch: _Batch) -> None:
+        runtime = ctx.runtime
+        runtime.clock_skew_ms = round((message.ts.timestamp() - ctx.received.received_at) * 1000, 1)
+        runtime.agent_version = message.agent_version
+        batch.points.append(Point.make(
+            schema.DEVICE_HEALTH, {"branch": ctx.device.branch_id, "device": ctx.device.id},
+            {"cpu_pct": message.cpu_pct, "mem_rss_mb": message.mem_rss_mb, "outbox_depth": message.outbox_depth,
+             "clock_skew_ms": runtime.clock_skew_ms, "clock_synced": message.clock_synced,
+             "uptime_s": message.uptime_s},
+            ctx.t_ns,
+        ))
 
     def _status(self, device: DeviceEntry, runtime: DeviceRuntime, message: Status, points: list[Point]) -> None:
         # a will from an older connection must not mark a device offline that has since reconnected

@@ -79,7 +79,7 @@ class RegionSpec(_Strict):
 
 
 class SiteSpec(_Strict):
-    defaults: QueueRuleSpec = Field(default_factory=QueueRuleSpec)  # type: ignore[arg-type]
+    defaults: QueueRuleSpec = Field(default_factory=QueueRuleSpec)
     regions: list[RegionSpec] = Field(default_factory=list)
     branches: list[BranchSpec] = Field(default_factory=list)
 

@@ -48,16 +48,22 @@ class QueueState:
 def step(rule: QueueRule, state: QueueState, value: int | None, at: float) -> Transition | None:
     if value is None:
         return None
-    if not state.firing:
-        if value < rule.threshold:
-            state.over_since = None
-            return None
-        if state.over_since is None:
-            state.over_since = at
-        if at - state.over_since >= rule.for_s:
-            state.firing, state.under_since, state.peak = True, None, value
-            return Transition(Change.FIRED, at, value, value)
+    return _while_firing(rule, state, value, at) if state.firing else _while_quiet(rule, state, value, at)
+
+
+def _while_quiet(rule: QueueRule, state: QueueState, value: int, at: float) -> Transition | None:
+    if value < rule.threshold:
+        state.over_since = None
         return None
+    if state.over_since is None:
+        state.over_since = at
+    if at - state.over_since < rule.for_s:
+        return None
+    state.firing, state.under_since, state.peak = True, None, value
+    return Transition(Change.FIRED, at, value, value)
+
+
+def _while_firing(rule: QueueRule, state: QueueState, value: int, at: float) -> Transition | None:
     state.peak = max(state.peak, value)
     if value > rule.clear_below:
         state.under_since = None

@@ -16,15 +16,19 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
-from influxdb_client import InfluxDBClient, WriteOptions
-from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS, WriteOptions
 from influxdb_client.domain.write_precision import WritePrecision
 
 from server.storage.points import SCHEMA, Point
 
 log = logging.getLogger(__name__)
+
+# The client's stubs type this as a str enum member and its signature as WritePrecision; it is both.
+_NANOSECONDS: Any = WritePrecision.NS
 
 # Lines per batch: InfluxDB's guidance is 5,000 for best throughput.
 BATCH_SIZE = 5000
@@ -106,6 +110,8 @@ class InfluxStore:
         self.retries = 0
         self.spooled = 0
         self._stop = threading.Event()
+        self._closed = False
+        self._spool_depth = 0
         self._spool_retry_s = spool_retry_s
         self._drainer = threading.Thread(target=self._drain_spool, name="influx-spool", daemon=True)
         self._drainer.start()
@@ -114,7 +120,7 @@ class InfluxStore:
     def write(self, points: Sequence[Point]) -> None:
         if not points:
             return
-        self._writer.write(self._bucket, self._org, [p.line() for p in points], write_precision=WritePrecision.NS)
+        self._writer.write(self._bucket, self._org, [p.line() for p in points], write_precision=_NANOSECONDS)
         with self._lock:
             self.submitted += len(points)
 
@@ -145,7 +151,7 @@ class InfluxStore:
         while (batch := self._spool.oldest()) is not None:
             batch_id, lines = batch
             try:
-                self._sync_writer.write(self._bucket, self._org, lines, write_precision=WritePrecision.NS)
+                self._sync_writer.write(self._bucket, self._org, lines, write_precision=_NANOSECONDS)
             except Exception as exc:  # any failure: keep the batch, try again later
                 log.warning("spooled batch still refused by InfluxDB: %s", exc)
                 break
@@ -186,17 +192,19 @@ class InfluxStore:
                 "written": self.written,
                 "retries": self.retries,
                 "spooled_lines": self.spooled,
-                "spool_batches": self._spool.depth(),
+                "spool_batches": self._spool_depth if self._closed else self._spool.depth(),
             }
 
     def close(self) -> None:
-        self._writer.close()  # flushes the batch in hand
+        self._writer.close()  # type: ignore[no-untyped-call]  # flushes the batch in hand
         self._stop.set()
         self._drainer.join(5)
         self.flush_spool()
+        self._spool_depth = self._spool.depth()
+        self._closed = True
         self._spool.close()
         self._http.close()
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
 
 
 def _line_count(data: str | bytes) -> int:

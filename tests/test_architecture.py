@@ -1,0 +1,68 @@
+"""Dependencies run one way, and exactly one module per side talks MQTT."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+PACKAGES = ("lobbywatch", "edge_agent", "server", "lobby_sim")
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def importers(package: str, target: str) -> list[str]:
+    return [str(p.relative_to(ROOT)) for p in modules(package)
+            if any(i == target or i.startswith(target + ".") for i in imports(p))]
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [("lobbywatch", "edge_agent"), ("lobbywatch", "server"), ("lobbywatch", "lobby_sim"),
+     ("edge_agent", "server"), ("edge_agent", "lobby_sim"), ("server", "edge_agent")],
+)
+def test_dependencies_run_one_way(package: str, forbidden: str) -> None:
+    assert importers(package, forbidden) == []
+
+
+def test_only_lobby_sim_demo_and_the_cli_reach_across() -> None:
+    # the demo composes both sides; the server's CLI starts it lazily
+    assert importers("server", "lobby_sim") == ["server/cli.py"]
+
+
+def test_one_paho_module_per_side() -> None:
+    assert importers("edge_agent", "paho") == ["edge_agent/link.py"]
+    assert importers("server", "paho") == ["server/ingest/mqtt_source.py"]
+
+
+PURE = ["lobbywatch/protocol/topics.py", "lobbywatch/protocol/messages.py", "edge_agent/reporting.py",
+        "edge_agent/debounce.py", "edge_agent/backoff.py", "server/ingest/sequence.py", "server/rules/queue_length.py",
+        "server/rules/engine.py", "lobby_sim/lobby.py"]
+IO_LIBRARIES = ("paho", "fastapi", "sqlalchemy", "sqlite3", "httpx", "influxdb_client", "gpiozero", "cv2", "socket")
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_logic_imports_no_io(module: str) -> None:
+    used = imports(ROOT / module)
+    assert not [i for i in used if i.split(".")[0] in IO_LIBRARIES]
+
+
+def test_the_edge_installs_without_server_dependencies() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    edge = " ".join(project["optional-dependencies"]["edge"] + project["dependencies"])
+    for server_only in ("fastapi", "sqlalchemy", "influxdb-client", "uvicorn"):
+        assert server_only not in edge

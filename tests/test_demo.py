@@ -1,0 +1,49 @@
+"""`lobbywatch demo` as a newcomer runs it: within 60 s every branch is live and an alert has fired."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from lobby_sim.broker import free_port
+
+LIMIT_S = 60
+
+
+def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: Path) -> None:
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "lobbywatch"), "--lang", "en", "demo", "--port", str(port),
+               "--workdir", str(tmp_path / "demo")]
+    env = {**os.environ, "DEMO_SECONDS": str(LIMIT_S + 30), "COLUMNS": "120"}
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    live: set[str] = set()
+    alerts: list[dict[str, object]] = []
+    try:
+        while time.monotonic() - started < LIMIT_S and not (len(live) == 3 and alerts):
+            time.sleep(1)
+            try:
+                branches = httpx.get(f"http://127.0.0.1:{port}/api/v1/branches", timeout=2).json()
+                alerts = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=2).json()
+            except httpx.HTTPError:
+                continue
+            live = {b["id"] for b in branches
+                    if b["devices_online"] == 1 and all(z["occupancy"] is not None for z in b["zones"])}
+        elapsed = time.monotonic() - started
+        process.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert len(live) == 3, f"live branches after {elapsed:.0f} s: {live}\n{output[-3000:]}"
+    assert alerts, f"no alert within {LIMIT_S} s\n{output[-3000:]}"
+    assert alerts[0]["rule"] == "queue_too_long"
+    assert process.returncode == 0, output[-3000:]
+    assert "Demo ran" in output
+    assert f"http://127.0.0.1:{port}/api/v1/branches" in output
+    assert "0 refused" in output

@@ -1,0 +1,134 @@
+"""The production stack's files: the compose file is valid, its config files exist and the broker config works."""
+
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from lobby_sim.broker import free_port, wait_for_port
+from server.registry.site import load_site
+
+ROOT = Path(__file__).parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    checker = Path(sys.executable).parent / "check-jsonschema"
+    result = subprocess.run([str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def bind_mounts() -> list[str]:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    sources = []
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                sources.append(source[2:])
+    return sources
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository's deploy files with `deploy/make-secrets.sh` run in it."""
+    copy = tmp_path_factory.mktemp("deployment")
+    for name in ("deploy", "dashboards"):
+        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("secrets"))
+    shutil.copy(COMPOSE, copy / COMPOSE.name)
+    result = subprocess.run(["sh", "deploy/make-secrets.sh", "broker.test"], cwd=copy, capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return copy
+
+
+def test_every_mounted_config_file_exists_after_make_secrets(deployment: Path) -> None:
+    missing = [s for s in bind_mounts() if not (deployment / s).exists()]
+    assert missing == []
+    committed = [s for s in bind_mounts() if not s.startswith("deploy/secrets")]
+    assert all((ROOT / s).exists() for s in committed)
+    env = dict(line.split("=", 1) for line in (deployment / ".env").read_text().splitlines() if "=" in line)
+    assert all(len(v) >= 24 for v in env.values())
+
+
+def test_compose_needs_every_secret_from_the_environment() -> None:
+    text = COMPOSE.read_text()
+    for name in ("INFLUXDB_TOKEN", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "LOBBYWATCH_MQTT_PASSWORD",
+                 "LOBBYWATCH_API_TOKEN", "INFLUXDB_ADMIN_PASSWORD"):
+        assert re.search(r"\$\{" + name + r":\?", text), f"{name} must be required, not defaulted"
+
+
+def test_example_site_file_is_valid() -> None:
+    site = load_site(ROOT / "deploy" / "site.example.yaml")
+    assert site.branches[0].devices[0].zones[1].queue_too_long is not None
+
+
+class Probe:
+    def __init__(self, port: int, user: str | None, password: str | None, ca: Path | None) -> None:
+        self.refused: list[str] = []
+        self.connected = threading.Event()
+        self.result: str | None = None
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{user}", protocol=mqtt.MQTTv5)
+        if user:
+            self.client.username_pw_set(user, password)
+        if ca:
+            self.client.tls_set(ca_certs=str(ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            self.client.tls_insecure_set(False)
+        self.client.on_connect = lambda c, u, f, rc, p: (setattr(self, "result", str(rc)), self.connected.set())
+        self.client.on_publish = lambda c, u, mid, rc, p: self.refused.append(str(rc)) if rc.is_failure else None
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.connected.wait(10)
+
+    def publish(self, topic: str) -> None:
+        self.client.publish(topic, b"{}", qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_production_broker_config_enforces_tls_passwords_and_per_device_topics(
+    deployment: Path, tmp_path: Path
+) -> None:
+    secrets = deployment / "deploy" / "secrets"
+    subprocess.run(["mosquitto_passwd", "-b", str(secrets / "mosquitto" / "passwd"), "dev-001", "device-one-password"],
+                   check=True)
+    tls_port, plain_port = free_port(), free_port()
+    conf = (deployment / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    conf = (conf.replace("/mosquitto/config/passwd", str(secrets / "mosquitto" / "passwd"))
+            .replace("/mosquitto/config/acl", str(deployment / "deploy" / "mosquitto" / "acl"))
+            .replace("/mosquitto/certs", str(secrets / "certs"))
+            .replace("/mosquitto/data/", str(tmp_path) + "/")
+            .replace("listener 8883", f"listener {tls_port} 127.0.0.1")
+            .replace("listener 1883", f"listener {plain_port} 127.0.0.1")
+            .replace("log_dest stdout", f"log_dest file {tmp_path}/mosquitto.log\nuser root"))
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    broker = subprocess.Popen(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")])
+    try:
+        wait_for_port(tls_port)
+        ca = secrets / "certs" / "ca.crt"
+        anonymous = Probe(plain_port, None, None, None)
+        assert anonymous.result == "Not authorized"
+        anonymous.close()
+        wrong = Probe(tls_port, "dev-001", "wrong-password", ca)
+        assert wrong.result in ("Bad user name or password", "Not authorized")
+        wrong.close()
+        device = Probe(tls_port, "dev-001", "device-one-password", ca)
+        assert device.result == "Success"
+        device.publish("lobby/v1/dev-001/queue")
+        device.publish("lobby/v1/dev-002/queue")  # another device's topic
+        device.close()
+        assert device.refused == ["Not authorized"]
+    finally:
+        broker.terminate()
+        broker.wait(10)

@@ -1,0 +1,78 @@
+"""The InfluxDB 2 writer against real servers: VictoriaMetrics takes the v2 write API, InfluxDB 1.6 runs InfluxQL."""
+
+import time
+from pathlib import Path
+
+import httpx
+
+from server.storage.influx_store import InfluxStore
+from server.storage.points import Point
+from tests.helpers import eventually
+from tests.services import Influx1, VictoriaMetrics
+
+
+def sample_points(now_ns: int, n: int) -> list[Point]:
+    points = []
+    for i in range(n):
+        t = now_ns - (n - i) * 1_000_000_000
+        points.append(Point.make("occupancy", {"branch": "b1", "zone": "queue", "device": "d1"},
+                                 {"occupancy": i % 9, "known": True, "error": 0.5}, t))
+        tags = {"branch": "b1", "device": "d1", "sensor": "lobby temp", "kind": "temperature"}
+        points.append(Point.make("facility", tags, {"value": 20.0 + i / 10, "ok": True}, t))
+    return points
+
+
+def store_for(url: str, tmp_path: Path, **options: object) -> InfluxStore:
+    return InfluxStore(url, "test-token", "lobbywatch", "lobbywatch", tmp_path / "spool.sqlite3", **options)  # type: ignore[arg-type]
+
+
+def test_every_point_arrives_with_tags_and_field_types(victoria: VictoriaMetrics, tmp_path: Path) -> None:
+    store = store_for(victoria.url, tmp_path)
+    now = time.time_ns()
+    written = sample_points(now, 300)
+    store.write(written[:250])
+    store.write(written[250:])
+    store.close()  # flushes the batch in hand
+    assert store.health()["written"] == 600
+    occupancy = eventually(lambda: victoria.export("occupancy_occupancy"), what="occupancy exported")
+    (series,) = occupancy
+    assert series["metric"] == {"__name__": "occupancy_occupancy", "branch": "b1", "zone": "queue", "device": "d1"}
+    assert series["values"] == [float(i % 9) for i in range(300)]
+    assert series["timestamps"] == [(now - (300 - i) * 1_000_000_000) // 1_000_000 for i in range(300)]
+    (known,) = victoria.export("occupancy_known")
+    assert set(known["values"]) == {1.0}  # a boolean field
+    (temperature,) = victoria.export("facility_value")
+    assert temperature["metric"]["sensor"] == "lobby temp"  # escaped space survives
+    assert temperature["values"][-1] == 20.0 + 299 / 10
+
+
+def test_points_written_while_influx_is_down_arrive_later(victoria: VictoriaMetrics, tmp_path: Path) -> None:
+    victoria.stop()
+    store = store_for(victoria.url, tmp_path, max_retry_time_ms=1500, flush_interval_ms=100, spool_retry_s=0.5)
+    store.write(sample_points(time.time_ns(), 50))
+    eventually(lambda: store.health()["spool_batches"], timeout=20, what="batch spooled")
+    assert store.health()["written"] == 0
+    victoria.start()
+    eventually(lambda: store.health()["spool_batches"] == 0, timeout=20, what="spool drained")
+    store.close()
+    assert store.health()["written"] == 100
+    eventually(lambda: victoria.export("occupancy_occupancy"), what="occupancy exported")
+    assert len(victoria.export("occupancy_occupancy")[0]["values"]) == 50
+
+
+def test_influxql_reads_back_what_the_writer_wrote(influx1: Influx1, tmp_path: Path) -> None:
+    influx1.query("CREATE DATABASE reads")
+    written = sample_points(time.time_ns(), 20)
+    # the same lines the writer sends to InfluxDB 2, through 1.x's own write endpoint
+    body = "\n".join(p.line() for p in written)
+    httpx.post(f"{influx1.url}/write", params={"db": "reads", "precision": "ns"}, content=body).raise_for_status()
+    store = InfluxStore(influx1.url, "unused", "lobbywatch", "reads", tmp_path / "spool.sqlite3")
+    try:
+        read = store.query("occupancy", "b1", 0)
+        facility = store.query("facility", "b1", written[10].time_ns)
+        assert store.query("occupancy", "other-branch", 0) == []
+    finally:
+        store.close()
+    assert read == [p for p in written if p.measurement == "occupancy"]
+    expected = [p.fields["value"] for p in written[10:] if p.measurement == "facility"]
+    assert [p.fields["value"] for p in facility] == expected
