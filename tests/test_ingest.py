@@ -14,6 +14,8 @@ from lobby_sim.broker import Mosquitto
 from lobbywatch.protocol import MAX_PAYLOAD_BYTES
 from server.alerts.notify import Dispatcher, Notice, WebhookChannel
 from server.app import create_app
+from server.ingest.sequence import SequenceTracker
+from server.registry import models
 from server.runtime import Runtime
 from tests.helpers import Device, eventually, start_runtime
 
@@ -89,6 +91,15 @@ def test_duplicates_are_dropped_and_gaps_counted(runtime: Runtime, device: Devic
     tracker = runtime.pipeline.devices["dev-b1-cam"].sequence
     assert tracker.missing == 2
     assert len(stored(runtime)) == 2
+    # the sequence state survives a restart: it is flushed to the registry
+    runtime.pipeline.flush_devices()
+    with runtime.sessions() as session:
+        row = session.get(models.Device, "dev-b1-cam")
+        assert row is not None
+        assert row.sequence is not None
+        assert row.sequence["gaps"] == [[2, 3]]
+        assert row.last_seen is not None
+    assert SequenceTracker.from_dict(dict(row.sequence)) == tracker
 
 
 def test_bad_input_is_refused_counted_and_logged_once(

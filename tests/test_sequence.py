@@ -53,3 +53,18 @@ def test_state_round_trips_through_a_dict() -> None:
     copy = SequenceTracker.from_dict(tracker.to_dict())
     assert copy == tracker
     assert copy.accept("s1", 2) is Verdict.LATE
+
+
+def test_reservoir_percentiles_cover_the_whole_stream() -> None:
+    from server.ingest.stats import Reservoir
+
+    reservoir = Reservoir(1000)
+    assert reservoir.percentiles(50) == {"p50": None}
+    for value in range(100_000):
+        reservoir.add(float(value))
+    got = reservoir.percentiles(50, 99)
+    assert got["p50"] is not None
+    assert got["p99"] is not None
+    assert 45_000 < got["p50"] < 55_000  # a sample of all, not the last thousand
+    assert got["p99"] > 95_000
+    assert reservoir.seen == 100_000

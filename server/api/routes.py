@@ -39,6 +39,7 @@ def health(runtime: RuntimeDep) -> HealthPublic:
         duplicates=stats.duplicates, late=stats.late,
         missing=sum(d.sequence.missing for d in runtime.pipeline.devices.values()),
         refused=runtime.rejects.snapshot(), internal_errors=stats.internal_errors,
+        lag_ms=runtime.pipeline.lag.percentiles(50, 99),
         storage=runtime.store.health(), notifications_delivered=runtime.dispatcher.delivered,
         notifications_failed=runtime.dispatcher.failed,
     )

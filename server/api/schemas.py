@@ -18,6 +18,9 @@ class HealthPublic(BaseModel):
     missing: int = Field(description="sequence numbers never received, over all devices")
     refused: dict[str, int] = Field(description="refused messages by cause")
     internal_errors: int
+    lag_ms: dict[str, float | None] = Field(
+        description="device time to stored, p50/p99 over a uniform sample of all messages (includes clock skew)"
+    )
     storage: dict[str, object]
     notifications_delivered: int
     notifications_failed: int

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lobbywatch.clock import Clock
@@ -36,6 +36,7 @@ from server.ingest.directory import DeviceEntry, Directory, ZoneEntry
 from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
 from server.ingest.sequence import SequenceTracker, Verdict
+from server.ingest.stats import Reservoir
 from server.live import CallNow, LiveState, ReadingNow, ZoneNow
 from server.registry import models
 from server.rules.engine import RuleEngine
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # messages per stored batch; the broker's in-flight window is larger
 DEVICE_FLUSH_S = 5.0  # device state (last seen, sequence) is written to the registry this often
-LAG_SAMPLES = 20_000  # recent device-to-stored delays kept for percentiles
+LAG_SAMPLES = 20_000  # device-to-stored delays kept (a uniform sample of all messages) for percentiles
 STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -107,7 +108,7 @@ class Pipeline:
         self.devices: dict[str, DeviceRuntime] = {}
         self._dirty: set[str] = set()
         self._last_flush = clock.monotonic()
-        self.lag_ms: deque[float] = deque(maxlen=LAG_SAMPLES)
+        self.lag = Reservoir(LAG_SAMPLES)
         self.stopping = threading.Event()
         self._handlers: dict[type, Callable[[_Context, Any, _Batch], None]] = {
             QueueReport: self._queue, ButtonEvent: self._button, FacilityReport: self._facility, Health: self._health,
@@ -134,7 +135,8 @@ class Pipeline:
                 log.exception("internal error on message from %s", received.topic)
         self._store(work.points)
         now = self._clock.now().timestamp()
-        self.lag_ms.extend((now - ts) * 1000 for ts in work.stamps)
+        for ts in work.stamps:
+            self.lag.add((now - ts) * 1000)
         for device, zone, change in work.transitions:
             self.alerts.on_queue(self.directory.branches[device.branch_id], zone, change)
         if self._clock.monotonic() - self._last_flush >= DEVICE_FLUSH_S:
@@ -258,17 +260,22 @@ class Pipeline:
         dirty, self._dirty = self._dirty, set()
         if not dirty:
             return
+        rows = []
+        for device_id in dirty:
+            runtime = self.devices[device_id]
+            rows.append({
+                "b_id": device_id, "online": runtime.online,
+                "last_seen": datetime.fromtimestamp(runtime.last_seen, UTC) if runtime.last_seen else None,
+                "clock_skew_ms": runtime.clock_skew_ms, "agent_version": runtime.agent_version,
+                "sequence": runtime.sequence.to_dict(),
+            })
+        table = models.Device.__table__
+        statement = (
+            update(models.Device).where(table.c.id == bindparam("b_id"))
+            .values({name: bindparam(name) for name in rows[0] if name != "b_id"})
+        )
         with self._sessions() as session:
-            for device_id in dirty:
-                row = session.get(models.Device, device_id)
-                runtime = self.devices[device_id]
-                if row is None:
-                    continue
-                row.online = runtime.online
-                row.last_seen = datetime.fromtimestamp(runtime.last_seen, UTC) if runtime.last_seen else None
-                row.clock_skew_ms = runtime.clock_skew_ms
-                row.agent_version = runtime.agent_version
-                row.sequence = runtime.sequence.to_dict()
+            session.connection().execute(statement, rows)
             session.commit()
 
 

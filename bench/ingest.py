@@ -1,0 +1,200 @@
+"""Ingest benchmark: many simulated devices publish through Mosquitto into the running server.
+
+    python -m bench.ingest [--rate 5000] [--seconds 60] [--devices 1000] [--publishers 2]
+
+Phase 1 measures the ceiling: a bare paho subscriber (QoS 1, nothing done per message) under a flood.
+Phase 2 starts `lobbywatch serve` (SQLite storage) and publishes valid queue reports at --rate for --seconds,
+QoS 1, from --devices devices in --publishers processes; then counts what was stored.
+Prints progress, then a JSON object on the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from lobby_sim.broker import Mosquitto, free_port, wait_for_port
+
+INFLIGHT = 1000  # publisher window of unacknowledged QoS 1 messages
+
+
+def device_ids(n: int) -> list[str]:
+    return [f"bench-dev-{i:05d}" for i in range(n)]
+
+
+def site(n: int, per_branch: int = 10) -> dict[str, object]:
+    branches: dict[str, list[dict[str, object]]] = {}
+    for i, device in enumerate(device_ids(n)):
+        branches.setdefault(f"bench-br-{i // per_branch:04d}", []).append(
+            {"id": device, "zones": [{"key": "queue", "name": "queue"}]}
+        )
+    return {
+        "defaults": {"threshold": 30, "for_s": 300, "clear_below": 10, "clear_for_s": 60},
+        "regions": [{"id": "bench", "name": "bench"}],
+        "branches": [{"id": b, "name": b, "region": "bench", "devices": d} for b, d in branches.items()],
+    }
+
+
+def publish(  # noqa: PLR0917 - a multiprocessing target takes its arguments positionally
+    port: int, devices: list[str], rate: float, seconds: float | None, count: int | None, stream: str, sent: Any
+) -> None:
+    """Publish round-robin over `devices`, paced at `rate` (or flat out when rate is 0)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(INFLIGHT)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    seq = dict.fromkeys(devices, 0)
+    started = time.monotonic()
+    n = 0
+    last: mqtt.MQTTMessageInfo | None = None
+    while True:
+        elapsed = time.monotonic() - started
+        if (seconds is not None and elapsed >= seconds) or (count is not None and n >= count):
+            break
+        if rate and n > elapsed * rate:
+            time.sleep(min(0.01, n / rate - elapsed))
+            continue
+        device = devices[n % len(devices)]
+        seq[device] += 1
+        payload = json.dumps({
+            "v": 1, "stream": stream, "seq": seq[device], "ts": datetime.now(UTC).isoformat(), "uptime_s": elapsed,
+            "zones": [{"zone": "queue", "occupancy": n % 20}],
+        })
+        last = client.publish(f"lobby/v1/{device}/queue", payload, qos=1)
+        n += 1
+    if last is not None:
+        last.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+    with sent.get_lock():
+        sent.value += n
+
+
+def bare_subscriber_rate(port: int, messages: int, publishers: int) -> dict[str, float]:
+    """The ceiling: a paho subscriber that only counts, under a flood from `publishers` processes."""
+    received = 0
+    first = last = 0.0
+    done = threading.Event()
+
+    def on_message(_c: object, _u: object, _m: mqtt.MQTTMessage) -> None:
+        nonlocal received, first, last
+        received += 1
+        last = time.monotonic()
+        if received == 1:
+            first = last
+        if received >= messages:
+            done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.subscribe("lobby/v1/+/queue", qos=1)
+    client.loop_start()
+    time.sleep(0.5)
+    sent = mp.Value("l", 0)
+    per = messages // publishers
+    procs = [mp.Process(target=publish, args=(port, device_ids(100), 0, None, per, "0000000000000bee", sent))
+             for _ in range(publishers)]
+    for p in procs:
+        p.start()
+    done.wait(120)
+    for p in procs:
+        p.join(60)
+    client.disconnect()
+    client.loop_stop()
+    return {"messages": received, "rate": round((received - 1) / (last - first), 1) if last > first else 0.0}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=5000, help="messages per second, all publishers together")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--ceiling-messages", type=int, default=100_000)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="lobbywatch-bench-"))
+    broker = Mosquitto(work / "broker")
+    broker.start()
+    try:
+        print(f"phase 1: bare paho subscriber under a flood of {args.ceiling_messages} messages", flush=True)
+        ceiling = bare_subscriber_rate(broker.port, args.ceiling_messages, args.publishers)
+        print(f"  bare subscriber: {ceiling['rate']:.0f} msg/s ({ceiling['messages']} received)", flush=True)
+
+        (work / "site.yaml").write_text(yaml.safe_dump(site(args.devices)))
+        http_port = free_port()
+        env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
+               "LOBBYWATCH_SITE_FILE": str(work / "site.yaml"), "LOBBYWATCH_TIMESERIES_PATH": str(work / "ts.sqlite3"),
+               "LOBBYWATCH_MQTT_PORT": str(broker.port), "LOBBYWATCH_MQTT_USERNAME": "",
+               "LOBBYWATCH_HTTP_PORT": str(http_port)}
+        server = subprocess.Popen([str(Path(sys.executable).parent / "lobbywatch"), "serve", "--log-level", "warning"],
+                                  env=env, stdout=(work / "server.log").open("w"), stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(http_port, 60)
+            health_url = f"http://127.0.0.1:{http_port}/api/v1/health"
+            while not httpx.get(health_url, timeout=5).json()["broker_connected"]:
+                time.sleep(0.2)
+            print(f"phase 2: {args.rate:.0f} msg/s for {args.seconds:.0f} s "
+                  f"from {args.devices} devices into the server", flush=True)
+            devices = device_ids(args.devices)
+            sent = mp.Value("l", 0)
+            slices = [devices[i::args.publishers] for i in range(args.publishers)]
+            started = time.monotonic()
+            procs = [mp.Process(target=publish, args=(broker.port, s, args.rate / args.publishers, args.seconds, None,
+                                                      f"{i:016x}", sent)) for i, s in enumerate(slices)]
+            for p in procs:
+                p.start()
+            health: dict[str, object] = {}
+            while any(p.is_alive() for p in procs):
+                time.sleep(5)
+                health = httpx.get(health_url, timeout=10).json()
+                print(f"  {time.monotonic() - started:5.0f} s: received {health['received']}, "
+                      f"backlog {health['ingest_backlog']}", flush=True)
+            publish_s = time.monotonic() - started
+            total = sent.value
+            settle = time.monotonic()
+            while time.monotonic() - settle < 120:
+                health = httpx.get(health_url, timeout=10).json()
+                if health["received"] >= total and health["ingest_backlog"] == 0:
+                    break
+                time.sleep(0.5)
+            ingest_s = time.monotonic() - started
+        finally:
+            server.terminate()
+            server.wait(60)
+        with sqlite3.connect(work / "ts.sqlite3") as db:
+            stored = db.execute("SELECT count(*) FROM points WHERE measurement = 'occupancy'").fetchone()[0]
+        rate = stored / ingest_s
+        result = {
+            "messages": total, "stored": stored, "seconds": round(ingest_s, 1), "publish_seconds": round(publish_s, 1),
+            "ingest_rate": round(rate, 1), "bare_subscriber_rate": ceiling["rate"],
+            "ratio": round(rate / ceiling["rate"], 3) if ceiling["rate"] else None,
+            "lost": total - stored, "duplicates": health.get("duplicates"), "refused": health.get("refused"),
+            "latency_ms": health.get("lag_ms"), "devices": args.devices, "target_rate": args.rate, "qos": 1,
+        }
+        print(json.dumps(result), flush=True)
+        return 0
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
