@@ -187,7 +187,9 @@ def main() -> int:
             "messages": total, "stored": stored, "seconds": round(ingest_s, 1), "publish_seconds": round(publish_s, 1),
             "ingest_rate": round(rate, 1), "bare_subscriber_rate": ceiling["rate"],
             "ratio": round(rate / ceiling["rate"], 3) if ceiling["rate"] else None,
-            "lost": total - stored, "duplicates": health.get("duplicates"), "refused": health.get("refused"),
+            "lost": total - stored, "gaps_seen_by_server": health.get("missing"),
+            "duplicates": health.get("duplicates"), "refused": health.get("refused"),
+            "backlog_peak": health.get("ingest_backlog_peak"),
             "latency_ms": health.get("lag_ms"), "devices": args.devices, "target_rate": args.rate, "qos": 1,
         }
         print(json.dumps(result), flush=True)

@@ -176,3 +176,43 @@ def test_failing_webhook_is_retried_then_reported(webhook: ThreadingHTTPServer) 
     assert (name, delivered) == ("webhook", False)
     assert "500" in detail
     assert dispatcher.failed == 1
+
+
+def test_backlog_is_bounded_by_the_server_not_the_broker(mosquitto: Mosquitto) -> None:
+    """A slow pipeline: paho's reader waits at the bound, the broker holds the rest, nothing is lost or doubled."""
+    from unittest.mock import create_autospec
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
+    from server.ingest.pipeline import IngestWorker, Pipeline
+
+    seen: list[bytes] = []
+
+    def slow_process(batch: list[Received]) -> None:
+        seen.extend(m.payload for m in batch)
+        threading.Event().wait(0.05)
+
+    pipeline = create_autospec(Pipeline, instance=True, spec_set=True)
+    pipeline.process.side_effect = slow_process
+    source: MqttSource | None = None
+    worker = IngestWorker(pipeline, lambda batch: source.ack(batch) if source else None, max_backlog=300)
+    source = MqttSource(MqttSettings(host="127.0.0.1", port=mosquitto.port, client_id="bounded"), worker.put)
+    worker.start()
+    source.start()
+    assert source.wait_connected(10)
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="flood", protocol=mqtt.MQTTv5)
+    publisher.max_inflight_messages_set(500)
+    publisher.connect("127.0.0.1", mosquitto.port)
+    publisher.loop_start()
+    for n in range(6000):
+        info = publisher.publish("lobby/v1/dev-001/queue", str(n).encode(), qos=1)
+    info.wait_for_publish(30)
+    eventually(lambda: len(seen) >= 6000, timeout=60, what="all 6000 processed")
+    publisher.disconnect()
+    publisher.loop_stop()
+    worker.stop()
+    source.stop()
+    assert worker.peak_backlog <= 300
+    assert sorted(int(p) for p in seen) == list(range(6000))

@@ -35,7 +35,8 @@ def health(runtime: RuntimeDep) -> HealthPublic:
     connected = runtime.source.connected.is_set()
     return HealthPublic(
         status="ok" if connected else "degraded", broker_connected=connected,
-        ingest_backlog=runtime.worker.backlog(), received=stats.received, stored_points=stats.stored_points,
+        ingest_backlog=runtime.worker.backlog(), ingest_backlog_peak=runtime.worker.peak_backlog,
+        received=stats.received, stored_points=stats.stored_points,
         duplicates=stats.duplicates, late=stats.late,
         missing=sum(d.sequence.missing for d in runtime.pipeline.devices.values()),
         refused=runtime.rejects.snapshot(), internal_errors=stats.internal_errors,

@@ -11,6 +11,7 @@ class HealthPublic(BaseModel):
     status: str = Field(description="ok, or degraded when the broker is not connected")
     broker_connected: bool
     ingest_backlog: int = Field(description="received messages waiting to be processed")
+    ingest_backlog_peak: int = Field(description="the most that ever waited (bounded; the broker holds the rest)")
     received: int
     stored_points: int
     duplicates: int = Field(description="messages dropped because their sequence number was already seen")

@@ -47,7 +47,11 @@ from server.storage.points import Point
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 2000  # messages per stored batch; the broker's in-flight window is larger
+MAX_BATCH = 2000  # messages per stored batch
+# Messages received but not yet processed. Mosquitto 2.0.11 was seen to send a manually acknowledging client
+# three times its Receive Maximum, so the bound is ours: when the queue is full, paho's reader waits, TCP
+# pushes back, and the broker holds the rest (tests/test_ingest.py checks the bound).
+MAX_BACKLOG = 10_000
 DEVICE_FLUSH_S = 5.0  # device state (last seen, sequence) is written to the registry this often
 LAG_SAMPLES = 20_000  # device-to-stored delays kept (a uniform sample of all messages) for percentiles
 STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
@@ -122,6 +126,10 @@ class Pipeline:
                 if device.sequence:
                     runtime.sequence = SequenceTracker.from_dict(dict(device.sequence))
                 self.devices[device.id] = runtime
+
+    def request_stop(self) -> None:
+        """Stop waiting for storage to come back: a batch still unstored stays unacknowledged."""
+        self.stopping.set()
 
     # -- one batch -----------------------------------------------------------------------------------
     def process(self, batch: Sequence[Received]) -> None:
@@ -286,10 +294,13 @@ def _ns(moment: datetime) -> int:
 class IngestWorker:
     """Takes received messages from the MQTT thread, runs the pipeline in batches, acknowledges after storing."""
 
-    def __init__(self, pipeline: Pipeline, ack: Callable[[Sequence[Received]], None]) -> None:
+    def __init__(
+        self, pipeline: Pipeline, ack: Callable[[Sequence[Received]], None], max_backlog: int = MAX_BACKLOG
+    ) -> None:
         self._pipeline = pipeline
         self._ack = ack
-        self._queue: queue.SimpleQueue[Received | None] = queue.SimpleQueue()
+        self._queue: queue.Queue[Received | None] = queue.Queue(maxsize=max_backlog)
+        self.peak_backlog = 0
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self.put = self._queue.put
 
@@ -299,7 +310,7 @@ class IngestWorker:
     def stop(self, timeout: float = 30.0) -> None:
         self._queue.put(None)
         self._thread.join(timeout / 2)
-        self._pipeline.stopping.set()
+        self._pipeline.request_stop()
         self._thread.join(timeout)
         self._pipeline.flush_devices()
 
@@ -314,6 +325,7 @@ class IngestWorker:
             except queue.Empty:
                 self._pipeline.flush_devices()
                 continue
+            self.peak_backlog = max(self.peak_backlog, self._queue.qsize() + 1)
             batch: list[Received] = []
             if first is None:
                 stopping = True
