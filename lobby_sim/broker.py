@@ -131,7 +131,9 @@ class AmqttBroker:
             self._thread.join(10)
 
 
-def start_local_broker(data_dir: Path) -> Mosquitto | AmqttBroker:
-    broker: Mosquitto | AmqttBroker = Mosquitto(data_dir) if Mosquitto.available() else AmqttBroker()
+def start_local_broker(data_dir: Path, kind: str = "auto") -> Mosquitto | AmqttBroker:
+    """Mosquitto when installed (or asked for), else the embedded amqtt."""
+    use_mosquitto = kind == "mosquitto" or (kind == "auto" and Mosquitto.available())
+    broker: Mosquitto | AmqttBroker = Mosquitto(data_dir) if use_mosquitto else AmqttBroker()
     broker.start()
     return broker

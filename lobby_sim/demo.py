@@ -134,8 +134,9 @@ def _fake_sysfs(root: Path, millidegrees: int) -> Path:
 
 
 class Demo:
-    def __init__(self, workdir: Path, http_port: int, locale: str) -> None:
+    def __init__(self, workdir: Path, http_port: int, locale: str, broker_kind: str = "auto") -> None:
         self.workdir = workdir
+        self.broker_kind = broker_kind
         self.http_port = http_port
         self.locale = locale
         self.stop = threading.Event()
@@ -157,7 +158,7 @@ class Demo:
         # the terminal shows a live table; the details go to a log file beside the databases
         logging.basicConfig(filename=str(self.workdir / "demo.log"), level=logging.INFO, force=True,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self.broker = start_local_broker(self.workdir / "broker")
+        self.broker = start_local_broker(self.workdir / "broker", self.broker_kind)
         site = self.workdir / "site.yaml"
         site.write_text(yaml.safe_dump(site_config(), allow_unicode=True, sort_keys=False), encoding="utf-8")
         settings = Settings(
@@ -269,10 +270,13 @@ class Demo:
             self.broker.stop()
 
 
-def run(seconds: float | None, http_port: int = 8000, workdir: Path = Path(".demo"), lang: str | None = None) -> int:
+def run(
+    seconds: float | None, http_port: int = 8000, workdir: Path = Path(".demo"), lang: str | None = None,
+    broker: str = "auto",
+) -> int:
     locale = normalize_locale(lang)
     console = Console()
-    demo = Demo(workdir, http_port, locale)
+    demo = Demo(workdir, http_port, locale, broker)
     started = time.monotonic()
     try:
         demo.start()

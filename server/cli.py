@@ -46,7 +46,8 @@ def _demo(args: argparse.Namespace) -> int:
     from lobby_sim.demo import run
 
     seconds = args.seconds if args.seconds is not None else float(os.environ.get("DEMO_SECONDS") or 0) or None
-    return run(seconds, http_port=args.port, workdir=Path(args.workdir), lang=args.lang or os.environ.get("LANG"))
+    return run(seconds, http_port=args.port, workdir=Path(args.workdir), lang=args.lang or os.environ.get("LANG"),
+               broker=args.broker)
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seconds", type=float, help="stop after this many seconds (default: DEMO_SECONDS, or Ctrl-C)")
     demo.add_argument("--port", type=int, default=8000, help="HTTP port of the API")
     demo.add_argument("--workdir", default=".demo", help="where the demo keeps its databases (wiped at start)")
+    demo.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",
+                      help="auto: Mosquitto when installed, else the embedded amqtt")
     demo.set_defaults(func=_demo)
     schema = sub.add_parser("schema", help="write the wire contract's JSON Schemas")
     schema.add_argument("--out", default="docs/schema")

@@ -8,16 +8,19 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from lobby_sim.broker import free_port
 
 LIMIT_S = 60
 
 
-def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["mosquitto", "amqtt"])
+def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: Path, broker: str) -> None:
+    """amqtt is what a machine without Mosquitto gets."""
     port = free_port()
     command = [str(Path(sys.executable).parent / "lobbywatch"), "--lang", "en", "demo", "--port", str(port),
-               "--workdir", str(tmp_path / "demo")]
+               "--workdir", str(tmp_path / "demo"), "--broker", broker]
     env = {**os.environ, "DEMO_SECONDS": str(LIMIT_S + 30), "COLUMNS": "120"}
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
@@ -47,3 +50,4 @@ def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: P
     assert "Demo ran" in output
     assert f"http://127.0.0.1:{port}/api/v1/branches" in output
     assert "0 refused" in output
+    assert f"Broker: {broker}" in output
