@@ -243,8 +243,14 @@ class Demo:
                           style=style)
         alerts = self.runtime.alerts.open_alerts()
         last = max(alerts, key=lambda a: a.id, default=None)
-        footer = t(lang, "demo.last_alert", title=f"{last.branch_id} {last.rule} ({last.value:.0f})") if last else t(
-            lang, "demo.no_alert")
+        if last is not None:
+            entry = self.runtime.directory.branches[last.branch_id]
+            zone = next(d.zones[last.subject] for d in self.runtime.directory.devices.values()
+                        if d.branch_id == last.branch_id and last.subject in d.zones)
+            title = t(lang, f"alert.{last.rule}.title", branch=entry.name, zone=zone.name)
+            footer = t(lang, "demo.last_alert", title=f"{title} ({last.value:.0f})")
+        else:
+            footer = t(lang, "demo.no_alert")
         broker = t(lang, "demo.broker", kind=self.broker.kind, port=self.broker.port)
         return Group(table, Text(footer), Text(broker), Text(t(lang, "demo.open", url=self.url), style="bold"))
 
