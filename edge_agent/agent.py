@@ -34,14 +34,19 @@ from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
     ButtonEvent,
     Channel,
+    Command,
+    CommandReply,
     FacilityReport,
     Health,
+    InvalidPayload,
     QueueReport,
     Reading,
+    ResendArgs,
     SensorKind,
     Topic,
     ZoneCount,
     encode,
+    parse_payload,
 )
 
 log = logging.getLogger(__name__)
@@ -76,6 +81,9 @@ class Agent:
         self._clock = clock
         self._started = clock.monotonic()
         self.stats = AgentStats()
+        # button presses (from gpiozero's thread) and server messages (from the link's thread) wait here for
+        # the main loop: no work runs on those threads
+        self._events: queue.SimpleQueue[str | Inbound] = queue.SimpleQueue()
         self.outbox = Outbox(config.data_dir / "outbox.sqlite3", config.outbox.history_rows)
         self.link = MqttLink(
             device_id=config.device_id,
@@ -84,11 +92,10 @@ class Agent:
             outbox=self.outbox,
             clock=clock,
             agent_version=__version__,
-            on_inbound=self._on_inbound,
+            on_inbound=self._events.put,
         )
-        self._presses: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._press_filters = {b.key: PressFilter(b.repeat_guard_s) for b in config.buttons}
-        self._buttons = CallButtons(config.buttons, self._presses.put, pin_factory) if config.buttons else None
+        self._buttons = CallButtons(config.buttons, self._events.put, pin_factory) if config.buttons else None
         self._button_kinds = {b.key: b.kind for b in config.buttons}
         env = sensor_env or SensorEnv()
         self._sensors = [build_sensor(s, env) for s in config.sensors]
@@ -174,10 +181,46 @@ class Agent:
             agent_version=__version__,
         )
 
-    def _on_inbound(self, message: Inbound) -> None:
-        # Runs on the link thread. Applying a pushed config and answering commands is the agent's next step;
-        # for now the agent says what it received so a technician can see it arrive.
-        log.info("received %s message of %d bytes", message.channel.value, len(message.payload))
+    # -- commands from the server -------------------------------------------------------------------
+    def _handle_inbound(self, message: Inbound) -> None:
+        if message.channel is not Channel.CMD:
+            log.info("received %s message of %d bytes", message.channel.value, len(message.payload))
+            return
+        try:
+            command = parse_payload(Channel.CMD, message.payload)
+        except InvalidPayload as exc:
+            log.error("refused a command from the server: %s", exc)
+            return
+        assert isinstance(command, Command)
+        if command.action == "resend":
+            self._resend(command)
+        else:
+            self._reply(command.id, ok=False, detail=f"agent {__version__} does not support {command.action!r}")
+
+    def _resend(self, command: Command) -> None:
+        try:
+            args = ResendArgs.model_validate(command.args)
+        except ValidationError as exc:
+            self._reply(command.id, ok=False, detail=f"bad resend arguments: {exc.errors(include_url=False)[0]}")
+            return
+        if args.stream != self.outbox.stream:
+            # the outbox was re-created (new SD card): that stream's history is gone for good
+            detail = f"stream {args.stream} is gone; this outbox is {self.outbox.stream}"
+            self._reply(command.id, ok=False, detail=detail, unavailable=args.ranges)
+            return
+        resent, unavailable = 0, []
+        for first, last in args.ranges:
+            count, gone = self.outbox.requeue(first, last)
+            resent += count
+            unavailable.extend(gone)
+        self.link.rewind()
+        log.info("resending %d messages on request %s; %d ranges no longer kept", resent, command.id, len(unavailable))
+        self._reply(command.id, ok=True, resent=resent, unavailable=unavailable)
+
+    def _reply(self, command: str, *, ok: bool, detail: str | None = None, resent: int = 0,
+               unavailable: list[list[int]] | None = None) -> None:
+        self._emit(Channel.REPLY, CommandReply, command=command, ok=ok, detail=detail, resent=resent,
+                   unavailable=(unavailable or [])[:64], config_version=None)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
@@ -204,7 +247,11 @@ class Agent:
                     on_tick()
                 timeout = max(0.0, min(schedule.values()) - self._clock.monotonic())
                 with contextlib.suppress(queue.Empty):
-                    self._handle_press(self._presses.get(timeout=min(timeout, 0.5)))
+                    event = self._events.get(timeout=min(timeout, 0.5))
+                    if isinstance(event, Inbound):
+                        self._handle_inbound(event)
+                    else:
+                        self._handle_press(event)
         finally:
             self.close()
 

@@ -66,6 +66,7 @@ class MqttLink:
         self._backoff = backoff or Backoff(cap_s=broker.reconnect_max_s)
         self._stop = threading.Event()
         self.connected = threading.Event()
+        self._rewind = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"mqtt-{device_id}", daemon=True)
         # filled by paho callbacks on the link thread, consumed by the same thread's loop
         self._acks: list[tuple[int, ReasonCode]] = []
@@ -77,6 +78,10 @@ class MqttLink:
     # -- public ------------------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
+
+    def rewind(self) -> None:
+        """Messages were queued again below what was sent: send the outbox from its start again."""
+        self._rewind.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -148,6 +153,9 @@ class MqttLink:
                     return False
                 self._on_connected(client)
             self._settle(inflight)
+            if self._rewind.is_set():
+                self._rewind.clear()
+                last_sent = 0
             if self.connected.is_set():
                 last_sent = self._drain(client, inflight, last_sent)
         if self._stop.is_set() and self.connected.is_set():

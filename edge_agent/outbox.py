@@ -89,6 +89,17 @@ class Outbox:
             if self._pruned_since >= 1000:
                 self._prune()
 
+    def requeue(self, first: int, last: int) -> tuple[int, list[list[int]]]:
+        """Send [first, last] again (a resend request); return how many and which sub-ranges are gone."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            present = [int(r[0]) for r in self._db.execute(
+                "SELECT seq FROM outbox WHERE seq BETWEEN ? AND ? AND refused IS NULL ORDER BY seq", (first, last))]
+            self._db.execute(
+                "UPDATE outbox SET acked = 0 WHERE seq BETWEEN ? AND ? AND refused IS NULL", (first, last))
+            self._db.execute("COMMIT")
+        return len(present), _missing_runs(first, last, present)
+
     def mark_refused(self, seq: int, reason: str) -> None:
         """The broker refused the message for good (e.g. not authorised): keep it, but stop resending it."""
         with self._lock:
@@ -113,3 +124,13 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _missing_runs(first: int, last: int, present: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    expected = first
+    for seq in [*present, last + 1]:
+        if seq > expected:
+            runs.append([expected, seq - 1])
+        expected = seq + 1
+    return runs

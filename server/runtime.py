@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 
 from lobbywatch.clock import Clock, SystemClock
+from lobbywatch.protocol import Channel as ProtocolChannel
+from lobbywatch.protocol import Command, Topic, encode
 from server.alerts.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
 from server.alerts.service import QUEUE_TOO_LONG, AlertService
 from server.ingest.directory import Directory
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
 from server.ingest.pipeline import IngestWorker, Pipeline
 from server.ingest.rejects import Rejects
+from server.ingest.repair import GapRepair, ResendRequest
 from server.live import LiveState
 from server.registry.database import make_engine, make_sessions
 from server.registry.site import import_site, load_site
@@ -61,8 +65,9 @@ class Runtime:
         self.pipeline = Pipeline(
             directory=self.directory, store=self.store, rules=self.rules, alerts=self.alerts, live=self.live,
             rejects=self.rejects, sessions=self.sessions, clock=self.clock,
+            repair=GapRepair(settings.resend_after_s, settings.resend_retry_s),
         )
-        self.worker = IngestWorker(self.pipeline, self._ack)
+        self.worker = IngestWorker(self.pipeline, self._ack, ask_resend=self._ask_resend)
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
         self.source = MqttSource(
             MqttSettings(
@@ -75,6 +80,13 @@ class Runtime:
 
     def _delivered(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
         self.alerts.record_delivery(notice, channel, delivered, detail)
+
+    def _ask_resend(self, request: ResendRequest) -> None:
+        command = Command(id=f"resend-{uuid.uuid4().hex[:12]}", action="resend",
+                          args={"stream": request.stream, "ranges": request.ranges})
+        missing = sum(last - first + 1 for first, last in request.ranges)
+        log.info("asking %s to resend %d missing messages (%s)", request.device, missing, command.id)
+        self.source.publish(str(Topic(request.device, ProtocolChannel.CMD)), encode(command))
 
     def _ack(self, batch: Sequence[Received]) -> None:
         self.source.ack(batch)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         None, description="MQTT 5 shared subscription group, to spread devices over several ingest workers"
     )
 
+    resend_after_s: float = Field(10.0, gt=0, description="a sequence gap open this long is asked of the device")
+    resend_retry_s: float = Field(60.0, gt=0, description="and asked again this often while it stays open")
+
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     public_url: str = Field("http://127.0.0.1:8000", description="base of links in notifications")

@@ -146,3 +146,43 @@ def test_loss_in_a_broker_without_persistence_is_seen_not_silent(
     assert tracker.missing > 0
     received_calls = len(points(server, schema.CALL))
     assert received_calls < 6
+
+
+@pytest.mark.parametrize("mosquitto", [False], indirect=True, ids=["broker-without-persistence"])
+def test_broker_and_server_restart_during_a_burst_and_every_message_arrives_once(
+    tmp_path: Path, running: Running, server: Runtime, mosquitto: Mosquitto
+) -> None:
+    """The broker forgets the server's session; the server sees the gap and asks the device for it."""
+    eventually(running.agent.link.connected.is_set, what="agent connected")
+    presses = 0
+    for _ in range(3):
+        running.press()
+        presses += 1
+    eventually(lambda: len(points(server, schema.CALL)) == presses, what="first calls stored")
+    server.stop()
+    mosquitto.stop()
+    for n in range(6):  # the burst goes on while both are down
+        running.set_waiting(n + 2)
+        running.press()
+        presses += 1
+        time.sleep(0.2)
+    mosquitto.start()
+    # the agent is back first and drains into a broker that has no subscription for the server yet: lost there
+    eventually(lambda: running.agent.outbox.depth() == 0, timeout=30, what="outbox drained into the broker")
+    for _ in range(2):
+        running.press()
+        presses += 1
+    restarted = start_runtime(tmp_path / "server", mosquitto.port, resend_after_s=1.0, resend_retry_s=5.0)
+    try:
+        tracker = eventually(lambda: restarted.pipeline.devices.get("dev-b1-cam"), what="device known")
+        eventually(lambda: restarted.pipeline.repair.requests >= 1, timeout=30, what="a resend request")
+        last_seq = running.agent.outbox._db.execute("SELECT max(seq) FROM outbox").fetchone()[0]
+        eventually(lambda: tracker.sequence.highest >= last_seq and tracker.sequence.missing == 0, timeout=30,
+                   what="every sequence number received")
+        assert tracker.sequence.given_up == 0
+        eventually(lambda: len(points(restarted, schema.CALL)) == presses, what="every call stored")
+        time.sleep(1.0)
+        assert len(points(restarted, schema.CALL)) == presses  # and each once
+        assert restarted.pipeline.replies >= 1
+    finally:
+        restarted.stop()

@@ -65,3 +65,18 @@ def test_history_is_bounded(tmp_path: Path) -> None:
     assert kept == (1501, 1000)
     assert box.append("t", payload) == 2501
     box.close()
+
+
+def test_requeue_sends_history_again_and_names_what_is_gone(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", history_rows=1000)
+    for _ in range(2200):
+        box.append("t", payload)
+    box.mark_acked(list(range(1, 2201)))  # pruning keeps the newest 1000 acknowledged
+    assert box.depth() == 0
+    count, gone = box.requeue(1000, 1300)
+    assert count == 100
+    assert gone == [[1000, 1200]]
+    assert [p.seq for p in box.pending(0, 1000)] == list(range(1201, 1301))
+    assert box.requeue(2150, 2160) == (11, [])
+    assert box.requeue(5000, 5001) == (0, [[5000, 5001]])
+    box.close()

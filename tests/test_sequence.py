@@ -68,3 +68,34 @@ def test_reservoir_percentiles_cover_the_whole_stream() -> None:
     assert 45_000 < got["p50"] < 55_000  # a sample of all, not the last thousand
     assert got["p99"] > 95_000
     assert reservoir.seen == 100_000
+
+
+def test_give_up_removes_what_the_device_no_longer_has() -> None:
+    tracker = SequenceTracker()
+    tracker.accept("s1", 1)
+    tracker.accept("s1", 20)
+    tracker.accept("s1", 40)
+    assert tracker.gaps == [[2, 19], [21, 39]]
+    assert tracker.give_up(10, 25) == 15
+    assert tracker.gaps == [[2, 9], [26, 39]]
+    assert tracker.given_up == 15
+    assert tracker.give_up(100, 200) == 0
+
+
+def test_gap_repair_waits_then_asks_then_retries() -> None:
+    from server.ingest.repair import GapRepair
+
+    repair = GapRepair(after_s=10, retry_s=60)
+    tracker = SequenceTracker()
+    tracker.accept("s1", 1)
+    tracker.accept("s1", 5)
+    assert list(repair.plan(0, {"d1": tracker})) == []  # just opened: may still close by itself
+    assert list(repair.plan(9, {"d1": tracker})) == []
+    (request,) = repair.plan(10, {"d1": tracker})
+    assert (request.device, request.stream, request.ranges) == ("d1", "s1", [[2, 4]])
+    assert list(repair.plan(30, {"d1": tracker})) == []  # asked recently
+    assert len(list(repair.plan(70, {"d1": tracker}))) == 1
+    for n in (2, 3, 4):
+        tracker.accept("s1", n)
+    assert list(repair.plan(200, {"d1": tracker})) == []
+    assert repair.requests == 2

@@ -131,7 +131,7 @@ class ConfigPush(_Model):
 
 
 class Command(_Model):
-    """Server -> device, not retained."""
+    """Server -> device, not retained. `args` depend on the action (for `resend`: `ResendArgs`)."""
 
     v: int = Field(SCHEMA_REVISION, ge=1)
     id: str = Field(max_length=64)
@@ -139,7 +139,29 @@ class Command(_Model):
     args: dict[str, object] = Field(default_factory=dict)
 
 
-DeviceMessage = QueueReport | ButtonEvent | FacilityReport | Health
+# [first, last], both included. A list, not a tuple, so that it validates the same from JSON and from Python.
+SeqRange = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)]
+
+
+class ResendArgs(_Model):
+    stream: str = Field(description="the stream the ranges belong to; another stream's history is gone")
+    ranges: list[SeqRange] = Field(min_length=1, max_length=64, description="[first, last] sequence numbers")
+
+
+class CommandReply(Envelope):
+    """Device -> server: how a command or a pushed config went."""
+
+    command: str = Field(max_length=64, description="the command's id, or 'config' for a pushed config")
+    ok: bool
+    detail: str | None = Field(None, max_length=1000, description="what went wrong, for the technician")
+    resent: int = Field(0, ge=0, description="messages queued again for a resend")
+    unavailable: list[SeqRange] = Field(
+        default_factory=list, max_length=64, description="requested ranges no longer in the outbox history"
+    )
+    config_version: int | None = Field(None, description="the config version the device runs after this")
+
+
+DeviceMessage = QueueReport | ButtonEvent | FacilityReport | Health | CommandReply
 Message = DeviceMessage | Status | ConfigPush | Command
 
 MODELS: dict[Channel, type[_Model]] = {
@@ -147,6 +169,7 @@ MODELS: dict[Channel, type[_Model]] = {
     Channel.BUTTON: ButtonEvent,
     Channel.FACILITY: FacilityReport,
     Channel.HEALTH: Health,
+    Channel.REPLY: CommandReply,
     Channel.STATUS: Status,
     Channel.CONFIG: ConfigPush,
     Channel.CMD: Command,

@@ -28,6 +28,7 @@ class Channel(StrEnum):
     BUTTON = "button"
     FACILITY = "facility"
     HEALTH = "health"
+    REPLY = "reply"  # the answer to a command or a pushed config (added in v1 revision 1: additive)
     # device -> server, retained connection state (also the last will); not sequenced
     STATUS = "status"
     # server -> device
@@ -43,7 +44,7 @@ class Channel(StrEnum):
         return self not in (Channel.CONFIG, Channel.CMD)
 
 
-_SEQUENCED = frozenset({Channel.QUEUE, Channel.BUTTON, Channel.FACILITY, Channel.HEALTH})
+_SEQUENCED = frozenset({Channel.QUEUE, Channel.BUTTON, Channel.FACILITY, Channel.HEALTH, Channel.REPLY})
 
 
 def check_device_id(value: str) -> str:

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 RECEIVE_MAXIMUM = 4000
 # How long the broker keeps our session (and queues messages for it) while the server is down.
 SESSION_EXPIRY_S = 3600
-DEVICE_CHANNELS = (Channel.QUEUE, Channel.BUTTON, Channel.FACILITY, Channel.HEALTH, Channel.STATUS)
+DEVICE_CHANNELS = (Channel.QUEUE, Channel.BUTTON, Channel.FACILITY, Channel.HEALTH, Channel.REPLY, Channel.STATUS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,10 @@ class MqttSource:
         for message in messages:
             if message.qos > 0:
                 self._client.ack(message.mid, message.qos)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Server to device (config, commands), QoS 1; paho queues it while the connection is down."""
+        self._client.publish(topic, payload, qos=1, retain=retain)
 
     def stop(self) -> None:
         self._client.disconnect()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
     ButtonEvent,
+    CommandReply,
     ConnectionState,
     FacilityReport,
     Health,
@@ -35,6 +36,7 @@ from server.alerts.service import AlertService
 from server.ingest.directory import DeviceEntry, Directory, ZoneEntry
 from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
+from server.ingest.repair import GapRepair, ResendRequest
 from server.ingest.sequence import SequenceTracker, Verdict
 from server.ingest.stats import Reservoir
 from server.live import CallNow, LiveState, ReadingNow, ZoneNow
@@ -99,6 +101,7 @@ class Pipeline:
     def __init__(
         self, *, directory: Directory, store: TimeSeriesStore, rules: RuleEngine, alerts: AlertService,
         live: LiveState, rejects: Rejects, sessions: sessionmaker[Session], clock: Clock,
+        repair: GapRepair | None = None,
     ) -> None:
         self.directory = directory
         self.store = store
@@ -116,7 +119,10 @@ class Pipeline:
         self.stopping = threading.Event()
         self._handlers: dict[type, Callable[[_Context, Any, _Batch], None]] = {
             QueueReport: self._queue, ButtonEvent: self._button, FacilityReport: self._facility, Health: self._health,
+            CommandReply: self._reply,
         }
+        self.repair = repair or GapRepair()
+        self.replies = 0
         self._load_devices()
 
     def _load_devices(self) -> None:
@@ -190,7 +196,7 @@ class Pipeline:
         if isinstance(message, Status):
             self._status(device, runtime, message, batch.points)
             return
-        assert isinstance(message, QueueReport | ButtonEvent | FacilityReport | Health)
+        assert isinstance(message, QueueReport | ButtonEvent | FacilityReport | Health | CommandReply)
         verdict = runtime.sequence.accept(message.stream, message.seq)
         if verdict is Verdict.DUPLICATE:
             self.stats.duplicates += 1
@@ -252,6 +258,22 @@ class Pipeline:
             ctx.t_ns,
         ))
 
+    def _reply(self, ctx: _Context, message: CommandReply, batch: _Batch) -> None:
+        self.replies += 1
+        tracker = ctx.runtime.sequence
+        for first, last in message.unavailable:
+            gone = tracker.give_up(first, last)
+            if gone:
+                log.warning("device %s no longer has messages %d-%d (%d still missing): given up",
+                            ctx.device.id, first, last, gone)
+        if not message.ok:
+            log.warning("device %s could not carry out %s: %s", ctx.device.id, message.command, message.detail)
+
+    def resend_requests(self) -> list[ResendRequest]:
+        """Devices to ask for the messages they sent that never arrived."""
+        return list(self.repair.plan(self._clock.monotonic(),
+                                     {d: rt.sequence for d, rt in self.devices.items() if rt.sequence.gaps}))
+
     def _status(self, device: DeviceEntry, runtime: DeviceRuntime, message: Status, points: list[Point]) -> None:
         # a will from an older connection must not mark a device offline that has since reconnected
         if runtime.online_since is not None and message.since < runtime.online_since:
@@ -295,10 +317,12 @@ class IngestWorker:
     """Takes received messages from the MQTT thread, runs the pipeline in batches, acknowledges after storing."""
 
     def __init__(
-        self, pipeline: Pipeline, ack: Callable[[Sequence[Received]], None], max_backlog: int = MAX_BACKLOG
+        self, pipeline: Pipeline, ack: Callable[[Sequence[Received]], None], max_backlog: int = MAX_BACKLOG,
+        ask_resend: Callable[[ResendRequest], None] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._ack = ack
+        self._ask_resend = ask_resend
         self._queue: queue.Queue[Received | None] = queue.Queue(maxsize=max_backlog)
         self.peak_backlog = 0
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
@@ -324,6 +348,7 @@ class IngestWorker:
                 first = self._queue.get(timeout=1.0)
             except queue.Empty:
                 self._pipeline.flush_devices()
+                self._repair()
                 continue
             self.peak_backlog = max(self.peak_backlog, self._queue.qsize() + 1)
             batch: list[Received] = []
@@ -350,3 +375,10 @@ class IngestWorker:
                 log.exception("stopping with %d messages not stored; left unacknowledged", len(batch))
                 return
             self._ack(batch)
+            self._repair()
+
+    def _repair(self) -> None:
+        if self._ask_resend is None:
+            return
+        for request in self._pipeline.resend_requests():
+            self._ask_resend(request)

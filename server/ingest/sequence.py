@@ -54,6 +54,20 @@ class SequenceTracker:
         self.gaps[i : i + 1] = pieces
         return Verdict.LATE
 
+    def give_up(self, first: int, last: int) -> int:
+        """The device no longer has [first, last]: stop waiting for it; return how many were still missing."""
+        kept: list[list[int]] = []
+        dropped = 0
+        for lo, hi in self.gaps:
+            if hi < first or lo > last:
+                kept.append([lo, hi])
+                continue
+            dropped += min(hi, last) - max(lo, first) + 1
+            kept.extend(r for r in ([lo, first - 1], [last + 1, hi]) if r[0] <= r[1])
+        self.gaps = kept
+        self.given_up += dropped
+        return dropped
+
     @property
     def missing(self) -> int:
         return sum(last - first + 1 for first, last in self.gaps)
