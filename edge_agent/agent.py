@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from edge_agent.debounce import PressFilter
 from edge_agent.frames import FrameSource, open_source
 from edge_agent.health import HealthProbe
 from edge_agent.link import Inbound, MqttLink
-from edge_agent.outbox import Outbox
+from edge_agent.outbox import Outbox, OutboxFull
 from edge_agent.reporting import OccupancyReporter
 from edge_agent.sensors import SensorEnv, build_sensor
 from lobbywatch.clock import Clock
@@ -63,6 +64,7 @@ class AgentStats:
     presses: int = 0
     messages: int = 0
     build_errors: int = 0
+    not_stored: int = 0
     camera_ok: bool | None = None
 
 
@@ -84,7 +86,10 @@ class Agent:
         # button presses (from gpiozero's thread) and server messages (from the link's thread) wait here for
         # the main loop: no work runs on those threads
         self._events: queue.SimpleQueue[str | Inbound] = queue.SimpleQueue()
-        self.outbox = Outbox(config.data_dir / "outbox.sqlite3", config.outbox.history_rows)
+        self.outbox = Outbox(
+            config.data_dir / "outbox.sqlite3", config.outbox.history_rows,
+            max_bytes=int(config.outbox.max_mb * 2**20), max_age_s=config.outbox.max_age_days * 86400,
+        )
         self.link = MqttLink(
             device_id=config.device_id,
             username=config.mqtt_username,
@@ -115,11 +120,17 @@ class Agent:
             return encode(model(stream=stream, seq=seq, ts=now, uptime_s=uptime, **fields))  # type: ignore[arg-type]
 
         try:
-            self.outbox.append(topic, build)
+            self.outbox.append(topic, build, now.timestamp())
         except ValidationError as exc:
             # our own bug, not the network's: say what, keep running
             self.stats.build_errors += 1
             log.error("cannot build %s message: %s", channel.value, exc)
+            return
+        except (OutboxFull, sqlite3.OperationalError) as exc:
+            # a full or failing SD card: the agent goes on counting; what cannot be stored is counted
+            self.stats.not_stored += 1
+            if self.stats.not_stored == 1 or self.stats.not_stored % 100 == 0:
+                log.error("cannot store a %s message (%d so far): %s", channel.value, self.stats.not_stored, exc)
             return
         self.stats.messages += 1
 
@@ -174,11 +185,12 @@ class Agent:
             self._emit(Channel.FACILITY, FacilityReport, readings=readings)
 
     def report_health(self) -> None:
+        self.outbox.expire(self._clock.now().timestamp())
         sample = self._health.sample(self._clock.monotonic())
         self._emit(
             Channel.HEALTH, Health, cpu_pct=sample.cpu_pct, mem_rss_mb=sample.mem_rss_mb,
-            outbox_depth=self.outbox.depth(), outbox_dropped=0, clock_synced=sample.clock_synced,
-            agent_version=__version__,
+            outbox_depth=self.outbox.depth(), outbox_dropped=self.outbox.dropped + self.stats.not_stored,
+            clock_synced=sample.clock_synced, agent_version=__version__,
         )
 
     # -- commands from the server -------------------------------------------------------------------

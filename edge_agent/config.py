@@ -109,6 +109,10 @@ class OutboxConfig(_Strict):
     history_rows: int = Field(
         100_000, ge=1000, description="acknowledged messages kept for resend requests before the oldest go"
     )
+    max_mb: float = Field(
+        256, ge=1, description="the outbox file never grows past this; history goes first, then the oldest unsent"
+    )
+    max_age_days: float = Field(30, gt=0, description="unsent messages older than this are dropped (and counted)")
 
 
 class DeviceConfig(_Strict):

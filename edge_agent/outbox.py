@@ -1,12 +1,20 @@
 """The durable outbox: every message is written here, with its sequence number, before it is sent.
 
-SQLite in WAL mode with `synchronous=FULL`: a message whose append returned survives a power cut (the WAL is
-fsynced at each commit). A device sends well under one message a second, so the fsync per message is cheap even
-on an SD card. Acknowledged messages stay as history (for resend requests) until `history_rows` is passed.
+Durability: SQLite in WAL mode with `synchronous=FULL`, so a message whose append returned survives a power cut
+(the WAL is fsynced at every commit). A device sends well under one message a second, so an fsync per message
+is cheap even on an SD card.
+
+Bounds, so that a long outage or a full card never stops the agent:
+- size: the file may not grow past `max_bytes` (SQLite `max_page_count`; the same error as a full disk);
+- age: a message not sent within `max_age_s` is dropped (stale by then: nobody acts on a queue a month old);
+- history: acknowledged messages are kept for resend requests, the newest `history_rows` of them.
+When space runs out, history goes first; then the oldest unsent messages are dropped. Every unsent message
+ever dropped is counted (`dropped`, reported in the device's health) and the server sees it as a gap.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sqlite3
 import threading
@@ -14,17 +22,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     seq      INTEGER PRIMARY KEY,
     topic    TEXT NOT NULL,
     payload  BLOB NOT NULL,
+    created  REAL NOT NULL,
     acked    INTEGER NOT NULL DEFAULT 0,
     refused  TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (acked, seq);
 """
+# Share of the unsent messages dropped at once when the outbox is full: enough to make room for a while.
+DROP_SHARE = 0.01
+FULL_RETRIES = 3
+
+
+class OutboxFull(OSError):
+    """Nothing could be freed: the message was not stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +53,23 @@ class Pending:
 
 
 class Outbox:
-    def __init__(self, path: Path, history_rows: int = 100_000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        history_rows: int = 100_000,
+        max_bytes: int = 256 * 2**20,
+        max_age_s: float = 30 * 86400,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._history_rows = history_rows
+        self._max_age_s = max_age_s
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self._db.execute(f"PRAGMA max_page_count = {max(16, max_bytes // page_size)}")
         self.stream = self._meta("stream") or self._init_stream()
         self._pruned_since = 0
 
@@ -53,24 +80,70 @@ class Outbox:
     def _init_stream(self) -> str:
         stream = secrets.token_hex(8)
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('stream', ?), ('next_seq', '1')", (stream,))
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('stream', ?), ('next_seq', '1'), ('dropped', '0')", (stream,)
+            )
         return self._meta("stream") or stream
 
-    def append(self, topic: str, build: Callable[[int, str], bytes]) -> int:
-        """Allocate the next sequence number, build the payload with it and store both in one transaction."""
+    # -- writing -------------------------------------------------------------------------------------
+    def append(self, topic: str, build: Callable[[int, str], bytes], now: float) -> int:
+        """Allocate the next sequence number, build the payload with it and store both in one transaction.
+
+        Raises OutboxFull when no room could be made; the sequence number is then not used."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                seq = int(self._meta("next_seq") or 1)
-                payload = build(seq, self.stream)
-                self._db.execute("INSERT INTO outbox (seq, topic, payload) VALUES (?, ?, ?)", (seq, topic, payload))
-                self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(seq + 1),))
-                self._db.execute("COMMIT")
-            except BaseException:
+            for attempt in range(FULL_RETRIES + 1):
+                try:
+                    return self._insert(topic, build, now)
+                except sqlite3.OperationalError as exc:
+                    if not _is_full(exc) or attempt == FULL_RETRIES:
+                        if _is_full(exc):
+                            raise OutboxFull(f"outbox full and nothing left to free: {exc}") from exc
+                        raise
+                    self._make_room()
+        raise AssertionError("unreachable")
+
+    def _insert(self, topic: str, build: Callable[[int, str], bytes], now: float) -> int:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = int(self._meta("next_seq") or 1)
+            payload = build(seq, self.stream)
+            self._db.execute("INSERT INTO outbox (seq, topic, payload, created) VALUES (?, ?, ?, ?)",
+                             (seq, topic, payload, now))
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(seq + 1),))
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # SQLite has already rolled back after SQLITE_FULL
                 self._db.execute("ROLLBACK")
-                raise
+            raise
         return seq
 
+    def _make_room(self) -> None:
+        history = self._db.execute("DELETE FROM outbox WHERE acked = 1").rowcount
+        if history:
+            log.warning("outbox full: removed %d acknowledged messages kept for resends", history)
+            return
+        pending = int(self._db.execute("SELECT count(*) FROM outbox WHERE acked = 0").fetchone()[0])
+        victims = max(1, int(pending * DROP_SHARE))
+        self._drop("seq IN (SELECT seq FROM outbox WHERE acked = 0 ORDER BY seq LIMIT ?)", (victims,),
+                   "outbox full")
+
+    def _drop(self, where: str, params: tuple[object, ...], why: str) -> int:
+        """Delete unsent messages matching `where` and count them; returns how many."""
+        self._db.execute("BEGIN IMMEDIATE")
+        dropped = self._db.execute(f"DELETE FROM outbox WHERE acked = 0 AND {where}", params).rowcount
+        if dropped:
+            self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'dropped'", (dropped,))
+        self._db.execute("COMMIT")
+        if dropped:
+            log.error("%s: dropped the %d oldest unsent messages (the server will see the gap)", why, dropped)
+        return dropped
+
+    def expire(self, now: float) -> int:
+        """Drop unsent messages older than the age bound; returns how many."""
+        with self._lock:
+            return self._drop("created < ?", (now - self._max_age_s,), "messages older than the age bound")
+
+    # -- sending -------------------------------------------------------------------------------------
     def pending(self, after_seq: int, limit: int) -> list[Pending]:
         """Messages not yet acknowledged, in sequence order, starting after `after_seq`."""
         with self._lock:
@@ -113,17 +186,32 @@ class Outbox:
             (self._history_rows,),
         )
 
+    # -- counters ------------------------------------------------------------------------------------
     def depth(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM outbox WHERE acked = 0").fetchone()[0])
+
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            return int(self._meta("dropped") or 0)
 
     def refused_count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM outbox WHERE refused IS NOT NULL").fetchone()[0])
 
+    def last_seq(self) -> int:
+        with self._lock:
+            return int(self._meta("next_seq") or 1) - 1
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    # SQLITE_FULL: the disk is full, or the file reached max_page_count
+    return "full" in str(exc).lower()
 
 
 def _missing_runs(first: int, last: int, present: list[int]) -> list[list[int]]:

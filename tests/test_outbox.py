@@ -12,11 +12,11 @@ def payload(seq: int, stream: str) -> bytes:
 def test_sequence_survives_reopening(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite3")
     stream = box.stream
-    assert [box.append("t", payload) for _ in range(3)] == [1, 2, 3]
+    assert [box.append("t", payload, 0.0) for _ in range(3)] == [1, 2, 3]
     box.close()
     box = Outbox(tmp_path / "o.sqlite3")
     assert box.stream == stream
-    assert box.append("t", payload) == 4
+    assert box.append("t", payload, 0.0) == 4
     assert [p.seq for p in box.pending(0, 10)] == [1, 2, 3, 4]
     assert box.pending(0, 10)[3].payload == payload(4, stream)
     box.close()
@@ -32,7 +32,7 @@ def test_a_new_outbox_is_a_new_stream(tmp_path: Path) -> None:
 def test_acknowledged_messages_leave_the_pending_list_in_order(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite3")
     for _ in range(5):
-        box.append("t", payload)
+        box.append("t", payload, 0.0)
     box.mark_acked([1, 2])
     assert [p.seq for p in box.pending(0, 10)] == [3, 4, 5]
     assert [p.seq for p in box.pending(3, 10)] == [4, 5]
@@ -50,8 +50,8 @@ def test_a_failing_build_stores_nothing_and_uses_no_number(tmp_path: Path) -> No
         raise ValueError("bad message")
 
     with pytest.raises(ValueError, match="bad message"):
-        box.append("t", broken)
-    assert box.append("t", payload) == 1
+        box.append("t", broken, 0.0)
+    assert box.append("t", payload, 0.0) == 1
     assert box.depth() == 1
     box.close()
 
@@ -59,18 +59,18 @@ def test_a_failing_build_stores_nothing_and_uses_no_number(tmp_path: Path) -> No
 def test_history_is_bounded(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite3", history_rows=1000)
     for _ in range(2500):
-        box.append("t", payload)
+        box.append("t", payload, 0.0)
     box.mark_acked(list(range(1, 2501)))
     kept = box._db.execute("SELECT min(seq), count(*) FROM outbox").fetchone()
     assert kept == (1501, 1000)
-    assert box.append("t", payload) == 2501
+    assert box.append("t", payload, 0.0) == 2501
     box.close()
 
 
 def test_requeue_sends_history_again_and_names_what_is_gone(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite3", history_rows=1000)
     for _ in range(2200):
-        box.append("t", payload)
+        box.append("t", payload, 0.0)
     box.mark_acked(list(range(1, 2201)))  # pruning keeps the newest 1000 acknowledged
     assert box.depth() == 0
     count, gone = box.requeue(1000, 1300)
@@ -79,4 +79,51 @@ def test_requeue_sends_history_again_and_names_what_is_gone(tmp_path: Path) -> N
     assert [p.seq for p in box.pending(0, 1000)] == list(range(1201, 1301))
     assert box.requeue(2150, 2160) == (11, [])
     assert box.requeue(5000, 5001) == (0, [[5000, 5001]])
+    box.close()
+
+
+def big(seq: int, stream: str) -> bytes:
+    return bytes(2000) + str(seq).encode()
+
+
+def test_a_full_outbox_gives_up_history_first_then_the_oldest_unsent(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_bytes=1 * 2**20)
+    first_full = None
+    for n in range(1, 2000):
+        box.append("t", big, 0.0)
+        if n == 200:
+            box.mark_acked(list(range(1, 201)))  # some history to give up first
+        if box.dropped and first_full is None:
+            first_full = n
+    assert first_full is not None, "the bound never bit"
+    assert box._db.execute("SELECT count(*) FROM outbox WHERE acked = 1").fetchone()[0] == 0  # history went first
+    oldest = box.pending(0, 1)[0].seq
+    assert oldest == 200 + box.dropped + 1  # then the oldest unsent, each counted
+    assert box.last_seq() == 1999  # the newest are all there
+    assert (tmp_path / "o.sqlite3").stat().st_size <= 1.1 * 2**20
+    box.close()
+
+
+def test_too_old_unsent_messages_expire_and_are_counted(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_age_s=3600)
+    for created in (0.0, 100.0, 5000.0):
+        box.append("t", payload, created)
+    assert box.expire(now=3800.0) == 2
+    assert [p.seq for p in box.pending(0, 10)] == [3]
+    assert box.dropped == 2
+    box.close()
+    assert Outbox(tmp_path / "o.sqlite3").dropped == 2  # the count survives a restart
+
+
+def test_a_database_that_cannot_make_room_says_so(tmp_path: Path) -> None:
+    from edge_agent.outbox import OutboxFull
+
+    box = Outbox(tmp_path / "o.sqlite3", max_bytes=16 * 4096)
+
+    def huge(seq: int, stream: str) -> bytes:
+        return bytes(200_000)
+
+    with pytest.raises(OutboxFull, match="outbox full"):
+        box.append("t", huge, 0.0)
+    assert box.append("t", payload, 0.0) == 1  # the failed message used no number
     box.close()
