@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from edge_agent import __version__
 from edge_agent.buttons import CallButtons
-from edge_agent.config import DeviceConfig
+from edge_agent.config import ConfigError, DeviceConfig
 from edge_agent.counting.foreground import ForegroundCounter
 from edge_agent.counting.zones import Zone
 from edge_agent.debounce import PressFilter
@@ -29,6 +29,7 @@ from edge_agent.frames import FrameSource, open_source
 from edge_agent.health import HealthProbe
 from edge_agent.link import Inbound, MqttLink
 from edge_agent.outbox import Outbox, OutboxFull
+from edge_agent.remote_config import Applied, load_applied, merge, save_applied
 from edge_agent.reporting import OccupancyReporter
 from edge_agent.sensors import SensorEnv, build_sensor
 from lobbywatch.clock import Clock
@@ -37,6 +38,7 @@ from lobbywatch.protocol import (
     Channel,
     Command,
     CommandReply,
+    ConfigPush,
     FacilityReport,
     Health,
     InvalidPayload,
@@ -79,6 +81,7 @@ class Agent:
         sensor_env: SensorEnv | None = None,
         health_probe: HealthProbe | None = None,
     ) -> None:
+        self._local_config = config
         self.config = config
         self._clock = clock
         self._started = clock.monotonic()
@@ -99,16 +102,58 @@ class Agent:
             agent_version=__version__,
             on_inbound=self._events.put,
         )
-        self._press_filters = {b.key: PressFilter(b.repeat_guard_s) for b in config.buttons}
-        self._buttons = CallButtons(config.buttons, self._events.put, pin_factory) if config.buttons else None
-        self._button_kinds = {b.key: b.kind for b in config.buttons}
-        env = sensor_env or SensorEnv()
-        self._sensors = [build_sensor(s, env) for s in config.sensors]
+        self._pin_factory = pin_factory
+        self._sensor_env = sensor_env or SensorEnv()
         self._health = health_probe or HealthProbe()
+        self._injected_frames = frame_source
+        self._frames: FrameSource | None = None
+        self._buttons: CallButtons | None = None
         self._camera_thread: threading.Thread | None = None
-        self._frames = frame_source
-        if config.camera is not None and self._frames is None:
+        self._camera_stop = threading.Event()
+        self._running: threading.Event | None = None
+        self.config_version: int | None = None
+        applied = load_applied(config.data_dir)
+        if applied is not None:
+            try:
+                self.config = merge(config, applied.version, applied.sections)
+                self.config_version = applied.version
+            except ConfigError as exc:  # the local file changed under it: the local file wins
+                log.error("the saved remote config no longer fits the local one, not applied: %s", exc)
+        self._build_parts()
+
+    def _build_parts(self) -> None:
+        """Buttons, sensors, counter input: everything a pushed config may change."""
+        config = self.config
+        self._press_filters = {b.key: PressFilter(b.repeat_guard_s) for b in config.buttons}
+        self._button_kinds = {b.key: b.kind for b in config.buttons}
+        self._buttons = CallButtons(config.buttons, self._events.put, self._pin_factory) if config.buttons else None
+        self._sensors = [build_sensor(s, self._sensor_env) for s in config.sensors]
+        if config.camera is None:
+            self._frames = None
+        elif self._injected_frames is not None:
+            self._frames = self._injected_frames
+        else:
             self._frames = open_source(config.camera.source, config.camera.loop)
+
+    def _stop_parts(self) -> None:
+        self._camera_stop.set()
+        if self._camera_thread is not None:
+            self._camera_thread.join(5)
+            self._camera_thread = None
+        self._camera_stop.clear()
+        if self._buttons is not None:
+            self._buttons.close()
+            self._buttons = None
+        if self._frames is not None and self._frames is not self._injected_frames:
+            self._frames.close()
+
+    def _start_camera(self, stop: threading.Event) -> None:
+        if self.config.camera is None:
+            return
+        self._camera_thread = threading.Thread(
+            target=self._camera_loop, args=(stop,), name=f"camera-{self.config.device_id}", daemon=True
+        )
+        self._camera_thread.start()
 
     # -- message building ----------------------------------------------------------------------------
     def _emit(self, channel: Channel, model: type[BaseModel], **fields: object) -> None:
@@ -146,7 +191,7 @@ class Agent:
         reporter = OccupancyReporter(self.config.reporting.queue_keepalive_s, self.config.reporting.smoothing_frames)
         period = 1.0 / camera.fps
         failures = 0
-        while not stop.is_set():
+        while not stop.is_set() and not self._camera_stop.is_set():
             began = self._clock.monotonic()
             frame = self._frames.read()
             if frame is None:
@@ -164,7 +209,7 @@ class Agent:
             if reporter.due(self._clock.monotonic(), smoothed):
                 zones = [ZoneCount(zone=key, occupancy=value) for key, value in smoothed.items()]
                 self._emit(Channel.QUEUE, QueueReport, zones=zones)
-            stop.wait(max(0.0, period - (self._clock.monotonic() - began)))
+            self._camera_stop.wait(max(0.0, period - (self._clock.monotonic() - began)))
 
     def _camera_reading(self, ok: bool) -> Reading:
         return Reading(sensor="camera", kind=SensorKind.CAMERA, value=1.0 if ok else 0.0, ok=ok,
@@ -190,11 +235,14 @@ class Agent:
         self._emit(
             Channel.HEALTH, Health, cpu_pct=sample.cpu_pct, mem_rss_mb=sample.mem_rss_mb,
             outbox_depth=self.outbox.depth(), outbox_dropped=self.outbox.dropped + self.stats.not_stored,
-            clock_synced=sample.clock_synced, agent_version=__version__,
+            clock_synced=sample.clock_synced, agent_version=__version__, config_version=self.config_version,
         )
 
     # -- commands from the server -------------------------------------------------------------------
     def _handle_inbound(self, message: Inbound) -> None:
+        if message.channel is Channel.CONFIG:
+            self._apply_config(message.payload)
+            return
         if message.channel is not Channel.CMD:
             log.info("received %s message of %d bytes", message.channel.value, len(message.payload))
             return
@@ -208,6 +256,33 @@ class Agent:
             self._resend(command)
         else:
             self._reply(command.id, ok=False, detail=f"agent {__version__} does not support {command.action!r}")
+
+    def _apply_config(self, payload: bytes) -> None:
+        if not payload:
+            return  # the server cleared the retained config: keep running what we have
+        try:
+            push = parse_payload(Channel.CONFIG, payload)
+        except InvalidPayload as exc:
+            log.error("refused a pushed config: %s", exc)
+            self._reply("config", ok=False, detail=str(exc))
+            return
+        assert isinstance(push, ConfigPush)
+        if push.version == self.config_version:
+            return  # the retained copy, delivered again after a reconnect
+        try:
+            new = merge(self._local_config, push.version, dict(push.config))
+        except ConfigError as exc:
+            log.error("refused config version %d: %s", push.version, exc)
+            self._reply("config", ok=False, detail=str(exc)[:1000])
+            return
+        save_applied(new.data_dir, Applied(push.version, dict(push.config)))
+        self._stop_parts()
+        self.config, self.config_version = new, push.version
+        self._build_parts()
+        if self._running is not None:
+            self._start_camera(self._running)
+        log.info("applied config version %d", push.version)
+        self._reply("config", ok=True)
 
     def _resend(self, command: Command) -> None:
         try:
@@ -232,25 +307,21 @@ class Agent:
     def _reply(self, command: str, *, ok: bool, detail: str | None = None, resent: int = 0,
                unavailable: list[list[int]] | None = None) -> None:
         self._emit(Channel.REPLY, CommandReply, command=command, ok=ok, detail=detail, resent=resent,
-                   unavailable=(unavailable or [])[:64], config_version=None)
+                   unavailable=(unavailable or [])[:64], config_version=self.config_version)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
         self.link.start()
-        if self.config.camera is not None:
-            self._camera_thread = threading.Thread(
-                target=self._camera_loop, args=(stop,), name=f"camera-{self.config.device_id}", daemon=True
-            )
-            self._camera_thread.start()
-        reporting = self.config.reporting
+        self._running = stop
+        self._start_camera(stop)
         schedule = {self.report_facility: 0.0, self.report_health: 0.0}
-        intervals = {
-            self.report_facility: reporting.facility_interval_s,
-            self.report_health: reporting.health_interval_s,
-        }
         try:
             while not stop.is_set():
                 now = self._clock.monotonic()
+                intervals = {  # read each time: a pushed config may change them
+                    self.report_facility: self.config.reporting.facility_interval_s,
+                    self.report_health: self.config.reporting.health_interval_s,
+                }
                 for task, due in schedule.items():
                     if now >= due:
                         task()
@@ -268,10 +339,7 @@ class Agent:
             self.close()
 
     def close(self) -> None:
-        if self._camera_thread is not None:
-            self._camera_thread.join(5)
-        if self._buttons is not None:
-            self._buttons.close()
+        self._stop_parts()
         if self._frames is not None:
             self._frames.close()
         self.link.stop()

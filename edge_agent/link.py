@@ -85,7 +85,8 @@ class MqttLink:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
 
     # -- the loop ----------------------------------------------------------------------------------------
     def _topic(self, channel: Channel) -> str:

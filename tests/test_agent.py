@@ -1,5 +1,6 @@
 """The real agent against a real Mosquitto and the real server: counts, presses, sensors; an outage loses nothing."""
 
+import json
 import random
 import threading
 import time
@@ -186,3 +187,62 @@ def test_broker_and_server_restart_during_a_burst_and_every_message_arrives_once
         assert restarted.pipeline.replies >= 1
     finally:
         restarted.stop()
+
+
+def push_config(port: int, version: int, config: dict[str, object]) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pusher-{version}", protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    body = json.dumps({"v": 1, "version": version, "config": config}).encode()
+    client.publish("lobby/v1/dev-b1-cam/config", body, qos=1, retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_pushed_config_is_applied_without_restart_and_bad_ones_are_refused(
+    tmp_path: Path, running: Running, server: Runtime, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    eventually(running.agent.link.connected.is_set, what="agent connected")
+    device = server.pipeline.devices
+    # a new zone layout: a second zone over the left half of the queue area
+    zones = [{"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE], "person_area_px": PERSON_AREA_PX},
+             {"key": "left", "polygon": [[0, 150], [320, 150], [320, 360], [0, 360]], "person_area_px": PERSON_AREA_PX}]
+    camera = {"source": "simulated", "fps": 5, "zones": zones, "ignore": [[list(p) for p in STAFF_AREA]]}
+    push_config(mosquitto.port, 2, {"camera": camera, "reporting": {"queue_keepalive_s": 1, "facility_interval_s": 1,
+                                                                    "health_interval_s": 1, "smoothing_frames": 1}})
+    eventually(lambda: running.agent.config_version == 2, what="config 2 applied")
+    eventually(lambda: device["dev-b1-cam"].config_version == 2, what="server knows config 2")
+    assert running.agent.link.connected.is_set()  # the connection was never dropped
+    running.set_waiting(3)
+    eventually(lambda: running.agent.stats.occupancy.get("queue") == 3, what="counting in the old zone")
+    assert "left" in running.agent.stats.occupancy
+
+    # a broken zone: refused with the field named, the running config stays
+    bad = {**camera, "zones": [{"key": "queue", "polygon": [[0, 0], [1, 1]]}]}
+    push_config(mosquitto.port, 3, {"camera": bad})
+    # a push may not move the device to another broker
+    push_config(mosquitto.port, 4, {"broker": {"host": "evil.example"}})
+    eventually(lambda: server.pipeline.replies >= 3, what="three replies")
+    assert running.agent.config_version == 2
+    assert running.agent.config.broker.host == "127.0.0.1"
+    assert device["dev-b1-cam"].config_version == 2
+
+    refusals = [r.getMessage() for r in caplog.records if "could not carry out config" in r.getMessage()]
+    assert any("camera.zones.0.polygon" in m for m in refusals), refusals
+    assert any("broker cannot be changed remotely" in m for m in refusals), refusals
+
+    # the applied config survives a restart of the agent
+    assert json.loads((tmp_path / "device" / "remote-config.json").read_text())["version"] == 2
+    running.stop.set()
+    running.thread.join(15)
+    camera_again = SimulatedCamera(running.lobby, LobbyRenderer(0), running.lock)
+    again = Agent(parse_config(agent_config(mosquitto.port, tmp_path / "device")), clock=SystemClock(),
+                  frame_source=camera_again, pin_factory=MockFactory())
+    try:
+        assert again.config_version == 2
+        assert [z.key for z in again.config.camera.zones] == ["queue", "left"]  # type: ignore[union-attr]
+    finally:
+        again.close()

@@ -120,7 +120,8 @@ def devices(runtime: RuntimeDep) -> list[DevicePublic]:
             id=device.id, branch=device.branch_id, profile=row.profile if row else "",
             online=bool(rt and rt.online),
             last_seen=datetime.fromtimestamp(rt.last_seen, UTC) if rt and rt.last_seen else None,
-            agent_version=rt.agent_version if rt else None, clock_skew_ms=rt.clock_skew_ms if rt else None,
+            agent_version=rt.agent_version if rt else None, config_version=rt.config_version if rt else None,
+            clock_skew_ms=rt.clock_skew_ms if rt else None,
             received_seq=rt.sequence.highest if rt else 0, missing=rt.sequence.missing if rt else 0,
             duplicates=rt.sequence.duplicates if rt else 0,
         ))

@@ -74,6 +74,7 @@ class DevicePublic(BaseModel):
     online: bool
     last_seen: datetime | None
     agent_version: str | None
+    config_version: int | None = Field(description="the pushed config version the device says it runs")
     clock_skew_ms: float | None = Field(description="device clock minus server clock at the last health report")
     received_seq: int = Field(description="highest sequence number received")
     missing: int = Field(description="sequence numbers not received (gaps)")

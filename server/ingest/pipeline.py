@@ -67,6 +67,7 @@ class DeviceRuntime:
     last_seen: float | None = None
     clock_skew_ms: float | None = None
     agent_version: str | None = None
+    config_version: int | None = None
 
 
 @dataclass(slots=True)
@@ -128,7 +129,8 @@ class Pipeline:
     def _load_devices(self) -> None:
         with self._sessions() as session:
             for device in session.query(models.Device).all():
-                runtime = DeviceRuntime(online=device.online, agent_version=device.agent_version)
+                runtime = DeviceRuntime(online=device.online, agent_version=device.agent_version,
+                                        config_version=device.config_version)
                 if device.sequence:
                     runtime.sequence = SequenceTracker.from_dict(dict(device.sequence))
                 self.devices[device.id] = runtime
@@ -250,6 +252,7 @@ class Pipeline:
         runtime = ctx.runtime
         runtime.clock_skew_ms = round((message.ts.timestamp() - ctx.received.received_at) * 1000, 1)
         runtime.agent_version = message.agent_version
+        runtime.config_version = message.config_version
         batch.points.append(Point.make(
             schema.DEVICE_HEALTH, {"branch": ctx.device.branch_id, "device": ctx.device.id},
             {"cpu_pct": message.cpu_pct, "mem_rss_mb": message.mem_rss_mb, "outbox_depth": message.outbox_depth,
@@ -260,6 +263,8 @@ class Pipeline:
 
     def _reply(self, ctx: _Context, message: CommandReply, batch: _Batch) -> None:
         self.replies += 1
+        if message.config_version is not None:
+            ctx.runtime.config_version = message.config_version
         tracker = ctx.runtime.sequence
         for first, last in message.unavailable:
             gone = tracker.give_up(first, last)
@@ -297,6 +302,7 @@ class Pipeline:
                 "b_id": device_id, "online": runtime.online,
                 "last_seen": datetime.fromtimestamp(runtime.last_seen, UTC) if runtime.last_seen else None,
                 "clock_skew_ms": runtime.clock_skew_ms, "agent_version": runtime.agent_version,
+                "config_version": runtime.config_version,
                 "sequence": runtime.sequence.to_dict(),
             })
         table = models.Device.__table__

@@ -43,6 +43,7 @@ class Device(Base):
     last_seen: Mapped[datetime | None] = mapped_column(default=None)
     agent_version: Mapped[str | None] = mapped_column(String(32), default=None)
     clock_skew_ms: Mapped[float | None] = mapped_column(default=None)
+    config_version: Mapped[int | None] = mapped_column(default=None)
     sequence: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
 
 
