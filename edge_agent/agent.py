@@ -22,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 from edge_agent import __version__
 from edge_agent.buttons import CallButtons
 from edge_agent.config import ConfigError, DeviceConfig
-from edge_agent.counting.foreground import ForegroundCounter
+from edge_agent.counting.calibration import CalibrationError, CalibrationStore
+from edge_agent.counting.counter import PeopleCounter
 from edge_agent.counting.zones import Zone
 from edge_agent.debounce import PressFilter
 from edge_agent.frames import FrameSource, open_source
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 # Frames in a row that may fail before the camera is reported faulty (a USB camera re-enumerating takes ~2 s).
 CAMERA_FAILURES_BEFORE_FAULT = 5
+# How often the camera loop looks for a new calibration written by `lobbywatch-agent calibrate`.
+CALIBRATION_CHECK_S = 30.0
 
 
 @dataclass
@@ -110,6 +113,7 @@ class Agent:
         self._buttons: CallButtons | None = None
         self._camera_thread: threading.Thread | None = None
         self._camera_stop = threading.Event()
+        self._errors: dict[str, float | None] = {}
         self._running: threading.Event | None = None
         self.config_version: int | None = None
         applied = load_applied(config.data_dir)
@@ -184,10 +188,9 @@ class Agent:
         camera = self.config.camera
         assert camera is not None
         assert self._frames is not None
-        counter = ForegroundCounter(
-            [Zone(z.key, list(z.polygon), z.anchor, z.person_area_px) for z in camera.zones],
-            [list(p) for p in camera.ignore],
-        )
+        counter: PeopleCounter | None = None
+        store = CalibrationStore(self.config.data_dir)
+        calibration_version, checked_at = store.version(), self._clock.monotonic()
         reporter = OccupancyReporter(self.config.reporting.queue_keepalive_s, self.config.reporting.smoothing_frames)
         period = 1.0 / camera.fps
         failures = 0
@@ -199,7 +202,15 @@ class Agent:
                 counts: dict[str, int | None] = {z.key: None for z in camera.zones}
             else:
                 failures = 0
-                counts = {r.zone: r.count for r in counter.count(frame)}
+                if self._clock.monotonic() - checked_at >= CALIBRATION_CHECK_S:
+                    checked_at = self._clock.monotonic()
+                    if store.version() != calibration_version:  # `lobbywatch-agent calibrate` ran
+                        calibration_version, counter = store.version(), None
+                if counter is None:
+                    counter = self._make_counter((int(frame.shape[0]), int(frame.shape[1])))
+                results = counter.count(frame)
+                counts = {r.zone: r.count for r in results}
+                self._errors = {r.zone: r.error for r in results}
             camera_ok = failures < CAMERA_FAILURES_BEFORE_FAULT
             if camera_ok != self.stats.camera_ok:
                 self.stats.camera_ok = camera_ok
@@ -207,9 +218,31 @@ class Agent:
             smoothed = {key: reporter.smooth(key, count) for key, count in counts.items()}
             self.stats.occupancy = smoothed
             if reporter.due(self._clock.monotonic(), smoothed):
-                zones = [ZoneCount(zone=key, occupancy=value) for key, value in smoothed.items()]
+                zones = [ZoneCount(zone=key, occupancy=value, error=reporter.error(key, self._errors.get(key)))
+                         for key, value in smoothed.items()]
                 self._emit(Channel.QUEUE, QueueReport, zones=zones)
             self._camera_stop.wait(max(0.0, period - (self._clock.monotonic() - began)))
+
+    def _make_counter(self, shape: tuple[int, int]) -> PeopleCounter:
+        camera = self.config.camera
+        assert camera is not None
+        zones = [Zone(z.key, list(z.polygon), z.anchor) for z in camera.zones]
+        store = CalibrationStore(self.config.data_dir)
+        calibrations = {}
+        for zone in zones:
+            try:
+                found = store.load(zone.key)
+            except CalibrationError as exc:
+                log.error("%s", exc)
+                continue
+            if found is not None and not found.matches(zone, shape):
+                log.warning("the calibration of zone %s was made for another polygon or frame size: not used; "
+                            "calibrate again", zone.key)
+            elif found is not None:
+                calibrations[zone.key] = found
+        counter = PeopleCounter(zones, shape, calibrations, store.background(), [list(p) for p in camera.ignore])
+        log.info("counting %s", ", ".join(f"{k} by {m}" for k, m in counter.methods().items()))
+        return counter
 
     def _camera_reading(self, ok: bool) -> Reading:
         return Reading(sensor="camera", kind=SensorKind.CAMERA, value=1.0 if ok else 0.0, ok=ok,

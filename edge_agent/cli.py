@@ -11,7 +11,8 @@ import threading
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.config import ConfigError, load_config
+from edge_agent.config import ConfigError, DeviceConfig, load_config
+from edge_agent.counting.zones import Zone
 from lobbywatch.clock import SystemClock
 from lobbywatch.i18n import normalize_locale, t
 
@@ -58,6 +59,81 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace, lang: str) -> DeviceConfig | None:
+    try:
+        return load_config(Path(args.config))
+    except ConfigError as exc:
+        print(t(lang, "agent.config_invalid"), file=sys.stderr)
+        print(str(exc), file=sys.stderr)
+        return None
+
+
+def _zone(config: DeviceConfig, key: str | None, lang: str) -> Zone | None:
+    if config.camera is None:
+        print(t(lang, "agent.no_camera"), file=sys.stderr)
+        return None
+    zones = {z.key: z for z in config.camera.zones}
+    chosen = zones.get(key) if key else config.camera.zones[0]
+    if chosen is None:
+        print(t(lang, "agent.unknown_zone", zone=key, zones=", ".join(zones)), file=sys.stderr)
+        return None
+    return Zone(chosen.key, list(chosen.polygon), chosen.anchor)
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    import time
+
+    from edge_agent.counting.dataset import write_snapshots
+    from edge_agent.frames import open_source
+
+    lang = _locale(args)
+    config = _load(args, lang)
+    zone = _zone(config, args.zone, lang) if config else None
+    if config is None or zone is None or config.camera is None:
+        return 2
+    source = open_source(config.camera.source, config.camera.loop)
+    frames = []
+    try:
+        for i in range(args.count):
+            frame = source.read()
+            if frame is None:
+                print(t(lang, "agent.camera_unreadable", source=config.camera.source), file=sys.stderr)
+                return 1
+            frames.append(frame)
+            print(t(lang, "agent.snapshot_taken", n=i + 1, total=args.count), flush=True)
+            if i + 1 < args.count:
+                time.sleep(args.every)
+    finally:
+        source.close()
+    counts = write_snapshots(Path(args.out), zone, frames)
+    print(t(lang, "agent.snapshots_written", path=counts, zone=zone.key))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from edge_agent.counting.calibration import CalibrationError, CalibrationStore, calibrate
+    from edge_agent.counting.dataset import DatasetError, load_dataset
+
+    lang = _locale(args)
+    config = _load(args, lang)
+    zone = _zone(config, args.zone, lang) if config else None
+    if config is None or zone is None:
+        return 2
+    try:
+        labelled = load_dataset(Path(args.dataset))
+        if [list(p) for p in labelled.zone.polygon] != [list(p) for p in zone.polygon]:
+            print(t(lang, "agent.calibration_other_polygon", zone=zone.key), file=sys.stderr)
+        print(t(lang, "agent.calibrating", n=len(labelled.frames), zone=zone.key), flush=True)
+        calibration, background = calibrate(zone, labelled.frames, labelled.counts)
+        path = CalibrationStore(config.data_dir).save(calibration, background)
+    except (DatasetError, CalibrationError) as exc:
+        print(t(lang, "agent.calibration_failed"), file=sys.stderr)
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(t(lang, "agent.calibrated", zone=zone.key, path=path, error=round(calibration.model.residual_sd, 2)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lobbywatch-agent", description="LobbyWatch edge agent")
     parser.add_argument("--lang", help="zh-CN or en (default: LOBBYWATCH_LANG, then LANG)")
@@ -70,6 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a device config file and say what is wrong")
     check.add_argument("config")
     check.set_defaults(func=_check)
+    snap = sub.add_parser("snapshot", help="take snapshots of a zone to label for calibration (kept on the device)")
+    snap.add_argument("--config", required=True)
+    snap.add_argument("--out", required=True, help="folder to write (frames/, roi.json, counts.csv to fill in)")
+    snap.add_argument("--zone", help="zone key (default: the first zone)")
+    snap.add_argument("--count", type=int, default=12, help="how many snapshots (default 12)")
+    snap.add_argument("--every", type=float, default=60.0, help="seconds between snapshots (default 60)")
+    snap.set_defaults(func=_snapshot)
+    cal = sub.add_parser("calibrate", help="fit a zone's counting calibration from labelled snapshots")
+    cal.add_argument("--config", required=True)
+    cal.add_argument("--dataset", required=True, help="folder with frames/, counts.csv (filled in) and roi.json")
+    cal.add_argument("--zone", help="zone key (default: the first zone)")
+    cal.set_defaults(func=_calibrate)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

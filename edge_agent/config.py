@@ -42,9 +42,6 @@ class ZoneConfig(_Strict):
     anchor: Literal["feet", "head"] = Field(
         "feet", description="point of a person that must lie in the zone: bottom-centre (feet) or top (head)"
     )
-    person_area_px: int = Field(
-        1500, ge=20, description="foreground area of one person in this zone, in pixels; set by calibration"
-    )
 
 
 class CameraConfig(_Strict):

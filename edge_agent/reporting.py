@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from statistics import median_low
+from statistics import median_low, pstdev
 
 
 class OccupancyReporter:
@@ -22,6 +22,14 @@ class OccupancyReporter:
         if len(known) * 2 <= len(window):
             return None
         return median_low(known)
+
+    def error(self, zone: str, method_error: float | None) -> float | None:
+        """One standard error of the reported count: the method's own where it knows it (a calibration's
+        leave-one-out error), else the spread of the counts being smoothed."""
+        known = [c for c in self._window.get(zone, ()) if c is not None]
+        spread = float(pstdev(known)) if len(known) >= 2 else None
+        candidates = [e for e in (method_error, spread) if e is not None]
+        return round(max(candidates), 2) if candidates else None
 
     def due(self, now: float, smoothed: dict[str, int | None]) -> bool:
         """Whether to send now; records the values as sent when it says yes."""

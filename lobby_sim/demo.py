@@ -29,11 +29,12 @@ from rich.text import Text
 
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config
+from edge_agent.counting.zones import Zone
 from edge_agent.sensors import SensorEnv
 from lobby_sim.broker import AmqttBroker, Mosquitto, start_local_broker
-from lobby_sim.camera import SimulatedCamera
+from lobby_sim.camera import SimulatedCamera, calibrate_simulated
 from lobby_sim.lobby import Lobby, LobbyPlan
-from lobby_sim.render import PERSON_AREA_PX, QUEUE_ZONE, STAFF_AREA, LobbyRenderer
+from lobby_sim.render import QUEUE_ZONE, STAFF_AREA, LobbyRenderer
 from lobbywatch.clock import SystemClock
 from lobbywatch.i18n import normalize_locale, t
 from server.app import create_app
@@ -97,7 +98,7 @@ def device_config(branch: DemoBranch, port: int, mqtt5: bool, data_dir: Path) ->
         "broker": {"host": "127.0.0.1", "port": port, "tls": False, "protocol": "5" if mqtt5 else "3.1.1"},
         "camera": {
             "source": "simulated", "fps": 2,
-            "zones": [{"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE], "person_area_px": PERSON_AREA_PX}],
+            "zones": [{"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE]}],
             "ignore": [[list(p) for p in STAFF_AREA]],
         },
         "buttons": [{"key": "ramp-bell", "kind": "accessibility", "pin": BELL_PIN}],
@@ -186,9 +187,11 @@ class Demo:
         lock = threading.Lock()
         config = parse_config(device_config(spec, self.broker.port, self.broker.mqtt5,
                                             self.workdir / "devices" / spec.id), f"demo device of {spec.id}")
+        renderer = LobbyRenderer(index)
+        calibrate_simulated(config.data_dir, renderer, Zone("queue", list(QUEUE_ZONE)), seed=index)
         pins = MockFactory()
         sysfs = _fake_sysfs(self.workdir / "devices" / spec.id / "sys", 47_000 + 1500 * index)
-        agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, LobbyRenderer(index), lock),
+        agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, renderer, lock),
                       pin_factory=pins, sensor_env=SensorEnv(sysfs_root=sysfs, seed=index))
         branch = SimulatedBranch(spec, lobby, lock, agent, pins, sysfs)
         branch.threads.append(self._spawn(agent.run, f"agent-{spec.id}", self.stop))

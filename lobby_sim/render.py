@@ -16,8 +16,6 @@ STAFF_AREA = [(0, 0), (640, 0), (640, 70), (0, 70)]
 SLOT_DX, SLOT_DY = 36, 66  # queue slot spacing: people close together, but not touching
 BODY_AXES = (9, 20)
 HEAD_RADIUS = 7
-# Foreground area of one drawn person after the counter's blur and morphology (measured on these drawings).
-PERSON_AREA_PX = 900
 
 
 class LobbyRenderer:

@@ -12,11 +12,12 @@ from gpiozero.pins.mock import MockFactory
 
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config
+from edge_agent.counting.zones import Zone
 from edge_agent.sensors import SensorEnv
 from lobby_sim.broker import Mosquitto
-from lobby_sim.camera import SimulatedCamera
+from lobby_sim.camera import SimulatedCamera, calibrate_simulated
 from lobby_sim.lobby import Lobby, LobbyPlan
-from lobby_sim.render import PERSON_AREA_PX, QUEUE_ZONE, STAFF_AREA, LobbyRenderer
+from lobby_sim.render import QUEUE_ZONE, STAFF_AREA, LobbyRenderer
 from lobbywatch.clock import SystemClock
 from server.runtime import Runtime
 from server.storage import points as schema
@@ -31,7 +32,7 @@ def agent_config(port: int, data_dir: Path) -> dict[str, object]:
         "data_dir": str(data_dir),
         "broker": {"host": "127.0.0.1", "port": port, "tls": False, "reconnect_max_s": 1},
         "camera": {"source": "simulated", "fps": 5, "zones": [
-            {"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE], "person_area_px": PERSON_AREA_PX}],
+            {"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE]}],
             "ignore": [[list(p) for p in STAFF_AREA]]},
         "buttons": [{"key": "ramp-bell", "kind": "accessibility", "pin": BELL, "bounce_ms": 0, "repeat_guard_s": 0}],
         "sensors": [{"type": "simulated", "key": "lobby-temp", "kind": "temperature", "mean": 22, "unit": "°C"}],
@@ -71,6 +72,7 @@ def running(tmp_path: Path, mosquitto: Mosquitto, server: Runtime) -> Iterator[R
     config = parse_config(agent_config(mosquitto.port, tmp_path / "device"))
     lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
     lock, pins = threading.Lock(), MockFactory()
+    calibrate_simulated(config.data_dir, LobbyRenderer(0), Zone("queue", list(QUEUE_ZONE)))
     agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, LobbyRenderer(0), lock, staff=2),
                   pin_factory=pins, sensor_env=SensorEnv(seed=0))
     run = Running(agent, lobby, lock, pins)
@@ -208,8 +210,8 @@ def test_pushed_config_is_applied_without_restart_and_bad_ones_are_refused(
     eventually(running.agent.link.connected.is_set, what="agent connected")
     device = server.pipeline.devices
     # a new zone layout: a second zone over the left half of the queue area
-    zones = [{"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE], "person_area_px": PERSON_AREA_PX},
-             {"key": "left", "polygon": [[0, 150], [320, 150], [320, 360], [0, 360]], "person_area_px": PERSON_AREA_PX}]
+    zones = [{"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE]},
+             {"key": "left", "polygon": [[0, 150], [320, 150], [320, 360], [0, 360]]}]
     camera = {"source": "simulated", "fps": 5, "zones": zones, "ignore": [[list(p) for p in STAFF_AREA]]}
     push_config(mosquitto.port, 2, {"camera": camera, "reporting": {"queue_keepalive_s": 1, "facility_interval_s": 1,
                                                                     "health_interval_s": 1, "smoothing_frames": 1}})

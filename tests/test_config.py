@@ -65,3 +65,40 @@ def test_check_config_command_in_both_languages(tmp_path: Path, capsys: pytest.C
     assert "unknown: Extra inputs are not permitted" in err
     assert agent_main(["--lang", "en", "check-config", str(EXAMPLES[0])]) == 0
     assert "is valid" in capsys.readouterr().out
+
+
+def test_snapshot_then_calibrate_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A technician's round trip on the simulated lobby: snapshots, counts written in, calibration stored."""
+    import csv
+
+    import cv2
+
+    from edge_agent.counting.calibration import CalibrationStore
+    from lobby_sim.render import QUEUE_ZONE, LobbyRenderer
+
+    renderer = LobbyRenderer(seed=2)
+    truth = [0, 2, 5, 9, 14, 20, 27, 33, 4, 11]
+    video = tmp_path / "camera"
+    video.mkdir()
+    for i, n in enumerate(truth):
+        cv2.imwrite(str(video / f"{i:03d}.png"), renderer.render(n, 1, 3))
+    config = write(tmp_path, f"""
+device_id: dev-001
+data_dir: {tmp_path / "data"}
+camera:
+  source: "{video}"
+  zones: [{{key: queue, polygon: {[list(p) for p in QUEUE_ZONE]}}}]
+""")
+    out = tmp_path / "labels"
+    assert agent_main(["--lang", "en", "snapshot", "--config", str(config), "--out", str(out),
+                       "--count", str(len(truth)), "--every", "0"]) == 0
+    assert "how many people stand in zone queue" in capsys.readouterr().out
+    assert agent_main(["--lang", "en", "calibrate", "--config", str(config), "--dataset", str(out)]) == 2
+    assert "has no count" in capsys.readouterr().err  # nothing filled in yet: refused, nothing changed
+    with (out / "counts.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["frame", "count"])
+        writer.writerows([f"{i:06d}", n] for i, n in enumerate(truth, 1))
+    assert agent_main(["--lang", "zh-CN", "calibrate", "--config", str(config), "--dataset", str(out)]) == 0
+    assert "区域 queue 已标定" in capsys.readouterr().out
+    assert CalibrationStore(tmp_path / "data").load("queue") is not None

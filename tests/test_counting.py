@@ -1,31 +1,78 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from edge_agent.counting.foreground import ForegroundCounter
+from edge_agent.counting.calibration import CalibrationError, CalibrationStore, calibrate
+from edge_agent.counting.counter import PeopleCounter
+from edge_agent.counting.dataset import DatasetError, load_dataset
+from edge_agent.counting.regression import fit_ridge
 from edge_agent.counting.zones import Zone, polygon_mask
 from edge_agent.debounce import PressFilter
 from edge_agent.reporting import OccupancyReporter
-from lobby_sim.render import PERSON_AREA_PX, QUEUE_ZONE, STAFF_AREA, LobbyRenderer
+from lobby_sim.camera import calibrate_simulated
+from lobby_sim.render import QUEUE_ZONE, STAFF_AREA, LobbyRenderer
+
+ROOT = Path(__file__).parent.parent
+DATASETS = ROOT.parent / "shared" / "datasets"
+ZONE = Zone("queue", list(QUEUE_ZONE))
 
 
-def counter() -> ForegroundCounter:
-    return ForegroundCounter([Zone("queue", QUEUE_ZONE, "feet", PERSON_AREA_PX)], [STAFF_AREA])
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[PeopleCounter, LobbyRenderer]:
+    folder = tmp_path_factory.mktemp("device")
+    renderer = LobbyRenderer(seed=3)
+    calibrate_simulated(folder, renderer, ZONE, seed=3)
+    store = CalibrationStore(folder)
+    counter = PeopleCounter([ZONE], (360, 640), {"queue": store.load("queue")}, store.background(), [STAFF_AREA])
+    return counter, renderer
 
 
 @pytest.mark.parametrize("waiting", [0, 1, 4, 9, 17, 30])
-def test_counts_people_in_the_zone_not_at_windows_or_behind_counter(waiting: int) -> None:
-    renderer, c = LobbyRenderer(seed=3), counter()
-    c.count(renderer.render(0, 0, 0))  # empty lobby at start-up
-    (result,) = c.count(renderer.render(waiting, serving=2, staff=3))
-    assert result.count == waiting
+def test_calibrated_zone_counts_the_queue_not_the_windows(
+    calibrated: tuple[PeopleCounter, LobbyRenderer], waiting: int
+) -> None:
+    counter, renderer = calibrated
+    (result,) = counter.count(renderer.render(waiting, serving=2, staff=3))
+    assert result.method == "regression"
+    assert abs(result.count - waiting) <= max(1, round(0.1 * waiting))
+    assert result.error is not None
+    assert result.error < 2
 
 
-def test_people_who_stand_still_stay_counted() -> None:
-    renderer, c = LobbyRenderer(seed=4), counter()
-    c.count(renderer.render(0, 0, 0))
-    counts = [c.count(renderer.render(6, 0, 3))[0].count for _ in range(240)]  # 2 minutes at 2 fps
-    assert counts[-1] == 6
-    assert min(counts) == 6
+def test_people_who_stand_still_stay_counted(calibrated: tuple[PeopleCounter, LobbyRenderer]) -> None:
+    counter, renderer = calibrated
+    counts = [counter.count(renderer.render(6, 0, 3))[0].count for _ in range(120)]
+    assert set(counts) == {6}  # the background is the calibrated empty lobby: nobody fades into it
+
+
+def test_a_calibration_for_another_polygon_is_not_used(tmp_path: Path) -> None:
+    renderer = LobbyRenderer(seed=1)
+    calibrate_simulated(tmp_path, renderer, ZONE)
+    store = CalibrationStore(tmp_path)
+    moved = Zone("queue", [(0, 150), (600, 150), (600, 350), (0, 350)])
+    counter = PeopleCounter([moved], (360, 640), {"queue": store.load("queue")}, store.background())
+    assert counter.methods() == {"queue": "detector"}
+
+
+def test_calibration_refuses_what_cannot_work() -> None:
+    frames = [LobbyRenderer(0).render(n, 0, 0) for n in (3, 3, 3, 3, 3)]
+    with pytest.raises(CalibrationError, match="quiet and busy"):
+        calibrate(ZONE, frames, [3, 3, 3, 3, 3])
+    with pytest.raises(CalibrationError, match=r"at least 5"):
+        calibrate(ZONE, frames[:3], [1, 2, 3])
+
+
+def test_ridge_picks_a_strong_penalty_for_few_frames_and_knows_its_error() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = 2 * x[:, 0] - x[:, 1] + 10 + rng.normal(scale=0.5, size=200)
+    model = fit_ridge(x, y)
+    assert abs(model.predict(np.array([1.0, 0.0, 0.0])) - 12) < 0.3
+    assert 0.4 < model.residual_sd < 0.7  # the noise it was given
 
 
 def test_zone_contains_and_mask() -> None:
@@ -41,17 +88,29 @@ def test_zone_contains_and_mask() -> None:
 
 def test_counter_refuses_no_zones() -> None:
     with pytest.raises(ValueError, match="at least one zone"):
-        ForegroundCounter([])
+        PeopleCounter([], (10, 10))
 
 
-def test_grey_frames_work_too() -> None:
-    c = counter()
-    renderer = LobbyRenderer(seed=5)
-    c.count(renderer.render(0, 0, 0)[:, :, 0].copy())
-    frame = renderer.render(3, 0, 0)[:, :, 0].copy()
-    assert frame.ndim == 2
-    assert c.count(frame)[0].count == 3
-    assert np.asarray(frame).dtype == np.uint8
+def test_detector_counts_real_people_without_calibration() -> None:
+    """PETS 2009 from ../shared/datasets: the benchmark command, on its first 80 frames."""
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent.benchmark", str(DATASETS / "pets09-s2l1"), "--limit", "80"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["frames"] == 80
+    assert figures["method"] == "detector"
+    assert figures["mae"] < 1.5
+    assert {"mae", "rmse", "fps", "bias"} <= figures.keys()
+
+
+def test_benchmark_says_what_is_wrong_with_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"roi\.json is missing"):
+        load_dataset(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "edge_agent.benchmark", str(tmp_path)], capture_output=True,
+                            text=True, check=False, cwd=ROOT)
+    assert result.returncode == 2
+    assert "roi.json is missing" in result.stderr
 
 
 def test_reporter_sends_on_change_and_keepalive() -> None:
@@ -68,6 +127,8 @@ def test_smoothing_takes_the_median_and_reports_blindness_as_unknown() -> None:
     assert reporter.smooth("q", 5) == 5
     assert reporter.smooth("q", 9) == 5  # median_low of [5, 9]
     assert reporter.smooth("q", 5) == 5  # one odd frame does not move the count
+    assert reporter.error("q", None) == pytest.approx(1.89, abs=0.01)  # spread of 5, 9, 5
+    assert reporter.error("q", 2.5) == 2.5  # the method's own error when it is larger
     assert reporter.smooth("q", None) == 5
     assert reporter.smooth("q", None) is None  # mostly blind: unknown, never a fake 0
 

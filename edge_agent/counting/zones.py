@@ -16,7 +16,6 @@ class Zone:
     key: str
     polygon: Polygon
     anchor: str = "feet"  # "feet" or "head"
-    person_area_px: int = 1500
 
     def __post_init__(self) -> None:
         if len(self.polygon) < 3:

@@ -1,0 +1,80 @@
+"""Counting benchmark: `python -m edge_agent.benchmark DATASET_DIR [--calibrate DATASET_DIR]`.
+
+Counts the people inside the dataset's roi.json polygon in every frame with the agent's own counter (one
+thread, frames decoded beforehand, timed without decoding), and prints progress, then a JSON object on the
+last line: frames, mae, rmse, fps, and more. `--calibrate` first fits the calibration on that folder, as a
+technician's calibration would, and counts with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_agent.counting.calibration import calibrate
+from edge_agent.counting.counter import PeopleCounter
+from edge_agent.counting.dataset import DatasetError, frame_range, load_dataset
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge_agent.benchmark", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", type=Path, help="folder with frames/, counts.csv and roi.json")
+    parser.add_argument("--calibrate", type=Path, help="fit the calibration on this folder first")
+    parser.add_argument("--limit", type=int, help="only the first N frames")
+    parser.add_argument("--frames", type=frame_range, help="count only frames FIRST:LAST (1-based, in name order)")
+    parser.add_argument("--calibrate-frames", type=frame_range,
+                        help="calibrate on frames FIRST:LAST of the --calibrate folder only (a held-out test)")
+    parser.add_argument("--labels", type=int,
+                        help="use the labels of only N evenly spaced calibration frames (a technician's snapshots); "
+                             "the background is still learnt from all of them")
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(1)  # the agent's budget is one core
+    try:
+        data = load_dataset(args.dataset, args.limit, args.frames)
+        calibrations, background, fit_seconds = {}, None, 0.0
+        if args.calibrate is not None:
+            labelled = load_dataset(args.calibrate, frames=args.calibrate_frames)
+            print(f"calibrating on {len(labelled.frames)} labelled frames of {labelled.name}", file=sys.stderr)
+            started = time.perf_counter()
+            picks = range(len(labelled.frames))
+            if args.labels:
+                picks = np.linspace(0, len(labelled.frames) - 1, args.labels).round().astype(int).tolist()
+            calibration, background = calibrate(data.zone, [labelled.frames[i] for i in picks],
+                                                [labelled.counts[i] for i in picks], labelled.frames)
+            fit_seconds = time.perf_counter() - started
+            calibrations = {data.zone.key: calibration}
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    shape = (int(data.frames[0].shape[0]), int(data.frames[0].shape[1]))
+    counter = PeopleCounter([data.zone], shape, calibrations, background)
+    print(f"counting {len(data.frames)} frames of {data.name} ({counter.methods()[data.zone.key]})", file=sys.stderr)
+    predictions: list[float] = []
+    started = time.perf_counter()
+    for i, frame in enumerate(data.frames, 1):
+        predictions.append(counter.count(frame)[0].count)
+        if i % 100 == 0:
+            print(f"  {i}/{len(data.frames)} frames, {i / (time.perf_counter() - started):.1f} fps", file=sys.stderr)
+    seconds = time.perf_counter() - started
+    error = np.array(predictions) - np.array(data.counts, dtype=float)
+    result = {
+        "dataset": data.name, "frames": len(data.frames), "method": counter.methods()[data.zone.key],
+        "calibrated_on": args.calibrate.name if args.calibrate else None,
+        "calibration_frames": len(labelled.frames) if args.calibrate else 0,
+        "labelled_frames": (args.labels or len(labelled.frames)) if args.calibrate else 0,
+        "mae": round(float(np.abs(error).mean()), 3), "rmse": round(float(np.sqrt((error**2).mean())), 3),
+        "bias": round(float(error.mean()), 3), "fps": round(len(data.frames) / seconds, 1),
+        "frame_size": f"{shape[1]}x{shape[0]}", "calibration_seconds": round(fit_seconds, 2),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

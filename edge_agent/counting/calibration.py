@@ -1,0 +1,101 @@
+"""Per-camera calibration: fitted from a few labelled frames, stored on the device, checked before use.
+
+What is stored (in the device's data folder, never sent anywhere): the empty-scene background (an image of
+the lobby, so it stays on the device like every image), and per zone the regression from crowd features to a
+count, with the zone's polygon it was fitted for. A calibration whose polygon or frame size no longer matches
+the config is not used (the camera or the zone was changed: calibrate again).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_agent.counting.features import BandFeatures, Frame, median_background
+from edge_agent.counting.regression import RidgeModel, fit_ridge
+from edge_agent.counting.zones import Zone
+
+METHOD = "bands-ridge-v1"
+
+
+class CalibrationError(ValueError):
+    """A calibration that cannot be made or used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ZoneCalibration:
+    zone: str
+    polygon: list[list[int]]
+    frame_shape: list[int]
+    method: str
+    model: RidgeModel
+    frames: int
+    created: str
+
+    def matches(self, zone: Zone, frame_shape: tuple[int, int]) -> bool:
+        return [list(p) for p in zone.polygon] == self.polygon and list(frame_shape) == self.frame_shape
+
+
+def fit_zone(zone: Zone, frames: list[Frame], counts: list[int], background: Frame) -> ZoneCalibration:
+    if len(frames) != len(counts):
+        raise CalibrationError(f"{len(frames)} frames but {len(counts)} counts")
+    if len(frames) < 5:
+        raise CalibrationError(f"label at least 5 snapshots (got {len(frames)}); 10-20 over a busy hour is better")
+    if len(set(counts)) < 2:
+        raise CalibrationError("all labelled snapshots have the same count: include quiet and busy moments")
+    shape = (int(frames[0].shape[0]), int(frames[0].shape[1]))
+    features = BandFeatures(zone, shape, background)
+    x = np.array([features(f) for f in frames])
+    model = fit_ridge(x, np.array(counts, dtype=np.float64))
+    return ZoneCalibration(zone.key, [list(p) for p in zone.polygon], list(shape), METHOD, model, len(frames),
+                           datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def calibrate(zone: Zone, frames: list[Frame], counts: list[int], background_frames: list[Frame] | None = None
+              ) -> tuple[ZoneCalibration, Frame]:
+    background = median_background(background_frames or frames)
+    return fit_zone(zone, frames, counts, background), background
+
+
+class CalibrationStore:
+    """`<data_dir>/calibration/`: background.png and one <zone>.json per calibrated zone."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.folder = data_dir / "calibration"
+
+    def save(self, calibration: ZoneCalibration, background: Frame) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(self.folder / "background.png"), background):
+            raise CalibrationError(f"cannot write {self.folder / 'background.png'}")
+        path = self.folder / f"{calibration.zone}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(calibration), indent=1), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    def version(self) -> float:
+        """Changes whenever a calibration is saved: the folder's modification time (0 when there is none)."""
+        try:
+            return self.folder.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def background(self) -> Frame | None:
+        image = cv2.imread(str(self.folder / "background.png"), cv2.IMREAD_GRAYSCALE)
+        return None if image is None else np.asarray(image, dtype=np.uint8)
+
+    def load(self, zone: str) -> ZoneCalibration | None:
+        path = self.folder / f"{zone}.json"
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["model"] = RidgeModel(**data["model"])
+            return ZoneCalibration(**data)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CalibrationError(f"{path}: unreadable ({exc}); calibrate zone {zone!r} again") from None

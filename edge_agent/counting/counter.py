@@ -1,0 +1,69 @@
+"""The people counter: per zone, the calibrated regression where the zone has a calibration that fits, the
+pedestrian detector everywhere else. Camera-independent defaults; one call per frame."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.counting.calibration import ZoneCalibration
+from edge_agent.counting.detector import HogDetector, count_in_zone
+from edge_agent.counting.features import BandFeatures, Frame
+from edge_agent.counting.zones import Polygon, Zone, polygon_mask
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneResult:
+    zone: str
+    count: int
+    estimate: float  # before rounding (regression), or the detections
+    error: float | None  # one standard error, when the method knows it
+    method: str
+
+
+class PeopleCounter:
+    def __init__(
+        self,
+        zones: Sequence[Zone],
+        frame_shape: tuple[int, int],
+        calibrations: Mapping[str, ZoneCalibration] | None = None,
+        background: Frame | None = None,
+        ignore: Sequence[Polygon] = (),
+    ) -> None:
+        if not zones:
+            raise ValueError("a counter needs at least one zone")
+        self._zones = list(zones)
+        self._regressions: dict[str, tuple[BandFeatures, ZoneCalibration]] = {}
+        for zone in self._zones:
+            calibration = (calibrations or {}).get(zone.key)
+            if calibration is not None and background is not None and calibration.matches(zone, frame_shape):
+                self._regressions[zone.key] = (BandFeatures(zone, frame_shape, background), calibration)
+        detected = [z for z in self._zones if z.key not in self._regressions]
+        self._detector = HogDetector(detected, frame_shape) if detected else None
+        self._keep = None
+        if ignore:
+            self._keep = polygon_mask(frame_shape, list(ignore)) == 0
+
+    def methods(self) -> dict[str, str]:
+        return {z.key: "regression" if z.key in self._regressions else "detector" for z in self._zones}
+
+    def count(self, frame: Frame) -> list[ZoneResult]:
+        detections = self._detector.detect(frame) if self._detector is not None else []
+        if self._keep is not None:
+            h, w = self._keep.shape
+            detections = [d for d in detections
+                          if self._keep[min(h - 1, max(0, int(d.feet_y))), min(w - 1, max(0, int(d.x)))]]
+        results = []
+        for zone in self._zones:
+            regression = self._regressions.get(zone.key)
+            if regression is None:
+                n = count_in_zone(detections, zone)
+                results.append(ZoneResult(zone.key, n, float(n), None, "detector"))
+                continue
+            features, calibration = regression
+            estimate = max(0.0, calibration.model.predict(features(frame)))
+            results.append(ZoneResult(zone.key, int(np.rint(estimate)), estimate, calibration.model.residual_sd,
+                                      "regression"))
+        return results

@@ -1,0 +1,93 @@
+"""Labelled frames in the dataset format (see docs/counting.md): frames/*.jpg, counts.csv, roi.json."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_agent.counting.zones import Zone
+
+
+class DatasetError(ValueError):
+    """A folder that is not in the dataset format; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    zone: Zone
+    names: list[str]
+    counts: list[int]
+    frames: list[NDArray[np.uint8]]
+
+
+def load_dataset(folder: Path, limit: int | None = None, frames: slice | None = None) -> Dataset:
+    roi_path, counts_path, frames_dir = folder / "roi.json", folder / "counts.csv", folder / "frames"
+    for path in (roi_path, counts_path, frames_dir):
+        if not path.exists():
+            raise DatasetError(f"{folder} is not a dataset folder: {path.name} is missing")
+    try:
+        roi = json.loads(roi_path.read_text(encoding="utf-8"))
+        polygon = [(int(x), int(y)) for x, y in roi["polygon"]]
+        zone = Zone("roi", polygon, roi.get("anchor", "feet"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{roi_path}: not a valid roi.json ({exc})") from None
+    with counts_path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or set(rows[0]) != {"frame", "count"}:
+        raise DatasetError(f"{counts_path}: expected the header 'frame,count'")
+    rows.sort(key=lambda r: r["frame"])
+    if frames is not None:
+        rows = rows[frames]
+    if limit is not None:
+        rows = rows[:limit]
+    images, names, counts = [], [], []
+    for row in rows:
+        path = frames_dir / f"{row['frame']}.jpg"
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise DatasetError(f"{path}: missing or not an image")
+        try:
+            count = int(row["count"])
+        except (TypeError, ValueError):
+            raise DatasetError(f"{counts_path}: frame {row['frame']} has no count; write how many people are "
+                               "in the zone on that snapshot") from None
+        images.append(np.asarray(frame, dtype=np.uint8))
+        names.append(row["frame"])
+        counts.append(count)
+    if not images:
+        raise DatasetError(f"{folder}: no frames selected")
+    return Dataset(folder.name, zone, names, counts, images)
+
+
+def write_snapshots(folder: Path, zone: Zone, frames: list[NDArray[np.uint8]]) -> Path:
+    """A dataset folder to be labelled: the frames, roi.json of the zone, and counts.csv with empty counts."""
+    (folder / "frames").mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    roi = {"width": width, "height": height, "polygon": [list(p) for p in zone.polygon], "anchor": zone.anchor}
+    (folder / "roi.json").write_text(json.dumps(roi), encoding="utf-8")
+    with (folder / "counts.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["frame", "count"])
+        for i, frame in enumerate(frames, 1):
+            name = f"{i:06d}"
+            if not cv2.imwrite(str(folder / "frames" / f"{name}.jpg"), frame):
+                raise DatasetError(f"cannot write {folder / 'frames' / name}.jpg")
+            writer.writerow([name, ""])
+    return folder / "counts.csv"
+
+
+def frame_range(text: str) -> slice:
+    """'401:800' -> the 401st to the 800th frame (1-based, both included), in name order."""
+    first, _, last = text.partition(":")
+    try:
+        return slice(int(first) - 1 if first else None, int(last) if last else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST:LAST frame numbers, got {text!r}") from None
