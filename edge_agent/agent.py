@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from edge_agent import __version__
 from edge_agent.buttons import CallButtons
+from edge_agent.camera_health import CameraHealth
 from edge_agent.config import ConfigError, DeviceConfig
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore
 from edge_agent.counting.counter import PeopleCounter
@@ -71,6 +72,7 @@ class AgentStats:
     build_errors: int = 0
     not_stored: int = 0
     camera_ok: bool | None = None
+    camera_problem: str | None = None
 
 
 class Agent:
@@ -114,6 +116,7 @@ class Agent:
         self._camera_thread: threading.Thread | None = None
         self._camera_stop = threading.Event()
         self._errors: dict[str, float | None] = {}
+        self._last_camera: CameraHealth | None = None
         self._running: threading.Event | None = None
         self.config_version: int | None = None
         applied = load_applied(config.data_dir)
@@ -193,28 +196,34 @@ class Agent:
         calibration_version, checked_at = store.version(), self._clock.monotonic()
         reporter = OccupancyReporter(self.config.reporting.queue_keepalive_s, self.config.reporting.smoothing_frames)
         period = 1.0 / camera.fps
-        failures = 0
+        health = CameraHealth()
+        background = store.background()
+        if background is not None:
+            health.set_reference(background)
         while not stop.is_set() and not self._camera_stop.is_set():
             began = self._clock.monotonic()
             frame = self._frames.read()
-            if frame is None:
-                failures += 1
-                counts: dict[str, int | None] = {z.key: None for z in camera.zones}
-            else:
-                failures = 0
+            health.observe(frame, began, CAMERA_FAILURES_BEFORE_FAULT)
+            counts: dict[str, int | None] = {z.key: None for z in camera.zones}
+            if frame is not None and health.ok:
                 if self._clock.monotonic() - checked_at >= CALIBRATION_CHECK_S:
                     checked_at = self._clock.monotonic()
                     if store.version() != calibration_version:  # `lobbywatch-agent calibrate` ran
                         calibration_version, counter = store.version(), None
+                        background = store.background()
+                        if background is not None:
+                            health.set_reference(background)
                 if counter is None:
                     counter = self._make_counter((int(frame.shape[0]), int(frame.shape[1])))
                 results = counter.count(frame)
                 counts = {r.zone: r.count for r in results}
                 self._errors = {r.zone: r.error for r in results}
-            camera_ok = failures < CAMERA_FAILURES_BEFORE_FAULT
-            if camera_ok != self.stats.camera_ok:
-                self.stats.camera_ok = camera_ok
-                self._emit(Channel.FACILITY, FacilityReport, readings=[self._camera_reading(camera_ok)])
+            if health.problem.value != self.stats.camera_problem:
+                self.stats.camera_ok, self.stats.camera_problem = health.ok, health.problem.value
+                if not health.ok:
+                    log.warning("camera problem: %s (%s)", health.problem.value, health.detail)
+                self._emit(Channel.FACILITY, FacilityReport, readings=[self._camera_reading(health)])
+                self._last_camera = health
             smoothed = {key: reporter.smooth(key, count) for key, count in counts.items()}
             self.stats.occupancy = smoothed
             if reporter.due(self._clock.monotonic(), smoothed):
@@ -244,9 +253,10 @@ class Agent:
         log.info("counting %s", ", ".join(f"{k} by {m}" for k, m in counter.methods().items()))
         return counter
 
-    def _camera_reading(self, ok: bool) -> Reading:
-        return Reading(sensor="camera", kind=SensorKind.CAMERA, value=1.0 if ok else 0.0, ok=ok,
-                       detail=None if ok else "no frames from the camera")
+    def _camera_reading(self, health: CameraHealth) -> Reading:
+        detail = None if health.ok else f"{health.problem.value}: {health.detail}"
+        return Reading(sensor="camera", kind=SensorKind.CAMERA, value=1.0 if health.ok else 0.0, ok=health.ok,
+                       detail=detail)
 
     # -- presses, sensors, health --------------------------------------------------------------------
     def _handle_press(self, key: str) -> None:
@@ -257,8 +267,8 @@ class Agent:
 
     def report_facility(self) -> None:
         readings = [sensor.read() for sensor in self._sensors]
-        if self.stats.camera_ok is not None:
-            readings.append(self._camera_reading(self.stats.camera_ok))
+        if self._last_camera is not None:
+            readings.append(self._camera_reading(self._last_camera))
         if readings:
             self._emit(Channel.FACILITY, FacilityReport, readings=readings)
 

@@ -21,11 +21,15 @@ class SimulatedCamera:
         self._renderer = renderer
         self._lock = lock
         self._staff = staff
+        self.covered = False  # a hand, a cloth or tape over the lens
 
     def read(self) -> NDArray[np.uint8] | None:
         with self._lock:
             waiting, serving = self._lobby.waiting, self._lobby.serving
-        return self._renderer.render(waiting, serving, self._staff)
+        frame = self._renderer.render(waiting, serving, self._staff)
+        if self.covered:
+            return np.full_like(frame, 96)
+        return frame
 
     def close(self) -> None:
         return None

@@ -42,8 +42,9 @@ def agent_config(port: int, data_dir: Path) -> dict[str, object]:
 
 
 class Running:
-    def __init__(self, agent: Agent, lobby: Lobby, lock: threading.Lock, pins: MockFactory) -> None:
-        self.agent, self.lobby, self.lock, self.pins = agent, lobby, lock, pins
+    def __init__(self, agent: Agent, lobby: Lobby, lock: threading.Lock, pins: MockFactory,
+                 camera: SimulatedCamera) -> None:
+        self.agent, self.lobby, self.lock, self.pins, self.camera = agent, lobby, lock, pins, camera
         self.stop = threading.Event()
         self.thread = threading.Thread(target=agent.run, args=(self.stop,), name="agent-under-test")
 
@@ -73,9 +74,9 @@ def running(tmp_path: Path, mosquitto: Mosquitto, server: Runtime) -> Iterator[R
     lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
     lock, pins = threading.Lock(), MockFactory()
     calibrate_simulated(config.data_dir, LobbyRenderer(0), Zone("queue", list(QUEUE_ZONE)))
-    agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, LobbyRenderer(0), lock, staff=2),
-                  pin_factory=pins, sensor_env=SensorEnv(seed=0))
-    run = Running(agent, lobby, lock, pins)
+    camera = SimulatedCamera(lobby, LobbyRenderer(0), lock, staff=2)
+    agent = Agent(config, clock=SystemClock(), frame_source=camera, pin_factory=pins, sensor_env=SensorEnv(seed=0))
+    run = Running(agent, lobby, lock, pins, camera)
     run.thread.start()
     # the counter learns the empty lobby from its first frames, as at installation
     eventually(lambda: agent.stats.occupancy.get("queue") == 0, what="first count of the empty lobby")
@@ -248,3 +249,21 @@ def test_pushed_config_is_applied_without_restart_and_bad_ones_are_refused(
         assert [z.key for z in again.config.camera.zones] == ["queue", "left"]  # type: ignore[union-attr]
     finally:
         again.close()
+
+
+def test_a_covered_camera_is_a_fault_and_the_count_unknown_not_zero(running: Running, server: Runtime) -> None:
+    running.set_waiting(5)
+    eventually(lambda: any(p.fields.get("occupancy") == 5 for p in points(server, schema.OCCUPANCY)),
+               what="occupancy 5 stored")
+    running.camera.covered = True
+    unknown = eventually(lambda: [p for p in points(server, schema.OCCUPANCY) if p.fields.get("known") is False],
+                         what="occupancy stored as unknown")
+    assert "occupancy" not in unknown[0].fields  # no number at all, certainly not 0
+    faults = eventually(lambda: [p for p in points(server, schema.FACILITY)
+                                 if dict(p.tags)["kind"] == "camera" and p.fields.get("ok") is False],
+                        what="camera fault stored")
+    assert faults
+    zone = server.live.zones("b1")["queue"]
+    assert zone.occupancy is None
+    running.camera.covered = False
+    eventually(lambda: server.live.zones("b1")["queue"].occupancy == 5, what="counting again")
