@@ -108,7 +108,7 @@ class Agent:
             on_inbound=self._events.put,
         )
         self._pin_factory = pin_factory
-        self._sensor_env = sensor_env or SensorEnv()
+        self._sensor_env = sensor_env or SensorEnv(pin_factory=pin_factory)
         self._health = health_probe or HealthProbe()
         self._injected_frames = frame_source
         self._frames: FrameSource | None = None
@@ -151,6 +151,10 @@ class Agent:
         if self._buttons is not None:
             self._buttons.close()
             self._buttons = None
+        for sensor in getattr(self, "_sensors", []):
+            close = getattr(sensor, "close", None)  # sensors on GPIO pins hold them
+            if close is not None:
+                close()
         if self._frames is not None and self._frames is not self._injected_frames:
             self._frames.close()
 
@@ -266,7 +270,7 @@ class Agent:
         self._emit(Channel.BUTTON, ButtonEvent, button=key, kind=self._button_kinds[key])
 
     def report_facility(self) -> None:
-        readings = [sensor.read() for sensor in self._sensors]
+        readings = [reading for sensor in self._sensors for reading in sensor.read()]
         if self._last_camera is not None:
             readings.append(self._camera_reading(self._last_camera))
         if readings:

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lobbywatch.protocol import CallKind, SensorKind, check_device_id
+from edge_agent.sensors.registry import AnySensorConfig
+from lobbywatch.protocol import CallKind, check_device_id
 
 Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 Point = tuple[int, int]
@@ -74,27 +75,6 @@ class ButtonConfig(_Strict):
     )
 
 
-class BoardTemperatureConfig(_Strict):
-    type: Literal["board_temperature"]
-    key: Key = "board"
-    zone: int = Field(0, ge=0, description="thermal zone number under /sys/class/thermal")
-    max_c: float = Field(80.0, description="above this the board is reported not ok (the Pi throttles at 80-85)")
-
-
-class SimulatedConfig(_Strict):
-    type: Literal["simulated"]
-    key: Key
-    kind: SensorKind
-    mean: float = Field(description="value the simulated reading wanders around")
-    spread: float = Field(1.0, ge=0, description="how far it wanders")
-    unit: str | None = None
-    low: float | None = Field(None, description="below this the reading is reported not ok")
-    high: float | None = Field(None, description="above this the reading is reported not ok")
-
-
-SensorConfig = Annotated[BoardTemperatureConfig | SimulatedConfig, Field(discriminator="type")]
-
-
 class ReportingConfig(_Strict):
     queue_keepalive_s: float = Field(10.0, gt=0, le=60, description="occupancy is sent at least this often")
     facility_interval_s: float = Field(60.0, gt=0, description="facility readings are sent this often")
@@ -119,7 +99,7 @@ class DeviceConfig(_Strict):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     camera: CameraConfig | None = None
     buttons: list[ButtonConfig] = Field(default_factory=list)
-    sensors: list[SensorConfig] = Field(default_factory=list)
+    sensors: list[AnySensorConfig] = Field(default_factory=list)
     reporting: ReportingConfig = Field(default_factory=ReportingConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     gpio_factory: Literal["auto", "mock"] = Field(
