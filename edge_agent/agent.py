@@ -20,7 +20,7 @@ from gpiozero.pins import Factory
 from pydantic import BaseModel, ValidationError
 
 from edge_agent import __version__
-from edge_agent.buttons import CallButtons
+from edge_agent.buttons import ButtonInput, CallButtons
 from edge_agent.camera_health import CameraHealth
 from edge_agent.config import ConfigError, DeviceConfig
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore
@@ -34,8 +34,10 @@ from edge_agent.outbox import Outbox, OutboxFull
 from edge_agent.remote_config import Applied, load_applied, merge, save_applied
 from edge_agent.reporting import OccupancyReporter
 from edge_agent.sensors import SensorEnv, build_sensor
+from edge_agent.systemd import Notifier
 from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
+    ButtonAction,
     ButtonEvent,
     Channel,
     Command,
@@ -60,6 +62,8 @@ log = logging.getLogger(__name__)
 CAMERA_FAILURES_BEFORE_FAULT = 5
 # How often the camera loop looks for a new calibration written by `lobbywatch-agent calibrate`.
 CALIBRATION_CHECK_S = 30.0
+# A camera loop that has not turned for this long is hung (a capture that never returns): stop the watchdog.
+CAMERA_STALL_S = 20.0
 
 
 @dataclass
@@ -85,7 +89,10 @@ class Agent:
         pin_factory: Factory | None = None,
         sensor_env: SensorEnv | None = None,
         health_probe: HealthProbe | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
+        self._notifier = notifier or Notifier()
+        self._camera_beat = clock.monotonic()  # the camera loop's last turn, for the watchdog
         self._local_config = config
         self.config = config
         self._clock = clock
@@ -93,7 +100,7 @@ class Agent:
         self.stats = AgentStats()
         # button presses (from gpiozero's thread) and server messages (from the link's thread) wait here for
         # the main loop: no work runs on those threads
-        self._events: queue.SimpleQueue[str | Inbound] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[ButtonInput | Inbound] = queue.SimpleQueue()
         self.outbox = Outbox(
             config.data_dir / "outbox.sqlite3", config.outbox.history_rows,
             max_bytes=int(config.outbox.max_mb * 2**20), max_age_s=config.outbox.max_age_days * 86400,
@@ -205,7 +212,7 @@ class Agent:
         if background is not None:
             health.set_reference(background)
         while not stop.is_set() and not self._camera_stop.is_set():
-            began = self._clock.monotonic()
+            began = self._camera_beat = self._clock.monotonic()
             frame = self._frames.read()
             health.observe(frame, began, CAMERA_FAILURES_BEFORE_FAULT)
             counts: dict[str, int | None] = {z.key: None for z in camera.zones}
@@ -263,7 +270,14 @@ class Agent:
                        detail=detail)
 
     # -- presses, sensors, health --------------------------------------------------------------------
-    def _handle_press(self, key: str) -> None:
+    def _handle_button(self, event: ButtonInput) -> None:
+        key = event.key
+        if event.action == "answered":
+            if self._buttons is not None:
+                self._buttons.indicate(key, help_coming=False)  # help is here
+            self._emit(Channel.BUTTON, ButtonEvent, button=key, kind=self._button_kinds[key],
+                       action=ButtonAction.ANSWERED)
+            return
         if not self._press_filters[key].accept(key, self._clock.monotonic()):
             return
         self.stats.presses += 1
@@ -301,6 +315,8 @@ class Agent:
         assert isinstance(command, Command)
         if command.action == "resend":
             self._resend(command)
+        elif command.action == "indicate":
+            self._indicate(command)
         else:
             self._reply(command.id, ok=False, detail=f"agent {__version__} does not support {command.action!r}")
 
@@ -330,6 +346,16 @@ class Agent:
             self._start_camera(self._running)
         log.info("applied config version %d", push.version)
         self._reply("config", ok=True)
+
+    def _indicate(self, command: Command) -> None:
+        button, state = command.args.get("button"), command.args.get("state")
+        if button not in self._button_kinds or state not in ("help_coming", "off"):
+            self._reply(command.id, ok=False, detail=f"indicate needs a known button and state help_coming|off, "
+                                                      f"got {button!r}, {state!r}")
+            return
+        assert isinstance(button, str)
+        shown = self._buttons is not None and self._buttons.indicate(button, help_coming=state == "help_coming")
+        self._reply(command.id, ok=shown, detail=None if shown else f"button {button} has no LED")
 
     def _resend(self, command: Command) -> None:
         try:
@@ -362,9 +388,12 @@ class Agent:
         self._running = stop
         self._start_camera(stop)
         schedule = {self.report_facility: 0.0, self.report_health: 0.0}
+        self._notifier.notify("READY=1")
         try:
             while not stop.is_set():
                 now = self._clock.monotonic()
+                if self.alive(now):
+                    self._notifier.notify("WATCHDOG=1")
                 intervals = {  # read each time: a pushed config may change them
                     self.report_facility: self.config.reporting.facility_interval_s,
                     self.report_health: self.config.reporting.health_interval_s,
@@ -381,11 +410,19 @@ class Agent:
                     if isinstance(event, Inbound):
                         self._handle_inbound(event)
                     else:
-                        self._handle_press(event)
+                        self._handle_button(event)
         finally:
             self.close()
 
+    def alive(self, now: float) -> bool:
+        """The main loop is turning (it asks), and the camera loop turned recently: a hung capture stops the
+        watchdog, and systemd restarts the agent."""
+        if self.config.camera is None or self._camera_thread is None:
+            return True
+        return now - self._camera_beat <= max(CAMERA_STALL_S, 3.0 / self.config.camera.fps)
+
     def close(self) -> None:
+        self._notifier.notify("STOPPING=1")
         self._stop_parts()
         if self._frames is not None:
             self._frames.close()

@@ -73,6 +73,11 @@ class ButtonConfig(_Strict):
     repeat_guard_s: float = Field(
         5.0, ge=0, description="further presses within this time are the same call, not new ones"
     )
+    answer_hold_s: float | None = Field(
+        3.0, gt=0, description="staff holding the button this long answer the call at the button (null: off)"
+    )
+    answer_pin: int | None = Field(None, ge=0, le=27, description="a separate 'answered' button for staff")
+    led_pin: int | None = Field(None, ge=0, le=27, description="LED that blinks 'help is coming' once acknowledged")
 
 
 class ReportingConfig(_Strict):
@@ -116,7 +121,7 @@ class DeviceConfig(_Strict):
         for name, keys in (("buttons", [b.key for b in self.buttons]), ("sensors", [s.key for s in self.sensors])):
             if len(keys) != len(set(keys)):
                 raise ValueError(f"{name} keys must be unique, got {keys}")
-        pins = [b.pin for b in self.buttons]
+        pins = [p for b in self.buttons for p in (b.pin, b.answer_pin, b.led_pin) if p is not None]
         if len(pins) != len(set(pins)):
             raise ValueError(f"two buttons share a GPIO pin: {pins}")
         return self

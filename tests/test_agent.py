@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
@@ -267,3 +268,49 @@ def test_a_covered_camera_is_a_fault_and_the_count_unknown_not_zero(running: Run
     assert zone.occupancy is None
     running.camera.covered = False
     eventually(lambda: server.live.zones("b1")["queue"].occupancy == 5, what="counting again")
+
+
+def test_agent_tells_systemd_it_is_ready_and_stops_the_watchdog_when_the_camera_hangs(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import edge_agent.agent
+
+    monkeypatch.setattr(edge_agent.agent, "CAMERA_STALL_S", 1.0)
+    from edge_agent.systemd import Notifier
+
+    path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(5)
+    config = parse_config(agent_config(mosquitto.port, tmp_path / "device"))
+    hang = threading.Event()
+
+    class HangingCamera(SimulatedCamera):
+        def read(self) -> np.ndarray | None:  # type: ignore[override]
+            if hang.is_set():
+                hang.wait(30)  # a capture that never returns
+            return super().read()
+
+    lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
+    camera = HangingCamera(lobby, LobbyRenderer(0), threading.Lock())
+    agent = Agent(config, clock=SystemClock(), frame_source=camera, pin_factory=MockFactory(),
+                  notifier=Notifier(path))
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), name="agent-under-systemd")
+    thread.start()
+    try:
+        assert listener.recv(64) == b"READY=1"
+        assert listener.recv(64) == b"WATCHDOG=1"
+        for _ in range(15):  # 3 s, three times the stall limit: a turning camera loop stays alive
+            assert agent.alive(time.monotonic())
+            time.sleep(0.2)
+        hang.set()
+        eventually(lambda: not agent.alive(time.monotonic()), timeout=5, what="camera loop seen as hung")
+    finally:
+        stop.set()
+        hang.clear()
+        hang.set()  # release the hanging read
+        thread.join(40)
+        listener.close()

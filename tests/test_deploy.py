@@ -132,3 +132,19 @@ def test_production_broker_config_enforces_tls_passwords_and_per_device_topics(
     finally:
         broker.terminate()
         broker.wait(10)
+
+
+def test_agent_unit_runs_the_installed_commands_under_a_watchdog() -> None:
+    unit = (ROOT / "firmware_configs" / "lobbywatch-agent.service").read_text()
+    assert "Type=notify" in unit
+    assert "WatchdogSec=" in unit
+    assert "MemoryMax=" in unit
+    assert "User=lobbywatch" in unit
+    for line in unit.splitlines():
+        if line.startswith(("ExecStart=", "ExecStartPre=")):
+            command = line.split("=", 1)[1].split()
+            assert command[0] == "/opt/lobbywatch/venv/bin/lobbywatch-agent"
+            assert command[1] in {"run", "check-config"}
+    installer = (ROOT / "firmware_configs" / "install.sh").read_text()
+    assert "lobbywatch-agent.service" in installer
+    assert subprocess.run(["sh", "-n", str(ROOT / "firmware_configs" / "install.sh")], check=False).returncode == 0

@@ -1,12 +1,14 @@
 import os
+import queue
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from edge_agent.buttons import CallButtons
+from edge_agent.buttons import ButtonInput, CallButtons
 from edge_agent.config import ButtonConfig, ConfigError, parse_config
 from edge_agent.health import HealthProbe
 from edge_agent.sensors import SensorEnv, build_sensor
@@ -191,20 +193,35 @@ def test_health_probe_reads_this_process(tmp_path: Path) -> None:
     assert second.cpu_pct >= 0
 
 
-def test_button_press_on_a_mock_pin_hands_the_key_on() -> None:
+def test_short_press_calls_long_hold_or_answer_button_answers_and_the_led_blinks() -> None:
     factory = MockFactory()
-    pressed: list[str] = []
-    done = threading.Event()
-
-    def on_press(key: str) -> None:
-        pressed.append(key)
-        done.set()
-
-    buttons = CallButtons([ButtonConfig(key="ramp-bell", kind=CallKind.ACCESSIBILITY, pin=17, bounce_ms=0)],
-                          on_press, factory)
-    pin = factory.pin(17)
-    pin.drive_low()
-    assert done.wait(2)
-    pin.drive_high()
-    buttons.close()
-    assert pressed == ["ramp-bell"]
+    inputs: queue.SimpleQueue[ButtonInput] = queue.SimpleQueue()
+    config = ButtonConfig(key="ramp-bell", kind=CallKind.ACCESSIBILITY, pin=17, bounce_ms=0, answer_hold_s=0.3,
+                          answer_pin=27, led_pin=22)
+    buttons = CallButtons([config], inputs.put, factory)
+    bell, answer, led = factory.pin(17), factory.pin(27), factory.pin(22)
+    try:
+        bell.drive_low()
+        time.sleep(0.05)
+        bell.drive_high()
+        assert inputs.get(timeout=2) == ButtonInput("ramp-bell", "press")
+        bell.drive_low()
+        time.sleep(0.4)  # staff hold it
+        bell.drive_high()
+        assert inputs.get(timeout=2) == ButtonInput("ramp-bell", "answered")
+        answer.drive_low()
+        assert inputs.get(timeout=2) == ButtonInput("ramp-bell", "answered")
+        answer.drive_high()
+        assert buttons.indicate("ramp-bell", help_coming=True)
+        states = set()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and states != {True, False}:
+            states.add(bool(led.state))
+            time.sleep(0.05)
+        assert states == {True, False}  # blinking
+        buttons.indicate("ramp-bell", help_coming=False)
+        time.sleep(0.1)
+        assert not led.state
+        assert not buttons.indicate("no-such-button", help_coming=True)
+    finally:
+        buttons.close()

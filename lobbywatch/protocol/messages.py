@@ -135,7 +135,7 @@ class Command(_Model):
 
     v: int = Field(SCHEMA_REVISION, ge=1)
     id: str = Field(max_length=64)
-    action: Literal["resend", "identify", "restart"]
+    action: Literal["resend", "identify", "restart", "indicate"]
     args: dict[str, object] = Field(default_factory=dict)
 
 
