@@ -198,9 +198,12 @@ class MqttLink:
 
     def _goodbye(self, client: mqtt.Client) -> None:
         info = client.publish(self._topic(Channel.STATUS), self._status(ConnectionState.OFFLINE, self._since), 1, True)
-        deadline = self._clock.monotonic() + 2.0
-        while not info.is_published() and self._clock.monotonic() < deadline:
-            client.loop(timeout=LOOP_TIMEOUT_S)
+        # the connection may already be gone: then the broker sends the last will instead
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            deadline = self._clock.monotonic() + 2.0
+            while self._clock.monotonic() < deadline and not info.is_published():
+                if client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
         client.disconnect()
         client.loop(timeout=LOOP_TIMEOUT_S)
 

@@ -285,12 +285,12 @@ def test_agent_tells_systemd_it_is_ready_and_stops_the_watchdog_when_the_camera_
     listener.bind(path)
     listener.settimeout(5)
     config = parse_config(agent_config(mosquitto.port, tmp_path / "device"))
-    hang = threading.Event()
+    hang, release = threading.Event(), threading.Event()
 
     class HangingCamera(SimulatedCamera):
         def read(self) -> np.ndarray | None:  # type: ignore[override]
             if hang.is_set():
-                hang.wait(30)  # a capture that never returns
+                release.wait(30)  # a capture that never returns
             return super().read()
 
     lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
@@ -310,7 +310,6 @@ def test_agent_tells_systemd_it_is_ready_and_stops_the_watchdog_when_the_camera_
         eventually(lambda: not agent.alive(time.monotonic()), timeout=5, what="camera loop seen as hung")
     finally:
         stop.set()
-        hang.clear()
-        hang.set()  # release the hanging read
+        release.set()  # let the hanging read return
         thread.join(40)
         listener.close()
