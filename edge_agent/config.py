@@ -49,7 +49,10 @@ class CameraConfig(_Strict):
     source: str = Field(
         description="camera index ('0'), device path, stream URL, video file, or a folder of frames"
     )
-    fps: float = Field(2.0, gt=0, le=30, description="frames counted per second; one count a second is enough")
+    fps: float = Field(
+        1.0, gt=0, le=30,
+        description="frames counted per second; one a second is what the product needs and what fits a Pi 4's budget",
+    )
     zones: list[ZoneConfig] = Field(min_length=1, max_length=16)
     ignore: list[list[Point]] = Field(
         default_factory=list, description="polygons never counted (staff behind the counter)"
