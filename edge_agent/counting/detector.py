@@ -31,6 +31,9 @@ MEMORY = 400  # confident detections remembered for the fit
 RESCAN_EVERY = 200  # frames between passes over every level
 SIZE_TOLERANCE = 0.3  # a detection may differ this much (relative) from the height the perspective predicts
 BAND_MARGIN = 0.25  # of a window's height, added above and below each level's band (people at its edges)
+# Each level searches only the rows where the predicted size is within this of its own: the levels are 19%
+# apart, so the neighbours cover the rest (HOG itself tolerates about ±10% of scale).
+BAND_TOLERANCE = 0.12
 NMS_OVERLAP = 0.3
 WINDOW = (64, 128)
 FEET_AT = 0.94  # of the window's height: the pedestrian model leaves a margin under the feet
@@ -105,7 +108,7 @@ class HogDetector:
         a, b = self._line
         window = WINDOW[1] / level
         # feet rows where the predicted height is within tolerance of this window's height
-        ends = [(window / (1 + SIZE_TOLERANCE) - a) / b, (window / (1 - SIZE_TOLERANCE) - a) / b]
+        ends = [(window / (1 + BAND_TOLERANCE) - a) / b, (window / (1 - BAND_TOLERANCE) - a) / b]
         feet_lo, feet_hi = max(min(ends), self._zone_y[0]), min(max(ends), self._zone_y[1])
         if feet_lo >= feet_hi:
             return self._y0, self._y0  # nobody of this size stands in the zone
