@@ -47,11 +47,13 @@ def site(n: int, per_branch: int = 10) -> dict[str, object]:
     return {
         "defaults": {"threshold": 30, "for_s": 300, "clear_below": 10, "clear_for_s": 60},
         "regions": [{"id": "bench", "name": "bench"}],
-        "branches": [{"id": b, "name": b, "region": "bench", "devices": d} for b, d in branches.items()],
+        # open around the clock and only the queue rule: the figures must not depend on the hour they ran
+        "branches": [{"id": b, "name": b, "region": "bench", "devices": d, "wait_target_min": None,
+                      "hours": {"opens": "00:00", "closes": "23:59:59.999999"}} for b, d in branches.items()],
     }
 
 
-def publish(  # noqa: PLR0917 - a multiprocessing target takes its arguments positionally
+def publish(
     port: int, devices: list[str], rate: float, seconds: float | None, count: int | None, stream: str, sent: Any
 ) -> None:
     """Publish round-robin over `devices`, paced at `rate` (or flat out when rate is 0)."""

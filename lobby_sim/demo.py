@@ -79,7 +79,9 @@ def site_config() -> dict[str, object]:
         "branches": [
             {
                 "id": b.id, "name": b.name, "region": b.region, "locale": b.locale, "timezone": "Asia/Shanghai",
-                "grade": 2,
+                "grade": 2, "windows_open": b.plan.windows, "wait_target_min": 20,
+                # the simulated lobbies run around the clock, so the demo works at any hour
+                "hours": {"opens": "00:00", "closes": "23:59:59.999999"},
                 "devices": [{
                     "id": f"{b.id}-cam1", "profile": "combined",
                     "zones": [{"key": "queue", "name": "窗口排队区" if b.locale == "zh-CN" else "window queue"}],

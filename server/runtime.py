@@ -10,7 +10,7 @@ from lobbywatch.clock import Clock, SystemClock
 from lobbywatch.protocol import Channel as ProtocolChannel
 from lobbywatch.protocol import Command, Topic, encode
 from server.alerts.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
-from server.alerts.service import QUEUE_TOO_LONG, AlertService
+from server.alerts.service import AlertService
 from server.ingest.directory import Directory
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
 from server.ingest.pipeline import IngestWorker, Pipeline
@@ -58,8 +58,7 @@ class Runtime:
         )
         self.rules = RuleEngine()
         for alert in self.alerts.open_alerts():
-            if alert.rule == QUEUE_TOO_LONG:
-                self.rules.mark_firing(alert.branch_id, alert.subject, int(alert.peak or 0))
+            self.rules.mark_firing(alert.rule, alert.branch_id, alert.subject, alert.peak or 0.0)
         self.live = LiveState()
         self.rejects = Rejects()
         self.pipeline = Pipeline(

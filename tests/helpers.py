@@ -27,14 +27,18 @@ def eventually(condition: Callable[[], Any], timeout: float = 15.0, what: str = 
     raise AssertionError(f"{what} not met within {timeout} s")
 
 
+# Tests run at any hour: their branches never close, and the wait rule is tested on its own.
+ALWAYS_OPEN = {"hours": {"opens": "00:00", "closes": "23:59:59.999999"}, "wait_target_min": None}
+
+
 def site(rule: dict[str, object] | None = None) -> dict[str, object]:
     return {
         "defaults": rule or {"threshold": 5, "for_s": 0, "clear_below": 2, "clear_for_s": 0},
         "regions": [{"id": "r1", "name": "Region one"}],
         "branches": [
-            {"id": "b1", "name": "阜成门支局", "region": "r1", "locale": "zh-CN",
+            {"id": "b1", "name": "阜成门支局", "region": "r1", "locale": "zh-CN", **ALWAYS_OPEN,
              "devices": [{"id": "dev-b1-cam", "zones": [{"key": "queue", "name": "窗口排队区"}]}]},
-            {"id": "b2", "name": "Tianhe Office", "region": "r1", "locale": "en",
+            {"id": "b2", "name": "Tianhe Office", "region": "r1", "locale": "en", **ALWAYS_OPEN,
              "devices": [{"id": "dev-b2-cam", "zones": [{"key": "queue", "name": "window queue"}]}]},
         ],
     }

@@ -48,8 +48,9 @@ def test_one_paho_module_per_side() -> None:
 
 
 PURE = ["lobbywatch/protocol/topics.py", "lobbywatch/protocol/messages.py", "edge_agent/reporting.py",
-        "edge_agent/debounce.py", "edge_agent/backoff.py", "server/ingest/sequence.py", "server/rules/queue_length.py",
-        "server/rules/engine.py", "lobby_sim/lobby.py"]
+        "edge_agent/debounce.py", "edge_agent/backoff.py", "server/ingest/sequence.py", "server/rules/threshold.py",
+        "server/rules/engine.py", "server/rules/waiting.py", "server/rules/calls.py", "server/rules/presence.py",
+        "server/rules/schedule.py", "server/ingest/repair.py", "lobby_sim/lobby.py"]
 IO_LIBRARIES = ("paho", "fastapi", "sqlalchemy", "sqlite3", "httpx", "influxdb_client", "gpiozero", "cv2", "socket")
 
 

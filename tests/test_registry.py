@@ -15,7 +15,7 @@ from server.ingest.directory import Directory
 from server.registry import models
 from server.registry.database import make_engine, make_sessions
 from server.registry.site import SiteError, SiteSpec, import_site, load_site
-from server.rules.queue_length import Change, Transition
+from server.rules.threshold import Change, Transition
 from tests.helpers import site
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -46,7 +46,7 @@ def test_site_import_is_idempotent_and_feeds_the_directory(sessions: sessionmake
         assert session.query(models.Zone).count() == 2
     directory = Directory(sessions)
     assert directory.devices["dev-b1-cam"].branch_id == "b1"
-    assert directory.devices["dev-b1-cam"].zones["queue"].rule.threshold == 5
+    assert directory.devices["dev-b1-cam"].zones["queue"].rules.queue.fire_at == 5
     assert directory.branches["b2"].locale == "en"
 
 
@@ -57,9 +57,11 @@ def test_alerts_are_stored_once_per_cause_with_a_timeline(sessions: sessionmaker
     notices: list[Notice] = []
     alerts = AlertService(sessions, notices.append, "http://lw.example", SystemClock(), "http://grafana.example")
     branch, zone = directory.branches["b2"], directory.devices["dev-b2-cam"].zones["queue"]
-    alerts.on_queue(branch, zone, Transition(Change.FIRED, 1_800_000_000.0, 6, 6))
-    alerts.on_queue(branch, zone, Transition(Change.FIRED, 1_800_000_060.0, 9, 9))  # after a restart: same alert
-    alerts.on_queue(branch, zone, Transition(Change.RESOLVED, 1_800_000_600.0, 1, 9))
+    facts = (("threshold", 5), ("minutes", 0.0))
+    for change, at, value, peak in [(Change.FIRED, 1_800_000_000.0, 6, 6),
+                                    (Change.FIRED, 1_800_000_060.0, 9, 9),  # after a restart: the same alert
+                                    (Change.RESOLVED, 1_800_000_600.0, 1, 9)]:
+        alerts.apply(Transition("queue_too_long", "b2", "queue", change, at, value, peak, facts), branch, zone.name)
     with sessions() as session:
         (alert,) = session.query(models.Alert).all()
         assert (alert.state, alert.peak) == ("resolved", 9)

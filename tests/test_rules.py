@@ -1,18 +1,24 @@
+from datetime import UTC, date, datetime, time
+
 import pytest
 
-from server.rules.engine import RuleEngine
-from server.rules.queue_length import Change, QueueRule, QueueState, step
+from server.rules.calls import CallTracker
+from server.rules.engine import RuleEngine, ZoneRules
+from server.rules.presence import DeviceWatch
+from server.rules.schedule import OpeningHours
+from server.rules.threshold import Change, ThresholdRule, ThresholdState, step
+from server.rules.waiting import projected_wait_min, windows_needed
 
-RULE = QueueRule(threshold=8, for_s=300, clear_below=5, clear_for_s=120)
+RULE = ThresholdRule(fire_at=8, for_s=300, clear_at=5, clear_for_s=120)
 
 
-def run(values: list[tuple[float, int | None]], state: QueueState | None = None) -> list[tuple[str, float]]:
-    state = state or QueueState()
+def run(values: list[tuple[float, float | None]], state: ThresholdState | None = None) -> list[tuple[str, float]]:
+    state = state or ThresholdState()
     out = []
     for at, value in values:
-        change = step(RULE, state, value, at)
-        if change:
-            out.append((change.change.value, at))
+        moved = step(RULE, state, value, at)
+        if moved:
+            out.append((moved.change.value, at))
     return out
 
 
@@ -35,39 +41,120 @@ def test_bouncing_around_the_threshold_does_not_flap() -> None:
     assert run(history) == [("fired", 300)]
 
 
-def test_unknown_counts_neither_fire_nor_clear() -> None:
+def test_unknown_values_neither_fire_nor_clear() -> None:
     assert run([(0, 9), (100, None), (300, None)]) == []
     assert run([(0, 9), (300, 9), (400, None), (1000, None)]) == [("fired", 300)]
 
 
-def test_peak_is_reported_on_resolve() -> None:
-    state = QueueState()
-    for at, value in [(0, 9), (300, 9), (310, 14), (320, 3)]:
-        step(RULE, state, value, at)
-    change = step(RULE, state, 2, 440)
-    assert change is not None
-    assert (change.change, change.peak) == (Change.RESOLVED, 14)
+def test_rule_refuses_clear_level_at_or_above_the_firing_level() -> None:
+    with pytest.raises(ValueError, match="clearing level"):
+        ThresholdRule(fire_at=5, for_s=0, clear_at=5, clear_for_s=0)
 
 
-def test_rule_refuses_clear_level_at_or_above_threshold() -> None:
-    with pytest.raises(ValueError, match="clear_below"):
-        QueueRule(threshold=5, for_s=0, clear_below=5, clear_for_s=0)
+def test_projected_wait_and_windows_needed() -> None:
+    assert projected_wait_min(0, 2) == 0.0
+    assert projected_wait_min(9, 2, service_min=4.0) == 20.0  # (9 + 1) * 4 / 2
+    assert windows_needed(9, target_min=15, service_min=4.0) == 3  # 40 / 15 -> 3 windows
+    assert windows_needed(0, target_min=15) == 1
+    with pytest.raises(ValueError, match="window"):
+        projected_wait_min(3, 0)
 
 
-def test_branch_state_moves_between_engines() -> None:
+ZONE = ZoneRules(queue=RULE, wait=ThresholdRule(15, 0, 12, 0), windows_open=2, service_min=4.0)
+
+
+def test_engine_fires_wait_too_long_with_the_windows_to_open() -> None:
+    engine = RuleEngine()
+    # 9 waiting at 2 windows, 4 min each: 20 min projected, over the 15 min target at once (no duration)
+    (fired,) = engine.occupancy("b1", "queue", ZONE, 9, 0.0, open_now=True)
+    assert (fired.rule, fired.change) == ("wait_too_long", Change.FIRED)
+    facts = fired.facts()
+    assert (facts["windows_needed"], facts["more_windows"], facts["wait_min"]) == (3, 1, 20.0)
+    # the queue rule needs 300 s at 8 or more
+    (queue,) = engine.occupancy("b1", "queue", ZONE, 9, 300.0, open_now=True)
+    assert (queue.rule, queue.change) == ("queue_too_long", Change.FIRED)
+
+
+def test_closed_branch_fires_nothing() -> None:
+    engine = RuleEngine()
+    assert engine.occupancy("b1", "queue", ZONE, 30, 0.0, open_now=False) == []
+    assert engine.occupancy("b1", "queue", ZONE, 30, 1000.0, open_now=False) == []
+
+
+def test_calls_fire_at_their_deadline_and_measure_the_response() -> None:
+    calls = CallTracker("b1")
+    calls.press("ramp-bell", "accessibility", 0.0)
+    calls.press("ramp-bell", "accessibility", 20.0)  # pressed again: same call
+    calls.press("help-desk", "help", 10.0)
+    assert calls.tick(59.0) == []
+    (fired,) = calls.tick(60.0)
+    assert (fired.subject, fired.change, fired.facts()["presses"]) == ("ramp-bell", Change.FIRED, 2)
+    assert calls.tick(70.0) == []  # fires once
+    answered, resolved = calls.answer("ramp-bell", 75.0)
+    assert answered is not None
+    assert answered.response_s == 75.0
+    assert resolved is not None
+    assert resolved.change is Change.RESOLVED
+    answered, resolved = calls.answer("help-desk", 40.0)  # in time: measured, nothing to resolve
+    assert answered is not None
+    assert answered.response_s == 30.0
+    assert resolved is None
+    assert calls.answer("nobody-pressed", 50.0) == (None, None)
+
+
+def test_devices_go_offline_by_last_will_or_silence_and_come_back() -> None:
+    watch = DeviceWatch("b1", silence_s=90)
+    watch.seen("cam", 0.0)
+    watch.seen("btn", 0.0)
+    assert watch.tick(89.0) == []
+    watch.seen("btn", 80.0)
+    (silent,) = watch.tick(90.0)
+    assert (silent.subject, silent.facts()["why"]) == ("cam", "silent")
+    gone = watch.gone("btn", 100.0, "last will")
+    assert gone is not None
+    assert gone.change is Change.FIRED
+    assert watch.gone("btn", 101.0, "last will") is None  # once
+    back = watch.seen("cam", 120.0)
+    assert back is not None
+    assert back.change is Change.RESOLVED
+
+
+def test_opening_hours_by_grade_and_calendar() -> None:
+    hours = OpeningHours.for_grade(3, "Asia/Shanghai", exceptions={date(2026, 10, 1): None,
+                                                                    date(2026, 10, 2): (time(10), time(15))})
+    assert hours.is_open(datetime(2026, 9, 30, 1, tzinfo=UTC))  # 09:00 in Shanghai, a Wednesday
+    assert not hours.is_open(datetime(2026, 9, 30, 0, 59, tzinfo=UTC))  # 08:59
+    assert not hours.is_open(datetime(2026, 9, 30, 9, tzinfo=UTC))  # 17:00: closed
+    assert not hours.is_open(datetime(2026, 10, 1, 3, tzinfo=UTC))  # National Day: closed
+    assert hours.is_open(datetime(2026, 10, 2, 3, tzinfo=UTC))  # 11:00, shortened day
+    assert not hours.is_open(datetime(2026, 10, 2, 7, 30, tzinfo=UTC))  # 15:30
+    grade4 = OpeningHours.for_grade(4, "Asia/Shanghai")
+    sunday = datetime(2026, 9, 27, 3, tzinfo=UTC)
+    assert not grade4.is_open(sunday)
+    assert OpeningHours.for_grade(4, "Asia/Shanghai", savings=True).is_open(sunday)
+    nxt = hours.opening_after(datetime(2026, 9, 30, 12, tzinfo=UTC))  # after closing: tomorrow is closed
+    assert nxt == datetime(2026, 10, 2, 2, tzinfo=UTC)  # 10:00 on 2 October, Shanghai
+
+def test_branch_state_moves_between_engines_as_plain_data() -> None:
+    import json
+
     first = RuleEngine()
-    first.observe_occupancy("b1", "queue", RULE, 9, 0)
+    first.occupancy("b1", "queue", ZONE, 9, 0.0, open_now=True)
+    first.call("b1", "bell", "accessibility", False, 0.0, open_now=True)
+    first.device_seen("b1", "cam", 0.0)
+    data = json.loads(json.dumps(first.export_branch("b1")))  # survives a trip through a log
     moved = RuleEngine()
-    moved.load_branch("b1", first.export_branch("b1"))
-    change = moved.observe_occupancy("b1", "queue", RULE, 9, 300)
-    assert change is not None
-    assert change.change is Change.FIRED
+    moved.load_branch("b1", data)
+    changes = moved.occupancy("b1", "queue", ZONE, 9, 300.0, open_now=True)
+    assert "queue_too_long" in {t.rule for t in changes}
+    assert {t.rule for t in moved.tick(60.0)} == {"call_unanswered"}
+    assert {t.rule for t in moved.tick(100.0)} == {"device_offline"}
 
 
 def test_restored_firing_alert_can_clear() -> None:
     engine = RuleEngine()
-    engine.mark_firing("b1", "queue", peak=12)
-    assert engine.observe_occupancy("b1", "queue", RULE, 3, 0) is None
-    change = engine.observe_occupancy("b1", "queue", RULE, 3, 120)
-    assert change is not None
+    engine.mark_firing("queue_too_long", "b1", "queue", peak=12)
+    quiet = ZoneRules(queue=RULE, wait=None, windows_open=2, service_min=4.0)
+    assert engine.occupancy("b1", "queue", quiet, 3, 0.0, open_now=True) == []
+    (change,) = engine.occupancy("b1", "queue", quiet, 3, 120.0, open_now=True)
     assert (change.change, change.peak) == (Change.RESOLVED, 12)

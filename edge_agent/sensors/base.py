@@ -34,7 +34,7 @@ class SensorEnv:
     pin_factory: Any = None  # gpiozero pin factory (None: the Pi's own pins)
 
 
-def judged(  # noqa: PLR0917 - sensor, kind, value, unit read in order like a sentence
+def judged(
     sensor: str, kind: SensorKind, value: float | None, unit: str | None,
     low: float | None = None, high: float | None = None, problem: str | None = None,
 ) -> Reading:

@@ -1,9 +1,11 @@
-"""Alert lifecycle: one alert per cause, fired and resolved by the rules, with a timeline, and notified."""
+"""Alert lifecycle: one alert per cause (rule, branch, subject), fired and resolved by the rules, acknowledged,
+resolved by hand or passed on by people, with a timeline; notified in the branch's language and time zone."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -13,80 +15,164 @@ from sqlalchemy.orm import Session, sessionmaker
 from lobbywatch.clock import Clock
 from lobbywatch.i18n import t
 from server.alerts.notify import Notice
-from server.ingest.directory import BranchEntry, ZoneEntry
+from server.ingest.directory import BranchEntry
 from server.registry import models
-from server.rules.queue_length import Change, Transition
+from server.rules.threshold import Change, Transition
 
 QUEUE_TOO_LONG = "queue_too_long"
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    severity: str
+    role: str  # who is asked first: counter_staff, duty_supervisor, branch_manager, city_office, technician
+
+
+RULES = {
+    "queue_too_long": RuleSpec("warning", "duty_supervisor"),
+    "wait_too_long": RuleSpec("warning", "duty_supervisor"),
+    "call_unanswered": RuleSpec("critical", "counter_staff"),
+    "device_offline": RuleSpec("warning", "technician"),
+}
+OPEN_STATES = ("firing", "acknowledged")
+
+
+class AlertError(ValueError):
+    """A person's action that cannot be done (resolved already, unknown alert); the message says why."""
 
 
 def alert_key(rule: str, branch: str, subject: str) -> str:
     return f"{rule}/{branch}/{subject}"
 
 
+Event = dict[str, object]
+
+
 class AlertService:
     def __init__(
         self, sessions: sessionmaker[Session], notify: Callable[[Notice], None] | None, public_url: str,
-        clock: Clock, grafana_url: str | None = None,
+        clock: Clock, grafana_url: str | None = None, on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self._sessions = sessions
-        self._clock = clock
         self._notify = notify
+        self._clock = clock
         self._public_url = public_url.rstrip("/")
         self._grafana_url = grafana_url.rstrip("/") if grafana_url else None
+        self._on_event = on_event
         self._lock = threading.Lock()
 
     def open_alerts(self) -> list[models.Alert]:
         with self._sessions() as session:
-            return list(session.scalars(select(models.Alert).where(models.Alert.state == "firing")))
+            return list(session.scalars(select(models.Alert).where(models.Alert.state.in_(OPEN_STATES))))
 
-    def on_queue(self, branch: BranchEntry, zone: ZoneEntry, change: Transition) -> None:
+    # -- from the rules ------------------------------------------------------------------------------
+    def apply(self, change: Transition, branch: BranchEntry, subject_name: str) -> None:
         at = datetime.fromtimestamp(change.at, UTC)
-        key = alert_key(QUEUE_TOO_LONG, branch.id, zone.key)
+        key = alert_key(change.rule, branch.id, change.subject)
+        spec = RULES[change.rule]
+        severity = spec.severity
+        if change.rule == "call_unanswered" and change.facts().get("kind") != "accessibility":
+            severity = "warning"  # the ramp bell is a person who cannot come in; the others can wait a little
+        facts = change.facts()
         with self._lock, self._sessions() as session:
             alert = session.scalars(
-                select(models.Alert).where(models.Alert.key == key, models.Alert.state == "firing")
+                select(models.Alert).where(models.Alert.key == key, models.Alert.state.in_(OPEN_STATES))
             ).first()
             if change.change is Change.FIRED:
                 if alert is None:
                     alert = models.Alert(
-                        key=key, rule=QUEUE_TOO_LONG, branch_id=branch.id, subject=zone.key, severity="warning",
+                        key=key, rule=change.rule, branch_id=branch.id, subject=change.subject, severity=severity,
                         state="firing", started_at=at, updated_at=at, value=change.value, peak=change.peak,
-                        threshold=zone.rule.threshold,
+                        threshold=_number(facts.get("threshold")),
                     )
                     session.add(alert)
                     session.flush()
-                else:  # already open (e.g. restored after a restart): update, do not duplicate
+                else:  # open already (restored after a restart): update, never a second alert for one cause
                     alert.updated_at, alert.value = at, change.value
-                    alert.peak = max(alert.peak or 0, change.peak)
-                session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="fired",
-                                              detail=f"occupancy {change.value} >= {zone.rule.threshold}"))
+                    alert.peak = max(alert.peak or 0, change.peak or 0)
             else:
                 if alert is None:
                     return
                 alert.state, alert.resolved_at, alert.updated_at = "resolved", at, at
-                alert.value, alert.peak = change.value, max(alert.peak or 0, change.peak)
-                session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="resolved",
-                                              detail=f"occupancy {change.value} <= {zone.rule.clear_below}"))
+                alert.value = change.value
+                alert.peak = max(alert.peak or 0, change.peak or 0) if change.peak is not None else alert.peak
+            detail = ", ".join(f"{k}={v}" for k, v in facts.items())
+            session.add(models.AlertEvent(alert_id=alert.id, at=at, kind=change.change.value, detail=detail))
             session.commit()
-            notice = self._notice(alert, branch, zone, change, at)
+            notice = self._notice(alert, branch, subject_name, change.change.value, at, facts)
+            self._event(change.change.value, alert, at)
         if self._notify is not None:
             self._notify(notice)
 
-    def _notice(
-        self, alert: models.Alert, branch: BranchEntry, zone: ZoneEntry, change: Transition, at: datetime
-    ) -> Notice:
+    # -- from people ---------------------------------------------------------------------------------
+    def acknowledge(self, alert_id: int, by: str, channel: str) -> models.Alert:
+        """The first to acknowledge owns the alert (first-responder responsibility)."""
+        with self._lock, self._sessions() as session:
+            alert = self._open(session, alert_id)
+            at = self._clock.now()
+            if alert.owner is None:
+                alert.owner, alert.state = by, "acknowledged"
+            alert.updated_at = at
+            session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="acknowledged",
+                                          detail=f"{by} via {channel}"))
+            session.commit()
+            self._event("acknowledged", alert, at, by=by, channel=channel)
+            return alert
+
+    def resolve(self, alert_id: int, by: str, note: str) -> models.Alert:
+        if not note.strip():
+            raise AlertError("say in a note what was done: it stays in the alert's timeline")
+        with self._lock, self._sessions() as session:
+            alert = self._open(session, alert_id)
+            at = self._clock.now()
+            alert.state, alert.resolved_at, alert.updated_at = "resolved", at, at
+            session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="resolved", detail=f"{by}: {note}"))
+            session.commit()
+            self._event("resolved", alert, at, by=by, note=note)
+            return alert
+
+    def pass_on(self, alert_id: int, by: str, to: str) -> models.Alert:
+        with self._lock, self._sessions() as session:
+            alert = self._open(session, alert_id)
+            if alert.owner != by:
+                raise AlertError(f"only the owner ({alert.owner or 'nobody yet'}) can pass this alert on")
+            at = self._clock.now()
+            alert.owner, alert.updated_at = to, at
+            session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="passed_on", detail=f"{by} to {to}"))
+            session.commit()
+            self._event("passed_on", alert, at, by=by, to=to)
+            return alert
+
+    def _open(self, session: Session, alert_id: int) -> models.Alert:
+        alert = session.get(models.Alert, alert_id)
+        if alert is None:
+            raise AlertError(f"no alert {alert_id}")
+        if alert.state == "resolved":
+            raise AlertError(f"alert {alert_id} is resolved already")
+        return alert
+
+    # -- output --------------------------------------------------------------------------------------
+    def _event(self, kind: str, alert: models.Alert, at: datetime, **extra: object) -> None:
+        if self._on_event is not None:
+            self._on_event({"event": kind, "alert": alert.id, "rule": alert.rule, "branch": alert.branch_id,
+                            "subject": alert.subject, "severity": alert.severity, "at": at.isoformat(),
+                            "value": alert.value, **extra})
+
+    def _notice(self, alert: models.Alert, branch: BranchEntry, subject_name: str, change: str, at: datetime,
+                facts: dict[str, object]) -> Notice:
         local = at.astimezone(ZoneInfo(branch.timezone))
+        kind = facts.get("kind")
         params = {
-            "branch": branch.name, "zone": zone.name, "value": change.value, "peak": change.peak,
-            "threshold": zone.rule.threshold, "minutes": round(zone.rule.for_s / 60, 1),
+            **facts, "branch": branch.name, "subject": subject_name, "zone": subject_name,
+            "value": _round(alert.value), "peak": _round(alert.peak), "threshold": _round(alert.threshold),
             "time": local.strftime("%H:%M"),
+            "kind": t(branch.locale, f"call.{kind}") if isinstance(kind, str) else "",
         }
-        prefix = f"alert.{QUEUE_TOO_LONG}.{change.change.value}"
+        prefix = f"alert.{alert.rule}.{change}"
         dashboard = f"{self._grafana_url}/d/lobbywatch-branch?var-branch={branch.id}" if self._grafana_url else None
         return Notice(
-            alert_id=alert.id, change=change.change.value, rule=QUEUE_TOO_LONG, severity=alert.severity,
-            branch_id=branch.id, branch_name=branch.name, subject=zone.key,
+            alert_id=alert.id, change=change, rule=alert.rule, severity=alert.severity, branch_id=branch.id,
+            branch_name=branch.name, subject=alert.subject,
             title=t(branch.locale, f"{prefix}.title", **params), body=t(branch.locale, f"{prefix}.body", **params),
             at_utc=at.isoformat(), at_local=local.isoformat(),
             url=f"{self._public_url}/api/v1/alerts/{alert.id}", dashboard_url=dashboard,
@@ -94,7 +180,21 @@ class AlertService:
 
     def record_delivery(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
         kind = "notified" if delivered else "notify_failed"
+        at = self._clock.now()
         with self._lock, self._sessions() as session:
-            session.add(models.AlertEvent(alert_id=notice.alert_id, at=self._clock.now(), kind=kind,
+            session.add(models.AlertEvent(alert_id=notice.alert_id, at=at, kind=kind,
                                           detail=f"{channel}: {detail}" if detail else channel))
             session.commit()
+        if self._on_event is not None:
+            self._on_event({"event": kind, "alert": notice.alert_id, "rule": notice.rule, "branch": notice.branch_id,
+                            "subject": notice.subject, "at": at.isoformat(), "channel": channel})
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _round(value: float | None) -> object:
+    if value is None:
+        return "-"
+    return int(value) if float(value).is_integer() else round(value, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -9,8 +10,10 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import func, select
 
 from lobbywatch.i18n import t
+from server.alerts.service import OPEN_STATES, AlertError
 from server.api.deps import Authorized, LocaleDep, RuntimeDep
 from server.api.schemas import (
+    AcknowledgeIn,
     AlertEventPublic,
     AlertPublic,
     BranchDetail,
@@ -19,6 +22,8 @@ from server.api.schemas import (
     DevicePublic,
     HealthPublic,
     OccupancySample,
+    PassOnIn,
+    ResolveIn,
     ZoneLive,
 )
 from server.ingest.directory import BranchEntry
@@ -56,7 +61,7 @@ def branch_summary(runtime: Runtime, branch: BranchEntry, open_alerts: dict[str,
             now = live.get(zone.key)
             zones.append(ZoneLive(
                 zone=zone.key, name=zone.name, occupancy=now.occupancy if now else None,
-                error=now.error if now else None, at=now.at if now else None, threshold=zone.rule.threshold,
+                error=now.error if now else None, at=now.at if now else None, threshold=int(zone.rules.queue.fire_at),
             ))
     devices = [d for d in runtime.directory.devices.values() if d.branch_id == branch.id]
     runtime_devices = runtime.pipeline.devices
@@ -73,7 +78,7 @@ def branch_summary(runtime: Runtime, branch: BranchEntry, open_alerts: dict[str,
 def open_alert_counts(runtime: Runtime) -> dict[str, int]:
     with runtime.sessions() as session:
         rows = session.execute(
-            select(models.Alert.branch_id, func.count()).where(models.Alert.state == "firing")
+            select(models.Alert.branch_id, func.count()).where(models.Alert.state.in_(OPEN_STATES))
             .group_by(models.Alert.branch_id)
         ).all()
     return {branch: int(count) for branch, count in rows}
@@ -135,10 +140,11 @@ def _alert(runtime: Runtime, alert: models.Alert, locale: str, with_events: bool
         if device.branch_id == alert.branch_id and alert.subject in device.zones:
             zone_name = device.zones[alert.subject].name
     title = t(locale, f"alert.{alert.rule}.title", branch=branch.name if branch else alert.branch_id,
-              zone=zone_name, value=alert.value, threshold=alert.threshold)
+              zone=zone_name, subject=zone_name, value=alert.value, threshold=alert.threshold)
     return AlertPublic(
         id=alert.id, rule=alert.rule, branch=alert.branch_id, subject=alert.subject, severity=alert.severity,
-        state=alert.state, title=title, value=alert.value, peak=alert.peak, threshold=alert.threshold,
+        state=alert.state, owner=alert.owner, title=title, value=alert.value, peak=alert.peak,
+        threshold=alert.threshold,
         started_at=alert.started_at, updated_at=alert.updated_at, resolved_at=alert.resolved_at,
         events=[AlertEventPublic(at=e.at, kind=e.kind, detail=e.detail) for e in alert.events] if with_events else None,
     )
@@ -148,12 +154,14 @@ def _alert(runtime: Runtime, alert: models.Alert, locale: str, with_events: bool
             summary="Alerts, newest first")
 def alerts(
     runtime: RuntimeDep, locale: LocaleDep,
-    state: Annotated[Literal["firing", "resolved", "all"], Query()] = "all",
+    state: Annotated[Literal["open", "firing", "acknowledged", "resolved", "all"], Query()] = "all",
     branch: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertPublic]:
     query = select(models.Alert).order_by(models.Alert.id.desc()).limit(limit)
-    if state != "all":
+    if state == "open":
+        query = query.where(models.Alert.state.in_(OPEN_STATES))
+    elif state != "all":
         query = query.where(models.Alert.state == state)
     if branch:
         query = query.where(models.Alert.branch_id == branch)
@@ -169,3 +177,32 @@ def alert(alert_id: int, runtime: RuntimeDep, locale: LocaleDep) -> AlertPublic:
         if row is None:
             raise HTTPException(404, f"no alert {alert_id}")
         return _alert(runtime, row, locale, True)
+
+
+def _act(action: Callable[[], models.Alert], runtime: Runtime, locale: str) -> AlertPublic:
+    try:
+        alert_id = action().id
+    except AlertError as exc:
+        raise HTTPException(409, str(exc)) from None
+    with runtime.sessions() as session:
+        row = session.get(models.Alert, alert_id)
+        assert row is not None
+        return _alert(runtime, row, locale, True)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic, dependencies=[Authorized],
+             summary="Acknowledge: the first to do so owns the alert")
+def acknowledge(alert_id: int, body: AcknowledgeIn, runtime: RuntimeDep, locale: LocaleDep) -> AlertPublic:
+    return _act(lambda: runtime.alerts.acknowledge(alert_id, body.by, body.channel), runtime, locale)
+
+
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertPublic, dependencies=[Authorized],
+             summary="Resolve by hand, with a note of what was done")
+def resolve(alert_id: int, body: ResolveIn, runtime: RuntimeDep, locale: LocaleDep) -> AlertPublic:
+    return _act(lambda: runtime.alerts.resolve(alert_id, body.by, body.note), runtime, locale)
+
+
+@router.post("/alerts/{alert_id}/pass", response_model=AlertPublic, dependencies=[Authorized],
+             summary="Pass ownership on to someone else")
+def pass_on(alert_id: int, body: PassOnIn, runtime: RuntimeDep, locale: LocaleDep) -> AlertPublic:
+    return _act(lambda: runtime.alerts.pass_on(alert_id, body.by, body.to), runtime, locale)

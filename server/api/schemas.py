@@ -93,7 +93,8 @@ class AlertPublic(BaseModel):
     branch: str
     subject: str
     severity: str
-    state: str = Field(description="firing or resolved")
+    state: str = Field(description="firing, acknowledged or resolved")
+    owner: str | None = Field(None, description="who acknowledged it first, or was passed it")
     title: str = Field(description="in the requested language")
     value: float | None
     peak: float | None
@@ -102,3 +103,18 @@ class AlertPublic(BaseModel):
     updated_at: datetime
     resolved_at: datetime | None
     events: list[AlertEventPublic] | None = Field(None, description="the timeline, on /alerts/{id} only")
+
+
+class AcknowledgeIn(BaseModel):
+    by: str = Field(min_length=1, max_length=200, description="who acknowledges")
+    channel: str = Field("api", max_length=50, description="from where: api, web, link, wecom, ...")
+
+
+class ResolveIn(BaseModel):
+    by: str = Field(min_length=1, max_length=200)
+    note: str = Field(min_length=1, max_length=2000, description="what was done")
+
+
+class PassOnIn(BaseModel):
+    by: str = Field(min_length=1, max_length=200, description="the current owner")
+    to: str = Field(min_length=1, max_length=200)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import date, time
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.registry import models
-from server.rules.queue_length import QueueRule
+from server.rules.engine import ZoneRules
+from server.rules.schedule import OpeningHours
+from server.rules.threshold import ThresholdRule
+
+# The wait rule clears when the projected wait falls to this share of the target.
+WAIT_CLEAR_SHARE = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +26,8 @@ class BranchEntry:
     region_id: str
     timezone: str
     locale: str
+    hours: OpeningHours
+    call_deadlines_s: dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +35,7 @@ class ZoneEntry:
     branch_id: str
     key: str
     name: str
-    rule: QueueRule
+    rules: ZoneRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +55,46 @@ class Directory:
 
     def reload(self) -> None:
         with self._sessions() as session:
+            rows = list(session.scalars(select(models.Branch)))
             branches = {
-                b.id: BranchEntry(b.id, b.name, b.region_id, b.timezone, b.locale)
-                for b in session.scalars(select(models.Branch))
+                b.id: BranchEntry(b.id, b.name, b.region_id, b.timezone, b.locale, opening_hours(b),
+                                  dict(b.settings.get("call_deadlines_s") or {}))  # type: ignore[call-overload]
+                for b in rows
             }
+            settings = {b.id: b.settings or {} for b in rows}
             zones: dict[str, dict[str, ZoneEntry]] = {}
             for z in session.scalars(select(models.Zone)):
-                rule = QueueRule(z.queue_threshold, z.queue_for_s, z.queue_clear_below, z.queue_clear_for_s)
-                zones.setdefault(z.device_id, {})[z.key] = ZoneEntry(z.branch_id, z.key, z.name, rule)
+                zones.setdefault(z.device_id, {})[z.key] = ZoneEntry(z.branch_id, z.key, z.name,
+                                                                     zone_rules(z, settings.get(z.branch_id, {})))
             devices = {
                 d.id: DeviceEntry(d.id, d.branch_id, zones.get(d.id, {}))
                 for d in session.scalars(select(models.Device))
             }
         with self._lock:
             self.branches, self.devices = branches, devices
+
+
+def opening_hours(branch: models.Branch) -> OpeningHours:
+    settings: dict[str, Any] = dict(branch.settings or {})
+    exceptions: dict[date, tuple[time, time] | None] = {}
+    for day in settings.get("calendar") or []:
+        exceptions[date.fromisoformat(day["date"])] = (
+            None if day["closed"] else (time.fromisoformat(day["opens"]), time.fromisoformat(day["closes"]))
+        )
+    hours = settings.get("hours")
+    if hours:
+        return OpeningHours(branch.timezone, time.fromisoformat(hours["opens"]), time.fromisoformat(hours["closes"]),
+                            frozenset(d - 1 for d in hours["days"]), exceptions)
+    return OpeningHours.for_grade(branch.grade, branch.timezone, bool(settings.get("savings")), exceptions)
+
+
+def zone_rules(zone: models.Zone, settings: dict[str, Any]) -> ZoneRules:
+    target = settings.get("wait_target_min", 15.0)
+    wait = None
+    if target:
+        wait = ThresholdRule(float(target), zone.queue_for_s, WAIT_CLEAR_SHARE * float(target), zone.queue_clear_for_s)
+    return ZoneRules(
+        queue=ThresholdRule(zone.queue_threshold, zone.queue_for_s, zone.queue_clear_below, zone.queue_clear_for_s),
+        wait=wait, windows_open=int(settings.get("windows_open", 2)),
+        service_min=float(settings.get("service_minutes", 3.9)),
+    )

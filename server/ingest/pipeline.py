@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
+    ButtonAction,
     ButtonEvent,
     CommandReply,
     ConnectionState,
@@ -33,7 +35,7 @@ from lobbywatch.protocol import (
     parse_payload,
 )
 from server.alerts.service import AlertService
-from server.ingest.directory import DeviceEntry, Directory, ZoneEntry
+from server.ingest.directory import DeviceEntry, Directory
 from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
@@ -42,7 +44,7 @@ from server.ingest.stats import Reservoir
 from server.live import CallNow, LiveState, ReadingNow, ZoneNow
 from server.registry import models
 from server.rules.engine import RuleEngine
-from server.rules.queue_length import Transition
+from server.rules.threshold import Transition
 from server.storage import points as schema
 from server.storage.base import TimeSeriesStore
 from server.storage.points import Point
@@ -57,6 +59,7 @@ MAX_BACKLOG = 10_000
 DEVICE_FLUSH_S = 5.0  # device state (last seen, sequence) is written to the registry this often
 LAG_SAMPLES = 20_000  # device-to-stored delays kept (a uniform sample of all messages) for percentiles
 STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+TICK_S = 1.0  # how often time-driven rules are looked at
 
 
 @dataclass(slots=True)
@@ -85,7 +88,7 @@ class _Batch:
     """What one batch of messages makes: points to store, rule transitions, device timestamps."""
 
     points: list[Point] = field(default_factory=list)
-    transitions: list[tuple[DeviceEntry, ZoneEntry, Transition]] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
 
 
@@ -135,6 +138,23 @@ class Pipeline:
                     runtime.sequence = SequenceTracker.from_dict(dict(device.sequence))
                 self.devices[device.id] = runtime
 
+    def _apply(self, transitions: Sequence[Transition]) -> None:
+        for change in transitions:
+            branch = self.directory.branches.get(change.branch)
+            if branch is None:
+                continue
+            self.alerts.apply(change, branch, self._subject_name(change))
+
+    def _subject_name(self, change: Transition) -> str:
+        for device in self.directory.devices.values():
+            if device.branch_id == change.branch and change.subject in device.zones:
+                return device.zones[change.subject].name
+        return change.subject
+
+    def tick(self) -> None:
+        """Time-driven rules (call deadlines, silent devices): call about once a second."""
+        self._apply(self.rules.tick(self._clock.now().timestamp()))
+
     def request_stop(self) -> None:
         """Stop waiting for storage to come back: a batch still unstored stays unacknowledged."""
         self.stopping.set()
@@ -153,8 +173,7 @@ class Pipeline:
         now = self._clock.now().timestamp()
         for ts in work.stamps:
             self.lag.add((now - ts) * 1000)
-        for device, zone, change in work.transitions:
-            self.alerts.on_queue(self.directory.branches[device.branch_id], zone, change)
+        self._apply(work.transitions)
         if self._clock.monotonic() - self._last_flush >= DEVICE_FLUSH_S:
             self.flush_devices()
 
@@ -196,8 +215,11 @@ class Pipeline:
         runtime.last_seen = received.received_at
         self._dirty.add(device.id)
         if isinstance(message, Status):
-            self._status(device, runtime, message, batch.points)
+            if self._status(device, runtime, message, batch.points):
+                presence = self.rules.device_gone if not runtime.online else self.rules.device_seen
+                batch.transitions.extend(presence(device.branch_id, device.id, received.received_at))
             return
+        batch.transitions.extend(self.rules.device_seen(device.branch_id, device.id, received.received_at))
         assert isinstance(message, QueueReport | ButtonEvent | FacilityReport | Health | CommandReply)
         verdict = runtime.sequence.accept(message.stream, message.seq)
         if verdict is Verdict.DUPLICATE:
@@ -224,18 +246,27 @@ class Pipeline:
             self.live.set_zone(branch, zone.key, ZoneNow(count.occupancy, count.error, message.ts, device.id))
             # a late message is history: rules only move forward in time
             if ctx.verdict is Verdict.NEW:
-                change = self.rules.observe_occupancy(branch, zone.key, zone.rule, count.occupancy,
-                                                      message.ts.timestamp())
-                if change is not None:
-                    batch.transitions.append((device, zone, change))
+                batch.transitions.extend(self.rules.occupancy(
+                    branch, zone.key, zone.rules, count.occupancy, message.ts.timestamp(),
+                    self.directory.branches[branch].hours.is_open(message.ts),
+                ))
 
     def _button(self, ctx: _Context, message: ButtonEvent, batch: _Batch) -> None:
         branch, device = ctx.device.branch_id, ctx.device.id
+        answered = message.action is ButtonAction.ANSWERED
+        at = ctx.received.received_at  # calls are timed on the server's clock, like their deadlines
+        response_s = None
+        if ctx.verdict is Verdict.NEW:
+            changes, done = self.rules.call(branch, message.button, message.kind.value, answered, at,
+                                            self.directory.branches[branch].hours.is_open(message.ts))
+            batch.transitions.extend(changes)
+            response_s = round(done.response_s, 1) if done else None
         batch.points.append(Point.make(
             schema.CALL, {"branch": branch, "device": device, "button": message.button, "kind": message.kind.value},
-            {"action": message.action.value, "count": 1}, ctx.t_ns,
+            {"action": message.action.value, "count": 1, "response_s": response_s}, ctx.t_ns,
         ))
-        self.live.set_call(branch, CallNow(message.button, message.kind.value, device, message.ts))
+        if not answered:
+            self.live.set_call(branch, CallNow(message.button, message.kind.value, device, message.ts))
 
     def _facility(self, ctx: _Context, message: FacilityReport, batch: _Batch) -> None:
         branch, device = ctx.device.branch_id, ctx.device.id
@@ -279,15 +310,17 @@ class Pipeline:
         return list(self.repair.plan(self._clock.monotonic(),
                                      {d: rt.sequence for d, rt in self.devices.items() if rt.sequence.gaps}))
 
-    def _status(self, device: DeviceEntry, runtime: DeviceRuntime, message: Status, points: list[Point]) -> None:
+    def _status(self, device: DeviceEntry, runtime: DeviceRuntime, message: Status, points: list[Point]) -> bool:
+        """Apply a connection status; False when it was an old connection's and was ignored."""
         # a will from an older connection must not mark a device offline that has since reconnected
         if runtime.online_since is not None and message.since < runtime.online_since:
-            return
+            return False
         runtime.online = message.state is ConnectionState.ONLINE
         runtime.online_since = message.since
         runtime.agent_version = message.agent_version
         points.append(Point.make(schema.DEVICE_STATUS, {"branch": device.branch_id, "device": device.id},
                                  {"online": runtime.online}, _ns(self._clock.now())))
+        return True
 
     # -- device state --------------------------------------------------------------------------------
     def flush_devices(self) -> None:
@@ -329,6 +362,7 @@ class IngestWorker:
         self._pipeline = pipeline
         self._ack = ack
         self._ask_resend = ask_resend
+        self._ticked_at = 0.0
         self._queue: queue.Queue[Received | None] = queue.Queue(maxsize=max_backlog)
         self.peak_backlog = 0
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
@@ -384,6 +418,10 @@ class IngestWorker:
             self._repair()
 
     def _repair(self) -> None:
+        now = time.monotonic()
+        if now - self._ticked_at >= TICK_S:
+            self._ticked_at = now
+            self._pipeline.tick()
         if self._ask_resend is None:
             return
         for request in self._pipeline.resend_requests():

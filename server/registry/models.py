@@ -28,6 +28,7 @@ class Branch(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     grade: Mapped[int] = mapped_column(Integer, default=3)
+    settings: Mapped[dict[str, object]] = mapped_column(JSON, default=dict, doc="hours, calendar, windows, targets")
     zones: Mapped[list[Zone]] = relationship(back_populates="branch", cascade="all, delete-orphan")
     devices: Mapped[list[Device]] = relationship(back_populates="branch")
 
@@ -72,7 +73,8 @@ class Alert(Base):
     branch_id: Mapped[str] = mapped_column(ForeignKey("branches.id"))
     subject: Mapped[str] = mapped_column(String(64), doc="what the alert is about, e.g. the zone key")
     severity: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), doc="firing or resolved")
+    state: Mapped[str] = mapped_column(String(16), doc="firing, acknowledged or resolved")
+    owner: Mapped[str | None] = mapped_column(String(200), default=None, doc="who acknowledged it first")
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -87,6 +89,6 @@ class AlertEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
     at: Mapped[datetime]
-    kind: Mapped[str] = mapped_column(String(32), doc="fired, notified, notify_failed, resolved")
+    kind: Mapped[str] = mapped_column(String(32), doc="fired, notified, notify_failed, acknowledged, resolved")
     detail: Mapped[str] = mapped_column(Text, default="")
     alert: Mapped[Alert] = relationship(back_populates="events")

@@ -5,6 +5,7 @@ It is imported into the registry at start (`LOBBYWATCH_SITE_FILE`), adding and u
 
 from __future__ import annotations
 
+from datetime import date, time
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -53,6 +54,25 @@ class DeviceSpec(_Strict):
         return check_device_id(value)
 
 
+class HoursSpec(_Strict):
+    opens: time = Field(description="local time, HH:MM")
+    closes: time
+    days: list[int] = Field(default=[1, 2, 3, 4, 5, 6, 7], description="1 = Monday ... 7 = Sunday")
+
+
+class CalendarDay(_Strict):
+    date: date
+    closed: bool = False
+    opens: time | None = None
+    closes: time | None = None
+
+    @model_validator(mode="after")
+    def _hours(self) -> CalendarDay:
+        if not self.closed and (self.opens is None or self.closes is None):
+            raise ValueError(f"{self.date}: give opens and closes, or closed: true")
+        return self
+
+
 class BranchSpec(_Strict):
     id: Id
     name: str
@@ -60,6 +80,16 @@ class BranchSpec(_Strict):
     timezone: str = "Asia/Shanghai"
     locale: Literal["zh-CN", "en"] = "zh-CN"
     grade: int = Field(3, ge=1, le=4)
+    savings: bool = Field(False, description="a branch with savings business opens every day")
+    hours: HoursSpec | None = Field(None, description="default: the minimum hours of the branch's grade")
+    calendar: list[CalendarDay] = Field(default_factory=list, description="holidays and changed hours")
+    windows_open: int = Field(2, ge=1, description="counter windows normally staffed")
+    service_minutes: float = Field(3.9, gt=0, description="mean service time (the standards' mix: 3.9 min)")
+    wait_target_min: float | None = Field(15.0, gt=0, description="projected wait that fires wait_too_long")
+    call_deadlines_s: dict[str, float] = Field(
+        default_factory=lambda: {"accessibility": 60.0, "help": 120.0, "priority": 120.0},
+        description="seconds before an unanswered call fires",
+    )
     devices: list[DeviceSpec] = Field(default_factory=list)
 
     @field_validator("timezone")
@@ -120,9 +150,11 @@ def import_site(session: Session, site: SiteSpec) -> None:
         session.merge(models.Region(id=region.id, name=region.name, parent_id=region.parent))
     session.flush()
     for branch in site.branches:
+        settings = branch.model_dump(mode="json", include={"savings", "hours", "calendar", "windows_open",
+                                                            "service_minutes", "wait_target_min", "call_deadlines_s"})
         session.merge(
             models.Branch(id=branch.id, name=branch.name, region_id=branch.region, timezone=branch.timezone,
-                          locale=branch.locale, grade=branch.grade)
+                          locale=branch.locale, grade=branch.grade, settings=settings)
         )
         session.flush()
         for device in branch.devices:

@@ -1,15 +1,41 @@
-"""Rule state per branch. One worker owns a branch; `export_branch`/`load_branch` move it between workers."""
+"""Rule state per branch. One worker owns a branch; `export_branch`/`load_branch` move it between workers.
+
+Observations come in with their time and whether the branch is open; time-driven rules (call deadlines, device
+silence) advance on `tick`. Everything returns `Transition`s for the alert service to act on.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from server.rules.queue_length import QueueRule, QueueState, Transition, step
+from server.rules.calls import Answered, CallTracker, OpenCall
+from server.rules.presence import DeviceWatch
+from server.rules.threshold import Change, ThresholdRule, ThresholdState, Transition, step
+from server.rules.waiting import projected_wait_min, windows_needed
+
+QUEUE_TOO_LONG = "queue_too_long"
+WAIT_TOO_LONG = "wait_too_long"
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRules:
+    queue: ThresholdRule  # people
+    wait: ThresholdRule | None  # projected minutes; None: off
+    windows_open: int
+    service_min: float
 
 
 @dataclass(slots=True)
 class BranchState:
-    queues: dict[str, QueueState] = field(default_factory=dict)
+    branch: str
+    thresholds: dict[str, ThresholdState] = field(default_factory=dict)
+    calls: CallTracker = field(init=False)
+    devices: DeviceWatch = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.calls = CallTracker(self.branch)
+        self.devices = DeviceWatch(self.branch)
 
 
 class RuleEngine:
@@ -19,27 +45,88 @@ class RuleEngine:
     def _branch(self, branch: str) -> BranchState:
         state = self._branches.get(branch)
         if state is None:
-            state = self._branches[branch] = BranchState()
+            state = self._branches[branch] = BranchState(branch)
         return state
 
-    def observe_occupancy(
-        self, branch: str, zone: str, rule: QueueRule, value: int | None, at: float
-    ) -> Transition | None:
-        queues = self._branch(branch).queues
-        state = queues.get(zone)
-        if state is None:
-            state = queues[zone] = QueueState()
-        return step(rule, state, value, at)
+    def _threshold(self, rule: str, branch: str, subject: str, limits: ThresholdRule, value: float | None,
+                   at: float, detail: tuple[tuple[str, object], ...] = ()) -> Transition | None:
+        states = self._branch(branch).thresholds
+        state = states.setdefault(f"{rule}/{subject}", ThresholdState())
+        moved = step(limits, state, value, at)
+        if moved is None:
+            return None
+        return Transition(rule, branch, subject, moved.change, at, moved.value, moved.peak, detail)
 
-    def mark_firing(self, branch: str, zone: str, peak: int) -> None:
-        """Restore a firing alert found in storage after a restart, so it can clear."""
-        self._branch(branch).queues[zone] = QueueState(firing=True, peak=peak)
+    def occupancy(self, branch: str, zone: str, rules: ZoneRules, value: int | None, at: float,
+                  open_now: bool) -> list[Transition]:
+        counted = value if open_now else None  # the rules are about opening hours
+        queue_facts = (("threshold", rules.queue.fire_at), ("minutes", round(rules.queue.for_s / 60, 1)))
+        out = [self._threshold(QUEUE_TOO_LONG, branch, zone, rules.queue, counted, at, queue_facts)]
+        if rules.wait is not None:
+            wait = None if counted is None else projected_wait_min(counted, rules.windows_open, rules.service_min)
+            needed = windows_needed(counted or 0, rules.wait.fire_at, rules.service_min)
+            detail = (("threshold", rules.wait.fire_at), ("windows_open", rules.windows_open),
+                      ("windows_needed", needed), ("more_windows", max(0, needed - rules.windows_open)),
+                      ("waiting", counted), ("wait_min", None if wait is None else round(wait, 1)))
+            out.append(self._threshold(WAIT_TOO_LONG, branch, zone, rules.wait, wait, at, detail))
+        return [t for t in out if t is not None]
 
+    def call(self, branch: str, button: str, kind: str, answered: bool, at: float,
+             open_now: bool) -> tuple[list[Transition], Answered | None]:
+        calls = self._branch(branch).calls
+        if not answered:
+            if open_now:
+                calls.press(button, kind, at)
+            return [], None
+        done, resolved = calls.answer(button, at)
+        return ([resolved] if resolved else []), done
+
+    def device_seen(self, branch: str, device: str, at: float) -> list[Transition]:
+        back = self._branch(branch).devices.seen(device, at)
+        return [back] if back else []
+
+    def device_gone(self, branch: str, device: str, at: float) -> list[Transition]:
+        gone = self._branch(branch).devices.gone(device, at, "last will")
+        return [gone] if gone else []
+
+    def device_offline(self, branch: str, device: str) -> bool:
+        return self._branch(branch).devices.is_offline(device)
+
+    def tick(self, now: float) -> list[Transition]:
+        out: list[Transition] = []
+        for state in self._branches.values():
+            out.extend(state.calls.tick(now))
+            out.extend(state.devices.tick(now))
+        return out
+
+    def mark_firing(self, rule: str, branch: str, subject: str, peak: float) -> None:
+        """Restore a firing alert found in storage after a restart, so that it can clear."""
+        state = self._branch(branch)
+        if rule in (QUEUE_TOO_LONG, WAIT_TOO_LONG):
+            state.thresholds[f"{rule}/{subject}"] = ThresholdState(firing=True, peak=peak)
+        elif rule == "device_offline":
+            state.devices.offline.add(subject)
+
+    # Moving a branch: its whole state as plain JSON-able data (never pickle: it may cross a shared log).
     def export_branch(self, branch: str) -> dict[str, object]:
-        state = self._branches.get(branch, BranchState())
-        return {"queues": {zone: asdict(q) for zone, q in state.queues.items()}}
+        state = self._branches.get(branch, BranchState(branch))
+        return {
+            "thresholds": {key: asdict(t) for key, t in state.thresholds.items()},
+            "calls": {"deadlines_s": state.calls.deadlines_s,
+                      "open": {button: asdict(call) for button, call in state.calls.open.items()}},
+            "devices": {"silence_s": state.devices.silence_s, "last_seen": state.devices.last_seen,
+                        "offline": sorted(state.devices.offline)},
+        }
 
-    def load_branch(self, branch: str, data: dict[str, object]) -> None:
-        queues = data.get("queues", {})
-        assert isinstance(queues, dict)
-        self._branches[branch] = BranchState({zone: QueueState(**q) for zone, q in queues.items()})
+    def load_branch(self, branch: str, data: dict[str, Any]) -> None:
+        state = BranchState(branch)
+        state.thresholds = {key: ThresholdState(**t) for key, t in data["thresholds"].items()}
+        state.calls.deadlines_s = dict(data["calls"]["deadlines_s"])
+        state.calls.open = {button: OpenCall(**call) for button, call in data["calls"]["open"].items()}
+        state.devices.silence_s = float(data["devices"]["silence_s"])
+        state.devices.last_seen = dict(data["devices"]["last_seen"])
+        state.devices.offline = set(data["devices"]["offline"])
+        self._branches[branch] = state
+
+
+__all__ = ["QUEUE_TOO_LONG", "WAIT_TOO_LONG", "Change", "RuleEngine", "ZoneRules"]

@@ -1,0 +1,65 @@
+"""Call buttons: a call is open from the first press until it is answered; unanswered past its deadline it
+fires (and escalates, through the alert's lifecycle). Every call's response time is measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.rules.threshold import Change, Transition
+
+RULE = "call_unanswered"
+# Seconds before an unanswered call fires, by kind. The bell at the ramp is a wheelchair user waiting outside.
+DEADLINES_S = {"accessibility": 60.0, "help": 120.0, "priority": 120.0}
+
+
+@dataclass(slots=True)
+class OpenCall:
+    kind: str
+    pressed_at: float
+    presses: int = 1
+    fired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    button: str
+    kind: str
+    response_s: float
+
+
+@dataclass(slots=True)
+class CallTracker:
+    branch: str
+    deadlines_s: dict[str, float] = field(default_factory=lambda: dict(DEADLINES_S))
+    open: dict[str, OpenCall] = field(default_factory=dict)
+
+    def press(self, button: str, kind: str, at: float) -> None:
+        call = self.open.get(button)
+        if call is None:
+            self.open[button] = OpenCall(kind, at)
+        else:
+            call.presses += 1  # pressed again while waiting: same call, and the wait goes on
+
+    def answer(self, button: str, at: float) -> tuple[Answered | None, Transition | None]:
+        """The call is answered (at the button, or its alert acknowledged): its response time, and the
+        resolution of its alert if it had fired."""
+        call = self.open.pop(button, None)
+        if call is None:
+            return None, None
+        answered = Answered(button, call.kind, at - call.pressed_at)
+        resolved = None
+        if call.fired:
+            resolved = Transition(RULE, self.branch, button, Change.RESOLVED, at, answered.response_s,
+                                  detail=(("kind", call.kind), ("response_s", round(answered.response_s))))
+        return answered, resolved
+
+    def tick(self, now: float) -> list[Transition]:
+        fired = []
+        for button, call in self.open.items():
+            deadline = self.deadlines_s.get(call.kind, DEADLINES_S["help"])
+            if not call.fired and now - call.pressed_at >= deadline:
+                call.fired = True
+                fired.append(Transition(RULE, self.branch, button, Change.FIRED, now, now - call.pressed_at,
+                                        detail=(("kind", call.kind), ("presses", call.presses),
+                                                ("waited_s", round(now - call.pressed_at)))))
+        return fired
