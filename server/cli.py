@@ -50,6 +50,20 @@ def _demo(args: argparse.Namespace) -> int:
                broker=args.broker)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    import json
+
+    from server.replay import ScenarioError, replay
+
+    try:
+        summary = replay(Path(args.scenario))
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"summary": summary}), file=sys.stderr)
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     from lobbywatch.protocol.schema import write_schemas
 
@@ -73,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",
                       help="auto: Mosquitto when installed, else the embedded amqtt")
     demo.set_defaults(func=_demo)
+    replay = sub.add_parser("replay", help="run the ingest and rules over a scenario on a simulated clock")
+    replay.add_argument("scenario", help="folder with site.yaml, events.jsonl and optionally scenario.yaml")
+    replay.set_defaults(func=_replay)
     schema = sub.add_parser("schema", help="write the wire contract's JSON Schemas")
     schema.add_argument("--out", default="docs/schema")
     schema.set_defaults(func=_schema)
