@@ -54,7 +54,8 @@ class Runtime:
                 channels.append(WebhookChannel(settings.webhook_url))
         self.dispatcher = Dispatcher(channels, self._delivered)
         self.alerts = AlertService(
-            self.sessions, self.dispatcher.submit, settings.public_url, self.clock, settings.grafana_url
+            self.sessions, self.dispatcher.submit, settings.public_url, self.clock, settings.grafana_url,
+            on_event=self._alert_event,
         )
         self.rules = RuleEngine()
         for alert in self.alerts.open_alerts():
@@ -79,6 +80,18 @@ class Runtime:
 
     def _delivered(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
         self.alerts.record_delivery(notice, channel, delivered, detail)
+
+    def _alert_event(self, event: dict[str, object]) -> None:
+        """A call acknowledged: the button's LED says help is coming; resolved by hand: it goes off."""
+        device = event.get("device")
+        if event.get("rule") != "call_unanswered" or not isinstance(device, str):
+            return
+        state = {"acknowledged": "help_coming", "resolved": "off"}.get(str(event.get("event")))
+        if state is None:
+            return
+        command = Command(id=f"indicate-{uuid.uuid4().hex[:12]}", action="indicate",
+                          args={"button": str(event["subject"]), "state": state})
+        self.source.publish(str(Topic(device, ProtocolChannel.CMD)), encode(command))
 
     def _ask_resend(self, request: ResendRequest) -> None:
         command = Command(id=f"resend-{uuid.uuid4().hex[:12]}", action="resend",

@@ -28,7 +28,8 @@ def eventually(condition: Callable[[], Any], timeout: float = 15.0, what: str = 
 
 
 # Tests run at any hour: their branches never close, and the wait rule is tested on its own.
-ALWAYS_OPEN = {"hours": {"opens": "00:00", "closes": "23:59:59.999999"}, "wait_target_min": None}
+ALWAYS_OPEN = {"hours": {"opens": "00:00", "closes": "23:59:59.999999"}, "wait_target_min": None,
+               "call_deadlines_s": {"accessibility": 2.0, "help": 120.0, "priority": 120.0}}
 
 
 def site(rule: dict[str, object] | None = None) -> dict[str, object]:

@@ -25,6 +25,7 @@ from server.storage import points as schema
 from tests.helpers import eventually, start_runtime
 
 BELL = 17
+LED = 22
 
 
 def agent_config(port: int, data_dir: Path) -> dict[str, object]:
@@ -35,7 +36,8 @@ def agent_config(port: int, data_dir: Path) -> dict[str, object]:
         "camera": {"source": "simulated", "fps": 5, "zones": [
             {"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE]}],
             "ignore": [[list(p) for p in STAFF_AREA]]},
-        "buttons": [{"key": "ramp-bell", "kind": "accessibility", "pin": BELL, "bounce_ms": 0, "repeat_guard_s": 0}],
+        "buttons": [{"key": "ramp-bell", "kind": "accessibility", "pin": BELL, "bounce_ms": 0, "repeat_guard_s": 0,
+                     "led_pin": LED}],
         "sensors": [{"type": "simulated", "key": "lobby-temp", "kind": "temperature", "mean": 22, "unit": "°C"}],
         "reporting": {"queue_keepalive_s": 1, "facility_interval_s": 1, "health_interval_s": 1, "smoothing_frames": 1},
         "gpio_factory": "mock",
@@ -313,3 +315,34 @@ def test_agent_tells_systemd_it_is_ready_and_stops_the_watchdog_when_the_camera_
         release.set()  # let the hanging read return
         thread.join(40)
         listener.close()
+
+
+def test_an_acknowledged_call_lights_help_is_coming_at_the_button(running: Running, server: Runtime) -> None:
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    eventually(running.agent.link.connected.is_set, what="agent connected")
+    running.press()  # the ramp bell; nobody comes within the 2 s of this site
+    alert = eventually(lambda: [a for a in server.alerts.open_alerts() if a.rule == "call_unanswered"],
+                       what="call alert")[0]
+    assert alert.device_id == "dev-b1-cam"
+    led = running.pins.pin(LED)
+    assert not led.state
+    with TestClient(create_app(runtime=server)) as client:
+        body = client.post(f"/api/v1/alerts/{alert.id}/acknowledge", json={"by": "王芳", "channel": "web"}).json()
+        assert (body["state"], body["owner"]) == ("acknowledged", "王芳")
+        assert client.post(f"/api/v1/alerts/{alert.id}/pass", json={"by": "李强", "to": "x"}).status_code == 409
+    seen: set[bool] = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and seen != {True, False}:
+        seen.add(bool(led.state))
+        time.sleep(0.05)
+    assert seen == {True, False}  # blinking: help is coming
+    running.pins.pin(BELL).drive_low()  # staff arrive and hold the bell to answer it
+    time.sleep(3.2)
+    running.pins.pin(BELL).drive_high()
+    eventually(lambda: not [a for a in server.alerts.open_alerts() if a.rule == "call_unanswered"],
+               what="call resolved by the answer at the button")
+    time.sleep(0.2)
+    assert not led.state

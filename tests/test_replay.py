@@ -115,3 +115,17 @@ def test_the_wait_notice_says_how_many_more_windows_in_the_branch_language() -> 
     assert wait.title == "阜成门支局：窗口排队区预计等候超过 15 分钟——请再开 1 个窗口"
     assert "开放 3 个窗口可降至目标以内" in wait.body
     assert wait.at_local.endswith("+08:00")
+
+
+def test_unacknowledged_alerts_are_reminded_and_escalate_until_someone_acknowledges() -> None:
+    _, _, events = run("escalation")  # step every minute, reminders every 30 s
+    steps = [(e["t"], e["event"], e.get("role")) for e in events if e["event"] in ("reminded", "escalated")]
+    assert steps == [
+        (90.0, "reminded", "duty_supervisor"),  # the queue rule asks the duty supervisor first
+        (120.0, "escalated", "branch_manager"),
+        (150.0, "reminded", "branch_manager"),
+        (180.0, "escalated", "city_office"),
+        (210.0, "reminded", "city_office"),  # the end of the chain: reminders only
+        (240.0, "reminded", "city_office"),
+    ]
+    assert events[-1]["event"] == "acknowledged"  # and after that, silence

@@ -158,3 +158,9 @@ def test_restored_firing_alert_can_clear() -> None:
     assert engine.occupancy("b1", "queue", quiet, 3, 0.0, open_now=True) == []
     (change,) = engine.occupancy("b1", "queue", quiet, 3, 120.0, open_now=True)
     assert (change.change, change.peak) == (Change.RESOLVED, 12)
+
+
+def test_a_branch_sets_its_own_call_deadlines() -> None:
+    engine = RuleEngine()
+    engine.call("b1", "bell", "accessibility", False, 0.0, open_now=True, deadlines_s={"accessibility": 30.0})
+    assert [t.rule for t in engine.tick(30.0)] == ["call_unanswered"]

@@ -21,7 +21,7 @@ FIRST_WAIT_S = 1.0
 @dataclass(frozen=True, slots=True)
 class Notice:
     alert_id: int
-    change: str  # fired | resolved
+    change: str  # fired | resolved | reminded | escalated
     rule: str
     severity: str
     branch_id: str
@@ -33,6 +33,7 @@ class Notice:
     at_local: str
     url: str
     dashboard_url: str | None
+    role: str = "duty_supervisor"  # who is asked; delivery routes to people by it
 
 
 class Channel(Protocol):

@@ -80,10 +80,12 @@ class AlertService:
             ).first()
             if change.change is Change.FIRED:
                 if alert is None:
+                    device = facts.get("device") or (change.subject if change.rule == "device_offline" else None)
                     alert = models.Alert(
                         key=key, rule=change.rule, branch_id=branch.id, subject=change.subject, severity=severity,
                         state="firing", started_at=at, updated_at=at, value=change.value, peak=change.peak,
-                        threshold=_number(facts.get("threshold")),
+                        threshold=_number(facts.get("threshold")), device_id=device or None, role=spec.role,
+                        step=0, notified_at=at, facts=_plain(facts),
                     )
                     session.add(alert)
                     session.flush()
@@ -93,9 +95,11 @@ class AlertService:
             else:
                 if alert is None:
                     return
+                facts = {**(alert.facts or {}), **facts}
                 alert.state, alert.resolved_at, alert.updated_at = "resolved", at, at
                 alert.value = change.value
                 alert.peak = max(alert.peak or 0, change.peak or 0) if change.peak is not None else alert.peak
+            alert.facts = {**_plain(facts), "subject_name": subject_name}
             detail = ", ".join(f"{k}={v}" for k, v in facts.items())
             session.add(models.AlertEvent(alert_id=alert.id, at=at, kind=change.change.value, detail=detail))
             session.commit()
@@ -103,6 +107,42 @@ class AlertService:
             self._event(change.change.value, alert, at)
         if self._notify is not None:
             self._notify(notice)
+
+    # -- reminders and escalation -------------------------------------------------------------------
+    def tick(self, branches: dict[str, BranchEntry]) -> None:
+        """Remind the role asked now, and ask the next one in the chain, until somebody acknowledges."""
+        now = self._clock.now()
+        notices = []
+        with self._lock, self._sessions() as session:
+            for alert in session.scalars(select(models.Alert).where(models.Alert.state == "firing")):
+                branch = branches.get(alert.branch_id)
+                if branch is None:
+                    continue
+                chain = branch.escalation.chain
+                first = chain.index(RULES[alert.rule].role) if RULES[alert.rule].role in chain else None
+                started = _aware(alert.started_at)
+                due = int((now - started).total_seconds() // branch.escalation.step_after_s)
+                change = None
+                if first is not None and due > alert.step and first + alert.step + 1 < len(chain):
+                    alert.step = min(due, len(chain) - 1 - first)
+                    alert.role = chain[first + alert.step]
+                    change = "escalated"
+                elif (now - _aware(alert.notified_at or alert.started_at)).total_seconds() >= \
+                        branch.escalation.remind_every_s:
+                    change = "reminded"
+                if change is None:
+                    continue
+                alert.notified_at = now
+                session.add(models.AlertEvent(alert_id=alert.id, at=now, kind=change, detail=f"to {alert.role}"))
+                notices.append(self._notice(alert, branch, self._subject(alert), change, now, dict(alert.facts or {})))
+                self._event(change, alert, now, role=alert.role, step=alert.step)
+            session.commit()
+        if self._notify is not None:
+            for notice in notices:
+                self._notify(notice)
+
+    def _subject(self, alert: models.Alert) -> str:
+        return str((alert.facts or {}).get("subject_name") or alert.subject)
 
     # -- from people ---------------------------------------------------------------------------------
     def acknowledge(self, alert_id: int, by: str, channel: str) -> models.Alert:
@@ -116,7 +156,7 @@ class AlertService:
             session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="acknowledged",
                                           detail=f"{by} via {channel}"))
             session.commit()
-            self._event("acknowledged", alert, at, by=by, channel=channel)
+            self._event("acknowledged", alert, at, by=by, channel=channel, device=alert.device_id)
             return alert
 
     def resolve(self, alert_id: int, by: str, note: str) -> models.Alert:
@@ -128,7 +168,7 @@ class AlertService:
             alert.state, alert.resolved_at, alert.updated_at = "resolved", at, at
             session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="resolved", detail=f"{by}: {note}"))
             session.commit()
-            self._event("resolved", alert, at, by=by, note=note)
+            self._event("resolved", alert, at, by=by, note=note, device=alert.device_id)
             return alert
 
     def pass_on(self, alert_id: int, by: str, to: str) -> models.Alert:
@@ -169,11 +209,18 @@ class AlertService:
             "kind": t(branch.locale, f"call.{kind}") if isinstance(kind, str) else "",
         }
         prefix = f"alert.{alert.rule}.{change}"
+        if change in ("reminded", "escalated"):
+            # the message of when it fired, flagged: nobody has acknowledged it yet
+            fired = f"alert.{alert.rule}.fired"
+            title = t(branch.locale, f"alert.{change}", title=t(branch.locale, f"{fired}.title", **params),
+                      role=t(branch.locale, f"role.{alert.role}"))
+            body = t(branch.locale, f"{fired}.body", **params)
+        else:
+            title, body = t(branch.locale, f"{prefix}.title", **params), t(branch.locale, f"{prefix}.body", **params)
         dashboard = f"{self._grafana_url}/d/lobbywatch-branch?var-branch={branch.id}" if self._grafana_url else None
         return Notice(
             alert_id=alert.id, change=change, rule=alert.rule, severity=alert.severity, branch_id=branch.id,
-            branch_name=branch.name, subject=alert.subject,
-            title=t(branch.locale, f"{prefix}.title", **params), body=t(branch.locale, f"{prefix}.body", **params),
+            branch_name=branch.name, subject=alert.subject, title=title, body=body, role=alert.role,
             at_utc=at.isoformat(), at_local=local.isoformat(),
             url=f"{self._public_url}/api/v1/alerts/{alert.id}", dashboard_url=dashboard,
         )
@@ -188,6 +235,15 @@ class AlertService:
         if self._on_event is not None:
             self._on_event({"event": kind, "alert": notice.alert_id, "rule": notice.rule, "branch": notice.branch_id,
                             "subject": notice.subject, "at": at.isoformat(), "channel": channel})
+
+
+def _plain(facts: dict[str, object]) -> dict[str, object]:
+    return {k: v if isinstance(v, str | int | float | bool) or v is None else str(v) for k, v in facts.items()}
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite gives back naive datetimes; everything stored is UTC
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _number(value: object) -> float | None:

@@ -28,6 +28,7 @@ class BranchEntry:
     locale: str
     hours: OpeningHours
     call_deadlines_s: dict[str, float]
+    escalation: Escalation
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,8 @@ class Directory:
             rows = list(session.scalars(select(models.Branch)))
             branches = {
                 b.id: BranchEntry(b.id, b.name, b.region_id, b.timezone, b.locale, opening_hours(b),
-                                  dict(b.settings.get("call_deadlines_s") or {}))  # type: ignore[call-overload]
+                                  dict(b.settings.get("call_deadlines_s") or {}),  # type: ignore[call-overload]
+                                  escalation(b.settings or {}))
                 for b in rows
             }
             settings = {b.id: b.settings or {} for b in rows}
@@ -72,6 +74,20 @@ class Directory:
             }
         with self._lock:
             self.branches, self.devices = branches, devices
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    chain: tuple[str, ...] = ("counter_staff", "duty_supervisor", "branch_manager", "city_office")
+    step_after_s: float = 300.0
+    remind_every_s: float = 120.0
+
+
+def escalation(settings: dict[str, Any]) -> Escalation:
+    spec = settings.get("escalation") or {}
+    default = Escalation()
+    return Escalation(tuple(spec.get("chain", default.chain)), 60 * float(spec.get("step_after_min", 5.0)),
+                      60 * float(spec.get("remind_every_min", 2.0)))
 
 
 def opening_hours(branch: models.Branch) -> OpeningHours:

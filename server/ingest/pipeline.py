@@ -154,6 +154,7 @@ class Pipeline:
     def tick(self) -> None:
         """Time-driven rules (call deadlines, silent devices): call about once a second."""
         self._apply(self.rules.tick(self._clock.now().timestamp()))
+        self.alerts.tick(self.directory.branches)
 
     def request_stop(self) -> None:
         """Stop waiting for storage to come back: a batch still unstored stays unacknowledged."""
@@ -257,8 +258,9 @@ class Pipeline:
         at = ctx.received.received_at  # calls are timed on the server's clock, like their deadlines
         response_s = None
         if ctx.verdict is Verdict.NEW:
+            entry = self.directory.branches[branch]
             changes, done = self.rules.call(branch, message.button, message.kind.value, answered, at,
-                                            self.directory.branches[branch].hours.is_open(message.ts))
+                                            entry.hours.is_open(message.ts), device, entry.call_deadlines_s)
             batch.transitions.extend(changes)
             response_s = round(done.response_s, 1) if done else None
         batch.points.append(Point.make(

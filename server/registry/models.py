@@ -75,6 +75,11 @@ class Alert(Base):
     severity: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), doc="firing, acknowledged or resolved")
     owner: Mapped[str | None] = mapped_column(String(200), default=None, doc="who acknowledged it first")
+    device_id: Mapped[str | None] = mapped_column(String(64), default=None, doc="the device it is about or from")
+    role: Mapped[str] = mapped_column(String(32), default="duty_supervisor", doc="who is asked now")
+    step: Mapped[int] = mapped_column(Integer, default=0, doc="escalation steps taken")
+    notified_at: Mapped[datetime | None] = mapped_column(default=None, doc="last notice or reminder")
+    facts: Mapped[dict[str, object]] = mapped_column(JSON, default=dict, doc="what the rule said, for messages")
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -73,6 +73,18 @@ class CalendarDay(_Strict):
         return self
 
 
+Role = Literal["counter_staff", "duty_supervisor", "branch_manager", "city_office", "technician"]
+
+
+class EscalationSpec(_Strict):
+    chain: list[Role] = Field(
+        default=["counter_staff", "duty_supervisor", "branch_manager", "city_office"],
+        description="who is asked next while nobody acknowledges; a rule starts at its own first role",
+    )
+    step_after_min: float = Field(5.0, gt=0, description="unacknowledged this long at one step: the next is asked")
+    remind_every_min: float = Field(2.0, gt=0, description="the role asked now is reminded this often")
+
+
 class BranchSpec(_Strict):
     id: Id
     name: str
@@ -90,6 +102,7 @@ class BranchSpec(_Strict):
         default_factory=lambda: {"accessibility": 60.0, "help": 120.0, "priority": 120.0},
         description="seconds before an unanswered call fires",
     )
+    escalation: EscalationSpec = Field(default_factory=EscalationSpec)
     devices: list[DeviceSpec] = Field(default_factory=list)
 
     @field_validator("timezone")
@@ -151,7 +164,8 @@ def import_site(session: Session, site: SiteSpec) -> None:
     session.flush()
     for branch in site.branches:
         settings = branch.model_dump(mode="json", include={"savings", "hours", "calendar", "windows_open",
-                                                            "service_minutes", "wait_target_min", "call_deadlines_s"})
+                                                            "service_minutes", "wait_target_min", "call_deadlines_s",
+                                                            "escalation"})
         session.merge(
             models.Branch(id=branch.id, name=branch.name, region_id=branch.region, timezone=branch.timezone,
                           locale=branch.locale, grade=branch.grade, settings=settings)

@@ -16,6 +16,7 @@ DEADLINES_S = {"accessibility": 60.0, "help": 120.0, "priority": 120.0}
 class OpenCall:
     kind: str
     pressed_at: float
+    device: str = ""
     presses: int = 1
     fired: bool = False
 
@@ -33,10 +34,10 @@ class CallTracker:
     deadlines_s: dict[str, float] = field(default_factory=lambda: dict(DEADLINES_S))
     open: dict[str, OpenCall] = field(default_factory=dict)
 
-    def press(self, button: str, kind: str, at: float) -> None:
+    def press(self, button: str, kind: str, at: float, device: str = "") -> None:
         call = self.open.get(button)
         if call is None:
-            self.open[button] = OpenCall(kind, at)
+            self.open[button] = OpenCall(kind, at, device)
         else:
             call.presses += 1  # pressed again while waiting: same call, and the wait goes on
 
@@ -50,7 +51,8 @@ class CallTracker:
         resolved = None
         if call.fired:
             resolved = Transition(RULE, self.branch, button, Change.RESOLVED, at, answered.response_s,
-                                  detail=(("kind", call.kind), ("response_s", round(answered.response_s))))
+                                  detail=(("kind", call.kind), ("response_s", round(answered.response_s)),
+                                          ("device", call.device)))
         return answered, resolved
 
     def tick(self, now: float) -> list[Transition]:
@@ -61,5 +63,5 @@ class CallTracker:
                 call.fired = True
                 fired.append(Transition(RULE, self.branch, button, Change.FIRED, now, now - call.pressed_at,
                                         detail=(("kind", call.kind), ("presses", call.presses),
-                                                ("waited_s", round(now - call.pressed_at)))))
+                                                ("waited_s", round(now - call.pressed_at)), ("device", call.device))))
         return fired

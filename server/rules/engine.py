@@ -72,11 +72,14 @@ class RuleEngine:
         return [t for t in out if t is not None]
 
     def call(self, branch: str, button: str, kind: str, answered: bool, at: float,
-             open_now: bool) -> tuple[list[Transition], Answered | None]:
+             open_now: bool, device: str = "", deadlines_s: dict[str, float] | None = None,
+             ) -> tuple[list[Transition], Answered | None]:
         calls = self._branch(branch).calls
+        if deadlines_s:
+            calls.deadlines_s.update(deadlines_s)  # the branch's own, from its config
         if not answered:
             if open_now:
-                calls.press(button, kind, at)
+                calls.press(button, kind, at, device)
             return [], None
         done, resolved = calls.answer(button, at)
         return ([resolved] if resolved else []), done
