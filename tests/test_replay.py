@@ -129,3 +129,27 @@ def test_unacknowledged_alerts_are_reminded_and_escalate_until_someone_acknowled
         (240.0, "reminded", "city_office"),
     ]
     assert events[-1]["event"] == "acknowledged"  # and after that, silence
+
+
+def test_facility_problems_fire_after_they_last_and_wait_while_their_device_is_offline() -> None:
+    brief, _, events = run("facility")
+    assert (120.0, "fired", "facility", "fcm-btn1/ticket-machine") in brief  # unreachable for 120 s
+    assert (360.0, "resolved", "facility", "fcm-btn1/ticket-machine") in brief  # answering again for 60 s
+    assert (300.0, "fired", "facility", "fcm-cam1/hall-temp") in brief  # too warm for 300 s
+    assert (340.0, "fired", "device_offline", "fcm-cam1") in brief
+    temp_after_offline = [e for e in events if e.get("subject") == "fcm-cam1/hall-temp" and e["t"] > 340]
+    assert temp_after_offline == []  # inhibited: no reminders about what an offline device measured
+    assert any(e["event"] == "reminded" and e["subject"] == "fcm-cam1" and e["role"] == "technician"
+               for e in events)
+
+
+def test_door_open_after_hours_and_device_faults_any_time() -> None:
+    from server.rules import facility
+
+    assert facility.judge("door", 1.0, True, open_now=False).bad == 1.0
+    assert facility.judge("door", 1.0, True, open_now=True).bad == 0.0
+    assert facility.judge("temperature", 35.0, False, open_now=False).bad is None  # the lobby is closed
+    camera = facility.judge("camera", 0.0, False, open_now=False)
+    assert (camera.bad, camera.role) == (1.0, "technician")
+    assert facility.clock_skew(7000.0).bad == 1.0
+    assert facility.clock_skew(-300.0).bad == 0.0

@@ -33,6 +33,7 @@ RULES = {
     "wait_too_long": RuleSpec("warning", "duty_supervisor"),
     "call_unanswered": RuleSpec("critical", "counter_staff"),
     "device_offline": RuleSpec("warning", "technician"),
+    "facility": RuleSpec("warning", "duty_supervisor"),  # the devices' own faults go to the technicians
 }
 OPEN_STATES = ("firing", "acknowledged")
 
@@ -70,6 +71,7 @@ class AlertService:
         at = datetime.fromtimestamp(change.at, UTC)
         key = alert_key(change.rule, branch.id, change.subject)
         spec = RULES[change.rule]
+        role = str(change.facts().get("role") or spec.role)
         severity = spec.severity
         if change.rule == "call_unanswered" and change.facts().get("kind") != "accessibility":
             severity = "warning"  # the ramp bell is a person who cannot come in; the others can wait a little
@@ -84,7 +86,7 @@ class AlertService:
                     alert = models.Alert(
                         key=key, rule=change.rule, branch_id=branch.id, subject=change.subject, severity=severity,
                         state="firing", started_at=at, updated_at=at, value=change.value, peak=change.peak,
-                        threshold=_number(facts.get("threshold")), device_id=device or None, role=spec.role,
+                        threshold=_number(facts.get("threshold")), device_id=device or None, role=role,
                         step=0, notified_at=at, facts=_plain(facts),
                     )
                     session.add(alert)
@@ -109,8 +111,10 @@ class AlertService:
             self._notify(notice)
 
     # -- reminders and escalation -------------------------------------------------------------------
-    def tick(self, branches: dict[str, BranchEntry]) -> None:
-        """Remind the role asked now, and ask the next one in the chain, until somebody acknowledges."""
+    def tick(self, branches: dict[str, BranchEntry],
+             offline: Callable[[str, str], bool] = lambda _branch, _device: False) -> None:
+        """Remind the role asked now, and ask the next one in the chain, until somebody acknowledges. Alerts
+        about what an offline device measures wait (inhibition): its own offline alert tells the technicians."""
         now = self._clock.now()
         notices = []
         with self._lock, self._sessions() as session:
@@ -118,8 +122,11 @@ class AlertService:
                 branch = branches.get(alert.branch_id)
                 if branch is None:
                     continue
+                if alert.rule != "device_offline" and alert.device_id and offline(alert.branch_id, alert.device_id):
+                    continue
                 chain = branch.escalation.chain
-                first = chain.index(RULES[alert.rule].role) if RULES[alert.rule].role in chain else None
+                start_role = str((alert.facts or {}).get("role") or RULES[alert.rule].role)
+                first = chain.index(start_role) if start_role in chain else None
                 started = _aware(alert.started_at)
                 due = int((now - started).total_seconds() // branch.escalation.step_after_s)
                 change = None
@@ -206,8 +213,13 @@ class AlertService:
             **facts, "branch": branch.name, "subject": subject_name, "zone": subject_name,
             "value": _round(alert.value), "peak": _round(alert.peak), "threshold": _round(alert.threshold),
             "time": local.strftime("%H:%M"),
-            "kind": t(branch.locale, f"call.{kind}") if isinstance(kind, str) else "",
         }
+        if alert.rule == "call_unanswered" and isinstance(kind, str):
+            params["kind"] = t(branch.locale, f"call.{kind}")
+        if alert.rule == "facility" and isinstance(kind, str):
+            params["kind"] = t(branch.locale, f"facility.kind.{kind}")
+            params["problem"] = t(branch.locale, f"facility.problem.{kind}")
+            params["reading"] = _round(_number(facts.get("reading")))
         prefix = f"alert.{alert.rule}.{change}"
         if change in ("reminded", "escalated"):
             # the message of when it fired, flagged: nobody has acknowledged it yet

@@ -154,7 +154,7 @@ class Pipeline:
     def tick(self) -> None:
         """Time-driven rules (call deadlines, silent devices): call about once a second."""
         self._apply(self.rules.tick(self._clock.now().timestamp()))
-        self.alerts.tick(self.directory.branches)
+        self.alerts.tick(self.directory.branches, self.rules.device_offline)
 
     def request_stop(self) -> None:
         """Stop waiting for storage to come back: a batch still unstored stays unacknowledged."""
@@ -280,10 +280,18 @@ class Pipeline:
             ))
             self.live.set_reading(branch, f"{device}/{reading.sensor}",
                                   ReadingNow(reading.kind.value, reading.value, reading.ok, device, message.ts))
+            if ctx.verdict is Verdict.NEW:
+                batch.transitions.extend(self.rules.facility(
+                    branch, device, reading.sensor, reading.kind.value, reading.value, reading.ok, reading.detail,
+                    ctx.received.received_at, self.directory.branches[branch].hours.is_open(message.ts),
+                ))
 
     def _health(self, ctx: _Context, message: Health, batch: _Batch) -> None:
         runtime = ctx.runtime
         runtime.clock_skew_ms = round((message.ts.timestamp() - ctx.received.received_at) * 1000, 1)
+        if ctx.verdict is Verdict.NEW:
+            batch.transitions.extend(self.rules.clock_skew(ctx.device.branch_id, ctx.device.id,
+                                                           runtime.clock_skew_ms, ctx.received.received_at))
         runtime.agent_version = message.agent_version
         runtime.config_version = message.config_version
         batch.points.append(Point.make(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from server.rules import facility
 from server.rules.calls import Answered, CallTracker, OpenCall
 from server.rules.presence import DeviceWatch
 from server.rules.threshold import Change, ThresholdRule, ThresholdState, Transition, step
@@ -84,6 +85,24 @@ class RuleEngine:
         done, resolved = calls.answer(button, at)
         return ([resolved] if resolved else []), done
 
+    def facility(self, branch: str, device: str, sensor: str, kind: str, value: float | None, ok: bool,
+                 detail: str | None, at: float, open_now: bool) -> list[Transition]:
+        if self.device_offline(branch, device):
+            return []  # inhibited: the device's silence is the technicians' alert, not the lobby's
+        verdict = facility.judge(kind, value, ok, open_now)
+        facts = (("kind", kind), ("sensor", sensor), ("reading", value), ("problem", detail or ""),
+                 ("device", device), ("role", verdict.role))
+        moved = self._threshold(facility.RULE, branch, f"{device}/{sensor}", verdict.rule, verdict.bad, at, facts)
+        return [moved] if moved else []
+
+    def clock_skew(self, branch: str, device: str, skew_ms: float | None, at: float) -> list[Transition]:
+        verdict = facility.clock_skew(skew_ms)
+        facts = (("kind", "clock_skew"), ("sensor", "clock"), ("reading", skew_ms), ("device", device),
+                 ("problem", f"device clock {skew_ms:+.0f} ms from the server's" if skew_ms is not None else ""),
+                 ("role", verdict.role))
+        moved = self._threshold(facility.RULE, branch, f"{device}/clock-skew", verdict.rule, verdict.bad, at, facts)
+        return [moved] if moved else []
+
     def device_seen(self, branch: str, device: str, at: float) -> list[Transition]:
         back = self._branch(branch).devices.seen(device, at)
         return [back] if back else []
@@ -105,7 +124,7 @@ class RuleEngine:
     def mark_firing(self, rule: str, branch: str, subject: str, peak: float) -> None:
         """Restore a firing alert found in storage after a restart, so that it can clear."""
         state = self._branch(branch)
-        if rule in (QUEUE_TOO_LONG, WAIT_TOO_LONG):
+        if rule in (QUEUE_TOO_LONG, WAIT_TOO_LONG, facility.RULE):
             state.thresholds[f"{rule}/{subject}"] = ThresholdState(firing=True, peak=peak)
         elif rule == "device_offline":
             state.devices.offline.add(subject)

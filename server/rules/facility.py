@@ -1,0 +1,50 @@
+"""Facility out of range: a sensor reading that stays not ok, or a door open after hours, fires; the lobby's
+comfort and equipment only matter in opening hours, the devices' own faults always (for the technicians).
+
+The device judges its readings against its limits (`ok`); the door is judged here, against the opening hours.
+A reading from a device that is offline never comes, and its alerts wait: inhibition is the caller's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.rules.threshold import ThresholdRule
+
+RULE = "facility"
+DOOR = "door"
+# Kinds that concern the lobby (opening hours only, the duty supervisor) and those that concern the device.
+LOBBY_KINDS = frozenset({"temperature", "humidity", "light", "equipment"})
+DEVICE_KINDS = frozenset({"camera", "board_temperature", "clock"})
+# How long a problem must last: long enough that a door held open or a sensor's glitch does not page anyone.
+LASTS_S = {"equipment": 120.0, "door": 120.0, "camera": 60.0}
+DEFAULT_LASTS_S = 300.0
+CLEARS_S = 60.0
+# Device clock minus server clock beyond which the device's timestamps are not to be trusted.
+CLOCK_SKEW_LIMIT_MS = 5000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    bad: float | None  # 1.0 bad, 0.0 fine, None: does not count now
+    rule: ThresholdRule
+    role: str
+
+
+def judge(kind: str, value: float | None, ok: bool, open_now: bool) -> Verdict:
+    lasts = LASTS_S.get(kind, DEFAULT_LASTS_S)
+    rule = ThresholdRule(fire_at=1.0, for_s=lasts, clear_at=0.0, clear_for_s=CLEARS_S)
+    if kind == DOOR:
+        # open (1) after hours is the problem; in opening hours an open door is the lobby working
+        return Verdict(1.0 if (value == 1.0 and not open_now) else 0.0, rule, "duty_supervisor")
+    if kind in DEVICE_KINDS:
+        return Verdict(0.0 if ok else 1.0, rule, "technician")
+    if not open_now:
+        return Verdict(None, rule, "duty_supervisor")
+    return Verdict(0.0 if ok else 1.0, rule, "duty_supervisor")
+
+
+def clock_skew(skew_ms: float | None) -> Verdict:
+    rule = ThresholdRule(fire_at=1.0, for_s=0.0, clear_at=0.0, clear_for_s=CLEARS_S)
+    bad = None if skew_ms is None else (1.0 if abs(skew_ms) > CLOCK_SKEW_LIMIT_MS else 0.0)
+    return Verdict(bad, rule, "technician")
