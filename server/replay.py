@@ -35,7 +35,7 @@ from server.storage.sqlite_store import SqliteStore
 
 # A Monday, 09:30 in Beijing: inside every grade's opening hours.
 DEFAULT_START = datetime(2026, 11, 23, 1, 30, tzinfo=UTC)
-ACTIONS = ("acknowledge", "resolve", "pass")
+ACTIONS = ("acknowledge", "resolve", "pass", "silence")
 
 
 class ScenarioError(ValueError):
@@ -175,6 +175,13 @@ class Replayer:
 
     def _action(self, number: int, line: dict[str, Any]) -> None:
         key, by = str(line.get("alert", "")), str(line.get("by", "replay"))
+        if line["action"] == "silence":
+            try:
+                self.alerts.silence(str(line.get("branch")), float(line.get("minutes", 0)), by,
+                                    str(line.get("reason", "")), line.get("rule"), line.get("subject"))
+            except AlertError as exc:
+                self._emit({"t": self._elapsed(), "event": "action_refused", "line": number, "why": str(exc)})
+            return
         with self.sessions() as session:
             alert = session.query(models.Alert).filter(models.Alert.key == key,
                                                        models.Alert.state.in_(OPEN_STATES)).first()

@@ -74,3 +74,19 @@ def test_openapi_documents_every_field(prod_runtime: Runtime) -> None:
     assert {"/api/v1/health", "/api/v1/branches", "/api/v1/branches/{branch_id}", "/api/v1/devices",
             "/api/v1/alerts", "/api/v1/alerts/{alert_id}"} <= paths
     assert "occupancy" in spec["components"]["schemas"]["ZoneLive"]["properties"]
+
+
+def test_silences_through_the_api(prod_runtime: Runtime) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(runtime=prod_runtime)) as client:
+        made = client.post("/api/v1/silences", headers=auth,
+                           json={"branch": "b1", "minutes": 30, "by": "张工", "reason": "更换摄像头"})
+        assert made.status_code == 200
+        assert made.json()["reason"] == "更换摄像头"
+        assert [s["id"] for s in client.get("/api/v1/silences", headers=auth).json()] == [made.json()["id"]]
+        refused = client.post("/api/v1/silences", headers=auth,
+                              json={"branch": "nowhere", "minutes": 30, "by": "张工", "reason": "x"})
+        assert (refused.status_code, refused.json()["detail"]) == (409, "no branch 'nowhere'")
+        assert client.delete(f"/api/v1/silences/{made.json()['id']}", headers=auth).status_code == 204
+        assert client.get("/api/v1/silences", headers=auth).json() == []
+        assert client.post("/api/v1/silences", json={}).status_code == 401

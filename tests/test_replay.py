@@ -153,3 +153,12 @@ def test_door_open_after_hours_and_device_faults_any_time() -> None:
     assert (camera.bad, camera.role) == (1.0, "technician")
     assert facility.clock_skew(7000.0).bad == 1.0
     assert facility.clock_skew(-300.0).bad == 0.0
+
+
+def test_a_silence_keeps_the_alert_but_tells_nobody_until_it_ends() -> None:
+    _, _, events = run("silence")  # the branch silenced for 3 minutes from t=0
+    fired = next(e for e in events if e["event"] == "fired")
+    assert (fired["t"], fired["silenced"]) == (60.0, True)
+    told = [(e["t"], e["event"]) for e in events if e["event"] in ("notified", "reminded", "escalated")]
+    assert told[0][0] >= 180.0  # nothing while silenced
+    assert told[0][1] == "reminded"

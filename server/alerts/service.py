@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -104,10 +104,11 @@ class AlertService:
             alert.facts = {**_plain(facts), "subject_name": subject_name}
             detail = ", ".join(f"{k}={v}" for k, v in facts.items())
             session.add(models.AlertEvent(alert_id=alert.id, at=at, kind=change.change.value, detail=detail))
+            silenced = self._silenced(session, alert, at)
             session.commit()
             notice = self._notice(alert, branch, subject_name, change.change.value, at, facts)
-            self._event(change.change.value, alert, at)
-        if self._notify is not None:
+            self._event(change.change.value, alert, at, **({"silenced": True} if silenced else {}))
+        if self._notify is not None and not silenced:
             self._notify(notice)
 
     # -- reminders and escalation -------------------------------------------------------------------
@@ -123,6 +124,8 @@ class AlertService:
                 if branch is None:
                     continue
                 if alert.rule != "device_offline" and alert.device_id and offline(alert.branch_id, alert.device_id):
+                    continue
+                if self._silenced(session, alert, now):
                     continue
                 chain = branch.escalation.chain
                 start_role = str((alert.facts or {}).get("role") or RULES[alert.rule].role)
@@ -147,6 +150,46 @@ class AlertService:
         if self._notify is not None:
             for notice in notices:
                 self._notify(notice)
+
+    def silence(self, branch: str, minutes: float, by: str, reason: str, rule: str | None = None,
+                subject: str | None = None) -> models.Silence:
+        if minutes <= 0 or minutes > 7 * 24 * 60:
+            raise AlertError("a silence lasts from a minute to a week")
+        if not reason.strip():
+            raise AlertError("say why (e.g. 'replacing the camera'): it is shown with every silenced alert")
+        now = self._clock.now()
+        with self._lock, self._sessions() as session:
+            if session.get(models.Branch, branch) is None:
+                raise AlertError(f"no branch {branch!r}")
+            silence = models.Silence(branch_id=branch, rule=rule, subject=subject, starts_at=now,
+                                     ends_at=now + timedelta(minutes=minutes), by=by, reason=reason)
+            session.add(silence)
+            session.commit()
+        if self._on_event is not None:
+            self._on_event({"event": "silence", "branch": branch, "rule": rule, "subject": subject, "by": by,
+                            "until": silence.ends_at.isoformat(), "at": now.isoformat()})
+        return silence
+
+    def end_silence(self, silence_id: int) -> None:
+        with self._lock, self._sessions() as session:
+            silence = session.get(models.Silence, silence_id)
+            if silence is None:
+                raise AlertError(f"no silence {silence_id}")
+            silence.ends_at = self._clock.now()
+            session.commit()
+
+    def silences(self) -> list[models.Silence]:
+        now = self._clock.now()
+        with self._sessions() as session:
+            return [s for s in session.scalars(select(models.Silence)) if _aware(s.ends_at) > now]
+
+    @staticmethod
+    def _silenced(session: Session, alert: models.Alert, at: datetime) -> bool:
+        for silence in session.scalars(select(models.Silence).where(models.Silence.branch_id == alert.branch_id)):
+            if (_aware(silence.starts_at) <= at < _aware(silence.ends_at)
+                    and silence.rule in (None, alert.rule) and silence.subject in (None, alert.subject)):
+                return True
+        return False
 
     def _subject(self, alert: models.Alert) -> str:
         return str((alert.facts or {}).get("subject_name") or alert.subject)

@@ -24,6 +24,8 @@ from server.api.schemas import (
     OccupancySample,
     PassOnIn,
     ResolveIn,
+    SilenceIn,
+    SilencePublic,
     ZoneLive,
 )
 from server.ingest.directory import BranchEntry
@@ -206,3 +208,26 @@ def resolve(alert_id: int, body: ResolveIn, runtime: RuntimeDep, locale: LocaleD
              summary="Pass ownership on to someone else")
 def pass_on(alert_id: int, body: PassOnIn, runtime: RuntimeDep, locale: LocaleDep) -> AlertPublic:
     return _act(lambda: runtime.alerts.pass_on(alert_id, body.by, body.to), runtime, locale)
+
+
+@router.post("/silences", response_model=SilencePublic, dependencies=[Authorized],
+             summary="Silence a branch (or one rule or subject of it) for maintenance")
+def silence(body: SilenceIn, runtime: RuntimeDep) -> SilencePublic:
+    try:
+        made = runtime.alerts.silence(body.branch, body.minutes, body.by, body.reason, body.rule, body.subject)
+    except AlertError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return SilencePublic.model_validate(made, from_attributes=True)
+
+
+@router.get("/silences", response_model=list[SilencePublic], dependencies=[Authorized], summary="Silences in force")
+def silences(runtime: RuntimeDep) -> list[SilencePublic]:
+    return [SilencePublic.model_validate(s, from_attributes=True) for s in runtime.alerts.silences()]
+
+
+@router.delete("/silences/{silence_id}", status_code=204, dependencies=[Authorized], summary="End a silence now")
+def end_silence(silence_id: int, runtime: RuntimeDep) -> None:
+    try:
+        runtime.alerts.end_silence(silence_id)
+    except AlertError as exc:
+        raise HTTPException(404, str(exc)) from None

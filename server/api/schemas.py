@@ -118,3 +118,23 @@ class ResolveIn(BaseModel):
 class PassOnIn(BaseModel):
     by: str = Field(min_length=1, max_length=200, description="the current owner")
     to: str = Field(min_length=1, max_length=200)
+
+
+class SilenceIn(BaseModel):
+    branch: str
+    minutes: float = Field(gt=0, le=7 * 24 * 60)
+    by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=500, description="why, e.g. 'technician replacing the camera'")
+    rule: str | None = Field(None, description="only this rule; default every rule")
+    subject: str | None = Field(None, description="only this zone, button or device; default all")
+
+
+class SilencePublic(BaseModel):
+    id: int
+    branch_id: str
+    rule: str | None
+    subject: str | None
+    starts_at: datetime
+    ends_at: datetime
+    by: str
+    reason: str

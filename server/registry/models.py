@@ -97,3 +97,17 @@ class AlertEvent(Base):
     kind: Mapped[str] = mapped_column(String(32), doc="fired, notified, notify_failed, acknowledged, resolved")
     detail: Mapped[str] = mapped_column(Text, default="")
     alert: Mapped[Alert] = relationship(back_populates="events")
+
+
+class Silence(Base):
+    """Maintenance: alerts that match still fire and are kept, but nobody is notified, reminded or asked."""
+
+    __tablename__ = "silences"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    branch_id: Mapped[str] = mapped_column(ForeignKey("branches.id"), index=True)
+    rule: Mapped[str | None] = mapped_column(String(64), default=None, doc="None: every rule")
+    subject: Mapped[str | None] = mapped_column(String(64), default=None, doc="None: every subject")
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
