@@ -60,6 +60,8 @@ DEVICE_FLUSH_S = 5.0  # device state (last seen, sequence) is written to the reg
 LAG_SAMPLES = 20_000  # device-to-stored delays kept (a uniform sample of all messages) for percentiles
 STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 TICK_S = 1.0  # how often time-driven rules are looked at
+# Reminders and escalation steps are minutes apart; looking at the stored alerts every 10 s is enough.
+ALERT_TICK_S = 10.0
 
 
 @dataclass(slots=True)
@@ -126,6 +128,7 @@ class Pipeline:
             CommandReply: self._reply,
         }
         self.repair = repair or GapRepair()
+        self._alert_slot = -1
         self.replies = 0
         self._load_devices()
 
@@ -154,7 +157,10 @@ class Pipeline:
     def tick(self) -> None:
         """Time-driven rules (call deadlines, silent devices): call about once a second."""
         self._apply(self.rules.tick(self._clock.now().timestamp()))
-        self.alerts.tick(self.directory.branches, self.rules.device_offline)
+        slot = int(self._clock.monotonic() // ALERT_TICK_S)  # on whole multiples of the interval
+        if slot != self._alert_slot:
+            self._alert_slot = slot
+            self.alerts.tick(self.directory.branches, self.rules.device_offline)
 
     def request_stop(self) -> None:
         """Stop waiting for storage to come back: a batch still unstored stays unacknowledged."""
