@@ -162,3 +162,14 @@ def test_a_silence_keeps_the_alert_but_tells_nobody_until_it_ends() -> None:
     told = [(e["t"], e["event"]) for e in events if e["event"] in ("notified", "reminded", "escalated")]
     assert told[0][0] >= 180.0  # nothing while silenced
     assert told[0][1] == "reminded"
+
+
+def test_a_branch_that_does_not_open_on_time_is_reported_and_clears_when_it_opens() -> None:
+    brief, _, events = run("not_open_on_time")  # a grade-1 branch opens at 08:00; watched from 07:00
+    assert brief[0] == (3900.0, "fired", "not_open_on_time", "lobby")  # 08:05: opening plus 5 min of grace
+    assert (4320.0, "resolved", "not_open_on_time", "lobby") in brief  # the first customer at 08:12
+    assert not [b for b in brief if b[2] == "device_offline"]
+    fired = next(e for e in events if e["event"] == "fired")
+    assert fired["severity"] == "critical"
+    on_time, _, _ = run("opened_on_time")  # staff and a customer before 08:00
+    assert on_time == []

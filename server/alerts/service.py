@@ -34,6 +34,7 @@ RULES = {
     "call_unanswered": RuleSpec("critical", "counter_staff"),
     "device_offline": RuleSpec("warning", "technician"),
     "facility": RuleSpec("warning", "duty_supervisor"),  # the devices' own faults go to the technicians
+    "not_open_on_time": RuleSpec("critical", "branch_manager"),
 }
 OPEN_STATES = ("firing", "acknowledged")
 

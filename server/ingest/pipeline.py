@@ -160,6 +160,9 @@ class Pipeline:
         slot = int(self._clock.monotonic() // ALERT_TICK_S)  # on whole multiples of the interval
         if slot != self._alert_slot:
             self._alert_slot = slot
+            now = self._clock.now().timestamp()
+            for branch in self.directory.branches.values():
+                self._apply(self.rules.check_opening(branch.id, branch.hours, now))
             self.alerts.tick(self.directory.branches, self.rules.device_offline)
 
     def request_stop(self) -> None:
@@ -252,6 +255,8 @@ class Pipeline:
             ))
             self.live.set_zone(branch, zone.key, ZoneNow(count.occupancy, count.error, message.ts, device.id))
             # a late message is history: rules only move forward in time
+            if ctx.verdict is Verdict.NEW and count.occupancy:
+                batch.transitions.extend(self.rules.activity(branch, ctx.received.received_at))
             if ctx.verdict is Verdict.NEW:
                 batch.transitions.extend(self.rules.occupancy(
                     branch, zone.key, zone.rules, count.occupancy, message.ts.timestamp(),
@@ -268,6 +273,7 @@ class Pipeline:
             changes, done = self.rules.call(branch, message.button, message.kind.value, answered, at,
                                             entry.hours.is_open(message.ts), device, entry.call_deadlines_s)
             batch.transitions.extend(changes)
+            batch.transitions.extend(self.rules.activity(branch, at))
             response_s = round(done.response_s, 1) if done else None
         batch.points.append(Point.make(
             schema.CALL, {"branch": branch, "device": device, "button": message.button, "kind": message.kind.value},
@@ -286,6 +292,8 @@ class Pipeline:
             ))
             self.live.set_reading(branch, f"{device}/{reading.sensor}",
                                   ReadingNow(reading.kind.value, reading.value, reading.ok, device, message.ts))
+            if ctx.verdict is Verdict.NEW and reading.kind.value == "door" and reading.value == 1.0:
+                batch.transitions.extend(self.rules.activity(branch, ctx.received.received_at))
             if ctx.verdict is Verdict.NEW:
                 batch.transitions.extend(self.rules.facility(
                     branch, device, reading.sensor, reading.kind.value, reading.value, reading.ok, reading.detail,

@@ -11,7 +11,9 @@ from typing import Any
 
 from server.rules import facility
 from server.rules.calls import Answered, CallTracker, OpenCall
+from server.rules.opening import OpeningWatch
 from server.rules.presence import DeviceWatch
+from server.rules.schedule import OpeningHours
 from server.rules.threshold import Change, ThresholdRule, ThresholdState, Transition, step
 from server.rules.waiting import projected_wait_min, windows_needed
 
@@ -33,10 +35,12 @@ class BranchState:
     thresholds: dict[str, ThresholdState] = field(default_factory=dict)
     calls: CallTracker = field(init=False)
     devices: DeviceWatch = field(init=False)
+    opening: OpeningWatch = field(init=False)
 
     def __post_init__(self) -> None:
         self.calls = CallTracker(self.branch)
         self.devices = DeviceWatch(self.branch)
+        self.opening = OpeningWatch(self.branch)
 
 
 class RuleEngine:
@@ -114,6 +118,15 @@ class RuleEngine:
     def device_offline(self, branch: str, device: str) -> bool:
         return self._branch(branch).devices.is_offline(device)
 
+    def activity(self, branch: str, at: float) -> list[Transition]:
+        """People counted, a call, a door opened: the lobby is open."""
+        back = self._branch(branch).opening.activity(at)
+        return [back] if back else []
+
+    def check_opening(self, branch: str, hours: OpeningHours, now: float) -> list[Transition]:
+        late = self._branch(branch).opening.tick(now, hours)
+        return [late] if late else []
+
     def tick(self, now: float) -> list[Transition]:
         out: list[Transition] = []
         for state in self._branches.values():
@@ -138,6 +151,7 @@ class RuleEngine:
                       "open": {button: asdict(call) for button, call in state.calls.open.items()}},
             "devices": {"silence_s": state.devices.silence_s, "last_seen": state.devices.last_seen,
                         "offline": sorted(state.devices.offline)},
+            "opening": asdict(state.opening),
         }
 
     def load_branch(self, branch: str, data: dict[str, Any]) -> None:
@@ -148,6 +162,7 @@ class RuleEngine:
         state.devices.silence_s = float(data["devices"]["silence_s"])
         state.devices.last_seen = dict(data["devices"]["last_seen"])
         state.devices.offline = set(data["devices"]["offline"])
+        state.opening = OpeningWatch(**data["opening"])
         self._branches[branch] = state
 
 
