@@ -83,3 +83,16 @@ def test_broken_site_file_names_the_problem(tmp_path: Path) -> None:
     path.write_text("defaults: {threshold: 5, clear_below: 5}\n")
     with pytest.raises(SiteError, match="clear_below"):
         load_site(path)
+
+
+def test_the_migrations_build_exactly_the_schema_of_the_models(sessions: sessionmaker[Session]) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from server.registry.models import Base
+
+    engine = sessions.kw["bind"]
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        assert context.get_current_revision() is not None  # made by migrations, not create_all
+        assert compare_metadata(context, Base.metadata) == []  # a model change without a migration fails here

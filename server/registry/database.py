@@ -1,11 +1,30 @@
-"""Engine and session factory for the registry database."""
+"""Engine and session factory for the registry database; the schema comes from the Alembic migrations."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.registry.models import Base
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema (a new database: all of it)."""
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")
 
 
 def make_engine(url: str) -> Engine:
@@ -20,8 +39,10 @@ def make_engine(url: str) -> Engine:
             cursor.close()
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    # Schema changes after the first release go through migrations; the first schema is created here.
-    Base.metadata.create_all(engine)
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        Base.metadata.create_all(engine)  # a throwaway database (replay): no history to keep
+    else:
+        migrate(engine)
     return engine
 
 
