@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from server import __version__
+from server.api.links import pages
 from server.api.routes import router
 from server.runtime import Runtime
 from server.settings import Settings
@@ -33,4 +34,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description="Queue, call-bell and facility monitoring for post-office branch lobbies.",
     )
     app.include_router(router)
+    app.include_router(pages)
     return app

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from collections.abc import Sequence
 
 from lobbywatch.clock import Clock, SystemClock
+from lobbywatch.i18n import t
 from lobbywatch.protocol import Channel as ProtocolChannel
 from lobbywatch.protocol import Command, Topic, encode
+from server.alerts.apprise_channel import AppriseChannel
+from server.alerts.links import sign
 from server.alerts.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
+from server.alerts.routing import Contact
 from server.alerts.service import AlertService
 from server.ingest.directory import Directory
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
@@ -48,10 +53,13 @@ class Runtime:
                 import_site(session, load_site(settings.site_file))
         self.directory = Directory(self.sessions)
         self.store = make_store(settings)
+        secret = settings.link_secret.get_secret_value() if settings.link_secret else secrets.token_hex(32)
+        self.link_secret = secret.encode()  # in dev mode without one: random, links die with the process
         if channels is None:
             channels = [LogChannel()]
             if settings.webhook_url:
                 channels.append(WebhookChannel(settings.webhook_url))
+            channels.append(AppriseChannel(self._contacts, self.ack_link, self._label, settings.admin_notify_urls))
         self.dispatcher = Dispatcher(channels, self._delivered)
         self.alerts = AlertService(
             self.sessions, self.dispatcher.submit, settings.public_url, self.clock, settings.grafana_url,
@@ -77,6 +85,21 @@ class Runtime:
             ),
             self.worker.put,
         )
+
+    def _contacts(self, branch: str) -> tuple[Contact, ...]:
+        entry = self.directory.branches.get(branch)
+        return entry.contacts if entry else ()
+
+    def _label(self, key: str, branch: str) -> str:
+        entry = self.directory.branches.get(branch)
+        return t(entry.locale if entry else "zh-CN", key)
+
+    def ack_link(self, notice: Notice, contact: Contact) -> str | None:
+        if notice.change in ("resolved",):
+            return None
+        expires = self.clock.now().timestamp() + self.settings.link_ttl_h * 3600
+        token = sign(notice.alert_id, contact.name, expires, self.link_secret)
+        return f"{self.settings.public_url.rstrip('/')}/ack/{token}"
 
     def _delivered(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
         self.alerts.record_delivery(notice, channel, delivered, detail)

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     grafana_url: str | None = Field(None, description="base of dashboard links in notifications")
     api_token: SecretStr | None = Field(None, description="bearer token for the API (required outside dev mode)")
     webhook_url: str | None = Field(None, description="alerts are POSTed here as JSON")
+    link_secret: SecretStr | None = Field(None, description="signs one-tap acknowledgement links (required in prod)")
+    link_ttl_h: float = Field(24.0, gt=0, description="how long an acknowledgement link works")
+    admin_notify_urls: list[str] = Field(
+        default_factory=list, description="apprise URLs of the administrators, told when a channel keeps failing"
+    )
 
     @model_validator(mode="after")
     def _no_default_secrets(self) -> Settings:
@@ -59,6 +64,8 @@ class Settings(BaseSettings):
             problems.append(f"LOBBYWATCH_API_TOKEN must be set to a random value of {MIN_SECRET_LENGTH}+ characters")
         if self.mqtt_username and not _strong(self.mqtt_password):
             problems.append("LOBBYWATCH_MQTT_PASSWORD must be set (not a default) for the server's MQTT user")
+        if not _strong(self.link_secret):
+            problems.append("LOBBYWATCH_LINK_SECRET must be set to a random value (it signs acknowledgement links)")
         if self.storage == "influxdb" and not _strong(self.influx_token):
             problems.append("LOBBYWATCH_INFLUX_TOKEN must be set when LOBBYWATCH_STORAGE=influxdb")
         if problems:

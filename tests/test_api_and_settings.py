@@ -13,23 +13,28 @@ from server.settings import Settings
 from tests.helpers import start_runtime
 
 TOKEN = "k3Jd8s-very-random-token-for-tests"
+LINK = "another-random-secret-for-links"
 
 
 def test_production_refuses_missing_and_default_secrets() -> None:
     with pytest.raises(ValidationError, match="LOBBYWATCH_API_TOKEN must be set"):
-        Settings(mode="prod", mqtt_password="a-long-enough-mqtt-password")
+        Settings(mode="prod", mqtt_password="a-long-enough-mqtt-password", link_secret=LINK)
     with pytest.raises(ValidationError, match="LOBBYWATCH_API_TOKEN"):
-        Settings(mode="prod", api_token="changeme", mqtt_password="a-long-enough-mqtt-password")
+        Settings(mode="prod", api_token="changeme", mqtt_password="a-long-enough-mqtt-password", link_secret=LINK)
     with pytest.raises(ValidationError, match="LOBBYWATCH_MQTT_PASSWORD"):
-        Settings(mode="prod", api_token=TOKEN, mqtt_password="password")
+        Settings(mode="prod", api_token=TOKEN, mqtt_password="password", link_secret=LINK)
     with pytest.raises(ValidationError, match="LOBBYWATCH_INFLUX_TOKEN"):
-        Settings(mode="prod", api_token=TOKEN, mqtt_password="a-long-enough-mqtt-password", storage="influxdb")
-    assert Settings(mode="prod", api_token=TOKEN, mqtt_password="a-long-enough-mqtt-password").mode == "prod"
+        Settings(mode="prod", api_token=TOKEN, mqtt_password="a-long-enough-mqtt-password", storage="influxdb",
+                 link_secret=LINK)
+    with pytest.raises(ValidationError, match="LOBBYWATCH_LINK_SECRET"):
+        Settings(mode="prod", api_token=TOKEN, mqtt_password="a-long-enough-mqtt-password")
+    good = Settings(mode="prod", api_token=TOKEN, mqtt_password="a-long-enough-mqtt-password", link_secret=LINK)
+    assert good.mode == "prod"
     assert Settings(mode="dev").api_token is None
 
 
 def test_secrets_never_show_in_settings_text() -> None:
-    settings = Settings(mode="prod", api_token=TOKEN, mqtt_password="a-long-enough-mqtt-password")
+    settings = Settings(mode="prod", api_token=TOKEN, mqtt_password="a-long-enough-mqtt-password", link_secret=LINK)
     assert TOKEN not in repr(settings)
     assert "a-long-enough" not in str(settings.model_dump())
 
@@ -50,7 +55,7 @@ def test_serve_says_what_is_wrong_in_the_users_language(
 
 @pytest.fixture
 def prod_runtime(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Runtime]:
-    runtime = start_runtime(tmp_path, mosquitto.port, mode="prod", api_token=TOKEN)
+    runtime = start_runtime(tmp_path, mosquitto.port, mode="prod", api_token=TOKEN, link_secret=LINK)
     yield runtime
     runtime.stop()
 

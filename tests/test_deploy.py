@@ -63,7 +63,7 @@ def test_every_mounted_config_file_exists_after_make_secrets(deployment: Path) -
 def test_compose_needs_every_secret_from_the_environment() -> None:
     text = COMPOSE.read_text()
     for name in ("INFLUXDB_TOKEN", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "LOBBYWATCH_MQTT_PASSWORD",
-                 "LOBBYWATCH_API_TOKEN", "INFLUXDB_ADMIN_PASSWORD"):
+                 "LOBBYWATCH_API_TOKEN", "INFLUXDB_ADMIN_PASSWORD", "LOBBYWATCH_LINK_SECRET"):
         assert re.search(r"\$\{" + name + r":\?", text), f"{name} must be required, not defaulted"
 
 

@@ -39,8 +39,8 @@ class Notice:
 class Channel(Protocol):
     name: str
 
-    def deliver(self, notice: Notice) -> None:
-        """Hand the notice over, or raise."""
+    def deliver(self, notice: Notice) -> bool | None:
+        """Hand the notice over, or raise; False when there was nobody to hand it to (nothing is recorded)."""
 
 
 class LogChannel:
@@ -102,7 +102,7 @@ class Dispatcher:
         error = ""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                channel.deliver(notice)
+                handed = channel.deliver(notice)
             except Exception as exc:  # any channel failure is retried, then reported
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning("delivery of alert %d via %s failed (attempt %d/%d): %s",
@@ -111,6 +111,8 @@ class Dispatcher:
                     self._sleep(wait)
                     wait *= 2
                 continue
+            if handed is False:
+                return
             self.delivered += 1
             self._on_outcome(notice, channel.name, True, "")
             return

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.alerts.routing import Contact
 from server.registry import models
 from server.rules.engine import ZoneRules
 from server.rules.schedule import OpeningHours
@@ -29,6 +30,7 @@ class BranchEntry:
     hours: OpeningHours
     call_deadlines_s: dict[str, float]
     escalation: Escalation
+    contacts: tuple[Contact, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class Directory:
             branches = {
                 b.id: BranchEntry(b.id, b.name, b.region_id, b.timezone, b.locale, opening_hours(b),
                                   dict(b.settings.get("call_deadlines_s") or {}),  # type: ignore[call-overload]
-                                  escalation(b.settings or {}))
+                                  escalation(b.settings or {}), contacts(b.settings or {}))
                 for b in rows
             }
             settings = {b.id: b.settings or {} for b in rows}
@@ -88,6 +90,17 @@ def escalation(settings: dict[str, Any]) -> Escalation:
     default = Escalation()
     return Escalation(tuple(spec.get("chain", default.chain)), 60 * float(spec.get("step_after_min", 5.0)),
                       60 * float(spec.get("remind_every_min", 2.0)))
+
+
+def contacts(settings: dict[str, Any]) -> tuple[Contact, ...]:
+    found = []
+    for c in settings.get("contacts") or []:
+        quiet = None
+        if c.get("quiet_from") and c.get("quiet_to"):
+            quiet = (time.fromisoformat(c["quiet_from"]), time.fromisoformat(c["quiet_to"]))
+        found.append(Contact(c["name"], c["role"], tuple(c["urls"]), c.get("min_severity", "warning"), quiet,
+                             int(c.get("max_per_hour", 30))))
+    return tuple(found)
 
 
 def opening_hours(branch: models.Branch) -> OpeningHours:

@@ -85,6 +85,16 @@ class EscalationSpec(_Strict):
     remind_every_min: float = Field(2.0, gt=0, description="the role asked now is reminded this often")
 
 
+class ContactSpec(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    role: Role
+    urls: list[str] = Field(min_length=1, description="apprise URLs: mailto://, wecombot://, dingtalk://, json://, ...")
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+    quiet_from: time | None = Field(None, description="no warnings from this local time (critical ones still come)")
+    quiet_to: time | None = None
+    max_per_hour: int = Field(30, ge=1, description="more notices than this in an hour are not sent to this person")
+
+
 class BranchSpec(_Strict):
     id: Id
     name: str
@@ -103,6 +113,7 @@ class BranchSpec(_Strict):
         description="seconds before an unanswered call fires",
     )
     escalation: EscalationSpec = Field(default_factory=EscalationSpec)
+    contacts: list[ContactSpec] = Field(default_factory=list, description="who is told, by role")
     devices: list[DeviceSpec] = Field(default_factory=list)
 
     @field_validator("timezone")
@@ -165,7 +176,7 @@ def import_site(session: Session, site: SiteSpec) -> None:
     for branch in site.branches:
         settings = branch.model_dump(mode="json", include={"savings", "hours", "calendar", "windows_open",
                                                             "service_minutes", "wait_target_min", "call_deadlines_s",
-                                                            "escalation"})
+                                                            "escalation", "contacts"})
         session.merge(
             models.Branch(id=branch.id, name=branch.name, region_id=branch.region, timezone=branch.timezone,
                           locale=branch.locale, grade=branch.grade, settings=settings)

@@ -1,0 +1,133 @@
+"""Delivery through apprise to real HTTP endpoints, routed by role, severity and quiet hours; one-tap links."""
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from datetime import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lobby_sim.broker import Mosquitto, free_port
+from server.alerts.apprise_channel import AppriseChannel, DeliveryError
+from server.alerts.links import sign
+from server.alerts.notify import Notice
+from server.alerts.routing import Contact, in_quiet_hours, recipients
+from server.app import create_app
+from tests.helpers import ALWAYS_OPEN, Device, eventually, site, start_runtime
+
+
+class Inbox(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.messages.setdefault(self.path, []).append(body)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def inbox() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Inbox)
+    server.messages = {}  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, name="inbox")
+    thread.start()
+    yield server
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+def url(server: ThreadingHTTPServer, person: str) -> str:
+    return f"json://127.0.0.1:{server.server_address[1]}/{person}"
+
+
+def test_routing_by_role_severity_and_quiet_hours() -> None:
+    day, night = time(10), time(23)
+    quiet = (time(22), time(7))
+    wang = Contact("王芳", "duty_supervisor", ("json://x/w",), quiet=quiet)
+    li = Contact("李强", "duty_supervisor", ("json://x/l",), min_severity="critical")
+    zhang = Contact("小张", "counter_staff", ("json://x/z",))
+    everyone = (wang, li, zhang)
+    assert recipients(everyone, "duty_supervisor", "warning", day) == [wang]
+    assert recipients(everyone, "duty_supervisor", "warning", night) == []  # 王芳 sleeps, 李强 wants critical only
+    assert recipients(everyone, "duty_supervisor", "critical", night) == [wang, li]  # critical goes through
+    assert in_quiet_hours(quiet, time(6, 59))
+    assert not in_quiet_hours(quiet, time(7))
+
+
+def notice(alert_id: int = 1, role: str = "duty_supervisor") -> Notice:
+    return Notice(alert_id, "fired", "queue_too_long", "warning", "b1", "B", "queue", "排队过长", "9 人",
+                  "2026-11-23T02:00:00+00:00", "2026-11-23T10:00:00+08:00", "", None, role)
+
+
+def test_a_retry_sends_only_to_whom_it_failed_and_a_dead_channel_reaches_the_admins(
+    inbox: ThreadingHTTPServer,
+) -> None:
+    dead = f"json://127.0.0.1:{free_port()}/nobody"  # nothing listens there
+    contacts = (Contact("王芳", "duty_supervisor", (url(inbox, "wang"),)),
+                Contact("李强", "duty_supervisor", (dead,)))
+    channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key,
+                             admin_urls=[url(inbox, "admin")])
+    for _ in range(3):
+        with pytest.raises(DeliveryError, match="李强"):
+            channel.deliver(notice())
+    assert len(inbox.messages["/wang"]) == 1  # type: ignore[attr-defined]
+    (warning,) = inbox.messages["/admin"]  # type: ignore[attr-defined]
+    assert "failing" in warning["title"]
+    assert "/nobody" not in warning["message"]  # no path or credentials of a URL in a message
+
+
+def test_rate_limit_per_person(inbox: ThreadingHTTPServer) -> None:
+    contacts = (Contact("王芳", "duty_supervisor", (url(inbox, "wang"),), max_per_hour=2),)
+    channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key)
+    for alert_id in range(1, 5):
+        channel.deliver(notice(alert_id))
+    assert len(inbox.messages["/wang"]) == 2  # type: ignore[attr-defined]
+    assert channel.rate_limited == 2
+
+
+@pytest.fixture
+def runtime_with_contacts(tmp_path: Path, mosquitto: Mosquitto, inbox: ThreadingHTTPServer):  # type: ignore[no-untyped-def]
+    spec = site()
+    branch = spec["branches"][0]  # type: ignore[index]
+    branch["contacts"] = [
+        {"name": "王芳", "role": "duty_supervisor", "urls": [url(inbox, "wang")]},
+        {"name": "小张", "role": "counter_staff", "urls": [url(inbox, "zhang")]},
+    ]
+    assert branch["hours"] == ALWAYS_OPEN["hours"]
+    runtime = start_runtime(tmp_path, mosquitto.port, site_spec=spec, public_url="http://lobby.example")
+    yield runtime
+    runtime.stop()
+
+
+def test_the_supervisor_gets_the_alert_and_acknowledges_it_with_one_tap(
+    runtime_with_contacts, mosquitto: Mosquitto, inbox: ThreadingHTTPServer  # type: ignore[no-untyped-def]
+) -> None:
+    runtime = runtime_with_contacts
+    device = Device(mosquitto.port, "dev-b1-cam")
+    try:
+        device.queue(9)
+        (message,) = eventually(lambda: inbox.messages.get("/wang"), what="the supervisor's message")  # type: ignore[attr-defined]
+    finally:
+        device.close()
+    assert message["title"] == "阜成门支局：窗口排队区排队过长——请开启弹性窗口"
+    assert "/zhang" not in inbox.messages  # type: ignore[attr-defined]  # counter staff are not asked for this rule
+    link = re.search(r"一键确认: (\S+)", message["message"])
+    assert link is not None
+    token = link.group(1).rsplit("/ack/", 1)[1]
+    with TestClient(create_app(runtime=runtime)) as client:
+        page = client.get(f"/ack/{token}")
+        assert page.status_code == 200
+        assert "谢谢，王芳" in page.text
+        (alert,) = client.get("/api/v1/alerts").json()
+        assert (alert["state"], alert["owner"]) == ("acknowledged", "王芳")
+        tampered = client.get(f"/ack/{token[:-2]}xx")
+        assert (tampered.status_code, "无效" in tampered.text) == (400, True)
+        expired = sign(alert["id"], "王芳", 1.0, runtime.link_secret)
+        assert "过期" in client.get(f"/ack/{expired}").text
