@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,28 @@ def influx1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx1]:
     server.start()
     yield server
     server.stop()
+
+
+class _Inbox(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.messages.setdefault(self.path, []).append(body)  # type: ignore[attr-defined]
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def inbox() -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP server that keeps every JSON body POSTed to it, by path; `status` is what it answers."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Inbox)
+    server.messages = {}  # type: ignore[attr-defined]
+    server.status = 200  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, name="inbox")
+    thread.start()
+    yield server
+    server.shutdown()
+    thread.join()
+    server.server_close()

@@ -1,11 +1,8 @@
 """Delivery through apprise to real HTTP endpoints, routed by role, severity and quiet hours; one-tap links."""
 
-import json
 import re
-import threading
-from collections.abc import Iterator
 from datetime import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,29 +15,6 @@ from server.alerts.notify import Notice
 from server.alerts.routing import Contact, in_quiet_hours, recipients
 from server.app import create_app
 from tests.helpers import ALWAYS_OPEN, Device, eventually, site, start_runtime
-
-
-class Inbox(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.messages.setdefault(self.path, []).append(body)  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-
-@pytest.fixture
-def inbox() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Inbox)
-    server.messages = {}  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, name="inbox")
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join()
-    server.server_close()
 
 
 def url(server: ThreadingHTTPServer, person: str) -> str:

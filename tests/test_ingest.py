@@ -1,10 +1,9 @@
 """The ingest against a real Mosquitto: valid messages are stored and shown, bad ones refused and counted."""
 
-import json
 import logging
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,36 +19,9 @@ from server.runtime import Runtime
 from tests.helpers import Device, eventually, start_runtime
 
 
-class Hook(BaseHTTPRequestHandler):
-    status = 200
-    received: list[dict[str, object]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
-        self.send_response(self.server.status)  # type: ignore[attr-defined]
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-
 @pytest.fixture
-def webhook() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    server.received = []  # type: ignore[attr-defined]
-    server.status = 200  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, name="webhook")
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join()
-    server.server_close()
-
-
-@pytest.fixture
-def runtime(tmp_path: Path, mosquitto: Mosquitto, webhook: ThreadingHTTPServer) -> Iterator[Runtime]:
-    url = f"http://127.0.0.1:{webhook.server_address[1]}/hook"
+def runtime(tmp_path: Path, mosquitto: Mosquitto, inbox: ThreadingHTTPServer) -> Iterator[Runtime]:
+    url = f"http://127.0.0.1:{inbox.server_address[1]}/hook"
     rt = start_runtime(tmp_path, mosquitto.port, webhook_url=url)
     yield rt
     rt.stop()
@@ -128,19 +100,19 @@ def test_bad_input_is_refused_counted_and_logged_once(
 
 
 def test_queue_rule_fires_notifies_and_resolves(
-    runtime: Runtime, device: Device, webhook: ThreadingHTTPServer
+    runtime: Runtime, device: Device, inbox: ThreadingHTTPServer
 ) -> None:
     device.queue(6)  # site rule: threshold 5, no duration
-    eventually(lambda: len(webhook.received) == 1, what="fired notice")  # type: ignore[attr-defined]
-    notice = webhook.received[0]  # type: ignore[attr-defined]
+    eventually(lambda: len(inbox.messages.get("/hook", [])) == 1, what="fired notice")  # type: ignore[attr-defined]
+    notice = inbox.messages["/hook"][0]  # type: ignore[attr-defined]
     assert notice["change"] == "fired"
     assert notice["title"] == "阜成门支局：窗口排队区排队过长——请开启弹性窗口"
     assert notice["at_local"].endswith("+08:00")
     device.queue(7)  # still firing: one alert, not two
     device.queue(1)
-    eventually(lambda: len(webhook.received) == 2, what="resolved notice")  # type: ignore[attr-defined]
-    assert webhook.received[1]["change"] == "resolved"  # type: ignore[attr-defined]
-    assert "7" in webhook.received[1]["body"]  # the peak  # type: ignore[attr-defined]
+    eventually(lambda: len(inbox.messages.get("/hook", [])) == 2, what="resolved notice")  # type: ignore[attr-defined]
+    assert inbox.messages["/hook"][1]["change"] == "resolved"  # type: ignore[attr-defined]
+    assert "7" in inbox.messages["/hook"][1]["body"]  # the peak  # type: ignore[attr-defined]
     with TestClient(create_app(runtime=runtime)) as client:
         (alert,) = client.get("/api/v1/alerts").json()
         assert alert["state"] == "resolved"
@@ -155,8 +127,8 @@ def test_queue_rule_fires_notifies_and_resolves(
     assert kinds.count("notified") == 4  # two notices, to the log and the webhook
 
 
-def test_failing_webhook_is_retried_then_reported(webhook: ThreadingHTTPServer) -> None:
-    webhook.status = 500  # type: ignore[attr-defined]
+def test_failing_webhook_is_retried_then_reported(inbox: ThreadingHTTPServer) -> None:
+    inbox.status = 500  # type: ignore[attr-defined]
     outcomes: list[tuple[str, bool, str]] = []
     done = threading.Event()
 
@@ -164,14 +136,14 @@ def test_failing_webhook_is_retried_then_reported(webhook: ThreadingHTTPServer) 
         outcomes.append((channel, delivered, detail))
         done.set()
 
-    channel = WebhookChannel(f"http://127.0.0.1:{webhook.server_address[1]}/hook")
+    channel = WebhookChannel(f"http://127.0.0.1:{inbox.server_address[1]}/hook")
     dispatcher = Dispatcher([channel], outcome, sleep=lambda _s: False)
     dispatcher.start()
     dispatcher.submit(Notice(1, "fired", "queue_too_long", "warning", "b1", "B", "queue", "t", "b", "", "", "", None))
     assert done.wait(10)
     dispatcher.stop()
     channel.close()
-    assert len(webhook.received) == 5  # type: ignore[attr-defined]
+    assert len(inbox.messages.get("/hook", [])) == 5  # type: ignore[attr-defined]
     ((name, delivered, detail),) = outcomes
     assert (name, delivered) == ("webhook", False)
     assert "500" in detail
