@@ -37,6 +37,8 @@ from lobby_sim.lobby import Lobby, LobbyPlan
 from lobby_sim.render import QUEUE_ZONE, STAFF_AREA, LobbyRenderer
 from lobbywatch.clock import SystemClock
 from lobbywatch.i18n import normalize_locale, t
+from server.api.routes import branch_summary, open_alert_counts
+from server.api.schemas import BranchSummary
 from server.app import create_app
 from server.runtime import Runtime
 from server.settings import Settings
@@ -80,6 +82,8 @@ def site_config() -> dict[str, object]:
             {
                 "id": b.id, "name": b.name, "region": b.region, "locale": b.locale, "timezone": "Asia/Shanghai",
                 "grade": 2, "windows_open": b.plan.windows, "wait_target_min": 20,
+                # the bell at the ramp goes unanswered in the demo: its alert comes within the first minute
+                "call_deadlines_s": {"accessibility": 25, "help": 120, "priority": 120},
                 # the simulated lobbies run around the clock, so the demo works at any hour
                 "hours": {"opens": "00:00", "closes": "23:59:59.999999"},
                 "devices": [{
@@ -250,19 +254,16 @@ class Demo:
         last = max(alerts, key=lambda a: a.id, default=None)
         if last is not None:
             entry = self.runtime.directory.branches[last.branch_id]
-            zone = next(d.zones[last.subject] for d in self.runtime.directory.devices.values()
-                        if d.branch_id == last.branch_id and last.subject in d.zones)
-            title = t(lang, f"alert.{last.rule}.title", branch=entry.name, zone=zone.name)
-            footer = t(lang, "demo.last_alert", title=f"{title} ({last.value:.0f})")
+            subject = next((d.zones[last.subject].name for d in self.runtime.directory.devices.values()
+                            if d.branch_id == last.branch_id and last.subject in d.zones), last.subject)
+            title = t(lang, f"alert.{last.rule}.title", branch=entry.name, zone=subject, subject=subject)
+            footer = t(lang, "demo.last_alert", title=title if last.value is None else f"{title} ({last.value:.0f})")
         else:
             footer = t(lang, "demo.no_alert")
         broker = t(lang, "demo.broker", kind=self.broker.kind, port=self.broker.port)
         return Group(table, Text(footer), Text(broker), Text(t(lang, "demo.open", url=self.url), style="bold"))
 
-    def _api_branches(self) -> list:  # type: ignore[type-arg]
-        from server.api.routes import branch_summary, open_alert_counts
-        from server.api.schemas import BranchSummary
-
+    def _api_branches(self) -> list[BranchSummary]:
         assert self.runtime is not None
         counts = open_alert_counts(self.runtime)
         return [BranchSummary.model_validate(branch_summary(self.runtime, b, counts))

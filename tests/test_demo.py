@@ -27,7 +27,8 @@ def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: P
     live: set[str] = set()
     alerts: list[dict[str, object]] = []
     try:
-        while time.monotonic() - started < LIMIT_S and not (len(live) == 3 and alerts):
+        while time.monotonic() - started < LIMIT_S and not (len(live) == 3 and {"queue_too_long", "call_unanswered"}
+                                                              <= {a["rule"] for a in alerts}):
             time.sleep(1)
             try:
                 branches = httpx.get(f"http://127.0.0.1:{port}/api/v1/branches", timeout=2).json()
@@ -44,8 +45,8 @@ def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: P
             process.kill()
             process.wait()
     assert len(live) == 3, f"live branches after {elapsed:.0f} s: {live}\n{output[-3000:]}"
-    assert alerts, f"no alert within {LIMIT_S} s\n{output[-3000:]}"
-    assert alerts[0]["rule"] == "queue_too_long"
+    rules = {a["rule"] for a in alerts}
+    assert {"queue_too_long", "call_unanswered"} <= rules, f"alerts within {LIMIT_S} s: {rules}\n{output[-3000:]}"
     assert process.returncode == 0, output[-3000:]
     assert "Demo ran" in output
     assert f"http://127.0.0.1:{port}/api/v1/branches" in output

@@ -19,8 +19,6 @@ from server.ingest.directory import BranchEntry
 from server.registry import models
 from server.rules.threshold import Change, Transition
 
-QUEUE_TOO_LONG = "queue_too_long"
-
 
 @dataclass(frozen=True)
 class RuleSpec:
