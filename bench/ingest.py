@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,27 @@ from paho.mqtt.enums import CallbackAPIVersion
 from lobby_sim.broker import Mosquitto, free_port, wait_for_port
 
 INFLIGHT = 1000  # publisher window of unacknowledged QoS 1 messages
+PER_BRANCH = 10  # devices per simulated branch
 
 
 def device_ids(n: int) -> list[str]:
     return [f"bench-dev-{i:05d}" for i in range(n)]
 
 
-def site(n: int, per_branch: int = 10) -> dict[str, object]:
+def zone_of(device: str) -> str:
+    """Each device watches its own area: zone keys are unique within a branch."""
+    return f"q{int(device.rsplit('-', 1)[1]) % PER_BRANCH}"
+
+
+def site(n: int, alerting: int, per_branch: int = PER_BRANCH) -> dict[str, object]:
+    """`alerting` devices have a queue rule that fires at 5 and clears at 2 at once: with the occupancy ramp
+    below they fire and resolve every few seconds, to time notifications under load. The rest never fire."""
     branches: dict[str, list[dict[str, object]]] = {}
     for i, device in enumerate(device_ids(n)):
-        branches.setdefault(f"bench-br-{i // per_branch:04d}", []).append(
-            {"id": device, "zones": [{"key": "queue", "name": "queue"}]}
-        )
+        zone: dict[str, object] = {"key": zone_of(device), "name": zone_of(device)}
+        if i < alerting:
+            zone["queue_too_long"] = {"threshold": 5, "for_s": 0, "clear_below": 2, "clear_for_s": 0}
+        branches.setdefault(f"bench-br-{i // per_branch:04d}", []).append({"id": device, "zones": [zone]})
     return {
         "defaults": {"threshold": 30, "for_s": 300, "clear_below": 10, "clear_for_s": 60},
         "regions": [{"id": "bench", "name": "bench"}],
@@ -77,7 +87,8 @@ def publish(
         seq[device] += 1
         payload = json.dumps({
             "v": 1, "stream": stream, "seq": seq[device], "ts": datetime.now(UTC).isoformat(), "uptime_s": elapsed,
-            "zones": [{"zone": "queue", "occupancy": n % 20}],
+            # each device's count ramps 0..19 and over again, a step per round of all devices
+            "zones": [{"zone": zone_of(device), "occupancy": (n // len(devices)) % 20}],
         })
         last = client.publish(f"lobby/v1/{device}/queue", payload, qos=1)
         n += 1
@@ -87,6 +98,45 @@ def publish(
     client.loop_stop()
     with sent.get_lock():
         sent.value += n
+
+
+class NoticeTimer:
+    """A webhook that notes when each alert notice arrives: from the rule-breaking message's time (the notice's
+    `at_utc`, which is that message's device time) to the notice handed to the channel."""
+
+    def __init__(self) -> None:
+        delays: list[float] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                notice = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if notice.get("change") in ("fired", "resolved"):
+                    sent = datetime.fromisoformat(notice["at_utc"]).timestamp()
+                    delays.append((time.time() - sent) * 1000)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.delays = delays
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/notices"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def percentiles(self) -> dict[str, float | int]:
+        ordered = sorted(self.delays)
+        if not ordered:
+            return {"notices": 0}
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+        return {"notices": len(ordered), "p50": pick(0.5), "p99": pick(0.99), "max": round(ordered[-1], 1)}
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def bare_subscriber_rate(port: int, messages: int, publishers: int) -> dict[str, float]:
@@ -131,6 +181,7 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--ceiling-messages", type=int, default=100_000)
+    parser.add_argument("--alerting", type=int, default=10, help="devices whose queue alerts fire and resolve")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lobbywatch-bench-"))
@@ -141,12 +192,13 @@ def main() -> int:
         ceiling = bare_subscriber_rate(broker.port, args.ceiling_messages, args.publishers)
         print(f"  bare subscriber: {ceiling['rate']:.0f} msg/s ({ceiling['messages']} received)", flush=True)
 
-        (work / "site.yaml").write_text(yaml.safe_dump(site(args.devices)))
+        (work / "site.yaml").write_text(yaml.safe_dump(site(args.devices, args.alerting)))
         http_port = free_port()
+        hook = NoticeTimer()
         env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
                "LOBBYWATCH_SITE_FILE": str(work / "site.yaml"), "LOBBYWATCH_TIMESERIES_PATH": str(work / "ts.sqlite3"),
                "LOBBYWATCH_MQTT_PORT": str(broker.port), "LOBBYWATCH_MQTT_USERNAME": "",
-               "LOBBYWATCH_HTTP_PORT": str(http_port)}
+               "LOBBYWATCH_HTTP_PORT": str(http_port), "LOBBYWATCH_WEBHOOK_URL": hook.url}
         server = subprocess.Popen([str(Path(sys.executable).parent / "lobbywatch"), "serve", "--log-level", "warning"],
                                   env=env, stdout=(work / "server.log").open("w"), stderr=subprocess.STDOUT)
         try:
@@ -179,9 +231,11 @@ def main() -> int:
                     break
                 time.sleep(0.5)
             ingest_s = time.monotonic() - started
+            time.sleep(2)  # the last notices of the run
         finally:
             server.terminate()
             server.wait(60)
+            hook.stop()
         with sqlite3.connect(work / "ts.sqlite3") as db:
             stored = db.execute("SELECT count(*) FROM points WHERE measurement = 'occupancy'").fetchone()[0]
         rate = stored / ingest_s
@@ -193,6 +247,7 @@ def main() -> int:
             "duplicates": health.get("duplicates"), "refused": health.get("refused"),
             "backlog_peak": health.get("ingest_backlog_peak"),
             "latency_ms": health.get("lag_ms"), "devices": args.devices, "target_rate": args.rate, "qos": 1,
+            "notify_latency_ms": hook.percentiles(), "alerting_devices": args.alerting,
         }
         print(json.dumps(result), flush=True)
         return 0

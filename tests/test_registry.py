@@ -96,3 +96,19 @@ def test_the_migrations_build_exactly_the_schema_of_the_models(sessions: session
         context = MigrationContext.configure(connection)
         assert context.get_current_revision() is not None  # made by migrations, not create_all
         assert compare_metadata(context, Base.metadata) == []  # a model change without a migration fails here
+
+
+def test_a_zone_key_belongs_to_one_device_of_a_branch(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text("""
+regions: [{id: r1, name: R}]
+branches:
+  - id: b1
+    name: B
+    region: r1
+    devices:
+      - {id: cam-one, zones: [{key: queue, name: Q}]}
+      - {id: cam-two, zones: [{key: queue, name: Q2}]}
+""")
+    with pytest.raises(SiteError, match="zone 'queue' is on devices 'cam-one' and 'cam-two'"):
+        load_site(path)

@@ -144,10 +144,17 @@ class SiteSpec(_Strict):
         for branch in self.branches:
             if branch.region not in regions:
                 raise ValueError(f"branch {branch.id!r} names unknown region {branch.region!r}")
+            zones: dict[str, str] = {}
             for device in branch.devices:
                 if device.id in devices:
                     raise ValueError(f"device {device.id!r} appears twice")
                 devices.add(device.id)
+                for zone in device.zones:
+                    # a zone is an area of the branch: its rules, alerts and live count are the branch's
+                    if zone.key in zones:
+                        raise ValueError(f"branch {branch.id!r}: zone {zone.key!r} is on devices "
+                                         f"{zones[zone.key]!r} and {device.id!r}; give each area its own key")
+                    zones[zone.key] = device.id
         return self
 
 
