@@ -254,8 +254,7 @@ class Demo:
         last = max(alerts, key=lambda a: a.id, default=None)
         if last is not None:
             entry = self.runtime.directory.branches[last.branch_id]
-            subject = next((d.zones[last.subject].name for d in self.runtime.directory.devices.values()
-                            if d.branch_id == last.branch_id and last.subject in d.zones), last.subject)
+            subject = self.runtime.directory.subject_name(last.branch_id, last.subject)
             title = t(lang, f"alert.{last.rule}.title", branch=entry.name, zone=subject, subject=subject)
             footer = t(lang, "demo.last_alert", title=title if last.value is None else f"{title} ({last.value:.0f})")
         else:

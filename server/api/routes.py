@@ -56,16 +56,14 @@ def health(runtime: RuntimeDep) -> HealthPublic:
 def branch_summary(runtime: Runtime, branch: BranchEntry, open_alerts: dict[str, int]) -> dict[str, object]:
     live = runtime.live.zones(branch.id)
     zones = []
-    for device in runtime.directory.devices.values():
-        if device.branch_id != branch.id:
-            continue
+    devices = runtime.directory.devices_of(branch.id)
+    for device in devices:
         for zone in device.zones.values():
             now = live.get(zone.key)
             zones.append(ZoneLive(
                 zone=zone.key, name=zone.name, occupancy=now.occupancy if now else None,
                 error=now.error if now else None, at=now.at if now else None, threshold=int(zone.rules.queue.fire_at),
             ))
-    devices = [d for d in runtime.directory.devices.values() if d.branch_id == branch.id]
     runtime_devices = runtime.pipeline.devices
     online = sum(1 for d in devices if d.id in runtime_devices and runtime_devices[d.id].online)
     call = runtime.live.last_call(branch.id)
@@ -121,10 +119,8 @@ def devices(runtime: RuntimeDep) -> list[DevicePublic]:
     result = []
     for device in sorted(runtime.directory.devices.values(), key=lambda d: d.id):
         rt = runtime.pipeline.devices.get(device.id)
-        with runtime.sessions() as session:
-            row = session.get(models.Device, device.id)
         result.append(DevicePublic(
-            id=device.id, branch=device.branch_id, profile=row.profile if row else "",
+            id=device.id, branch=device.branch_id, profile=device.profile,
             online=bool(rt and rt.online),
             last_seen=datetime.fromtimestamp(rt.last_seen, UTC) if rt and rt.last_seen else None,
             agent_version=rt.agent_version if rt else None, config_version=rt.config_version if rt else None,
@@ -137,10 +133,7 @@ def devices(runtime: RuntimeDep) -> list[DevicePublic]:
 
 def _alert(runtime: Runtime, alert: models.Alert, locale: str, with_events: bool) -> AlertPublic:
     branch = runtime.directory.branches.get(alert.branch_id)
-    zone_name = alert.subject
-    for device in runtime.directory.devices.values():
-        if device.branch_id == alert.branch_id and alert.subject in device.zones:
-            zone_name = device.zones[alert.subject].name
+    zone_name = runtime.directory.subject_name(alert.branch_id, alert.subject)
     title = t(locale, f"alert.{alert.rule}.title", branch=branch.name if branch else alert.branch_id,
               zone=zone_name, subject=zone_name, value=alert.value, threshold=alert.threshold)
     return AlertPublic(

@@ -46,6 +46,7 @@ class DeviceEntry:
     id: str
     branch_id: str
     zones: dict[str, ZoneEntry]
+    profile: str = "lobby-camera"
 
 
 class Directory:
@@ -53,6 +54,7 @@ class Directory:
         self._sessions = sessions
         self._lock = threading.Lock()
         self.devices: dict[str, DeviceEntry] = {}
+        self._by_branch: dict[str, list[DeviceEntry]] = {}
         self.branches: dict[str, BranchEntry] = {}
         self.reload()
 
@@ -71,11 +73,29 @@ class Directory:
                 zones.setdefault(z.device_id, {})[z.key] = ZoneEntry(z.branch_id, z.key, z.name,
                                                                      zone_rules(z, settings.get(z.branch_id, {})))
             devices = {
-                d.id: DeviceEntry(d.id, d.branch_id, zones.get(d.id, {}))
+                d.id: DeviceEntry(d.id, d.branch_id, zones.get(d.id, {}), d.profile)
                 for d in session.scalars(select(models.Device))
             }
+        by_branch: dict[str, list[DeviceEntry]] = {}
+        for device in sorted(devices.values(), key=lambda d: d.id):
+            by_branch.setdefault(device.branch_id, []).append(device)
         with self._lock:
-            self.branches, self.devices = branches, devices
+            self.branches, self.devices, self._by_branch = branches, devices, by_branch
+
+    def devices_of(self, branch: str) -> list[DeviceEntry]:
+        return self._by_branch.get(branch, [])
+
+    def zone(self, branch: str, key: str) -> ZoneEntry | None:
+        """A zone of the branch by its key (keys are unique within a branch)."""
+        for device in self.devices_of(branch):
+            if key in device.zones:
+                return device.zones[key]
+        return None
+
+    def subject_name(self, branch: str, subject: str) -> str:
+        """What people call an alert's subject: the zone's name, else its key (a button, a device)."""
+        zone = self.zone(branch, subject)
+        return zone.name if zone else subject
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,13 +146,7 @@ class Pipeline:
             branch = self.directory.branches.get(change.branch)
             if branch is None:
                 continue
-            self.alerts.apply(change, branch, self._subject_name(change))
-
-    def _subject_name(self, change: Transition) -> str:
-        for device in self.directory.devices.values():
-            if device.branch_id == change.branch and change.subject in device.zones:
-                return device.zones[change.subject].name
-        return change.subject
+            self.alerts.apply(change, branch, self.directory.subject_name(change.branch, change.subject))
 
     def tick(self) -> None:
         """Time-driven rules (call deadlines, silent devices): call about once a second."""
