@@ -1,6 +1,7 @@
 #!/bin/sh
 # Generates what a test deployment of docker-compose.yml needs and the repository must not hold:
-# .env with random secrets, a CA and a broker certificate, and the broker's password file.
+# .env with random secrets, a CA and a broker certificate, and the broker's dynamic-security file with its
+# administrator (the server uses it to create and revoke device identities, and its own).
 # For production, use certificates from your own CA and keep .env in your secret store.
 #   usage: deploy/make-secrets.sh [broker-host-name]
 set -eu
@@ -17,6 +18,7 @@ INFLUXDB_TOKEN=$(rand)
 POSTGRES_PASSWORD=$(rand)
 GRAFANA_ADMIN_PASSWORD=$(rand)
 LOBBYWATCH_MQTT_PASSWORD=$(rand)
+LOBBYWATCH_MQTT_ADMIN_PASSWORD=$(rand)
 LOBBYWATCH_API_TOKEN=$(rand)
 LOBBYWATCH_LINK_SECRET=$(rand)
 ENV
@@ -34,8 +36,9 @@ if [ ! -f "$secrets/certs/ca.crt" ]; then
   chmod 644 "$secrets/certs/ca.crt" "$secrets/certs/server.crt" "$secrets/certs/server.key"
   echo "wrote the CA and the broker certificate for $host in $secrets/certs"
 fi
-passwd="$secrets/mosquitto/passwd"
-: > "$passwd"
-mosquitto_passwd -b "$passwd" lobbywatch-server "$LOBBYWATCH_MQTT_PASSWORD"
-chmod 644 "$passwd"
-echo "wrote $passwd (add devices with: mosquitto_passwd -b $passwd <device-id> <password>)"
+dynsec="$secrets/mosquitto/dynamic-security.json"
+if [ ! -f "$dynsec" ]; then
+  mosquitto_ctrl dynsec init "$dynsec" lobbywatch-admin "$LOBBYWATCH_MQTT_ADMIN_PASSWORD" >/dev/null
+  chmod 600 "$dynsec"
+  echo "wrote $dynsec (administrator lobbywatch-admin; devices get their identities when they enroll)"
+fi

@@ -7,16 +7,21 @@ owns the MQTT connection. Every message goes through the outbox first.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import queue
+import re
 import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import numpy as np
 from gpiozero.pins import Factory
+from numpy.typing import NDArray
 from pydantic import BaseModel, ValidationError
 
 from edge_agent import __version__
@@ -25,18 +30,21 @@ from edge_agent.camera_health import CameraHealth
 from edge_agent.config import ConfigError, DeviceConfig
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore
 from edge_agent.counting.counter import PeopleCounter
+from edge_agent.counting.dataset import DatasetError
 from edge_agent.counting.zones import Zone
 from edge_agent.debounce import PressFilter
 from edge_agent.frames import FrameSource, open_source
 from edge_agent.health import HealthProbe
 from edge_agent.link import Inbound, MqttLink
 from edge_agent.outbox import Outbox, OutboxFull
+from edge_agent.remote_calibration import MIN_LABELS, LabelError, add_label, fit, save_snapshot
 from edge_agent.remote_config import Applied, load_applied, merge, save_applied
 from edge_agent.reporting import OccupancyReporter
 from edge_agent.sensors import SensorEnv, build_sensor
 from edge_agent.systemd import Notifier
 from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
+    MAX_SNAPSHOT_BYTES,
     ButtonAction,
     ButtonEvent,
     Channel,
@@ -50,6 +58,7 @@ from lobbywatch.protocol import (
     Reading,
     ResendArgs,
     SensorKind,
+    Snapshot,
     Topic,
     ZoneCount,
     encode,
@@ -57,6 +66,7 @@ from lobbywatch.protocol import (
 )
 
 log = logging.getLogger(__name__)
+Frame = NDArray[np.uint8]
 
 # Frames in a row that may fail before the camera is reported faulty (a USB camera re-enumerating takes ~2 s).
 CAMERA_FAILURES_BEFORE_FAULT = 5
@@ -64,6 +74,7 @@ CAMERA_FAILURES_BEFORE_FAULT = 5
 CALIBRATION_CHECK_S = 30.0
 # A camera loop that has not turned for this long is hung (a capture that never returns): stop the watchdog.
 CAMERA_STALL_S = 20.0
+IDENTIFY_S = 30  # how long the LEDs blink when a technician asks which box this is
 
 
 @dataclass
@@ -125,6 +136,9 @@ class Agent:
         self._errors: dict[str, float | None] = {}
         self._last_camera: CameraHealth | None = None
         self._running: threading.Event | None = None
+        self._last_frame: Frame | None = None
+        self._identify_timer: threading.Timer | None = None
+        self.restart_requested = False
         self.config_version: int | None = None
         applied = load_applied(config.data_dir)
         if applied is not None:
@@ -215,6 +229,8 @@ class Agent:
             began = self._camera_beat = self._clock.monotonic()
             frame = self._frames.read()
             health.observe(frame, began, CAMERA_FAILURES_BEFORE_FAULT)
+            if frame is not None:
+                self._last_frame = frame  # for a snapshot a technician asks for
             counts: dict[str, int | None] = {z.key: None for z in camera.zones}
             if frame is not None and health.ok:
                 if self._clock.monotonic() - checked_at >= CALIBRATION_CHECK_S:
@@ -313,10 +329,11 @@ class Agent:
             log.error("refused a command from the server: %s", exc)
             return
         assert isinstance(command, Command)
-        if command.action == "resend":
-            self._resend(command)
-        elif command.action == "indicate":
-            self._indicate(command)
+        handlers = {"resend": self._resend, "indicate": self._indicate, "identify": self._identify,
+                    "restart": self._restart, "snapshot": self._snapshot, "label": self._label}
+        handler = handlers.get(command.action)
+        if handler is not None:
+            handler(command)
         else:
             self._reply(command.id, ok=False, detail=f"agent {__version__} does not support {command.action!r}")
 
@@ -356,6 +373,64 @@ class Agent:
         assert isinstance(button, str)
         shown = self._buttons is not None and self._buttons.indicate(button, help_coming=state == "help_coming")
         self._reply(command.id, ok=shown, detail=None if shown else f"button {button} has no LED")
+
+    def _identify(self, command: Command) -> None:
+        """Blink every LED for a while, so that a technician finds this box among others."""
+        keys = list(self._button_kinds)
+        shown = [k for k in keys if self._buttons is not None and self._buttons.indicate(k, help_coming=True)]
+        log.warning("identify requested (%s): blinking %d LEDs for %d s", command.id, len(shown), IDENTIFY_S)
+        if self._identify_timer is not None:
+            self._identify_timer.cancel()
+        self._identify_timer = threading.Timer(IDENTIFY_S, lambda: [self._buttons.indicate(k, help_coming=False)
+                                                                    for k in shown if self._buttons is not None])
+        self._identify_timer.daemon = True
+        self._identify_timer.start()
+        self._reply(command.id, ok=bool(shown),
+                    detail=f"blinking {len(shown)} LEDs for {IDENTIFY_S} s" if shown else "this device has no LED")
+
+    def _restart(self, command: Command) -> None:
+        """Stop; systemd starts the agent again (Restart=always)."""
+        log.warning("restart requested (%s)", command.id)
+        self._reply(command.id, ok=True, detail="restarting")
+        self.restart_requested = True
+        if self._running is not None:
+            self._running.set()
+
+    def _snapshot(self, command: Command) -> None:
+        frame = self._last_frame
+        if self.config.camera is None or frame is None:
+            self._reply(command.id, ok=False, detail="no camera image to send (no camera, or none read yet)")
+            return
+        if not re.fullmatch(r"[a-z0-9-]{1,64}", command.id):
+            self._reply(command.id, ok=False, detail="a snapshot id must be a-z, 0-9 and '-'")
+            return
+        save_snapshot(self.config.data_dir, command.id, frame)
+        jpeg = _jpeg_within(frame, MAX_SNAPSHOT_BYTES * 3 // 4)
+        height, width = frame.shape[:2]
+        self.link.send_direct(Channel.SNAPSHOT, encode(Snapshot(
+            id=command.id, ts=self._clock.now(), width=int(width), height=int(height),
+            jpeg_b64=base64.b64encode(jpeg).decode())))
+        log.info("sent snapshot %s (%d bytes) on request", command.id, len(jpeg))
+        self._reply(command.id, ok=True, detail=f"snapshot {width}x{height}, {len(jpeg)} bytes")
+
+    def _label(self, command: Command) -> None:
+        camera = self.config.camera
+        zone_key, snapshot, count = command.args.get("zone"), command.args.get("snapshot"), command.args.get("count")
+        zones = {z.key: z for z in camera.zones} if camera else {}
+        if zone_key not in zones or not isinstance(snapshot, str) or not isinstance(count, int):
+            self._reply(command.id, ok=False, detail=f"label needs a known zone, a snapshot id and a count; got "
+                                                      f"{zone_key!r}, {snapshot!r}, {count!r}")
+            return
+        zone = zones[str(zone_key)]
+        try:
+            labels = add_label(self.config.data_dir, Zone(zone.key, list(zone.polygon), zone.anchor), snapshot, count)
+            residual = fit(self.config.data_dir, Zone(zone.key, list(zone.polygon), zone.anchor))
+        except (LabelError, DatasetError, CalibrationError) as exc:
+            self._reply(command.id, ok=False, detail=str(exc)[:1000])
+            return
+        detail = (f"{labels} labels; calibrated, residual {residual:.2f} people" if residual is not None
+                  else f"{labels} labels; {MIN_LABELS} needed to calibrate")
+        self._reply(command.id, ok=True, detail=detail)
 
     def _resend(self, command: Command) -> None:
         try:
@@ -423,6 +498,9 @@ class Agent:
 
     def close(self) -> None:
         self._notifier.notify("STOPPING=1")
+        if self._identify_timer is not None:
+            self._identify_timer.cancel()
+            self._identify_timer.join(5)
         self._stop_parts()
         if self._frames is not None:
             self._frames.close()
@@ -439,3 +517,15 @@ def data_dir_writable(path: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def _jpeg_within(frame: Frame, limit: int) -> bytes:
+    """The frame as a JPEG of at most `limit` bytes: lower quality first, then a smaller image."""
+    image = frame
+    while True:
+        for quality in (80, 65, 50, 35):
+            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if ok and len(encoded) <= limit:
+                return bytes(encoded.tobytes())
+        size = (image.shape[1] * 3 // 4, image.shape[0] * 3 // 4)
+        image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)

@@ -14,7 +14,7 @@ from edge_agent import __version__
 from edge_agent.config import ConfigError, DeviceConfig, load_config
 from edge_agent.counting.zones import Zone
 from lobbywatch.clock import SystemClock
-from lobbywatch.i18n import normalize_locale, t
+from lobbywatch.i18n import catalog, normalize_locale, t
 
 
 def _locale(args: argparse.Namespace) -> str:
@@ -56,7 +56,8 @@ def _run(args: argparse.Namespace) -> int:
             broker=f"{config.broker.host}:{config.broker.port}"))
     agent.run(stop)
     print(t(config.locale, "agent.stopped", messages=agent.stats.messages))
-    return 0
+    # asked to restart: end non-zero so that systemd starts it again even where Restart=on-failure
+    return 75 if agent.restart_requested else 0
 
 
 def _load(args: argparse.Namespace, lang: str) -> DeviceConfig | None:
@@ -134,6 +135,31 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _enroll(args: argparse.Namespace) -> int:
+    from edge_agent.enroll import EnrollFailed, hardware_serial, install, parse_claim, read_boot_file, request_identity
+
+    lang = _locale(args)
+    config_path = Path(args.config)
+    try:
+        if config_path.exists() and not args.force:
+            raise EnrollFailed("already_configured", str(config_path))
+        text = args.token or read_boot_file()
+        if text is None:
+            raise EnrollFailed("no_token", "no token given and no enrollment file on the boot partition")
+        claim = parse_claim(text, args.server or os.environ.get("LOBBYWATCH_SERVER_URL"))
+        serial = args.serial or hardware_serial()
+        print(t(lang, "agent.enroll.asking", server=claim.server, serial=serial))
+        config = install(request_identity(claim, serial, __version__), config_path)
+    except EnrollFailed as exc:
+        key = f"agent.enroll.error.{exc.code}"
+        known = key in catalog(lang)
+        print(t(lang, "agent.enroll.failed", why=t(lang, key) if known else exc.code), file=sys.stderr)
+        print(f"  {exc}", file=sys.stderr)
+        return 2
+    print(t(lang, "agent.enroll.done", device=config["device_id"], path=config_path))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lobbywatch-agent", description="LobbyWatch edge agent")
     parser.add_argument("--lang", help="zh-CN or en (default: LOBBYWATCH_LANG, then LANG)")
@@ -158,6 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     cal.add_argument("--dataset", required=True, help="folder with frames/, counts.csv (filled in) and roi.json")
     cal.add_argument("--zone", help="zone key (default: the first zone)")
     cal.set_defaults(func=_calibrate)
+    enroll = sub.add_parser("enroll", help="get this device's identity and config from the server with a token")
+    enroll.add_argument("token", nargs="?", help="the token, or the QR code's text (default: the enrollment file "
+                                                  "on the boot partition)")
+    enroll.add_argument("--server", help="the server's URL (default: from the QR text or file, or "
+                                         "LOBBYWATCH_SERVER_URL)")
+    enroll.add_argument("--config", default="/etc/lobbywatch/device.yaml", help="where to write the config")
+    enroll.add_argument("--serial", help="the hardware serial (default: read from the board)")
+    enroll.add_argument("--force", action="store_true", help="replace an existing config")
+    enroll.set_defaults(func=_enroll)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -10,6 +10,7 @@ arrive twice (the server drops duplicates by sequence number) but never not at a
 from __future__ import annotations
 
 import logging
+import queue
 import ssl
 import threading
 from collections.abc import Callable
@@ -74,10 +75,16 @@ class MqttLink:
         self._lost = False
         self.refused = 0
         self.connect_failures = 0
+        # sent when connected, at most once and not through the outbox: a snapshot a technician asked for
+        self._direct: queue.SimpleQueue[tuple[Channel, bytes]] = queue.SimpleQueue()
 
     # -- public ------------------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
+
+    def send_direct(self, channel: Channel, payload: bytes) -> None:
+        """Send once, now or at the next connection, never stored on the device: lost with the connection."""
+        self._direct.put((channel, payload))
 
     def rewind(self) -> None:
         """Messages were queued again below what was sent: send the outbox from its start again."""
@@ -159,6 +166,9 @@ class MqttLink:
                 last_sent = 0
             if self.connected.is_set():
                 last_sent = self._drain(client, inflight, last_sent)
+                while not self._direct.empty():
+                    channel, payload = self._direct.get_nowait()
+                    client.publish(self._topic(channel), payload, qos=0)
         if self._stop.is_set() and self.connected.is_set():
             self._goodbye(client)
         return self._clock.monotonic() - started >= STABLE_AFTER_S

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.config import ConfigError, DeviceConfig, parse_config
+from lobbywatch.protocol import REMOTE_SECTIONS
 
-REMOTE_SECTIONS = frozenset({"camera", "buttons", "sensors", "reporting", "outbox", "locale"})
 FILE_NAME = "remote-config.json"
 
 

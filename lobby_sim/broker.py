@@ -14,7 +14,7 @@ from pathlib import Path
 # Written into the broker's config; the same values as deploy/mosquitto/mosquitto.conf where they matter.
 MOSQUITTO_CONF = """\
 listener {port} 127.0.0.1
-allow_anonymous true
+{access}
 persistence {persistence}
 persistence_location {data_dir}/
 # The ingest acknowledges per stored batch: let it have thousands of messages in flight (3.1.1 clients;
@@ -45,14 +45,22 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+DYNSEC_PLUGIN = ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+                 "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+                 "/usr/lib/mosquitto_dynamic_security.so")
+
+
 class Mosquitto:
     kind = "mosquitto"
     mqtt5 = True
 
-    def __init__(self, data_dir: Path, port: int | None = None, persistence: bool = False) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, persistence: bool = False,
+                 dynsec_admin: tuple[str, str] | None = None) -> None:
+        """`dynsec_admin`: run with the dynamic security plugin (no anonymous access), this user its admin."""
         self.port = port or free_port()
         self.data_dir = data_dir
         self._persistence = persistence
+        self._dynsec_admin = dynsec_admin
         self._process: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -63,12 +71,27 @@ class Mosquitto:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "mosquitto.conf"
         conf.write_text(MOSQUITTO_CONF.format(port=self.port, data_dir=self.data_dir, user=getpass.getuser(),
-                                              persistence="true" if self._persistence else "false"))
+                                              persistence="true" if self._persistence else "false",
+                                              access=self._access()))
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         # a fixed binary and a config file we wrote: no untrusted input
         self._process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,  # noqa: S603
                                          stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
+
+    def _access(self) -> str:
+        if self._dynsec_admin is None:
+            return "allow_anonymous true"
+        plugin = next((p for p in DYNSEC_PLUGIN if Path(p).exists()), None)
+        if plugin is None:
+            raise FileNotFoundError("Mosquitto's dynamic security plugin is not installed (Debian: mosquitto)")
+        state = self.data_dir / "dynamic-security.json"
+        if not state.exists():  # kept over restarts: it is the broker's list of clients
+            user, password = self._dynsec_admin
+            # our own arguments to a fixed tool
+            subprocess.run(["mosquitto_ctrl", "dynsec", "init", str(state), user, password],  # noqa: S603, S607
+                           check=True, capture_output=True)
+        return f"allow_anonymous false\nplugin {plugin}\nplugin_opt_config_file {state}"
 
     def stop(self) -> None:
         if self._process is not None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -42,6 +44,7 @@ from server.api.schemas import BranchSummary
 from server.app import create_app
 from server.runtime import Runtime
 from server.settings import Settings
+from server.web.users import add_user
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,7 @@ class Demo:
         self.broker_kind = broker_kind
         self.http_port = http_port
         self.locale = locale
+        self.password = ""
         self.stop = threading.Event()
         self.branches: list[SimulatedBranch] = []
         self.broker: Mosquitto | AmqttBroker | None = None
@@ -175,6 +179,11 @@ class Demo:
         )
         self.runtime = Runtime(settings)
         self.runtime.start()
+        # a sign-in for the lobby pages, made up for this run: no password is built into the product
+        self.password = secrets.token_urlsafe(9)
+        with self.runtime.sessions() as session:
+            add_user(session, "demo", t(self.locale, "demo.user"), "administrator", self.password, datetime.now(UTC),
+                     locale=self.locale)
         self._http = uvicorn.Server(uvicorn.Config(create_app(runtime=self.runtime), host="127.0.0.1",
                                                    port=self.http_port, log_level="warning"))
         self._spawn(self._http.run, "http")
@@ -260,7 +269,8 @@ class Demo:
         else:
             footer = t(lang, "demo.no_alert")
         broker = t(lang, "demo.broker", kind=self.broker.kind, port=self.broker.port)
-        return Group(table, Text(footer), Text(broker), Text(t(lang, "demo.open", url=self.url), style="bold"))
+        return Group(table, Text(footer), Text(broker), Text(t(lang, "demo.open", url=self.url), style="bold"),
+                     Text(t(lang, "demo.pages", url=self.url, login="demo", password=self.password), style="bold"))
 
     def _api_branches(self) -> list[BranchSummary]:
         assert self.runtime is not None

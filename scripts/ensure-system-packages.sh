@@ -1,6 +1,7 @@
 #!/bin/sh
 # The real servers the tests talk to, from Debian's packages: Mosquitto, VictoriaMetrics (InfluxDB v2 write
-# API), InfluxDB 1.6 (InfluxQL), PostgreSQL, OpenSSL. Installs only what is missing; starts PostgreSQL if needed.
+# API), InfluxDB 1.6 (InfluxQL), PostgreSQL, OpenSSL,
+# Chromium (the page tests drive it with Playwright). Installs only what is missing; starts PostgreSQL if needed.
 set -eu
 need=""
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
@@ -10,6 +11,7 @@ command -v mosquitto_sub >/dev/null || need="$need mosquitto-clients"
 [ -x /usr/bin/influxd ] || need="$need influxdb"
 command -v openssl >/dev/null || need="$need openssl"
 command -v pg_ctlcluster >/dev/null || need="$need postgresql"
+[ -x /usr/bin/chromium ] || need="$need chromium"
 if [ -n "$need" ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing Debian packages:$need (run as root, or: sudo apt-get install$need)" >&2

@@ -8,10 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from server import __version__
-from server.api.links import pages
+from server.api.fleet import fleet_api
+from server.api.provisioning import provisioning
+from server.api.reports import reports
 from server.api.routes import router
 from server.runtime import Runtime
 from server.settings import Settings
+from server.web.fleet_pages import fleet_pages
+from server.web.pages import pages
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -34,5 +38,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description="Queue, call-bell and facility monitoring for post-office branch lobbies.",
     )
     app.include_router(router)
+    app.include_router(reports)
+    app.include_router(provisioning)
+    app.include_router(fleet_api)
     app.include_router(pages)
+    app.include_router(fleet_pages)
     return app

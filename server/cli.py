@@ -7,11 +7,15 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from lobbywatch.i18n import normalize_locale, t
 from server import __version__
+
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -64,12 +68,213 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user(args: argparse.Namespace) -> int:
+    import getpass
+    from datetime import UTC, datetime
+
+    from server.registry.database import make_engine, make_sessions
+    from server.settings import Settings
+    from server.web.users import UserError, add_user
+
+    lang = normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(t(lang, "server.config_invalid"), file=sys.stderr)
+        for err in exc.errors(include_url=False):
+            print(f"  {'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}", file=sys.stderr)
+        return 2
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(t(lang, "server.user.password"))
+        if getpass.getpass(t(lang, "server.user.again")) != password:
+            print(t(lang, "server.user.mismatch"), file=sys.stderr)
+            return 2
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            add_user(session, args.login, args.name or args.login, args.role, password, datetime.now(UTC),
+                     locale=normalize_locale(args.locale), regions=args.region, branches=args.branch)
+    except UserError as exc:
+        print(t(lang, "server.user.refused", why=str(exc)), file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(t(lang, "server.user.added", login=args.login, role=args.role))
+    return 0
+
+
+def _dashboards(args: argparse.Namespace) -> int:
+    from server.dashboards import build
+
+    lang = normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
+    folder = Path(args.out)
+    if args.action == "build":
+        if args.check:
+            stale = build.stale(folder)
+            for name in stale:
+                print(t(lang, "dashboards.stale", name=name, folder=folder), file=sys.stderr)
+            return 1 if stale else 0
+        for path in build.write(folder):
+            print(path)
+        return 0
+    from server.dashboards import grafana_sync as sync
+
+    token = os.environ.get("GRAFANA_TOKEN")
+    user, password = os.environ.get("GRAFANA_USER"), os.environ.get("GRAFANA_PASSWORD")
+    credential: str | tuple[str, str] | None = token or ((user, password) if user and password else None)
+    api = sync.connect(args.url, credential)
+    try:
+        if args.action == "pull":
+            print(sync.pull(api, args.uid, folder))
+            return 0
+        source = None
+        if args.influx_url:
+            source = sync.InfluxSource(args.influx_url, args.influx_db, os.environ.get("LOBBYWATCH_INFLUX_TOKEN"))
+        changes = sync.push(api, build.dashboards(), source, dry_run=args.dry_run)
+    except sync.SyncError as exc:
+        print(t(lang, "dashboards.failed", why=str(exc)), file=sys.stderr)
+        return 2
+    for change in changes:
+        key = f"dashboards.{'would_' if args.dry_run else ''}{change.action}"
+        print(t(lang, key, kind=change.kind, name=change.name))
+    print(sync.summary(changes))
+    return 0
+
+
+def _settings(lang: str) -> Settings | None:
+    from server.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(t(lang, "server.config_invalid"), file=sys.stderr)
+        for err in exc.errors(include_url=False):
+            print(f"  {'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}", file=sys.stderr)
+        return None
+
+
+def _token(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from server.registry.database import make_engine, make_sessions
+    from server.web.users import UserError, issue_token
+
+    lang = _lang(args)
+    settings = _settings(lang)
+    if settings is None:
+        return 2
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            token = issue_token(session, args.login, args.name, datetime.now(UTC))
+    except UserError as exc:
+        print(t(lang, "server.user.refused", why=str(exc)), file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(t(lang, "server.token.made", login=args.login))
+    print(token)
+    return 0
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    import httpx
+    from rich.console import Console
+    from rich.table import Table
+
+    lang = _lang(args)
+    token = os.environ.get("LOBBYWATCH_API_TOKEN")
+    params: dict[str, str] = {"attention": "true"} if args.attention else {}
+    if args.branch:
+        params["branch"] = args.branch
+    try:
+        response = httpx.get(f"{args.url.rstrip('/')}/api/v1/fleet", params=params, timeout=20,
+                             headers={"Authorization": f"Bearer {token}"} if token else {})
+        response.raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        print(t(lang, "fleet.failed", why=f"{exc.response.status_code} {exc.response.text[:200]}"), file=sys.stderr)
+        return 2
+    except httpx.HTTPError as exc:
+        print(t(lang, "fleet.failed", why=str(exc)), file=sys.stderr)
+        return 2
+    table = Table(title=t(lang, "page.fleet.title"))
+    for key in ("device", "branch", "state", "last_seen", "versions", "clock", "outbox", "camera", "attention"):
+        table.add_column(t(lang, f"fleet.col.{key}"))
+    for row in response.json():
+        table.add_row(
+            row["device"], row["branch"], t(lang, "page.fleet.online" if row["online"] else "page.fleet.offline"),
+            (row["last_seen"] or "–")[:19], f"{row['agent_version'] or '–'} / {row['config_version'] or '–'}",
+            "–" if row["clock_offset_ms"] is None else f"{row['clock_offset_ms']:.0f} ms",
+            "–" if row["outbox_depth"] is None else str(row["outbox_depth"]),
+            {True: "OK", False: "✗", None: "–"}[row["camera_ok"]],
+            "; ".join(t(lang, f"page.fleet.why.{why}") for why in row["attention"]) or "–",
+        )
+    Console(width=200).print(table)
+    return 0
+
+
+def _provisioning(args: argparse.Namespace) -> int:
+    lang = _lang(args)
+    settings = _settings(lang)
+    if settings is None:
+        return 2
+    result: int = args.run(args, settings, lang)
+    return result
+
+
+def _lang(args: argparse.Namespace) -> str:
+    return normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
+
+
 def _schema(args: argparse.Namespace) -> int:
     from lobbywatch.protocol.schema import write_schemas
 
     for path in write_schemas(Path(args.out)):
         print(path)
     return 0
+
+
+def _people_and_devices(sub: Any) -> None:
+    user = sub.add_parser("user", help="add a person who signs in to the pages, or change one (same login)")
+    user.add_argument("login")
+    user.add_argument("--name", help="shown as the owner of the alerts they take (default: the login)")
+    user.add_argument("--role", required=True,
+                      choices=["administrator", "technician", "branch_manager", "duty_supervisor", "read_only"])
+    user.add_argument("--region", action="append", default=[], help="sees this region's branches (repeatable)")
+    user.add_argument("--branch", action="append", default=[], help="sees this branch (repeatable)")
+    user.add_argument("--locale", default="zh-CN", help="zh-CN or en")
+    user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user.set_defaults(func=_user)
+    fleet = sub.add_parser("fleet", help="every device, those that need attention first (token from "
+                                          "LOBBYWATCH_API_TOKEN)")
+    fleet.add_argument("--url", default=os.environ.get("LOBBYWATCH_URL", "http://127.0.0.1:8000"),
+                       help="the server (default LOBBYWATCH_URL)")
+    fleet.add_argument("--branch")
+    fleet.add_argument("--attention", action="store_true", help="only devices that need attention")
+    fleet.set_defaults(func=_fleet)
+    token = sub.add_parser("token", help="an API token for a person (integrations act as that person and role)")
+    token.add_argument("login")
+    token.add_argument("--name", required=True, help="what it is for (the audit log)")
+    token.set_defaults(func=_token)
+    boards = sub.add_parser("dashboards", help="build the Grafana dashboards, push them into Grafana, pull one back")
+    boards_sub = boards.add_subparsers(dest="action", required=True)
+    built = boards_sub.add_parser("build", help="write dashboards/*.json from server/dashboards/build.py")
+    built.add_argument("--check", action="store_true", help="only say which files differ from the code (exit 1)")
+    pushed = boards_sub.add_parser("push", help="make Grafana's data source, folder and dashboards match the code; "
+                                                "credentials from GRAFANA_TOKEN, or GRAFANA_USER and GRAFANA_PASSWORD")
+    pushed.add_argument("--url", required=True, help="Grafana's base URL, e.g. https://grafana.example.cn")
+    pushed.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    pushed.add_argument("--influx-url", help="also make the data source, pointing here (token from "
+                                             "LOBBYWATCH_INFLUX_TOKEN)")
+    pushed.add_argument("--influx-db", default="lobbywatch", help="database, or bucket through its DBRP mapping")
+    pulled = boards_sub.add_parser("pull", help="save a dashboard edited in Grafana as dashboards/<uid>.json")
+    pulled.add_argument("uid")
+    pulled.add_argument("--url", required=True)
+    for sub_parser in (built, pushed, pulled):
+        sub_parser.add_argument("--out", default="dashboards", help="the dashboards folder")
+    boards.set_defaults(func=_dashboards)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     replay = sub.add_parser("replay", help="run the ingest and rules over a scenario on a simulated clock")
     replay.add_argument("scenario", help="folder with site.yaml, events.jsonl and optionally scenario.yaml")
     replay.set_defaults(func=_replay)
+    _people_and_devices(sub)
+    from server.provisioning.commands import add_parsers
+
+    add_parsers(sub, _provisioning)
     schema = sub.add_parser("schema", help="write the wire contract's JSON Schemas")
     schema.add_argument("--out", default="docs/schema")
     schema.set_defaults(func=_schema)

@@ -32,9 +32,25 @@ class ReadingNow:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotNow:
+    """A camera image a technician asked for: in memory only, for a few minutes, never written anywhere."""
+
+    id: str
+    jpeg: bytes
+    width: int
+    height: int
+    at: datetime
+    received: float  # monotonic
+
+
+SNAPSHOT_KEEP_S = 600.0
+
+
 class LiveState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._snapshots: dict[str, SnapshotNow] = {}
         self._zones: dict[str, dict[str, ZoneNow]] = {}
         self._calls: dict[str, CallNow] = {}
         self._readings: dict[str, dict[str, ReadingNow]] = {}
@@ -62,3 +78,13 @@ class LiveState:
     def last_call(self, branch: str) -> CallNow | None:
         with self._lock:
             return self._calls.get(branch)
+
+    def set_snapshot(self, device: str, snapshot: SnapshotNow) -> None:
+        with self._lock:
+            self._snapshots[device] = snapshot
+
+    def snapshot(self, device: str, now: float) -> SnapshotNow | None:
+        with self._lock:
+            for key in [k for k, v in self._snapshots.items() if now - v.received > SNAPSHOT_KEEP_S]:
+                del self._snapshots[key]  # forgotten: images are not kept
+            return self._snapshots.get(device)

@@ -31,6 +31,7 @@ from server.registry import models
 from server.registry.database import make_engine, make_sessions
 from server.registry.site import SiteError, import_site, load_site
 from server.rules.engine import RuleEngine
+from server.storage.base import TimeSeriesStore
 from server.storage.sqlite_store import SqliteStore
 
 # A Monday, 09:30 in Beijing: inside every grade's opening hours.
@@ -90,7 +91,7 @@ def load_scenario(folder: Path) -> Scenario:
 
 class Replayer:
     def __init__(self, scenario: Scenario, emit: Callable[[dict[str, object]], None],
-                 on_notice: Callable[[Notice], None] | None = None) -> None:
+                 on_notice: Callable[[Notice], None] | None = None, store: TimeSeriesStore | None = None) -> None:
         self.scenario = scenario
         self.clock = FakeClock(scenario.start)
         engine = make_engine("sqlite://")
@@ -107,7 +108,7 @@ class Replayer:
         directory = Directory(self.sessions)
         self.alerts = AlertService(self.sessions, self._notified, "http://replay", self.clock, on_event=self._event)
         self.pipeline = Pipeline(
-            directory=directory, store=SqliteStore(Path(":memory:")), rules=RuleEngine(), alerts=self.alerts,
+            directory=directory, store=store or SqliteStore(Path(":memory:")), rules=RuleEngine(), alerts=self.alerts,
             live=LiveState(), rejects=Rejects(), sessions=self.sessions, clock=self.clock,
         )
         self._seq: dict[str, int] = {}

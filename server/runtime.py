@@ -16,14 +16,17 @@ from server.alerts.links import sign
 from server.alerts.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
 from server.alerts.routing import Contact
 from server.alerts.service import AlertService
+from server.alerts.worker import AlertWorker
 from server.ingest.directory import Directory
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
 from server.ingest.pipeline import IngestWorker, Pipeline
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
 from server.live import LiveState
+from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerUnreachable
 from server.registry.database import make_engine, make_sessions
 from server.registry.site import import_site, load_site
+from server.reports.mailer import ReportMailer
 from server.rules.engine import RuleEngine
 from server.settings import Settings
 from server.storage.base import TimeSeriesStore
@@ -52,28 +55,41 @@ class Runtime:
             with self.sessions() as session:
                 import_site(session, load_site(settings.site_file))
         self.directory = Directory(self.sessions)
+        self.broker_admin: BrokerAdmin | None = None
+        if settings.mqtt_admin_username and settings.mqtt_admin_password:
+            self.broker_admin = BrokerAdmin(AdminSettings(
+                settings.mqtt_host, settings.mqtt_port, settings.mqtt_admin_username,
+                settings.mqtt_admin_password.get_secret_value(), settings.mqtt_tls, settings.mqtt_ca_file))
         self.store = make_store(settings)
         secret = settings.link_secret.get_secret_value() if settings.link_secret else secrets.token_hex(32)
         self.link_secret = secret.encode()  # in dev mode without one: random, links die with the process
+        people = AppriseChannel(self._contacts, self.ack_link, self._label, settings.admin_notify_urls,
+                                group_interval_s=settings.group_interval_s)
         if channels is None:
             channels = [LogChannel()]
             if settings.webhook_url:
                 channels.append(WebhookChannel(settings.webhook_url))
-            channels.append(AppriseChannel(self._contacts, self.ack_link, self._label, settings.admin_notify_urls))
+            channels.append(people)
         self.dispatcher = Dispatcher(channels, self._delivered)
         self.alerts = AlertService(
             self.sessions, self.dispatcher.submit, settings.public_url, self.clock, settings.grafana_url,
             on_event=self._alert_event,
         )
+        self.alert_worker = AlertWorker(self.alerts)
         self.rules = RuleEngine()
         for alert in self.alerts.open_alerts():
             self.rules.mark_firing(alert.rule, alert.branch_id, alert.subject, alert.peak or 0.0)
         self.live = LiveState()
         self.rejects = Rejects()
         self.pipeline = Pipeline(
-            directory=self.directory, store=self.store, rules=self.rules, alerts=self.alerts, live=self.live,
+            directory=self.directory, store=self.store, rules=self.rules, alerts=self.alert_worker, live=self.live,
             rejects=self.rejects, sessions=self.sessions, clock=self.clock,
             repair=GapRepair(settings.resend_after_s, settings.resend_retry_s),
+        )
+        self.mailer = ReportMailer(
+            store=self.store, sessions=self.sessions, branches=lambda: list(self.directory.branches.values()),
+            contacts=self._contacts, send=people.send, clock=self.clock, public_url=settings.public_url,
+            send_at=settings.report_send_at,
         )
         self.worker = IngestWorker(self.pipeline, self._ack, ask_resend=self._ask_resend)
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
@@ -90,9 +106,9 @@ class Runtime:
         entry = self.directory.branches.get(branch)
         return entry.contacts if entry else ()
 
-    def _label(self, key: str, branch: str) -> str:
+    def _label(self, key: str, branch: str, **params: object) -> str:
         entry = self.directory.branches.get(branch)
-        return t(entry.locale if entry else "zh-CN", key)
+        return t(entry.locale if entry else "zh-CN", key, **params)
 
     def ack_link(self, notice: Notice, contact: Contact) -> str | None:
         if notice.change in ("resolved",):
@@ -127,13 +143,25 @@ class Runtime:
         self.source.ack(batch)
 
     def start(self) -> None:
+        password = self.settings.mqtt_password
+        if self.broker_admin is not None and self.settings.mqtt_username and password is not None:
+            try:
+                self.broker_admin.ensure_server(self.settings.mqtt_username, password.get_secret_value())
+            except BrokerUnreachable as exc:  # the ingest retries its connection; enrollment says so too
+                log.error("could not check the server's broker identity: %s", exc)
         self.dispatcher.start()
+        self.alert_worker.start()
         self.worker.start()
+        if self.settings.reports_by_mail:
+            self.mailer.start()
         self.source.start()
 
     def stop(self) -> None:
+        if self.settings.reports_by_mail:
+            self.mailer.stop()
         self.worker.stop()
         self.source.stop()
+        self.alert_worker.stop()
         self.dispatcher.stop()
         self.store.close()
         self.engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,16 @@ class Settings(BaseSettings):
         None, description="MQTT 5 shared subscription group, to spread devices over several ingest workers"
     )
 
+    mqtt_admin_username: str | None = Field(
+        None, description="the broker's dynamic-security administrator; unset: no enrollment, no revocation"
+    )
+    mqtt_admin_password: SecretStr | None = None
+    broker_public_host: str = Field("mqtt.lobbywatch.example", description="the broker as devices reach it")
+    broker_public_port: int = Field(8883, description="devices connect here (8883: MQTT over TLS)")
+    broker_public_tls: bool = True
+    broker_ca_file: Path | None = Field(None, description="CA certificate handed to enrolled devices (PEM)")
+    enroll_ttl_h: float = Field(72.0, gt=0, le=24 * 30, description="how long an enrollment token works")
+
     resend_after_s: float = Field(10.0, gt=0, description="a sequence gap open this long is asked of the device")
     resend_retry_s: float = Field(60.0, gt=0, description="and asked again this often while it stays open")
 
@@ -51,6 +62,14 @@ class Settings(BaseSettings):
     webhook_url: str | None = Field(None, description="alerts are POSTed here as JSON")
     link_secret: SecretStr | None = Field(None, description="signs one-tap acknowledgement links (required in prod)")
     link_ttl_h: float = Field(24.0, gt=0, description="how long an acknowledgement link works")
+    group_interval_s: float = Field(
+        60.0, ge=0, description="a person gets at most one message per branch this often; the rest are grouped"
+    )
+    report_send_at: time = Field(
+        time(7, 30), description="local time at which yesterday's report (and on Mondays last week's) goes to "
+                                 "the branch managers; before opening"
+    )
+    reports_by_mail: bool = Field(True, description="send the scheduled reports at all")
     admin_notify_urls: list[str] = Field(
         default_factory=list, description="apprise URLs of the administrators, told when a channel keeps failing"
     )
@@ -66,6 +85,8 @@ class Settings(BaseSettings):
             problems.append("LOBBYWATCH_MQTT_PASSWORD must be set (not a default) for the server's MQTT user")
         if not _strong(self.link_secret):
             problems.append("LOBBYWATCH_LINK_SECRET must be set to a random value (it signs acknowledgement links)")
+        if self.mqtt_admin_username and not _strong(self.mqtt_admin_password):
+            problems.append("LOBBYWATCH_MQTT_ADMIN_PASSWORD must be set (not a default) for the broker administrator")
         if self.storage == "influxdb" and not _strong(self.influx_token):
             problems.append("LOBBYWATCH_INFLUX_TOKEN must be set when LOBBYWATCH_STORAGE=influxdb")
         if problems:

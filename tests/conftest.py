@@ -11,8 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from lobby_sim.broker import Mosquitto
+from tests.lobby_day import Day, replay_day
 from tests.services import Influx1, VictoriaMetrics
 
 # Threads of libraries that live as long as the process by design (thread pools that are reused).
@@ -67,6 +69,27 @@ def influx1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx1]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, driven by Playwright (never a downloaded browser)."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def day(tmp_path_factory: pytest.TempPathFactory, influx1: Influx1) -> Iterator[Day]:
+    """A working day of three branches, replayed through the real ingest into SQLite and InfluxDB 1.6."""
+    replayed = replay_day(tmp_path_factory.mktemp("day"), influx1)
+    yield replayed
+    replayed.sqlite.close()
 
 
 class _Inbox(BaseHTTPRequestHandler):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import uvicorn
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from playwright.sync_api import Browser, Page, expect
 
+from lobby_sim.broker import free_port
+from server.app import create_app
 from server.runtime import Runtime
 from server.settings import Settings
 
@@ -88,3 +93,41 @@ class Device:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+PHONE = {"width": 390, "height": 844}  # a common phone screen, CSS pixels
+PASSWORD = "lobby-password-1"
+
+
+class Web:
+    """The app of a runtime, served by uvicorn on a free port (for a real browser)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.port = free_port()
+        config = uvicorn.Config(create_app(runtime=runtime), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        eventually(lambda: self.server.started, what="the web server")
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def sign_in(browser: Browser, web: Web, login: str) -> Page:
+
+    page = browser.new_page(viewport=PHONE)
+    page.goto(f"{web.url}/lobby")
+    expect(page).to_have_url(f"{web.url}/login?next=/lobby")  # sign-in first
+    page.fill("#login", login)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{web.url}/lobby")
+    return page
+
+
+def fits_the_screen(page: Page) -> bool:
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))

@@ -59,11 +59,59 @@ def test_a_retry_sends_only_to_whom_it_failed_and_a_dead_channel_reaches_the_adm
 
 def test_rate_limit_per_person(inbox: ThreadingHTTPServer) -> None:
     contacts = (Contact("王芳", "duty_supervisor", (url(inbox, "wang"),), max_per_hour=2),)
-    channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key)
+    channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key, group_interval_s=0)
     for alert_id in range(1, 5):
         channel.deliver(notice(alert_id))
     assert len(inbox.messages["/wang"]) == 2  # type: ignore[attr-defined]
     assert channel.rate_limited == 2
+
+
+def test_a_bad_morning_is_one_message_per_person_not_twenty(inbox: ThreadingHTTPServer) -> None:
+    now = [1000.0]
+    contacts = (Contact("王芳", "duty_supervisor", (url(inbox, "wang"),)),)
+    labels = {"notice.group.title": "{branch}: {count}", "notice.acknowledge": "ack"}
+    channel = AppriseChannel(lambda _b: contacts, lambda n, _c: f"http://lobby/ack/{n.alert_id}",
+                             lambda key, _b, **p: labels[key].format(**p), clock=lambda: now[0], group_interval_s=60)
+    reported: list[tuple[int, bool, str]] = []
+
+    def report(n: Notice, _channel: str, ok: bool, detail: str) -> None:
+        reported.append((n.alert_id, ok, detail))
+
+    assert channel.deliver(notice(1)) is True  # the first goes at once
+    for alert_id in range(2, 7):
+        now[0] += 1
+        assert channel.deliver(notice(alert_id)) is False  # held: nothing handed over, nothing recorded yet
+    critical = Notice(9, "fired", "call_unanswered", "critical", "b1", "B", "ramp", "无障碍呼叫", "60 s",
+                      "2026-11-23T02:00:00+00:00", "2026-11-23T10:00:00+08:00", "", None, "duty_supervisor")
+    assert channel.deliver(critical) is True  # the ramp bell never waits
+    now[0] += 30
+    channel.flush(report)
+    assert len(inbox.messages["/wang"]) == 2
+    assert reported == []
+    now[0] += 31  # an interval after the critical one
+    channel.flush(report)
+    first, bell, group = inbox.messages["/wang"]  # type: ignore[attr-defined]
+    assert (first["title"], bell["title"]) == ("排队过长", "无障碍呼叫")
+    assert group["title"] == "B: 5"
+    assert [f"http://lobby/ack/{i}" in group["message"] for i in range(2, 7)] == [True] * 5
+    assert [r[0] for r in reported] == [2, 3, 4, 5, 6]
+    assert all(ok for _, ok, _ in reported)
+    assert "grouped with 4 more" in reported[0][2]
+
+
+def test_a_held_group_that_cannot_be_sent_is_retried_then_reported() -> None:
+    now = [0.0]
+    contacts = (Contact("李强", "duty_supervisor", (f"json://127.0.0.1:{free_port()}/nobody",)),)
+    channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b, **p: key,
+                             clock=lambda: now[0], group_interval_s=60)
+    reported: list[tuple[int, bool]] = []
+    with pytest.raises(DeliveryError):
+        channel.deliver(notice(1))
+    assert channel.deliver(notice(2)) is False
+    for _ in range(3):
+        now[0] += 61
+        channel.flush(lambda n, _c, ok, _d: reported.append((n.alert_id, ok)))
+    assert reported == [(2, False)]  # tried three times, then visible as a failed delivery
 
 
 @pytest.fixture
@@ -98,7 +146,11 @@ def test_the_supervisor_gets_the_alert_and_acknowledges_it_with_one_tap(
     with TestClient(create_app(runtime=runtime)) as client:
         page = client.get(f"/ack/{token}")
         assert page.status_code == 200
-        assert "谢谢，王芳" in page.text
+        assert "以 王芳 的身份确认" in page.text
+        (alert,) = client.get("/api/v1/alerts").json()
+        assert alert["state"] == "firing"  # fetching the link (a chat app's preview) acknowledges nothing
+        done = client.post(f"/ack/{token}")  # what the page does in a browser (tests/test_pages.py)
+        assert "谢谢，王芳" in done.text
         (alert,) = client.get("/api/v1/alerts").json()
         assert (alert["state"], alert["owner"]) == ("acknowledged", "王芳")
         tampered = client.get(f"/ack/{token[:-2]}xx")

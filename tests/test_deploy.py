@@ -13,7 +13,8 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lobby_sim.broker import free_port, wait_for_port
+from lobby_sim.broker import DYNSEC_PLUGIN, free_port, wait_for_port
+from server.provisioning.broker_admin import AdminSettings, BrokerAdmin
 from server.registry.site import load_site
 
 ROOT = Path(__file__).parent.parent
@@ -97,16 +98,18 @@ class Probe:
         self.client.loop_stop()
 
 
-def test_production_broker_config_enforces_tls_passwords_and_per_device_topics(
+def test_production_broker_config_enforces_tls_and_one_identity_per_device(
     deployment: Path, tmp_path: Path
 ) -> None:
     secrets = deployment / "deploy" / "secrets"
-    subprocess.run(["mosquitto_passwd", "-b", str(secrets / "mosquitto" / "passwd"), "dev-001", "device-one-password"],
-                   check=True)
+    env = dict(line.split("=", 1) for line in (deployment / ".env").read_text().splitlines() if "=" in line)
+    dynsec = tmp_path / "dynsec"
+    shutil.copytree(secrets / "mosquitto", dynsec)
+    plugin = next(p for p in DYNSEC_PLUGIN if Path(p).exists())
     tls_port, plain_port = free_port(), free_port()
     conf = (deployment / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
-    conf = (conf.replace("/mosquitto/config/passwd", str(secrets / "mosquitto" / "passwd"))
-            .replace("/mosquitto/config/acl", str(deployment / "deploy" / "mosquitto" / "acl"))
+    conf = (conf.replace("/usr/lib/mosquitto_dynamic_security.so", plugin)
+            .replace("/mosquitto/dynsec", str(dynsec))
             .replace("/mosquitto/certs", str(secrets / "certs"))
             .replace("/mosquitto/data/", str(tmp_path) + "/")
             .replace("listener 8883", f"listener {tls_port} 127.0.0.1")
@@ -116,6 +119,11 @@ def test_production_broker_config_enforces_tls_passwords_and_per_device_topics(
     broker = subprocess.Popen(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")])
     try:
         wait_for_port(tls_port)
+        # what the server does: its administrator (from make-secrets.sh) makes the identities
+        admin = BrokerAdmin(AdminSettings("127.0.0.1", plain_port, "lobbywatch-admin",
+                                          env["LOBBYWATCH_MQTT_ADMIN_PASSWORD"]))
+        admin.ensure_server("lobbywatch-server", env["LOBBYWATCH_MQTT_PASSWORD"])
+        admin.create_device("dev-001", "device-one-password")
         ca = secrets / "certs" / "ca.crt"
         anonymous = Probe(plain_port, None, None, None)
         assert anonymous.result == "Not authorized"
@@ -129,6 +137,9 @@ def test_production_broker_config_enforces_tls_passwords_and_per_device_topics(
         device.publish("lobby/v1/dev-002/queue")  # another device's topic
         device.close()
         assert device.refused == ["Not authorized"]
+        server = Probe(plain_port, "lobbywatch-server", env["LOBBYWATCH_MQTT_PASSWORD"], None)
+        assert server.result == "Success"
+        server.close()
     finally:
         broker.terminate()
         broker.wait(10)

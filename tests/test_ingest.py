@@ -42,7 +42,7 @@ def test_message_arrives_in_storage_and_api(runtime: Runtime, device: Device) ->
     device.queue(3)
     (point,) = eventually(lambda: stored(runtime), what="occupancy stored")
     assert point.fields == {"occupancy": 3, "known": True}
-    assert dict(point.tags) == {"branch": "b1", "zone": "queue", "device": "dev-b1-cam"}
+    assert dict(point.tags) == {"region": "r1", "branch": "b1", "zone": "queue", "device": "dev-b1-cam"}
     with TestClient(create_app(runtime=runtime)) as client:
         branches = {b["id"]: b for b in client.get("/api/v1/branches").json()}
         assert branches["b1"]["zones"][0]["occupancy"] == 3

@@ -2,6 +2,8 @@
 
 from lobbywatch.protocol.messages import (
     MAX_PAYLOAD_BYTES,
+    MAX_SNAPSHOT_BYTES,
+    REMOTE_SECTIONS,
     ButtonAction,
     ButtonEvent,
     CallKind,
@@ -19,6 +21,7 @@ from lobbywatch.protocol.messages import (
     Reading,
     ResendArgs,
     SensorKind,
+    Snapshot,
     Status,
     ZoneCount,
     encode,
@@ -28,6 +31,8 @@ from lobbywatch.protocol.topics import Channel, InvalidTopic, Topic, check_devic
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "MAX_SNAPSHOT_BYTES",
+    "REMOTE_SECTIONS",
     "ButtonAction",
     "ButtonEvent",
     "CallKind",
@@ -47,6 +52,7 @@ __all__ = [
     "Reading",
     "ResendArgs",
     "SensorKind",
+    "Snapshot",
     "Status",
     "Topic",
     "ZoneCount",

@@ -23,6 +23,7 @@ SCHEMA_REVISION = 1
 # An MQTT message larger than this is refused before parsing. The biggest legitimate payload is a facility
 # report of a few dozen readings (~4 KiB); 16 KiB leaves room without letting one device bloat the ingest.
 MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_SNAPSHOT_BYTES = 96 * 1024  # a JPEG of the camera's view, base64 (the broker's limit is 128 KiB)
 
 Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="a short lower-case identifier")]
 
@@ -122,6 +123,11 @@ class Status(_Model):
     agent_version: str = Field(max_length=32)
 
 
+# What a pushed config may replace: the sections that describe the lobby. Never who the device is or where it
+# connects (device_id, broker, data_dir, gpio_factory): a wrong push must not cut a device off.
+REMOTE_SECTIONS = frozenset({"camera", "buttons", "sensors", "reporting", "outbox", "locale"})
+
+
 class ConfigPush(_Model):
     """Server -> device, retained: the device config the server wants the device to run."""
 
@@ -135,7 +141,7 @@ class Command(_Model):
 
     v: int = Field(SCHEMA_REVISION, ge=1)
     id: str = Field(max_length=64)
-    action: Literal["resend", "identify", "restart", "indicate"]
+    action: Literal["resend", "identify", "restart", "indicate", "snapshot", "label"]
     args: dict[str, object] = Field(default_factory=dict)
 
 
@@ -161,8 +167,20 @@ class CommandReply(Envelope):
     config_version: int | None = Field(None, description="the config version the device runs after this")
 
 
+class Snapshot(_Model):
+    """Device -> server, asked for by a technician (the `snapshot` command): the camera's view, to draw zones
+    and label counts on. Kept on the device for labelling; shown by the server, never stored there."""
+
+    v: int = Field(SCHEMA_REVISION, ge=1)
+    id: str = Field(pattern=r"^[a-z0-9-]{1,64}$", description="the command's id; labels refer to it")
+    ts: AwareDatetime
+    width: int = Field(ge=1, le=4096, description="of the frame the zones are drawn on (the JPEG may be smaller)")
+    height: int = Field(ge=1, le=4096)
+    jpeg_b64: str = Field(max_length=MAX_SNAPSHOT_BYTES, description="the image, JPEG, base64")
+
+
 DeviceMessage = QueueReport | ButtonEvent | FacilityReport | Health | CommandReply
-Message = DeviceMessage | Status | ConfigPush | Command
+Message = DeviceMessage | Status | ConfigPush | Command | Snapshot
 
 MODELS: dict[Channel, type[_Model]] = {
     Channel.QUEUE: QueueReport,
@@ -173,6 +191,7 @@ MODELS: dict[Channel, type[_Model]] = {
     Channel.STATUS: Status,
     Channel.CONFIG: ConfigPush,
     Channel.CMD: Command,
+    Channel.SNAPSHOT: Snapshot,
 }
 
 _ADAPTERS = {channel: TypeAdapter(model) for channel, model in MODELS.items()}
@@ -187,8 +206,9 @@ class InvalidPayload(ValueError):
 
 
 def parse_payload(channel: Channel, raw: bytes) -> Message:
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise InvalidPayload("too_large", f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    limit = MAX_SNAPSHOT_BYTES + 1024 if channel is Channel.SNAPSHOT else MAX_PAYLOAD_BYTES
+    if len(raw) > limit:
+        raise InvalidPayload("too_large", f"payload of {len(raw)} bytes exceeds {limit}")
     try:
         result = cast(Message, _ADAPTERS[channel].validate_json(raw))
     except ValidationError as exc:

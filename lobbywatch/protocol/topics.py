@@ -31,6 +31,9 @@ class Channel(StrEnum):
     REPLY = "reply"  # the answer to a command or a pushed config (added in v1 revision 1: additive)
     # device -> server, retained connection state (also the last will); not sequenced
     STATUS = "status"
+    # device -> server, only when a technician asks: a camera image for drawing zones. Not sequenced, never
+    # stored by the server (added within v1: additive; agents that do not know the command never send it)
+    SNAPSHOT = "snapshot"
     # server -> device
     CONFIG = "config"
     CMD = "cmd"

@@ -1,6 +1,7 @@
 """Delivery to people through apprise (e-mail, WeCom and DingTalk robots, Telegram, SMS gateways, webhooks...),
-routed by branch, role and severity, with a one-tap acknowledgement link per person. A retry sends only to
-those who did not get it; a channel that keeps failing is reported to the administrators."""
+routed by branch, role and severity, with a one-tap acknowledgement link per person, grouped per branch and
+person (grouping.py). A retry sends only to those who did not get it; a channel that keeps failing is reported
+to the administrators."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from datetime import datetime
 
 import apprise
 
-from server.alerts.notify import Notice
+from server.alerts.grouping import GROUP_INTERVAL_S, Grouper
+from server.alerts.notify import Notice, Outcome
 from server.alerts.routing import Contact, RateLimit, recipients
 
 log = logging.getLogger(__name__)
 
 DEAD_AFTER = 3  # failures in a row before a channel is reported dead
+GROUP_ATTEMPTS = 3  # a held group that cannot be sent is tried again after each interval, then reported failed
 
 
 class DeliveryError(RuntimeError):
@@ -30,13 +33,14 @@ class AppriseChannel:
         self,
         contacts: Callable[[str], tuple[Contact, ...]],
         link: Callable[[Notice, Contact], str | None],
-        labels: Callable[[str, str], str],
+        labels: Callable[..., str],
         admin_urls: Sequence[str] = (),
         clock: Callable[[], float] | None = None,
+        group_interval_s: float = GROUP_INTERVAL_S,
     ) -> None:
         self._contacts = contacts
         self._link = link
-        self._labels = labels  # (locale key, branch) -> text in the branch's language
+        self._labels = labels  # (locale key, branch, **params) -> text in the branch's language
         self._admin_urls = list(admin_urls)
         self._limit = RateLimit()
         self._done: dict[tuple[int, str, str], set[str]] = {}
@@ -46,6 +50,8 @@ class AppriseChannel:
 
         self._now = clock or time.time
         self.rate_limited = 0
+        self._grouper: Grouper[tuple[str, Contact]] = Grouper(group_interval_s)
+        self._group_attempts: dict[tuple[str, Contact], int] = {}
 
     def deliver(self, notice: Notice) -> bool:
         local_now = datetime.fromisoformat(notice.at_local).time()
@@ -53,10 +59,15 @@ class AppriseChannel:
         if not people:
             return False
         key = (notice.alert_id, notice.change, notice.at_utc)
+        first_try = key not in self._done  # a retry goes to those it failed for, never into a group
         done = self._done.setdefault(key, set())
         failed = []
+        sent = 0
         for contact in people:
             if contact.name in done:
+                continue
+            if first_try and not self._grouper.offer((notice.branch_id, contact), notice, self._now()):
+                done.add(contact.name)  # held: it goes with the group's next message (flush)
                 continue
             if not self._limit.allow(contact, self._now()):
                 self.rate_limited += 1
@@ -66,12 +77,43 @@ class AppriseChannel:
                 continue
             if self._send(contact, notice):
                 done.add(contact.name)
+                sent += 1
             else:
                 failed.append(contact.name)
         if failed:
             raise DeliveryError(f"not delivered to {', '.join(failed)}")
         self._done.pop(key, None)
-        return True
+        return sent > 0  # held or limited only: nothing handed over yet, nothing to record
+
+    def flush(self, report: Outcome, force: bool = False) -> None:
+        """Send the held groups whose interval is up, one message each; called about once a second."""
+        for key, notices in self._grouper.due(self._now(), force):
+            branch, contact = key
+            if not self._limit.allow(contact, self._now()):
+                self.rate_limited += 1
+                continue
+            title = self._labels("notice.group.title", branch, branch=notices[0].branch_name, count=len(notices))
+            lines = []
+            for notice in notices:
+                lines.append(f"• {notice.title} ({notice.at_local[11:16]})")
+                link = self._link(notice, contact)
+                if link:
+                    lines.append(f"  {self._labels('notice.acknowledge', branch)}: {link}")
+            if notices[-1].dashboard_url:
+                lines.append(f"{self._labels('notice.dashboard', branch)}: {notices[-1].dashboard_url}")
+            if self.send(contact, title, "\n".join(lines)):
+                self._group_attempts.pop(key, None)
+                for notice in notices:
+                    report(notice, self.name, True, f"{contact.name}, grouped with {len(notices) - 1} more")
+                continue
+            attempts = self._group_attempts.get(key, 0) + 1
+            if attempts < GROUP_ATTEMPTS and not force:
+                self._group_attempts[key] = attempts
+                self._grouper.put_back(key, notices, self._now())
+                continue
+            self._group_attempts.pop(key, None)
+            for notice in notices:
+                report(notice, self.name, False, f"not delivered to {contact.name} after {attempts} attempts")
 
     def _send(self, contact: Contact, notice: Notice) -> bool:
         body = notice.body
@@ -80,10 +122,14 @@ class AppriseChannel:
             body += "\n" + self._labels("notice.acknowledge", notice.branch_id) + ": " + link
         if notice.dashboard_url:
             body += "\n" + self._labels("notice.dashboard", notice.branch_id) + ": " + notice.dashboard_url
+        return self.send(contact, notice.title, body)
+
+    def send(self, contact: Contact, title: str, body: str) -> bool:
+        """One message to one person (the scheduled reports use it too)."""
         sender = apprise.Apprise()
         for url in contact.urls:
             sender.add(url)
-        ok = bool(sender.notify(title=notice.title, body=body))
+        ok = bool(sender.notify(title=title, body=body))
         for url in contact.urls:
             self._count(url, ok)
         return ok

@@ -7,7 +7,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import httpx
 
@@ -36,11 +36,23 @@ class Notice:
     role: str = "duty_supervisor"  # who is asked; delivery routes to people by it
 
 
+Outcome = Callable[[Notice, str, bool, str], None]  # notice, channel, delivered, detail
+FLUSH_S = 1.0  # how often channels that hold notices back (grouping) are asked to send what is due
+
+
 class Channel(Protocol):
     name: str
 
     def deliver(self, notice: Notice) -> bool | None:
         """Hand the notice over, or raise; False when there was nobody to hand it to (nothing is recorded)."""
+
+
+@runtime_checkable
+class Holding(Protocol):
+    """A channel that holds notices back to send several as one message (grouping)."""
+
+    def flush(self, report: Outcome, force: bool = False) -> None:
+        """Send what is due (everything held, when forced), reporting each notice's outcome."""
 
 
 class LogChannel:
@@ -65,7 +77,6 @@ class WebhookChannel:
         self._http.close()
 
 
-Outcome = Callable[[Notice, str, bool, str], None]  # notice, channel, delivered, detail
 
 
 class Dispatcher:
@@ -93,9 +104,30 @@ class Dispatcher:
         self._stop.set()
 
     def _run(self) -> None:
-        while (notice := self._queue.get()) is not None:
+        while True:
+            try:
+                notice = self._queue.get(timeout=FLUSH_S)
+            except queue.Empty:
+                self._flush(force=False)
+                continue
+            if notice is None:
+                break
             for channel in self._channels:
                 self._deliver(channel, notice)
+            self._flush(force=False)
+        self._flush(force=True)  # stopping: what is held back goes now rather than never
+
+    def _flush(self, force: bool) -> None:
+        for channel in self._channels:
+            if isinstance(channel, Holding):
+                channel.flush(self._outcome, force)
+
+    def _outcome(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
+        if delivered:
+            self.delivered += 1
+        else:
+            self.failed += 1
+        self._on_outcome(notice, channel, delivered, detail)
 
     def _deliver(self, channel: Channel, notice: Notice) -> None:
         wait = FIRST_WAIT_S
@@ -113,8 +145,6 @@ class Dispatcher:
                 continue
             if handed is False:
                 return
-            self.delivered += 1
-            self._on_outcome(notice, channel.name, True, "")
+            self._outcome(notice, channel.name, True, "")
             return
-        self.failed += 1
-        self._on_outcome(notice, channel.name, False, error)
+        self._outcome(notice, channel.name, False, error)

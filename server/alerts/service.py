@@ -4,7 +4,7 @@ resolved by hand or passed on by people, with a timeline; notified in the branch
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from lobbywatch.clock import Clock
 from lobbywatch.i18n import t
 from server.alerts.notify import Notice
+from server.dashboards import BRANCH_UID, uid
 from server.ingest.directory import BranchEntry
-from server.registry import models
+from server.registry import audit, models
 from server.rules.threshold import Change, Transition
 
 
@@ -39,6 +40,20 @@ OPEN_STATES = ("firing", "acknowledged")
 
 class AlertError(ValueError):
     """A person's action that cannot be done (resolved already, unknown alert); the message says why."""
+
+
+def severity(change: Transition, branch: BranchEntry) -> str:
+    chosen = branch.routing.get(change.rule, (None, None))[0]
+    if chosen:
+        return chosen
+    if change.rule == "call_unanswered" and change.facts().get("kind") != "accessibility":
+        return "warning"  # the ramp bell is a person who cannot come in; the others can wait a little
+    return RULES[change.rule].severity
+
+
+def first_role(rule: str, facts: dict[str, object], branch: BranchEntry) -> str:
+    """Who is asked first: a device's own fault always the technicians, else the branch's choice, else the rule's."""
+    return str(facts.get("role") or branch.routing.get(rule, (None, None))[1] or RULES[rule].role)
 
 
 def alert_key(rule: str, branch: str, subject: str) -> str:
@@ -69,11 +84,8 @@ class AlertService:
     def apply(self, change: Transition, branch: BranchEntry, subject_name: str) -> None:
         at = datetime.fromtimestamp(change.at, UTC)
         key = alert_key(change.rule, branch.id, change.subject)
-        spec = RULES[change.rule]
-        role = str(change.facts().get("role") or spec.role)
-        severity = spec.severity
-        if change.rule == "call_unanswered" and change.facts().get("kind") != "accessibility":
-            severity = "warning"  # the ramp bell is a person who cannot come in; the others can wait a little
+        role = first_role(change.rule, change.facts(), branch)
+        level = severity(change, branch)
         facts = change.facts()
         with self._lock, self._sessions() as session:
             alert = session.scalars(
@@ -83,7 +95,7 @@ class AlertService:
                 if alert is None:
                     device = facts.get("device") or (change.subject if change.rule == "device_offline" else None)
                     alert = models.Alert(
-                        key=key, rule=change.rule, branch_id=branch.id, subject=change.subject, severity=severity,
+                        key=key, rule=change.rule, branch_id=branch.id, subject=change.subject, severity=level,
                         state="firing", started_at=at, updated_at=at, value=change.value, peak=change.peak,
                         threshold=_number(facts.get("threshold")), device_id=device or None, role=role,
                         step=0, notified_at=at, facts=_plain(facts),
@@ -111,7 +123,7 @@ class AlertService:
             self._notify(notice)
 
     # -- reminders and escalation -------------------------------------------------------------------
-    def tick(self, branches: dict[str, BranchEntry],
+    def tick(self, branches: Mapping[str, BranchEntry],
              offline: Callable[[str, str], bool] = lambda _branch, _device: False) -> None:
         """Remind the role asked now, and ask the next one in the chain, until somebody acknowledges. Alerts
         about what an offline device measures wait (inhibition): its own offline alert tells the technicians."""
@@ -127,7 +139,7 @@ class AlertService:
                 if self._silenced(session, alert, now):
                     continue
                 chain = branch.escalation.chain
-                start_role = str((alert.facts or {}).get("role") or RULES[alert.rule].role)
+                start_role = first_role(alert.rule, dict(alert.facts or {}), branch)
                 first = chain.index(start_role) if start_role in chain else None
                 started = _aware(alert.started_at)
                 due = int((now - started).total_seconds() // branch.escalation.step_after_s)
@@ -163,18 +175,22 @@ class AlertService:
             silence = models.Silence(branch_id=branch, rule=rule, subject=subject, starts_at=now,
                                      ends_at=now + timedelta(minutes=minutes), by=by, reason=reason)
             session.add(silence)
+            audit.record(session, now, by, "silence.create", f"branch {branch}",
+                         f"{minutes:g} min, {rule or 'every rule'}: {reason}")
             session.commit()
         if self._on_event is not None:
             self._on_event({"event": "silence", "branch": branch, "rule": rule, "subject": subject, "by": by,
                             "until": silence.ends_at.isoformat(), "at": now.isoformat()})
         return silence
 
-    def end_silence(self, silence_id: int) -> None:
+    def end_silence(self, silence_id: int, by: str = "") -> None:
         with self._lock, self._sessions() as session:
             silence = session.get(models.Silence, silence_id)
             if silence is None:
                 raise AlertError(f"no silence {silence_id}")
             silence.ends_at = self._clock.now()
+            audit.record(session, silence.ends_at, by or "?", "silence.end", f"branch {silence.branch_id}",
+                         f"silence {silence_id}")
             session.commit()
 
     def silences(self) -> list[models.Silence]:
@@ -204,6 +220,7 @@ class AlertService:
             alert.updated_at = at
             session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="acknowledged",
                                           detail=f"{by} via {channel}"))
+            audit.record(session, at, by, "alert.acknowledge", f"alert {alert.id}", f"via {channel}")
             session.commit()
             self._event("acknowledged", alert, at, by=by, channel=channel, device=alert.device_id)
             return alert
@@ -216,6 +233,7 @@ class AlertService:
             at = self._clock.now()
             alert.state, alert.resolved_at, alert.updated_at = "resolved", at, at
             session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="resolved", detail=f"{by}: {note}"))
+            audit.record(session, at, by, "alert.resolve", f"alert {alert.id}", note)
             session.commit()
             self._event("resolved", alert, at, by=by, note=note, device=alert.device_id)
             return alert
@@ -228,6 +246,7 @@ class AlertService:
             at = self._clock.now()
             alert.owner, alert.updated_at = to, at
             session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="passed_on", detail=f"{by} to {to}"))
+            audit.record(session, at, by, "alert.pass_on", f"alert {alert.id}", f"to {to}")
             session.commit()
             self._event("passed_on", alert, at, by=by, to=to)
             return alert
@@ -250,28 +269,9 @@ class AlertService:
     def _notice(self, alert: models.Alert, branch: BranchEntry, subject_name: str, change: str, at: datetime,
                 facts: dict[str, object]) -> Notice:
         local = at.astimezone(ZoneInfo(branch.timezone))
-        kind = facts.get("kind")
-        params = {
-            **facts, "branch": branch.name, "subject": subject_name, "zone": subject_name,
-            "value": _round(alert.value), "peak": _round(alert.peak), "threshold": _round(alert.threshold),
-            "time": local.strftime("%H:%M"),
-        }
-        if alert.rule == "call_unanswered" and isinstance(kind, str):
-            params["kind"] = t(branch.locale, f"call.{kind}")
-        if alert.rule == "facility" and isinstance(kind, str):
-            params["kind"] = t(branch.locale, f"facility.kind.{kind}")
-            params["problem"] = t(branch.locale, f"facility.problem.{kind}")
-            params["reading"] = _round(_number(facts.get("reading")))
-        prefix = f"alert.{alert.rule}.{change}"
-        if change in ("reminded", "escalated"):
-            # the message of when it fired, flagged: nobody has acknowledged it yet
-            fired = f"alert.{alert.rule}.fired"
-            title = t(branch.locale, f"alert.{change}", title=t(branch.locale, f"{fired}.title", **params),
-                      role=t(branch.locale, f"role.{alert.role}"))
-            body = t(branch.locale, f"{fired}.body", **params)
-        else:
-            title, body = t(branch.locale, f"{prefix}.title", **params), t(branch.locale, f"{prefix}.body", **params)
-        dashboard = f"{self._grafana_url}/d/lobbywatch-branch?var-branch={branch.id}" if self._grafana_url else None
+        title, body = describe(alert, branch, branch.locale, change, at, {**facts, "subject_name": subject_name})
+        board = uid(BRANCH_UID, branch.locale)  # the dashboard in the branch's language
+        dashboard = f"{self._grafana_url}/d/{board}?var-branch={branch.id}" if self._grafana_url else None
         return Notice(
             alert_id=alert.id, change=change, rule=alert.rule, severity=alert.severity, branch_id=branch.id,
             branch_name=branch.name, subject=alert.subject, title=title, body=body, role=alert.role,
@@ -289,6 +289,33 @@ class AlertService:
         if self._on_event is not None:
             self._on_event({"event": kind, "alert": notice.alert_id, "rule": notice.rule, "branch": notice.branch_id,
                             "subject": notice.subject, "at": at.isoformat(), "channel": channel})
+
+
+def describe(alert: models.Alert, branch: BranchEntry, locale: str, change: str, at: datetime,
+             facts: dict[str, object]) -> tuple[str, str]:
+    """Title and body of an alert at one of its changes, in `locale`, times in the branch's time zone."""
+    local = at.astimezone(ZoneInfo(branch.timezone))
+    subject_name = str(facts.get("subject_name") or alert.subject)
+    kind = facts.get("kind")
+    params = {
+        **facts, "branch": branch.name, "subject": subject_name, "zone": subject_name,
+        "value": _round(alert.value), "peak": _round(alert.peak), "threshold": _round(alert.threshold),
+        "time": local.strftime("%H:%M"),
+    }
+    if alert.rule == "call_unanswered" and isinstance(kind, str):
+        params["kind"] = t(locale, f"call.{kind}")
+    if alert.rule == "facility" and isinstance(kind, str):
+        params["kind"] = t(locale, f"facility.kind.{kind}")
+        params["problem"] = t(locale, f"facility.problem.{kind}")
+        params["reading"] = _round(_number(facts.get("reading")))
+    if change in ("reminded", "escalated"):
+        # the message of when it fired, flagged: nobody has acknowledged it yet
+        fired = f"alert.{alert.rule}.fired"
+        title = t(locale, f"alert.{change}", title=t(locale, f"{fired}.title", **params),
+                  role=t(locale, f"role.{alert.role}"))
+        return title, t(locale, f"{fired}.body", **params)
+    prefix = f"alert.{alert.rule}.{change}"
+    return t(locale, f"{prefix}.title", **params), t(locale, f"{prefix}.body", **params)
 
 
 def _plain(facts: dict[str, object]) -> dict[str, object]:

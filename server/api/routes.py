@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from lobbywatch.i18n import t
 from server.alerts.service import OPEN_STATES, AlertError
-from server.api.deps import Authorized, LocaleDep, RuntimeDep
+from server.api.deps import Authorized, CallerDep, LocaleDep, RuntimeDep, roles
 from server.api.schemas import (
     AcknowledgeIn,
     AlertEventPublic,
@@ -43,6 +43,7 @@ def health(runtime: RuntimeDep) -> HealthPublic:
     return HealthPublic(
         status="ok" if connected else "degraded", broker_connected=connected,
         ingest_backlog=runtime.worker.backlog(), ingest_backlog_peak=runtime.worker.peak_backlog,
+        alert_backlog=runtime.alert_worker.backlog(),
         received=stats.received, stored_points=stats.stored_points,
         duplicates=stats.duplicates, late=stats.late,
         missing=sum(d.sequence.missing for d in runtime.pipeline.devices.values()),
@@ -86,21 +87,22 @@ def open_alert_counts(runtime: Runtime) -> dict[str, int]:
 
 @router.get("/branches", response_model=list[BranchSummary], dependencies=[Authorized],
             summary="Every branch with its live state")
-def branches(runtime: RuntimeDep) -> list[BranchSummary]:
+def branches(runtime: RuntimeDep, caller: CallerDep) -> list[BranchSummary]:
     counts = open_alert_counts(runtime)
     return [BranchSummary.model_validate(branch_summary(runtime, b, counts))
-            for b in sorted(runtime.directory.branches.values(), key=lambda b: b.id)]
+            for b in sorted(runtime.directory.branches.values(), key=lambda b: b.id) if caller.sees(runtime, b.id)]
 
 
 @router.get("/branches/{branch_id}", response_model=BranchDetail, dependencies=[Authorized],
             summary="One branch with the last hours of occupancy per zone")
 def branch(
-    branch_id: str, runtime: RuntimeDep,
+    branch_id: str, runtime: RuntimeDep, caller: CallerDep,
     hours: Annotated[float, Query(gt=0, le=168, description="hours of history")] = 4.0,
 ) -> BranchDetail:
     entry = runtime.directory.branches.get(branch_id)
     if entry is None:
         raise HTTPException(404, f"no branch {branch_id!r}")
+    caller.check_branch(runtime, branch_id)
     since = runtime.clock.now() - timedelta(hours=hours)
     samples = [
         OccupancySample(
@@ -115,9 +117,11 @@ def branch(
 
 
 @router.get("/devices", response_model=list[DevicePublic], dependencies=[Authorized], summary="Every device")
-def devices(runtime: RuntimeDep) -> list[DevicePublic]:
+def devices(runtime: RuntimeDep, caller: CallerDep) -> list[DevicePublic]:
     result = []
     for device in sorted(runtime.directory.devices.values(), key=lambda d: d.id):
+        if not caller.sees(runtime, device.branch_id):
+            continue
         rt = runtime.pipeline.devices.get(device.id)
         result.append(DevicePublic(
             id=device.id, branch=device.branch_id, profile=device.profile,
@@ -148,7 +152,7 @@ def _alert(runtime: Runtime, alert: models.Alert, locale: str, with_events: bool
 @router.get("/alerts", response_model=list[AlertPublic], dependencies=[Authorized],
             summary="Alerts, newest first")
 def alerts(
-    runtime: RuntimeDep, locale: LocaleDep,
+    runtime: RuntimeDep, locale: LocaleDep, caller: CallerDep,
     state: Annotated[Literal["open", "firing", "acknowledged", "resolved", "all"], Query()] = "all",
     branch: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -160,21 +164,31 @@ def alerts(
         query = query.where(models.Alert.state == state)
     if branch:
         query = query.where(models.Alert.branch_id == branch)
+    if caller.person is not None:
+        visible = [b for b in runtime.directory.branches if caller.sees(runtime, b)]
+        query = query.where(models.Alert.branch_id.in_(visible))
     with runtime.sessions() as session:
         return [_alert(runtime, a, locale, False) for a in session.scalars(query)]
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertPublic, dependencies=[Authorized],
             summary="One alert with its timeline")
-def alert(alert_id: int, runtime: RuntimeDep, locale: LocaleDep) -> AlertPublic:
+def alert(alert_id: int, runtime: RuntimeDep, locale: LocaleDep, caller: CallerDep) -> AlertPublic:
     with runtime.sessions() as session:
         row = session.get(models.Alert, alert_id)
         if row is None:
             raise HTTPException(404, f"no alert {alert_id}")
+        caller.check_branch(runtime, row.branch_id)
         return _alert(runtime, row, locale, True)
 
 
-def _act(action: Callable[[], models.Alert], runtime: Runtime, locale: str) -> AlertPublic:
+def _act(action: Callable[[], models.Alert], runtime: Runtime, locale: str, caller: CallerDep,
+         alert_id: int) -> AlertPublic:
+    with runtime.sessions() as session:
+        row = session.get(models.Alert, alert_id)
+        if row is None:
+            raise HTTPException(404, f"no alert {alert_id}")
+        caller.check_act(runtime, row.branch_id)
     try:
         alert_id = action().id
     except AlertError as exc:
@@ -187,40 +201,60 @@ def _act(action: Callable[[], models.Alert], runtime: Runtime, locale: str) -> A
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic, dependencies=[Authorized],
              summary="Acknowledge: the first to do so owns the alert")
-def acknowledge(alert_id: int, body: AcknowledgeIn, runtime: RuntimeDep, locale: LocaleDep) -> AlertPublic:
-    return _act(lambda: runtime.alerts.acknowledge(alert_id, body.by, body.channel), runtime, locale)
+def acknowledge(alert_id: int, body: AcknowledgeIn, runtime: RuntimeDep, locale: LocaleDep,
+                caller: CallerDep) -> AlertPublic:
+    by = caller.acting_as(body.by)
+    return _act(lambda: runtime.alerts.acknowledge(alert_id, by, body.channel), runtime, locale, caller, alert_id)
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertPublic, dependencies=[Authorized],
              summary="Resolve by hand, with a note of what was done")
-def resolve(alert_id: int, body: ResolveIn, runtime: RuntimeDep, locale: LocaleDep) -> AlertPublic:
-    return _act(lambda: runtime.alerts.resolve(alert_id, body.by, body.note), runtime, locale)
+def resolve(alert_id: int, body: ResolveIn, runtime: RuntimeDep, locale: LocaleDep,
+            caller: CallerDep) -> AlertPublic:
+    by = caller.acting_as(body.by)
+    return _act(lambda: runtime.alerts.resolve(alert_id, by, body.note), runtime, locale, caller, alert_id)
 
 
 @router.post("/alerts/{alert_id}/pass", response_model=AlertPublic, dependencies=[Authorized],
              summary="Pass ownership on to someone else")
-def pass_on(alert_id: int, body: PassOnIn, runtime: RuntimeDep, locale: LocaleDep) -> AlertPublic:
-    return _act(lambda: runtime.alerts.pass_on(alert_id, body.by, body.to), runtime, locale)
+def pass_on(alert_id: int, body: PassOnIn, runtime: RuntimeDep, locale: LocaleDep,
+            caller: CallerDep) -> AlertPublic:
+    by = caller.acting_as(body.by)
+    return _act(lambda: runtime.alerts.pass_on(alert_id, by, body.to), runtime, locale, caller, alert_id)
 
 
 @router.post("/silences", response_model=SilencePublic, dependencies=[Authorized],
              summary="Silence a branch (or one rule or subject of it) for maintenance")
-def silence(body: SilenceIn, runtime: RuntimeDep) -> SilencePublic:
+def silence(body: SilenceIn, runtime: RuntimeDep, caller: CallerDep) -> SilencePublic:
+    caller.check_act(runtime, body.branch)
     try:
-        made = runtime.alerts.silence(body.branch, body.minutes, body.by, body.reason, body.rule, body.subject)
+        made = runtime.alerts.silence(body.branch, body.minutes, caller.acting_as(body.by), body.reason, body.rule,
+                                      body.subject)
     except AlertError as exc:
         raise HTTPException(409, str(exc)) from None
     return SilencePublic.model_validate(made, from_attributes=True)
 
 
 @router.get("/silences", response_model=list[SilencePublic], dependencies=[Authorized], summary="Silences in force")
-def silences(runtime: RuntimeDep) -> list[SilencePublic]:
-    return [SilencePublic.model_validate(s, from_attributes=True) for s in runtime.alerts.silences()]
+def silences(runtime: RuntimeDep, caller: CallerDep) -> list[SilencePublic]:
+    return [SilencePublic.model_validate(s, from_attributes=True) for s in runtime.alerts.silences()
+            if caller.sees(runtime, s.branch_id)]
 
 
 @router.delete("/silences/{silence_id}", status_code=204, dependencies=[Authorized], summary="End a silence now")
-def end_silence(silence_id: int, runtime: RuntimeDep) -> None:
+def end_silence(silence_id: int, runtime: RuntimeDep, caller: CallerDep) -> None:
+    with runtime.sessions() as session:
+        found = session.get(models.Silence, silence_id)
+    if found is not None:
+        caller.check_act(runtime, found.branch_id)
     try:
-        runtime.alerts.end_silence(silence_id)
+        runtime.alerts.end_silence(silence_id, caller.acting_as("api"))
     except AlertError as exc:
         raise HTTPException(404, str(exc)) from None
+
+
+@router.get("/audit", dependencies=[roles("administrator")], summary="Who changed what, newest first")
+def audit_log(runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, object]]:
+    with runtime.sessions() as session:
+        rows = session.scalars(select(models.AuditEntry).order_by(models.AuditEntry.id.desc()).limit(limit))
+        return [{"at": r.at, "who": r.who, "action": r.action, "target": r.target, "detail": r.detail} for r in rows]

@@ -12,6 +12,7 @@ class HealthPublic(BaseModel):
     broker_connected: bool
     ingest_backlog: int = Field(description="received messages waiting to be processed")
     ingest_backlog_peak: int = Field(description="the most that ever waited (bounded; the broker holds the rest)")
+    alert_backlog: int = Field(0, description="rule transitions and alert checks not yet written")
     received: int
     stored_points: int
     duplicates: int = Field(description="messages dropped because their sequence number was already seen")

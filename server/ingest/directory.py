@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, time
 from typing import Any
 
@@ -15,6 +15,7 @@ from server.registry import models
 from server.rules.engine import ZoneRules
 from server.rules.schedule import OpeningHours
 from server.rules.threshold import ThresholdRule
+from server.rules.waiting import STANDARD_SERVICE_MIN
 
 # The wait rule clears when the projected wait falls to this share of the target.
 WAIT_CLEAR_SHARE = 0.8
@@ -31,6 +32,8 @@ class BranchEntry:
     call_deadlines_s: dict[str, float]
     escalation: Escalation
     contacts: tuple[Contact, ...] = ()
+    # rule -> (severity, role asked first) where the branch or its regions change the rule's own
+    routing: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class Directory:
         self.devices: dict[str, DeviceEntry] = {}
         self._by_branch: dict[str, list[DeviceEntry]] = {}
         self.branches: dict[str, BranchEntry] = {}
+        self.region_parents: dict[str, str | None] = {}
         self.reload()
 
     def reload(self) -> None:
@@ -64,23 +68,36 @@ class Directory:
             branches = {
                 b.id: BranchEntry(b.id, b.name, b.region_id, b.timezone, b.locale, opening_hours(b),
                                   dict(b.settings.get("call_deadlines_s") or {}),  # type: ignore[call-overload]
-                                  escalation(b.settings or {}), contacts(b.settings or {}))
+                                  escalation(b.settings or {}), contacts(b.settings or {}),
+                                  routing(b.settings or {}))
                 for b in rows
             }
             settings = {b.id: b.settings or {} for b in rows}
+            parents = {r.id: r.parent_id for r in session.scalars(select(models.Region))}
             zones: dict[str, dict[str, ZoneEntry]] = {}
             for z in session.scalars(select(models.Zone)):
                 zones.setdefault(z.device_id, {})[z.key] = ZoneEntry(z.branch_id, z.key, z.name,
                                                                      zone_rules(z, settings.get(z.branch_id, {})))
-            devices = {
+            devices = {  # a revoked device is no longer one of ours: what it still sends is refused
                 d.id: DeviceEntry(d.id, d.branch_id, zones.get(d.id, {}), d.profile)
-                for d in session.scalars(select(models.Device))
+                for d in session.scalars(select(models.Device).where(models.Device.revoked_at.is_(None)))
             }
         by_branch: dict[str, list[DeviceEntry]] = {}
         for device in sorted(devices.values(), key=lambda d: d.id):
             by_branch.setdefault(device.branch_id, []).append(device)
         with self._lock:
             self.branches, self.devices, self._by_branch = branches, devices, by_branch
+            self.region_parents = parents
+
+    def lineage(self, branch: str) -> list[str]:
+        """The branch's region and the regions it is in, nearest first."""
+        entry = self.branches.get(branch)
+        found: list[str] = []
+        region = entry.region_id if entry else None
+        while region is not None and region not in found:
+            found.append(region)
+            region = self.region_parents.get(region)
+        return found
 
     def devices_of(self, branch: str) -> list[DeviceEntry]:
         return self._by_branch.get(branch, [])
@@ -110,6 +127,10 @@ def escalation(settings: dict[str, Any]) -> Escalation:
     default = Escalation()
     return Escalation(tuple(spec.get("chain", default.chain)), 60 * float(spec.get("step_after_min", 5.0)),
                       60 * float(spec.get("remind_every_min", 2.0)))
+
+
+def routing(settings: dict[str, Any]) -> dict[str, tuple[str | None, str | None]]:
+    return {rule: (spec.get("severity"), spec.get("role")) for rule, spec in (settings.get("routing") or {}).items()}
 
 
 def contacts(settings: dict[str, Any]) -> tuple[Contact, ...]:
@@ -145,5 +166,5 @@ def zone_rules(zone: models.Zone, settings: dict[str, Any]) -> ZoneRules:
     return ZoneRules(
         queue=ThresholdRule(zone.queue_threshold, zone.queue_for_s, zone.queue_clear_below, zone.queue_clear_for_s),
         wait=wait, windows_open=int(settings.get("windows_open", 2)),
-        service_min=float(settings.get("service_minutes", 3.9)),
+        service_min=float(settings.get("service_minutes", STANDARD_SERVICE_MIN)),
     )

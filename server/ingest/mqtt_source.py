@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 RECEIVE_MAXIMUM = 4000
 # How long the broker keeps our session (and queues messages for it) while the server is down.
 SESSION_EXPIRY_S = 3600
-DEVICE_CHANNELS = (Channel.QUEUE, Channel.BUTTON, Channel.FACILITY, Channel.HEALTH, Channel.REPLY, Channel.STATUS)
+DEVICE_CHANNELS = (Channel.QUEUE, Channel.BUTTON, Channel.FACILITY, Channel.HEALTH, Channel.REPLY, Channel.STATUS,
+                   Channel.SNAPSHOT)
 
 
 @dataclass(frozen=True, slots=True)

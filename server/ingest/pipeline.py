@@ -7,6 +7,7 @@ raised; a storage failure holds the batch (unacknowledged) and retries, so nothi
 
 from __future__ import annotations
 
+import base64
 import logging
 import queue
 import threading
@@ -30,20 +31,23 @@ from lobbywatch.protocol import (
     InvalidPayload,
     InvalidTopic,
     QueueReport,
+    Snapshot,
     Status,
     Topic,
     parse_payload,
 )
-from server.alerts.service import AlertService
+from server.alerts.service import severity
+from server.alerts.worker import AlertSink
 from server.ingest.directory import DeviceEntry, Directory
 from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
 from server.ingest.sequence import SequenceTracker, Verdict
 from server.ingest.stats import Reservoir
-from server.live import CallNow, LiveState, ReadingNow, ZoneNow
+from server.live import CallNow, LiveState, ReadingNow, SnapshotNow, ZoneNow
 from server.registry import models
 from server.rules.engine import RuleEngine
+from server.rules.service_rate import ServiceLearner
 from server.rules.threshold import Transition
 from server.storage import points as schema
 from server.storage.base import TimeSeriesStore
@@ -62,6 +66,7 @@ STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 TICK_S = 1.0  # how often time-driven rules are looked at
 # Reminders and escalation steps are minutes apart; looking at the stored alerts every 10 s is enough.
 ALERT_TICK_S = 10.0
+LEARNT_FLUSH_S = 300.0  # what is learnt of service times is written to the registry this often
 
 
 @dataclass(slots=True)
@@ -73,6 +78,8 @@ class DeviceRuntime:
     clock_skew_ms: float | None = None
     agent_version: str | None = None
     config_version: int | None = None
+    outbox_depth: int | None = None
+    last_reply: tuple[str, bool, str, datetime] | None = None  # command, ok, detail, when
 
 
 @dataclass(slots=True)
@@ -105,7 +112,7 @@ class _Context:
 
 class Pipeline:
     def __init__(
-        self, *, directory: Directory, store: TimeSeriesStore, rules: RuleEngine, alerts: AlertService,
+        self, *, directory: Directory, store: TimeSeriesStore, rules: RuleEngine, alerts: AlertSink,
         live: LiveState, rejects: Rejects, sessions: sessionmaker[Session], clock: Clock,
         repair: GapRepair | None = None,
     ) -> None:
@@ -129,6 +136,7 @@ class Pipeline:
         }
         self.repair = repair or GapRepair()
         self._alert_slot = -1
+        self._learnt_flush = clock.monotonic()
         self.replies = 0
         self._load_devices()
 
@@ -140,6 +148,10 @@ class Pipeline:
                 if device.sequence:
                     runtime.sequence = SequenceTracker.from_dict(dict(device.sequence))
                 self.devices[device.id] = runtime
+            for estimate in session.query(models.ServiceEstimate).all():
+                self.rules.restore_service(estimate.branch_id, estimate.zone, ServiceLearner(
+                    busy_min=estimate.busy_min, served=estimate.served, arrived=estimate.arrived,
+                    windows=estimate.windows))
 
     def _apply(self, transitions: Sequence[Transition]) -> None:
         for change in transitions:
@@ -148,16 +160,31 @@ class Pipeline:
                 continue
             self.alerts.apply(change, branch, self.directory.subject_name(change.branch, change.subject))
 
+    def _alert_points(self, transitions: Sequence[Transition]) -> list[Point]:
+        """Alerts firing and resolving, for the dashboards' annotations and the reports."""
+        branches = self.directory.branches
+        return [Point.make(schema.ALERT, self._tags(t.branch, rule=t.rule, severity=severity(t, branches[t.branch])),
+                           {"change": t.change.value, "subject": t.subject, "value": t.value},
+                           int(t.at * 1_000_000) * 1000)
+                for t in transitions if t.branch in branches]
+
+    def _timed(self, transitions: list[Transition]) -> None:
+        if transitions:
+            self._store(self._alert_points(transitions))
+        self._apply(transitions)
+
     def tick(self) -> None:
         """Time-driven rules (call deadlines, silent devices): call about once a second."""
-        self._apply(self.rules.tick(self._clock.now().timestamp()))
+        self._timed(self.rules.tick(self._clock.now().timestamp()))
         slot = int(self._clock.monotonic() // ALERT_TICK_S)  # on whole multiples of the interval
         if slot != self._alert_slot:
             self._alert_slot = slot
             now = self._clock.now().timestamp()
             for branch in self.directory.branches.values():
-                self._apply(self.rules.check_opening(branch.id, branch.hours, now))
+                self._timed(self.rules.check_opening(branch.id, branch.hours, now))
             self.alerts.tick(self.directory.branches, self.rules.device_offline)
+        if self._clock.monotonic() - self._learnt_flush >= LEARNT_FLUSH_S:
+            self.flush_learnt()
 
     def request_stop(self) -> None:
         """Stop waiting for storage to come back: a batch still unstored stays unacknowledged."""
@@ -173,7 +200,7 @@ class Pipeline:
             except Exception:  # a bug of ours must not stop the ingest: count it, log it, go on
                 self.stats.internal_errors += 1
                 log.exception("internal error on message from %s", received.topic)
-        self._store(work.points)
+        self._store(work.points + self._alert_points(work.transitions))
         now = self._clock.now().timestamp()
         for ts in work.stamps:
             self.lag.add((now - ts) * 1000)
@@ -218,6 +245,9 @@ class Pipeline:
         runtime = self.devices.setdefault(device.id, DeviceRuntime())
         runtime.last_seen = received.received_at
         self._dirty.add(device.id)
+        if isinstance(message, Snapshot):
+            self._snapshot(device, message)
+            return
         if isinstance(message, Status):
             if self._status(device, runtime, message, batch.points):
                 presence = self.rules.device_gone if not runtime.online else self.rules.device_seen
@@ -243,7 +273,7 @@ class Pipeline:
                 self.rejects.refuse("unknown_zone", device.id, f"zone {count.zone!r} is not registered")
                 continue
             batch.points.append(Point.make(
-                schema.OCCUPANCY, {"branch": branch, "zone": zone.key, "device": device.id},
+                schema.OCCUPANCY, self._tags(branch, zone=zone.key, device=device.id),
                 {"occupancy": count.occupancy, "error": count.error, "known": count.occupancy is not None},
                 ctx.t_ns,
             ))
@@ -251,11 +281,36 @@ class Pipeline:
             # a late message is history: rules only move forward in time
             if ctx.verdict is Verdict.NEW and count.occupancy:
                 batch.transitions.extend(self.rules.activity(branch, ctx.received.received_at))
-            if ctx.verdict is Verdict.NEW:
-                batch.transitions.extend(self.rules.occupancy(
-                    branch, zone.key, zone.rules, count.occupancy, message.ts.timestamp(),
-                    self.directory.branches[branch].hours.is_open(message.ts),
-                ))
+            if ctx.verdict is not Verdict.NEW:
+                continue
+            open_now = self.directory.branches[branch].hours.is_open(message.ts)
+            batch.transitions.extend(self.rules.occupancy(
+                branch, zone.key, zone.rules, count.occupancy, message.ts.timestamp(), open_now,
+            ))
+            if open_now and count.occupancy is not None:
+                seen = self.rules.projection(branch, zone.key, zone.rules, count.occupancy)
+                batch.points.append(Point.make(schema.WAIT, self._tags(branch, zone=zone.key), {
+                    "wait_min": round(seen.wait_min, 2), "target_min": seen.target_min,
+                    "under_target": None if seen.target_min is None else int(seen.wait_min <= seen.target_min),
+                    "windows_open": zone.rules.windows_open, "windows_needed": seen.windows_needed,
+                    "service_min": round(seen.service_min, 2),
+                }, ctx.t_ns))
+
+    def _snapshot(self, device: DeviceEntry, message: Snapshot) -> None:
+        try:
+            jpeg = base64.b64decode(message.jpeg_b64, validate=True)
+        except ValueError:
+            self.rejects.refuse("invalid", device.id, "snapshot is not base64")
+            return
+        if not jpeg.startswith(b"\xff\xd8"):
+            self.rejects.refuse("invalid", device.id, "snapshot is not a JPEG image")
+            return
+        self.live.set_snapshot(device.id, SnapshotNow(message.id, jpeg, message.width, message.height, message.ts,
+                                                      self._clock.monotonic()))
+
+    def _tags(self, branch: str, **more: str) -> dict[str, str]:
+        entry = self.directory.branches.get(branch)
+        return {"region": entry.region_id if entry else "", "branch": branch, **more}
 
     def _button(self, ctx: _Context, message: ButtonEvent, batch: _Batch) -> None:
         branch, device = ctx.device.branch_id, ctx.device.id
@@ -270,7 +325,7 @@ class Pipeline:
             batch.transitions.extend(self.rules.activity(branch, at))
             response_s = round(done.response_s, 1) if done else None
         batch.points.append(Point.make(
-            schema.CALL, {"branch": branch, "device": device, "button": message.button, "kind": message.kind.value},
+            schema.CALL, self._tags(branch, device=device, button=message.button, kind=message.kind.value),
             {"action": message.action.value, "count": 1, "response_s": response_s}, ctx.t_ns,
         ))
         if not answered:
@@ -280,9 +335,8 @@ class Pipeline:
         branch, device = ctx.device.branch_id, ctx.device.id
         for reading in message.readings:
             batch.points.append(Point.make(
-                schema.FACILITY, {"branch": branch, "device": device, "sensor": reading.sensor,
-                                  "kind": reading.kind.value},
-                {"value": reading.value, "ok": reading.ok}, ctx.t_ns,
+                schema.FACILITY, self._tags(branch, device=device, sensor=reading.sensor, kind=reading.kind.value),
+                {"value": reading.value, "ok": reading.ok, "up": int(reading.ok)}, ctx.t_ns,
             ))
             self.live.set_reading(branch, f"{device}/{reading.sensor}",
                                   ReadingNow(reading.kind.value, reading.value, reading.ok, device, message.ts))
@@ -302,16 +356,19 @@ class Pipeline:
                                                            runtime.clock_skew_ms, ctx.received.received_at))
         runtime.agent_version = message.agent_version
         runtime.config_version = message.config_version
+        runtime.outbox_depth = message.outbox_depth
         batch.points.append(Point.make(
-            schema.DEVICE_HEALTH, {"branch": ctx.device.branch_id, "device": ctx.device.id},
+            schema.DEVICE_HEALTH, self._tags(ctx.device.branch_id, device=ctx.device.id),
             {"cpu_pct": message.cpu_pct, "mem_rss_mb": message.mem_rss_mb, "outbox_depth": message.outbox_depth,
              "clock_skew_ms": runtime.clock_skew_ms, "clock_synced": message.clock_synced,
-             "uptime_s": message.uptime_s},
+             "uptime_s": message.uptime_s, "agent_version": message.agent_version,
+             "config_version": message.config_version},
             ctx.t_ns,
         ))
 
     def _reply(self, ctx: _Context, message: CommandReply, batch: _Batch) -> None:
         self.replies += 1
+        ctx.runtime.last_reply = (message.command, message.ok, message.detail or "", message.ts)
         if message.config_version is not None:
             ctx.runtime.config_version = message.config_version
         tracker = ctx.runtime.sequence
@@ -336,11 +393,25 @@ class Pipeline:
         runtime.online = message.state is ConnectionState.ONLINE
         runtime.online_since = message.since
         runtime.agent_version = message.agent_version
-        points.append(Point.make(schema.DEVICE_STATUS, {"branch": device.branch_id, "device": device.id},
-                                 {"online": runtime.online}, _ns(self._clock.now())))
+        points.append(Point.make(schema.DEVICE_STATUS, self._tags(device.branch_id, device=device.id),
+                                 {"online": runtime.online, "up": int(runtime.online)}, _ns(self._clock.now())))
         return True
 
-    # -- device state --------------------------------------------------------------------------------
+    # -- state kept in the registry ------------------------------------------------------------------
+    def flush_learnt(self) -> None:
+        self._learnt_flush = self._clock.monotonic()
+        evidence = self.rules.service_evidence()
+        if not evidence:
+            return
+        now = self._clock.now()
+        with self._sessions() as session:
+            for (branch, zone), learnt in evidence.items():
+                if branch in self.directory.branches:
+                    session.merge(models.ServiceEstimate(
+                        branch_id=branch, zone=zone, busy_min=learnt.busy_min, served=learnt.served,
+                        arrived=learnt.arrived, windows=learnt.windows, updated_at=now))
+            session.commit()
+
     def flush_devices(self) -> None:
         self._last_flush = self._clock.monotonic()
         dirty, self._dirty = self._dirty, set()
@@ -395,6 +466,7 @@ class IngestWorker:
         self._pipeline.request_stop()
         self._thread.join(timeout)
         self._pipeline.flush_devices()
+        self._pipeline.flush_learnt()
 
     def backlog(self) -> int:
         return self._queue.qsize()

@@ -36,7 +36,7 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL: a commit survives a crash of the server (not a power cut of its machine) without an
-            # fsync each; alert writes are on the ingest's path. Production's registry is PostgreSQL.
+            # fsync each. Production's registry is PostgreSQL.
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -46,6 +46,11 @@ class Device(Base):
     clock_skew_ms: Mapped[float | None] = mapped_column(default=None)
     config_version: Mapped[int | None] = mapped_column(default=None)
     sequence: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
+    # provisioning
+    serial: Mapped[str | None] = mapped_column(String(64), default=None, index=True, doc="hardware serial")
+    enrolled_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None, doc="cut off at the broker; kept for history")
+    replaced_by: Mapped[str | None] = mapped_column(String(64), default=None, doc="the device that took its place")
 
 
 class Zone(Base):
@@ -111,3 +116,94 @@ class Silence(Base):
     ends_at: Mapped[datetime]
     by: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
+
+
+class ServiceEstimate(Base):
+    """What has been learnt of a zone's service time (rules/service_rate.py), kept over restarts."""
+
+    __tablename__ = "service_estimates"
+    branch_id: Mapped[str] = mapped_column(ForeignKey("branches.id"), primary_key=True)
+    zone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    busy_min: Mapped[float] = mapped_column(Float, doc="window-minutes with people waiting (faded)")
+    served: Mapped[float] = mapped_column(Float, doc="people served in that time (faded)")
+    arrived: Mapped[float] = mapped_column(Float, doc="people who joined the queue in that time (faded)")
+    windows: Mapped[int] = mapped_column(Integer, doc="windows open at the last count")
+    updated_at: Mapped[datetime]
+
+
+class User(Base):
+    """A person who signs in to the pages and the API. Managers and supervisors see their branches only."""
+
+    __tablename__ = "users"
+    login: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32), doc="administrator, technician, branch_manager, "
+                                                       "duty_supervisor, read_only")
+    password_hash: Mapped[str] = mapped_column(String(200), doc="argon2id")
+    locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    regions: Mapped[list[str]] = mapped_column(JSON, default=list, doc="regions seen, with those inside them")
+    branches: Mapped[list[str]] = mapped_column(JSON, default=list, doc="branches seen besides the regions'")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class ReportDelivery(Base):
+    """A scheduled report that went out (or had nobody to go to), so that it goes once."""
+
+    __tablename__ = "report_deliveries"
+    branch_id: Mapped[str] = mapped_column(ForeignKey("branches.id"), primary_key=True)
+    period: Mapped[str] = mapped_column(String(8), primary_key=True, doc="day, week")
+    first: Mapped[str] = mapped_column(String(10), primary_key=True, doc="the period's first local date")
+    sent_at: Mapped[datetime]
+    recipients: Mapped[str] = mapped_column(Text, default="")
+
+
+class Enrollment(Base):
+    """A claim for one new device: single use, expiring. Only the token's hash is kept."""
+
+    __tablename__ = "enrollments"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    branch_id: Mapped[str] = mapped_column(ForeignKey("branches.id"))
+    profile: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(64), doc="the identity the device will get")
+    replaces: Mapped[str | None] = mapped_column(String(64), default=None, doc="a broken device it replaces")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    used_serial: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class DeviceConfig(Base):
+    """The config sections the server pushes to a device (camera and zones, buttons, sensors, ...)."""
+
+    __tablename__ = "device_configs"
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    sections: Mapped[dict[str, object]] = mapped_column(JSON)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class ApiToken(Base):
+    """A person's token for the API (integrations act as a person with a role). Only the hash is kept."""
+
+    __tablename__ = "api_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login: Mapped[str] = mapped_column(ForeignKey("users.login"), index=True)
+    name: Mapped[str] = mapped_column(String(200), doc="what it is for")
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEntry(Base):
+    """Who changed what: devices, users, silences, alerts, configs."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    who: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -95,6 +95,39 @@ class ContactSpec(_Strict):
     max_per_hour: int = Field(30, ge=1, description="more notices than this in an hour are not sent to this person")
 
 
+RuleName = Literal["queue_too_long", "wait_too_long", "call_unanswered", "device_offline", "facility",
+                   "not_open_on_time"]
+
+
+class RoutingSpec(_Strict):
+    severity: Literal["info", "warning", "critical"] | None = Field(None, description="instead of the rule's own")
+    role: Role | None = Field(None, description="asked first, instead of the rule's own (devices' own faults "
+                                                "still go to the technicians)")
+
+
+def _default_deadlines() -> dict[str, float]:
+    return {"accessibility": 60.0, "help": 120.0, "priority": 120.0}
+
+
+class RuleDefaults(_Strict):
+    """What a region sets for its branches. A branch's own setting wins, then its region's, then the parent
+    region's, and so on up; call deadlines are merged by kind, and a region's contacts (a city office) are added
+    to each of its branches' own."""
+
+    queue_too_long: QueueRuleSpec | None = None
+    windows_open: int | None = Field(None, ge=1)
+    service_minutes: float | None = Field(None, gt=0)
+    wait_target_min: float | None = Field(None, gt=0)
+    call_deadlines_s: dict[str, float] = Field(default_factory=dict)
+    escalation: EscalationSpec | None = None
+    contacts: list[ContactSpec] = Field(default_factory=list)
+    routing: dict[RuleName, RoutingSpec] = Field(default_factory=dict)
+
+
+# What a branch takes from its regions when it does not set it itself.
+INHERITED = ("queue_too_long", "windows_open", "service_minutes", "wait_target_min", "escalation")
+
+
 class BranchSpec(_Strict):
     id: Id
     name: str
@@ -106,11 +139,16 @@ class BranchSpec(_Strict):
     hours: HoursSpec | None = Field(None, description="default: the minimum hours of the branch's grade")
     calendar: list[CalendarDay] = Field(default_factory=list, description="holidays and changed hours")
     windows_open: int = Field(2, ge=1, description="counter windows normally staffed")
-    service_minutes: float = Field(3.9, gt=0, description="mean service time (the standards' mix: 3.9 min)")
+    service_minutes: float = Field(
+        3.8, gt=0, description="mean service time (the standards' mix: 3.8 min) until one is learnt from the queue",
+    )
     wait_target_min: float | None = Field(15.0, gt=0, description="projected wait that fires wait_too_long")
     call_deadlines_s: dict[str, float] = Field(
-        default_factory=lambda: {"accessibility": 60.0, "help": 120.0, "priority": 120.0},
-        description="seconds before an unanswered call fires",
+        default_factory=_default_deadlines, description="seconds before an unanswered call fires",
+    )
+    queue_too_long: QueueRuleSpec | None = Field(None, description="for the branch's zones that set none")
+    routing: dict[RuleName, RoutingSpec] = Field(
+        default_factory=dict, description="per rule: another severity, or another role asked first",
     )
     escalation: EscalationSpec = Field(default_factory=EscalationSpec)
     contacts: list[ContactSpec] = Field(default_factory=list, description="who is told, by role")
@@ -130,6 +168,7 @@ class RegionSpec(_Strict):
     id: Id
     name: str
     parent: Id | None = None
+    defaults: RuleDefaults = Field(default_factory=RuleDefaults)
 
 
 class SiteSpec(_Strict):
@@ -139,7 +178,17 @@ class SiteSpec(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> SiteSpec:
-        regions = {r.id for r in self.regions}
+        regions = {r.id: r for r in self.regions}
+        for region in self.regions:
+            seen = [region.id]
+            parent = region.parent
+            while parent is not None:
+                if parent not in regions:
+                    raise ValueError(f"region {seen[-1]!r} names unknown parent region {parent!r}")
+                if parent in seen:
+                    raise ValueError(f"regions nest in a circle: {' > '.join([*seen, parent])}")
+                seen.append(parent)
+                parent = regions[parent].parent
         devices: set[str] = set()
         for branch in self.branches:
             if branch.region not in regions:
@@ -156,6 +205,45 @@ class SiteSpec(_Strict):
                                          f"{zones[zone.key]!r} and {device.id!r}; give each area its own key")
                     zones[zone.key] = device.id
         return self
+
+
+    def lineage(self, region: Id) -> list[RegionSpec]:
+        """The region and the regions it is in, nearest first."""
+        regions = {r.id: r for r in self.regions}
+        found: list[RegionSpec] = []
+        current: Id | None = region
+        while current is not None:
+            found.append(regions[current])
+            current = regions[current].parent
+        return found
+
+    def effective(self, branch: BranchSpec) -> BranchSpec:
+        """The branch with what it leaves unset taken from its regions (nearest first) and the site defaults."""
+        lineage = self.lineage(branch.region)
+        update: dict[str, object] = {}
+        for name in INHERITED:
+            if name in branch.model_fields_set:
+                continue
+            for region in lineage:
+                if name in region.defaults.model_fields_set and getattr(region.defaults, name) is not None:
+                    update[name] = getattr(region.defaults, name)
+                    break
+        if "queue_too_long" not in update and branch.queue_too_long is None:
+            update["queue_too_long"] = self.defaults
+        deadlines = _default_deadlines()
+        for region in reversed(lineage):
+            deadlines.update(region.defaults.call_deadlines_s)
+        if "call_deadlines_s" in branch.model_fields_set:
+            deadlines.update(branch.call_deadlines_s)
+        update["call_deadlines_s"] = deadlines
+        routing: dict[str, RoutingSpec] = {}
+        for source in [*(r.defaults.routing for r in reversed(lineage)), branch.routing]:
+            for rule, spec in source.items():
+                before = routing.get(rule, RoutingSpec())
+                routing[rule] = RoutingSpec(severity=spec.severity or before.severity, role=spec.role or before.role)
+        update["routing"] = routing
+        update["contacts"] = [c for region in reversed(lineage) for c in region.defaults.contacts] + branch.contacts
+        return branch.model_copy(update=update)
 
 
 class SiteError(ValueError):
@@ -180,10 +268,10 @@ def import_site(session: Session, site: SiteSpec) -> None:
     for region in site.regions:
         session.merge(models.Region(id=region.id, name=region.name, parent_id=region.parent))
     session.flush()
-    for branch in site.branches:
+    for branch in map(site.effective, site.branches):
         settings = branch.model_dump(mode="json", include={"savings", "hours", "calendar", "windows_open",
                                                             "service_minutes", "wait_target_min", "call_deadlines_s",
-                                                            "escalation", "contacts"})
+                                                            "escalation", "contacts", "routing"})
         session.merge(
             models.Branch(id=branch.id, name=branch.name, region_id=branch.region, timezone=branch.timezone,
                           locale=branch.locale, grade=branch.grade, settings=settings)
@@ -197,7 +285,7 @@ def import_site(session: Session, site: SiteSpec) -> None:
                 existing.branch_id, existing.profile = branch.id, device.profile
             session.flush()
             for zone in device.zones:
-                rule = zone.queue_too_long or site.defaults
+                rule = zone.queue_too_long or branch.queue_too_long or site.defaults
                 row = session.query(models.Zone).filter_by(device_id=device.id, key=zone.key).one_or_none()
                 if row is None:
                     row = models.Zone(device_id=device.id, key=zone.key)

@@ -14,6 +14,7 @@ from server.rules.calls import Answered, CallTracker, OpenCall
 from server.rules.opening import OpeningWatch
 from server.rules.presence import DeviceWatch
 from server.rules.schedule import OpeningHours
+from server.rules.service_rate import ServiceLearner
 from server.rules.threshold import Change, ThresholdRule, ThresholdState, Transition, step
 from server.rules.waiting import projected_wait_min, windows_needed
 
@@ -29,10 +30,20 @@ class ZoneRules:
     service_min: float
 
 
+@dataclass(frozen=True, slots=True)
+class Projection:
+    wait_min: float
+    windows_needed: int
+    service_min: float
+    service_learnt: bool
+    target_min: float | None
+
+
 @dataclass(slots=True)
 class BranchState:
     branch: str
     thresholds: dict[str, ThresholdState] = field(default_factory=dict)
+    service: dict[str, ServiceLearner] = field(default_factory=dict)  # per zone
     calls: CallTracker = field(init=False)
     devices: DeviceWatch = field(init=False)
     opening: OpeningWatch = field(init=False)
@@ -67,14 +78,29 @@ class RuleEngine:
         counted = value if open_now else None  # the rules are about opening hours
         queue_facts = (("threshold", rules.queue.fire_at), ("minutes", round(rules.queue.for_s / 60, 1)))
         out = [self._threshold(QUEUE_TOO_LONG, branch, zone, rules.queue, counted, at, queue_facts)]
+        learner = self._branch(branch).service.setdefault(zone, ServiceLearner())
+        learner.observe(counted, at, rules.windows_open)
         if rules.wait is not None:
-            wait = None if counted is None else projected_wait_min(counted, rules.windows_open, rules.service_min)
-            needed = windows_needed(counted or 0, rules.wait.fire_at, rules.service_min)
+            seen = self.projection(branch, zone, rules, counted or 0)
+            wait = None if counted is None else seen.wait_min
             detail = (("threshold", rules.wait.fire_at), ("windows_open", rules.windows_open),
-                      ("windows_needed", needed), ("more_windows", max(0, needed - rules.windows_open)),
-                      ("waiting", counted), ("wait_min", None if wait is None else round(wait, 1)))
+                      ("windows_needed", seen.windows_needed),
+                      ("more_windows", max(0, seen.windows_needed - rules.windows_open)),
+                      ("waiting", counted), ("wait_min", None if wait is None else round(wait, 1)),
+                      ("service_min", round(seen.service_min, 2)), ("service_learnt", seen.service_learnt))
             out.append(self._threshold(WAIT_TOO_LONG, branch, zone, rules.wait, wait, at, detail))
         return [t for t in out if t is not None]
+
+    def projection(self, branch: str, zone: str, rules: ZoneRules, waiting: int) -> Projection:
+        """The projected wait for a newcomer now, with the service time learnt so far (or the standard)."""
+        learner = self._branch(branch).service.get(zone)
+        service = learner.service_min(rules.service_min) if learner else rules.service_min
+        target = rules.wait.fire_at if rules.wait is not None else None
+        return Projection(
+            wait_min=projected_wait_min(waiting, rules.windows_open, service),
+            windows_needed=windows_needed(waiting, target, service) if target else rules.windows_open,
+            service_min=service, service_learnt=bool(learner and learner.learnt()), target_min=target,
+        )
 
     def call(self, branch: str, button: str, kind: str, answered: bool, at: float,
              open_now: bool, device: str = "", deadlines_s: dict[str, float] | None = None,
@@ -95,7 +121,7 @@ class RuleEngine:
             return []  # inhibited: the device's silence is the technicians' alert, not the lobby's
         verdict = facility.judge(kind, value, ok, open_now)
         facts = (("kind", kind), ("sensor", sensor), ("reading", value), ("problem", detail or ""),
-                 ("device", device), ("role", verdict.role))
+                 ("device", device), *((("role", verdict.role),) if verdict.role else ()))
         moved = self._threshold(facility.RULE, branch, f"{device}/{sensor}", verdict.rule, verdict.bad, at, facts)
         return [moved] if moved else []
 
@@ -134,6 +160,17 @@ class RuleEngine:
             out.extend(state.devices.tick(now))
         return out
 
+    def service(self, branch: str, zone: str) -> ServiceLearner | None:
+        state = self._branches.get(branch)
+        return state.service.get(zone) if state else None
+
+    def service_evidence(self) -> dict[tuple[str, str], ServiceLearner]:
+        """What has been learnt of every zone's service time, to keep over a restart."""
+        return {(b, z): learner for b, state in self._branches.items() for z, learner in state.service.items()}
+
+    def restore_service(self, branch: str, zone: str, evidence: ServiceLearner) -> None:
+        self._branch(branch).service[zone] = evidence
+
     def mark_firing(self, rule: str, branch: str, subject: str, peak: float) -> None:
         """Restore a firing alert found in storage after a restart, so that it can clear."""
         state = self._branch(branch)
@@ -152,6 +189,7 @@ class RuleEngine:
             "devices": {"silence_s": state.devices.silence_s, "last_seen": state.devices.last_seen,
                         "offline": sorted(state.devices.offline)},
             "opening": asdict(state.opening),
+            "service": {zone: asdict(learner) for zone, learner in state.service.items()},
         }
 
     def load_branch(self, branch: str, data: dict[str, Any]) -> None:
@@ -163,7 +201,16 @@ class RuleEngine:
         state.devices.last_seen = dict(data["devices"]["last_seen"])
         state.devices.offline = set(data["devices"]["offline"])
         state.opening = OpeningWatch(**data["opening"])
+        state.service = {zone: _learner(saved) for zone, saved in data.get("service", {}).items()}
         self._branches[branch] = state
+
+
+def _learner(saved: dict[str, Any]) -> ServiceLearner:
+    # JSON gives lists where the state holds tuples
+    fall, rise = saved.get("fall"), saved.get("rise")
+    return ServiceLearner(busy_min=saved["busy_min"], served=saved["served"], arrived=saved["arrived"],
+                          windows=saved["windows"], level=saved.get("level"), at=saved.get("at"),
+                          fall=tuple(fall) if fall else None, rise=tuple(rise) if rise else None)
 
 
 __all__ = ["QUEUE_TOO_LONG", "WAIT_TOO_LONG", "Change", "RuleEngine", "ZoneRules"]

@@ -28,7 +28,7 @@ CLOCK_SKEW_LIMIT_MS = 5000.0
 class Verdict:
     bad: float | None  # 1.0 bad, 0.0 fine, None: does not count now
     rule: ThresholdRule
-    role: str
+    role: str | None  # who is asked first when not the rule's own (the branch may choose that): technicians
 
 
 def judge(kind: str, value: float | None, ok: bool, open_now: bool) -> Verdict:
@@ -36,12 +36,12 @@ def judge(kind: str, value: float | None, ok: bool, open_now: bool) -> Verdict:
     rule = ThresholdRule(fire_at=1.0, for_s=lasts, clear_at=0.0, clear_for_s=CLEARS_S)
     if kind == DOOR:
         # open (1) after hours is the problem; in opening hours an open door is the lobby working
-        return Verdict(1.0 if (value == 1.0 and not open_now) else 0.0, rule, "duty_supervisor")
+        return Verdict(1.0 if (value == 1.0 and not open_now) else 0.0, rule, None)
     if kind in DEVICE_KINDS:
         return Verdict(0.0 if ok else 1.0, rule, "technician")
     if not open_now:
-        return Verdict(None, rule, "duty_supervisor")
-    return Verdict(0.0 if ok else 1.0, rule, "duty_supervisor")
+        return Verdict(None, rule, None)
+    return Verdict(0.0 if ok else 1.0, rule, None)
 
 
 def clock_skew(skew_ms: float | None) -> Verdict:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 # The branch standards' mix (mail 3 min 35%, savings 4 min 25%, remittance 6 min 15%, stamp pickup 3 min 10%,
-# subscription 3 min 10% / 5 min 5%): 3.9 minutes a customer on average.
-STANDARD_SERVICE_MIN = 3.9
+# subscription 3 min 10% / 5 min 5%): 3.8 minutes a customer on average.
+STANDARD_SERVICE_MIN = 3.8
 
 
 def projected_wait_min(waiting: int, windows_open: int, service_min: float = STANDARD_SERVICE_MIN) -> float:

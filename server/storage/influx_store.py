@@ -163,7 +163,7 @@ class InfluxStore:
 
     # -- reading -------------------------------------------------------------------------------------
     def query(self, measurement: str, branch: str, since_ns: int, until_ns: int | None = None) -> list[Point]:
-        tag_keys = SCHEMA["v1"][measurement][0]
+        tag_keys = SCHEMA[measurement][0]
         until = f" AND time < {int(until_ns)}" if until_ns is not None else ""
         influxql = (
             f'SELECT * FROM "{measurement}" WHERE "branch" = \'{_quote(branch)}\' '

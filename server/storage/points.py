@@ -13,20 +13,25 @@ CALL = "call"
 FACILITY = "facility"
 DEVICE_HEALTH = "device_health"
 DEVICE_STATUS = "device_status"
+WAIT = "wait"
+ALERT = "alert"
 
-SCHEMA: dict[str, dict[str, tuple[tuple[str, ...], dict[str, type]]]] = {
-    # measurement: (tag keys, {field: type})
-    "v1": {
-        OCCUPANCY: (("branch", "zone", "device"), {"occupancy": int, "error": float}),
-        CALL: (("branch", "device", "button", "kind"), {"action": str, "count": int}),
-        FACILITY: (("branch", "device", "sensor", "kind"), {"value": float, "ok": bool}),
-        DEVICE_HEALTH: (
-            ("branch", "device"),
-            {"cpu_pct": float, "mem_rss_mb": float, "outbox_depth": int, "clock_skew_ms": float,
-             "clock_synced": bool, "uptime_s": float},
-        ),
-        DEVICE_STATUS: (("branch", "device"), {"online": bool}),
-    }
+# measurement: (tag keys, {field: type}). Every point also carries the branch's `region`. Yes/no values that
+# dashboards average (InfluxQL cannot average booleans) are integers 0/1.
+SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
+    OCCUPANCY: (("region", "branch", "zone", "device"), {"occupancy": int, "error": float, "known": bool}),
+    WAIT: (("region", "branch", "zone"),
+           {"wait_min": float, "target_min": float, "under_target": int, "windows_open": int,
+            "windows_needed": int, "service_min": float}),
+    CALL: (("region", "branch", "device", "button", "kind"), {"action": str, "count": int, "response_s": float}),
+    FACILITY: (("region", "branch", "device", "sensor", "kind"), {"value": float, "ok": bool, "up": int}),
+    DEVICE_HEALTH: (
+        ("region", "branch", "device"),
+        {"cpu_pct": float, "mem_rss_mb": float, "outbox_depth": int, "clock_skew_ms": float,
+         "clock_synced": bool, "uptime_s": float, "agent_version": str, "config_version": int},
+    ),
+    DEVICE_STATUS: (("region", "branch", "device"), {"online": bool, "up": int}),
+    ALERT: (("region", "branch", "rule", "severity"), {"change": str, "subject": str, "value": float}),
 }
 
 
@@ -39,10 +44,14 @@ class Point:
 
     @staticmethod
     def make(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue | None], time_ns: int) -> Point:
+        """A point, its fields in the schema's types: a field must keep one type in InfluxDB, and a rule's
+        value of 9 and one of 9.5 would otherwise go out as 9i and 9.5, which InfluxDB refuses as a conflict."""
+        types = SCHEMA[measurement][1] if measurement in SCHEMA else {}
         return Point(
             measurement,
             tuple(sorted(tags.items())),
-            {k: v for k, v in fields.items() if v is not None},
+            {k: float(v) if types.get(k) is float and isinstance(v, int) and not isinstance(v, bool) else v
+             for k, v in fields.items() if v is not None},
             time_ns,
         )
 

@@ -1,0 +1,86 @@
+"""Calibration from the technician's page: snapshots the server asked for are kept here, on the device, and
+the counts the technician labels on them become a calibration dataset (the format of docs/counting.md) that is
+fitted once there are enough labels. No image leaves the device except the snapshot the technician looks at.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_agent.counting.calibration import CalibrationStore, calibrate
+from edge_agent.counting.dataset import load_dataset
+from edge_agent.counting.zones import Zone
+
+KEEP_SNAPSHOTS = 30
+MIN_LABELS = 5  # a ridge fit on fewer frames than this is noise
+
+Frame = NDArray[np.uint8]
+
+
+class LabelError(ValueError):
+    """A label that cannot be used; the message says why (it goes back to the technician's page)."""
+
+
+def _snapshots(data_dir: Path) -> Path:
+    return data_dir / "snapshots"
+
+
+def save_snapshot(data_dir: Path, snapshot_id: str, frame: Frame) -> None:
+    folder = _snapshots(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / f"{snapshot_id}.png"), frame)
+    for old in sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime)[:-KEEP_SNAPSHOTS]:
+        old.unlink()
+
+
+def add_label(data_dir: Path, zone: Zone, snapshot_id: str, count: int) -> int:
+    """Label a kept snapshot with the people in the zone; returns how many labels the zone has. Labels made on
+    another polygon of the zone are dropped: they describe another area."""
+    source = _snapshots(data_dir) / f"{snapshot_id}.png"
+    frame = cv2.imread(str(source), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise LabelError(f"snapshot {snapshot_id} is no longer on the device: take another")
+    if not 0 <= count <= 500:
+        raise LabelError(f"a count of {count} people is not possible")
+    folder = data_dir / "labels" / zone.key
+    roi = {"polygon": [list(p) for p in zone.polygon], "anchor": zone.anchor}
+    roi_path, counts_path = folder / "roi.json", folder / "counts.csv"
+    if roi_path.exists() and json.loads(roi_path.read_text(encoding="utf-8")).get("polygon") != roi["polygon"]:
+        for path in [*(folder / "frames").glob("*.jpg"), counts_path]:
+            path.unlink(missing_ok=True)
+    (folder / "frames").mkdir(parents=True, exist_ok=True)
+    roi_path.write_text(json.dumps(roi), encoding="utf-8")
+    cv2.imwrite(str(folder / "frames" / f"{snapshot_id}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    rows: dict[str, int] = {}
+    if counts_path.exists():
+        with counts_path.open(newline="", encoding="utf-8") as handle:
+            rows = {r["frame"]: int(r["count"]) for r in csv.DictReader(handle)}
+    rows[snapshot_id] = count
+    with counts_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["frame", "count"])
+        writer.writerows(sorted(rows.items()))
+    return len(rows)
+
+
+def fit(data_dir: Path, zone: Zone) -> float | None:
+    """Fit and store the zone's calibration when it has enough labels; returns the fit's residual (people),
+    or None while labels are short. The background comes from every kept snapshot, labelled or not."""
+    folder = data_dir / "labels" / zone.key
+    if not (folder / "counts.csv").exists():
+        return None
+    labelled = load_dataset(folder)
+    if len(labelled.frames) < MIN_LABELS:
+        return None
+    backgrounds = [f for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted(_snapshots(data_dir).glob("*.png")))
+                   if f is not None and f.shape == labelled.frames[0].shape]
+    calibration, background = calibrate(zone, labelled.frames, labelled.counts,
+                                        [np.asarray(f, dtype=np.uint8) for f in backgrounds] or None)
+    CalibrationStore(data_dir).save(calibration, background)
+    return float(calibration.model.residual_sd)

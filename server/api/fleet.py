@@ -1,0 +1,63 @@
+"""/api/v1/fleet and the remote actions on a device (technicians and administrators)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from server import fleet as devices
+from server.api.deps import CallerDep, RuntimeDep, roles
+
+fleet_api = APIRouter(prefix="/api/v1")
+TECHNICIANS = roles("administrator", "technician")
+
+
+class CommandIn(BaseModel):
+    action: str = Field(description="identify, restart, resend, snapshot or label")
+    args: dict[str, object] = Field(default_factory=dict, description="label: snapshot, zone, count")
+
+
+class ConfigIn(BaseModel):
+    sections: dict[str, Any] = Field(description="camera, buttons, sensors, reporting, outbox or locale")
+
+
+@fleet_api.get("/fleet", summary="Every device you can see, those that need attention first")
+def fleet_list(runtime: RuntimeDep, caller: CallerDep, branch: Annotated[str | None, Query()] = None,
+               attention: Annotated[bool, Query(description="only devices that need attention")] = False,
+               ) -> list[dict[str, Any]]:
+    visible = {b for b in runtime.directory.branches if caller.sees(runtime, b) and branch in (None, b)}
+    return [asdict(r) for r in devices.fleet(runtime, visible) if r.attention or not attention]
+
+
+@fleet_api.post("/devices/{device_id}/commands", dependencies=[TECHNICIANS], summary="A remote action")
+def command(device_id: str, body: CommandIn, runtime: RuntimeDep, caller: CallerDep) -> dict[str, str]:
+    try:
+        sent = devices.send_command(runtime, device_id, body.action, caller.acting_as("api"), body.args)
+    except devices.FleetError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"command": sent}
+
+
+@fleet_api.post("/devices/{device_id}/config", dependencies=[TECHNICIANS], summary="Push config sections")
+def config(device_id: str, body: ConfigIn, runtime: RuntimeDep, caller: CallerDep) -> dict[str, int]:
+    refused = set(body.sections) - devices.REMOTE_SECTIONS
+    if refused:
+        raise HTTPException(422, f"{', '.join(sorted(refused))} cannot be pushed (allowed: "
+                                 f"{', '.join(sorted(devices.REMOTE_SECTIONS))})")
+    try:
+        return {"version": devices.push_config(runtime, device_id, body.sections, caller.acting_as("api"))}
+    except devices.FleetError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@fleet_api.get("/devices/{device_id}/snapshot.jpg", dependencies=[TECHNICIANS], response_class=Response,
+               summary="The snapshot the device sent last (minutes at most; never stored)")
+def snapshot(device_id: str, runtime: RuntimeDep) -> Response:
+    found = runtime.live.snapshot(device_id, runtime.clock.monotonic())
+    if found is None:
+        raise HTTPException(404, f"no snapshot from {device_id}: ask for one (action snapshot)")
+    return Response(found.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

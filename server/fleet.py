@@ -1,0 +1,142 @@
+"""The technicians' view of the devices, and what they can do to them from afar: identify, restart, resend,
+a snapshot to draw zones on, labels for calibration, a config push. Devices that need attention come first."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lobbywatch.protocol import REMOTE_SECTIONS, Channel, Command, ConfigPush, Topic, encode
+from server.registry import audit, models
+from server.rules.facility import CLOCK_SKEW_LIMIT_MS
+from server.runtime import Runtime
+
+OUTBOX_BACKLOG = 1000  # messages waiting on a device: it cannot reach the broker, or sends too slowly
+ACTIONS = ("identify", "restart", "resend", "snapshot", "label")
+__all__ = ["ACTIONS", "REMOTE_SECTIONS", "FleetError", "FleetRow", "fleet", "push_config", "send_command"]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetRow:
+    device: str
+    branch: str
+    profile: str
+    online: bool
+    last_seen: datetime | None
+    agent_version: str | None
+    config_version: int | None
+    config_pushed: int | None
+    clock_offset_ms: float | None
+    outbox_depth: int | None
+    camera_ok: bool | None
+    missing: int
+    attention: list[str] = field(default_factory=list)  # why it needs a technician, worst first
+    last_reply: dict[str, Any] | None = None
+
+
+def fleet(runtime: Runtime, branches: set[str] | None = None) -> list[FleetRow]:
+    """Every device (of these branches), those that need attention first."""
+    with runtime.sessions() as session:
+        pushed = {c.device_id: c.version for c in session.query(models.DeviceConfig)}
+    rows = []
+    for device in runtime.directory.devices.values():
+        if branches is not None and device.branch_id not in branches:
+            continue
+        state = runtime.pipeline.devices.get(device.id)
+        camera = runtime.live.readings(device.branch_id).get(f"{device.id}/camera")
+        row = FleetRow(
+            device=device.id, branch=device.branch_id, profile=device.profile, online=bool(state and state.online),
+            last_seen=datetime.fromtimestamp(state.last_seen, UTC) if state and state.last_seen else None,
+            agent_version=state.agent_version if state else None,
+            config_version=state.config_version if state else None, config_pushed=pushed.get(device.id),
+            clock_offset_ms=state.clock_skew_ms if state else None,
+            outbox_depth=state.outbox_depth if state else None, camera_ok=camera.ok if camera else None,
+            missing=state.sequence.missing if state else 0,
+            last_reply=({"command": state.last_reply[0], "ok": state.last_reply[1], "detail": state.last_reply[2],
+                         "at": state.last_reply[3]} if state and state.last_reply else None),
+        )
+        row.attention.extend(attention(row))
+        rows.append(row)
+    return sorted(rows, key=lambda r: (not r.attention, r.branch, r.device))
+
+
+def attention(row: FleetRow) -> list[str]:
+    """Codes (translated on the page): what a technician should look at on this device."""
+    found = []
+    if not row.online:
+        found.append("offline")
+    if row.camera_ok is False:
+        found.append("camera")
+    if row.clock_offset_ms is not None and abs(row.clock_offset_ms) > CLOCK_SKEW_LIMIT_MS:
+        found.append("clock")
+    if row.outbox_depth is not None and row.outbox_depth > OUTBOX_BACKLOG:
+        found.append("outbox")
+    if row.config_pushed and row.config_version != row.config_pushed:  # 0: the enrollment's, never pushed
+        found.append("config_pending")
+    if row.missing:
+        found.append("missing")
+    return found
+
+
+class FleetError(ValueError):
+    """An action that cannot be done as asked; the message says why."""
+
+
+def send_command(runtime: Runtime, device: str, action: str, by: str, args: dict[str, object] | None = None) -> str:
+    """Publish a command on the device's command topic; returns its id (the device's reply names it)."""
+    if action not in ACTIONS:
+        raise FleetError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+    if device not in runtime.directory.devices:
+        raise FleetError(f"no device {device!r}")
+    if action == "resend":
+        return _resend(runtime, device, by)
+    command = Command(id=f"{action}-{uuid.uuid4().hex[:12]}", action=action, args=dict(args or {}))  # type: ignore[arg-type]
+    runtime.source.publish(str(Topic(device, Channel.CMD)), encode(command))
+    _audit(runtime, by, f"device.{action}", device, str(args or ""))
+    return command.id
+
+
+def _resend(runtime: Runtime, device: str, by: str) -> str:
+    """Ask for every message the server is missing from the device, now (the ingest also asks by itself)."""
+    state = runtime.pipeline.devices.get(device)
+    gaps = state.sequence.gaps if state else []
+    if not gaps:
+        raise FleetError(f"nothing is missing from {device}")
+    command = Command(id=f"resend-{uuid.uuid4().hex[:12]}", action="resend",
+                      args={"stream": state.sequence.stream if state else "", "ranges": [list(g) for g in gaps]})
+    runtime.source.publish(str(Topic(device, Channel.CMD)), encode(command))
+    _audit(runtime, by, "device.resend", device, f"{len(gaps)} ranges")
+    return command.id
+
+
+def push_config(runtime: Runtime, device: str, sections: dict[str, Any], by: str) -> int:
+    """Store the sections and push them, retained: the device applies them now or when it next connects,
+    and says which version it runs. Returns the version."""
+    if device not in runtime.directory.devices:
+        raise FleetError(f"no device {device!r}")
+    now = runtime.clock.now()
+    with runtime.sessions() as session:
+        row = session.get(models.DeviceConfig, device)
+        merged = {**(dict(row.sections) if row else {}), **sections}
+        version = (row.version + 1) if row else 1
+        session.merge(models.DeviceConfig(device_id=device, version=version, sections=merged, updated_at=now,
+                                          updated_by=by))
+        audit.record(session, now, by, "device.config", device, f"version {version}: {', '.join(sorted(sections))}")
+        session.commit()
+    runtime.source.publish(str(Topic(device, Channel.CONFIG)), encode(ConfigPush(version=version, config=merged)),
+                           retain=True)
+    return version
+
+
+def pushed_config(runtime: Runtime, device: str) -> tuple[int | None, dict[str, Any]]:
+    with runtime.sessions() as session:
+        row = session.get(models.DeviceConfig, device)
+        return (row.version, dict(row.sections)) if row else (None, {})
+
+
+def _audit(runtime: Runtime, by: str, action: str, target: str, detail: str) -> None:
+    with runtime.sessions() as session:
+        audit.record(session, runtime.clock.now(), by, action, target, detail)
+        session.commit()

@@ -1,0 +1,132 @@
+"""Reports from what is stored: the branch's points (SQLite or InfluxDB, through the store's `query`) and its
+alerts' acknowledgements (the registry). A day or a week, in the branch's own time zone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.ingest.directory import BranchEntry, Directory
+from server.registry import models
+from server.reports.service_level import BranchReport, branch_report, rank, utc
+from server.storage import points as schema
+from server.storage.base import TimeSeriesStore
+from server.storage.points import Point
+
+PeriodKind = Literal["day", "week"]
+MEASUREMENTS = (schema.WAIT, schema.OCCUPANCY, schema.CALL, schema.ALERT, schema.FACILITY, schema.DEVICE_HEALTH)
+
+
+class ReportError(ValueError):
+    """A report that cannot be made as asked (unknown branch, a period in the future); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    kind: PeriodKind
+    first: date  # local date; a week starts on Monday
+
+    @staticmethod
+    def of(kind: PeriodKind, day: date) -> Period:
+        return Period(kind, day - timedelta(days=day.weekday()) if kind == "week" else day)
+
+    @property
+    def days(self) -> int:
+        return 7 if self.kind == "week" else 1
+
+    def bounds(self, timezone: str) -> tuple[datetime, datetime]:
+        start = datetime.combine(self.first, time(0), ZoneInfo(timezone))
+        return start, datetime.combine(self.first + timedelta(days=self.days), time(0), ZoneInfo(timezone))
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * 10**9
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """Per hour (a day) or per day (a week): mean projected wait and longest queue, for the report page."""
+
+    labels: list[str]
+    wait_avg_min: list[float | None]
+    longest_queue: list[int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    figures: BranchReport
+    chart: Chart
+
+
+def make_report(store: TimeSeriesStore, sessions: sessionmaker[Session], branch: BranchEntry,
+                period: Period) -> Report:
+    start, end = period.bounds(branch.timezone)
+    points = {m: store.query(m, branch.id, _ns(start), _ns(end)) for m in MEASUREMENTS}
+
+    def is_open(time_ns: int) -> bool:
+        return branch.hours.is_open(utc(time_ns))
+
+    minutes = [start + timedelta(minutes=i) for i in range(period.days * 24 * 60)]
+    open_minutes = sum(1 for moment in minutes if branch.hours.is_open(moment))
+    figures = branch_report(
+        branch=branch.id, name=branch.name, region=branch.region_id, period=period.kind,
+        start=period.first.isoformat(), open_minutes=open_minutes, points=points, is_open=is_open,
+        ack_seconds=_ack_seconds(sessions, branch.id, start, end), open_slots=open_minutes,
+    )
+    return Report(figures, _chart(points, branch, period))
+
+
+def _ack_seconds(sessions: sessionmaker[Session], branch: str, start: datetime, end: datetime
+                 ) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {}
+    with sessions() as session:
+        alerts = session.scalars(select(models.Alert).where(
+            models.Alert.branch_id == branch, models.Alert.started_at >= start, models.Alert.started_at < end))
+        for alert in alerts:
+            acks = [e.at for e in alert.events if e.kind == "acknowledged"]
+            if acks:
+                waited = (_aware(min(acks)) - _aware(alert.started_at)).total_seconds()
+                found.setdefault(alert.rule, []).append(waited)
+    return found
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=ZoneInfo("UTC"))
+
+
+def _chart(points: dict[str, list[Point]], branch: BranchEntry, period: Period) -> Chart:
+    zone = ZoneInfo(branch.timezone)
+    by_hour = period.kind == "day"
+
+    def bucket(time_ns: int) -> str:
+        local = utc(time_ns).astimezone(zone)
+        return f"{local.hour:02d}:00" if by_hour else local.date().isoformat()
+
+    waits: dict[str, list[float]] = {}
+    for p in points.get(schema.WAIT, []):
+        if "wait_min" in p.fields:
+            waits.setdefault(bucket(p.time_ns), []).append(float(p.fields["wait_min"]))
+    queues: dict[str, int] = {}
+    for p in points.get(schema.OCCUPANCY, []):
+        if "occupancy" in p.fields and branch.hours.is_open(utc(p.time_ns)):
+            key = bucket(p.time_ns)
+            queues[key] = max(queues.get(key, 0), int(p.fields["occupancy"]))
+    labels = sorted(set(waits) | set(queues))
+    return Chart(labels, [round(sum(w) / len(w), 1) if (w := waits.get(k)) else None for k in labels],
+                 [queues.get(k) for k in labels])
+
+
+def branches_in(directory: Directory, region: str) -> list[BranchEntry]:
+    return [b for b in directory.branches.values() if region in directory.lineage(b.id)]
+
+
+def region_reports(store: TimeSeriesStore, sessions: sessionmaker[Session], branches: Iterable[BranchEntry],
+                   period: Period) -> list[BranchReport]:
+    """Every branch of the region, best service first."""
+    return rank([make_report(store, sessions, b, period).figures for b in branches])

@@ -1,0 +1,1 @@
+"""The pages people use in a browser: the lobby's alerts for supervisors and managers (server-rendered)."""

@@ -1,0 +1,353 @@
+"""The lobby pages: open alerts of a person's branches with acknowledge / resolve / pass on, one alert's
+timeline, silences; and the page a one-tap acknowledgement link opens. Server-rendered (Jinja2), no build step,
+made for a phone. Sign-in is a signed cookie; every form carries a token from it (no cross-site posts)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from lobbywatch.i18n import LOCALES, normalize_locale, t
+from server.alerts.links import SESSION, LinkError, seal, unseal, verify
+from server.alerts.service import OPEN_STATES, RULES, AlertError, describe
+from server.api.deps import RuntimeDep
+from server.api.reports import as_csv, default_day
+from server.ingest.directory import BranchEntry
+from server.registry import models
+from server.reports.build import Chart, Period, PeriodKind, make_report
+from server.runtime import Runtime
+from server.web import users
+from server.web.users import Person
+
+COOKIE = "lobbywatch_session"
+LANG_COOKIE = "lobbywatch_lang"
+SESSION_H = 12  # a shift
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+pages = APIRouter(include_in_schema=False)
+
+
+class SignedIn:
+    def __init__(self, person: Person, csrf: str, locale: str) -> None:
+        self.person, self.csrf, self.locale = person, csrf, locale
+
+
+def _locale(request: Request, fallback: str) -> str:
+    chosen = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
+    return normalize_locale(chosen) if chosen else fallback
+
+
+def signed_in(request: Request, runtime: RuntimeDep) -> SignedIn:
+    token = request.cookies.get(COOKIE, "")
+    try:
+        login, csrf = unseal(SESSION, token, runtime.clock.now().timestamp(), runtime.link_secret)
+    except (LinkError, ValueError):
+        login = None
+    person = None
+    if login:
+        with runtime.sessions() as session:
+            person = users.load(session, str(login))
+    if person is None:  # not signed in, expired, or the account was switched off since
+        target = quote(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+        raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": f"/login?next={target}"})
+    return SignedIn(person, str(csrf), _locale(request, person.locale))
+
+
+Viewer = Annotated[SignedIn, Depends(signed_in)]
+
+
+def render(request: Request, name: str, locale: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    def tr(key: str, **params: object) -> str:
+        return t(locale, key, **params)
+
+    response = templates.TemplateResponse(
+        request, name, {"tr": tr, "locale": locale, "locales": LOCALES, **context}, status_code=status_code,
+    )
+    if request.query_params.get("lang"):
+        response.set_cookie(LANG_COOKIE, locale, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+def check_form(viewer: SignedIn, csrf: str) -> None:
+    if not secrets.compare_digest(csrf, viewer.csrf):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, t(viewer.locale, "page.error.form_expired"))
+
+
+# -- signing in -----------------------------------------------------------------------------------------
+@pages.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/lobby") -> HTMLResponse:
+    locale = _locale(request, normalize_locale(request.headers.get("accept-language")))
+    return render(request, "login.html", locale, next=_safe_next(next), error=None)
+
+
+@pages.post("/login")
+def login(request: Request, runtime: RuntimeDep, login: Annotated[str, Form()], password: Annotated[str, Form()],
+          next: Annotated[str, Form()] = "/lobby") -> Response:
+    with runtime.sessions() as session:
+        person = users.authenticate(session, login.strip(), password)
+    locale = _locale(request, normalize_locale(request.headers.get("accept-language")))
+    if person is None:
+        return render(request, "login.html", locale, status_code=401, next=_safe_next(next),
+                       error=t(locale, "page.login.failed"))
+    expires = runtime.clock.now().timestamp() + SESSION_H * 3600
+    token = seal(SESSION, [person.login, secrets.token_urlsafe(16)], expires, runtime.link_secret)
+    response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
+    response.set_cookie(COOKIE, token, max_age=SESSION_H * 3600, httponly=True, samesite="lax",
+                        secure=runtime.settings.public_url.startswith("https://"))
+    return response
+
+
+@pages.post("/logout")
+def logout(viewer: Viewer, csrf: Annotated[str, Form()]) -> Response:
+    check_form(viewer, csrf)
+    response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+def _safe_next(target: str) -> str:
+    # only a path of ours: never an open redirect to another site
+    return target if target.startswith("/") and not target.startswith("//") else "/lobby"
+
+
+# -- the lobby: open alerts -----------------------------------------------------------------------------
+def visible_branches(runtime: Runtime, person: Person) -> dict[str, BranchEntry]:
+    return {b.id: b for b in runtime.directory.branches.values()
+            if person.sees(b.id, runtime.directory.lineage(b.id))}
+
+
+def _card(runtime: Runtime, alert: models.Alert, branch: BranchEntry, locale: str) -> dict[str, Any]:
+    started = _aware(alert.started_at)
+    title, body = describe(alert, branch, locale, "fired", started, dict(alert.facts or {}))
+    return {"alert": alert, "branch": branch, "title": title, "body": body,
+            "since": _local(started, branch, runtime), "rule": t(locale, f"rule.{alert.rule}"),
+            "role": t(locale, f"role.{alert.role}") if alert.role else ""}
+
+
+@pages.get("/", include_in_schema=False)
+def root() -> Response:
+    return RedirectResponse("/lobby", status.HTTP_303_SEE_OTHER)
+
+
+@pages.get("/lobby", response_class=HTMLResponse)
+def lobby(request: Request, runtime: RuntimeDep, viewer: Viewer, branch: str | None = None,
+          done: str | None = None) -> HTMLResponse:
+    visible = visible_branches(runtime, viewer.person)
+    shown = {branch: visible[branch]} if branch in visible else visible
+    with runtime.sessions() as session:
+        alerts = list(session.scalars(select(models.Alert).where(
+            models.Alert.state.in_(OPEN_STATES), models.Alert.branch_id.in_(list(shown)))))
+    alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.state != "firing", _aware(a.started_at)))
+    cards = [_card(runtime, a, shown[a.branch_id], viewer.locale) for a in alerts]
+    return render(request, "lobby.html", viewer.locale, viewer=viewer, cards=cards, branches=visible,
+                   branch=branch if branch in visible else None, done=done,
+                   colleagues=_colleagues(runtime, viewer.person, visible))
+
+
+def _colleagues(runtime: Runtime, person: Person, visible: dict[str, BranchEntry]) -> list[str]:
+    """Names an alert can be passed on to: people who can act and see at least one of these branches."""
+    with runtime.sessions() as session:
+        found = [users.person(u) for u in session.scalars(select(models.User).where(models.User.active))]
+    return sorted(p.name for p in found if p.can_act and p.login != person.login
+                  and any(p.sees(b, runtime.directory.lineage(b)) for b in visible))
+
+
+def _alert_for(runtime: Runtime, viewer: SignedIn, alert_id: int) -> tuple[models.Alert, BranchEntry]:
+    with runtime.sessions() as session:
+        alert = session.get(models.Alert, alert_id)
+    branch = runtime.directory.branches.get(alert.branch_id) if alert else None
+    if alert is None or branch is None or not viewer.person.sees(branch.id, runtime.directory.lineage(branch.id)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, t(viewer.locale, "page.error.no_alert"))
+    return alert, branch
+
+
+@pages.get("/lobby/alerts/{alert_id}", response_class=HTMLResponse)
+def alert_page(request: Request, runtime: RuntimeDep, viewer: Viewer, alert_id: int,
+               done: str | None = None, error: str | None = None) -> HTMLResponse:
+    alert, branch = _alert_for(runtime, viewer, alert_id)
+    with runtime.sessions() as session:
+        events = list(session.scalars(select(models.AlertEvent).where(models.AlertEvent.alert_id == alert_id)
+                                      .order_by(models.AlertEvent.at, models.AlertEvent.id)))
+    timeline = [{"at": _local(_aware(e.at), branch, runtime), "kind": t(viewer.locale, f"event.{e.kind}"),
+                 "detail": e.detail} for e in events]
+    return render(request, "alert.html", viewer.locale, viewer=viewer, card=_card(runtime, alert, branch,
+                   viewer.locale), timeline=timeline, done=done, error=error,
+                   colleagues=_colleagues(runtime, viewer.person, {branch.id: branch}))
+
+
+def _act(runtime: Runtime, viewer: SignedIn, alert_id: int, csrf: str, action: str, **args: str) -> Response:
+    check_form(viewer, csrf)
+    _alert_for(runtime, viewer, alert_id)
+    if not viewer.person.can_act:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, t(viewer.locale, "page.error.read_only"))
+    by = viewer.person.name
+    target = f"/lobby/alerts/{alert_id}"
+    try:
+        if action == "acknowledge":
+            runtime.alerts.acknowledge(alert_id, by, "web")
+        elif action == "resolve":
+            if not args["note"].strip():
+                return RedirectResponse(f"{target}?error=note_needed", status.HTTP_303_SEE_OTHER)
+            runtime.alerts.resolve(alert_id, by, args["note"].strip())
+        else:
+            runtime.alerts.pass_on(alert_id, by, args["to"].strip())
+    except AlertError:
+        return RedirectResponse(f"{target}?error={action}_refused", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"{target}?done={action}", status.HTTP_303_SEE_OTHER)
+
+
+@pages.post("/lobby/alerts/{alert_id}/acknowledge")
+def acknowledge(runtime: RuntimeDep, viewer: Viewer, alert_id: int, csrf: Annotated[str, Form()]) -> Response:
+    return _act(runtime, viewer, alert_id, csrf, "acknowledge")
+
+
+@pages.post("/lobby/alerts/{alert_id}/resolve")
+def resolve(runtime: RuntimeDep, viewer: Viewer, alert_id: int, csrf: Annotated[str, Form()],
+            note: Annotated[str, Form()] = "") -> Response:
+    return _act(runtime, viewer, alert_id, csrf, "resolve", note=note)
+
+
+@pages.post("/lobby/alerts/{alert_id}/pass")
+def pass_on(runtime: RuntimeDep, viewer: Viewer, alert_id: int, csrf: Annotated[str, Form()],
+            to: Annotated[str, Form()]) -> Response:
+    return _act(runtime, viewer, alert_id, csrf, "pass", to=to)
+
+
+# -- silences -------------------------------------------------------------------------------------------
+@pages.get("/lobby/silences", response_class=HTMLResponse)
+def silences_page(request: Request, runtime: RuntimeDep, viewer: Viewer, done: str | None = None,
+                  error: str | None = None) -> HTMLResponse:
+    visible = visible_branches(runtime, viewer.person)
+    active = [{"silence": s, "branch": visible[s.branch_id], "until": _local(_aware(s.ends_at), visible[s.branch_id],
+                                                                              runtime),
+               "rule": t(viewer.locale, f"rule.{s.rule}") if s.rule else t(viewer.locale, "page.silence.all_rules")}
+              for s in runtime.alerts.silences() if s.branch_id in visible]
+    return render(request, "silences.html", viewer.locale, viewer=viewer, active=active, branches=visible,
+                   rules=sorted(RULES), done=done, error=error)
+
+
+@pages.post("/lobby/silences")
+def add_silence(runtime: RuntimeDep, viewer: Viewer, csrf: Annotated[str, Form()], branch: Annotated[str, Form()],
+                minutes: Annotated[float, Form()], reason: Annotated[str, Form()] = "",
+                rule: Annotated[str, Form()] = "") -> Response:
+    check_form(viewer, csrf)
+    if branch not in visible_branches(runtime, viewer.person) or not viewer.person.can_act:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, t(viewer.locale, "page.error.read_only"))
+    if not reason.strip():
+        return RedirectResponse("/lobby/silences?error=reason_needed", status.HTTP_303_SEE_OTHER)
+    try:
+        runtime.alerts.silence(branch, minutes, viewer.person.name, reason.strip(), rule or None)
+    except AlertError:
+        return RedirectResponse("/lobby/silences?error=silence_refused", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse("/lobby/silences?done=silenced", status.HTTP_303_SEE_OTHER)
+
+
+@pages.post("/lobby/silences/{silence_id}/end")
+def end_silence(runtime: RuntimeDep, viewer: Viewer, silence_id: int, csrf: Annotated[str, Form()]) -> Response:
+    check_form(viewer, csrf)
+    with runtime.sessions() as session:
+        silence = session.get(models.Silence, silence_id)
+    mine = visible_branches(runtime, viewer.person)
+    if silence is None or silence.branch_id not in mine or not viewer.person.can_act:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, t(viewer.locale, "page.error.no_alert"))
+    runtime.alerts.end_silence(silence_id, viewer.person.name)
+    return RedirectResponse("/lobby/silences?done=ended", status.HTTP_303_SEE_OTHER)
+
+
+# -- reports ----------------------------------------------------------------------------------------------
+@pages.get("/lobby/reports", response_class=HTMLResponse)
+def reports_page(request: Request, runtime: RuntimeDep, viewer: Viewer, branch: str | None = None,
+                 period: PeriodKind = "day", day: date | None = None) -> Response:
+    visible = visible_branches(runtime, viewer.person)
+    if not visible:
+        return render(request, "reports.html", viewer.locale, viewer=viewer, branches={}, report=None)
+    entry = visible.get(branch or "") or next(iter(sorted(visible.values(), key=lambda b: b.id)))
+    chosen = Period.of(period, day or default_day(runtime, entry.timezone, period))
+    report = make_report(runtime.store, runtime.sessions, entry, chosen)
+    if request.query_params.get("format") == "csv":
+        return as_csv([report.figures], f"lobbywatch-{entry.id}-{chosen.kind}-{chosen.first}")
+    return render(request, "reports.html", viewer.locale, viewer=viewer, branches=visible, branch=entry,
+                   period=chosen, report=report.figures, bars=bars(report.chart))
+
+
+def bars(chart: Chart) -> dict[str, list[dict[str, Any]]]:
+    """Bar heights (0-100) for the page's two charts, drawn as SVG by the template."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, values in (("wait", chart.wait_avg_min), ("queue", chart.longest_queue)):
+        top = max((v for v in values if v is not None), default=0) or 1
+        out[name] = [{"label": label, "value": v, "height": 0 if v is None else round(100 * v / top, 1)}
+                     for label, v in zip(chart.labels, values, strict=True)]
+    return out
+
+
+# -- one-tap acknowledgement -------------------------------------------------------------------------------
+# Opening the link shows the alert and acknowledges it with a POST the page sends itself: chat apps fetch
+# links to preview them, and a preview must not make anyone the owner of an alert they never saw.
+@pages.get("/ack/{token}", response_class=HTMLResponse)
+def ack_link_page(request: Request, runtime: RuntimeDep, token: str) -> HTMLResponse:
+    return _ack(request, runtime, token, act=False)
+
+
+@pages.post("/ack/{token}", response_class=HTMLResponse)
+def ack_link(request: Request, runtime: RuntimeDep, token: str) -> HTMLResponse:
+    return _ack(request, runtime, token, act=True)
+
+
+def _ack(request: Request, runtime: Runtime, token: str, act: bool) -> HTMLResponse:
+    found = _from_link(request, runtime, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    alert, branch, who, locale = found
+    result = None
+    if act:
+        try:
+            alert = runtime.alerts.acknowledge(alert.id, who, "link")
+        except AlertError:
+            return _message(request, locale, t(locale, "ack.failed"), t(locale, "ack.closed"), 409)
+        owner = alert.owner or who
+        result = t(locale, "ack.done_owner" if owner == who else "ack.done_other", who=who, owner=owner)
+    return render(request, "ack.html", locale, card=_card(runtime, alert, branch, locale), who=who, token=token,
+                   result=result)
+
+
+def _from_link(request: Request, runtime: Runtime, token: str
+               ) -> tuple[models.Alert, BranchEntry, str, str] | HTMLResponse:
+    fallback = _locale(request, normalize_locale(request.headers.get("accept-language")))
+    try:
+        alert_id, who = verify(token, runtime.clock.now().timestamp(), runtime.link_secret)
+    except LinkError as exc:
+        reason = "expired" if "expired" in str(exc) else "invalid"
+        return _message(request, fallback, t(fallback, "ack.failed"), t(fallback, f"ack.{reason}"), 400)
+    with runtime.sessions() as session:
+        alert = session.get(models.Alert, alert_id)
+    branch = runtime.directory.branches.get(alert.branch_id) if alert else None
+    if alert is None or branch is None:
+        return _message(request, fallback, t(fallback, "ack.failed"), t(fallback, "ack.invalid"), 404)
+    locale = _locale(request, branch.locale)
+    if alert.state == "resolved":
+        return _message(request, locale, t(locale, "ack.failed"), t(locale, "ack.closed"), 409)
+    return alert, branch, who, locale
+
+
+def _message(request: Request, locale: str, heading: str, text: str, status_code: int) -> HTMLResponse:
+    return render(request, "message.html", locale, status_code=status_code, heading=heading, text=text)
+
+
+def _local(moment: datetime, branch: BranchEntry, runtime: Runtime) -> str:
+    local = moment.astimezone(ZoneInfo(branch.timezone))
+    today = runtime.clock.now().astimezone(ZoneInfo(branch.timezone)).date()
+    return local.strftime("%H:%M") if local.date() == today else local.strftime("%Y-%m-%d %H:%M")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -1,0 +1,171 @@
+"""The technicians' fleet page in Debian's chromium, with a real agent (simulated camera and pins) on a real
+Mosquitto: identify, a snapshot, drawing a zone on it, labelling, the push the device confirms, a restart."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from gpiozero.pins.mock import MockFactory
+from playwright.sync_api import Browser, expect
+
+from edge_agent.agent import Agent
+from edge_agent.config import parse_config
+from edge_agent.counting.zones import Zone
+from edge_agent.sensors import SensorEnv
+from lobby_sim.broker import Mosquitto
+from lobby_sim.camera import SimulatedCamera, calibrate_simulated
+from lobby_sim.lobby import Lobby, LobbyPlan
+from lobby_sim.render import QUEUE_ZONE, LobbyRenderer
+from lobbywatch.clock import SystemClock
+from lobbywatch.protocol import REMOTE_SECTIONS
+from server.fleet import fleet
+from server.registry import models
+from server.web.users import add_user
+from tests.helpers import PASSWORD, PHONE, Web, eventually, sign_in, start_runtime
+from tests.test_agent import LED, agent_config
+
+
+class World:
+    def __init__(self, tmp_path: Path, port: int) -> None:
+        (tmp_path / "server").mkdir()
+        self.runtime = start_runtime(tmp_path / "server", port)
+        raw = agent_config(port, tmp_path / "device")
+        config = parse_config(raw)
+        with self.runtime.sessions() as session:
+            add_user(session, "li", "李工", "technician", PASSWORD, datetime.now(UTC))
+            add_user(session, "wang", "王芳", "duty_supervisor", PASSWORD, datetime.now(UTC), branches=["b1"])
+            # what enrollment keeps: the sections a technician may change and push
+            session.add(models.DeviceConfig(device_id="dev-b1-cam", version=0, updated_at=datetime.now(UTC),
+                                            updated_by="enrollment",
+                                            sections={k: v for k, v in raw.items() if k in REMOTE_SECTIONS}))
+            session.commit()
+        self.web = Web(self.runtime)
+        lock, self.pins = threading.Lock(), MockFactory()
+        lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
+        calibrate_simulated(config.data_dir, LobbyRenderer(0), Zone("queue", list(QUEUE_ZONE)))
+        self.agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, LobbyRenderer(0), lock),
+                           pin_factory=self.pins, sensor_env=SensorEnv(seed=0))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.agent.run, args=(self.stop,), name="agent-under-test")
+        self.thread.start()
+        eventually(lambda: self.agent.stats.occupancy.get("queue") is not None, what="the agent counting")
+        eventually(lambda: self.runtime.pipeline.devices.get("dev-b1-cam") and
+                   self.runtime.pipeline.devices["dev-b1-cam"].online, what="the device online")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(15)
+        self.web.stop()
+        self.runtime.stop()
+
+
+@pytest.fixture
+def world(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[World]:
+    made = World(tmp_path, mosquitto.port)
+    yield made
+    made.close()
+
+
+def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(browser: Browser, world: World,
+                                                                         tmp_path: Path) -> None:
+    page = sign_in(browser, world.web, "li")
+    page.get_by_role("link", name="设备", exact=True).click()
+    expect(page.locator("article[data-device='dev-b1-cam']")).to_contain_text("在线")
+    page.get_by_role("link", name="dev-b1-cam").click()
+
+    page.get_by_role("button", name="识别（闪灯）").click()
+    expect(page.get_by_role("status")).to_contain_text("已请求设备闪灯")
+    eventually(lambda: world.pins.pin(LED).state, what="the LED blinking")
+
+    page.get_by_role("button", name="拍摄快照").click()
+    canvas = page.locator("canvas#zones")
+    expect(canvas).to_be_visible(timeout=15_000)  # the page waits for the device's image
+    width, height = int(canvas.get_attribute("width") or 0), int(canvas.get_attribute("height") or 0)
+    assert (width, height) == (640, 360)  # the simulated camera's frame
+    box = canvas.bounding_box()
+    assert box is not None
+    assert box["width"] <= PHONE["width"]  # drawn on a phone screen: the canvas is scaled down
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    corners = [(0.1, 0.5), (0.9, 0.5), (0.9, 0.95), (0.1, 0.95)]
+    for fx, fy in corners:  # where a finger taps, in the canvas as shown
+        canvas.click(position={"x": fx * box["width"], "y": fy * box["height"]})
+    drawn = json.loads(page.locator("#polygon").input_value())
+    assert len(drawn) == 4, (errors, page.content()[-3000:])
+    # where it was clicked, in the image's own pixels (the canvas is shown smaller than the image)
+    for (x, y), (fx, fy) in zip(drawn, corners, strict=True):
+        assert abs(x - fx * width) <= 2
+        assert abs(y - fy * height) <= 2
+    page.fill("#zone-key", "queue")
+    page.get_by_role("button", name="保存并下发区域").click()
+    expect(page.get_by_role("status")).to_contain_text("区域已下发")
+
+    eventually(lambda: world.agent.config_version == 1, timeout=20, what="the device applying version 1")
+    (zone,) = world.agent.config.camera.zones  # type: ignore[union-attr]
+    assert [list(p) for p in zone.polygon] == drawn
+    eventually(lambda: world.runtime.pipeline.devices["dev-b1-cam"].config_version == 1, what="the device's answer")
+    page.reload()
+    expect(page.locator("td[data-field=config]")).to_contain_text("运行配置 1，已下发 1")
+
+    page.get_by_role("button", name="拍摄快照").click()
+    expect(page.locator("canvas#zones")).to_be_visible(timeout=15_000)
+    page.fill("input[name=count]", "0")
+    page.get_by_role("button", name="标注用于校准").click()
+    eventually(lambda: (world.runtime.pipeline.devices["dev-b1-cam"].last_reply or ("",))[0].startswith("label"),
+               what="the label's answer")
+    reply = world.runtime.pipeline.devices["dev-b1-cam"].last_reply
+    assert reply is not None
+    assert reply[1] is True
+    assert reply[2] == "1 labels; 5 needed to calibrate"
+
+    # the image was shown, never written: not in any file of the server's
+    image = httpx.get(f"{world.web.url}/api/v1/devices/dev-b1-cam/snapshot.jpg")
+    assert image.headers["cache-control"] == "no-store"
+    for path in (tmp_path / "server").rglob("*"):
+        if path.is_file():
+            assert image.content[100:400] not in path.read_bytes(), path
+
+    page.get_by_role("button", name="重启代理").click()
+    eventually(lambda: world.agent.restart_requested and not world.thread.is_alive(), what="the agent stopping")
+
+
+def test_supervisors_do_not_get_the_technicians_actions(browser: Browser, world: World) -> None:
+    page = sign_in(browser, world.web, "wang")
+    assert page.get_by_role("link", name="设备", exact=True).count() == 0
+    page.goto(f"{world.web.url}/lobby/fleet/dev-b1-cam")
+    assert page.get_by_role("button", name="重启代理").count() == 0
+    refused = page.request.post(f"{world.web.url}/lobby/fleet/dev-b1-cam/action",
+                                form={"csrf": "x", "action": "restart"})
+    assert refused.status == 403
+    assert not world.agent.restart_requested
+    first, *_ = fleet(world.runtime)
+    assert (first.device, first.attention) == ("dev-b2-cam", ["offline"])  # never seen: it comes first
+
+
+def test_the_fleet_from_the_command_line(world: World) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LANG": "zh_CN.UTF-8"}
+    env.pop("LOBBYWATCH_API_TOKEN", None)
+    done = subprocess.run([sys.executable, "-m", "server.cli", "fleet", "--url", world.web.url], env=env,
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if "dev-b" in line]
+    assert "dev-b2-cam" in lines[0]  # offline: first
+    assert "离线" in lines[0]
+    assert "dev-b1-cam" in lines[1]
+    assert "在线" in lines[1]
+    only = subprocess.run([sys.executable, "-m", "server.cli", "fleet", "--url", world.web.url, "--attention"],
+                          env=env, capture_output=True, text=True, check=False, timeout=60)
+    assert "dev-b1-cam" not in only.stdout
+    assert "dev-b2-cam" in only.stdout

@@ -1,0 +1,173 @@
+"""The lobby pages in a real browser (Debian's chromium driven by Playwright), against the real server: a real
+Mosquitto, the ingest, the rules, the registry on SQLite, uvicorn on a real port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from lobby_sim.broker import Mosquitto
+from server.alerts.links import sign
+from server.registry import models
+from server.web.users import add_user
+from tests.helpers import PASSWORD, PHONE, Device, Web, eventually, fits_the_screen, sign_in, site, start_runtime
+
+
+@pytest.fixture
+def web(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Web]:
+    runtime = start_runtime(tmp_path, mosquitto.port, site_spec=site())
+    with runtime.sessions() as session:
+        now = datetime.now(UTC)
+        add_user(session, "wang", "王芳", "duty_supervisor", PASSWORD, now, branches=["b1"])
+        add_user(session, "li", "李强", "duty_supervisor", PASSWORD, now, regions=["r1"])
+        add_user(session, "zhao", "Zhao Lei", "branch_manager", PASSWORD, now, locale="en", branches=["b2"])
+    web = Web(runtime)
+    yield web
+    web.stop()
+    runtime.stop()
+
+
+def fire_queue_alert(web: Web, mosquitto: Mosquitto, device_id: str = "dev-b1-cam") -> models.Alert:
+    device = Device(mosquitto.port, device_id)
+    try:
+        device.queue(9)
+        (alert,) = eventually(web.runtime.alerts.open_alerts, what="the queue alert")
+    finally:
+        device.close()
+    return alert
+
+
+def test_a_supervisor_acknowledges_and_resolves_on_a_phone(browser: Browser, web: Web, mosquitto: Mosquitto) -> None:
+    alert = fire_queue_alert(web, mosquitto)
+    page = sign_in(browser, web, "wang")
+    card = page.locator(f"article[data-alert='{alert.id}']")
+    expect(card).to_contain_text("窗口排队区排队过长")
+    expect(card).to_contain_text("正在通知：值班主任")
+    assert fits_the_screen(page)
+
+    card.get_by_role("button", name="确认接手").click()
+    expect(page.get_by_role("status")).to_contain_text("此告警由您负责")
+    expect(page.locator(".owner")).to_contain_text("王芳")
+    assert web.runtime.alerts.open_alerts()[0].owner == "王芳"
+
+    page.get_by_role("button", name="解决").click()  # without a note: refused, and said why
+    expect(page.get_by_role("alert")).to_contain_text("请填写处理说明")
+    page.fill("input[name=note]", "开启了 3 号弹性窗口")
+    page.get_by_role("button", name="解决").click()
+    expect(page.get_by_role("status")).to_contain_text("已解决")
+    timeline = page.locator("ol.timeline")
+    for kind in ("触发", "已确认", "已解决"):
+        expect(timeline).to_contain_text(kind)
+    expect(timeline).to_contain_text("王芳: 开启了 3 号弹性窗口")
+    assert fits_the_screen(page)
+    assert web.runtime.alerts.open_alerts() == []
+    page.goto(f"{web.url}/lobby")
+    expect(page.locator(".empty")).to_contain_text("没有未结束的告警")
+
+
+def test_the_owner_passes_an_alert_on(browser: Browser, web: Web, mosquitto: Mosquitto) -> None:
+    alert = fire_queue_alert(web, mosquitto)
+    page = sign_in(browser, web, "wang")
+    page.get_by_role("button", name="确认接手").click()
+    page.select_option("select[name=to]", "李强")
+    page.get_by_role("button", name="转交", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("已转交")
+    expect(page.locator(".owner")).to_contain_text("李强")
+    expect(page.locator("ol.timeline")).to_contain_text("王芳 to 李强")
+    (still,) = web.runtime.alerts.open_alerts()
+    assert (still.id, still.owner) == (alert.id, "李强")
+
+
+def test_a_manager_sees_only_their_branches(browser: Browser, web: Web, mosquitto: Mosquitto) -> None:
+    alert = fire_queue_alert(web, mosquitto)  # in b1
+    page = sign_in(browser, web, "zhao")  # b2's manager, reads English
+    expect(page.locator(".empty")).to_contain_text("No open alerts")
+    response = page.goto(f"{web.url}/lobby/alerts/{alert.id}")
+    assert response is not None
+    assert response.status == 404
+    page.goto(f"{web.url}/lobby?lang=zh-CN")  # the language can be switched, and stays switched
+    page.goto(f"{web.url}/lobby")
+    expect(page.locator("h1")).to_have_text("未结束的告警")
+
+
+def test_a_technician_silences_a_branch_for_maintenance(browser: Browser, web: Web) -> None:
+    page = sign_in(browser, web, "li")
+    page.get_by_role("link", name="静默").click()
+    page.select_option("#branch", "b1")
+    page.fill("#minutes", "30")
+    page.get_by_role("button", name="静默", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("请说明原因")  # a silence needs a reason
+    page.fill("#reason", "更换摄像头")
+    page.get_by_role("button", name="静默", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("已静默")
+    expect(page.locator("article")).to_contain_text("更换摄像头")
+    (silence,) = web.runtime.alerts.silences()
+    assert (silence.branch_id, silence.by) == ("b1", "李强")
+    page.get_by_role("button", name="立即结束").click()
+    expect(page.locator(".empty")).to_contain_text("当前没有静默")
+    assert web.runtime.alerts.silences() == []
+
+
+def test_the_one_tap_link_acknowledges_in_the_browser(browser: Browser, web: Web, mosquitto: Mosquitto) -> None:
+    alert = fire_queue_alert(web, mosquitto)
+    token = sign(alert.id, "王芳", datetime.now(UTC).timestamp() + 3600, web.runtime.link_secret)
+    page = browser.new_page(viewport=PHONE, locale="zh-CN")  # not signed in: the signed link is the permission
+    page.goto(f"{web.url}/ack/{token}")
+    expect(page.get_by_role("status")).to_contain_text("谢谢，王芳")  # the page sent its own POST
+    assert fits_the_screen(page)
+    (acknowledged,) = web.runtime.alerts.open_alerts()
+    assert (acknowledged.state, acknowledged.owner) == ("acknowledged", "王芳")
+    page.goto(f"{web.url}/ack/{token[:-2]}xx")
+    expect(page.locator("main")).to_contain_text("此链接无效")  # in the phone's language: no branch to go by
+
+
+def test_forms_from_elsewhere_are_refused(browser: Browser, web: Web, mosquitto: Mosquitto) -> None:
+    alert = fire_queue_alert(web, mosquitto)
+    page = sign_in(browser, web, "wang")
+    response = page.request.post(f"{web.url}/lobby/alerts/{alert.id}/acknowledge", form={"csrf": "forged"})
+    assert response.status == 403
+    assert web.runtime.alerts.open_alerts()[0].state == "firing"
+    wrong = browser.new_page(locale="zh-CN")
+    wrong.goto(f"{web.url}/login")
+    wrong.fill("#login", "wang")
+    wrong.fill("#password", "not-the-password")
+    wrong.click("button[type=submit]")
+    expect(wrong.get_by_role("alert")).to_contain_text("用户名或密码错误")
+
+
+def test_an_administrator_adds_a_user_from_the_command_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from server.registry.database import make_engine, make_sessions
+    from server.web.users import authenticate
+
+    database = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_DATABASE_URL": database, "LANG": "zh_CN.UTF-8"}
+    command = [sys.executable, "-m", "server.cli", "user", "add-me", "--role", "duty_supervisor", "--password-stdin"]
+    refused = subprocess.run(command, input="long-enough-pw\n", env=env, capture_output=True, text=True, check=False)
+    assert refused.returncode == 2
+    assert "用户未保存" in refused.stderr
+    assert "--branch or --region" in refused.stderr
+    short = subprocess.run([*command[:-1], "--role", "technician", "--password-stdin"], input="short\n", env=env,
+                           capture_output=True, text=True, check=False)
+    assert "at least 10 characters" in short.stderr
+    made = subprocess.run([*command[:-1], "--role", "technician", "--password-stdin"], input="long-enough-pw\n",
+                          env=env, capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    assert "用户 add-me 已保存" in made.stdout
+    engine = make_engine(database)
+    with make_sessions(engine)() as session:
+        person = authenticate(session, "add-me", "long-enough-pw")
+        assert person is not None
+        assert person.role == "technician"
+        assert authenticate(session, "add-me", "wrong-password") is None
+        stored = session.get(models.User, "add-me")
+        assert stored is not None
+        assert stored.password_hash.startswith("$argon2id$")
+    engine.dispose()
