@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -29,7 +29,6 @@ from edge_agent.buttons import ButtonInput, CallButtons
 from edge_agent.camera_health import CameraHealth
 from edge_agent.config import ConfigError, DeviceConfig
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore
-from edge_agent.counting.counter import PeopleCounter
 from edge_agent.counting.dataset import DatasetError
 from edge_agent.counting.zones import Zone
 from edge_agent.debounce import PressFilter
@@ -42,11 +41,13 @@ from edge_agent.remote_config import Applied, load_applied, merge, save_applied
 from edge_agent.reporting import OccupancyReporter
 from edge_agent.sensors import SensorEnv, build_sensor
 from edge_agent.systemd import Notifier
+from edge_agent.zone_counting import ZoneCounting
 from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
     MAX_SNAPSHOT_BYTES,
     ButtonAction,
     ButtonEvent,
+    Calibration,
     Channel,
     Command,
     CommandReply,
@@ -70,8 +71,6 @@ Frame = NDArray[np.uint8]
 
 # Frames in a row that may fail before the camera is reported faulty (a USB camera re-enumerating takes ~2 s).
 CAMERA_FAILURES_BEFORE_FAULT = 5
-# How often the camera loop looks for a new calibration written by `lobbywatch-agent calibrate`.
-CALIBRATION_CHECK_S = 30.0
 # A camera loop that has not turned for this long is hung (a capture that never returns): stop the watchdog.
 CAMERA_STALL_S = 20.0
 IDENTIFY_S = 30  # how long the LEDs blink when a technician asks which box this is
@@ -137,6 +136,7 @@ class Agent:
         self._last_camera: CameraHealth | None = None
         self._running: threading.Event | None = None
         self._last_frame: Frame | None = None
+        self.counting: ZoneCounting | None = None  # while the camera runs
         self._identify_timer: threading.Timer | None = None
         self.restart_requested = False
         self.config_version: int | None = None
@@ -216,15 +216,11 @@ class Agent:
         camera = self.config.camera
         assert camera is not None
         assert self._frames is not None
-        counter: PeopleCounter | None = None
-        store = CalibrationStore(self.config.data_dir)
-        calibration_version, checked_at = store.version(), self._clock.monotonic()
         reporter = OccupancyReporter(self.config.reporting.queue_keepalive_s, self.config.reporting.smoothing_frames)
         period = 1.0 / camera.fps
         health = CameraHealth()
-        background = store.background()
-        if background is not None:
-            health.set_reference(background)
+        counting = self.counting = ZoneCounting(camera, CalibrationStore(self.config.data_dir),
+                                                self._clock.monotonic(), health.set_reference)
         while not stop.is_set() and not self._camera_stop.is_set():
             began = self._camera_beat = self._clock.monotonic()
             frame = self._frames.read()
@@ -233,16 +229,7 @@ class Agent:
                 self._last_frame = frame  # for a snapshot a technician asks for
             counts: dict[str, int | None] = {z.key: None for z in camera.zones}
             if frame is not None and health.ok:
-                if self._clock.monotonic() - checked_at >= CALIBRATION_CHECK_S:
-                    checked_at = self._clock.monotonic()
-                    if store.version() != calibration_version:  # `lobbywatch-agent calibrate` ran
-                        calibration_version, counter = store.version(), None
-                        background = store.background()
-                        if background is not None:
-                            health.set_reference(background)
-                if counter is None:
-                    counter = self._make_counter((int(frame.shape[0]), int(frame.shape[1])))
-                results = counter.count(frame)
+                results = counting.count(frame, began)
                 counts = {r.zone: r.count for r in results}
                 self._errors = {r.zone: r.error for r in results}
             if health.problem.value != self.stats.camera_problem:
@@ -258,27 +245,6 @@ class Agent:
                          for key, value in smoothed.items()]
                 self._emit(Channel.QUEUE, QueueReport, zones=zones)
             self._camera_stop.wait(max(0.0, period - (self._clock.monotonic() - began)))
-
-    def _make_counter(self, shape: tuple[int, int]) -> PeopleCounter:
-        camera = self.config.camera
-        assert camera is not None
-        zones = [Zone(z.key, list(z.polygon), z.anchor) for z in camera.zones]
-        store = CalibrationStore(self.config.data_dir)
-        calibrations = {}
-        for zone in zones:
-            try:
-                found = store.load(zone.key)
-            except CalibrationError as exc:
-                log.error("%s", exc)
-                continue
-            if found is not None and not found.matches(zone, shape):
-                log.warning("the calibration of zone %s was made for another polygon or frame size: not used; "
-                            "calibrate again", zone.key)
-            elif found is not None:
-                calibrations[zone.key] = found
-        counter = PeopleCounter(zones, shape, calibrations, store.background(), [list(p) for p in camera.ignore])
-        log.info("counting %s", ", ".join(f"{k} by {m}" for k, m in counter.methods().items()))
-        return counter
 
     def _camera_reading(self, health: CameraHealth) -> Reading:
         detail = None if health.ok else f"{health.problem.value}: {health.detail}"
@@ -428,9 +394,12 @@ class Agent:
         except (LabelError, DatasetError, CalibrationError) as exc:
             self._reply(command.id, ok=False, detail=str(exc)[:1000])
             return
-        detail = (f"{labels} labels; calibrated, residual {residual:.2f} people" if residual is not None
-                  else f"{labels} labels; {MIN_LABELS} needed to calibrate")
-        self._reply(command.id, ok=True, detail=detail)
+        if residual is None:
+            self._reply(command.id, ok=True, detail=f"{labels} labels; {MIN_LABELS} needed to calibrate")
+            return
+        fitted = CalibrationStore(self.config.data_dir).load(zone.key)
+        self._reply(command.id, ok=True, detail=f"{labels} labels; calibrated, residual {residual:.2f} people",
+                    calibration=Calibration.model_validate(asdict(fitted)) if fitted else None)
 
     def _resend(self, command: Command) -> None:
         try:
@@ -453,9 +422,9 @@ class Agent:
         self._reply(command.id, ok=True, resent=resent, unavailable=unavailable)
 
     def _reply(self, command: str, *, ok: bool, detail: str | None = None, resent: int = 0,
-               unavailable: list[list[int]] | None = None) -> None:
+               unavailable: list[list[int]] | None = None, calibration: Calibration | None = None) -> None:
         self._emit(Channel.REPLY, CommandReply, command=command, ok=ok, detail=detail, resent=resent,
-                   unavailable=(unavailable or [])[:64], config_version=self.config_version)
+                   unavailable=(unavailable or [])[:64], config_version=self.config_version, calibration=calibration)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge_agent.sensors.registry import AnySensorConfig
-from lobbywatch.protocol import CallKind, check_device_id
+from lobbywatch.protocol import Calibration, CallKind, check_device_id
 
 Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 Point = tuple[int, int]
@@ -43,6 +43,10 @@ class ZoneConfig(_Strict):
     anchor: Literal["feet", "head"] = Field(
         "feet", description="point of a person that must lie in the zone: bottom-centre (feet) or top (head)"
     )
+    calibration: Calibration | None = Field(
+        None, description="set by the server: the calibration this zone had on the camera this one replaced; used "
+                          "(once the empty lobby is learnt) until this camera is calibrated itself",
+    )
 
 
 class CameraConfig(_Strict):
@@ -58,6 +62,11 @@ class CameraConfig(_Strict):
         default_factory=list, description="polygons never counted (staff behind the counter)"
     )
     loop: bool = Field(False, description="play a video or frame folder again from the start at its end")
+    learn_background_s: float = Field(
+        3600.0, ge=1, le=86400,
+        description="with a calibration carried from a replaced camera: how long to watch the lobby for its "
+                    "quietest moments before counting by that calibration",
+    )
 
     @field_validator("zones")
     @classmethod

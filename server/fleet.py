@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lobbywatch.protocol import REMOTE_SECTIONS, Channel, Command, ConfigPush, Topic, encode
+from server.provisioning.enrollment import calibrations
+from server.provisioning.profiles import with_calibrations
 from server.registry import audit, models
 from server.rules.facility import CLOCK_SKEW_LIMIT_MS
 from server.runtime import Runtime
@@ -125,7 +127,8 @@ def push_config(runtime: Runtime, device: str, sections: dict[str, Any], by: str
                                           updated_by=by))
         audit.record(session, now, by, "device.config", device, f"version {version}: {', '.join(sorted(sections))}")
         session.commit()
-    runtime.source.publish(str(Topic(device, Channel.CONFIG)), encode(ConfigPush(version=version, config=merged)),
+        published = with_calibrations(merged, calibrations(session, device))
+    runtime.source.publish(str(Topic(device, Channel.CONFIG)), encode(ConfigPush(version=version, config=published)),
                            retain=True)
     return version
 

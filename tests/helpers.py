@@ -68,10 +68,12 @@ def start_runtime(tmp_path: Path, port: int, site_spec: dict[str, object] | None
 class Device:
     """Publishes raw payloads as a device would (no agent), for testing the ingest's contract checks."""
 
-    def __init__(self, port: int, device: str) -> None:
+    def __init__(self, port: int, device: str, password: str | None = None) -> None:
         self.device = device
         self.seq = 0
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{device}", protocol=mqtt.MQTTv5)
+        if password is not None:
+            self.client.username_pw_set(device, password)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 

@@ -346,3 +346,39 @@ def test_an_acknowledged_call_lights_help_is_coming_at_the_button(running: Runni
                what="call resolved by the answer at the button")
     time.sleep(0.2)
     assert not led.state
+
+
+def test_a_replacement_camera_counts_by_the_calibration_it_was_handed_once_it_knows_the_lobby(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The config of a replacement carries its predecessor's calibration (numbers); the camera has no background:
+    it counts by the detector while it learns the lobby, then by that calibration."""
+    from dataclasses import asdict
+
+    from edge_agent.counting.calibration import CalibrationStore
+
+    calibrate_simulated(tmp_path / "old-camera", LobbyRenderer(0), Zone("queue", list(QUEUE_ZONE)))
+    carried = CalibrationStore(tmp_path / "old-camera").load("queue")
+    assert carried is not None
+    spec = agent_config(mosquitto.port, tmp_path / "device")
+    spec["camera"]["zones"][0]["calibration"] = asdict(carried)  # type: ignore[index]
+    spec["camera"]["learn_background_s"] = 3  # type: ignore[index]
+    config = parse_config(spec)
+    lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
+    lock = threading.Lock()
+    agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, LobbyRenderer(0), lock, staff=2),
+                  pin_factory=MockFactory(), sensor_env=SensorEnv(seed=0))
+    run = Running(agent, lobby, lock, MockFactory(), SimulatedCamera(lobby, LobbyRenderer(0), lock))
+    run.thread.start()
+    try:
+        eventually(lambda: agent.counting and agent.counting.methods() == {"queue": "detector"},
+                   what="counting by the detector while the lobby is learnt")
+        eventually(lambda: agent.counting and agent.counting.methods() == {"queue": "regression"},
+                   what="counting by the carried calibration")
+        assert (config.data_dir / "calibration" / "background.png").exists()
+        assert not (config.data_dir / "calibration" / "queue.json").exists()  # the old camera's stays in config
+        run.set_waiting(6)
+        eventually(lambda: agent.stats.occupancy.get("queue") == 6, what="six people counted")
+    finally:
+        run.stop.set()
+        run.thread.join(15)

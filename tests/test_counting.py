@@ -1,4 +1,5 @@
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -6,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.counting.background import QuietestFrames
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore, calibrate
 from edge_agent.counting.counter import PeopleCounter
 from edge_agent.counting.dataset import DatasetError, load_dataset
+from edge_agent.counting.features import DIFF_THRESHOLD, grey
 from edge_agent.counting.regression import fit_ridge
 from edge_agent.counting.zones import Zone, polygon_mask
 from edge_agent.debounce import PressFilter
@@ -56,6 +59,32 @@ def test_a_calibration_for_another_polygon_is_not_used(tmp_path: Path) -> None:
     moved = Zone("queue", [(0, 150), (600, 150), (600, 350), (0, 350)])
     counter = PeopleCounter([moved], (360, 640), {"queue": store.load("queue")}, store.background())
     assert counter.methods() == {"queue": "detector"}
+
+
+def test_a_replacement_camera_learns_the_empty_lobby_and_counts_by_the_carried_calibration(tmp_path: Path) -> None:
+    """The calibration fitted on the old camera, as numbers; the new camera at the same place never saw the
+    lobby empty on purpose: it keeps the quietest of its samples and takes their median."""
+    calibrate_simulated(tmp_path, LobbyRenderer(seed=3), ZONE, seed=3)
+    carried = CalibrationStore(tmp_path).load("queue")
+    assert carried is not None
+    lobby, rng = LobbyRenderer(seed=3), random.Random(5)
+    learner = QuietestFrames(period_s=300, samples=30, keep=7)
+    background, now = None, 0.0
+    while background is None:
+        waiting = rng.choice([0, 1, 2, 3, 5, 8, 12, 20])  # a lobby that is seldom empty
+        frame = lobby.render(waiting, rng.randint(0, 3), 3)
+        background = learner.offer(frame, waiting, now)
+        if background is None:
+            assert learner.offer(frame, waiting, now + 1) is None  # sooner than the next sample is due: not taken
+        now += 10
+    assert (learner.seen, now) == (30, 300)
+    off = np.abs(background.astype(int) - grey(lobby.render(0, 0, 3)).astype(int)) > DIFF_THRESHOLD
+    assert off.mean() < 0.01  # pixels that would read as a person (the median of every sample: 1.7%)
+    counter = PeopleCounter([ZONE], (360, 640), {"queue": carried}, background, [STAFF_AREA])
+    for waiting in (0, 4, 9, 17, 30):
+        (result,) = counter.count(lobby.render(waiting, serving=2, staff=3))
+        assert result.method == "regression"
+        assert abs(result.count - waiting) <= max(1, round(0.1 * waiting)), (waiting, result.count)
 
 
 def test_calibration_refuses_what_cannot_work() -> None:

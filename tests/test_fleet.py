@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from gpiozero.pins.mock import MockFactory
 from playwright.sync_api import Browser, expect
+from sqlalchemy import select
 
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config
@@ -48,7 +51,7 @@ class World:
             session.commit()
         self.web = Web(self.runtime)
         lock, self.pins = threading.Lock(), MockFactory()
-        lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
+        self.lobby = lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
         calibrate_simulated(config.data_dir, LobbyRenderer(0), Zone("queue", list(QUEUE_ZONE)))
         self.agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, LobbyRenderer(0), lock),
                            pin_factory=self.pins, sensor_env=SensorEnv(seed=0))
@@ -125,6 +128,24 @@ def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(browser:
     assert reply is not None
     assert reply[1] is True
     assert reply[2] == "1 labels; 5 needed to calibrate"
+    def answer() -> str:
+        return (world.runtime.pipeline.devices["dev-b1-cam"].last_reply or ("", False, ""))[2]
+
+    for labels, waiting in enumerate((3, 6, 10, 15), start=2):  # more moments of the lobby, through the API
+        world.lobby.waiting = waiting
+        time.sleep(0.5)  # a frame of the new moment
+        snap = httpx.post(f"{world.web.url}/api/v1/devices/dev-b1-cam/commands", json={"action": "snapshot"})
+        httpx.post(f"{world.web.url}/api/v1/devices/dev-b1-cam/commands",
+                   json={"action": "label", "args": {"zone": "queue", "snapshot": snap.json()["command"],
+                                                     "count": waiting}}).raise_for_status()
+        eventually(lambda n=labels: answer().startswith(f"{n} labels"), what=f"the answer to label {labels}")
+    assert "calibrated" in answer()
+
+    def kept() -> dict[str, Any] | None:  # with the zone, for a camera that may one day replace this one
+        with world.runtime.sessions() as session:
+            return session.scalars(select(models.Zone).filter_by(device_id="dev-b1-cam", key="queue")).one().calibration
+    calibration = eventually(kept, what="the calibration kept with the zone")
+    assert (calibration["polygon"], calibration["frames"]) == (drawn, 5)
 
     # the image was shown, never written: not in any file of the server's
     image = httpx.get(f"{world.web.url}/api/v1/devices/dev-b1-cam/snapshot.jpg")

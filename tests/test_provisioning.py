@@ -20,11 +20,12 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import select
 
 from edge_agent.config import load_config
 from lobby_sim.broker import Mosquitto
 from server.registry import models
-from tests.helpers import Web, eventually, site, start_runtime
+from tests.helpers import Device, Web, eventually, site, start_runtime
 
 ADMIN = ("lobbywatch-admin", "admin-password-for-tests-0123")
 SERVER = ("lobbywatch-server", "server-password-for-tests-0123")
@@ -216,11 +217,28 @@ def test_a_replacement_takes_over_zones_and_config_and_the_old_one_is_revoked(se
                                         sections={"camera": {"source": "0", "zones": [{"key": "hall",
                                                                                       "polygon": drawn}]}}))
         session.commit()
+    secured.runtime.directory.reload()
+    # a technician's labels completed a fit on the old camera: it reports the calibration, numbers only
+    calibration = {"zone": "hall", "polygon": drawn, "frame_shape": [480, 640], "method": "bands-ridge-v1",
+                   "model": {"mean": [0.1] * 48, "scale": [1.0] * 48, "weights": [0.5] * 48, "intercept": 0.2,
+                             "residual_sd": 0.8}, "frames": 12, "created": "2026-11-22T09:00:00+00:00"}
+    old = Device(secured.broker.port, old_id, old_password)
+    try:
+        old.send("reply", old.envelope(command="label-1", ok=True, detail="12 labels", calibration=calibration))
+    finally:
+        old.close()
+
+    def kept() -> object:
+        with secured.runtime.sessions() as session:
+            zone = session.scalars(select(models.Zone).filter_by(device_id=old_id, key="hall")).one()
+            return zone.calibration
+    assert eventually(kept, what="the calibration kept with the zone") == calibration
     made = secured.enrollment(replaces=old_id)
     done = secured.enroll(made["token"], "serial-new-2", "new")
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load((secured.tmp_path / "new" / "device.yaml").read_text())
-    assert config["camera"]["zones"] == [{"key": "hall", "polygon": drawn}]
+    assert config["camera"]["zones"] == [{"key": "hall", "polygon": drawn, "calibration": calibration}]
+    assert load_config(secured.tmp_path / "new" / "device.yaml").camera.zones[0].calibration.frames == 12  # type: ignore[union-attr]
     assert secured.runtime.directory.devices[made["device_id"]].zones["hall"].name == "大厅"
     assert old_id not in secured.runtime.directory.devices
     refused = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="old", protocol=mqtt.MQTTv5)
@@ -279,3 +297,18 @@ def test_enrollments_in_bulk_from_a_csv_with_qr_codes(tmp_path: Path) -> None:
     assert single.returncode == 0, single.stderr
     assert "b1-cam2 的登记令牌" in single.stdout
     assert "█" in single.stdout or "▀" in single.stdout  # the QR code, in the terminal
+
+
+def test_a_kept_calibration_goes_only_to_the_zone_it_was_fitted_on() -> None:
+    from server.provisioning.profiles import with_calibrations
+
+    square = [[0, 0], [10, 0], [10, 10], [0, 10]]
+    kept = {"hall": {"zone": "hall", "polygon": square, "frames": 7}}
+    config = {"device_id": "d", "camera": {"source": "0", "zones": [
+        {"key": "hall", "polygon": square}, {"key": "door", "polygon": square}]}}
+    assert with_calibrations(config, kept)["camera"]["zones"] == [
+        {"key": "hall", "polygon": square, "calibration": kept["hall"]}, {"key": "door", "polygon": square}]
+    redrawn = {"camera": {"source": "0", "zones": [{"key": "hall", "polygon": square[:3]}]}}
+    assert with_calibrations(redrawn, kept) == redrawn  # calibrated again on the camera, not carried
+    assert with_calibrations({"device_id": "bell"}, kept) == {"device_id": "bell"}
+    assert config["camera"]["zones"][0] == {"key": "hall", "polygon": square}  # type: ignore[index]

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,6 +37,11 @@ class ZoneCalibration:
     model: RidgeModel
     frames: int
     created: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ZoneCalibration:
+        """From what `asdict` made (the stored file, or the numbers carried from a replaced camera)."""
+        return cls(**{**data, "model": RidgeModel(**data["model"])})
 
     def matches(self, zone: Zone, frame_shape: tuple[int, int]) -> bool:
         return [list(p) for p in zone.polygon] == self.polygon and list(frame_shape) == self.frame_shape
@@ -69,14 +75,19 @@ class CalibrationStore:
         self.folder = data_dir / "calibration"
 
     def save(self, calibration: ZoneCalibration, background: Frame) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(self.folder / "background.png"), background):
-            raise CalibrationError(f"cannot write {self.folder / 'background.png'}")
+        self.save_background(background)
         path = self.folder / f"{calibration.zone}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(calibration), indent=1), encoding="utf-8")
         tmp.replace(path)
         return path
+
+    def save_background(self, background: Frame) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path, tmp = self.folder / "background.png", self.folder / "background.tmp.png"
+        if not cv2.imwrite(str(tmp), background):
+            raise CalibrationError(f"cannot write {tmp}")
+        tmp.replace(path)  # a new entry in the folder: its time changes, and the camera loop picks it up
 
     def version(self) -> float:
         """Changes whenever a calibration is saved: the folder's modification time (0 when there is none)."""
@@ -94,8 +105,6 @@ class CalibrationStore:
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            data["model"] = RidgeModel(**data["model"])
-            return ZoneCalibration(**data)
+            return ZoneCalibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (ValueError, TypeError, KeyError) as exc:
             raise CalibrationError(f"{path}: unreadable ({exc}); calibrate zone {zone!r} again") from None

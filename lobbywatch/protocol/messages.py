@@ -154,6 +154,28 @@ class ResendArgs(_Model):
     ranges: list[SeqRange] = Field(min_length=1, max_length=64, description="[first, last] sequence numbers")
 
 
+class RidgeNumbers(_Model):
+    mean: list[float] = Field(max_length=256)
+    scale: list[float] = Field(max_length=256)
+    weights: list[float] = Field(max_length=256)
+    intercept: float
+    residual_sd: float = Field(ge=0, description="the count's error bar, people")
+
+
+class Calibration(_Model):
+    """A zone's counting calibration as numbers, no image: the regression from crowd features to a count and the
+    polygon and frame size it was fitted for. A device reports it when a technician's labels complete a fit; the
+    server keeps it with the zone and hands it to a camera that replaces this one."""
+
+    zone: Key
+    polygon: list[list[int]] = Field(min_length=3, max_length=64)
+    frame_shape: list[int] = Field(min_length=2, max_length=2, description="[height, width] of the frames")
+    method: str = Field(max_length=32)
+    model: RidgeNumbers
+    frames: int = Field(ge=1, description="labelled frames it was fitted on")
+    created: str = Field(max_length=40)
+
+
 class CommandReply(Envelope):
     """Device -> server: how a command or a pushed config went."""
 
@@ -165,6 +187,9 @@ class CommandReply(Envelope):
         default_factory=list, max_length=64, description="requested ranges no longer in the outbox history"
     )
     config_version: int | None = Field(None, description="the config version the device runs after this")
+    calibration: Calibration | None = Field(
+        None, description="a zone's new calibration, when a `label` completed a fit"
+    )
 
 
 class Snapshot(_Model):

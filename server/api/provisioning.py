@@ -17,7 +17,7 @@ from lobbywatch.protocol import REMOTE_SECTIONS
 from server.api.deps import CallerDep, RuntimeDep, roles
 from server.provisioning import enrollment as enroll
 from server.provisioning.broker_admin import BrokerRefused, BrokerUnreachable
-from server.provisioning.profiles import BrokerPublic, device_config
+from server.provisioning.profiles import BrokerPublic, device_config, with_calibrations
 from server.registry import models
 from server.runtime import Runtime
 
@@ -115,6 +115,7 @@ def claim(body: ClaimIn, request: Request, runtime: RuntimeDep) -> Any:
             branch = session.get(models.Branch, device.branch_id)
             pushed = session.get(models.DeviceConfig, device.id)
             zones = [z.key for z in session.query(models.Zone).filter_by(device_id=device.id)]
+            carried = enroll.calibrations(session, device.id)  # a replacement's, from the camera it replaces
             locale = branch.locale if branch else "zh-CN"
             profile = device.profile
     except enroll.EnrollError as exc:
@@ -131,6 +132,7 @@ def claim(body: ClaimIn, request: Request, runtime: RuntimeDep) -> Any:
             session.add(models.DeviceConfig(device_id=device_id, version=0, updated_at=now, updated_by="enrollment",
                                             sections={k: v for k, v in config.items() if k in REMOTE_SECTIONS}))
             session.commit()
+    config = with_calibrations(config, carried)
     log.info("device %s enrolled (serial %s)%s", device_id, body.serial, f", replacing {replaces}" if replaces else "")
     return {"device_id": device_id, "username": device_id, "password": password, "ca_pem": ca, "config": config}
 

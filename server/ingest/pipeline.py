@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
     ButtonAction,
     ButtonEvent,
+    Calibration,
     CommandReply,
     ConnectionState,
     FacilityReport,
@@ -379,6 +380,23 @@ class Pipeline:
                             ctx.device.id, first, last, gone)
         if not message.ok:
             log.warning("device %s could not carry out %s: %s", ctx.device.id, message.command, message.detail)
+        if message.calibration is not None:
+            self._keep_calibration(ctx.device.id, message.calibration)
+
+    def _keep_calibration(self, device: str, calibration: Calibration) -> None:
+        """With the zone, so that it moves to a replacement camera. Rare (a technician labelling), so at once,
+        before the reply is acknowledged."""
+        with self._sessions() as session:
+            zone = session.scalars(select(models.Zone).where(models.Zone.device_id == device,
+                                                             models.Zone.key == calibration.zone)).first()
+            if zone is None:
+                log.warning("device %s calibrated zone %s, which the registry does not have for it: not kept",
+                            device, calibration.zone)
+                return
+            zone.calibration = calibration.model_dump(mode="json")
+            session.commit()
+        log.info("device %s calibrated zone %s (residual %.2f people): kept for a replacement", device,
+                 calibration.zone, calibration.model.residual_sd)
 
     def resend_requests(self) -> list[ResendRequest]:
         """Devices to ask for the messages they sent that never arrived."""

@@ -12,6 +12,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -162,6 +163,13 @@ def _first_zone(session: Session, device: models.Device) -> None:
         queue_clear_for_s=like.queue_clear_for_s if like else 120,
     ))
     session.flush()
+
+
+def calibrations(session: Session, device_id: str) -> dict[str, dict[str, Any]]:
+    """The counting calibrations kept for the device's zones, by zone key (see profiles.with_calibrations)."""
+    zones = session.scalars(select(models.Zone).where(models.Zone.device_id == device_id,
+                                                      models.Zone.calibration.is_not(None)))
+    return {zone.key: dict(zone.calibration or {}) for zone in zones}
 
 
 def revoke(session: Session, device_id: str, by: str, now: datetime, reason: str) -> models.Device:

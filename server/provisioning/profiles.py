@@ -37,3 +37,19 @@ def device_config(device_id: str, profile: str, broker: BrokerPublic, locale: st
         config["buttons"] = [{"key": "ramp", "kind": "accessibility", "pin": 17, "led_pin": 27}]
     config.update(sections or {})
     return config
+
+
+def with_calibrations(config: dict[str, Any], calibrations: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The config with each camera zone carrying the calibration the server keeps for that zone, where it was
+    fitted on the same polygon: a zone redrawn since is calibrated again on the camera."""
+    camera = config.get("camera")
+    if not calibrations or not isinstance(camera, dict):
+        return config
+    def carrying(zone: Any) -> Any:
+        kept = calibrations.get(str(zone.get("key"))) if isinstance(zone, dict) else None
+        if kept is None or kept.get("polygon") != [list(p) for p in zone.get("polygon", [])]:
+            return zone
+        return {**zone, "calibration": kept}
+
+    zones = [carrying(zone) for zone in camera.get("zones", [])]
+    return {**config, "camera": {**camera, "zones": zones}}

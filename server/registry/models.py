@@ -66,6 +66,9 @@ class Zone(Base):
     queue_for_s: Mapped[float] = mapped_column(default=300.0)
     queue_clear_below: Mapped[int] = mapped_column(default=5)
     queue_clear_for_s: Mapped[float] = mapped_column(default=120.0)
+    # the counting calibration its camera reported (numbers, no image; lobbywatch.protocol.Calibration): it
+    # moves with the zone to a replacement camera
+    calibration: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
     branch: Mapped[Branch] = relationship(back_populates="zones")
 
 

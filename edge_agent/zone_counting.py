@@ -1,0 +1,89 @@
+"""Which counter the camera loop counts with, kept current: this camera's own calibrations (picked up when a
+technician calibrates again), else those carried from the camera it replaced once it has learnt the empty lobby,
+else the detector.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from edge_agent.config import CameraConfig
+from edge_agent.counting.background import QuietestFrames
+from edge_agent.counting.calibration import CalibrationError, CalibrationStore, ZoneCalibration
+from edge_agent.counting.counter import PeopleCounter, ZoneResult
+from edge_agent.counting.features import Frame
+from edge_agent.counting.zones import Zone
+
+log = logging.getLogger(__name__)
+
+# How often to look for a new calibration written by `lobbywatch-agent calibrate` or a technician's labels.
+CALIBRATION_CHECK_S = 30.0
+
+
+class ZoneCounting:
+    def __init__(self, camera: CameraConfig, store: CalibrationStore, now: float,
+                 on_background: Callable[[Frame], None]) -> None:
+        self._camera, self._store, self._on_background = camera, store, on_background
+        self._counter: PeopleCounter | None = None
+        self._learner: QuietestFrames | None = None
+        self._version, self._checked_at = store.version(), now
+        self._background = store.background()
+        if self._background is not None:
+            on_background(self._background)
+
+    def count(self, frame: Frame, now: float) -> list[ZoneResult]:
+        if now - self._checked_at >= CALIBRATION_CHECK_S:
+            self._checked_at = now
+            if self._store.version() != self._version:  # calibrated again on this camera
+                self._version, self._counter = self._store.version(), None
+                self._background = self._store.background()
+                if self._background is not None:
+                    self._on_background(self._background)
+        if self._counter is None:
+            self._counter, carried = self._make_counter((int(frame.shape[0]), int(frame.shape[1])))
+            self._learner = self._background_learner(carried) if self._background is None else None
+        results = self._counter.count(frame)
+        learnt = self._learner.offer(frame, sum(r.count for r in results), now) if self._learner else None
+        if learnt is not None:
+            self._store.save_background(learnt)
+            log.info("learnt the empty lobby: counting by the calibration carried from the replaced camera")
+            self._background, self._learner, self._counter = learnt, None, None
+            self._version = self._store.version()
+            self._on_background(learnt)
+        return results
+
+    def _make_counter(self, shape: tuple[int, int]) -> tuple[PeopleCounter, list[str]]:
+        """The counter, and the zones that count by a calibration carried from a replaced camera."""
+        calibrations, carried = {}, []
+        for config in self._camera.zones:
+            zone = Zone(config.key, list(config.polygon), config.anchor)
+            try:
+                found = self._store.load(zone.key)
+            except CalibrationError as exc:
+                log.error("%s", exc)
+                found = None
+            if found is None and config.calibration is not None:  # this camera's own calibration comes first
+                found = ZoneCalibration.from_dict(config.calibration.model_dump())
+                carried.append(zone.key)
+            if found is not None and not found.matches(zone, shape):
+                log.warning("the calibration of zone %s was made for another polygon or frame size: not used; "
+                            "calibrate again", zone.key)
+            elif found is not None:
+                calibrations[zone.key] = found
+        zones = [Zone(z.key, list(z.polygon), z.anchor) for z in self._camera.zones]
+        counter = PeopleCounter(zones, shape, calibrations, self._background,
+                                [list(p) for p in self._camera.ignore])
+        log.info("counting %s", ", ".join(f"{k} by {m}" for k, m in counter.methods().items()))
+        return counter, [key for key in carried if key in calibrations]
+
+    def _background_learner(self, carried: list[str]) -> QuietestFrames | None:
+        if not carried:
+            return None
+        period = self._camera.learn_background_s
+        log.info("zones %s have the calibration of the camera this one replaced; learning the empty lobby for "
+                 "%.0f min first", ", ".join(carried), period / 60)
+        return QuietestFrames(period)
+
+    def methods(self) -> dict[str, str]:
+        return self._counter.methods() if self._counter else {}
