@@ -34,6 +34,7 @@ class SqliteStore:
         # NORMAL in WAL: a commit survives a crash of this process; the broker's redelivery of unacknowledged
         # messages and the devices' outboxes cover a power cut of the server.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: the two indexes stay in memory while they grow
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self.written = 0
