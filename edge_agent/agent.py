@@ -30,7 +30,6 @@ from edge_agent.camera_health import CameraHealth
 from edge_agent.config import ConfigError, DeviceConfig
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore
 from edge_agent.counting.dataset import DatasetError
-from edge_agent.counting.zones import Zone
 from edge_agent.debounce import PressFilter
 from edge_agent.frames import FrameSource, open_source
 from edge_agent.health import HealthProbe
@@ -387,19 +386,19 @@ class Agent:
             self._reply(command.id, ok=False, detail=f"label needs a known zone, a snapshot id and a count; got "
                                                       f"{zone_key!r}, {snapshot!r}, {count!r}")
             return
-        zone = zones[str(zone_key)]
+        zone = zones[str(zone_key)].zone()
         try:
-            labels = add_label(self.config.data_dir, Zone(zone.key, list(zone.polygon), zone.anchor), snapshot, count)
-            residual = fit(self.config.data_dir, Zone(zone.key, list(zone.polygon), zone.anchor))
+            labels = add_label(self.config.data_dir, zone, snapshot, count)
+            fitted = fit(self.config.data_dir, zone)
         except (LabelError, DatasetError, CalibrationError) as exc:
             self._reply(command.id, ok=False, detail=str(exc)[:1000])
             return
-        if residual is None:
+        if fitted is None:
             self._reply(command.id, ok=True, detail=f"{labels} labels; {MIN_LABELS} needed to calibrate")
             return
-        fitted = CalibrationStore(self.config.data_dir).load(zone.key)
-        self._reply(command.id, ok=True, detail=f"{labels} labels; calibrated, residual {residual:.2f} people",
-                    calibration=Calibration.model_validate(asdict(fitted)) if fitted else None)
+        self._reply(command.id, ok=True,
+                    detail=f"{labels} labels; calibrated, residual {fitted.model.residual_sd:.2f} people",
+                    calibration=Calibration.model_validate(asdict(fitted)))
 
     def _resend(self, command: Command) -> None:
         try:

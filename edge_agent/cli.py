@@ -78,7 +78,7 @@ def _zone(config: DeviceConfig, key: str | None, lang: str) -> Zone | None:
     if chosen is None:
         print(t(lang, "agent.unknown_zone", zone=key, zones=", ".join(zones)), file=sys.stderr)
         return None
-    return Zone(chosen.key, list(chosen.polygon), chosen.anchor)
+    return chosen.zone()
 
 
 def _snapshot(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge_agent.counting.zones import Zone
 from edge_agent.sensors.registry import AnySensorConfig
 from lobbywatch.protocol import Calibration, CallKind, check_device_id
 
@@ -47,6 +48,10 @@ class ZoneConfig(_Strict):
         None, description="set by the server: the calibration this zone had on the camera this one replaced; used "
                           "(once the empty lobby is learnt) until this camera is calibrated itself",
     )
+
+    def zone(self) -> Zone:
+        """The zone as the counter takes it."""
+        return Zone(self.key, list(self.polygon), self.anchor)
 
 
 class CameraConfig(_Strict):

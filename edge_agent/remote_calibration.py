@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent.counting.calibration import CalibrationStore, calibrate
+from edge_agent.counting.calibration import CalibrationStore, ZoneCalibration, calibrate
 from edge_agent.counting.dataset import load_dataset
 from edge_agent.counting.zones import Zone
 
@@ -69,9 +69,9 @@ def add_label(data_dir: Path, zone: Zone, snapshot_id: str, count: int) -> int:
     return len(rows)
 
 
-def fit(data_dir: Path, zone: Zone) -> float | None:
-    """Fit and store the zone's calibration when it has enough labels; returns the fit's residual (people),
-    or None while labels are short. The background comes from every kept snapshot, labelled or not."""
+def fit(data_dir: Path, zone: Zone) -> ZoneCalibration | None:
+    """Fit and store the zone's calibration when it has enough labels; returns it, or None while labels are
+    short. The background comes from every kept snapshot, labelled or not."""
     folder = data_dir / "labels" / zone.key
     if not (folder / "counts.csv").exists():
         return None
@@ -83,4 +83,4 @@ def fit(data_dir: Path, zone: Zone) -> float | None:
     calibration, background = calibrate(zone, labelled.frames, labelled.counts,
                                         [np.asarray(f, dtype=np.uint8) for f in backgrounds] or None)
     CalibrationStore(data_dir).save(calibration, background)
-    return float(calibration.model.residual_sd)
+    return calibration

@@ -13,7 +13,6 @@ from edge_agent.counting.background import QuietestFrames
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore, ZoneCalibration
 from edge_agent.counting.counter import PeopleCounter, ZoneResult
 from edge_agent.counting.features import Frame
-from edge_agent.counting.zones import Zone
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +54,10 @@ class ZoneCounting:
 
     def _make_counter(self, shape: tuple[int, int]) -> tuple[PeopleCounter, list[str]]:
         """The counter, and the zones that count by a calibration carried from a replaced camera."""
-        calibrations, carried = {}, []
+        calibrations, carried, zones = {}, [], []
         for config in self._camera.zones:
-            zone = Zone(config.key, list(config.polygon), config.anchor)
+            zone = config.zone()
+            zones.append(zone)
             try:
                 found = self._store.load(zone.key)
             except CalibrationError as exc:
@@ -71,7 +71,6 @@ class ZoneCounting:
                             "calibrate again", zone.key)
             elif found is not None:
                 calibrations[zone.key] = found
-        zones = [Zone(z.key, list(z.polygon), z.anchor) for z in self._camera.zones]
         counter = PeopleCounter(zones, shape, calibrations, self._background,
                                 [list(p) for p in self._camera.ignore])
         log.info("counting %s", ", ".join(f"{k} by {m}" for k, m in counter.methods().items()))
