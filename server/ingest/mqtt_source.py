@@ -79,6 +79,7 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._client = client
 
     def filters(self) -> list[str]:
@@ -122,8 +123,19 @@ class MqttSource:
             return
         self.connects += 1
         client.subscribe([(f, 1) for f in self.filters()])
-        self.connected.set()
         log.info("ingest connected to %s:%s", self._settings.host, self._settings.port)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: Properties | None
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker %s:%s refused the server's subscriptions: %s", self._settings.host,
+                      self._settings.port, ", ".join(refused))
+            return
+        # connected means receiving: until the broker has granted the subscriptions, a message sent on a new
+        # session would not reach us
+        self.connected.set()
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
