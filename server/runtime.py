@@ -17,6 +17,7 @@ from server.alerts.notify import Channel, Dispatcher, LogChannel, Notice, Webhoo
 from server.alerts.routing import Contact
 from server.alerts.service import AlertService
 from server.alerts.worker import AlertWorker
+from server.ingest.dead_letters import DeadLetters
 from server.ingest.directory import Directory
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
 from server.ingest.pipeline import IngestWorker, Pipeline
@@ -34,12 +35,17 @@ from server.storage.base import TimeSeriesStore
 log = logging.getLogger(__name__)
 
 
-def make_store(settings: Settings) -> TimeSeriesStore:
+def make_store(settings: Settings, dead_letters: DeadLetters | None = None) -> TimeSeriesStore:
     if settings.storage == "influxdb":
         from server.storage.influx_store import InfluxStore
 
+        def set_aside(line: str, reason: str) -> None:
+            if dead_letters is not None:
+                dead_letters.add("storage_refused", None, "influxdb", reason, line.encode())
+
         token = settings.influx_token.get_secret_value() if settings.influx_token else ""
-        return InfluxStore(settings.influx_url, token, settings.influx_org, settings.influx_bucket, settings.spool_path)
+        return InfluxStore(settings.influx_url, token, settings.influx_org, settings.influx_bucket, settings.spool_path,
+                           set_aside=set_aside)
     from server.storage.sqlite_store import SqliteStore
 
     return SqliteStore(settings.timeseries_path)
@@ -60,7 +66,8 @@ class Runtime:
             self.broker_admin = BrokerAdmin(AdminSettings(
                 settings.mqtt_host, settings.mqtt_port, settings.mqtt_admin_username,
                 settings.mqtt_admin_password.get_secret_value(), settings.mqtt_tls, settings.mqtt_ca_file))
-        self.store = make_store(settings)
+        self.dead_letters = DeadLetters(self.sessions, self.clock)
+        self.store = make_store(settings, self.dead_letters)
         secret = settings.link_secret.get_secret_value() if settings.link_secret else secrets.token_hex(32)
         self.link_secret = secret.encode()  # in dev mode without one: random, links die with the process
         people = AppriseChannel(self._contacts, self.ack_link, self._label, settings.admin_notify_urls,
@@ -84,7 +91,8 @@ class Runtime:
         self.pipeline = Pipeline(
             directory=self.directory, store=self.store, rules=self.rules, alerts=self.alert_worker, live=self.live,
             rejects=self.rejects, sessions=self.sessions, clock=self.clock,
-            repair=GapRepair(settings.resend_after_s, settings.resend_retry_s),
+            repair=GapRepair(settings.resend_after_s, settings.resend_retry_s), dead_letters=self.dead_letters,
+            max_age_s=settings.ts_max_age_days * 86400, max_ahead_s=settings.ts_max_ahead_s,
         )
         self.mailer = ReportMailer(
             store=self.store, sessions=self.sessions, branches=lambda: list(self.directory.branches.values()),

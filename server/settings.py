@@ -51,6 +51,17 @@ class Settings(BaseSettings):
     broker_ca_file: Path | None = Field(None, description="CA certificate handed to enrolled devices (PEM)")
     enroll_ttl_h: float = Field(72.0, gt=0, le=24 * 30, description="how long an enrollment token works")
 
+    ts_max_age_days: float = Field(
+        35.0, gt=0, le=3650, description="device timestamps older than this are refused (and kept as dead letters)"
+    )
+    ts_max_ahead_s: float = Field(
+        3600.0, gt=0, le=86400 * 7, description="device timestamps further ahead of the server's clock are refused"
+    )
+
+    ingest_stall_s: float = Field(
+        30.0, gt=0, description="messages waiting this long without a batch stored: /health says degraded"
+    )
+
     resend_after_s: float = Field(10.0, gt=0, description="a sequence gap open this long is asked of the device")
     resend_retry_s: float = Field(60.0, gt=0, description="and asked again this often while it stays open")
 

@@ -50,9 +50,14 @@ def site(rule: dict[str, object] | None = None) -> dict[str, object]:
     }
 
 
-def start_runtime(tmp_path: Path, port: int, site_spec: dict[str, object] | None = None, **overrides: Any) -> Runtime:
+def write_site(tmp_path: Path, site_spec: dict[str, object] | None = None) -> Path:
     site_file = tmp_path / "site.yaml"
     site_file.write_text(yaml.safe_dump(site_spec or site(), allow_unicode=True), encoding="utf-8")
+    return site_file
+
+
+def start_runtime(tmp_path: Path, port: int, site_spec: dict[str, object] | None = None, **overrides: Any) -> Runtime:
+    site_file = write_site(tmp_path, site_spec)
     values: dict[str, Any] = {
         "mode": "dev", "database_url": f"sqlite:///{tmp_path / 'registry.sqlite3'}", "site_file": site_file,
         "timeseries_path": tmp_path / "ts.sqlite3", "mqtt_port": port, "mqtt_username": None,
@@ -71,11 +76,18 @@ class Device:
     def __init__(self, port: int, device: str, password: str | None = None) -> None:
         self.device = device
         self.seq = 0
+        if port == 0:  # payloads only (Device.offline)
+            return
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{device}", protocol=mqtt.MQTTv5)
         if password is not None:
             self.client.username_pw_set(device, password)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+
+    @classmethod
+    def offline(cls, device: str) -> Device:
+        """Makes payloads only, for feeding the pipeline without a broker."""
+        return cls(0, device)
 
     def envelope(self, **fields: object) -> dict[str, object]:
         self.seq += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -105,3 +106,70 @@ class Influx1(ServerProcess):
         response.raise_for_status()
         result: dict[str, object] = response.json()
         return result
+
+
+class InfluxWriteStandIn:
+    """A real HTTP server answering InfluxDB 2's write endpoint the way InfluxDB does when lines are wrong:
+    it keeps each field's type, writes the lines that agree and answers 400 "partial write: field type
+    conflict" naming the rest (VictoriaMetrics, the other stand-in, takes any type and so cannot refuse)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stand_in = self
+        self.lines: set[str] = set()  # a point written again overwrites itself, as in InfluxDB
+        self.types: dict[tuple[str, str], str] = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                import gzip
+
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                refused = stand_in.take(body.decode())
+                if refused:
+                    message = f'partial write: field type conflict: {refused[0]} dropped={len(refused)}'
+                    self.send_response(400)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(json.dumps({"code": "invalid", "message": message}).encode())
+                    return
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="influx-stand-in")
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def take(self, text: str) -> list[str]:
+        import re
+
+        refused = []
+        for line in filter(None, text.splitlines()):
+            head, rest = re.split(r"(?<!\\) ", line, maxsplit=1)
+            fields, _time = rest.rsplit(" ", 1)
+            measurement = re.split(r"(?<!\\),", head)[0]
+            kinds = {}
+            for pair in re.split(r',(?=(?:[^"]*"[^"]*")*[^"]*$)', fields):  # commas outside quoted strings
+                name, value = pair.split("=", 1)
+                kinds[name] = ("string" if value.startswith('"') else "integer" if value.endswith("i")
+                               else "boolean" if value in ("true", "false") else "float")
+            clash = [n for n, k in kinds.items() if self.types.get((measurement, n), k) != k]
+            if clash:
+                refused.append(f'input field "{clash[0]}" on measurement "{measurement}" is type '
+                               f'{kinds[clash[0]]}, already exists as type {self.types[(measurement, clash[0])]}')
+                continue
+            self.types.update({(measurement, n): k for n, k in kinds.items()})
+            self.lines.add(line)
+        return refused
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()

@@ -8,7 +8,7 @@ import httpx
 from server.storage.influx_store import InfluxStore
 from server.storage.points import Point
 from tests.helpers import eventually
-from tests.services import Influx1, VictoriaMetrics
+from tests.services import Influx1, InfluxWriteStandIn, VictoriaMetrics
 
 
 def sample_points(now_ns: int, n: int) -> list[Point]:
@@ -76,3 +76,29 @@ def test_influxql_reads_back_what_the_writer_wrote(influx1: Influx1, tmp_path: P
     assert read == [p for p in written if p.measurement == "occupancy"]
     expected = [p.fields["value"] for p in written[10:] if p.measurement == "facility"]
     assert [p.fields["value"] for p in facility] == expected
+
+
+def test_a_point_influxdb_refuses_is_set_aside_and_never_blocks_the_spool(tmp_path: Path) -> None:
+    stand_in = InfluxWriteStandIn()
+    set_aside: list[tuple[str, str]] = []
+    store = store_for(stand_in.url, tmp_path, spool_retry_s=3600.0,
+                      set_aside=lambda line, reason: set_aside.append((line, reason)))
+    try:
+        now = time.time_ns()
+        good = sample_points(now, 50)
+        tags = {"branch": "b1", "device": "d1", "sensor": "lobby temp", "kind": "temperature"}
+        wrong = Point.make("facility", tags, {"value": "not a number"}, now)  # a type InfluxDB has as float
+        store.write([*good[:60], wrong, *good[60:]])
+        # the client's batch is refused as a whole (400) and goes to the spool; the spool finds the bad line
+        eventually(lambda: store.health()["spool_batches"] == 1, what="the refused batch in the spool")
+        assert store.flush_spool() == 100
+        assert store.health()["spool_batches"] == 0
+        assert [line for line, _ in set_aside] == [wrong.line()]
+        assert "field type conflict" in set_aside[0][1]
+        assert stand_in.lines == {p.line() for p in good}
+        store.write(sample_points(now + 10**12, 5))
+        eventually(lambda: len(stand_in.lines) == 110, what="the next batch written: the head is not blocked")
+        assert store.health()["refused_lines"] == 1
+    finally:
+        store.close()
+        stand_in.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from server import fleet as devices
 from server.api.deps import CallerDep, RuntimeDep, roles
+from server.ingest import dead_letters
 
 fleet_api = APIRouter(prefix="/api/v1")
 TECHNICIANS = roles("administrator", "technician")
@@ -61,3 +63,25 @@ def snapshot(device_id: str, runtime: RuntimeDep) -> Response:
     if found is None:
         raise HTTPException(404, f"no snapshot from {device_id}: ask for one (action snapshot)")
     return Response(found.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@fleet_api.get("/dead-letters", dependencies=[TECHNICIANS],
+               summary="Messages set aside instead of stored (refused by validation or storage), newest first")
+def dead_letter_list(runtime: RuntimeDep, caller: CallerDep,
+                     device: Annotated[str | None, Query(description="only this device's")] = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    mine = None if caller.person is None else {
+        d.id for d in runtime.directory.devices.values() if caller.sees(runtime, d.branch_id)}
+    with runtime.sessions() as session:
+        return [letter_public(x) for x in dead_letters.recent(session, limit, device, mine)]
+
+
+def letter_public(letter: Any) -> dict[str, Any]:
+    """A dead letter as JSON: the payload as text when it is text, else base64."""
+    try:
+        payload, encoding = letter.payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        payload, encoding = base64.b64encode(letter.payload).decode(), "base64"
+    return {"id": letter.id, "at": letter.at, "device": letter.device_id, "topic": letter.topic,
+            "cause": letter.cause, "detail": letter.detail, "payload": payload, "payload_encoding": encoding,
+            "size": len(letter.payload)}

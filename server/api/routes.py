@@ -36,18 +36,36 @@ from server.storage import points as schema
 router = APIRouter(prefix="/api/v1")
 
 
+def health_reasons(runtime: Runtime) -> list[str]:
+    """Why the server is not ingesting as it should, worst first (empty: it is)."""
+    reasons = []
+    stats = runtime.pipeline.stats
+    stalled = runtime.worker.stalled_s()
+    if stalled >= runtime.settings.ingest_stall_s:
+        waiting = runtime.worker.backlog() + runtime.worker.in_flight
+        why = f": {stats.last_store_error}" if stats.last_store_error else ""
+        reasons.append(f"ingest has not advanced for {stalled:.0f} s with {waiting} messages waiting{why}")
+    elif stats.last_store_error:
+        reasons.append(f"storage is failing, retrying: {stats.last_store_error}")
+    if not runtime.source.connected.is_set():
+        reasons.append("not connected to the MQTT broker")
+    return reasons
+
+
 @router.get("/health", response_model=HealthPublic, summary="Is the server ingesting?")
 def health(runtime: RuntimeDep) -> HealthPublic:
     stats = runtime.pipeline.stats
     connected = runtime.source.connected.is_set()
+    reasons = health_reasons(runtime)
     return HealthPublic(
-        status="ok" if connected else "degraded", broker_connected=connected,
+        status="degraded" if reasons else "ok", reasons=reasons, broker_connected=connected,
         ingest_backlog=runtime.worker.backlog(), ingest_backlog_peak=runtime.worker.peak_backlog,
         alert_backlog=runtime.alert_worker.backlog(),
         received=stats.received, stored_points=stats.stored_points,
         duplicates=stats.duplicates, late=stats.late,
         missing=sum(d.sequence.missing for d in runtime.pipeline.devices.values()),
         refused=runtime.rejects.snapshot(), internal_errors=stats.internal_errors,
+        store_refused=stats.store_refused, dead_letters_not_kept=runtime.pipeline.dead_letters.not_kept,
         lag_ms=runtime.pipeline.lag.percentiles(50, 99),
         storage=runtime.store.health(), notifications_delivered=runtime.dispatcher.delivered,
         notifications_failed=runtime.dispatcher.failed,

@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field
 
 
 class HealthPublic(BaseModel):
-    status: str = Field(description="ok, or degraded when the broker is not connected")
+    status: str = Field(description="ok, or degraded (the reasons say why)")
+    reasons: list[str] = Field(default_factory=list, description="why it is degraded, worst first")
     broker_connected: bool
     ingest_backlog: int = Field(description="received messages waiting to be processed")
     ingest_backlog_peak: int = Field(description="the most that ever waited (bounded; the broker holds the rest)")
@@ -20,6 +21,8 @@ class HealthPublic(BaseModel):
     missing: int = Field(description="sequence numbers never received, over all devices")
     refused: dict[str, int] = Field(description="refused messages by cause")
     internal_errors: int
+    store_refused: int = Field(0, description="messages the time-series store refused for their content, set aside")
+    dead_letters_not_kept: int = Field(0, description="refusals past the dead-letter bound (counted, not kept)")
     lag_ms: dict[str, float | None] = Field(
         description="device time to stored, p50/p99 over a uniform sample of all messages (includes clock skew)"
     )

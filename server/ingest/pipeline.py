@@ -1,8 +1,11 @@
 """From a received MQTT message to stored points, live state and rule transitions.
 
 Runs on one worker thread, batch by batch: validate each message, drop duplicates by sequence number, build
-points, store the batch, then apply rule transitions and acknowledge. Bad input is refused and counted, never
-raised; a storage failure holds the batch (unacknowledged) and retries, so nothing is lost.
+points, store the batch, then apply rule transitions and acknowledge. Bad input is refused, counted and set
+aside as a dead letter (raw payload and reason), never raised. A storage failure that may pass (disk full,
+database down) holds the batch unacknowledged and retries, so nothing is lost; a store that refuses points for
+their content gets the batch again message by message, and only the messages it refuses are set aside: one
+device's bad message never stalls the others.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ from lobbywatch.protocol import (
     ButtonAction,
     ButtonEvent,
     Calibration,
+    Channel,
     CommandReply,
     ConnectionState,
+    DeviceMessage,
     FacilityReport,
     Health,
     InvalidPayload,
     InvalidTopic,
+    Message,
     QueueReport,
     Snapshot,
     Status,
@@ -39,6 +45,7 @@ from lobbywatch.protocol import (
 )
 from server.alerts.service import severity
 from server.alerts.worker import AlertSink
+from server.ingest.dead_letters import DeadLetters
 from server.ingest.directory import DeviceEntry, Directory
 from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
@@ -51,7 +58,7 @@ from server.rules.engine import RuleEngine
 from server.rules.service_rate import ServiceLearner
 from server.rules.threshold import Transition
 from server.storage import points as schema
-from server.storage.base import TimeSeriesStore
+from server.storage.base import RefusedPoints, TimeSeriesStore
 from server.storage.points import Point
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,11 @@ TICK_S = 1.0  # how often time-driven rules are looked at
 # Reminders and escalation steps are minutes apart; looking at the stored alerts every 10 s is enough.
 ALERT_TICK_S = 10.0
 LEARNT_FLUSH_S = 300.0  # what is learnt of service times is written to the registry this often
+# Device timestamps are taken within this window of the server's clock. The past reaches back past the
+# outbox's longest keep (30 days by default) so that a device cut off for weeks still delivers; the future
+# allows a clock that is off but not broken. Outside it a message is refused (and kept as a dead letter).
+MAX_AGE_S = 35 * 86400.0
+MAX_AHEAD_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -91,6 +103,8 @@ class IngestStats:
     late: int = 0
     internal_errors: int = 0
     store_failures: int = 0
+    store_refused: int = 0  # messages the store refused for their content, set aside
+    last_store_error: str | None = None  # while storage fails; None once a write went through
 
 
 @dataclass(slots=True)
@@ -100,6 +114,7 @@ class _Batch:
     points: list[Point] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
+    origins: list[tuple[Received, int, int]] = field(default_factory=list)  # a message's points: [start, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +130,8 @@ class Pipeline:
     def __init__(
         self, *, directory: Directory, store: TimeSeriesStore, rules: RuleEngine, alerts: AlertSink,
         live: LiveState, rejects: Rejects, sessions: sessionmaker[Session], clock: Clock,
-        repair: GapRepair | None = None,
+        repair: GapRepair | None = None, dead_letters: DeadLetters | None = None,
+        max_age_s: float = MAX_AGE_S, max_ahead_s: float = MAX_AHEAD_S,
     ) -> None:
         self.directory = directory
         self.store = store
@@ -123,6 +139,8 @@ class Pipeline:
         self.alerts = alerts
         self.live = live
         self.rejects = rejects
+        self.dead_letters = dead_letters or DeadLetters(sessions, clock)
+        self._window = (max_age_s, max_ahead_s)
         self._sessions = sessions
         self._clock = clock
         self.stats = IngestStats()
@@ -196,12 +214,20 @@ class Pipeline:
         work = _Batch()
         for received in batch:
             self.stats.received += 1
+            start = len(work.points)
             try:
                 self._one(received, work)
             except Exception:  # a bug of ours must not stop the ingest: count it, log it, go on
                 self.stats.internal_errors += 1
                 log.exception("internal error on message from %s", received.topic)
-        self._store(work.points + self._alert_points(work.transitions))
+                self.dead_letters.add("internal_error", None, received.topic, "internal error (see the log)",
+                                      received.payload)
+                del work.points[start:]
+                continue
+            if len(work.points) > start:
+                work.origins.append((received, start, len(work.points)))
+        self._store_batch(work)
+        self.dead_letters.flush()
         now = self._clock.now().timestamp()
         for ts in work.stamps:
             self.lag.add((now - ts) * 1000)
@@ -210,13 +236,17 @@ class Pipeline:
             self.flush_devices()
 
     def _store(self, points: list[Point]) -> None:
-        """Store, retrying for as long as storage is down: the broker holds what arrives meanwhile."""
+        """Store, retrying for as long as storage is down: the broker holds what arrives meanwhile. Raises
+        RefusedPoints at once: no retry makes a store take what it refuses for its content."""
         attempt = 0
         while True:
             try:
                 self.store.write(points)
+            except RefusedPoints:
+                raise
             except Exception as exc:  # disk full, database locked, InfluxDB down: hold the batch and retry
                 self.stats.store_failures += 1
+                self.stats.last_store_error = f"{type(exc).__name__}: {exc}"[:300]
                 wait = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
                 attempt += 1
                 log.error("storing %d points failed (attempt %d), retrying in %s s: %s",
@@ -225,24 +255,59 @@ class Pipeline:
                     raise
                 continue
             self.stats.stored_points += len(points)
+            self.stats.last_store_error = None
             return
 
-    def _one(self, received: Received, batch: _Batch) -> None:
+    def _store_batch(self, work: _Batch) -> None:
+        alerts = self._alert_points(work.transitions)
+        try:
+            self._store(work.points + alerts)
+            return
+        except RefusedPoints as exc:
+            log.warning("the store refused a batch of %d messages (%s); storing them one by one",
+                        len(work.origins), exc)
+        for received, start, end in work.origins:  # find the messages it refuses; store the rest
+            try:
+                self._store(work.points[start:end])
+            except RefusedPoints as exc:
+                self.stats.store_refused += 1
+                self._refuse("storage_refused", _device_of(received.topic), str(exc), received)
+        try:
+            self._store(alerts)
+        except RefusedPoints:  # our own points: a bug, not a device's doing
+            self.stats.internal_errors += 1
+            log.exception("the store refused %d alert points", len(alerts))
+
+    def _refuse(self, cause: str, device: str | None, detail: str, received: Received) -> None:
+        """Count the refusal and set the message aside with its raw payload."""
+        self.rejects.refuse(cause, device or "?", detail)
+        payload = received.payload
+        if received.topic.endswith(f"/{Channel.SNAPSHOT.value}"):  # camera images are never kept on the server
+            payload, detail = b"", f"{detail} [camera image not kept]"
+        self.dead_letters.add(cause, device, received.topic, detail, payload)
+
+    def _decode(self, received: Received) -> tuple[DeviceEntry, Message] | None:
+        """The sending device and the message; None when refused (counted and set aside)."""
         try:
             topic = Topic.parse(received.topic)
         except InvalidTopic as exc:
-            parts = received.topic.split("/")
-            self.rejects.refuse("bad_topic", parts[2] if len(parts) > 2 else "?", str(exc))
-            return
+            self._refuse("bad_topic", None, str(exc), received)
+            return None
         device = self.directory.devices.get(topic.device)
         if device is None:
-            self.rejects.refuse("unknown_device", topic.device, "device is not in the registry")
-            return
+            self._refuse("unknown_device", None, f"device {topic.device!r} is not in the registry", received)
+            return None
         try:
-            message = parse_payload(topic.channel, received.payload)
+            return device, parse_payload(topic.channel, received.payload)
         except InvalidPayload as exc:
-            self.rejects.refuse(exc.cause, device.id, str(exc))
+            self._refuse(exc.cause, device.id, str(exc), received)
+            return None
+
+    def _one(self, received: Received, batch: _Batch) -> None:
+        decoded = self._decode(received)
+        if decoded is None:
             return
+        device, message = decoded
         runtime = self.devices.setdefault(device.id, DeviceRuntime())
         runtime.last_seen = received.received_at
         self._dirty.add(device.id)
@@ -254,8 +319,10 @@ class Pipeline:
                 presence = self.rules.device_gone if not runtime.online else self.rules.device_seen
                 batch.transitions.extend(presence(device.branch_id, device.id, received.received_at))
             return
-        batch.transitions.extend(self.rules.device_seen(device.branch_id, device.id, received.received_at))
         assert isinstance(message, QueueReport | ButtonEvent | FacilityReport | Health | CommandReply)
+        if not self._in_window(device, runtime, message, received):
+            return
+        batch.transitions.extend(self.rules.device_seen(device.branch_id, device.id, received.received_at))
         verdict = runtime.sequence.accept(message.stream, message.seq)
         if verdict is Verdict.DUPLICATE:
             self.stats.duplicates += 1
@@ -266,12 +333,27 @@ class Pipeline:
         handler = self._handlers[type(message)]
         handler(_Context(device, runtime, received, verdict, _ns(message.ts)), message, batch)
 
+    def _in_window(self, device: DeviceEntry, runtime: DeviceRuntime, message: DeviceMessage,
+                   received: Received) -> bool:
+        """A device timestamp far from the server's clock is refused (and set aside), and its skew recorded
+        for the technician: its clock, not the message, is what is broken."""
+        skew_s = message.ts.timestamp() - received.received_at
+        max_age_s, max_ahead_s = self._window
+        if -max_age_s <= skew_s <= max_ahead_s:
+            return True
+        runtime.clock_skew_ms = round(skew_s * 1000, 1)
+        self._refuse("ts_out_of_range", device.id,
+                     f"timestamp {message.ts.isoformat()} is {_span(skew_s)} "
+                     f"{'ahead of' if skew_s > 0 else 'behind'} the server's clock "
+                     f"(accepted: {_span(max_age_s)} behind to {_span(max_ahead_s)} ahead)", received)
+        return False
+
     def _queue(self, ctx: _Context, message: QueueReport, batch: _Batch) -> None:
         device, branch = ctx.device, ctx.device.branch_id
         for count in message.zones:
             zone = device.zones.get(count.zone)
             if zone is None:
-                self.rejects.refuse("unknown_zone", device.id, f"zone {count.zone!r} is not registered")
+                self._refuse("unknown_zone", device.id, f"zone {count.zone!r} is not registered", ctx.received)
                 continue
             batch.points.append(Point.make(
                 schema.OCCUPANCY, self._tags(branch, zone=zone.key, device=device.id),
@@ -459,6 +541,18 @@ def _ns(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000) * 1000
 
 
+def _device_of(topic: str) -> str | None:
+    parts = topic.split("/")
+    return parts[2] if len(parts) == 4 else None
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds >= 86400:
+        return f"{seconds / 86400:.0f} d"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
 class IngestWorker:
     """Takes received messages from the MQTT thread, runs the pipeline in batches, acknowledges after storing."""
 
@@ -472,6 +566,8 @@ class IngestWorker:
         self._ticked_at = 0.0
         self._queue: queue.Queue[Received | None] = queue.Queue(maxsize=max_backlog)
         self.peak_backlog = 0
+        self.in_flight = 0  # messages of the batch being stored now
+        self.last_progress = time.monotonic()  # a batch done, or nothing to do
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self.put = self._queue.put
 
@@ -489,12 +585,19 @@ class IngestWorker:
     def backlog(self) -> int:
         return self._queue.qsize()
 
+    def stalled_s(self) -> float:
+        """How long messages have waited without a batch getting through (0 when it is moving)."""
+        if self.backlog() + self.in_flight == 0:
+            return 0.0
+        return time.monotonic() - self.last_progress
+
     def _run(self) -> None:
         stopping = False
         while not stopping:
             try:
                 first = self._queue.get(timeout=1.0)
             except queue.Empty:
+                self.last_progress = time.monotonic()
                 self._pipeline.flush_devices()
                 self._repair()
                 continue
@@ -515,6 +618,7 @@ class IngestWorker:
                 batch.append(item)
             if not batch:
                 continue
+            self.in_flight = len(batch)
             try:
                 self._pipeline.process(batch)
             except Exception:
@@ -523,6 +627,8 @@ class IngestWorker:
                 log.exception("stopping with %d messages not stored; left unacknowledged", len(batch))
                 return
             self._ack(batch)
+            self.in_flight = 0
+            self.last_progress = time.monotonic()
             self._repair()
 
     def _repair(self) -> None:

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -197,7 +209,35 @@ class ApiToken(Base):
     login: Mapped[str] = mapped_column(ForeignKey("users.login"), index=True)
     name: Mapped[str] = mapped_column(String(200), doc="what it is for")
     created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None] = mapped_column(default=None, doc="none: tokens made before expiry existed")
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebSession(Base):
+    """A sign-in to the pages. The cookie carries the id, signed; signing out or switching the person off ends
+    it here at once, whatever the cookie says. Only the id's hash is kept."""
+
+    __tablename__ = "web_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login: Mapped[str] = mapped_column(ForeignKey("users.login"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DeadLetter(Base):
+    """A message set aside instead of stored: refused by validation or by the time-series store. Kept with its
+    raw payload and the reason, so that a technician can see what a device sent and nothing is silently lost;
+    bounded (the oldest go first), while the counters in /health stay exact."""
+
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True, doc="none: not from a known device")
+    topic: Mapped[str] = mapped_column(String(300))
+    cause: Mapped[str] = mapped_column(String(32), doc="the refusal's counter name")
+    detail: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary, doc="as received (cut at the size limit)")
 
 
 class AuditEntry(Base):

@@ -3,7 +3,10 @@
 Writes are batched (5,000 lines, gzip, flushed every second) and retried by the client with exponential backoff.
 A batch that still fails when its retry time runs out is not dropped: it goes to a local spool (SQLite) and is
 written again later, so InfluxDB being down for longer than the retry time loses nothing. Writes are idempotent
-(same measurement, tags and time overwrite), so a batch written twice is harmless.
+(same measurement, tags and time overwrite), so a batch written twice is harmless. A batch InfluxDB refuses
+for its content (400 bad line or field type conflict, 413 too large, 422 outside retention) is split until the
+refused lines are found; those are set aside (`set_aside`: the server's dead letters) and the rest written, so
+one bad point never blocks the spool's head.
 
 Reads use InfluxQL on the `/query` endpoint, which InfluxDB 1.8+, 2.x (v1 compatibility API with a DBRP mapping)
 and 3.x all serve, like the dashboards do.
@@ -14,7 +17,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import httpx
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS, WriteOptions
 from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
 
 from server.storage.points import SCHEMA, Point
 
@@ -36,6 +40,8 @@ FLUSH_INTERVAL_MS = 1000
 # How long the client keeps retrying a batch before it goes to the spool.
 MAX_RETRY_TIME_MS = 60_000
 SPOOL_RETRY_S = 15.0
+# Answers that say the lines themselves are wrong: no retry helps (429 and 5xx pass, and are retried).
+CONTENT_STATUSES = frozenset({400, 413, 422})
 
 
 class Spool:
@@ -81,6 +87,7 @@ class InfluxStore:
         max_retry_time_ms: int = MAX_RETRY_TIME_MS,
         flush_interval_ms: int = FLUSH_INTERVAL_MS,
         spool_retry_s: float = SPOOL_RETRY_S,
+        set_aside: Callable[[str, str], None] | None = None,
     ) -> None:
         self._url = url.rstrip("/")
         self._token = token
@@ -109,6 +116,8 @@ class InfluxStore:
         self.written = 0
         self.retries = 0
         self.spooled = 0
+        self.refused = 0
+        self._set_aside = set_aside
         self._stop = threading.Event()
         self._closed = False
         self._spool_depth = 0
@@ -151,15 +160,41 @@ class InfluxStore:
         while (batch := self._spool.oldest()) is not None:
             batch_id, lines = batch
             try:
-                self._sync_writer.write(self._bucket, self._org, lines, write_precision=_NANOSECONDS)
-            except Exception as exc:  # any failure: keep the batch, try again later
-                log.warning("spooled batch still refused by InfluxDB: %s", exc)
+                written = self._send(lines.splitlines())
+            except Exception as exc:  # InfluxDB down or busy: keep the batch, try again later
+                log.warning("spooled batch still not taken by InfluxDB: %s", exc)
                 break
             self._spool.remove(batch_id)
-            sent += _line_count(lines)
+            sent += written
             with self._lock:
-                self.written += _line_count(lines)
+                self.written += written
         return sent
+
+    def _send(self, lines: list[str]) -> int:
+        """Write the lines, setting aside those InfluxDB refuses for their content; returns how many were
+        written. Raises when the failure may pass (the caller keeps the batch)."""
+        lines = [line for line in lines if line.strip()]
+        if not lines:
+            return 0
+        try:
+            self._sync_writer.write(self._bucket, self._org, "\n".join(lines), write_precision=_NANOSECONDS)
+        except ApiException as exc:
+            if exc.status not in CONTENT_STATUSES:
+                raise
+            if len(lines) == 1:
+                self._refuse(lines[0], f"InfluxDB refused the point ({exc.status}): {_reason(exc)}")
+                return 0
+            # idempotent: lines of a partial write that InfluxDB took already are simply written again
+            half = len(lines) // 2
+            return self._send(lines[:half]) + self._send(lines[half:])
+        return len(lines)
+
+    def _refuse(self, line: str, reason: str) -> None:
+        with self._lock:
+            self.refused += 1
+        log.error("set aside a point InfluxDB will not take: %s", reason)
+        if self._set_aside is not None:
+            self._set_aside(line, reason)
 
     # -- reading -------------------------------------------------------------------------------------
     def query(self, measurement: str, branch: str, since_ns: int, until_ns: int | None = None) -> list[Point]:
@@ -192,6 +227,7 @@ class InfluxStore:
                 "written": self.written,
                 "retries": self.retries,
                 "spooled_lines": self.spooled,
+                "refused_lines": self.refused,
                 "spool_batches": self._spool_depth if self._closed else self._spool.depth(),
             }
 
@@ -210,6 +246,11 @@ class InfluxStore:
 def _line_count(data: str | bytes) -> int:
     text = data.decode() if isinstance(data, bytes) else data
     return sum(1 for line in text.splitlines() if line.strip())
+
+
+def _reason(exc: ApiException) -> str:
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or exc.reason)
+    return body[:500]
 
 
 def _quote(value: str) -> str:

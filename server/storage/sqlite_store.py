@@ -11,7 +11,13 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from server.storage.base import RefusedPoints
 from server.storage.points import Point
+
+# What SQLite raises for a value it cannot hold (an integer past 64 bits, a string too long, a type it has no
+# column type for): no retry helps. OperationalError (disk full, locked) passes, so it is not here.
+_CONTENT_ERRORS = (OverflowError, ValueError, TypeError, sqlite3.IntegrityError, sqlite3.DataError,
+                   sqlite3.InterfaceError)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -42,14 +48,23 @@ class SqliteStore:
     def write(self, points: Sequence[Point]) -> None:
         if not points:
             return
-        rows = [
-            (p.measurement, p.tag("branch") or "", p.series, p.time_ns, json.dumps(p.tags), json.dumps(p.fields))
-            for p in points
-        ]
+        try:  # NaN and infinities have no place in a time series (and no JSON of their own)
+            rows = [(p.measurement, p.tag("branch") or "", p.series, p.time_ns, json.dumps(p.tags),
+                     json.dumps(p.fields, allow_nan=False)) for p in points]
+        except _CONTENT_ERRORS as exc:
+            raise RefusedPoints(f"SQLite cannot store these points: {exc}") from exc
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
-            self._db.execute("COMMIT")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                # never leave a transaction open: the next BEGIN would fail for ever after
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, _CONTENT_ERRORS):
+                    raise RefusedPoints(f"SQLite cannot store these points: {exc}") from exc
+                raise
             self.written += len(rows)
 
     def query(self, measurement: str, branch: str, since_ns: int, until_ns: int | None = None) -> list[Point]:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from lobbywatch.i18n import t
 from server import fleet as devices
 from server.api.deps import RuntimeDep
+from server.ingest import dead_letters
 from server.runtime import Runtime
 from server.web.pages import SignedIn, Viewer, check_form, render, visible_branches
 
@@ -41,7 +42,15 @@ def fleet_page(request: Request, runtime: RuntimeDep, viewer: Viewer, branch: st
     rows = [r for r in devices.fleet(runtime, chosen)
             if state == "all" or (state == "attention" and r.attention) or (state == "offline" and not r.online)]
     return render(request, "fleet.html", viewer.locale, viewer=viewer, rows=rows, branches=mine, branch=branch,
-                  state=state)
+                  state=state, letters=_letters(runtime, {r.device for r in rows}))
+
+
+def _letters(runtime: Runtime, of: set[str], limit: int = 20) -> list[dict[str, Any]]:
+    """The newest messages these devices sent that were set aside, for the technician to look into."""
+    with runtime.sessions() as session:
+        return [{"at": x.at, "device": x.device_id, "cause": x.cause, "detail": x.detail,
+                 "payload": x.payload[:300].decode("utf-8", errors="replace")}
+                for x in dead_letters.recent(session, limit, devices=of)]
 
 
 @fleet_pages.get("/lobby/fleet/{device}", response_class=HTMLResponse)
@@ -53,8 +62,8 @@ def device_page(request: Request, runtime: RuntimeDep, viewer: Viewer, device: s
     zones = [z for z in (camera or {}).get("zones", []) if isinstance(z, dict)]
     shown = runtime.live.snapshot(device, runtime.clock.monotonic())
     return render(request, "device.html", viewer.locale, viewer=viewer, row=row, pushed=version, camera=camera,
-                  zones=zones, zones_json=json.dumps(zones), done=done, error=error, waiting_for=snapshot,
-                  snapshot=shown, can_act=viewer.person.role in TECHNICIANS)
+                  zones=zones, done=done, error=error, waiting_for=snapshot,
+                  snapshot=shown, can_act=viewer.person.role in TECHNICIANS, letters=_letters(runtime, {device}))
 
 
 @fleet_pages.get("/lobby/fleet/{device}/snapshot.jpg")
