@@ -24,7 +24,7 @@ from server.ingest.pipeline import IngestWorker, Pipeline
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
 from server.live import LiveState
-from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerUnreachable
+from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerRefused, BrokerUnreachable
 from server.registry.database import make_engine, make_sessions
 from server.registry.site import import_site, load_site
 from server.reports.mailer import ReportMailer
@@ -154,8 +154,9 @@ class Runtime:
         password = self.settings.mqtt_password
         if self.broker_admin is not None and self.settings.mqtt_username and password is not None:
             try:
-                self.broker_admin.ensure_server(self.settings.mqtt_username, password.get_secret_value())
-            except BrokerUnreachable as exc:  # the ingest retries its connection; enrollment says so too
+                self.broker_admin.ensure_server(self.settings.mqtt_username, password.get_secret_value(),
+                                                self.settings.mqtt_client_id)
+            except (BrokerUnreachable, BrokerRefused) as exc:  # the ingest retries its connection and says so
                 log.error("could not check the server's broker identity: %s", exc)
         self.dispatcher.start()
         self.alert_worker.start()

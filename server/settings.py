@@ -85,6 +85,10 @@ class Settings(BaseSettings):
         default_factory=list, description="apprise URLs of the administrators, told when a channel keeps failing"
     )
 
+    def broker_names(self) -> frozenset[str]:
+        """The server's own names at the broker: no device may be enrolled under one of them."""
+        return frozenset(n for n in (self.mqtt_username, self.mqtt_admin_username, self.mqtt_client_id) if n)
+
     @model_validator(mode="after")
     def _no_default_secrets(self) -> Settings:
         if self.mode == "dev":

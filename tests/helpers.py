@@ -78,7 +78,9 @@ class Device:
         self.seq = 0
         if port == 0:  # payloads only (Device.offline)
             return
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{device}", protocol=mqtt.MQTTv5)
+        # with a password, as the agent does: the broker binds each device to its id as client id
+        client_id = device if password is not None else f"raw-{device}"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if password is not None:
             self.client.username_pw_set(device, password)
         self.client.connect("127.0.0.1", port)

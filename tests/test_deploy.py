@@ -6,6 +6,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -14,7 +15,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lobby_sim.broker import DYNSEC_PLUGIN, free_port, wait_for_port
-from server.provisioning.broker_admin import AdminSettings, BrokerAdmin
+from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerRefused
 from server.registry.site import load_site
 
 ROOT = Path(__file__).parent.parent
@@ -74,11 +75,13 @@ def test_example_site_file_is_valid() -> None:
 
 
 class Probe:
-    def __init__(self, port: int, user: str | None, password: str | None, ca: Path | None) -> None:
+    def __init__(self, port: int, user: str | None, password: str | None, ca: Path | None,
+                 client_id: str | None = None) -> None:
         self.refused: list[str] = []
         self.connected = threading.Event()
         self.result: str | None = None
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{user}", protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or user or "probe-anonymous",
+                                  protocol=mqtt.MQTTv5, clean_session=None)
         if user:
             self.client.username_pw_set(user, password)
         if ca:
@@ -122,8 +125,9 @@ def test_production_broker_config_enforces_tls_and_one_identity_per_device(
         # what the server does: its administrator (from make-secrets.sh) makes the identities
         admin = BrokerAdmin(AdminSettings("127.0.0.1", plain_port, "lobbywatch-admin",
                                           env["LOBBYWATCH_MQTT_ADMIN_PASSWORD"]))
-        admin.ensure_server("lobbywatch-server", env["LOBBYWATCH_MQTT_PASSWORD"])
+        admin.ensure_server("lobbywatch-server", env["LOBBYWATCH_MQTT_PASSWORD"], "lobbywatch-ingest-1")
         admin.create_device("dev-001", "device-one-password")
+        admin.create_device("dev-002", "device-two-password")
         ca = secrets / "certs" / "ca.crt"
         anonymous = Probe(plain_port, None, None, None)
         assert anonymous.result == "Not authorized"
@@ -137,9 +141,10 @@ def test_production_broker_config_enforces_tls_and_one_identity_per_device(
         device.publish("lobby/v1/dev-002/queue")  # another device's topic
         device.close()
         assert device.refused == ["Not authorized"]
-        server = Probe(plain_port, "lobbywatch-server", env["LOBBYWATCH_MQTT_PASSWORD"], None)
+        server = Probe(plain_port, "lobbywatch-server", env["LOBBYWATCH_MQTT_PASSWORD"], None, "lobbywatch-ingest-1")
         assert server.result == "Success"
         server.close()
+        check_identities_are_bound(admin, tls_port, plain_port, ca, env)
     finally:
         broker.terminate()
         broker.wait(10)
@@ -159,3 +164,44 @@ def test_agent_unit_runs_the_installed_commands_under_a_watchdog() -> None:
     installer = (ROOT / "firmware_configs" / "install.sh").read_text()
     assert "lobbywatch-agent.service" in installer
     assert subprocess.run(["sh", "-n", str(ROOT / "firmware_configs" / "install.sh")], check=False).returncode == 0
+
+
+def check_identities_are_bound(admin: BrokerAdmin, tls_port: int, plain_port: int, ca: Path,
+                               env: dict[str, str]) -> None:
+    """Each identity connects under its own client id only; a device cannot take another's session or the
+    server's; the system's own clients are never replaced or deleted by a device's enrollment or revocation."""
+    two = Probe(tls_port, "dev-002", "device-two-password", ca)
+    assert two.result == "Success"
+    thief = Probe(tls_port, "dev-001", "device-one-password", ca, client_id="dev-002")
+    assert thief.result == "Not authorized"
+    thief.close()
+    time.sleep(0.5)
+    assert two.client.is_connected()  # not thrown off by the attempt
+    two.close()
+    session_thief = Probe(tls_port, "dev-001", "device-one-password", ca, client_id="lobbywatch-ingest-1")
+    assert session_thief.result == "Not authorized"
+    session_thief.close()
+    elsewhere = Probe(plain_port, "lobbywatch-server", env["LOBBYWATCH_MQTT_PASSWORD"], None, "lobbywatch-ingest-9")
+    assert elsewhere.result == "Not authorized"
+    elsewhere.close()
+    for system in ("lobbywatch-server", "lobbywatch-admin"):
+        with pytest.raises(BrokerRefused, match="reserved for the system"):
+            admin.create_device(system, "taken-over-password-0123")
+        with pytest.raises(BrokerRefused, match="reserved for the system"):
+            admin.revoke_device(system)
+    # a client someone made by hand (a bridge, say): not a device's, so never replaced or deleted
+    admin.run([{"command": "createClient", "username": "bridge-01", "password": "bridge-password-0123"}])
+    with pytest.raises(BrokerRefused, match="not a LobbyWatch device"):
+        admin.create_device("bridge-01", "taken-over-password-0123")
+    with pytest.raises(BrokerRefused, match="not a LobbyWatch device"):
+        admin.revoke_device("bridge-01")
+    bridge = Probe(plain_port, "bridge-01", "bridge-password-0123", None)
+    assert bridge.result == "Success"
+    bridge.close()
+    server = Probe(plain_port, "lobbywatch-server", env["LOBBYWATCH_MQTT_PASSWORD"], None, "lobbywatch-ingest-1")
+    assert server.result == "Success"  # still there, password unchanged
+    server.close()
+    admin.create_device("dev-001", "device-one-new-password")  # re-enrolled: its own client, a new password
+    again = Probe(tls_port, "dev-001", "device-one-new-password", ca)
+    assert again.result == "Success"
+    again.close()

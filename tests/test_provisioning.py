@@ -178,6 +178,27 @@ def test_refusals_say_why(secured: Secured) -> None:
     assert (nowhere.status_code, nowhere.json()["code"]) == (404, "branch_unknown")
 
 
+def test_system_names_cannot_be_enrolled_or_revoked(secured: Secured) -> None:
+    settings = secured.runtime.settings
+    for name in ("lobbywatch-server", "lobbywatch-admin", "admin", settings.mqtt_client_id):
+        refused = httpx.post(f"{secured.web.url}/api/v1/enrollments",
+                             json={"branch": "b1", "by": "x", "device_id": name})
+        assert (refused.status_code, refused.json()["code"]) == (400, "device_id_invalid"), name
+        assert "reserved for the system" in refused.json()["detail"]
+    gone = httpx.post(f"{secured.web.url}/api/v1/devices/lobbywatch-server/revoke", json={"by": "x", "reason": "y"})
+    assert (gone.status_code, gone.json()["code"]) == (404, "device_unknown")
+    # the server's identity is intact: a device enrolled now still reaches it
+    made = secured.enrollment(profile="lobby-camera")
+    assert secured.enroll(made["uri"], "10000000feed0001").returncode == 0
+    device_id, password = identity(secured.tmp_path / "etc" / "device.yaml")
+    device = DeviceClient(secured.broker.port, device_id, password)
+    try:
+        assert device.publish(f"lobby/v1/{device_id}/queue", queue_report(1, "queue2")) == "Success"
+        eventually(lambda: secured.runtime.store.query("occupancy", "b1", 0), what="stored by the server")
+    finally:
+        device.close()
+
+
 def test_a_broker_that_cannot_be_reached_does_not_use_up_the_token(secured: Secured) -> None:
     token = secured.enrollment()["token"]
     secured.broker.stop()

@@ -16,6 +16,10 @@ MAJOR = "v1"
 # Lower-case so that ids survive case-insensitive systems (file names, DNS-like labels on the fleet page);
 # 3-64 characters so an id fits in an MQTT client id and a Grafana tag comfortably.
 _DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{2,63}$")
+# Names the system itself uses at the broker (its server and administrator identities and client ids start with
+# `lobbywatch`), never a device's: a device enrolled under one would take that identity's place.
+RESERVED_PREFIX = "lobbywatch"
+RESERVED_IDS = frozenset({"admin", "administrator", "root", "mosquitto", "broker", "server", "ingest", "system"})
 
 
 class InvalidTopic(ValueError):
@@ -55,6 +59,9 @@ def check_device_id(value: str) -> str:
         raise ValueError(
             f"device id {value!r} must be 3-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
         )
+    if value.startswith(RESERVED_PREFIX) or value in RESERVED_IDS:
+        raise ValueError(f"device id {value!r} is reserved for the system (ids starting with "
+                         f"{RESERVED_PREFIX!r}, and {', '.join(sorted(RESERVED_IDS))})")
     return value
 
 

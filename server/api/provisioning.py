@@ -75,7 +75,8 @@ def create_enrollment(body: EnrollmentIn, runtime: RuntimeDep, caller: CallerDep
         with runtime.sessions() as session:
             token, made = enroll.create(session, branch=body.branch, profile=body.profile, by=body.by, now=now,
                                         ttl=timedelta(hours=runtime.settings.enroll_ttl_h),
-                                        device_id=body.device_id, replaces=body.replaces)
+                                        device_id=body.device_id, replaces=body.replaces,
+                                        reserved=runtime.settings.broker_names())
     except enroll.EnrollError as exc:
         return refusal(exc)
     return {"token": token, "device_id": made.device_id, "branch": made.branch_id, "profile": made.profile,
@@ -146,11 +147,16 @@ def revoke(device_id: str, body: RevokeIn, runtime: RuntimeDep, caller: CallerDe
         if off is not None:
             raise off
         assert runtime.broker_admin is not None
+        with runtime.sessions() as session:  # only a device of the registry: never another broker client
+            if session.get(models.Device, device_id) is None:
+                raise enroll.EnrollError("device_unknown", f"no device {device_id!r}", 404)
         try:
             runtime.broker_admin.revoke_device(device_id)
         except BrokerUnreachable as exc:
             raise enroll.EnrollError("broker_unreachable", f"the MQTT broker cannot be reached ({exc}); "
                                                            "nothing was revoked", 503) from None
+        except BrokerRefused as exc:
+            raise enroll.EnrollError("broker_refused", f"the MQTT broker refused: {exc}", 409) from None
         with runtime.sessions() as session:
             enroll.revoke(session, device_id, body.by, runtime.clock.now(), body.reason)
     except enroll.EnrollError as exc:

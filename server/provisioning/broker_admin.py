@@ -2,6 +2,10 @@
 device, allowed to publish only under its own topics and to read only its own config and commands. Changes
 apply at once, without restarting the broker; deleting a client disconnects it.
 
+Every client is bound to its client id (a device's is its device id, the server's its ingest client id), so no
+one can connect under another's client id and take over its session. A client this module made is marked
+(`textname`); it never deletes or changes a client that is not marked, whatever the name asked for.
+
 Commands go as JSON to `$CONTROL/dynamic-security/v1`; answers come back on `.../response`, matched by
 correlation data. This is the only module of the server besides the ingest that speaks MQTT.
 """
@@ -20,12 +24,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lobbywatch.protocol import Channel, Topic
+from lobbywatch.protocol import Channel, Topic, check_device_id
 
 log = logging.getLogger(__name__)
 
 CONTROL = "$CONTROL/dynamic-security/v1"
 TIMEOUT_S = 10.0
+DEVICE_MARK = "lobbywatch device"
+SERVER_MARK = "lobbywatch server"
 
 
 class BrokerUnreachable(RuntimeError):
@@ -44,6 +50,13 @@ class AdminSettings:
     password: str
     tls: bool = False
     ca_file: Path | None = None
+
+
+def _check_id(device_id: str) -> None:
+    try:
+        check_device_id(device_id)
+    except ValueError as exc:
+        raise BrokerRefused(str(exc)) from None
 
 
 def device_acls(device_id: str) -> list[dict[str, Any]]:
@@ -119,29 +132,63 @@ class BrokerAdmin:
             if error and not any(t in str(error) for t in tolerated):
                 raise BrokerRefused(f"{response.get('command')}: {error}")
 
+    def _existing(self, username: str) -> dict[str, Any] | None:
+        """The broker's client of this name, or None."""
+        (found,) = self.run([{"command": "getClient", "username": username}])
+        if found.get("error"):
+            return None
+        client: dict[str, Any] = found.get("data", {}).get("client", {})
+        return client
+
+    @staticmethod
+    def _ours(client: dict[str, Any], mark: str, username: str) -> bool:
+        # a device made before clients were marked has exactly its own role
+        roles = [r.get("rolename") for r in client.get("roles", [])]
+        return client.get("textname") == mark or (mark == DEVICE_MARK and roles == [username])
+
     def create_device(self, device_id: str, password: str) -> None:
-        """The device's client and role; made again from scratch if they exist (a re-enrolled device)."""
-        self._check(self.run([{"command": "deleteClient", "username": device_id},
-                              {"command": "deleteRole", "rolename": device_id}]), tolerated=("not found",))
-        self._check(self.run([
-            {"command": "createRole", "rolename": device_id, "acls": device_acls(device_id)},
-            {"command": "createClient", "username": device_id, "password": password,
-             "roles": [{"rolename": device_id}]},
-        ]))
+        """The device's client (bound to its device id as client id) and role. A device's own client that
+        exists already (a re-enrolled device) gets the new password; any other client of that name is left
+        alone and the creation refused."""
+        _check_id(device_id)
+        self._check(self.run([{"command": "createRole", "rolename": device_id, "acls": device_acls(device_id)}]),
+                    tolerated=("already exists",))
+        (made,) = self.run([{"command": "createClient", "username": device_id, "password": password,
+                             "clientid": device_id, "textname": DEVICE_MARK, "roles": [{"rolename": device_id}]}])
+        if made.get("error"):
+            existing = self._existing(device_id)
+            if existing is None or not self._ours(existing, DEVICE_MARK, device_id):
+                raise BrokerRefused(f"a broker client named {device_id!r} exists and is not a LobbyWatch device: "
+                                    "left as it is; choose another device id")
+            self._check(self.run([{"command": "modifyClient", "username": device_id, "password": password,
+                                   "clientid": device_id, "textname": DEVICE_MARK,
+                                   "roles": [{"rolename": device_id}]}]))
         log.info("broker identity of %s created", device_id)
 
     def revoke_device(self, device_id: str) -> None:
-        """Delete the client (the broker disconnects it at once) and its role."""
+        """Delete the device's client (the broker disconnects it at once) and its role; never a client that
+        is not a device's."""
+        _check_id(device_id)
+        existing = self._existing(device_id)
+        if existing is not None and not self._ours(existing, DEVICE_MARK, device_id):
+            raise BrokerRefused(f"the broker client {device_id!r} is not a LobbyWatch device: not deleted")
         self._check(self.run([{"command": "deleteClient", "username": device_id},
                               {"command": "deleteRole", "rolename": device_id}]), tolerated=("not found",))
         log.info("broker identity of %s revoked", device_id)
 
-    def ensure_server(self, username: str, password: str) -> bool:
-        """The ingest's own identity, made if it is missing (several ingest workers share it, so one that
-        starts never disconnects the others): read every device's messages, write their config and commands.
-        True when it was made now."""
-        (found,) = self.run([{"command": "getClient", "username": username}])
-        if not found.get("error"):
+    def ensure_server(self, username: str, password: str, client_id: str) -> bool:
+        """The ingest's own identity, made if it is missing: read every device's messages, write their config
+        and commands; bound to the ingest's client id, so that nobody else can take over its persistent
+        session (each ingest worker has a username of its own). True when it was made now."""
+        existing = self._existing(username)
+        if existing is not None:
+            if existing.get("clientid") != client_id:  # made before identities were bound, or a new client id
+                if not self._ours(existing, SERVER_MARK, username) and existing.get("clientid"):
+                    raise BrokerRefused(f"the broker client {username!r} is bound to client id "
+                                        f"{existing.get('clientid')!r}, not {client_id!r}: not changed")
+                self._check(self.run([{"command": "modifyClient", "username": username, "clientid": client_id,
+                                       "textname": SERVER_MARK}]))
+                log.info("broker identity of the server (%s) bound to client id %s", username, client_id)
             return False
         acls = [{"acltype": "subscribePattern", "topic": "lobby/v1/#", "allow": True},
                 {"acltype": "subscribePattern", "topic": "$share/+/lobby/v1/#", "allow": True},
@@ -150,8 +197,8 @@ class BrokerAdmin:
         self._check(self.run([{"command": "deleteRole", "rolename": username}]), tolerated=("not found",))
         self._check(self.run([
             {"command": "createRole", "rolename": username, "acls": acls},
-            {"command": "createClient", "username": username, "password": password,
-             "roles": [{"rolename": username}]},
+            {"command": "createClient", "username": username, "password": password, "clientid": client_id,
+             "textname": SERVER_MARK, "roles": [{"rolename": username}]},
         ]))
         log.info("broker identity of the server (%s) created", username)
         return True

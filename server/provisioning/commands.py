@@ -68,7 +68,8 @@ def enroll_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
                         token, enrollment = enroll.create(
                             session, branch=row.get("branch") or "", profile=row.get("profile") or "lobby-camera",
                             by=args.by, now=datetime.now(UTC), ttl=timedelta(hours=settings.enroll_ttl_h),
-                            device_id=row.get("device_id"), replaces=row.get("replaces"))
+                            device_id=row.get("device_id"), replaces=row.get("replaces"),
+                            reserved=settings.broker_names())
                 except enroll.EnrollError as exc:
                     failed += 1
                     progress.console.print(t(lang, "enroll.refused", line=number, why=str(exc)))
@@ -97,7 +98,7 @@ def enroll_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
 
 
 def revoke_command(args: argparse.Namespace, settings: Settings, lang: str) -> int:
-    from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerUnreachable
+    from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerRefused, BrokerUnreachable
 
     if not settings.mqtt_admin_username or settings.mqtt_admin_password is None:
         print(t(lang, "enroll.no_admin"), file=sys.stderr)
@@ -113,7 +114,7 @@ def revoke_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
         admin.revoke_device(args.device)
         with make_sessions(engine)() as session:
             enroll.revoke(session, args.device, args.by, datetime.now(UTC), args.reason)
-    except (BrokerUnreachable, enroll.EnrollError) as exc:
+    except (BrokerUnreachable, BrokerRefused, enroll.EnrollError) as exc:
         print(t(lang, "enroll.revoke_failed", device=args.device, why=str(exc)), file=sys.stderr)
         return 2
     finally:

@@ -51,7 +51,10 @@ def token_hash(token: str) -> str:
 
 
 def create(session: Session, *, branch: str, profile: str, by: str, now: datetime, ttl: timedelta,
-           device_id: str | None = None, replaces: str | None = None) -> tuple[str, models.Enrollment]:
+           device_id: str | None = None, replaces: str | None = None,
+           reserved: frozenset[str] = frozenset()) -> tuple[str, models.Enrollment]:
+    """`reserved`: this deployment's own broker names (server and administrator users, ingest client ids),
+    besides those the contract reserves."""
     if session.get(models.Branch, branch) is None:
         raise EnrollError("branch_unknown", f"no branch {branch!r} in the registry", 404)
     if profile not in PROFILES:
@@ -67,6 +70,9 @@ def create(session: Session, *, branch: str, profile: str, by: str, now: datetim
         check_device_id(device_id)
     except (InvalidTopic, ValueError) as exc:
         raise EnrollError("device_id_invalid", str(exc)) from None
+    if device_id in reserved:
+        raise EnrollError("device_id_invalid", f"device id {device_id!r} is reserved for the system (the server's "
+                                               "or the broker administrator's identity); choose another")
     if session.get(models.Device, device_id) is not None or _pending(session, device_id, now):
         raise EnrollError("device_id_taken", f"{device_id} exists or is waiting to be enrolled; choose another")
     token = new_token()
