@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from edge_agent import __version__
 from edge_agent.buttons import ButtonInput, CallButtons
 from edge_agent.camera_health import CameraHealth
-from edge_agent.config import ConfigError, DeviceConfig
+from edge_agent.config import ConfigError, DeviceConfig, counting_zone
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore
 from edge_agent.counting.dataset import DatasetError
 from edge_agent.debounce import PressFilter
@@ -386,7 +386,7 @@ class Agent:
             self._reply(command.id, ok=False, detail=f"label needs a known zone, a snapshot id and a count; got "
                                                       f"{zone_key!r}, {snapshot!r}, {count!r}")
             return
-        zone = zones[str(zone_key)].zone()
+        zone = counting_zone(zones[str(zone_key)])
         try:
             labels = add_label(self.config.data_dir, zone, snapshot, count)
             fitted = fit(self.config.data_dir, zone)

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.config import ConfigError, DeviceConfig, load_config
+from edge_agent.config import ConfigError, DeviceConfig, counting_zone, load_config
 from edge_agent.counting.zones import Zone
 from lobbywatch.clock import SystemClock
 from lobbywatch.i18n import catalog, normalize_locale, t
@@ -78,7 +78,7 @@ def _zone(config: DeviceConfig, key: str | None, lang: str) -> Zone | None:
     if chosen is None:
         print(t(lang, "agent.unknown_zone", zone=key, zones=", ".join(zones)), file=sys.stderr)
         return None
-    return chosen.zone()
+    return counting_zone(chosen)
 
 
 def _snapshot(args: argparse.Namespace) -> int:

@@ -1,151 +1,35 @@
-"""The device config file (YAML), validated strictly: an unknown key or a wrong type is an error naming the field."""
+"""The device config file (YAML): the shared model (`lobbywatch.device_config`), loaded strictly. Every error
+names the file and the field; a file that is not UTF-8, not YAML, nested too deeply or too large is refused with
+a message, never a traceback."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
 from edge_agent.counting.zones import Zone
-from edge_agent.sensors.registry import AnySensorConfig
-from lobbywatch.protocol import Calibration, CallKind, check_device_id
+from lobbywatch.device_config import (
+    BrokerConfig,
+    ButtonConfig,
+    CameraConfig,
+    DeviceConfig,
+    OutboxConfig,
+    ReportingConfig,
+    ZoneConfig,
+    validation_problems,
+)
 
-Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
-Point = tuple[int, int]
+__all__ = ["BrokerConfig", "ButtonConfig", "CameraConfig", "ConfigError", "DeviceConfig", "OutboxConfig",
+           "ReportingConfig", "ZoneConfig", "counting_zone", "load_config", "parse_config"]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BrokerConfig(_Strict):
-    host: str = Field("127.0.0.1", description="MQTT broker host name or address")
-    port: int = Field(8883, ge=1, le=65535, description="MQTT broker port (8883 = MQTT over TLS)")
-    tls: bool = Field(True, description="connect over TLS; turn off only for a broker on this machine")
-    ca_file: Path | None = Field(None, description="CA certificate that signed the broker's certificate")
-    username: str | None = Field(None, description="MQTT user name; defaults to the device id")
-    password_file: Path | None = Field(
-        None, description="file holding the MQTT password (mode 0600); the password is never put in this file"
-    )
-    protocol: Literal["5", "3.1.1"] = Field(
-        "5", description="MQTT version; 5 tells the agent when the broker refuses a message"
-    )
-    keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive; the broker sends the last will after 1.5x")
-    reconnect_max_s: float = Field(
-        120.0, ge=1, le=3600, description="longest wait between reconnect attempts (full-jitter exponential backoff)"
-    )
+MAX_FILE_BYTES = 1024 * 1024  # a device config is a few KiB
 
 
-class ZoneConfig(_Strict):
-    key: Key = Field(description="zone key, reported with each count (e.g. 'queue', 'priority')")
-    polygon: list[Point] = Field(min_length=3, description="zone outline in frame pixels, [[x, y], ...]")
-    anchor: Literal["feet", "head"] = Field(
-        "feet", description="point of a person that must lie in the zone: bottom-centre (feet) or top (head)"
-    )
-    calibration: Calibration | None = Field(
-        None, description="set by the server: the calibration this zone had on the camera this one replaced; used "
-                          "(once the empty lobby is learnt) until this camera is calibrated itself",
-    )
-
-    def zone(self) -> Zone:
-        """The zone as the counter takes it."""
-        return Zone(self.key, list(self.polygon), self.anchor)
-
-
-class CameraConfig(_Strict):
-    source: str = Field(
-        description="camera index ('0'), device path, stream URL, video file, or a folder of frames"
-    )
-    fps: float = Field(
-        1.0, gt=0, le=30,
-        description="frames counted per second; one a second is what the product needs and what fits a Pi 4's budget",
-    )
-    zones: list[ZoneConfig] = Field(min_length=1, max_length=16)
-    ignore: list[list[Point]] = Field(
-        default_factory=list, description="polygons never counted (staff behind the counter)"
-    )
-    loop: bool = Field(False, description="play a video or frame folder again from the start at its end")
-    learn_background_s: float = Field(
-        3600.0, ge=1, le=86400,
-        description="with a calibration carried from a replaced camera: how long to watch the lobby for its "
-                    "quietest moments before counting by that calibration",
-    )
-
-    @field_validator("zones")
-    @classmethod
-    def _unique_zone_keys(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
-        keys = [z.key for z in zones]
-        if len(keys) != len(set(keys)):
-            raise ValueError(f"zone keys must be unique, got {keys}")
-        return zones
-
-
-class ButtonConfig(_Strict):
-    key: Key
-    kind: CallKind = Field(description="accessibility (bell at the ramp), help or priority")
-    pin: int = Field(ge=0, le=27, description="BCM GPIO number; the button connects the pin to ground")
-    bounce_ms: int = Field(50, ge=0, le=1000, description="contact bounce filtered by gpiozero")
-    repeat_guard_s: float = Field(
-        5.0, ge=0, description="further presses within this time are the same call, not new ones"
-    )
-    answer_hold_s: float | None = Field(
-        3.0, gt=0, description="staff holding the button this long answer the call at the button (null: off)"
-    )
-    answer_pin: int | None = Field(None, ge=0, le=27, description="a separate 'answered' button for staff")
-    led_pin: int | None = Field(None, ge=0, le=27, description="LED that blinks 'help is coming' once acknowledged")
-
-
-class ReportingConfig(_Strict):
-    queue_keepalive_s: float = Field(10.0, gt=0, le=60, description="occupancy is sent at least this often")
-    facility_interval_s: float = Field(60.0, gt=0, description="facility readings are sent this often")
-    health_interval_s: float = Field(30.0, gt=0, description="device health is sent this often")
-    smoothing_frames: int = Field(3, ge=1, le=31, description="median over this many frames before reporting")
-
-
-class OutboxConfig(_Strict):
-    history_rows: int = Field(
-        100_000, ge=1000, description="acknowledged messages kept for resend requests before the oldest go"
-    )
-    max_mb: float = Field(
-        256, ge=1, description="the outbox file never grows past this; history goes first, then the oldest unsent"
-    )
-    max_age_days: float = Field(30, gt=0, description="unsent messages older than this are dropped (and counted)")
-
-
-class DeviceConfig(_Strict):
-    device_id: str = Field(description="the device's identity, also its MQTT user name")
-    data_dir: Path = Field(Path("/var/lib/lobbywatch"), description="where the outbox and calibration live")
-    locale: Literal["zh-CN", "en"] = Field("zh-CN", description="language of messages shown to the technician")
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)
-    camera: CameraConfig | None = None
-    buttons: list[ButtonConfig] = Field(default_factory=list)
-    sensors: list[AnySensorConfig] = Field(default_factory=list)
-    reporting: ReportingConfig = Field(default_factory=ReportingConfig)
-    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
-    gpio_factory: Literal["auto", "mock"] = Field(
-        "auto", description="'mock' drives buttons from software (tests, demos) instead of the Pi's pins"
-    )
-
-    @field_validator("device_id")
-    @classmethod
-    def _device_id(cls, value: str) -> str:
-        return check_device_id(value)
-
-    @model_validator(mode="after")
-    def _unique_keys(self) -> DeviceConfig:
-        for name, keys in (("buttons", [b.key for b in self.buttons]), ("sensors", [s.key for s in self.sensors])):
-            if len(keys) != len(set(keys)):
-                raise ValueError(f"{name} keys must be unique, got {keys}")
-        pins = [p for b in self.buttons for p in (b.pin, b.answer_pin, b.led_pin) if p is not None]
-        if len(pins) != len(set(pins)):
-            raise ValueError(f"two buttons share a GPIO pin: {pins}")
-        return self
-
-    @property
-    def mqtt_username(self) -> str:
-        return self.broker.username or self.device_id
+def counting_zone(config: ZoneConfig) -> Zone:
+    """The zone as the counter takes it."""
+    return Zone(config.key, list(config.polygon), config.anchor)
 
 
 class ConfigError(ValueError):
@@ -156,20 +40,27 @@ def parse_config(data: object, origin: str = "config") -> DeviceConfig:
     try:
         return DeviceConfig.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_url=False):
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg']}")
+        lines = [f"  {problem}" for problem in validation_problems(exc)]
         raise ConfigError(f"{origin}: {exc.error_count()} problem(s)\n" + "\n".join(lines)) from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: nested too deeply to be a device config") from None
 
 
 def load_config(path: Path) -> DeviceConfig:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: {len(raw)} bytes is too large for a device config (at most {MAX_FILE_BYTES})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a device config") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

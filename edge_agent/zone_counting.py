@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from edge_agent.config import CameraConfig
+from edge_agent.config import CameraConfig, counting_zone
 from edge_agent.counting.background import QuietestFrames
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore, ZoneCalibration
 from edge_agent.counting.counter import PeopleCounter, ZoneResult
@@ -56,7 +56,7 @@ class ZoneCounting:
         """The counter, and the zones that count by a calibration carried from a replaced camera."""
         calibrations, carried, zones = {}, [], []
         for config in self._camera.zones:
-            zone = config.zone()
+            zone = counting_zone(config)
             zones.append(zone)
             try:
                 found = self._store.load(zone.key)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from lobbywatch.device_config import check_sections
 from lobbywatch.protocol import REMOTE_SECTIONS, Channel, Command, ConfigPush, Topic, encode
 from server.provisioning.enrollment import calibrations
 from server.provisioning.profiles import with_calibrations
@@ -17,7 +18,8 @@ from server.runtime import Runtime
 
 OUTBOX_BACKLOG = 1000  # messages waiting on a device: it cannot reach the broker, or sends too slowly
 ACTIONS = ("identify", "restart", "resend", "snapshot", "label")
-__all__ = ["ACTIONS", "REMOTE_SECTIONS", "FleetError", "FleetRow", "fleet", "push_config", "send_command"]
+__all__ = ["ACTIONS", "REMOTE_SECTIONS", "ConfigRefused", "FleetError", "FleetRow", "fleet", "push_config",
+           "send_command"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,10 @@ class FleetError(ValueError):
     """An action that cannot be done as asked; the message says why."""
 
 
+class ConfigRefused(FleetError):
+    """Config sections the device's own model refuses; the message names each field."""
+
+
 def send_command(runtime: Runtime, device: str, action: str, by: str, args: dict[str, object] | None = None) -> str:
     """Publish a command on the device's command topic; returns its id (the device's reply names it)."""
     if action not in ACTIONS:
@@ -118,6 +124,10 @@ def push_config(runtime: Runtime, device: str, sections: dict[str, Any], by: str
     and says which version it runs. Returns the version."""
     if device not in runtime.directory.devices:
         raise FleetError(f"no device {device!r}")
+    try:  # as the device will: nothing it would refuse is stored, pushed or shown on a page
+        check_sections(sections)
+    except ValueError as exc:
+        raise ConfigRefused(str(exc)) from None
     now = runtime.clock.now()
     with runtime.sessions() as session:
         row = session.get(models.DeviceConfig, device)

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Protocol
 
 from lobbywatch.protocol import Reading, SensorKind
-
-Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="sensor key, unique on the device")]
-
-
-class SensorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Sensor(Protocol):

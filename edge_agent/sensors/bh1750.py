@@ -3,18 +3,12 @@ lux = `in_illuminance_raw` × `in_illuminance_scale` under `/sys/bus/iio/devices
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
-
-from edge_agent.sensors.base import Key, SensorConfig, SensorEnv, judged, read_number
+from edge_agent.sensors.base import SensorEnv, judged, read_number
+from lobbywatch.device_config import Bh1750Config
 from lobbywatch.protocol import Reading, SensorKind
 
+Config = Bh1750Config  # the sensor's settings live in the shared device-config model
 
-class Config(SensorConfig):
-    type: Literal["bh1750"]
-    key: Key
-    low: float | None = Field(300.0, description="lux; a service hall should be brighter during opening hours")
 
 
 class Bh1750:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
-
-from edge_agent.sensors.base import Key, SensorConfig, SensorEnv, judged, read_number
+from edge_agent.sensors.base import SensorEnv, judged, read_number
+from lobbywatch.device_config import BoardTemperatureConfig
 from lobbywatch.protocol import Reading, SensorKind
 
+Config = BoardTemperatureConfig  # the sensor's settings live in the shared device-config model
 
-class Config(SensorConfig):
-    type: Literal["board_temperature"]
-    key: Key = "board"
-    zone: int = Field(0, ge=0, description="thermal zone number under /sys/class/thermal")
-    max_c: float = Field(80.0, description="above this the board is reported not ok (the Pi throttles at 80-85)")
 
 
 class BoardTemperature:

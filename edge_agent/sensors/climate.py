@@ -8,11 +8,9 @@ both enabled with the Pi's `i2c-sensor` device-tree overlay. The kernel does the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
-
-from edge_agent.sensors.base import Key, SensorConfig, SensorEnv, judged, read_number
+from edge_agent.sensors.base import SensorEnv, judged, read_number
+from lobbywatch.device_config import ClimateConfig
 from lobbywatch.protocol import Reading, SensorKind
 
 FILES = {
@@ -21,13 +19,8 @@ FILES = {
 }
 
 
-class Config(SensorConfig):
-    type: Literal["bme280", "sht3x"]
-    key: Key
-    temperature_low: float | None = Field(16.0, description="°C")
-    temperature_high: float | None = Field(30.0, description="°C")
-    humidity_low: float | None = Field(20.0, description="% relative humidity")
-    humidity_high: float | None = Field(80.0, description="% relative humidity")
+Config = ClimateConfig  # the sensor's settings live in the shared device-config model
+
 
 
 class Climate:

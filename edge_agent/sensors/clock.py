@@ -11,11 +11,9 @@ import ctypes
 import ctypes.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
-from pydantic import Field
-
-from edge_agent.sensors.base import Key, SensorConfig, SensorEnv
+from edge_agent.sensors.base import SensorEnv
+from lobbywatch.device_config import ClockConfig
 from lobbywatch.protocol import Reading, SensorKind
 
 TIME_ERROR = 5
@@ -53,10 +51,8 @@ def adjtimex() -> KernelClock:
     return KernelClock(state != TIME_ERROR, timex.offset / divisor, timex.maxerror / 1e3)
 
 
-class Config(SensorConfig):
-    type: Literal["clock"]
-    key: Key = "clock"
-    max_offset_ms: float = Field(500.0, gt=0, description="a clock further off than this is a problem")
+Config = ClockConfig  # the sensor's settings live in the shared device-config model
+
 
 
 class Clock:

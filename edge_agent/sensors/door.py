@@ -5,19 +5,14 @@ reading is ok as long as the contact can be read."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from gpiozero import Button
-from pydantic import Field
 
-from edge_agent.sensors.base import Key, SensorConfig, SensorEnv
+from edge_agent.sensors.base import SensorEnv
+from lobbywatch.device_config import DoorConfig
 from lobbywatch.protocol import Reading, SensorKind
 
+Config = DoorConfig  # the sensor's settings live in the shared device-config model
 
-class Config(SensorConfig):
-    type: Literal["door"]
-    key: Key
-    pin: int = Field(ge=0, le=27, description="BCM GPIO number; the contact connects the pin to ground when shut")
 
 
 class Door:

@@ -6,25 +6,17 @@ The file has two lines: the first ends in `YES` when the CRC is good, the second
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
-
-from edge_agent.sensors.base import Key, SensorConfig, SensorEnv, judged
+from edge_agent.sensors.base import SensorEnv, judged
+from lobbywatch.device_config import Ds18b20Config
 from lobbywatch.protocol import Reading, SensorKind
 
 # The probe reports 85.000 °C when it lost power during a conversion: a known false reading, not a fire.
 POWER_ON_RESET_MC = 85000
 
 
-class Config(SensorConfig):
-    type: Literal["ds18b20"]
-    key: Key
-    address: str | None = Field(
-        None, pattern=r"^28-[0-9a-f]{12}$", description="e.g. 28-0316a2790aff; default: the only probe on the bus"
-    )
-    low: float | None = Field(16.0, description="lobby too cold below this (°C)")
-    high: float | None = Field(30.0, description="lobby too warm above this (°C)")
+Config = Ds18b20Config  # the sensor's settings live in the shared device-config model
+
 
 
 class Ds18b20:

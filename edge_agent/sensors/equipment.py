@@ -7,28 +7,13 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from typing import Literal
 
-from pydantic import Field, model_validator
-
-from edge_agent.sensors.base import Key, SensorConfig, SensorEnv
+from edge_agent.sensors.base import SensorEnv
+from lobbywatch.device_config import EquipmentConfig
 from lobbywatch.protocol import Reading, SensorKind
 
+Config = EquipmentConfig  # the sensor's settings live in the shared device-config model
 
-class Config(SensorConfig):
-    type: Literal["equipment"]
-    key: Key
-    host: str | None = Field(None, description="TCP check: the machine's address")
-    port: int | None = Field(None, ge=1, le=65535, description="TCP check: a port it listens on")
-    url: str | None = Field(None, pattern=r"^https?://", description="HTTP check: a status page (2xx/3xx = up)")
-    timeout_s: float = Field(3.0, gt=0, le=30)
-    slow_ms: float | None = Field(None, description="answers slower than this count as a problem")
-
-    @model_validator(mode="after")
-    def _one_check(self) -> Config:
-        if (self.url is None) == (self.host is None or self.port is None):
-            raise ValueError("give either url, or host and port")
-        return self
 
 
 class Equipment:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from edge_agent.sensors import bh1750, board_temperature, climate, clock, door, ds18b20, equipment, simulated
 from edge_agent.sensors.base import Sensor, SensorEnv
+from lobbywatch.device_config import AnySensorConfig  # the union every device config validates against
 
-AnySensorConfig = Annotated[
-    board_temperature.Config | simulated.Config | ds18b20.Config | climate.Config | bh1750.Config | door.Config
-    | equipment.Config | clock.Config,
-    Field(discriminator="type"),
-]
+__all__ = ["AnySensorConfig", "build_sensor"]
 
 _BUILDERS: dict[type, Callable[[Any, SensorEnv], Sensor]] = {
     board_temperature.Config: board_temperature.build,

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import random
-from typing import Literal
 
-from pydantic import Field
+from edge_agent.sensors.base import SensorEnv, judged
+from lobbywatch.device_config import SimulatedConfig
+from lobbywatch.protocol import Reading
 
-from edge_agent.sensors.base import Key, SensorConfig, SensorEnv, judged
-from lobbywatch.protocol import Reading, SensorKind
+Config = SimulatedConfig  # the sensor's settings live in the shared device-config model
 
-
-class Config(SensorConfig):
-    type: Literal["simulated"]
-    key: Key
-    kind: SensorKind
-    mean: float = Field(description="value the simulated reading wanders around")
-    spread: float = Field(1.0, ge=0, description="how far it wanders")
-    unit: str | None = None
-    low: float | None = Field(None, description="below this the reading is reported not ok")
-    high: float | None = Field(None, description="above this the reading is reported not ok")
 
 
 class SimulatedSensor:

@@ -52,6 +52,8 @@ def config(device_id: str, body: ConfigIn, runtime: RuntimeDep, caller: CallerDe
                                  f"{', '.join(sorted(devices.REMOTE_SECTIONS))})")
     try:
         return {"version": devices.push_config(runtime, device_id, body.sections, caller.acting_as("api"))}
+    except devices.ConfigRefused as exc:
+        raise HTTPException(422, f"the device would refuse this config: {exc}") from None
     except devices.FleetError as exc:
         raise HTTPException(404, str(exc)) from None
 

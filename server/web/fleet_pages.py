@@ -121,5 +121,8 @@ def save_zone(runtime: RuntimeDep, viewer: Viewer, device: str, csrf: Annotated[
     camera: dict[str, Any] = dict(sections.get("camera") or {"source": source, "fps": 1})
     zones = [z for z in camera.get("zones", []) if isinstance(z, dict) and z.get("key") != zone]
     camera["zones"] = [*zones, {"key": zone.strip(), "polygon": points}]
-    devices.push_config(runtime, device, {"camera": camera}, viewer.person.name)
+    try:
+        devices.push_config(runtime, device, {"camera": camera}, viewer.person.name)
+    except devices.ConfigRefused:
+        return RedirectResponse(f"{target}?error=polygon", status.HTTP_303_SEE_OTHER)
     return RedirectResponse(f"{target}?done=zones", status.HTTP_303_SEE_OTHER)
