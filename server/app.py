@@ -9,12 +9,14 @@ from fastapi import FastAPI
 
 from server import __version__
 from server.api.fleet import fleet_api
+from server.api.people import people
 from server.api.provisioning import provisioning
 from server.api.reports import reports
 from server.api.routes import router
 from server.runtime import Runtime
 from server.settings import Settings
 from server.web.fleet_pages import fleet_pages
+from server.web.guard import Guard, redact_access_logs
 from server.web.pages import pages
 
 
@@ -37,10 +39,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         title="LobbyWatch", version=__version__, lifespan=lifespan,
         description="Queue, call-bell and facility monitoring for post-office branch lobbies.",
     )
+    known = settings or (runtime.settings if runtime else None)
+    app.add_middleware(Guard, https=bool(known and known.public_url.startswith("https://")))
+    redact_access_logs()
     app.include_router(router)
     app.include_router(reports)
     app.include_router(provisioning)
     app.include_router(fleet_api)
+    app.include_router(people)
     app.include_router(pages)
     app.include_router(fleet_pages)
     return app

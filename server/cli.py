@@ -168,7 +168,7 @@ def _token(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine)() as session:
-            token = issue_token(session, args.login, args.name, datetime.now(UTC))
+            token = issue_token(session, args.login, args.name, datetime.now(UTC), args.days, by=args.by)
     except UserError as exc:
         print(t(lang, "server.user.refused", why=str(exc)), file=sys.stderr)
         return 2
@@ -176,6 +176,41 @@ def _token(args: argparse.Namespace) -> int:
         engine.dispose()
     print(t(lang, "server.token.made", login=args.login))
     print(token)
+    return 0
+
+
+def _people_change(args: argparse.Namespace) -> int:
+    """`lobbywatch tokens`, `lobbywatch revoke-token`, `lobbywatch deactivate`: audited, on the registry."""
+    from datetime import UTC, datetime
+
+    from server.registry.database import make_engine, make_sessions
+    from server.web import users
+
+    lang = _lang(args)
+    settings = _settings(lang)
+    if settings is None:
+        return 2
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            now = datetime.now(UTC)
+            if args.command == "tokens":
+                for row in users.tokens(session, args.login):
+                    state = (t(lang, "server.token.revoked_at", at=f"{row.revoked_at:%Y-%m-%d}") if row.revoked_at
+                             else t(lang, "server.token.expires", at=f"{row.expires_at:%Y-%m-%d}")
+                             if row.expires_at else t(lang, "server.token.no_expiry"))
+                    print(f"{users.token_id(row.token_hash)}  {row.login}  {row.name}  {state}")
+            elif args.command == "revoke-token":
+                row = users.revoke_token(session, args.id, args.by, now)
+                print(t(lang, "server.token.revoked", id=users.token_id(row.token_hash), login=row.login))
+            else:
+                users.deactivate(session, args.login, args.by, now)
+                print(t(lang, "server.user.deactivated", login=args.login))
+    except users.UserError as exc:
+        print(t(lang, "server.user.refused", why=str(exc)), file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -257,7 +292,20 @@ def _people_and_devices(sub: Any) -> None:
     token = sub.add_parser("token", help="an API token for a person (integrations act as that person and role)")
     token.add_argument("login")
     token.add_argument("--name", required=True, help="what it is for (the audit log)")
+    token.add_argument("--days", type=float, default=90, help="how long it works (default 90, at most 400)")
+    token.add_argument("--by", default="lobbywatch token", help="who asks (the audit log)")
     token.set_defaults(func=_token)
+    listed = sub.add_parser("tokens", help="list API tokens (their ids, never the tokens), of one person or all")
+    listed.add_argument("login", nargs="?")
+    listed.set_defaults(func=_people_change)
+    revoked = sub.add_parser("revoke-token", help="revoke an API token at once, by the id `tokens` shows")
+    revoked.add_argument("id")
+    revoked.add_argument("--by", required=True, help="who revokes it (the audit log)")
+    revoked.set_defaults(func=_people_change)
+    off = sub.add_parser("deactivate", help="switch a person off: their sessions and tokens end at once")
+    off.add_argument("login")
+    off.add_argument("--by", required=True, help="who switches them off (the audit log)")
+    off.set_defaults(func=_people_change)
     boards = sub.add_parser("dashboards", help="build the Grafana dashboards, push them into Grafana, pull one back")
     boards_sub = boards.add_subparsers(dest="action", required=True)
     built = boards_sub.add_parser("build", help="write dashboards/*.json from server/dashboards/build.py")

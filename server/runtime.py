@@ -31,6 +31,7 @@ from server.reports.mailer import ReportMailer
 from server.rules.engine import RuleEngine
 from server.settings import Settings
 from server.storage.base import TimeSeriesStore
+from server.web.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class Runtime:
         for alert in self.alerts.open_alerts():
             self.rules.mark_firing(alert.rule, alert.branch_id, alert.subject, alert.peak or 0.0)
         self.live = LiveState()
+        self.login_throttle = LoginThrottle()
         self.rejects = Rejects()
         self.pipeline = Pipeline(
             directory=self.directory, store=self.store, rules=self.rules, alerts=self.alert_worker, live=self.live,

@@ -59,7 +59,7 @@ def get_caller(runtime: RuntimeDep, authorization: Annotated[str | None, Header(
         if expected is not None and secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
             return ADMIN
         with runtime.sessions() as session:
-            person = users.person_for_token(session, given)
+            person = users.person_for_token(session, given, runtime.clock.now())
         if person is not None:
             return Caller(person.name, person.role, person)
     raise HTTPException(

@@ -31,7 +31,10 @@ def default_day(runtime: Runtime, timezone: str, kind: PeriodKind) -> date:
 
 
 def _period(runtime: Runtime, timezone: str, kind: PeriodKind, day: date | None) -> Period:
-    period = Period.of(kind, day or default_day(runtime, timezone, kind))
+    try:
+        period = Period.of(kind, day or default_day(runtime, timezone, kind))
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     if period.first > runtime.clock.now().astimezone(ZoneInfo(timezone)).date():
         raise HTTPException(422, f"{period.first} is in the future: there is nothing to report yet")
     return period

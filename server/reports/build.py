@@ -34,6 +34,9 @@ class Period:
 
     @staticmethod
     def of(kind: PeriodKind, day: date) -> Period:
+        """The period holding `day`; ValueError for a day no data can be from (before 2020, or past 2099)."""
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise ValueError(f"{day} is outside {FIRST_DAY} to {LAST_DAY}: there is no data of that day")
         return Period(kind, day - timedelta(days=day.weekday()) if kind == "week" else day)
 
     @property
@@ -43,6 +46,10 @@ class Period:
     def bounds(self, timezone: str) -> tuple[datetime, datetime]:
         start = datetime.combine(self.first, time(0), ZoneInfo(timezone))
         return start, datetime.combine(self.first + timedelta(days=self.days), time(0), ZoneInfo(timezone))
+
+
+FIRST_DAY = date(2020, 1, 1)  # as the wire contract: no message is older
+LAST_DAY = date(2099, 12, 31)
 
 
 def _ns(moment: datetime) -> int:

@@ -50,13 +50,13 @@ def _locale(request: Request, fallback: str) -> str:
 def signed_in(request: Request, runtime: RuntimeDep) -> SignedIn:
     token = request.cookies.get(COOKIE, "")
     try:
-        login, csrf = unseal(SESSION, token, runtime.clock.now().timestamp(), runtime.link_secret)
+        sid, csrf = unseal(SESSION, token, runtime.clock.now().timestamp(), runtime.link_secret)
     except (LinkError, ValueError):
-        login = None
+        sid = None
     person = None
-    if login:
+    if sid:  # the session must still be open here: signing out or switching the person off ends it at once
         with runtime.sessions() as session:
-            person = users.load(session, str(login))
+            person = users.session_person(session, str(sid), runtime.clock.now())
     if person is None:  # not signed in, expired, or the account was switched off since
         target = quote(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
         raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": f"/login?next={target}"})
@@ -66,16 +66,26 @@ def signed_in(request: Request, runtime: RuntimeDep) -> SignedIn:
 Viewer = Annotated[SignedIn, Depends(signed_in)]
 
 
-def render(request: Request, name: str, locale: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, locale: str, status_code: int = 200, headers: dict[str, str] | None = None,
+           **context: Any) -> HTMLResponse:
     def tr(key: str, **params: object) -> str:
         return t(locale, key, **params)
 
+    nonce = getattr(request.state, "csp_nonce", "")  # scripts of our own pages run by this nonce only
     response = templates.TemplateResponse(
-        request, name, {"tr": tr, "locale": locale, "locales": LOCALES, **context}, status_code=status_code,
+        request, name, {"tr": tr, "locale": locale, "locales": LOCALES, "csp_nonce": nonce, **context},
+        status_code=status_code, headers=headers,
     )
     if request.query_params.get("lang"):
-        response.set_cookie(LANG_COOKIE, locale, max_age=365 * 86400, samesite="lax")
+        response.set_cookie(LANG_COOKIE, locale, max_age=365 * 86400, samesite="lax",
+                            secure=_https(request))
     return response
+
+
+def _https(request: Request) -> bool:
+    """Cookies are Secure whenever the server is reached over https (its public URL says so)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime.settings.public_url.startswith("https://")
 
 
 def check_form(viewer: SignedIn, csrf: str) -> None:
@@ -91,27 +101,42 @@ def login_page(request: Request, next: str = "/lobby") -> HTMLResponse:
 
 
 @pages.post("/login")
-def login(request: Request, runtime: RuntimeDep, login: Annotated[str, Form()], password: Annotated[str, Form()],
-          next: Annotated[str, Form()] = "/lobby") -> Response:
-    with runtime.sessions() as session:
-        person = users.authenticate(session, login.strip(), password)
+def login(request: Request, runtime: RuntimeDep, login: Annotated[str, Form(max_length=200)],
+          password: Annotated[str, Form(max_length=1000)], next: Annotated[str, Form()] = "/lobby") -> Response:
     locale = _locale(request, normalize_locale(request.headers.get("accept-language")))
+    address = request.client.host if request.client else "?"
+    login = login.strip()
+    now = runtime.clock.monotonic()
+    wait = runtime.login_throttle.wait_s(login, address, now)
+    if wait > 0:  # checked before the password: a guess made now is not even tried
+        return render(request, "login.html", locale, status_code=429, next=_safe_next(next),
+                      error=t(locale, "page.login.throttled", minutes=max(1, round(wait / 60))),
+                      headers={"Retry-After": str(round(wait))})
+    with runtime.sessions() as session:
+        person = users.authenticate(session, login, password)
+        if person is not None:
+            sid = users.start_session(session, person.login, runtime.clock.now(), SESSION_H)
     if person is None:
+        runtime.login_throttle.failed(login, address, now)
         return render(request, "login.html", locale, status_code=401, next=_safe_next(next),
-                       error=t(locale, "page.login.failed"))
+                      error=t(locale, "page.login.failed"))
+    runtime.login_throttle.succeeded(login)
     expires = runtime.clock.now().timestamp() + SESSION_H * 3600
-    token = seal(SESSION, [person.login, secrets.token_urlsafe(16)], expires, runtime.link_secret)
+    token = seal(SESSION, [sid, secrets.token_urlsafe(16)], expires, runtime.link_secret)
     response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
     response.set_cookie(COOKIE, token, max_age=SESSION_H * 3600, httponly=True, samesite="lax",
-                        secure=runtime.settings.public_url.startswith("https://"))
+                        secure=_https(request))
     return response
 
 
 @pages.post("/logout")
-def logout(viewer: Viewer, csrf: Annotated[str, Form()]) -> Response:
+def logout(request: Request, runtime: RuntimeDep, viewer: Viewer, csrf: Annotated[str, Form()]) -> Response:
     check_form(viewer, csrf)
+    sid, _ = unseal(SESSION, request.cookies.get(COOKIE, ""), runtime.clock.now().timestamp(), runtime.link_secret)
+    with runtime.sessions() as session:
+        users.end_session(session, str(sid), runtime.clock.now())
     response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(COOKIE, httponly=True, samesite="lax", secure=_https(request))
     return response
 
 
@@ -272,7 +297,11 @@ def reports_page(request: Request, runtime: RuntimeDep, viewer: Viewer, branch: 
     if not visible:
         return render(request, "reports.html", viewer.locale, viewer=viewer, branches={}, report=None)
     entry = visible.get(branch or "") or next(iter(sorted(visible.values(), key=lambda b: b.id)))
-    chosen = Period.of(period, day or default_day(runtime, entry.timezone, period))
+    try:
+        chosen = Period.of(period, day or default_day(runtime, entry.timezone, period))
+    except ValueError:
+        return _message(request, viewer.locale, t(viewer.locale, "page.report.title"),
+                        t(viewer.locale, "page.report.bad_day"), 422)
     report = make_report(runtime.store, runtime.sessions, entry, chosen)
     if request.query_params.get("format") == "csv":
         return as_csv([report.figures], f"lobbywatch-{entry.id}-{chosen.kind}-{chosen.first}")

@@ -6,11 +6,12 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from server.registry import audit, models
@@ -20,6 +21,8 @@ ROLES: tuple[Role, ...] = ("administrator", "technician", "branch_manager", "dut
 SEE_ALL: frozenset[str] = frozenset({"administrator", "technician"})  # the whole network, wherever they are sent
 ACT: frozenset[str] = frozenset({"administrator", "technician", "branch_manager", "duty_supervisor"})
 MIN_PASSWORD = 10
+TOKEN_DAYS = 90  # a person's API token expires after this unless asked otherwise
+MAX_TOKEN_DAYS = 400
 
 _hasher = PasswordHasher()  # argon2id with the library's current parameters
 
@@ -95,22 +98,99 @@ def authenticate(session: Session, login: str, password: str) -> Person | None:
     return person(user)
 
 
-def issue_token(session: Session, login: str, name: str, now: datetime) -> str:
-    """A new API token for the person (shown once; only its hash is kept)."""
-    if session.get(models.User, login) is None:
-        raise UserError(f"no user {login!r}")
+def issue_token(session: Session, login: str, name: str, now: datetime, days: float = TOKEN_DAYS,
+                by: str | None = None) -> str:
+    """A new API token for the person, valid `days` (shown once; only its hash is kept)."""
+    user = session.get(models.User, login)
+    if user is None or not user.active:
+        raise UserError(f"no active user {login!r}")
+    if not 0 < days <= MAX_TOKEN_DAYS:
+        raise UserError(f"a token lives 1 to {MAX_TOKEN_DAYS} days, not {days:g}")
     token = "lwt_" + secrets.token_urlsafe(32)
-    session.add(models.ApiToken(token_hash=_digest(token), login=login, name=name, created_at=now))
-    audit.record(session, now, login, "api_token.create", login, name)
+    expires = now + timedelta(days=days)
+    session.add(models.ApiToken(token_hash=_digest(token), login=login, name=name, created_at=now,
+                                expires_at=expires))
+    audit.record(session, now, by or login, "api_token.create", login, f"{name}; {token_id(_digest(token))}; "
+                                                                         f"expires {expires:%Y-%m-%d}")
     session.commit()
     return token
 
 
-def person_for_token(session: Session, token: str) -> Person | None:
+def token_id(digest: str) -> str:
+    """How a token is named in lists and revocations: the start of its hash (the token itself is never kept)."""
+    return digest[:12]
+
+
+def tokens(session: Session, login: str | None = None) -> list[models.ApiToken]:
+    query = select(models.ApiToken).order_by(models.ApiToken.created_at)
+    if login is not None:
+        query = query.where(models.ApiToken.login == login)
+    return list(session.scalars(query))
+
+
+def revoke_token(session: Session, ident: str, by: str, now: datetime, login: str | None = None) -> models.ApiToken:
+    """Revoke a token by its id; `login`: only if it is that person's."""
+    if len(ident) < 8:
+        raise UserError("give at least 8 characters of the token's id")
+    found = [t for t in tokens(session, login) if t.token_hash.startswith(ident)]
+    if len(found) != 1:
+        raise UserError(f"no token {ident!r}" if not found else f"{ident!r} names {len(found)} tokens: give more")
+    row = found[0]
+    if row.revoked_at is None:
+        row.revoked_at = now
+        audit.record(session, now, by, "api_token.revoke", row.login, f"{row.name}; {token_id(row.token_hash)}")
+        session.commit()
+    return row
+
+
+def person_for_token(session: Session, token: str, now: datetime) -> Person | None:
     row = session.get(models.ApiToken, _digest(token))
     if row is None or row.revoked_at is not None:
         return None
+    if row.expires_at is not None and _aware(row.expires_at) <= now:
+        return None
     return load(session, row.login)
+
+
+def deactivate(session: Session, login: str, by: str, now: datetime) -> None:
+    """Switch a person off: their sessions and tokens end now (the pages and the API check on every request)."""
+    user = session.get(models.User, login)
+    if user is None:
+        raise UserError(f"no user {login!r}")
+    user.active = False
+    session.execute(update(models.WebSession).where(models.WebSession.login == login,
+                                                    models.WebSession.ended_at.is_(None)).values(ended_at=now))
+    session.execute(update(models.ApiToken).where(models.ApiToken.login == login,
+                                                  models.ApiToken.revoked_at.is_(None)).values(revoked_at=now))
+    audit.record(session, now, by, "user.deactivate", login, "sessions ended, tokens revoked")
+    session.commit()
+
+
+def start_session(session: Session, login: str, now: datetime, hours: float) -> str:
+    """A signed-in session; returns its id for the cookie (only its hash is kept)."""
+    sid = secrets.token_urlsafe(24)
+    session.add(models.WebSession(id_hash=_digest(sid), login=login, created_at=now,
+                                  expires_at=now + timedelta(hours=hours)))
+    session.commit()
+    return sid
+
+
+def session_person(session: Session, sid: str, now: datetime) -> Person | None:
+    row = session.get(models.WebSession, _digest(sid))
+    if row is None or row.ended_at is not None or _aware(row.expires_at) <= now:
+        return None
+    return load(session, row.login)
+
+
+def end_session(session: Session, sid: str, now: datetime) -> None:
+    row = session.get(models.WebSession, _digest(sid))
+    if row is not None and row.ended_at is None:
+        row.ended_at = now
+        session.commit()
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _digest(token: str) -> str:
