@@ -1,15 +1,17 @@
 #!/bin/sh
 # Generates what a test deployment of docker-compose.yml needs and the repository must not hold:
-# .env with random secrets, a CA and a broker certificate, and the broker's dynamic-security file with its
-# administrator (the server uses it to create and revoke device identities, and its own).
+# .env with random secrets, a CA and a certificate for the broker and the HTTPS front (Caddy), and the broker's
+# dynamic-security file with its administrator (the server uses it to create and revoke device identities, and
+# its own). Every secret is readable by its owner only (umask 077); the CA's key stays in deploy/secrets/ca/,
+# which no container mounts: only certs/ (CA certificate, the service certificate and its key) is mounted.
 # For production, use certificates from your own CA and keep .env in your secret store.
 #   usage: deploy/make-secrets.sh [broker-host-name]
 set -eu
 cd "$(dirname "$0")/.."
 host=${1:-localhost}
 secrets=deploy/secrets
-mkdir -p "$secrets/certs" "$secrets/mosquitto"
 umask 077
+mkdir -p "$secrets/certs" "$secrets/mosquitto" "$secrets/ca"
 rand() { openssl rand -base64 36 | tr -d '/+=' | cut -c1-32; }
 if [ ! -f .env ]; then
   cat > .env <<ENV
@@ -27,14 +29,20 @@ fi
 . ./.env
 if [ ! -f "$secrets/certs/ca.crt" ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=LobbyWatch test CA" \
-    -keyout "$secrets/certs/ca.key" -out "$secrets/certs/ca.crt"
+    -keyout "$secrets/ca/ca.key" -out "$secrets/certs/ca.crt" 2>/dev/null
   openssl req -newkey rsa:3072 -nodes -subj "/CN=$host" -keyout "$secrets/certs/server.key" \
-    -out "$secrets/certs/server.csr"
-  printf "subjectAltName=DNS:%s,DNS:localhost,IP:127.0.0.1\n" "$host" > "$secrets/certs/san.ext"
-  openssl x509 -req -in "$secrets/certs/server.csr" -CA "$secrets/certs/ca.crt" -CAkey "$secrets/certs/ca.key" \
-    -CAcreateserial -days 825 -extfile "$secrets/certs/san.ext" -out "$secrets/certs/server.crt"
-  chmod 644 "$secrets/certs/ca.crt" "$secrets/certs/server.crt" "$secrets/certs/server.key"
-  echo "wrote the CA and the broker certificate for $host in $secrets/certs"
+    -out "$secrets/ca/server.csr" 2>/dev/null
+  printf "subjectAltName=DNS:%s,DNS:localhost,IP:127.0.0.1\n" "$host" > "$secrets/ca/san.ext"
+  openssl x509 -req -in "$secrets/ca/server.csr" -CA "$secrets/certs/ca.crt" -CAkey "$secrets/ca/ca.key" \
+    -CAcreateserial -CAserial "$secrets/ca/ca.srl" -days 825 -extfile "$secrets/ca/san.ext" \
+    -out "$secrets/certs/server.crt" 2>/dev/null
+  # certificates are public; the key stays 0600. The broker image reads it as its mosquitto user (uid 1883):
+  # as root, hand it that user; otherwise the broker's first start says it cannot read it.
+  chmod 644 "$secrets/certs/ca.crt" "$secrets/certs/server.crt"
+  chmod 600 "$secrets/certs/server.key"
+  if [ "$(id -u)" -eq 0 ]; then chown 1883 "$secrets/certs/server.key"; fi
+  chmod 755 "$secrets/certs"
+  echo "wrote the CA (key in $secrets/ca, never mounted) and the certificate for $host in $secrets/certs"
 fi
 dynsec="$secrets/mosquitto/dynamic-security.json"
 if [ ! -f "$dynsec" ]; then

@@ -102,3 +102,26 @@ camera:
     assert agent_main(["--lang", "zh-CN", "calibrate", "--config", str(config), "--dataset", str(out)]) == 0
     assert "区域 queue 已标定" in capsys.readouterr().out
     assert CalibrationStore(tmp_path / "data").load("queue") is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (b"device_id: dev-001\nlocale: \xff\xfe\n", "not UTF-8 text"),
+        (b"device_id: dev-001\nx: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+        (b"device_id: dev-001\ncamera:\n  source: '0'\n  zones:\n    - {key: queue, polygon: [[0, 0], [1e30, 0], "
+         b"[10, 10]]}\n", "camera.zones.0.polygon.1.0"),
+        (b"device_id: dev-001\nreporting: {facility_interval_s: .inf}\n", "reporting.facility_interval_s"),
+        (b"device_id: dev-001\noutbox: {max_age_days: .nan}\n", "outbox.max_age_days"),
+        (b"device_id: lobbywatch-server\n", "reserved for the system"),
+    ],
+    ids=["not-utf8", "deep", "huge-coordinate", "infinite-interval", "nan", "reserved-id"],
+)
+def test_check_config_names_the_problem_and_never_crashes(tmp_path: Path, text: bytes, problem: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "device.yaml"
+    path.write_bytes(text)
+    assert agent_main(["check-config", str(path)]) != 0
+    said = capsys.readouterr()
+    assert problem in said.out + said.err
+    assert "Traceback" not in said.out + said.err

@@ -62,6 +62,27 @@ def test_every_mounted_config_file_exists_after_make_secrets(deployment: Path) -
     assert all(len(v) >= 24 for v in env.values())
 
 
+def test_secrets_are_private_and_the_ca_key_is_in_no_container(deployment: Path) -> None:
+    secrets = deployment / "deploy" / "secrets"
+    for private in (deployment / ".env", secrets / "certs" / "server.key", secrets / "ca" / "ca.key",
+                    secrets / "mosquitto" / "dynamic-security.json"):
+        assert private.stat().st_mode & 0o077 == 0, f"{private} is readable by others"
+    mounted = [deployment / s for s in bind_mounts()]
+    key = secrets / "ca" / "ca.key"
+    assert not [m for m in mounted if key == m or m in key.parents]
+    assert not list((secrets / "certs").glob("*ca.key*"))
+
+
+def test_the_api_is_served_over_https_only() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert "ports" not in services["server"]  # reached through Caddy inside the compose network only
+    assert services["caddy"]["ports"] == ["443:443"]
+    caddyfile = (ROOT / "deploy" / "caddy" / "Caddyfile").read_text()
+    assert "tls /certs/server.crt /certs/server.key" in caddyfile
+    assert "reverse_proxy server:8000" in caddyfile
+    assert services["server"]["environment"]["LOBBYWATCH_PUBLIC_URL"].startswith("${LOBBYWATCH_PUBLIC_URL:-https://")
+
+
 def test_compose_needs_every_secret_from_the_environment() -> None:
     text = COMPOSE.read_text()
     for name in ("INFLUXDB_TOKEN", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "LOBBYWATCH_MQTT_PASSWORD",

@@ -309,7 +309,10 @@ def test_enrollments_in_bulk_from_a_csv_with_qr_codes(tmp_path: Path) -> None:
     assert "已创建 2 个登记令牌，1 个被拒绝" in done.stdout
     rows = list(csv.DictReader((tmp_path / "qr" / "enrollments.csv").open(encoding="utf-8")))
     assert [r["device_id"] for r in rows] == ["b1-cam1", "b2-bell"]
+    assert (tmp_path / "qr" / "enrollments.csv").stat().st_mode & 0o077 == 0  # tokens: the owner's eyes only
+    assert (tmp_path / "qr").stat().st_mode & 0o077 == 0
     for row in rows:
+        assert Path(row["qr_png"]).stat().st_mode & 0o077 == 0
         assert Path(row["qr_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert row["uri"] == f"lobbywatch-enroll:?server=https://lobby.example.cn&token={row['token']}"
     single = subprocess.run([sys.executable, "-m", "server.cli", "enroll", "create", "--branch", "b1", "--by", "x",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -53,7 +54,8 @@ def enroll_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
 
     rows = _rows(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.umask(0o077)  # tokens and their QR codes are secrets until used: readable by their owner only
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
     made: list[dict[str, str]] = []
