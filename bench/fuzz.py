@@ -188,19 +188,20 @@ def main() -> int:
             time.sleep(0.2)
         print(f"sending {args.payloads} hostile payloads, a valid one after every {args.valid_every}", flush=True)
         good, bad = Publisher(broker.port, "fuzz-good"), Publisher(broker.port, "fuzz-bad")
+        big = Publisher(broker.port, "fuzz-big")  # apart: a broker with a size limit may drop its connection
         started = time.monotonic()
         for n in range(1, args.payloads + 1):
             kind, topic, payload = maker.hostile()
             kinds[kind] = kinds.get(kind, 0) + 1
-            (bad if kind != "big" else Publisher(broker.port, f"fuzz-big-{n}")).send(topic, payload)
+            (big if kind == "big" else bad).send(topic, payload)
             if n % args.valid_every == 0:
                 topic, payload, ts = maker.valid()
                 valid[(topic.split("/")[2], ts)] = 1
                 good.send(topic, payload)
             if n % 2000 == 0:
                 print(f"  {n} hostile, {len(valid)} valid sent ({time.monotonic() - started:.0f} s)", flush=True)
-        good.close()
-        bad.close()
+        for publisher in (good, bad, big):
+            publisher.close()
         settle = time.monotonic()
         health: dict[str, Any] = {}
         while time.monotonic() - settle < SETTLE_S:

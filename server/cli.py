@@ -155,32 +155,8 @@ def _settings(lang: str) -> Settings | None:
         return None
 
 
-def _token(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
-    from server.registry.database import make_engine, make_sessions
-    from server.web.users import UserError, issue_token
-
-    lang = _lang(args)
-    settings = _settings(lang)
-    if settings is None:
-        return 2
-    engine = make_engine(settings.database_url)
-    try:
-        with make_sessions(engine)() as session:
-            token = issue_token(session, args.login, args.name, datetime.now(UTC), args.days, by=args.by)
-    except UserError as exc:
-        print(t(lang, "server.user.refused", why=str(exc)), file=sys.stderr)
-        return 2
-    finally:
-        engine.dispose()
-    print(t(lang, "server.token.made", login=args.login))
-    print(token)
-    return 0
-
-
 def _people_change(args: argparse.Namespace) -> int:
-    """`lobbywatch tokens`, `lobbywatch revoke-token`, `lobbywatch deactivate`: audited, on the registry."""
+    """`lobbywatch token`, `tokens`, `revoke-token`, `deactivate`: audited, on the registry."""
     from datetime import UTC, datetime
 
     from server.registry.database import make_engine, make_sessions
@@ -194,7 +170,11 @@ def _people_change(args: argparse.Namespace) -> int:
     try:
         with make_sessions(engine)() as session:
             now = datetime.now(UTC)
-            if args.command == "tokens":
+            if args.command == "token":
+                token = users.issue_token(session, args.login, args.name, now, args.days, by=args.by)
+                print(t(lang, "server.token.made", login=args.login))
+                print(token)
+            elif args.command == "tokens":
                 for row in users.tokens(session, args.login):
                     state = (t(lang, "server.token.revoked_at", at=f"{row.revoked_at:%Y-%m-%d}") if row.revoked_at
                              else t(lang, "server.token.expires", at=f"{row.expires_at:%Y-%m-%d}")
@@ -294,7 +274,7 @@ def _people_and_devices(sub: Any) -> None:
     token.add_argument("--name", required=True, help="what it is for (the audit log)")
     token.add_argument("--days", type=float, default=90, help="how long it works (default 90, at most 400)")
     token.add_argument("--by", default="lobbywatch token", help="who asks (the audit log)")
-    token.set_defaults(func=_token)
+    token.set_defaults(func=_people_change)
     listed = sub.add_parser("tokens", help="list API tokens (their ids, never the tokens), of one person or all")
     listed.add_argument("login", nargs="?")
     listed.set_defaults(func=_people_change)

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from lobby_sim.broker import Mosquitto
+from tests.helpers import Device
 from tests.lobby_day import Day, replay_day
 from tests.services import Influx1, VictoriaMetrics
 
@@ -53,6 +54,14 @@ def mosquitto(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Mosqui
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def device(mosquitto: Mosquitto) -> Iterator[Device]:
+    """A raw publisher for the site's first camera (tests.helpers.site), speaking the contract by hand."""
+    dev = Device(mosquitto.port, "dev-b1-cam")
+    yield dev
+    dev.close()
 
 
 @pytest.fixture

@@ -27,13 +27,6 @@ def runtime(tmp_path: Path, mosquitto: Mosquitto, inbox: ThreadingHTTPServer) ->
     rt.stop()
 
 
-@pytest.fixture
-def device(mosquitto: Mosquitto) -> Iterator[Device]:
-    dev = Device(mosquitto.port, "dev-b1-cam")
-    yield dev
-    dev.close()
-
-
 def stored(runtime: Runtime, measurement: str = "occupancy", branch: str = "b1") -> list[object]:
     return runtime.store.query(measurement, branch, 0)
 

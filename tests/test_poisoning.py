@@ -33,13 +33,6 @@ def runtime(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Runtime]:
     rt.stop()
 
 
-@pytest.fixture
-def device(mosquitto: Mosquitto) -> Iterator[Device]:
-    dev = Device(mosquitto.port, "dev-b1-cam")
-    yield dev
-    dev.close()
-
-
 def occupancies(runtime: Runtime) -> list[int]:
     return [int(p.fields["occupancy"]) for p in runtime.store.query("occupancy", "b1", 0)]
 

@@ -21,7 +21,7 @@ from lobby_sim.broker import Mosquitto, free_port, wait_for_port
 from server.alerts.links import sign
 from server.registry import models
 from server.web.users import add_user
-from tests.helpers import PASSWORD, PHONE, Web, site, start_runtime, write_site
+from tests.helpers import PASSWORD, PHONE, Web, eventually, site, start_runtime, write_site
 
 API_TOKEN = "api-token-for-the-tests-0123456789"
 SECRET = "link-secret-for-the-tests-0123456789"
@@ -198,3 +198,53 @@ def test_one_tap_tokens_never_reach_the_access_log(tmp_path: Path, mosquitto: Mo
     assert "/ack/<redacted>" in text  # the request is logged ...
     assert token not in text  # ... without the token
     assert token.split(".")[1] not in text
+
+
+def cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LANG": "zh_CN.UTF-8",
+           "LOBBYWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.sqlite3'}"}
+    return subprocess.run([sys.executable, "-m", "server.cli", *argv], env=env, capture_output=True, text=True,
+                          check=False, timeout=60)
+
+
+def test_tokens_and_people_from_the_command_line(web: Web, tmp_path: Path) -> None:
+    made = cli(tmp_path, "token", "wang", "--name", "wallboard", "--days", "7", "--by", "管理员")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    assert httpx.get(f"{web.url}/api/v1/branches", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    listed = cli(tmp_path, "tokens", "wang")
+    assert "wallboard" in listed.stdout
+    assert "到期" in listed.stdout
+    assert token not in listed.stdout  # ids only, never the token
+    ident = listed.stdout.split()[0]
+    revoked = cli(tmp_path, "revoke-token", ident, "--by", "管理员")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "已吊销" in revoked.stdout
+    assert httpx.get(f"{web.url}/api/v1/branches", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    cookies = dict(sign_in(web, "wang").cookies)
+    off = cli(tmp_path, "deactivate", "wang", "--by", "管理员")
+    assert off.returncode == 0, off.stderr
+    assert "已停用 wang" in off.stdout
+    assert httpx.get(f"{web.url}/lobby", cookies=cookies).status_code == 303
+    unknown = cli(tmp_path, "deactivate", "nobody", "--by", "管理员")
+    assert unknown.returncode == 2
+    assert "nobody" in unknown.stderr
+
+
+def test_the_fleet_page_lists_what_was_set_aside(web: Web, mosquitto: Mosquitto) -> None:
+    from tests.helpers import Device
+
+    device = Device(mosquitto.port, "dev-b1-cam")
+    try:
+        device.send("queue", device.envelope(ts="2300-01-01T00:00:00+00:00", zones=[{"zone": "queue",
+                                                                                     "occupancy": 1}]))
+        device.queue(2)
+    finally:
+        device.close()
+    cookies = dict(sign_in(web, "li").cookies)
+    page = eventually(lambda: "已搁置的消息" in (text := httpx.get(f"{web.url}/lobby/fleet", cookies=cookies).text)
+                      and text, what="the fleet page lists the dead letter")
+    assert "内容无效" in page  # the cause, translated
+    assert "2300-01-01" in page  # and what was sent
+    device_page = httpx.get(f"{web.url}/lobby/fleet/dev-b1-cam", cookies=cookies).text
+    assert "已搁置的消息" in device_page
