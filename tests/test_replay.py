@@ -66,6 +66,30 @@ def test_a_closed_branch_raises_no_lobby_alerts() -> None:
     assert [b for b in brief if b[2] != "device_offline"] == []
 
 
+def test_alerts_open_at_closing_end_with_the_day_and_nobody_is_paged_at_night() -> None:
+    brief, _, events = run("past_closing")  # 19:50 to 08:49 the next morning
+    # the queue, wait and lobby-temperature alerts fire before closing and end at 20:00 (t = 600)
+    fired = {(b[2], b[1]) for b in brief if b[1] == "fired"}
+    assert fired == {("queue_too_long", "fired"), ("wait_too_long", "fired"), ("facility", "fired")}
+    closed = [e for e in events if e["event"] == "resolved"]
+    assert {e["rule"] for e in closed} == {"queue_too_long", "wait_too_long", "facility"}
+    assert {e["t"] for e in closed} == {600.0}
+    assert all(e["facts"]["reason"] == "closed" for e in closed)
+    # nothing more all night (before the fix: 431 reminders and escalations until the morning)
+    assert [b for b in brief if b[0] > 600] == []
+
+
+def test_an_offline_or_silenced_camera_holds_its_zone_alerts() -> None:
+    brief, _, events = run("offline_holds")
+    queue = [b[:2] for b in brief if b[2] == "queue_too_long"]
+    # fired at 60; the camera offline from 100 to 400: no reminder; back: reminded every minute; at 600 the
+    # technician silences the camera itself, which covers the zone alerts resting on its data
+    assert queue == [(60.0, "fired"), (410.0, "reminded"), (470.0, "reminded"), (530.0, "reminded"),
+                     (590.0, "reminded")]
+    fired = next(e for e in events if e["event"] == "fired" and e["rule"] == "queue_too_long")
+    assert fired["facts"]["device"] == "fcm-cam1"  # the alert carries the device its data comes from
+
+
 def test_people_acknowledge_pass_on_and_resolve() -> None:
     _, _, events = run("people_actions")
     people = [(e["event"], e.get("by"), e.get("channel"), e.get("to")) for e in events

@@ -36,6 +36,23 @@ RULES = {
     "not_open_on_time": RuleSpec("critical", "branch_manager"),
 }
 OPEN_STATES = ("firing", "acknowledged")
+ZONE_RULES = frozenset({"queue_too_long", "wait_too_long"})
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What holds alerts' reminders and escalation back, as the rules' owner saw it at one tick (a snapshot:
+    the alerts thread never reads the rules' state). An offline device's alerts wait: its own offline alert
+    tells the technicians. A zone whose count is unknown now (the camera cannot see) cannot show whether its
+    queue went down: its alerts wait too, while the camera's fault goes to the technicians."""
+
+    offline: frozenset[tuple[str, str]] = frozenset()  # (branch, device)
+    unknown: frozenset[tuple[str, str]] = frozenset()  # (branch, zone)
+
+    def holds(self, alert: models.Alert) -> bool:
+        if alert.rule != "device_offline" and alert.device_id and (alert.branch_id, alert.device_id) in self.offline:
+            return True
+        return alert.rule in ZONE_RULES and (alert.branch_id, alert.subject) in self.unknown
 
 
 class AlertError(ValueError):
@@ -118,15 +135,15 @@ class AlertService:
             silenced = self._silenced(session, alert, at)
             session.commit()
             notice = self._notice(alert, branch, subject_name, change.change.value, at, facts)
-            self._event(change.change.value, alert, at, **({"silenced": True} if silenced else {}))
+            self._event(change.change.value, alert, at, facts=_plain(facts),
+                        **({"silenced": True} if silenced else {}))
         if self._notify is not None and not silenced:
             self._notify(notice)
 
     # -- reminders and escalation -------------------------------------------------------------------
-    def tick(self, branches: Mapping[str, BranchEntry],
-             offline: Callable[[str, str], bool] = lambda _branch, _device: False) -> None:
-        """Remind the role asked now, and ask the next one in the chain, until somebody acknowledges. Alerts
-        about what an offline device measures wait (inhibition): its own offline alert tells the technicians."""
+    def tick(self, branches: Mapping[str, BranchEntry], held: Held = Held()) -> None:
+        """Remind the role asked now, and ask the next one in the chain, until somebody acknowledges; what is
+        `held` waits (inhibition)."""
         now = self._clock.now()
         notices = []
         with self._lock, self._sessions() as session:
@@ -134,7 +151,7 @@ class AlertService:
                 branch = branches.get(alert.branch_id)
                 if branch is None:
                     continue
-                if alert.rule != "device_offline" and alert.device_id and offline(alert.branch_id, alert.device_id):
+                if held.holds(alert):
                     continue
                 if self._silenced(session, alert, now):
                     continue
@@ -201,8 +218,9 @@ class AlertService:
     @staticmethod
     def _silenced(session: Session, alert: models.Alert, at: datetime) -> bool:
         for silence in session.scalars(select(models.Silence).where(models.Silence.branch_id == alert.branch_id)):
-            if (_aware(silence.starts_at) <= at < _aware(silence.ends_at)
-                    and silence.rule in (None, alert.rule) and silence.subject in (None, alert.subject)):
+            # a silence's subject is the alert's (a zone, a button) or the device its data comes from
+            if (_aware(silence.starts_at) <= at < _aware(silence.ends_at) and silence.rule in (None, alert.rule)
+                    and silence.subject in (None, alert.subject, alert.device_id)):
                 return True
         return False
 
@@ -314,6 +332,9 @@ def describe(alert: models.Alert, branch: BranchEntry, locale: str, change: str,
         title = t(locale, f"alert.{change}", title=t(locale, f"{fired}.title", **params),
                   role=t(locale, f"role.{alert.role}"))
         return title, t(locale, f"{fired}.body", **params)
+    if change == "resolved" and facts.get("reason") == "closed":  # ended by the branch closing, not by the lobby
+        return (t(locale, "alert.closed.title", title=t(locale, f"alert.{alert.rule}.title", **params)),
+                t(locale, "alert.closed.body", **params))
     prefix = f"alert.{alert.rule}.{change}"
     return t(locale, f"{prefix}.title", **params), t(locale, f"{prefix}.body", **params)
 

@@ -11,17 +11,16 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from server.alerts.service import AlertService
+from server.alerts.service import AlertService, Held
 from server.ingest.directory import BranchEntry
 from server.rules.threshold import Transition
 
 log = logging.getLogger(__name__)
 
-Offline = Callable[[str, str], bool]
 RETRY_S = (0.2, 1.0, 5.0)
 
 
@@ -30,7 +29,7 @@ class AlertSink(Protocol):
 
     def apply(self, change: Transition, branch: BranchEntry, subject_name: str) -> None: ...
 
-    def tick(self, branches: Mapping[str, BranchEntry], offline: Offline) -> None: ...
+    def tick(self, branches: Mapping[str, BranchEntry], held: Held) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +42,7 @@ class _Apply:
 @dataclass(frozen=True, slots=True)
 class _Tick:
     branches: Mapping[str, BranchEntry]
-    offline: Offline
+    held: Held
 
 
 class AlertWorker:
@@ -59,8 +58,8 @@ class AlertWorker:
     def apply(self, change: Transition, branch: BranchEntry, subject_name: str) -> None:
         self._put(_Apply(change, branch, subject_name))
 
-    def tick(self, branches: Mapping[str, BranchEntry], offline: Offline) -> None:
-        self._put(_Tick(dict(branches), offline))
+    def tick(self, branches: Mapping[str, BranchEntry], held: Held) -> None:
+        self._put(_Tick(dict(branches), held))
 
     def _put(self, item: _Apply | _Tick) -> None:
         with self._idle:
@@ -97,7 +96,7 @@ class AlertWorker:
                 if isinstance(item, _Apply):
                     self._service.apply(item.change, item.branch, item.subject_name)
                 else:
-                    self._service.tick(item.branches, item.offline)
+                    self._service.tick(item.branches, item.held)
                 return
             except Exception:  # the database busy or gone for a moment: each item is one transaction, so retry
                 if wait is None:

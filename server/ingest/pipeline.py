@@ -43,7 +43,7 @@ from lobbywatch.protocol import (
     Topic,
     parse_payload,
 )
-from server.alerts.service import severity
+from server.alerts.service import Held, severity
 from server.alerts.worker import AlertSink
 from server.ingest.dead_letters import DeadLetters
 from server.ingest.directory import DeviceEntry, Directory
@@ -200,10 +200,16 @@ class Pipeline:
             self._alert_slot = slot
             now = self._clock.now().timestamp()
             for branch in self.directory.branches.values():
-                self._timed(self.rules.check_opening(branch.id, branch.hours, now))
-            self.alerts.tick(self.directory.branches, self.rules.device_offline)
+                self._timed(self.rules.hours(branch.id, branch.hours, now))
+            self.alerts.tick(self.directory.branches, self._held())
         if self._clock.monotonic() - self._learnt_flush >= LEARNT_FLUSH_S:
             self.flush_learnt()
+
+    def _held(self) -> Held:
+        """What holds alerts back now, as a snapshot for the alerts thread."""
+        unknown = frozenset((branch, zone) for branch in self.directory.branches
+                            for zone, now in self.live.zones(branch).items() if now.occupancy is None)
+        return Held(self.rules.offline_devices(), unknown)
 
     def request_stop(self) -> None:
         """Stop waiting for storage to come back: a batch still unstored stays unacknowledged."""
@@ -368,7 +374,7 @@ class Pipeline:
                 continue
             open_now = self.directory.branches[branch].hours.is_open(message.ts)
             batch.transitions.extend(self.rules.occupancy(
-                branch, zone.key, zone.rules, count.occupancy, message.ts.timestamp(), open_now,
+                branch, zone.key, zone.rules, count.occupancy, message.ts.timestamp(), open_now, device.id,
             ))
             if open_now and count.occupancy is not None:
                 seen = self.rules.projection(branch, zone.key, zone.rules, count.occupancy)

@@ -7,6 +7,7 @@ silence) advance on `tick`. Everything returns `Transition`s for the alert servi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from server.rules import facility
@@ -44,6 +45,9 @@ class BranchState:
     branch: str
     thresholds: dict[str, ThresholdState] = field(default_factory=dict)
     service: dict[str, ServiceLearner] = field(default_factory=dict)  # per zone
+    # thresholds about the lobby in opening hours (queue, wait, comfort): they end when the branch closes
+    lobby: set[str] = field(default_factory=set)
+    open_now: bool | None = None  # as last looked at by `hours`
     calls: CallTracker = field(init=False)
     devices: DeviceWatch = field(init=False)
     opening: OpeningWatch = field(init=False)
@@ -66,17 +70,22 @@ class RuleEngine:
 
     def _threshold(self, rule: str, branch: str, subject: str, limits: ThresholdRule, value: float | None,
                    at: float, detail: tuple[tuple[str, object], ...] = ()) -> Transition | None:
-        states = self._branch(branch).thresholds
-        state = states.setdefault(f"{rule}/{subject}", ThresholdState())
+        here = self._branch(branch)
+        key = f"{rule}/{subject}"
+        if rule in (QUEUE_TOO_LONG, WAIT_TOO_LONG) or dict(detail).get("kind") in facility.LOBBY_KINDS:
+            here.lobby.add(key)
+        state = here.thresholds.setdefault(key, ThresholdState())
         moved = step(limits, state, value, at)
         if moved is None:
             return None
         return Transition(rule, branch, subject, moved.change, at, moved.value, moved.peak, detail)
 
     def occupancy(self, branch: str, zone: str, rules: ZoneRules, value: int | None, at: float,
-                  open_now: bool) -> list[Transition]:
+                  open_now: bool, device: str = "") -> list[Transition]:
+        """`device`: the camera counting the zone; its alerts rest on its data (held while it is offline)."""
         counted = value if open_now else None  # the rules are about opening hours
-        queue_facts = (("threshold", rules.queue.fire_at), ("minutes", round(rules.queue.for_s / 60, 1)))
+        queue_facts = (("threshold", rules.queue.fire_at), ("minutes", round(rules.queue.for_s / 60, 1)),
+                       ("device", device))
         out = [self._threshold(QUEUE_TOO_LONG, branch, zone, rules.queue, counted, at, queue_facts)]
         learner = self._branch(branch).service.setdefault(zone, ServiceLearner())
         learner.observe(counted, at, rules.windows_open)
@@ -87,7 +96,8 @@ class RuleEngine:
                       ("windows_needed", seen.windows_needed),
                       ("more_windows", max(0, seen.windows_needed - rules.windows_open)),
                       ("waiting", counted), ("wait_min", None if wait is None else round(wait, 1)),
-                      ("service_min", round(seen.service_min, 2)), ("service_learnt", seen.service_learnt))
+                      ("service_min", round(seen.service_min, 2)), ("service_learnt", seen.service_learnt),
+                      ("device", device))
             out.append(self._threshold(WAIT_TOO_LONG, branch, zone, rules.wait, wait, at, detail))
         return [t for t in out if t is not None]
 
@@ -144,14 +154,40 @@ class RuleEngine:
     def device_offline(self, branch: str, device: str) -> bool:
         return self._branch(branch).devices.is_offline(device)
 
+    def offline_devices(self) -> frozenset[tuple[str, str]]:
+        """Every (branch, device) offline now."""
+        return frozenset((b, d) for b, state in self._branches.items() for d in state.devices.offline)
+
     def activity(self, branch: str, at: float) -> list[Transition]:
         """People counted, a call, a door opened: the lobby is open."""
         back = self._branch(branch).opening.activity(at)
         return [back] if back else []
 
-    def check_opening(self, branch: str, hours: OpeningHours, now: float) -> list[Transition]:
-        late = self._branch(branch).opening.tick(now, hours)
-        return [late] if late else []
+    def hours(self, branch: str, hours: OpeningHours, now: float) -> list[Transition]:
+        """Look at the opening hours now: a branch not open on time fires; at closing, every alert about the
+        lobby in opening hours (queue, wait, comfort) resolves, since nobody can act on it until the branch
+        opens again, and its input is unknown all night. Alerts meant for the night (a door open, a device
+        fault, a call still waiting) go on."""
+        state = self._branch(branch)
+        late = state.opening.tick(now, hours)
+        out = [late] if late else []
+        open_now = hours.is_open(datetime.fromtimestamp(now, UTC))
+        if state.open_now and not open_now:
+            out.extend(self._close(state, now))
+        state.open_now = open_now
+        return out
+
+    def _close(self, state: BranchState, now: float) -> list[Transition]:
+        out = []
+        for key in sorted(state.lobby):
+            threshold = state.thresholds.get(key)
+            if threshold is None or not threshold.firing:
+                continue
+            rule, subject = key.split("/", 1)
+            out.append(Transition(rule, state.branch, subject, Change.RESOLVED, now, None, threshold.peak,
+                                  (("reason", "closed"),)))
+            state.thresholds[key] = ThresholdState()
+        return out
 
     def tick(self, now: float) -> list[Transition]:
         out: list[Transition] = []
@@ -189,6 +225,8 @@ class RuleEngine:
             "devices": {"silence_s": state.devices.silence_s, "last_seen": state.devices.last_seen,
                         "offline": sorted(state.devices.offline)},
             "opening": asdict(state.opening),
+            "lobby": sorted(state.lobby),
+            "open_now": state.open_now,
             "service": {zone: asdict(learner) for zone, learner in state.service.items()},
         }
 
@@ -201,6 +239,8 @@ class RuleEngine:
         state.devices.last_seen = dict(data["devices"]["last_seen"])
         state.devices.offline = set(data["devices"]["offline"])
         state.opening = OpeningWatch(**data["opening"])
+        state.lobby = set(data.get("lobby", ()))
+        state.open_now = data.get("open_now")
         state.service = {zone: _learner(saved) for zone, saved in data.get("service", {}).items()}
         self._branches[branch] = state
 
