@@ -111,6 +111,7 @@ class Replayer:
             directory=directory, store=store or SqliteStore(Path(":memory:")), rules=RuleEngine(), alerts=self.alerts,
             live=LiveState(), rejects=Rejects(), sessions=self.sessions, clock=self.clock,
         )
+        self.pipeline.on_call = self._event_line
         self._seq: dict[str, int] = {}
 
     def _elapsed(self) -> float:
@@ -118,6 +119,10 @@ class Replayer:
 
     def _event(self, event: dict[str, object]) -> None:
         self.events += 1
+        self._emit({"t": self._elapsed(), **event})
+        self.pipeline.alert_event(event)  # as production: people's actions reach the rules
+
+    def _event_line(self, event: dict[str, object]) -> None:
         self._emit({"t": self._elapsed(), **event})
 
     def _notified(self, notice: Notice) -> None:
@@ -149,19 +154,22 @@ class Replayer:
         topic = str(line["topic"])
         payload = line.get("payload", {})
         if isinstance(payload, dict):
-            payload = self._complete(topic, dict(payload), float(line["t"]))
+            made = line.get("made")
+            payload = self._complete(topic, dict(payload), float(line["t"]),
+                                     float(made) if isinstance(made, int | float) else None)
             raw = json.dumps(payload).encode()
         else:
             raw = str(payload).encode()  # a broken payload, on purpose
         self.pipeline.process([Received(topic, raw, self.clock.now().timestamp(), number, 0)])
 
-    def _complete(self, topic: str, payload: dict[str, Any], t: float) -> dict[str, Any]:
-        """Fill what a hand-written scenario leaves out: schema revision, stream, sequence, device time."""
+    def _complete(self, topic: str, payload: dict[str, Any], t: float, made: float | None = None) -> dict[str, Any]:
+        """Fill what a hand-written scenario leaves out: schema revision, stream, sequence, device time (when
+        it was `made`, for a message that arrives late, else when it arrives)."""
         try:
             parsed = Topic.parse(topic)
         except InvalidTopic:
             return payload
-        when = (self.scenario.start + timedelta(seconds=t)).isoformat()
+        when = (self.scenario.start + timedelta(seconds=made if made is not None else t)).isoformat()
         payload.setdefault("v", 1)
         if parsed.channel is Channel.STATUS:
             payload.setdefault("since", when)

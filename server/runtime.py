@@ -131,7 +131,9 @@ class Runtime:
         self.alerts.record_delivery(notice, channel, delivered, detail)
 
     def _alert_event(self, event: dict[str, object]) -> None:
-        """A call acknowledged: the button's LED says help is coming; resolved by hand: it goes off."""
+        """A call acknowledged: the call is answered (the rules take its response time) and the button's LED
+        says help is coming; resolved by hand: it goes off."""
+        self.pipeline.alert_event(event)
         device = event.get("device")
         if event.get("rule") != "call_unanswered" or not isinstance(device, str):
             return

@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,9 +83,15 @@ MAX_AGE_S = 35 * 86400.0
 MAX_AHEAD_S = 3600.0
 
 
+OFFSET_WINDOW_S = 600.0  # clock-offset samples older than this no longer count
+
+
 @dataclass(slots=True)
 class DeviceRuntime:
     sequence: SequenceTracker = field(default_factory=SequenceTracker)
+    # (received at, device time minus receive time) of fresh health messages: each is the clock offset minus
+    # that message's delay, so the largest in a window is the best estimate of the offset (as in NTP)
+    offsets: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=32))
     online: bool = False
     online_since: datetime | None = None
     last_seen: float | None = None
@@ -93,6 +100,13 @@ class DeviceRuntime:
     config_version: int | None = None
     outbox_depth: int | None = None
     last_reply: tuple[str, bool, str, datetime] | None = None  # command, ok, detail, when
+
+    def clock_offset_s(self) -> float | None:
+        """The device clock minus the server's, from its freshest messages; None before any."""
+        if not self.offsets:
+            return None
+        newest = self.offsets[-1][0]
+        return max(sample for at, sample in self.offsets if newest - at <= OFFSET_WINDOW_S)
 
 
 @dataclass(slots=True)
@@ -157,6 +171,8 @@ class Pipeline:
         self._alert_slot = -1
         self._learnt_flush = clock.monotonic()
         self.replies = 0
+        self._people: deque[dict[str, object]] = deque()  # what people did to alerts, for the rules
+        self.on_call: Callable[[dict[str, object]], None] | None = None  # every call answered (the replay's lines)
         self._load_devices()
 
     def _load_devices(self) -> None:
@@ -192,8 +208,40 @@ class Pipeline:
             self._store(self._alert_points(transitions))
         self._apply(transitions)
 
+    def alert_event(self, event: dict[str, object]) -> None:
+        """What happened to an alert (from any thread); the rules hear of what people did at the next tick."""
+        if event.get("rule") == "call_unanswered" and event.get("event") in ("acknowledged", "resolved"):
+            self._people.append(event)
+
+    def _calls_handled_by_people(self) -> None:
+        """An acknowledged call's alert answers the call: its response time is the acknowledgement's; a call
+        whose alert a person resolved is over."""
+        points = []
+        while self._people:
+            event = self._people.popleft()
+            branch, button = str(event["branch"]), str(event["subject"])
+            if event["event"] == "resolved":
+                if event.get("by") is not None:  # resolved by hand, not by the button
+                    self.rules.call_closed(branch, button)
+                continue
+            at = datetime.fromisoformat(str(event["at"]))
+            done = self.rules.call_acknowledged(branch, button, at.timestamp())
+            if done is None:
+                continue
+            device = str(event.get("device") or "")
+            points.append(Point.make(schema.CALL, self._tags(branch, device=device, button=button, kind=done.kind),
+                                     {"action": "answered", "count": 1, "response_s": round(done.response_s, 1)},
+                                     _ns(at)))
+            if self.on_call is not None:
+                self.on_call({"event": "call", "branch": branch, "subject": button, "kind": done.kind,
+                              "device": device, "response_s": round(done.response_s, 1),
+                              "answered_by": "acknowledgement", "by": event.get("by")})
+        if points:
+            self._store(points)
+
     def tick(self) -> None:
         """Time-driven rules (call deadlines, silent devices): call about once a second."""
+        self._calls_handled_by_people()
         self._timed(self.rules.tick(self._clock.now().timestamp()))
         slot = int(self._clock.monotonic() // ALERT_TICK_S)  # on whole multiples of the interval
         if slot != self._alert_slot:
@@ -404,7 +452,10 @@ class Pipeline:
     def _button(self, ctx: _Context, message: ButtonEvent, batch: _Batch) -> None:
         branch, device = ctx.device.branch_id, ctx.device.id
         answered = message.action is ButtonAction.ANSWERED
-        at = ctx.received.received_at  # calls are timed on the server's clock, like their deadlines
+        # timed when it happened, on the server's clock: a press that arrives late (after an outage) has waited
+        # all that time, and its deadline is judged on it
+        offset = ctx.runtime.clock_offset_s() or 0.0
+        at = min(message.ts.timestamp() - offset, ctx.received.received_at)
         response_s = None
         if ctx.verdict is Verdict.NEW:
             entry = self.directory.branches[branch]
@@ -413,6 +464,9 @@ class Pipeline:
             batch.transitions.extend(changes)
             batch.transitions.extend(self.rules.activity(branch, at))
             response_s = round(done.response_s, 1) if done else None
+            if done is not None and self.on_call is not None:
+                self.on_call({"event": "call", "branch": branch, "subject": done.button, "kind": done.kind,
+                              "device": device, "response_s": response_s, "answered_by": "button"})
         batch.points.append(Point.make(
             schema.CALL, self._tags(branch, device=device, button=message.button, kind=message.kind.value),
             {"action": message.action.value, "count": 1, "response_s": response_s}, ctx.t_ns,
@@ -439,8 +493,14 @@ class Pipeline:
 
     def _health(self, ctx: _Context, message: Health, batch: _Batch) -> None:
         runtime = ctx.runtime
-        runtime.clock_skew_ms = round((message.ts.timestamp() - ctx.received.received_at) * 1000, 1)
-        if ctx.verdict is Verdict.NEW:
+        if ctx.verdict is Verdict.NEW and message.outbox_depth == 0:
+            # made with nothing queued on the device: sent at once, so its delay is the network's. One made
+            # during an outage (a backlog) says nothing of the clock, only of the outage.
+            runtime.offsets.append((ctx.received.received_at, message.ts.timestamp() - ctx.received.received_at))
+        offset = runtime.clock_offset_s()
+        if offset is not None:
+            runtime.clock_skew_ms = round(offset * 1000, 1)
+        if ctx.verdict is Verdict.NEW and offset is not None:
             batch.transitions.extend(self.rules.clock_skew(ctx.device.branch_id, ctx.device.id,
                                                            runtime.clock_skew_ms, ctx.received.received_at))
         runtime.agent_version = message.agent_version

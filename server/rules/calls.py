@@ -19,6 +19,7 @@ class OpenCall:
     device: str = ""
     presses: int = 1
     fired: bool = False
+    acknowledged_at: float | None = None  # its alert acknowledged: help is coming, the response time is taken
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,25 +42,36 @@ class CallTracker:
         else:
             call.presses += 1  # pressed again while waiting: same call, and the wait goes on
 
+    def acknowledge(self, button: str, at: float) -> Answered | None:
+        """Its alert was acknowledged: somebody answers the call, so its response time ends now (once). The
+        call stays open until it is answered at the button (or its alert resolved), so that the button's
+        'help is coming' light stays on."""
+        call = self.open.get(button)
+        if call is None or call.acknowledged_at is not None:
+            return None
+        call.acknowledged_at = max(at, call.pressed_at)
+        return Answered(button, call.kind, call.acknowledged_at - call.pressed_at)
+
     def answer(self, button: str, at: float) -> tuple[Answered | None, Transition | None]:
-        """The call is answered (at the button, or its alert acknowledged): its response time, and the
-        resolution of its alert if it had fired."""
+        """The call is answered at the button: its response time (None when its acknowledgement took it
+        already), and the resolution of its alert if it had fired."""
         call = self.open.pop(button, None)
         if call is None:
             return None, None
-        answered = Answered(button, call.kind, at - call.pressed_at)
+        answered_at = call.acknowledged_at if call.acknowledged_at is not None else at
+        answered = Answered(button, call.kind, answered_at - call.pressed_at)
         resolved = None
         if call.fired:
             resolved = Transition(RULE, self.branch, button, Change.RESOLVED, at, answered.response_s,
                                   detail=(("kind", call.kind), ("response_s", round(answered.response_s)),
                                           ("device", call.device)))
-        return answered, resolved
+        return (answered if call.acknowledged_at is None else None), resolved
 
     def tick(self, now: float) -> list[Transition]:
         fired = []
         for button, call in self.open.items():
             deadline = self.deadlines_s.get(call.kind, DEADLINES_S["help"])
-            if not call.fired and now - call.pressed_at >= deadline:
+            if not call.fired and call.acknowledged_at is None and now - call.pressed_at >= deadline:
                 call.fired = True
                 fired.append(Transition(RULE, self.branch, button, Change.FIRED, now, now - call.pressed_at,
                                         detail=(("kind", call.kind), ("presses", call.presses),

@@ -125,6 +125,14 @@ class RuleEngine:
         done, resolved = calls.answer(button, at)
         return ([resolved] if resolved else []), done
 
+    def call_acknowledged(self, branch: str, button: str, at: float) -> Answered | None:
+        """A call's alert acknowledged by a person: the call's response time, once."""
+        return self._branch(branch).calls.acknowledge(button, at)
+
+    def call_closed(self, branch: str, button: str) -> None:
+        """A call's alert resolved by a person: the call is over, whatever the button says later."""
+        self._branch(branch).calls.open.pop(button, None)
+
     def facility(self, branch: str, device: str, sensor: str, kind: str, value: float | None, ok: bool,
                  detail: str | None, at: float, open_now: bool) -> list[Transition]:
         if self.device_offline(branch, device):

@@ -20,8 +20,10 @@ DEVICE_KINDS = frozenset({"camera", "board_temperature", "clock"})
 LASTS_S = {"equipment": 120.0, "door": 120.0, "camera": 60.0}
 DEFAULT_LASTS_S = 300.0
 CLEARS_S = 60.0
-# Device clock minus server clock beyond which the device's timestamps are not to be trusted.
+# Device clock minus server clock beyond which the device's timestamps are not to be trusted; for this long,
+# so that one late message (the offset is estimated from the freshest ones) never pages anyone.
 CLOCK_SKEW_LIMIT_MS = 5000.0
+CLOCK_SKEW_LASTS_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,6 @@ def judge(kind: str, value: float | None, ok: bool, open_now: bool) -> Verdict:
 
 
 def clock_skew(skew_ms: float | None) -> Verdict:
-    rule = ThresholdRule(fire_at=1.0, for_s=0.0, clear_at=0.0, clear_for_s=CLEARS_S)
+    rule = ThresholdRule(fire_at=1.0, for_s=CLOCK_SKEW_LASTS_S, clear_at=0.0, clear_for_s=CLEARS_S)
     bad = None if skew_ms is None else (1.0 if abs(skew_ms) > CLOCK_SKEW_LIMIT_MS else 0.0)
     return Verdict(bad, rule, "technician")
