@@ -43,3 +43,8 @@ class FakeClock:
 
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as aware UTC: SQLite gives back naive datetimes, and everything stored is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

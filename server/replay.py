@@ -72,21 +72,29 @@ def load_scenario(folder: Path) -> Scenario:
     if not events.exists():
         raise ScenarioError(f"{folder}: events.jsonl is missing")
     for number, text in enumerate(events.read_text(encoding="utf-8").splitlines(), 1):
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScenarioError(f"{events}:{number}: not JSON ({exc.msg})") from None
-        if not isinstance(line, dict) or not isinstance(line.get("t"), int | float):
-            raise ScenarioError(f"{events}:{number}: each line needs a number 't' (seconds from the start)")
-        if ("topic" in line) == ("action" in line):
-            raise ScenarioError(f"{events}:{number}: give either 'topic' and 'payload', or 'action'")
-        if "action" in line and line["action"] not in ACTIONS:
-            raise ScenarioError(f"{events}:{number}: unknown action {line['action']!r} (known: {', '.join(ACTIONS)})")
-        scenario.lines.append((number, line))
+        if text.strip() and not text.lstrip().startswith("#"):
+            scenario.lines.append((number, _line(events, number, text)))
     scenario.lines.sort(key=lambda item: (float(item[1]["t"]), item[0]))
     return scenario
+
+
+def _line(events: Path, number: int, text: str) -> dict[str, Any]:
+    """One line of events.jsonl, checked; the error names the file and line."""
+    try:
+        line = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"{events}:{number}: not JSON ({exc.msg})") from None
+    if not isinstance(line, dict) or not isinstance(line.get("t"), int | float):
+        raise ScenarioError(f"{events}:{number}: each line needs a number 't' (seconds from the start)")
+    if sum(k in line for k in ("topic", "action", "server", "broker")) != 1:
+        raise ScenarioError(f"{events}:{number}: give one of 'topic' and 'payload', 'action', 'server' "
+                            "(down, up) or 'broker' (down, up)")
+    if "action" in line and line["action"] not in ACTIONS:
+        raise ScenarioError(f"{events}:{number}: unknown action {line['action']!r} (known: {', '.join(ACTIONS)})")
+    for outage in ("server", "broker"):
+        if outage in line and line[outage] not in ("down", "up"):
+            raise ScenarioError(f"{events}:{number}: '{outage}' is 'down' or 'up', not {line[outage]!r}")
+    return line
 
 
 class Replayer:
@@ -105,14 +113,25 @@ class Replayer:
         self._emit = emit
         self._on_notice = on_notice
         self.events = 0
-        directory = Directory(self.sessions)
+        self._directory = Directory(self.sessions)
+        self._store = store or SqliteStore(Path(":memory:"))
         self.alerts = AlertService(self.sessions, self._notified, "http://replay", self.clock, on_event=self._event)
-        self.pipeline = Pipeline(
-            directory=directory, store=store or SqliteStore(Path(":memory:")), rules=RuleEngine(), alerts=self.alerts,
-            live=LiveState(), rejects=Rejects(), sessions=self.sessions, clock=self.clock,
-        )
-        self.pipeline.on_call = self._event_line
+        self.rejects = Rejects()
+        self.hearing = True  # the server hears the broker ('broker': 'down' ends that)
+        self.down = False  # the server itself is down ('server': 'down'): messages wait at the broker
+        self._waiting: list[tuple[int, dict[str, Any]]] = []
+        self.pipeline = self._start()
         self._seq: dict[str, int] = {}
+
+    def _start(self) -> Pipeline:
+        """The ingest and rules as a server starts them: from what the registry holds."""
+        pipeline = Pipeline(
+            directory=self._directory, store=self._store, rules=RuleEngine(), alerts=self.alerts, live=LiveState(),
+            rejects=self.rejects, sessions=self.sessions, clock=self.clock, hearing=lambda: self.hearing,
+        )
+        pipeline.on_call = self._event_line
+        pipeline.on_system = self._event_line
+        return pipeline
 
     def _elapsed(self) -> float:
         return round((self.clock.now() - self.scenario.start).total_seconds(), 3)
@@ -134,21 +153,43 @@ class Replayer:
     def run(self) -> None:
         for number, line in self.scenario.lines:
             self._advance_to(float(line["t"]))
-            if "topic" in line:
+            if "server" in line:
+                self._server(line["server"] == "up")
+            elif "broker" in line:
+                self.hearing = line["broker"] == "up"
+                self.pipeline.tick()
+            elif "topic" in line and self.down:
+                self._waiting.append((number, line))  # the broker keeps it for the server's session
+            elif "topic" in line:
                 self._message(number, line)
             else:
                 self._action(number, line)
         if self.scenario.until is not None:
             self._advance_to(self.scenario.until)
 
+    def _server(self, up: bool) -> None:
+        """'down': killed (nothing saved on the way out); 'up': started again from the registry, then given
+        what the broker kept for it meanwhile."""
+        self._emit({"t": self._elapsed(), "event": "server_up" if up else "server_down"})
+        if not up:
+            self.down = True
+            return
+        self.down = False
+        self.pipeline = self._start()
+        waiting, self._waiting = self._waiting, []
+        for number, line in waiting:
+            self._message(number, line)
+
     def _advance_to(self, t: float) -> None:
         while self._elapsed() + self.scenario.tick_s <= t:
             self.clock.advance(self.scenario.tick_s)
-            self.pipeline.tick()
+            if not self.down:
+                self.pipeline.tick()
         remaining = t - self._elapsed()
         if remaining > 0:
             self.clock.advance(remaining)
-            self.pipeline.tick()
+            if not self.down:
+                self.pipeline.tick()
 
     def _message(self, number: int, line: dict[str, Any]) -> None:
         topic = str(line["topic"])
@@ -184,6 +225,9 @@ class Replayer:
 
     def _action(self, number: int, line: dict[str, Any]) -> None:
         key, by = str(line.get("alert", "")), str(line.get("by", "replay"))
+        if self.down:
+            self._emit({"t": self._elapsed(), "event": "action_refused", "line": number, "why": "the server is down"})
+            return
         if line["action"] == "silence":
             try:
                 self.alerts.silence(str(line.get("branch")), float(line.get("minutes", 0)), by,
@@ -216,7 +260,7 @@ def replay(folder: Path, out: TextIO = sys.stdout) -> dict[str, float]:
     simulated = (replayer.clock.now() - scenario.start).total_seconds()
     return {"simulated_hours": round(simulated / 3600, 3), "wall_seconds": round(wall, 3),
             "simulated_hours_per_second": round(simulated / 3600 / wall, 1) if wall else 0.0,
-            "events": replayer.events, "refused": sum(replayer.pipeline.rejects.snapshot().values())}
+            "events": replayer.events, "refused": sum(replayer.rejects.snapshot().values())}
 
 
 def iter_events(text: str) -> Iterator[dict[str, Any]]:

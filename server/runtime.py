@@ -71,7 +71,7 @@ class Runtime:
         self.store = make_store(settings, self.dead_letters)
         secret = settings.link_secret.get_secret_value() if settings.link_secret else secrets.token_hex(32)
         self.link_secret = secret.encode()  # in dev mode without one: random, links die with the process
-        people = AppriseChannel(self._contacts, self.ack_link, self._label, settings.admin_notify_urls,
+        self.people = people = AppriseChannel(self._contacts, self.ack_link, self._label, settings.admin_notify_urls,
                                 group_interval_s=settings.group_interval_s)
         if channels is None:
             channels = [LogChannel()]
@@ -85,8 +85,6 @@ class Runtime:
         )
         self.alert_worker = AlertWorker(self.alerts)
         self.rules = RuleEngine()
-        for alert in self.alerts.open_alerts():
-            self.rules.mark_firing(alert.rule, alert.branch_id, alert.subject, alert.peak or 0.0)
         self.live = LiveState()
         self.login_throttle = LoginThrottle()
         self.rejects = Rejects()
@@ -95,7 +93,9 @@ class Runtime:
             rejects=self.rejects, sessions=self.sessions, clock=self.clock,
             repair=GapRepair(settings.resend_after_s, settings.resend_retry_s), dead_letters=self.dead_letters,
             max_age_s=settings.ts_max_age_days * 86400, max_ahead_s=settings.ts_max_ahead_s,
+            hearing=self._hearing,
         )
+        self.pipeline.on_system = self._system
         self.mailer = ReportMailer(
             store=self.store, sessions=self.sessions, branches=lambda: list(self.directory.branches.values()),
             contacts=self._contacts, send=people.send, clock=self.clock, public_url=settings.public_url,
@@ -143,6 +143,21 @@ class Runtime:
         command = Command(id=f"indicate-{uuid.uuid4().hex[:12]}", action="indicate",
                           args={"button": str(event["subject"]), "state": state})
         self.source.publish(str(Topic(device, ProtocolChannel.CMD)), encode(command))
+
+    def _hearing(self) -> bool:
+        return self.source.connected.is_set()  # the source is made after the pipeline: looked up when asked
+
+    def _system(self, event: dict[str, object]) -> None:
+        """The server's own broker connection lost for a while, and back: one message to the administrators
+        (not one alert per device, whose wills the broker sent as it stopped)."""
+        if event["event"] == "broker_down":
+            log.error("the MQTT broker has been unreachable for %s s; devices are not judged offline meanwhile",
+                      event["down_s"])
+        else:
+            log.warning("the MQTT broker is reachable again after %s s", event["down_s"])
+        locale = self.settings.admin_locale
+        self.people.tell_admins(t(locale, f"system.{event['event']}.title"),
+                                t(locale, f"system.{event['event']}.body", **event))
 
     def _ask_resend(self, request: ResendRequest) -> None:
         command = Command(id=f"resend-{uuid.uuid4().hex[:12]}", action="resend",

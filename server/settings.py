@@ -81,6 +81,7 @@ class Settings(BaseSettings):
                                  "the branch managers; before opening"
     )
     reports_by_mail: bool = Field(True, description="send the scheduled reports at all")
+    admin_locale: Literal["zh-CN", "en"] = Field("zh-CN", description="language of the administrators' messages")
     admin_notify_urls: list[str] = Field(
         default_factory=list, description="apprise URLs of the administrators, told when a channel keeps failing"
     )

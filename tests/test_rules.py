@@ -3,7 +3,7 @@ from datetime import UTC, date, datetime, time
 import pytest
 
 from server.rules.calls import CallTracker
-from server.rules.engine import RuleEngine, ZoneRules
+from server.rules.engine import OpenAlert, RuleEngine, ZoneRules
 from server.rules.presence import DeviceWatch
 from server.rules.schedule import OpeningHours
 from server.rules.threshold import Change, ThresholdRule, ThresholdState, step
@@ -110,10 +110,11 @@ def test_devices_go_offline_by_last_will_or_silence_and_come_back() -> None:
     watch.seen("btn", 80.0)
     (silent,) = watch.tick(90.0)
     assert (silent.subject, silent.facts()["why"]) == ("cam", "silent")
-    gone = watch.gone("btn", 100.0, "last will")
-    assert gone is not None
-    assert gone.change is Change.FIRED
-    assert watch.gone("btn", 101.0, "last will") is None  # once
+    assert watch.gone("btn", 100.0, "last will") is None  # a will waits for its grace: the device may be back
+    assert watch.gone("btn", 101.0, "last will") is None
+    (gone,) = watch.tick(160.0)
+    assert (gone.subject, gone.change, gone.facts()["why"]) == ("btn", Change.FIRED, "last will")
+    assert watch.tick(161.0) == []  # once
     back = watch.seen("cam", 120.0)
     assert back is not None
     assert back.change is Change.RESOLVED
@@ -151,9 +152,25 @@ def test_branch_state_moves_between_engines_as_plain_data() -> None:
     assert {t.rule for t in moved.tick(100.0)} == {"device_offline"}
 
 
+def test_a_broker_restart_is_not_an_alert_per_device() -> None:
+    watch = DeviceWatch("b1", silence_s=90)
+    for device in ("cam", "btn", "env"):
+        watch.seen(device, 0.0)
+    for device in ("cam", "btn", "env"):  # the broker stops: every will at once
+        watch.gone(device, 10.0, "last will")
+    watch.pause()  # ... and the server's own connection goes
+    assert watch.tick(300.0) == []  # nothing judged while the server cannot hear
+    watch.resume(310.0)  # back: every device has its grace from now
+    watch.seen("cam", 315.0)
+    watch.seen("btn", 320.0)
+    assert watch.tick(369.0) == []
+    (gone,) = watch.tick(370.0)  # only the one that did not come back
+    assert gone.subject == "env"
+
+
 def test_restored_firing_alert_can_clear() -> None:
     engine = RuleEngine()
-    engine.mark_firing("queue_too_long", "b1", "queue", peak=12)
+    engine.reconcile([OpenAlert("queue_too_long", "b1", "queue", 12.0, 0.0, {})], now=0.0)
     quiet = ZoneRules(queue=RULE, wait=None, windows_open=2, service_min=4.0)
     assert engine.occupancy("b1", "queue", quiet, 3, 0.0, open_now=True) == []
     (change,) = engine.occupancy("b1", "queue", quiet, 3, 120.0, open_now=True)

@@ -142,9 +142,16 @@ class AppriseChannel:
             # never the secret part of a URL in a message: scheme and host only
             scheme, _, rest = url.partition("://")
             shown = f"{scheme}://{rest.rsplit('@', maxsplit=1)[-1].split('/', maxsplit=1)[0]}"
-            sender = apprise.Apprise()
-            for admin in self._admin_urls:
-                sender.add(admin)
-            sender.notify(title="LobbyWatch: a notification channel is failing",
-                          body=f"{DEAD_AFTER} deliveries in a row to {shown} failed; alerts may not reach people.")
+            self.tell_admins("LobbyWatch: a notification channel is failing",
+                             f"{DEAD_AFTER} deliveries in a row to {shown} failed; alerts may not reach people.")
             log.error("notification channel %s failed %d times in a row; administrators told", shown, failures)
+
+    def tell_admins(self, title: str, body: str) -> bool:
+        """A message to the administrators (LOBBYWATCH_ADMIN_NOTIFY_URLS); False when there are none or it
+        could not be sent."""
+        if not self._admin_urls:
+            return False
+        sender = apprise.Apprise()
+        for admin in self._admin_urls:
+            sender.add(admin)
+        return bool(sender.notify(title=title, body=body))

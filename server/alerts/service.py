@@ -119,9 +119,11 @@ class AlertService:
                     )
                     session.add(alert)
                     session.flush()
-                else:  # open already (restored after a restart): update, never a second alert for one cause
+                else:  # open already (a restart lost the rules' word of it): never a second alert, nor a notice
                     alert.updated_at, alert.value = at, change.value
                     alert.peak = max(alert.peak or 0, change.peak or 0)
+                    session.commit()
+                    return
             else:
                 if alert is None:
                     return

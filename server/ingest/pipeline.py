@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from lobbywatch.clock import Clock
+from lobbywatch.clock import Clock, as_utc
 from lobbywatch.protocol import (
     ButtonAction,
     ButtonEvent,
@@ -44,7 +44,7 @@ from lobbywatch.protocol import (
     Topic,
     parse_payload,
 )
-from server.alerts.service import Held, severity
+from server.alerts.service import OPEN_STATES, Held, severity
 from server.alerts.worker import AlertSink
 from server.ingest.dead_letters import DeadLetters
 from server.ingest.directory import DeviceEntry, Directory
@@ -55,7 +55,8 @@ from server.ingest.sequence import SequenceTracker, Verdict
 from server.ingest.stats import Reservoir
 from server.live import CallNow, LiveState, ReadingNow, SnapshotNow, ZoneNow
 from server.registry import models
-from server.rules.engine import RuleEngine
+from server.registry.upsert import upsert
+from server.rules.engine import OpenAlert, RuleEngine
 from server.rules.service_rate import ServiceLearner
 from server.rules.threshold import Transition
 from server.storage import points as schema
@@ -79,11 +80,14 @@ LEARNT_FLUSH_S = 300.0  # what is learnt of service times is written to the regi
 # Device timestamps are taken within this window of the server's clock. The past reaches back past the
 # outbox's longest keep (30 days by default) so that a device cut off for weeks still delivers; the future
 # allows a clock that is off but not broken. Outside it a message is refused (and kept as a dead letter).
+BROKER_DOWN_TELL_S = 30.0  # the server's broker connection lost this long: the administrators are told
 MAX_AGE_S = 35 * 86400.0
 MAX_AHEAD_S = 3600.0
 
 
 OFFSET_WINDOW_S = 600.0  # clock-offset samples older than this no longer count
+OFFSET_SAMPLES = 3  # an estimate needs this many samples, received over at least a minute
+OFFSET_SPAN_S = 60.0
 
 
 @dataclass(slots=True)
@@ -102,11 +106,15 @@ class DeviceRuntime:
     last_reply: tuple[str, bool, str, datetime] | None = None  # command, ok, detail, when
 
     def clock_offset_s(self) -> float | None:
-        """The device clock minus the server's, from its freshest messages; None before any."""
+        """The device clock minus the server's, from its freshest messages; None until they span a minute
+        (a burst that arrives at once, as after a server restart, may all be late: it proves nothing)."""
         if not self.offsets:
             return None
         newest = self.offsets[-1][0]
-        return max(sample for at, sample in self.offsets if newest - at <= OFFSET_WINDOW_S)
+        recent = [(at, sample) for at, sample in self.offsets if newest - at <= OFFSET_WINDOW_S]
+        if len(recent) < OFFSET_SAMPLES or newest - recent[0][0] < OFFSET_SPAN_S:
+            return None
+        return max(sample for _, sample in recent)
 
 
 @dataclass(slots=True)
@@ -146,7 +154,9 @@ class Pipeline:
         live: LiveState, rejects: Rejects, sessions: sessionmaker[Session], clock: Clock,
         repair: GapRepair | None = None, dead_letters: DeadLetters | None = None,
         max_age_s: float = MAX_AGE_S, max_ahead_s: float = MAX_AHEAD_S,
+        hearing: Callable[[], bool] | None = None,
     ) -> None:
+        """`hearing`: whether the server hears the broker now (None: always, as in a replay without outages)."""
         self.directory = directory
         self.store = store
         self.rules = rules
@@ -172,6 +182,12 @@ class Pipeline:
         self._learnt_flush = clock.monotonic()
         self.replies = 0
         self._people: deque[dict[str, object]] = deque()  # what people did to alerts, for the rules
+        self._moved: set[str] = set()  # branches whose rule state changed since it was last saved
+        self._hearing = hearing or (lambda: True)
+        self._heard: bool | None = None
+        self._deaf_since: float | None = None
+        self.broker_down_told = False
+        self.on_system: Callable[[dict[str, object]], None] | None = None  # the broker lost and back
         self.on_call: Callable[[dict[str, object]], None] | None = None  # every call answered (the replay's lines)
         self._load_devices()
 
@@ -183,10 +199,29 @@ class Pipeline:
                 if device.sequence:
                     runtime.sequence = SequenceTracker.from_dict(dict(device.sequence))
                 self.devices[device.id] = runtime
+            for saved in session.query(models.RuleState).all():
+                self.rules.load_branch(saved.branch_id, dict(saved.state))
             for estimate in session.query(models.ServiceEstimate).all():
-                self.rules.restore_service(estimate.branch_id, estimate.zone, ServiceLearner(
-                    busy_min=estimate.busy_min, served=estimate.served, arrived=estimate.arrived,
-                    windows=estimate.windows))
+                if self.rules.service(estimate.branch_id, estimate.zone) is None:  # older than a saved state
+                    self.rules.restore_service(estimate.branch_id, estimate.zone, ServiceLearner(
+                        busy_min=estimate.busy_min, served=estimate.served, arrived=estimate.arrived,
+                        windows=estimate.windows))
+            alerts = session.scalars(select(models.Alert).where(models.Alert.state.in_(OPEN_STATES)))
+            opened = [OpenAlert(a.rule, a.branch_id, a.subject, a.peak or 0.0, as_utc(a.started_at).timestamp(),
+                                dict(a.facts or {})) for a in alerts]
+        self.rules.reconcile(opened, self._clock.now().timestamp())
+
+    def _save_rules(self) -> None:
+        """The rule state of the branches that moved, saved before the batch is acknowledged: a restart
+        goes on from it (pending calls, thresholds on their way to firing, devices offline)."""
+        if not self._moved:
+            return
+        moved, self._moved = self._moved, set()
+        now = self._clock.now()
+        rows = [{"branch_id": b, "state": self.rules.export_branch(b), "updated_at": now} for b in sorted(moved)]
+        with self._sessions() as session:
+            upsert(session, models.RuleState, rows, ["branch_id"])
+            session.commit()
 
     def _apply(self, transitions: Sequence[Transition]) -> None:
         for change in transitions:
@@ -206,7 +241,28 @@ class Pipeline:
     def _timed(self, transitions: list[Transition]) -> None:
         if transitions:
             self._store(self._alert_points(transitions))
+            self._moved.update(t.branch for t in transitions)
         self._apply(transitions)
+
+    def _listen(self, now: float) -> None:
+        """Follow the server's own connection to the broker: while it is lost nobody is judged offline (one
+        outage is one matter for the technicians, not one alert per device); told once when it lasts."""
+        hearing = self._hearing()
+        if hearing != self._heard:
+            self.rules.presence(hearing, now)
+            self._moved.update(self.rules.branches())
+            if not hearing:
+                self._deaf_since = now
+            elif self._deaf_since is not None:
+                if self.broker_down_told and self.on_system is not None:
+                    self.on_system({"event": "broker_back", "down_s": round(now - self._deaf_since)})
+                self._deaf_since, self.broker_down_told = None, False
+            self._heard = hearing
+        if (not hearing and self._deaf_since is not None and not self.broker_down_told
+                and now - self._deaf_since >= BROKER_DOWN_TELL_S):
+            self.broker_down_told = True
+            if self.on_system is not None:
+                self.on_system({"event": "broker_down", "down_s": round(now - self._deaf_since)})
 
     def alert_event(self, event: dict[str, object]) -> None:
         """What happened to an alert (from any thread); the rules hear of what people did at the next tick."""
@@ -220,6 +276,7 @@ class Pipeline:
         while self._people:
             event = self._people.popleft()
             branch, button = str(event["branch"]), str(event["subject"])
+            self._moved.add(branch)
             if event["event"] == "resolved":
                 if event.get("by") is not None:  # resolved by hand, not by the button
                     self.rules.call_closed(branch, button)
@@ -241,6 +298,7 @@ class Pipeline:
 
     def tick(self) -> None:
         """Time-driven rules (call deadlines, silent devices): call about once a second."""
+        self._listen(self._clock.now().timestamp())
         self._calls_handled_by_people()
         self._timed(self.rules.tick(self._clock.now().timestamp()))
         slot = int(self._clock.monotonic() // ALERT_TICK_S)  # on whole multiples of the interval
@@ -252,6 +310,7 @@ class Pipeline:
             self.alerts.tick(self.directory.branches, self._held())
         if self._clock.monotonic() - self._learnt_flush >= LEARNT_FLUSH_S:
             self.flush_learnt()
+        self._save_rules()
 
     def _held(self) -> Held:
         """What holds alerts back now, as a snapshot for the alerts thread."""
@@ -281,6 +340,7 @@ class Pipeline:
             if len(work.points) > start:
                 work.origins.append((received, start, len(work.points)))
         self._store_batch(work)
+        self._save_rules()
         self.dead_letters.flush()
         now = self._clock.now().timestamp()
         for ts in work.stamps:
@@ -364,6 +424,7 @@ class Pipeline:
         device, message = decoded
         runtime = self.devices.setdefault(device.id, DeviceRuntime())
         runtime.last_seen = received.received_at
+        self._moved.add(device.branch_id)
         self._dirty.add(device.id)
         if isinstance(message, Snapshot):
             self._snapshot(device, message)

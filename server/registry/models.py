@@ -146,6 +146,16 @@ class ServiceEstimate(Base):
     updated_at: Mapped[datetime]
 
 
+class RuleState(Base):
+    """A branch's rule state (server/rules/engine.py `export_branch`), saved with every ingest batch before it is
+    acknowledged: pending calls, thresholds on their way to firing, devices offline survive a restart."""
+
+    __tablename__ = "rule_states"
+    branch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[dict[str, object]] = mapped_column(JSON)
+    updated_at: Mapped[datetime]
+
+
 class User(Base):
     """A person who signs in to the pages and the API. Managers and supervisors see their branches only."""
 

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.rules import facility
+from server.rules.calls import RULE as CALL_RULE
 from server.rules.calls import Answered, CallTracker, OpenCall
+from server.rules.opening import RULE as OPENING_RULE
 from server.rules.opening import OpeningWatch
 from server.rules.presence import DeviceWatch
 from server.rules.schedule import OpeningHours
@@ -40,6 +42,18 @@ class Projection:
     target_min: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """An alert open in the registry, as the rules need it after a restart."""
+
+    rule: str
+    branch: str
+    subject: str
+    peak: float
+    started: float  # epoch seconds
+    facts: dict[str, object]
+
+
 @dataclass(slots=True)
 class BranchState:
     branch: str
@@ -61,11 +75,13 @@ class BranchState:
 class RuleEngine:
     def __init__(self) -> None:
         self._branches: dict[str, BranchState] = {}
+        self._hearing = True
 
     def _branch(self, branch: str) -> BranchState:
         state = self._branches.get(branch)
         if state is None:
             state = self._branches[branch] = BranchState(branch)
+            state.devices.paused = not self._hearing
         return state
 
     def _threshold(self, rule: str, branch: str, subject: str, limits: ThresholdRule, value: float | None,
@@ -197,6 +213,16 @@ class RuleEngine:
             state.thresholds[key] = ThresholdState()
         return out
 
+    def presence(self, hearing: bool, now: float) -> None:
+        """Whether the server hears the broker now: while it does not, no device is judged offline; when it
+        hears again, every device gets its grace from now."""
+        self._hearing = hearing
+        for state in self._branches.values():
+            if hearing and state.devices.paused:
+                state.devices.resume(now)
+            elif not hearing:
+                state.devices.pause()
+
     def tick(self, now: float) -> list[Transition]:
         out: list[Transition] = []
         for state in self._branches.values():
@@ -215,13 +241,48 @@ class RuleEngine:
     def restore_service(self, branch: str, zone: str, evidence: ServiceLearner) -> None:
         self._branch(branch).service[zone] = evidence
 
-    def mark_firing(self, rule: str, branch: str, subject: str, peak: float) -> None:
-        """Restore a firing alert found in storage after a restart, so that it can clear."""
-        state = self._branch(branch)
-        if rule in (QUEUE_TOO_LONG, WAIT_TOO_LONG, facility.RULE):
-            state.thresholds[f"{rule}/{subject}"] = ThresholdState(firing=True, peak=peak)
-        elif rule == "device_offline":
-            state.devices.offline.add(subject)
+    def branches(self) -> list[str]:
+        return list(self._branches)
+
+    def reconcile(self, open_alerts: list[OpenAlert], now: float) -> None:
+        """After a restart: make the loaded state agree with the alerts that are open. The alerts are the truth
+        of what fired (their writes may have been lost after the state was saved, or the other way round): a
+        state firing with no open alert fires again when due (an alert is never lost); an open alert with no
+        state gets one, so that it can clear (and is never fired twice). Devices get a silence's grace from
+        now: nobody was listening while the server was down."""
+        open_keys = {(a.rule, a.branch, a.subject) for a in open_alerts}
+        for state in self._branches.values():
+            for key, threshold in state.thresholds.items():
+                rule, subject = key.split("/", 1)
+                if threshold.firing and (rule, state.branch, subject) not in open_keys:
+                    state.thresholds[key] = ThresholdState()
+            for button, call in state.calls.open.items():
+                if call.fired and (CALL_RULE, state.branch, button) not in open_keys:
+                    call.fired = False
+            state.devices.offline &= {d for (r, b, d) in open_keys if r == "device_offline" and b == state.branch}
+            state.opening.firing = (OPENING_RULE, state.branch, "lobby") in open_keys
+            state.devices.resume(now)
+        for alert in open_alerts:
+            self._mark_firing(alert)
+
+    def _mark_firing(self, alert: OpenAlert) -> None:
+        state = self._branch(alert.branch)
+        key = f"{alert.rule}/{alert.subject}"
+        if alert.rule in (QUEUE_TOO_LONG, WAIT_TOO_LONG, facility.RULE):
+            if not state.thresholds.get(key, ThresholdState()).firing:
+                state.thresholds[key] = ThresholdState(firing=True, peak=alert.peak)
+            if alert.rule != facility.RULE or alert.facts.get("kind") in facility.LOBBY_KINDS:
+                state.lobby.add(key)
+        elif alert.rule == "device_offline":
+            state.devices.offline.add(alert.subject)
+        elif alert.rule == CALL_RULE and alert.subject not in state.calls.open:
+            waited = alert.facts.get("waited_s")
+            state.calls.open[alert.subject] = OpenCall(
+                kind=str(alert.facts.get("kind") or "help"),
+                pressed_at=alert.started - (float(waited) if isinstance(waited, int | float) else 0.0),
+                device=str(alert.facts.get("device") or ""), fired=True)
+        elif alert.rule == OPENING_RULE:
+            state.opening.firing = True
 
     # Moving a branch: its whole state as plain JSON-able data (never pickle: it may cross a shared log).
     def export_branch(self, branch: str) -> dict[str, object]:
@@ -231,7 +292,7 @@ class RuleEngine:
             "calls": {"deadlines_s": state.calls.deadlines_s,
                       "open": {button: asdict(call) for button, call in state.calls.open.items()}},
             "devices": {"silence_s": state.devices.silence_s, "last_seen": state.devices.last_seen,
-                        "offline": sorted(state.devices.offline)},
+                        "offline": sorted(state.devices.offline), "wills": state.devices.wills},
             "opening": asdict(state.opening),
             "lobby": sorted(state.lobby),
             "open_now": state.open_now,
@@ -246,6 +307,7 @@ class RuleEngine:
         state.devices.silence_s = float(data["devices"]["silence_s"])
         state.devices.last_seen = dict(data["devices"]["last_seen"])
         state.devices.offline = set(data["devices"]["offline"])
+        state.devices.wills = dict(data["devices"].get("wills", {}))
         state.opening = OpeningWatch(**data["opening"])
         state.lobby = set(data.get("lobby", ()))
         state.open_now = data.get("open_now")
