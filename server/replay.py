@@ -8,9 +8,10 @@ with its simulated time; see docs/replay.md.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,10 @@ import yaml
 
 from lobbywatch.clock import FakeClock
 from lobbywatch.protocol import Channel, InvalidTopic, Topic
-from server.alerts.notify import Notice
+from server.alerts.grouping import GROUP_INTERVAL_S, GROUP_WAIT_S
+from server.alerts.notify import Dispatcher, LogChannel, Notice
+from server.alerts.people import ack_links, people_channel
+from server.alerts.routing import Contact
 from server.alerts.service import OPEN_STATES, AlertError, AlertService
 from server.ingest.directory import Directory
 from server.ingest.mqtt_source import Received
@@ -49,6 +53,8 @@ class Scenario:
     start: datetime = DEFAULT_START
     tick_s: float = 1.0
     until: float | None = None  # keep the clock running to this second after the last event
+    group_wait_s: float = GROUP_WAIT_S  # as production's defaults (LOBBYWATCH_GROUP_WAIT_S, _INTERVAL_S)
+    group_interval_s: float = GROUP_INTERVAL_S
     lines: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
@@ -57,9 +63,11 @@ def load_scenario(folder: Path) -> Scenario:
     settings_path = folder / "scenario.yaml"
     if settings_path.exists():
         settings = yaml.safe_load(settings_path.read_text(encoding="utf-8")) or {}
-        unknown = set(settings) - {"start", "tick_s", "until"}
+        known = {"start", "tick_s", "until", "group_wait_s", "group_interval_s"}
+        unknown = set(settings) - known
         if unknown:
-            raise ScenarioError(f"{settings_path}: unknown settings {sorted(unknown)} (known: start, tick_s, until)")
+            raise ScenarioError(f"{settings_path}: unknown settings {sorted(unknown)} "
+                                f"(known: {', '.join(sorted(known))})")
         if "start" in settings:
             start = settings["start"]
             start = start if isinstance(start, datetime) else datetime.fromisoformat(str(start))
@@ -67,6 +75,8 @@ def load_scenario(folder: Path) -> Scenario:
                 raise ScenarioError(f"{settings_path}: start needs a time zone, e.g. 2026-11-23T09:30:00+08:00")
             scenario.start = start.astimezone(UTC)
         scenario.tick_s = float(settings.get("tick_s", 1.0))
+        scenario.group_wait_s = float(settings.get("group_wait_s", GROUP_WAIT_S))
+        scenario.group_interval_s = float(settings.get("group_interval_s", GROUP_INTERVAL_S))
         scenario.until = float(settings["until"]) if "until" in settings else None
     events = folder / "events.jsonl"
     if not events.exists():
@@ -116,10 +126,17 @@ class Replayer:
         self._directory = Directory(self.sessions)
         self._store = store or SqliteStore(Path(":memory:"))
         self.alerts = AlertService(self.sessions, self._notified, "http://replay", self.clock, on_event=self._event)
+        # delivery as production routes, groups, limits and links it, on the simulated clock; the people's
+        # messages are recorded (a line each) instead of sent
+        people = people_channel(self._directory, self.clock, ack_links(self.clock, "http://replay", 24, b"replay"),
+                                group_wait_s=scenario.group_wait_s, group_interval_s=scenario.group_interval_s,
+                                sender=self._record)
+        self.dispatcher = Dispatcher([LogChannel(), people], self.alerts.record_delivery, sleep=lambda _s: False)
         self.rejects = Rejects()
         self.hearing = True  # the server hears the broker ('broker': 'down' ends that)
         self.down = False  # the server itself is down ('server': 'down'): messages wait at the broker
         self._waiting: list[tuple[int, dict[str, Any]]] = []
+        self.retired: list[Pipeline] = []  # the pipelines of servers that went down, for the summary
         self.pipeline = self._start()
         self._seq: dict[str, int] = {}
 
@@ -145,10 +162,15 @@ class Replayer:
         self._emit({"t": self._elapsed(), **event})
 
     def _notified(self, notice: Notice) -> None:
-        # Delivery is synchronous in a replay: the notice is handed to the log channel at once.
+        # synchronous in a replay, so that simulated time stays deterministic; held notices go at ticks
         if self._on_notice is not None:
             self._on_notice(notice)
-        self.alerts.record_delivery(notice, "log", True, "")
+        self.dispatcher.deliver_now(notice)
+
+    def _record(self, contact: Contact, title: str, _body: str, alerts: Sequence[int]) -> bool:
+        self._emit({"t": self._elapsed(), "event": "message", "to": contact.name, "role": contact.role,
+                    "alerts": list(alerts), "title": title})
+        return True
 
     def run(self) -> None:
         for number, line in self.scenario.lines:
@@ -166,6 +188,7 @@ class Replayer:
                 self._action(number, line)
         if self.scenario.until is not None:
             self._advance_to(self.scenario.until)
+        self.dispatcher.flush_now(force=True)  # what is still held when the replay ends
 
     def _server(self, up: bool) -> None:
         """'down': killed (nothing saved on the way out); 'up': started again from the registry, then given
@@ -175,6 +198,7 @@ class Replayer:
             self.down = True
             return
         self.down = False
+        self.retired.append(self.pipeline)
         self.pipeline = self._start()
         waiting, self._waiting = self._waiting, []
         for number, line in waiting:
@@ -183,13 +207,16 @@ class Replayer:
     def _advance_to(self, t: float) -> None:
         while self._elapsed() + self.scenario.tick_s <= t:
             self.clock.advance(self.scenario.tick_s)
-            if not self.down:
-                self.pipeline.tick()
+            self._tick()
         remaining = t - self._elapsed()
         if remaining > 0:
             self.clock.advance(remaining)
-            if not self.down:
-                self.pipeline.tick()
+            self._tick()
+
+    def _tick(self) -> None:
+        if not self.down:
+            self.pipeline.tick()
+        self.dispatcher.flush_now()
 
     def _message(self, number: int, line: dict[str, Any]) -> None:
         topic = str(line["topic"])
@@ -251,16 +278,21 @@ class Replayer:
             self._emit({"t": self._elapsed(), "event": "action_refused", "line": number, "why": str(exc)})
 
 
-def replay(folder: Path, out: TextIO = sys.stdout) -> dict[str, float]:
+def replay(folder: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
+    logging.getLogger("server.alerts.notify").setLevel(logging.ERROR)  # the lines say it; no log copy of each
     scenario = load_scenario(folder)
     replayer = Replayer(scenario, lambda event: print(json.dumps(event, ensure_ascii=False), file=out))
     started = time.perf_counter()
     replayer.run()
     wall = time.perf_counter() - started
     simulated = (replayer.clock.now() - scenario.start).total_seconds()
+    pipelines = [*replayer.retired, replayer.pipeline]
     return {"simulated_hours": round(simulated / 3600, 3), "wall_seconds": round(wall, 3),
             "simulated_hours_per_second": round(simulated / 3600 / wall, 1) if wall else 0.0,
-            "events": replayer.events, "refused": sum(replayer.rejects.snapshot().values())}
+            "events": replayer.events, "refused": sum(replayer.rejects.snapshot().values()),
+            "refused_by_cause": replayer.rejects.snapshot(),
+            "duplicates": sum(p.stats.duplicates for p in pipelines), "late": sum(p.stats.late for p in pipelines),
+            "missing": sum(d.sequence.missing for d in replayer.pipeline.devices.values())}
 
 
 def iter_events(text: str) -> Iterator[dict[str, Any]]:

@@ -11,9 +11,8 @@ from lobbywatch.clock import Clock, SystemClock
 from lobbywatch.i18n import t
 from lobbywatch.protocol import Channel as ProtocolChannel
 from lobbywatch.protocol import Command, Topic, encode
-from server.alerts.apprise_channel import AppriseChannel
-from server.alerts.links import sign
 from server.alerts.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
+from server.alerts.people import ack_links, people_channel
 from server.alerts.routing import Contact
 from server.alerts.service import AlertService
 from server.alerts.worker import AlertWorker
@@ -71,8 +70,10 @@ class Runtime:
         self.store = make_store(settings, self.dead_letters)
         secret = settings.link_secret.get_secret_value() if settings.link_secret else secrets.token_hex(32)
         self.link_secret = secret.encode()  # in dev mode without one: random, links die with the process
-        self.people = people = AppriseChannel(self._contacts, self.ack_link, self._label, settings.admin_notify_urls,
-                                group_interval_s=settings.group_interval_s)
+        self.ack_link = ack_links(self.clock, settings.public_url, settings.link_ttl_h, self.link_secret)
+        self.people = people = people_channel(
+            self.directory, self.clock, self.ack_link, admin_urls=settings.admin_notify_urls,
+            group_wait_s=settings.group_wait_s, group_interval_s=settings.group_interval_s)
         if channels is None:
             channels = [LogChannel()]
             if settings.webhook_url:
@@ -115,17 +116,6 @@ class Runtime:
     def _contacts(self, branch: str) -> tuple[Contact, ...]:
         entry = self.directory.branches.get(branch)
         return entry.contacts if entry else ()
-
-    def _label(self, key: str, branch: str, **params: object) -> str:
-        entry = self.directory.branches.get(branch)
-        return t(entry.locale if entry else "zh-CN", key, **params)
-
-    def ack_link(self, notice: Notice, contact: Contact) -> str | None:
-        if notice.change in ("resolved",):
-            return None
-        expires = self.clock.now().timestamp() + self.settings.link_ttl_h * 3600
-        token = sign(notice.alert_id, contact.name, expires, self.link_secret)
-        return f"{self.settings.public_url.rstrip('/')}/ack/{token}"
 
     def _delivered(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
         self.alerts.record_delivery(notice, channel, delivered, detail)

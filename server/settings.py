@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     webhook_url: str | None = Field(None, description="alerts are POSTed here as JSON")
     link_secret: SecretStr | None = Field(None, description="signs one-tap acknowledgement links (required in prod)")
     link_ttl_h: float = Field(24.0, gt=0, description="how long an acknowledgement link works")
+    group_wait_s: float = Field(
+        15.0, ge=0, le=300, description="a non-critical notice waits this long for others of its branch, to go as "
+                                        "one message (critical ones never wait)"
+    )
     group_interval_s: float = Field(
         60.0, ge=0, description="a person gets at most one message per branch this often; the rest are grouped"
     )

@@ -62,6 +62,7 @@ def start_runtime(tmp_path: Path, port: int, site_spec: dict[str, object] | None
         "mode": "dev", "database_url": f"sqlite:///{tmp_path / 'registry.sqlite3'}", "site_file": site_file,
         "timeseries_path": tmp_path / "ts.sqlite3", "mqtt_port": port, "mqtt_username": None,
         "mqtt_client_id": f"ingest-{tmp_path.name}"[:60],
+        "group_wait_s": 0.0,  # notices at once, as the tests of delivery expect; grouping has tests of its own
     }
     settings = Settings(**{**values, **overrides})
     runtime = Runtime(settings)

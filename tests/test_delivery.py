@@ -47,7 +47,7 @@ def test_a_retry_sends_only_to_whom_it_failed_and_a_dead_channel_reaches_the_adm
     contacts = (Contact("王芳", "duty_supervisor", (url(inbox, "wang"),)),
                 Contact("李强", "duty_supervisor", (dead,)))
     channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key,
-                             admin_urls=[url(inbox, "admin")])
+                             admin_urls=[url(inbox, "admin")], group_wait_s=0)
     for _ in range(3):
         with pytest.raises(DeliveryError, match="李强"):
             channel.deliver(notice())
@@ -59,7 +59,8 @@ def test_a_retry_sends_only_to_whom_it_failed_and_a_dead_channel_reaches_the_adm
 
 def test_rate_limit_per_person(inbox: ThreadingHTTPServer) -> None:
     contacts = (Contact("王芳", "duty_supervisor", (url(inbox, "wang"),), max_per_hour=2),)
-    channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key, group_interval_s=0)
+    channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key, group_interval_s=0,
+                             group_wait_s=0)
     for alert_id in range(1, 5):
         channel.deliver(notice(alert_id))
     assert len(inbox.messages["/wang"]) == 2  # type: ignore[attr-defined]
@@ -77,41 +78,50 @@ def test_a_bad_morning_is_one_message_per_person_not_twenty(inbox: ThreadingHTTP
     def report(n: Notice, _channel: str, ok: bool, detail: str) -> None:
         reported.append((n.alert_id, ok, detail))
 
-    assert channel.deliver(notice(1)) is True  # the first goes at once
-    for alert_id in range(2, 7):
-        now[0] += 1
-        assert channel.deliver(notice(alert_id)) is False  # held: nothing handed over, nothing recorded yet
+    for alert_id in range(1, 6):  # five alerts within ten seconds
+        assert channel.deliver(notice(alert_id)) is False  # held for the group wait: nothing handed over yet
+        now[0] += 2
     critical = Notice(9, "fired", "call_unanswered", "critical", "b1", "B", "ramp", "无障碍呼叫", "60 s",
                       "2026-11-23T02:00:00+00:00", "2026-11-23T10:00:00+08:00", "", None, "duty_supervisor")
     assert channel.deliver(critical) is True  # the ramp bell never waits
-    now[0] += 30
     channel.flush(report)
-    assert len(inbox.messages["/wang"]) == 2
-    assert reported == []
-    now[0] += 31  # an interval after the critical one
+    assert len(inbox.messages["/wang"]) == 1  # type: ignore[attr-defined]
+    now[0] = 1000.0 + 15  # the group wait is up: the five go as one message
     channel.flush(report)
-    first, bell, group = inbox.messages["/wang"]  # type: ignore[attr-defined]
-    assert (first["title"], bell["title"]) == ("排队过长", "无障碍呼叫")
+    bell, group = inbox.messages["/wang"]  # type: ignore[attr-defined]
+    assert bell["title"] == "无障碍呼叫"
     assert group["title"] == "B: 5"
-    assert [f"http://lobby/ack/{i}" in group["message"] for i in range(2, 7)] == [True] * 5
-    assert [r[0] for r in reported] == [2, 3, 4, 5, 6]
+    assert [f"http://lobby/ack/{i}" in group["message"] for i in range(1, 6)] == [True] * 5
+    assert [r[0] for r in reported] == [1, 2, 3, 4, 5]
     assert all(ok for _, ok, _ in reported)
     assert "grouped with 4 more" in reported[0][2]
+    # the morning goes on: what comes within the interval is an update with only the new alerts
+    now[0] += 5
+    assert channel.deliver(notice(6)) is False
+    now[0] += 30
+    channel.flush(report)
+    assert len(inbox.messages["/wang"]) == 2  # type: ignore[attr-defined]
+    now[0] += 30  # an interval after the group
+    channel.flush(report)
+    update = inbox.messages["/wang"][2]  # type: ignore[attr-defined]
+    assert update["title"] == "排队过长"  # one alert alone goes as itself, not as a group of one
+    assert "http://lobby/ack/6" in update["message"]
 
 
 def test_a_held_group_that_cannot_be_sent_is_retried_then_reported() -> None:
     now = [0.0]
     contacts = (Contact("李强", "duty_supervisor", (f"json://127.0.0.1:{free_port()}/nobody",)),)
     channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b, **p: key,
-                             clock=lambda: now[0], group_interval_s=60)
+                             clock=lambda: now[0], group_interval_s=60, group_wait_s=0)
     reported: list[tuple[int, bool]] = []
     with pytest.raises(DeliveryError):
         channel.deliver(notice(1))
     assert channel.deliver(notice(2)) is False
+    assert channel.deliver(notice(3)) is False
     for _ in range(3):
         now[0] += 61
         channel.flush(lambda n, _c, ok, _d: reported.append((n.alert_id, ok)))
-    assert reported == [(2, False)]  # tried three times, then visible as a failed delivery
+    assert reported == [(2, False), (3, False)]  # tried three times, then visible as a failed delivery
 
 
 @pytest.fixture

@@ -143,6 +143,18 @@ def test_restarts_of_broker_and_server_neither_lose_nor_repeat_alerts() -> None:
     assert (300.0, "resolved", "call_unanswered", "ramp2") in brief
 
 
+def test_a_burst_at_one_branch_is_one_message_and_the_bell_goes_at_once() -> None:
+    _, _, events = run("burst")
+    messages = [(e["t"], e["to"], e["alerts"]) for e in events if e["event"] == "message"]
+    assert messages == [
+        (15.0, "王芳", [1, 2, 3, 4, 5]),  # five queue alerts within 10 s: one message after the group wait
+        (60.0, "小张", [7]),  # the ramp bell, critical: at once, to the counter staff
+        (75.0, "王芳", [6]),  # a sixth a little later: an update with only the new one, an interval after
+    ]
+    group = next(e for e in events if e["event"] == "message")
+    assert group["title"] == "阜成门支局：5 条告警动态"
+
+
 def test_people_acknowledge_pass_on_and_resolve() -> None:
     _, _, events = run("people_actions")
     people = [(e["event"], e.get("by"), e.get("channel"), e.get("to")) for e in events
@@ -250,3 +262,19 @@ def test_a_branch_that_does_not_open_on_time_is_reported_and_clears_when_it_open
     assert fired["severity"] == "critical"
     on_time, _, _ = run("opened_on_time")  # staff and a customer before 08:00
     assert on_time == []
+
+
+def test_every_line_of_every_scenario_follows_the_documented_format() -> None:
+    import jsonschema
+
+    schema = json.loads((SCENARIOS.parent.parent / "docs" / "schema" / "replay-line.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    kinds = set()
+    for folder in sorted(p for p in SCENARIOS.iterdir() if (p / "events.jsonl").exists()):
+        out = io.StringIO()
+        replay(folder, out)
+        for event in iter_events(out.getvalue()):
+            errors = [e.message for e in validator.iter_errors(event)]
+            assert errors == [], (folder.name, event, errors)
+            kinds.add(event["event"])
+    assert {"fired", "resolved", "call", "broker_down", "server_up", "notified", "message"} <= kinds

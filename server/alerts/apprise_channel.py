@@ -12,7 +12,7 @@ from datetime import datetime
 
 import apprise
 
-from server.alerts.grouping import GROUP_INTERVAL_S, Grouper
+from server.alerts.grouping import GROUP_INTERVAL_S, GROUP_WAIT_S, Grouper
 from server.alerts.notify import Notice, Outcome
 from server.alerts.routing import Contact, RateLimit, recipients
 
@@ -37,7 +37,11 @@ class AppriseChannel:
         admin_urls: Sequence[str] = (),
         clock: Callable[[], float] | None = None,
         group_interval_s: float = GROUP_INTERVAL_S,
+        group_wait_s: float = GROUP_WAIT_S,
+        sender: Callable[[Contact, str, str, Sequence[int]], bool] | None = None,
     ) -> None:
+        """`sender`: how one message reaches one person (contact, title, body, the alerts it carries); apprise
+        by default, a recorder in a replay."""
         self._contacts = contacts
         self._link = link
         self._labels = labels  # (locale key, branch, **params) -> text in the branch's language
@@ -50,7 +54,8 @@ class AppriseChannel:
 
         self._now = clock or time.time
         self.rate_limited = 0
-        self._grouper: Grouper[tuple[str, Contact]] = Grouper(group_interval_s)
+        self._grouper: Grouper[tuple[str, Contact]] = Grouper(group_interval_s, group_wait_s)
+        self._sender = sender or self._apprise
         self._group_attempts: dict[tuple[str, Contact], int] = {}
 
     def deliver(self, notice: Notice) -> bool:
@@ -92,6 +97,11 @@ class AppriseChannel:
             if not self._limit.allow(contact, self._now()):
                 self.rate_limited += 1
                 continue
+            if len(notices) == 1:  # nothing came to group it with: it goes as itself
+                (notice,) = notices
+                sent = self._send(contact, notice)
+                report(notice, self.name, sent, contact.name if sent else f"not delivered to {contact.name}")
+                continue
             title = self._labels("notice.group.title", branch, branch=notices[0].branch_name, count=len(notices))
             lines = []
             for notice in notices:
@@ -101,7 +111,7 @@ class AppriseChannel:
                     lines.append(f"  {self._labels('notice.acknowledge', branch)}: {link}")
             if notices[-1].dashboard_url:
                 lines.append(f"{self._labels('notice.dashboard', branch)}: {notices[-1].dashboard_url}")
-            if self.send(contact, title, "\n".join(lines)):
+            if self.send(contact, title, "\n".join(lines), [n.alert_id for n in notices]):
                 self._group_attempts.pop(key, None)
                 for notice in notices:
                     report(notice, self.name, True, f"{contact.name}, grouped with {len(notices) - 1} more")
@@ -122,10 +132,13 @@ class AppriseChannel:
             body += "\n" + self._labels("notice.acknowledge", notice.branch_id) + ": " + link
         if notice.dashboard_url:
             body += "\n" + self._labels("notice.dashboard", notice.branch_id) + ": " + notice.dashboard_url
-        return self.send(contact, notice.title, body)
+        return self.send(contact, notice.title, body, [notice.alert_id])
 
-    def send(self, contact: Contact, title: str, body: str) -> bool:
+    def send(self, contact: Contact, title: str, body: str, alerts: Sequence[int] = ()) -> bool:
         """One message to one person (the scheduled reports use it too)."""
+        return self._sender(contact, title, body, alerts)
+
+    def _apprise(self, contact: Contact, title: str, body: str, _alerts: Sequence[int]) -> bool:
         sender = apprise.Apprise()
         for url in contact.urls:
             sender.add(url)

@@ -103,6 +103,14 @@ class Dispatcher:
         self._thread.join(timeout)
         self._stop.set()
 
+    def deliver_now(self, notice: Notice) -> None:
+        """Deliver on the caller's thread (a replay on its simulated clock); the same path as `_run`'s."""
+        for channel in self._channels:
+            self._deliver(channel, notice)
+
+    def flush_now(self, force: bool = False) -> None:
+        self._flush(force)
+
     def _run(self) -> None:
         while True:
             try:

@@ -284,7 +284,7 @@ class AlertService:
         if self._on_event is not None:
             self._on_event({"event": kind, "alert": alert.id, "rule": alert.rule, "branch": alert.branch_id,
                             "subject": alert.subject, "severity": alert.severity, "at": at.isoformat(),
-                            "value": alert.value, **extra})
+                            "value": alert.value, "facts": _plain(dict(alert.facts or {})), **extra})
 
     def _notice(self, alert: models.Alert, branch: BranchEntry, subject_name: str, change: str, at: datetime,
                 facts: dict[str, object]) -> Notice:

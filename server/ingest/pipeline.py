@@ -554,13 +554,14 @@ class Pipeline:
 
     def _health(self, ctx: _Context, message: Health, batch: _Batch) -> None:
         runtime = ctx.runtime
+        sample = message.ts.timestamp() - ctx.received.received_at  # the offset, less this message's delay
         if ctx.verdict is Verdict.NEW and message.outbox_depth == 0:
             # made with nothing queued on the device: sent at once, so its delay is the network's. One made
             # during an outage (a backlog) says nothing of the clock, only of the outage.
-            runtime.offsets.append((ctx.received.received_at, message.ts.timestamp() - ctx.received.received_at))
+            runtime.offsets.append((ctx.received.received_at, sample))
         offset = runtime.clock_offset_s()
-        if offset is not None:
-            runtime.clock_skew_ms = round(offset * 1000, 1)
+        if offset is not None or message.outbox_depth == 0:  # the estimate; until there is one, this sample
+            runtime.clock_skew_ms = round((offset if offset is not None else sample) * 1000, 1)
         if ctx.verdict is Verdict.NEW and offset is not None:
             batch.transitions.extend(self.rules.clock_skew(ctx.device.branch_id, ctx.device.id,
                                                            runtime.clock_skew_ms, ctx.received.received_at))
@@ -570,7 +571,7 @@ class Pipeline:
         batch.points.append(Point.make(
             schema.DEVICE_HEALTH, self._tags(ctx.device.branch_id, device=ctx.device.id),
             {"cpu_pct": message.cpu_pct, "mem_rss_mb": message.mem_rss_mb, "outbox_depth": message.outbox_depth,
-             "clock_skew_ms": runtime.clock_skew_ms, "clock_synced": message.clock_synced,
+             "clock_skew_ms": round(sample * 1000, 1), "clock_synced": message.clock_synced,
              "uptime_s": message.uptime_s, "agent_version": message.agent_version,
              "config_version": message.config_version},
             ctx.t_ns,
