@@ -181,3 +181,25 @@ def test_a_branch_sets_its_own_call_deadlines() -> None:
     engine = RuleEngine()
     engine.call("b1", "bell", "accessibility", False, 0.0, open_now=True, deadlines_s={"accessibility": 30.0})
     assert [t.rule for t in engine.tick(30.0)] == ["call_unanswered"]
+
+
+def test_closing_ends_the_lobby_alerts_and_keeps_those_meant_for_the_night() -> None:
+    engine = RuleEngine()
+    hours = OpeningHours.for_grade(1, "Asia/Shanghai")  # 08:00-20:00
+    evening = datetime(2026, 11, 23, 11, 50, tzinfo=UTC).timestamp()  # 19:50
+    assert engine.hours("b1", hours, evening) == []
+    fired = engine.occupancy("b1", "queue", ZoneRules(RULE, None, 2, 4.0), 12, evening, True, "cam")
+    fired += engine.occupancy("b1", "queue", ZoneRules(RULE, None, 2, 4.0), 12, evening + 300, True, "cam")
+    assert [t.rule for t in fired] == ["queue_too_long"]
+    engine.facility("b1", "env", "door", "door", 1.0, True, None, evening, True)
+    engine.facility("b1", "cam", "camera", "camera", 0.0, False, "covered", evening, True)
+    engine.facility("b1", "cam", "camera", "camera", 0.0, False, "covered", evening + 300, True)
+    engine.call("b1", "bell", "accessibility", False, evening + 500, open_now=True)
+    closed = engine.hours("b1", hours, evening + 600)  # 20:00
+    assert [(t.rule, t.subject, t.facts()["reason"]) for t in closed] == [("queue_too_long", "queue", "closed")]
+    assert engine.hours("b1", hours, evening + 700) == []  # once
+    # the camera's fault and the waiting call go on through the night
+    assert [t.rule for t in engine.tick(evening + 700)] == ["call_unanswered"]
+    door = engine.facility("b1", "env", "door", "door", 1.0, True, None, evening + 700, False)
+    door += engine.facility("b1", "env", "door", "door", 1.0, True, None, evening + 900, False)
+    assert [t.subject for t in door] == ["env/door"]  # a door open after hours fires at night

@@ -211,6 +211,10 @@ class RuleEngine:
             out.append(Transition(rule, state.branch, subject, Change.RESOLVED, now, None, threshold.peak,
                                   (("reason", "closed"),)))
             state.thresholds[key] = ThresholdState()
+        if state.opening.firing:  # never opened all day: the day is over, the branch manager has the alert's record
+            state.opening.firing = False
+            out.append(Transition(OPENING_RULE, state.branch, "lobby", Change.RESOLVED, now, None,
+                                  detail=(("reason", "closed"),)))
         return out
 
     def presence(self, hearing: bool, now: float) -> None:
