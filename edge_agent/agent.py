@@ -274,11 +274,21 @@ class Agent:
     def report_health(self) -> None:
         self.outbox.expire(self._clock.now().timestamp())
         sample = self._health.sample(self._clock.monotonic())
-        self._emit(
-            Channel.HEALTH, Health, cpu_pct=sample.cpu_pct, mem_rss_mb=sample.mem_rss_mb,
-            outbox_depth=self.outbox.depth(), outbox_dropped=self.outbox.dropped + self.stats.not_stored,
-            clock_synced=sample.clock_synced, agent_version=__version__, config_version=self.config_version,
+        fields: dict[str, object] = dict(
+            cpu_pct=sample.cpu_pct, mem_rss_mb=sample.mem_rss_mb, outbox_depth=self.outbox.depth(),
+            outbox_dropped=self.outbox.dropped, not_stored=self.stats.not_stored, clock_synced=sample.clock_synced,
+            agent_version=__version__, config_version=self.config_version,
         )
+        before = self.stats.not_stored
+        self._emit(Channel.HEALTH, Health, **fields)
+        if self.stats.not_stored > before:
+            # the card takes nothing: say so anyway, straight to the broker, so that the loss is known. Under
+            # the last sequence number stored: the server takes its counters, and stores nothing twice.
+            now = self._clock.now()
+            fields["not_stored"] = self.stats.not_stored
+            health = Health(stream=self.outbox.stream, seq=max(1, self.outbox.last_seq()), ts=now,
+                            uptime_s=round(self._clock.monotonic() - self._started, 3), **fields)  # type: ignore[arg-type]
+            self.link.send_direct(Channel.HEALTH, encode(health))
 
     # -- commands from the server -------------------------------------------------------------------
     def _handle_inbound(self, message: Inbound) -> None:
@@ -458,8 +468,11 @@ class Agent:
             self.close()
 
     def alive(self, now: float) -> bool:
-        """The main loop is turning (it asks), and the camera loop turned recently: a hung capture stops the
-        watchdog, and systemd restarts the agent."""
+        """Every thread that matters turns: the main loop (it asks), the uplink (a dead or hung one loses
+        nothing, but sends nothing either) and the camera loop. Otherwise the watchdog is not fed, and systemd
+        restarts the agent."""
+        if not self.link.alive(now):
+            return False
         if self.config.camera is None or self._camera_thread is None:
             return True
         return now - self._camera_beat <= max(CAMERA_STALL_S, 3.0 / self.config.camera.fps)

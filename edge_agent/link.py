@@ -9,8 +9,10 @@ arrive twice (the server drops duplicates by sequence number) but never not at a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import sqlite3
 import ssl
 import threading
 from collections.abc import Callable
@@ -36,6 +38,7 @@ WINDOW = 64
 # A connection that has lasted this long is "stable": the next failure starts the backoff from the bottom again.
 STABLE_AFTER_S = 60.0
 LOOP_TIMEOUT_S = 0.05
+STALL_S = 60.0  # a connected link whose loop has not turned for this long is hung: the watchdog stops feeding
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +78,22 @@ class MqttLink:
         self._lost = False
         self.refused = 0
         self.connect_failures = 0
+        self.storage_errors = 0  # outbox reads and writes that failed; retried, never the end of the uplink
+        self.session_errors = 0
+        self.beat = clock.monotonic()  # the link's loop turned at this time (the watchdog looks)
+        self._unsettled: list[int] = []  # acknowledged by the broker, not yet marked in the outbox
         # sent when connected, at most once and not through the outbox: a snapshot a technician asked for
         self._direct: queue.SimpleQueue[tuple[Channel, bytes]] = queue.SimpleQueue()
 
     # -- public ------------------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
+
+    def alive(self, now: float) -> bool:
+        """The uplink's thread runs, and while connected its loop turns (waiting to reconnect is alive)."""
+        if not self._thread.is_alive():
+            return False
+        return not self.connected.is_set() or now - self.beat <= STALL_S
 
     def send_direct(self, channel: Channel, payload: bytes) -> None:
         """Send once, now or at the next connection, never stored on the device: lost with the connection."""
@@ -137,8 +150,16 @@ class MqttLink:
                 log.warning("broker %s:%s unreachable: %s", self._broker.host, self._broker.port, exc)
                 self._stop.wait(self._backoff.next_delay())
                 continue
-            stable = self._session(client)
+            try:
+                stable = self._session(client)
+            except Exception as exc:  # a bug or a storage error we did not foresee: never end the uplink
+                self.session_errors += 1
+                stable = False
+                log.error("the uplink's session ended on an error, reconnecting: %s: %s", type(exc).__name__, exc)
+                with contextlib.suppress(Exception):
+                    client.disconnect()
             self.connected.clear()
+            self.beat = self._clock.monotonic()
             if stable:
                 self._backoff.reset()
             if not self._stop.is_set():
@@ -151,6 +172,7 @@ class MqttLink:
         last_sent = 0
         started = self._clock.monotonic()
         while not self._stop.is_set() and not self._lost:
+            self.beat = self._clock.monotonic()
             if client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
             if self._conn_result is not None and not self.connected.is_set():
@@ -165,7 +187,10 @@ class MqttLink:
                 self._rewind.clear()
                 last_sent = 0
             if self.connected.is_set():
-                last_sent = self._drain(client, inflight, last_sent)
+                try:
+                    last_sent = self._drain(client, inflight, last_sent)
+                except sqlite3.Error as exc:  # the card failing: try again at the next turn
+                    self._storage_error("read", exc)
                 while not self._direct.empty():
                     channel, payload = self._direct.get_nowait()
                     client.publish(self._topic(channel), payload, qos=0)
@@ -180,7 +205,7 @@ class MqttLink:
         client.subscribe([(self._topic(Channel.CONFIG), 1), (self._topic(Channel.CMD), 1)])
 
     def _settle(self, inflight: dict[int, int]) -> None:
-        acked: list[int] = []
+        acked = self._unsettled
         for mid, reason in self._acks:
             seq = inflight.pop(mid, None)
             if seq is None:
@@ -188,11 +213,25 @@ class MqttLink:
             if reason.is_failure:
                 self.refused += 1
                 log.error("broker refused message %d: %s", seq, reason)
-                self._outbox.mark_refused(seq, str(reason))
+                try:
+                    self._outbox.mark_refused(seq, str(reason))
+                except sqlite3.Error as exc:
+                    self._storage_error("write", exc)
             else:
                 acked.append(seq)
         self._acks.clear()
-        self._outbox.mark_acked(acked)
+        try:
+            self._outbox.mark_acked(acked)
+        except sqlite3.Error as exc:  # kept, and marked at the next turn; meanwhile nothing is lost
+            self._storage_error("write", exc)
+            self._unsettled = acked[-100_000:]
+            return
+        self._unsettled = []
+
+    def _storage_error(self, what: str, exc: Exception) -> None:
+        self.storage_errors += 1
+        if self.storage_errors == 1 or self.storage_errors % 100 == 0:
+            log.error("outbox %s failed (%d so far), the uplink goes on: %s", what, self.storage_errors, exc)
 
     def _drain(self, client: mqtt.Client, inflight: dict[int, int], last_sent: int) -> int:
         room = WINDOW - len(inflight)

@@ -34,6 +34,8 @@ class FleetRow:
     config_pushed: int | None
     clock_offset_ms: float | None
     outbox_depth: int | None
+    outbox_dropped: int | None  # messages the device dropped at its outbox's bounds, ever
+    not_stored: int | None  # messages it could not store since its agent started
     camera_ok: bool | None
     missing: int
     attention: list[str] = field(default_factory=list)  # why it needs a technician, worst first
@@ -56,7 +58,9 @@ def fleet(runtime: Runtime, branches: set[str] | None = None) -> list[FleetRow]:
             agent_version=state.agent_version if state else None,
             config_version=state.config_version if state else None, config_pushed=pushed.get(device.id),
             clock_offset_ms=state.clock_skew_ms if state else None,
-            outbox_depth=state.outbox_depth if state else None, camera_ok=camera.ok if camera else None,
+            outbox_depth=state.outbox_depth if state else None,
+            outbox_dropped=state.outbox_dropped if state else None, not_stored=state.not_stored if state else None,
+            camera_ok=camera.ok if camera else None,
             missing=state.sequence.missing if state else 0,
             last_reply=({"command": state.last_reply[0], "ok": state.last_reply[1], "detail": state.last_reply[2],
                          "at": state.last_reply[3]} if state and state.last_reply else None),
@@ -77,6 +81,8 @@ def attention(row: FleetRow) -> list[str]:
         found.append("clock")
     if row.outbox_depth is not None and row.outbox_depth > OUTBOX_BACKLOG:
         found.append("outbox")
+    if row.outbox_dropped or row.not_stored:
+        found.append("data_lost")
     if row.config_pushed and row.config_version != row.config_pushed:  # 0: the enrollment's, never pushed
         found.append("config_pending")
     if row.missing:

@@ -146,6 +146,7 @@ class Replayer:
             directory=self._directory, store=self._store, rules=RuleEngine(), alerts=self.alerts, live=LiveState(),
             rejects=self.rejects, sessions=self.sessions, clock=self.clock, hearing=lambda: self.hearing,
         )
+        pipeline.save_every_batch = False
         pipeline.on_call = self._event_line
         pipeline.on_system = self._event_line
         return pipeline
@@ -195,6 +196,7 @@ class Replayer:
         what the broker kept for it meanwhile."""
         self._emit({"t": self._elapsed(), "event": "server_up" if up else "server_down"})
         if not up:
+            self.pipeline.save_rules()  # what production saved with its last batch
             self.down = True
             return
         self.down = False

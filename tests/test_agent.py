@@ -2,6 +2,7 @@
 
 import json
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -382,3 +383,39 @@ def test_a_replacement_camera_counts_by_the_calibration_it_was_handed_once_it_kn
     finally:
         run.stop.set()
         run.thread.join(15)
+
+
+def test_the_uplink_survives_storage_errors_and_loses_nothing(running: Running, server: Runtime) -> None:
+    """Marking messages delivered failed (a card error): the uplink thread used to die there, for good."""
+    from unittest import mock
+
+    box = running.agent.outbox
+    real = box.mark_acked
+    failures = {"left": 3}
+
+    def flaky(seqs: list[int]) -> None:
+        if seqs and failures["left"] > 0:
+            failures["left"] -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        real(seqs)
+
+    eventually(running.agent.link.connected.is_set, what="agent connected")
+    with mock.patch.object(box, "mark_acked", autospec=True, side_effect=flaky):
+        for _ in range(3):
+            running.press()
+        eventually(lambda: failures["left"] == 0, what="three failed writes")
+        for _ in range(2):
+            running.press()
+        eventually(lambda: len(points(server, schema.CALL)) == 5, what="every call stored")
+        eventually(lambda: box.depth() == 0, what="every message marked delivered in the end")
+    assert running.agent.link.storage_errors == 3
+    assert running.agent.alive(time.monotonic())  # the watchdog is still fed
+    time.sleep(1.0)
+    assert len(points(server, schema.CALL)) == 5  # each once
+
+
+def test_the_watchdog_starves_when_the_uplink_dies(running: Running) -> None:
+    eventually(running.agent.link.connected.is_set, what="agent connected")
+    assert running.agent.alive(time.monotonic())
+    running.agent.link.stop()  # the uplink's thread gone, as when an error ended it
+    assert not running.agent.alive(time.monotonic())  # systemd's watchdog then restarts the agent

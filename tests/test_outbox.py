@@ -1,8 +1,14 @@
+import contextlib
+import random
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edge_agent.outbox import Outbox
+from edge_agent.outbox import Outbox, OutboxFull
 
 
 def payload(seq: int, stream: str) -> bytes:
@@ -116,8 +122,6 @@ def test_too_old_unsent_messages_expire_and_are_counted(tmp_path: Path) -> None:
 
 
 def test_a_database_that_cannot_make_room_says_so(tmp_path: Path) -> None:
-    from edge_agent.outbox import OutboxFull
-
     box = Outbox(tmp_path / "o.sqlite3", max_bytes=16 * 4096)
 
     def huge(seq: int, stream: str) -> bytes:
@@ -126,4 +130,56 @@ def test_a_database_that_cannot_make_room_says_so(tmp_path: Path) -> None:
     with pytest.raises(OutboxFull, match="outbox full"):
         box.append("t", huge, 0.0)
     assert box.append("t", payload, 0.0) == 1  # the failed message used no number
+    box.close()
+
+
+@pytest.fixture
+def small_card(tmp_path: Path) -> Iterator[Path]:
+    """A real filesystem of 2 MiB (tmpfs), as a small or nearly full SD card; the tests run as root (CI does)."""
+    card = tmp_path / "card"
+    card.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(card)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot mount a tmpfs for the full-card tests (run as root): {done.stderr.strip()}")
+    yield card
+    subprocess.run(["umount", "--lazy", str(card)], check=True)
+
+
+def churn(box: Outbox, rounds: int, seed: int = 1) -> tuple[int, int]:
+    """Messages made and acknowledged as a running agent does; returns (appends refused, acks that failed)."""
+    rnd = random.Random(seed)
+    refused = failed = 0
+    for i in range(rounds):
+        try:
+            box.append("t", lambda _seq, _stream: bytes(rnd.randint(100, 4000)), 0.0)
+        except (OutboxFull, sqlite3.OperationalError):
+            refused += 1
+        if i % 3 == 0:
+            try:
+                box.mark_acked([p.seq for p in box.pending(0, rnd.randint(1, 300))])
+            except sqlite3.OperationalError:
+                failed += 1
+    return refused, failed
+
+
+def test_an_outbox_on_a_small_card_never_fills_it(small_card: Path) -> None:
+    """Measured before: on a 2 MiB card the write-ahead log took the room, and 3,924 of 4,000 messages could
+    not be stored."""
+    box = Outbox(small_card / "outbox.sqlite3")  # configured for 256 MiB: the card is the bound
+    assert churn(box, 4000) == (0, 0)
+    assert shutil.disk_usage(small_card).free > 0
+    box.close()
+
+
+def test_an_outbox_on_a_card_something_else_filled_goes_on(small_card: Path) -> None:
+    box = Outbox(small_card / "outbox.sqlite3")
+    churn(box, 100)
+    with (small_card / "filler").open("wb") as filler, contextlib.suppress(OSError):
+        while True:  # something else fills the card to the last byte
+            filler.write(bytes(65536))
+            filler.flush()
+    assert shutil.disk_usage(small_card).free < 4096
+    refused, failed = churn(box, 3000, seed=2)
+    assert (refused, failed) == (0, 0)  # the reserve file made the room to make room
     box.close()

@@ -133,7 +133,11 @@ class Health(Envelope):
         ge=0, le=MAX_COUNTER, description="messages written but not yet acknowledged by the broker"
     )
     outbox_dropped: int = Field(
-        0, ge=0, le=MAX_COUNTER, description="messages the outbox ever had to drop (should stay 0)"
+        0, ge=0, le=MAX_COUNTER, description="messages the outbox ever had to drop at its bounds (should stay 0)"
+    )
+    not_stored: int = Field(
+        0, ge=0, le=MAX_COUNTER,
+        description="messages the agent made but could not even store (a failing card) since it started",
     )
     clock_synced: bool | None = Field(description="NTP says synchronised; null when unknown")
     agent_version: str = Field(max_length=32)

@@ -149,6 +149,7 @@ def devices(runtime: RuntimeDep, caller: CallerDep) -> list[DevicePublic]:
             clock_skew_ms=rt.clock_skew_ms if rt else None,
             received_seq=rt.sequence.highest if rt else 0, missing=rt.sequence.missing if rt else 0,
             duplicates=rt.sequence.duplicates if rt else 0,
+            outbox_dropped=rt.outbox_dropped if rt else None, not_stored=rt.not_stored if rt else None,
         ))
     return result
 

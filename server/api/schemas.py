@@ -83,6 +83,8 @@ class DevicePublic(BaseModel):
     received_seq: int = Field(description="highest sequence number received")
     missing: int = Field(description="sequence numbers not received (gaps)")
     duplicates: int
+    outbox_dropped: int | None = Field(None, description="messages the device dropped at its outbox's bounds, ever")
+    not_stored: int | None = Field(None, description="messages it could not store (a failing card) since it started")
 
 
 class AlertEventPublic(BaseModel):

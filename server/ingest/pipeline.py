@@ -103,6 +103,9 @@ class DeviceRuntime:
     agent_version: str | None = None
     config_version: int | None = None
     outbox_depth: int | None = None
+    outbox_dropped: int | None = None  # dropped at the outbox's bounds, ever (the device's count)
+    not_stored: int | None = None  # made but never stored, since the agent started
+    health_ts: float | None = None  # the device time of the newest health report taken
     last_reply: tuple[str, bool, str, datetime] | None = None  # command, ok, detail, when
 
     def clock_offset_s(self) -> float | None:
@@ -183,6 +186,8 @@ class Pipeline:
         self.replies = 0
         self._people: deque[dict[str, object]] = deque()  # what people did to alerts, for the rules
         self._moved: set[str] = set()  # branches whose rule state changed since it was last saved
+        # a replay, with no crash to survive, saves only when its scenario kills the server: the same state
+        self.save_every_batch = True
         self._hearing = hearing or (lambda: True)
         self._heard: bool | None = None
         self._deaf_since: float | None = None
@@ -211,7 +216,7 @@ class Pipeline:
                                 dict(a.facts or {})) for a in alerts]
         self.rules.reconcile(opened, self._clock.now().timestamp())
 
-    def _save_rules(self) -> None:
+    def save_rules(self) -> None:
         """The rule state of the branches that moved, saved before the batch is acknowledged: a restart
         goes on from it (pending calls, thresholds on their way to firing, devices offline)."""
         if not self._moved:
@@ -310,7 +315,8 @@ class Pipeline:
             self.alerts.tick(self.directory.branches, self._held())
         if self._clock.monotonic() - self._learnt_flush >= LEARNT_FLUSH_S:
             self.flush_learnt()
-        self._save_rules()
+        if self.save_every_batch:
+            self.save_rules()
 
     def _held(self) -> Held:
         """What holds alerts back now, as a snapshot for the alerts thread."""
@@ -340,7 +346,8 @@ class Pipeline:
             if len(work.points) > start:
                 work.origins.append((received, start, len(work.points)))
         self._store_batch(work)
-        self._save_rules()
+        if self.save_every_batch:
+            self.save_rules()
         self.dead_letters.flush()
         now = self._clock.now().timestamp()
         for ts in work.stamps:
@@ -441,6 +448,8 @@ class Pipeline:
         verdict = runtime.sequence.accept(message.stream, message.seq)
         if verdict is Verdict.DUPLICATE:
             self.stats.duplicates += 1
+            if isinstance(message, Health):  # sent straight, past a full card: its counters still count
+                batch.transitions.extend(self._losses(device, runtime, message, received.received_at))
             return
         if verdict is Verdict.LATE:
             self.stats.late += 1
@@ -568,6 +577,7 @@ class Pipeline:
         runtime.agent_version = message.agent_version
         runtime.config_version = message.config_version
         runtime.outbox_depth = message.outbox_depth
+        batch.transitions.extend(self._losses(ctx.device, runtime, message, ctx.received.received_at))
         batch.points.append(Point.make(
             schema.DEVICE_HEALTH, self._tags(ctx.device.branch_id, device=ctx.device.id),
             {"cpu_pct": message.cpu_pct, "mem_rss_mb": message.mem_rss_mb, "outbox_depth": message.outbox_depth,
@@ -576,6 +586,20 @@ class Pipeline:
              "config_version": message.config_version},
             ctx.t_ns,
         ))
+
+    def _losses(self, device: DeviceEntry, runtime: DeviceRuntime, message: Health, at: float) -> list[Transition]:
+        """What a device lost (dropped at its outbox's bounds, or never stored): kept for the fleet view, and
+        an alert for the technicians when it grows (or, since the agent started, it could not store)."""
+        made = message.ts.timestamp()
+        if runtime.health_ts is not None and made <= runtime.health_ts:
+            return []  # an older report than one taken already (a backlog)
+        before = None if runtime.outbox_dropped is None else runtime.outbox_dropped + (runtime.not_stored or 0)
+        runtime.health_ts, runtime.outbox_dropped, runtime.not_stored = made, message.outbox_dropped, message.not_stored
+        lost = message.outbox_dropped + message.not_stored
+        grew = lost > before if before is not None else message.not_stored > 0
+        detail = f"{message.outbox_dropped} dropped at the outbox's bounds, {message.not_stored} not stored"
+        return self.rules.facility(device.branch_id, device.id, "outbox", "outbox", float(lost), not grew, detail,
+                                   at, True)
 
     def _reply(self, ctx: _Context, message: CommandReply, batch: _Batch) -> None:
         self.replies += 1

@@ -15,9 +15,9 @@ RULE = "facility"
 DOOR = "door"
 # Kinds that concern the lobby (opening hours only, the duty supervisor) and those that concern the device.
 LOBBY_KINDS = frozenset({"temperature", "humidity", "light", "equipment"})
-DEVICE_KINDS = frozenset({"camera", "board_temperature", "clock"})
+DEVICE_KINDS = frozenset({"camera", "board_temperature", "clock", "outbox"})
 # How long a problem must last: long enough that a door held open or a sensor's glitch does not page anyone.
-LASTS_S = {"equipment": 120.0, "door": 120.0, "camera": 60.0}
+LASTS_S = {"equipment": 120.0, "door": 120.0, "camera": 60.0, "outbox": 0.0}  # data lost: at once
 DEFAULT_LASTS_S = 300.0
 CLEARS_S = 60.0
 # Device clock minus server clock beyond which the device's timestamps are not to be trusted; for this long,
