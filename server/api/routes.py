@@ -64,6 +64,7 @@ def health(runtime: RuntimeDep) -> HealthPublic:
         received=stats.received, stored_points=stats.stored_points,
         duplicates=stats.duplicates, late=stats.late,
         missing=sum(d.sequence.missing for d in runtime.pipeline.devices.values()),
+        resend_requests=runtime.pipeline.repair.requests,
         refused=runtime.rejects.snapshot(), internal_errors=stats.internal_errors,
         store_refused=stats.store_refused, dead_letters_not_kept=runtime.pipeline.dead_letters.not_kept,
         lag_ms=runtime.pipeline.lag.percentiles(50, 99),

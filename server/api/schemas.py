@@ -19,6 +19,7 @@ class HealthPublic(BaseModel):
     duplicates: int = Field(description="messages dropped because their sequence number was already seen")
     late: int = Field(description="messages that filled a sequence gap")
     missing: int = Field(description="sequence numbers never received, over all devices")
+    resend_requests: int = Field(0, description="requests sent to devices for the messages missing")
     refused: dict[str, int] = Field(description="refused messages by cause")
     internal_errors: int
     store_refused: int = Field(0, description="messages the time-series store refused for their content, set aside")

@@ -70,7 +70,7 @@ MAX_BATCH = 2000  # messages per stored batch
 # three times its Receive Maximum, so the bound is ours: when the queue is full, paho's reader waits, TCP
 # pushes back, and the broker holds the rest (tests/test_ingest.py checks the bound).
 MAX_BACKLOG = 10_000
-DEVICE_FLUSH_S = 5.0  # device state (last seen, sequence) is written to the registry this often
+DEVICE_FLUSH_S = 5.0  # device state (last seen, sequence) is written at least this often (production: every batch)
 LAG_SAMPLES = 20_000  # device-to-stored delays kept (a uniform sample of all messages) for percentiles
 STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 TICK_S = 1.0  # how often time-driven rules are looked at
@@ -347,6 +347,9 @@ class Pipeline:
                 work.origins.append((received, start, len(work.points)))
         self._store_batch(work)
         if self.save_every_batch:
+            # with the batch, before it is acknowledged: the sequence windows (a crash makes no false gaps, no
+            # resend requests) and the rule state
+            self.flush_devices()
             self.save_rules()
         self.dead_letters.flush()
         now = self._clock.now().timestamp()

@@ -1,12 +1,13 @@
 """Time series in InfluxDB 2 through influxdb-client, and read back with InfluxQL.
 
-Writes are batched (5,000 lines, gzip, flushed every second) and retried by the client with exponential backoff.
-A batch that still fails when its retry time runs out is not dropped: it goes to a local spool (SQLite) and is
-written again later, so InfluxDB being down for longer than the retry time loses nothing. Writes are idempotent
-(same measurement, tags and time overwrite), so a batch written twice is harmless. A batch InfluxDB refuses
-for its content (400 bad line or field type conflict, 413 too large, 422 outside retention) is split until the
-refused lines are found; those are set aside (`set_aside`: the server's dead letters) and the rest written, so
-one bad point never blocks the spool's head.
+Durable before acknowledged: `write` puts the batch's lines in a local write-ahead spool (SQLite, fsynced at
+every commit) and returns; only then does the ingest acknowledge the MQTT messages. A sender thread writes the
+spool to InfluxDB, oldest first, up to 5,000 lines a request, and deletes what InfluxDB took; while InfluxDB is
+down it retries with backoff, and a server killed meanwhile finds the spool at its next start and goes on.
+Writes are idempotent (same measurement, tags and time overwrite), so a batch written twice is harmless. A
+batch InfluxDB refuses for its content (400 bad line or field type conflict, 413 too large, 422 outside
+retention) is split until the refused lines are found; those are set aside (`set_aside`: the server's dead
+letters) and the rest written, so one bad point never blocks the spool's head.
 
 Reads use InfluxQL on the `/query` endpoint, which InfluxDB 1.8+, 2.x (v1 compatibility API with a DBRP mapping)
 and 3.x all serve, like the dashboards do.
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS, WriteOptions
+from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
@@ -34,22 +35,21 @@ log = logging.getLogger(__name__)
 # The client's stubs type this as a str enum member and its signature as WritePrecision; it is both.
 _NANOSECONDS: Any = WritePrecision.NS
 
-# Lines per batch: InfluxDB's guidance is 5,000 for best throughput.
+# Lines per request: InfluxDB's guidance is 5,000 for best throughput.
 BATCH_SIZE = 5000
-FLUSH_INTERVAL_MS = 1000
-# How long the client keeps retrying a batch before it goes to the spool.
-MAX_RETRY_TIME_MS = 60_000
-SPOOL_RETRY_S = 15.0
+RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0)  # waits between attempts while InfluxDB does not take the spool
+IDLE_S = 1.0  # the sender looks at the spool at least this often
 # Answers that say the lines themselves are wrong: no retry helps (429 and 5xx pass, and are retried).
 CONTENT_STATUSES = frozenset({400, 413, 422})
 
 
 class Spool:
-    """Line-protocol batches InfluxDB did not take, kept on disk until it does."""
+    """Line-protocol batches not yet taken by InfluxDB, on disk: every batch goes through it."""
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a batch put is on disk before the MQTT acknowledgement
         self._db.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY, lines TEXT NOT NULL)")
         self._lock = threading.Lock()
 
@@ -57,14 +57,22 @@ class Spool:
         with self._lock:
             self._db.execute("INSERT INTO spool (lines) VALUES (?)", (lines,))
 
-    def oldest(self) -> tuple[int, str] | None:
+    def oldest(self, max_lines: int = BATCH_SIZE) -> tuple[list[int], list[str]]:
+        """The oldest batches, whole, up to about `max_lines` lines (at least one batch)."""
+        ids: list[int] = []
+        lines: list[str] = []
         with self._lock:
-            row = self._db.execute("SELECT id, lines FROM spool ORDER BY id LIMIT 1").fetchone()
-        return None if row is None else (int(row[0]), str(row[1]))
+            for batch_id, text in self._db.execute("SELECT id, lines FROM spool ORDER BY id LIMIT 200"):
+                batch = [line for line in str(text).splitlines() if line.strip()]
+                if ids and len(lines) + len(batch) > max_lines:
+                    break
+                ids.append(int(batch_id))
+                lines.extend(batch)
+        return ids, lines
 
-    def remove(self, batch_id: int) -> None:
+    def remove(self, ids: Sequence[int]) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM spool WHERE id = ?", (batch_id,))
+            self._db.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
 
     def depth(self) -> int:
         with self._lock:
@@ -84,91 +92,78 @@ class InfluxStore:
         bucket: str,
         spool_path: Path,
         *,
-        max_retry_time_ms: int = MAX_RETRY_TIME_MS,
-        flush_interval_ms: int = FLUSH_INTERVAL_MS,
-        spool_retry_s: float = SPOOL_RETRY_S,
+        retry_s: Sequence[float] = RETRY_S,
         set_aside: Callable[[str, str], None] | None = None,
     ) -> None:
         self._url = url.rstrip("/")
-        self._token = token
         self._org = org
         self._bucket = bucket
         self._client = InfluxDBClient(url=url, token=token, org=org, enable_gzip=True)
-        self._writer = self._client.write_api(
-            write_options=WriteOptions(
-                batch_size=BATCH_SIZE,
-                flush_interval=flush_interval_ms,
-                retry_interval=500,
-                max_retries=50,
-                max_retry_delay=10_000,
-                max_retry_time=max_retry_time_ms,
-                exponential_base=2,
-            ),
-            success_callback=self._on_success,
-            error_callback=self._on_error,
-            retry_callback=self._on_retry,
-        )
         self._sync_writer = self._client.write_api(write_options=SYNCHRONOUS)
         self._spool = Spool(spool_path)
         self._http = httpx.Client(timeout=10.0, headers={"Authorization": f"Token {token}"})
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()  # one sender at a time: the thread, or a flush asked for
         self.submitted = 0
         self.written = 0
         self.retries = 0
-        self.spooled = 0
         self.refused = 0
         self._set_aside = set_aside
+        self._retry_s = tuple(retry_s)
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._closed = False
         self._spool_depth = 0
-        self._spool_retry_s = spool_retry_s
-        self._drainer = threading.Thread(target=self._drain_spool, name="influx-spool", daemon=True)
-        self._drainer.start()
+        self._sender = threading.Thread(target=self._send_loop, name="influx-spool", daemon=True)
+        self._sender.start()
 
     # -- writing -------------------------------------------------------------------------------------
     def write(self, points: Sequence[Point]) -> None:
+        """On disk when it returns (the spool); InfluxDB gets it from there."""
         if not points:
             return
-        self._writer.write(self._bucket, self._org, [p.line() for p in points], write_precision=_NANOSECONDS)
+        self._spool.put("\n".join(p.line() for p in points))
         with self._lock:
             self.submitted += len(points)
+        self._wake.set()
 
-    def _on_success(self, _conf: object, data: str | bytes) -> None:
-        with self._lock:
-            self.written += _line_count(data)
-
-    def _on_retry(self, _conf: object, _data: str | bytes, exc: Exception) -> None:
-        with self._lock:
-            self.retries += 1
-        if self.retries == 1 or self.retries % 100 == 0:
-            log.warning("InfluxDB write failed, retrying (%d retries so far): %s", self.retries, exc)
-
-    def _on_error(self, _conf: object, data: str | bytes, exc: Exception) -> None:
-        text = data.decode() if isinstance(data, bytes) else data
-        self._spool.put(text)
-        with self._lock:
-            self.spooled += _line_count(text)
-        log.error("InfluxDB did not take a batch of %d lines; spooled for retry: %s", _line_count(text), exc)
-
-    def _drain_spool(self) -> None:
-        while not self._stop.wait(self._spool_retry_s):
-            self.flush_spool()
-
-    def flush_spool(self) -> int:
-        """Write spooled batches now; return how many lines went out."""
-        sent = 0
-        while (batch := self._spool.oldest()) is not None:
-            batch_id, lines = batch
+    def _send_loop(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
             try:
-                written = self._send(lines.splitlines())
-            except Exception as exc:  # InfluxDB down or busy: keep the batch, try again later
-                log.warning("spooled batch still not taken by InfluxDB: %s", exc)
-                break
-            self._spool.remove(batch_id)
-            sent += written
-            with self._lock:
-                self.written += written
-        return sent
+                self.flush_spool(raise_errors=True)
+                attempt = 0
+                self._wake.wait(IDLE_S)
+                self._wake.clear()
+            except Exception as exc:  # InfluxDB down or busy: keep the spool, try again later
+                wait = self._retry_s[min(attempt, len(self._retry_s) - 1)]
+                attempt += 1
+                with self._lock:
+                    self.retries += 1
+                if attempt == 1 or attempt % 20 == 0:
+                    log.warning("InfluxDB does not take the spool (%d attempts), retrying in %s s: %s",
+                                attempt, wait, exc)
+                self._stop.wait(wait)
+
+    def flush_spool(self, raise_errors: bool = False) -> int:
+        """Write the spool now, oldest first; return how many lines went out. Stops at the first failure that
+        may pass (raised when asked)."""
+        sent = 0
+        with self._send_lock:
+            while True:
+                ids, lines = self._spool.oldest()
+                if not ids:
+                    return sent
+                try:
+                    written = self._send(lines)
+                except Exception:
+                    if raise_errors:
+                        raise
+                    return sent
+                self._spool.remove(ids)
+                sent += written
+                with self._lock:
+                    self.written += written
 
     def _send(self, lines: list[str]) -> int:
         """Write the lines, setting aside those InfluxDB refuses for their content; returns how many were
@@ -226,26 +221,21 @@ class InfluxStore:
                 "submitted": self.submitted,
                 "written": self.written,
                 "retries": self.retries,
-                "spooled_lines": self.spooled,
                 "refused_lines": self.refused,
                 "spool_batches": self._spool_depth if self._closed else self._spool.depth(),
             }
 
-    def close(self) -> None:
-        self._writer.close()  # type: ignore[no-untyped-call]  # flushes the batch in hand
+    def close(self, flush_s: float = 10.0) -> None:
+        """Stop the sender after one last try; what InfluxDB did not take stays in the spool for the next start."""
         self._stop.set()
-        self._drainer.join(5)
+        self._wake.set()
+        self._sender.join(flush_s)
         self.flush_spool()
         self._spool_depth = self._spool.depth()
         self._closed = True
         self._spool.close()
         self._http.close()
         self._client.close()  # type: ignore[no-untyped-call]
-
-
-def _line_count(data: str | bytes) -> int:
-    text = data.decode() if isinstance(data, bytes) else data
-    return sum(1 for line in text.splitlines() if line.strip())
 
 
 def _reason(exc: ApiException) -> str:
