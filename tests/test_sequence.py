@@ -99,3 +99,32 @@ def test_gap_repair_waits_then_asks_then_retries() -> None:
         tracker.accept("s1", n)
     assert list(repair.plan(200, {"d1": tracker})) == []
     assert repair.requests == 2
+
+
+def test_new_streams_are_counted_as_restarts() -> None:
+    tracker = SequenceTracker()
+    tracker.accept("aaaaaaaa", 1)
+    assert tracker.restarts == 0  # the first stream is no restart
+    tracker.accept("bbbbbbbb", 1)
+    tracker.accept("cccccccc", 1)
+    assert tracker.restarts == 2
+
+
+def test_past_the_bound_the_oldest_gap_is_given_up() -> None:
+    tracker = SequenceTracker()
+    tracker.accept("aaaaaaaa", 1)
+    for n in range(MAX_GAP_RANGES + 1):  # every other number missing: one gap each
+        tracker.accept("aaaaaaaa", 3 + 2 * n)
+    assert len(tracker.gaps) == MAX_GAP_RANGES
+    assert tracker.given_up == 1
+    assert tracker.gaps[0] == [4, 4]  # [2, 2], the oldest, went
+
+
+def test_giving_up_cuts_gaps_exactly_at_their_edges() -> None:
+    tracker = SequenceTracker(stream="aaaaaaaa", highest=20, gaps=[[5, 9], [12, 14]])
+    assert tracker.give_up(9, 12) == 2  # the last of one gap, the first of the next
+    assert tracker.gaps == [[5, 8], [13, 14]]
+    assert tracker.give_up(6, 6) == 1  # from the middle: both sides stay, one number each side at least
+    assert tracker.gaps == [[5, 5], [7, 8], [13, 14]]
+    assert tracker.give_up(1, 4) == 0  # before every gap: nothing
+    assert tracker.given_up == 3

@@ -137,7 +137,7 @@ class AlertService:
             silenced = self._silenced(session, alert, at)
             session.commit()
             notice = self._notice(alert, branch, subject_name, change.change.value, at, facts)
-            self._event(change.change.value, alert, at, facts=_plain(facts),
+            self._event(change.change.value, alert, at, facts=_plain(facts), role=alert.role,
                         **({"silenced": True} if silenced else {}))
         if self._notify is not None and not silenced:
             self._notify(notice)
@@ -308,7 +308,8 @@ class AlertService:
             session.commit()
         if self._on_event is not None:
             self._on_event({"event": kind, "alert": notice.alert_id, "rule": notice.rule, "branch": notice.branch_id,
-                            "subject": notice.subject, "at": at.isoformat(), "channel": channel})
+                            "subject": notice.subject, "at": at.isoformat(), "channel": channel, "role": notice.role,
+                            "change": notice.change, "detail": detail})
 
 
 def describe(alert: models.Alert, branch: BranchEntry, locale: str, change: str, at: datetime,
