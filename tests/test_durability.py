@@ -3,62 +3,22 @@ last batch left it. Real processes: `lobbywatch serve`, a real Mosquitto keeping
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from lobby_sim.broker import Mosquitto, free_port, wait_for_port
+from bench.faults import Server
+from lobby_sim.broker import Mosquitto
 from tests.helpers import Device, eventually, write_site
-
-
-class Server:
-    """`lobbywatch serve` as a process of its own, on the test's files."""
-
-    def __init__(self, folder: Path, broker_port: int) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_MQTT_USERNAME": "",
-                    "LOBBYWATCH_DATABASE_URL": f"sqlite:///{folder / 'registry.sqlite3'}",
-                    "LOBBYWATCH_TIMESERIES_PATH": str(folder / "ts.sqlite3"),
-                    "LOBBYWATCH_SITE_FILE": str(write_site(folder)), "LOBBYWATCH_MQTT_PORT": str(broker_port),
-                    "LOBBYWATCH_MQTT_CLIENT_ID": "ingest-durability", "LOBBYWATCH_HTTP_PORT": str(self.port),
-                    "LOBBYWATCH_REPORTS_BY_MAIL": "false", "LOBBYWATCH_RESEND_AFTER_S": "1"}
-        self.log = (folder / "server.log").open("ab")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--log-level", "warning"],
-                                        env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, 30)
-        eventually(lambda: self.health()["broker_connected"], what="the server subscribed")
-
-    def health(self) -> dict[str, object]:
-        body: dict[str, object] = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/health", timeout=5).json()
-        return body
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(15)
-            self.process = None
-        self.log.close()
 
 
 @pytest.fixture
 def server(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Server]:
-    running = Server(tmp_path, mosquitto.port)
+    """`lobbywatch serve` as a process of its own (the fault suite's), on the test's files."""
+    write_site(tmp_path)
+    running = Server(tmp_path, mosquitto.port, {})
     yield running
     running.stop()
 
