@@ -219,14 +219,26 @@ class Pipeline:
     def save_rules(self) -> None:
         """The rule state of the branches that moved, saved before the batch is acknowledged: a restart
         goes on from it (pending calls, thresholds on their way to firing, devices offline)."""
+        with self._sessions() as session:
+            if self._save_rules_in(session):
+                session.commit()
+
+    def _save_rules_in(self, session: Session) -> bool:
         if not self._moved:
-            return
+            return False
         moved, self._moved = self._moved, set()
         now = self._clock.now()
         rows = [{"branch_id": b, "state": self.rules.export_branch(b), "updated_at": now} for b in sorted(moved)]
+        upsert(session, models.RuleState, rows, ["branch_id"])
+        return True
+
+    def save_state(self) -> None:
+        """The batch's device state (sequence windows: a crash makes no false gaps) and rule state, in one
+        transaction of the registry, before the batch is acknowledged."""
         with self._sessions() as session:
-            upsert(session, models.RuleState, rows, ["branch_id"])
-            session.commit()
+            wrote = self._flush_devices_in(session)
+            if self._save_rules_in(session) or wrote:
+                session.commit()
 
     def _apply(self, transitions: Sequence[Transition]) -> None:
         for change in transitions:
@@ -347,10 +359,7 @@ class Pipeline:
                 work.origins.append((received, start, len(work.points)))
         self._store_batch(work)
         if self.save_every_batch:
-            # with the batch, before it is acknowledged: the sequence windows (a crash makes no false gaps, no
-            # resend requests) and the rule state
-            self.flush_devices()
-            self.save_rules()
+            self.save_state()
         self.dead_letters.flush()
         now = self._clock.now().timestamp()
         for ts in work.stamps:
@@ -668,10 +677,15 @@ class Pipeline:
             session.commit()
 
     def flush_devices(self) -> None:
+        with self._sessions() as session:
+            if self._flush_devices_in(session):
+                session.commit()
+
+    def _flush_devices_in(self, session: Session) -> bool:
         self._last_flush = self._clock.monotonic()
         dirty, self._dirty = self._dirty, set()
         if not dirty:
-            return
+            return False
         rows = []
         for device_id in dirty:
             runtime = self.devices[device_id]
@@ -687,9 +701,8 @@ class Pipeline:
             update(models.Device).where(table.c.id == bindparam("b_id"))
             .values({name: bindparam(name) for name in rows[0] if name != "b_id"})
         )
-        with self._sessions() as session:
-            session.connection().execute(statement, rows)
-            session.commit()
+        session.connection().execute(statement, rows)
+        return True
 
 
 def _ns(moment: datetime) -> int:
