@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,12 +24,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lobby_sim.broker import Mosquitto, free_port, wait_for_port
+from bench.faults import Server
+from lobby_sim.broker import Mosquitto
 
 DEVICES = [f"fuzz-dev-{i}" for i in range(8)]
 SETTLE_S = 120.0
@@ -169,23 +166,13 @@ def main() -> int:
     broker = Mosquitto(work / "broker")
     broker.start()
     (work / "site.yaml").write_text(yaml.safe_dump(site()))
-    http_port = free_port()
-    env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
-           "LOBBYWATCH_SITE_FILE": str(work / "site.yaml"), "LOBBYWATCH_TIMESERIES_PATH": str(work / "ts.sqlite3"),
-           "LOBBYWATCH_MQTT_PORT": str(broker.port), "LOBBYWATCH_MQTT_USERNAME": "",
-           "LOBBYWATCH_HTTP_PORT": str(http_port), "LOBBYWATCH_REPORTS_BY_MAIL": "false"}
-    log_path = work / "server.log"
-    server = subprocess.Popen([str(Path(sys.executable).parent / "lobbywatch"), "serve", "--log-level", "warning"],
-                              env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
-    health_url = f"http://127.0.0.1:{http_port}/api/v1/health"
+    server = Server(work, broker.port, {})  # `lobbywatch serve`, as the fault suite runs it
     maker = Maker(args.seed)
     kinds: dict[str, int] = {}
     valid: dict[tuple[str, str], int] = {}
     stalls = 0
     try:
-        wait_for_port(http_port, 60)
-        while not httpx.get(health_url, timeout=5).json()["broker_connected"]:
-            time.sleep(0.2)
+        server.start()
         print(f"sending {args.payloads} hostile payloads, a valid one after every {args.valid_every}", flush=True)
         good, bad = Publisher(broker.port, "fuzz-good"), Publisher(broker.port, "fuzz-bad")
         big = Publisher(broker.port, "fuzz-big")  # apart: a broker with a size limit may drop its connection
@@ -205,18 +192,17 @@ def main() -> int:
         settle = time.monotonic()
         health: dict[str, Any] = {}
         while time.monotonic() - settle < SETTLE_S:
-            health = httpx.get(health_url, timeout=10).json()
+            health = server.health()
             if "has not advanced" in " ".join(health.get("reasons", [])):
                 stalls += 1
-            if health["ingest_backlog"] == 0 and stored_valid(work / "ts.sqlite3", valid) == len(valid):
+            if health.get("ingest_backlog") == 0 and stored_valid(work / "ts.sqlite3", valid) == len(valid):
                 break
             time.sleep(1)
         else:
             stalls += 1
-        alive = server.poll() is None
+        alive = server.process is not None and server.process.poll() is None
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop()
         broker.stop()
     stored = stored_valid(work / "ts.sqlite3", valid)
     crashes = (0 if alive else 1) + int(health.get("internal_errors", 0))
