@@ -1,26 +1,37 @@
 """Fault suite: real processes, a fault injected and healed, every message counted by device and sequence.
 
-    python -m bench.faults [--only NAME] [--devices 50] [--rate 200] [--seconds 20] [--down 8]
+    python -m bench.faults [--only NAME] [--devices 50] [--rate 200] [--seconds 20] [--down 8] [--store-down 600]
+                           [--agents 20] [--agent-rate 1000] [--backlog 3600] [--storm-agents 1000]
+                           [--overload-rate 6000] [--overload-seconds 60]
 
-Each fault starts a persistent Mosquitto and `lobbywatch serve` (SQLite storage, or InfluxDB's write path on
-VictoriaMetrics for `store-down`), publishes queue reports QoS 1 from --devices devices at --rate for --seconds,
-each with its own (device, seq) and device time, injects the fault in the middle, heals it, and then counts in
-the store what was sent, stored and lost. Faults built so far:
+Every fault starts Mosquitto and `lobbywatch serve` (SQLite storage, or InfluxDB's write path on VictoriaMetrics
+for `store-down`) with a webhook that records every alert notice. The traffic comes from bench publishers
+(QoS 1, no outbox: `server-kill`, `store-down`) or from real edge agents with their outboxes (`bench.fleet`,
+the rest). Each device's zone breaks its queue rule once every 50 reports. The faults:
 
-- `server-kill`: the server killed with -9 in the burst, started again --down seconds later (the broker keeps its
-  session meanwhile);
-- `store-down`: InfluxDB (VictoriaMetrics) down in the burst, the server killed with -9 while it is down and
-  started again, then the store back: what the server acknowledged was in its spool on disk;
-- `broker-restart`: Mosquitto stopped (gracefully, keeping its state) in the burst and started again --down
-  seconds later; the publishers reconnect and send what they hold.
+- `server-kill`: the server killed with -9 in a burst of --rate from --devices publishers, started again --down
+  seconds later (the broker keeps its session meanwhile);
+- `store-down`: InfluxDB (VictoriaMetrics) down for --store-down seconds (10 minutes) from the middle of the
+  burst, the server killed with -9 halfway through and started again, then the store back: what the server
+  acknowledged was in its spool on disk;
+- `broker-restart`, `broker-restart-nopersist`, `broker-kill`: Mosquitto stopped gracefully keeping its state,
+  stopped without persistence (what it held for the server is gone: the agents resend it on request), or killed
+  with -9, in a burst of --agents agents at --agent-rate, and started again --down seconds later;
+- `edge-offline`: --agents agents cut off the broker (a TCP proxy drops them) while each makes --backlog reports
+  (3,600: an hour of a report a second), then let through: their outboxes drain;
+- `agent-kill`: the agents' process killed with -9 five times in a burst, started again a second later;
+- `outbox-full`: agents cut off with their outbox bounded to 1 MB until it has dropped its oldest messages;
+  `disk-full`: the same on a real 3 MiB filesystem that something else fills (needs root, for the mount);
+- `reconnect-storm`: --storm-agents agents (in processes of 100) and the broker killed with -9 under them;
+- `overload`: agents offering --overload-rate (about twice what the server keeps up with on two cores) for
+  --overload-seconds: what the broker drops past its queue limit comes back from the outboxes on request.
 
-Prints a table, then a JSON object on its last line:
-`{"faults": [{"name", "sent", "stored", "dropped_counted", "lost", "duplicated", "alerts_missing",
-"alerts_duplicated", "heal_s"}, ...]}`. `lost` (neither stored nor counted as dropped) must be 0. The publishers
-keep no outbox, so nothing is dropped by a documented bound here (`dropped_counted` 0); `duplicated` counts
-(device, seq) pairs stored more than once (the stores key points by series and time, so a message stored
-twice overwrites itself: what this checks is that the count of rows equals the count of distinct messages);
-`alerts_*` are null: comparing with a replay of the same input is not built yet.
+Counted per fault: `sent` (queue reports, and for agents their health reports too), `stored` (found in the
+store), `dropped_counted` (dropped at a documented bound, an outbox's size, and known to the server from the
+device's health), `lost` (neither: must be 0), `duplicated` (stored more than once), and the alerts: a replay of
+the same messages in the order they were made (no fault) says which `queue_too_long` alerts fire; against the
+webhook's notices, `alerts_missing` and `alerts_duplicated` (notified twice). `heal_s`: from the fault's end to
+the last message stored. Prints a table, then a JSON object on its last line.
 """
 
 from __future__ import annotations
@@ -28,78 +39,66 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import sqlite3
+import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.ingest import device_ids, site, zone_of
-from lobby_sim.broker import Mosquitto, free_port, wait_for_port
+from bench.alert_check import Notices, compare, expected_fired
+from bench.fleet import occupancy
+from bench.ingest import branch_of, device_ids, site, zone_of
+from bench.processes import Fleet, Proxy, Server, Victoria
+from bench.tally import Sent, count_agents, count_published, made_messages, stored_sqlite, stored_victoria
+from lobby_sim.broker import Mosquitto
 
-SETTLE_S = 90.0
+SETTLE_S = 180.0
+PER_FLEET = 100  # agents per process
 
 
 @dataclass
-class Sent:
-    """Every message published: (device, seq) -> device time in ns, as the store keys it."""
+class Rig:
+    """One fault's processes and what they sent."""
 
-    times: dict[tuple[str, int], int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    name: str
+    args: argparse.Namespace
+    work: Path
+    broker: Mosquitto
+    server: Server
+    notices: Notices
+    victoria: Victoria | None = None
+    proxy: Proxy | None = None
+    fleets: list[Fleet] = field(default_factory=list)
+    sent: Sent = field(default_factory=Sent)
+    healed_at: float = 0.0
+    offered: float | None = None  # messages a second the sources made, where that is the point
+    traffic_ended: datetime | None = None  # agents' messages made after this are not counted (health goes on)
 
+    def start_fleets(self, devices: int, rate: float, seconds: float, **options: float) -> None:
+        port = self.proxy.port if self.proxy is not None else self.broker.port
+        for first in range(0, devices, PER_FLEET):
+            count = min(PER_FLEET, devices - first)
+            fleet = Fleet(self.work, port, first, count, **options)
+            fleet.start(rate * count / devices, seconds)
+            self.fleets.append(fleet)
 
-class Server:
-    def __init__(self, work: Path, broker_port: int, storage: dict[str, str]) -> None:
-        self.work = work
-        self.port = free_port()
-        self.env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_MQTT_USERNAME": "",
-                    "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
-                    "LOBBYWATCH_SITE_FILE": str(work / "site.yaml"),
-                    "LOBBYWATCH_TIMESERIES_PATH": str(work / "ts.sqlite3"),
-                    "LOBBYWATCH_SPOOL_PATH": str(work / "spool.sqlite3"), "LOBBYWATCH_MQTT_PORT": str(broker_port),
-                    "LOBBYWATCH_MQTT_CLIENT_ID": "lobbywatch-ingest-faults", "LOBBYWATCH_HTTP_PORT": str(self.port),
-                    "LOBBYWATCH_REPORTS_BY_MAIL": "false", **storage}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = (self.work / "server.log").open("ab")
-        self.process = subprocess.Popen([str(Path(sys.executable).parent / "lobbywatch"), "serve", "--log-level",
-                                         "warning"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, 60)
-        deadline = time.monotonic() + 60
-        while not self.health().get("broker_connected") and time.monotonic() < deadline:
+    def wait_made(self, timeout: float = 3600) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(f.done for f in self.fleets) and time.monotonic() < deadline:
             time.sleep(0.2)
 
-    def health(self) -> dict[str, Any]:
-        try:
-            body: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/health", timeout=5).json()
-        except httpx.HTTPError:
-            return {}
-        return body
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(15)
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(30)
-            self.process = None
+    def made(self) -> int:
+        return sum(int((self.work / f"fleet-{f.first}.done").read_text()) for f in self.fleets if f.done)
 
 
 def publish(port: int, devices: list[str], rate: float, seconds: float, sent: Sent, name: str) -> None:
@@ -123,10 +122,13 @@ def publish(port: int, devices: list[str], rate: float, seconds: float, sent: Se
         seq[device] += 1
         ts = base + timedelta(milliseconds=n)  # unique per message: the store keys points by time
         payload = json.dumps({"v": 1, "stream": "fa0175fa0175fa01", "seq": seq[device], "ts": ts.isoformat(),
-                              "uptime_s": elapsed, "zones": [{"zone": zone_of(device), "occupancy": n % 7}]})
-        client.publish(f"lobby/v1/{device}/queue", payload, qos=1)  # held by paho while the broker is away
+                              "uptime_s": elapsed,
+                              "zones": [{"zone": zone_of(device), "occupancy": occupancy(seq[device])}]})
+        topic = f"lobby/v1/{device}/queue"
+        client.publish(topic, payload, qos=1)  # held by paho while the broker is away
         with sent.lock:
             sent.times[(device, seq[device])] = int(ts.timestamp() * 1_000_000) * 1000
+            sent.messages.append((topic, payload.encode()))
         n += 1
     deadline = time.monotonic() + 120
     while acked[0] < n and time.monotonic() < deadline:
@@ -135,129 +137,283 @@ def publish(port: int, devices: list[str], rate: float, seconds: float, sent: Se
     client.loop_stop()
 
 
-def stored_sqlite(work: Path) -> dict[tuple[str, int], int]:
-    """Occupancy rows per (device, time)."""
-    counts: dict[tuple[str, int], int] = {}
-    with sqlite3.connect(work / "ts.sqlite3") as db:
-        for tags, time_ns in db.execute("SELECT tags, time_ns FROM points WHERE measurement = 'occupancy'"):
-            device = dict(json.loads(tags)).get("device", "")
-            counts[(device, int(time_ns))] = counts.get((device, int(time_ns)), 0) + 1
-    return counts
+def published_burst(rig: Rig, fault: Callable[[], None]) -> None:
+    """The publishers' burst with `fault` in its middle."""
+    args = rig.args
+    publisher = threading.Thread(target=publish, args=(rig.broker.port, device_ids(args.devices), args.rate,
+                                                       args.seconds, rig.sent, f"fault-pub-{rig.name}"))
+    publisher.start()
+    time.sleep(args.seconds / 2)
+    fault()
+    rig.healed_at = time.monotonic()
+    publisher.join()
 
 
-def stored_victoria(url: str) -> dict[tuple[str, int], int]:
-    httpx.get(f"{url}/internal/force_flush", timeout=10)
-    response = httpx.get(f"{url}/api/v1/export", params={"match[]": '{__name__="occupancy_occupancy"}'}, timeout=30)
-    counts: dict[tuple[str, int], int] = {}
-    for line in response.text.splitlines():
-        if not line.strip():
-            continue
-        series = json.loads(line)
-        device = series["metric"].get("device", "")
-        for ms in series["timestamps"]:
-            counts[(device, int(ms) * 1_000_000)] = counts.get((device, int(ms) * 1_000_000), 0) + 1
-    return counts
+def server_kill(rig: Rig) -> None:
+    def fault() -> None:
+        rig.server.kill()
+        time.sleep(rig.args.down)
+        rig.server.start()
+
+    published_burst(rig, fault)
 
 
-def count(sent: Sent, stored: dict[tuple[str, int], int]) -> dict[str, int]:
-    keys = {(device, t) for (device, _seq), t in sent.times.items()}
-    return {"sent": len(sent.times), "stored": sum(1 for k in keys if stored.get(k)),
-            "lost": sum(1 for k in keys if not stored.get(k)),
-            "duplicated": sum(1 for k in keys if stored.get(k, 0) > 1)}
+def store_down(rig: Rig) -> None:
+    def fault() -> None:
+        assert rig.victoria is not None
+        rig.victoria.stop()
+        time.sleep(rig.args.store_down / 2)
+        rig.server.kill()  # while the store is down: what it acknowledged is in its spool on disk
+        rig.server.start()
+        time.sleep(rig.args.store_down / 2)
+        rig.victoria.start()
+
+    published_burst(rig, fault)
+
+
+def broker_down(how: str) -> Callable[[Rig], None]:
+    def run(rig: Rig) -> None:
+        args = rig.args
+        rig.start_fleets(args.agents, args.agent_rate, args.seconds)
+        time.sleep(args.seconds / 2)
+        rig.broker.kill() if how == "kill" else rig.broker.stop()
+        time.sleep(args.down)
+        rig.broker.start()
+        rig.healed_at = time.monotonic()
+        rig.wait_made()
+
+    return run
+
+
+def cut_off(rig: Rig, agents: int, reports: int, when_cut: Callable[[], None] = lambda: None,
+            **options: float) -> None:
+    """`agents` connect, are cut off the broker (the proxy drops them) while each makes `reports`, and are let
+    through again."""
+    args = rig.args
+    rig.proxy = Proxy(rig.broker.port)
+    rig.start_fleets(agents, args.agent_rate, 1 + reports * agents / args.agent_rate, **options)
+    time.sleep(1)
+    rig.proxy.cut()
+    when_cut()
+    rig.wait_made()
+    rig.proxy.heal()
+    rig.healed_at = time.monotonic()
+
+
+def edge_offline(rig: Rig) -> None:
+    cut_off(rig, rig.args.agents, rig.args.backlog)
+
+
+def agent_kill(rig: Rig) -> None:
+    args = rig.args
+    kills = 5
+    rig.start_fleets(args.agents, args.agent_rate, args.seconds)
+    started = time.monotonic()
+    for n in range(kills):
+        time.sleep(max(0.0, started + (n + 1) * args.seconds / (kills + 1) - time.monotonic()))
+        for fleet in rig.fleets:
+            fleet.kill()
+        time.sleep(1)
+        remaining = max(1.0, args.seconds - (time.monotonic() - started))
+        for fleet in rig.fleets:
+            fleet.start(args.agent_rate * fleet.devices / args.agents, remaining)
+    rig.healed_at = time.monotonic()
+    rig.wait_made()
+
+
+def outbox_full(rig: Rig) -> None:
+    """Cut off with a 1 MB outbox (about 4,000 messages) while each agent makes twice that."""
+    cut_off(rig, rig.args.small_agents, 8000, outbox_mb=1)
+
+
+def disk_full(rig: Rig) -> None:
+    """The agents' card: a 3 MiB filesystem, filled by something else once the agents are cut off; the filler
+    stays (the card stays full): what the agents could not store, they say in their health."""
+    card = rig.work / "agents"
+    card.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(card)], check=True)
+
+    def fill() -> None:
+        with (card / "filler").open("wb") as filler:
+            filler.write(b"\0" * max(0, shutil.disk_usage(card).free - 64 * 1024))
+
+    try:
+        cut_off(rig, rig.args.small_agents, 3000, when_cut=fill)
+    except BaseException:
+        subprocess.run(["umount", "-l", str(card)], check=False)
+        raise
+
+
+def reconnect_storm(rig: Rig) -> None:
+    args = rig.args
+    # each agent a report every 10 s: the storm is in the connections, not the messages
+    rig.start_fleets(args.storm_agents, args.storm_agents / 10, args.seconds * 2)
+    time.sleep(args.seconds)
+    rig.broker.kill()
+    time.sleep(args.down)
+    rig.broker.start()
+    rig.healed_at = time.monotonic()
+    rig.wait_made()
+
+
+def overload(rig: Rig) -> None:
+    args = rig.args
+    rig.start_fleets(args.agents, args.overload_rate, args.overload_seconds)
+    started = time.monotonic()
+    rig.wait_made()
+    rig.offered = round(rig.made() / (time.monotonic() - started))
+    rig.healed_at = time.monotonic()
+
+
+@dataclass(frozen=True)
+class Fault:
+    run: Callable[[Rig], None]
+    agents: bool = True
+    persistence: bool = True
+    root: bool = False  # needs to mount a filesystem
+
+
+FAULTS = {
+    "server-kill": Fault(server_kill, agents=False),
+    "store-down": Fault(store_down, agents=False),
+    "broker-restart": Fault(broker_down("stop")),
+    "broker-restart-nopersist": Fault(broker_down("stop"), persistence=False),
+    "broker-kill": Fault(broker_down("kill")),
+    "edge-offline": Fault(edge_offline),
+    "agent-kill": Fault(agent_kill),
+    "outbox-full": Fault(outbox_full),
+    "disk-full": Fault(disk_full, root=True),
+    "reconnect-storm": Fault(reconnect_storm),
+    "overload": Fault(overload),
+}
 
 
 def run_fault(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix=f"lobbywatch-fault-{name}-"))
-    (work / "site.yaml").write_text(yaml.safe_dump(site(args.devices, 0)))
-    broker = Mosquitto(work / "broker", persistence=True)
+    spec = FAULTS[name]
+    work = Path(tempfile.mkdtemp(prefix=f"lobbywatch-fault-{name}-", dir=args.tmp))
+    devices = max(args.devices, args.agents, args.storm_agents, args.small_agents)
+    site_config = site(devices, devices)
+    (work / "site.yaml").write_text(yaml.safe_dump(site_config))
+    broker = Mosquitto(work / "broker", persistence=spec.persistence)
     broker.start()
-    victoria: subprocess.Popen[bytes] | None = None
-    storage: dict[str, str] = {}
-    vm_port = free_port()
-    vm_url = f"http://127.0.0.1:{vm_port}"
-
-    def vm_start() -> subprocess.Popen[bytes]:
-        # one sample per series and millisecond, as InfluxDB keeps one point per series and time: a batch the
-        # server sent again after a kill (idempotent there) is not counted twice
-        process = subprocess.Popen(["victoria-metrics", f"-storageDataPath={work}/vm", "-dedup.minScrapeInterval=1ms",
-                                    f"-httpListenAddr=127.0.0.1:{vm_port}"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        wait_for_port(vm_port, 30)
-        return process
-
+    notices = Notices()
+    storage: dict[str, str] = {"LOBBYWATCH_WEBHOOK_URL": notices.url}
+    victoria = None
     if name == "store-down":
-        victoria = vm_start()
-        storage = {"LOBBYWATCH_STORAGE": "influxdb", "LOBBYWATCH_INFLUX_URL": vm_url}
+        victoria = Victoria(work)
+        victoria.start()
+        storage |= {"LOBBYWATCH_STORAGE": "influxdb", "LOBBYWATCH_INFLUX_URL": victoria.url}
     server = Server(work, broker.port, storage)
     server.start()
-    sent = Sent()
-    publisher = threading.Thread(target=publish, args=(broker.port, device_ids(args.devices), args.rate,
-                                                       args.seconds, sent, f"fault-pub-{name}"))
-    publisher.start()
-    time.sleep(args.seconds / 2)
-    healed = inject(name, args.down, server, broker, victoria, vm_start)
-    publisher.join()
-    heal_started = time.monotonic()
-    read: Callable[[], dict[tuple[str, int], int]] = (
-        (lambda: stored_victoria(vm_url)) if name == "store-down" else (lambda: stored_sqlite(work)))
-    counts = count(sent, {})
-    while time.monotonic() - heal_started < SETTLE_S:
-        counts = count(sent, read())
-        if counts["lost"] == 0:
-            break
-        time.sleep(1.0)
-    heal_s = round(time.monotonic() - max(heal_started, healed["at"]), 1)
-    server.stop()
-    if healed.get("victoria") is not None:
-        healed["victoria"].terminate()
-        healed["victoria"].wait(30)
-    broker.stop()
-    return {"name": name, **counts, "dropped_counted": 0, "alerts_missing": None, "alerts_duplicated": None,
-            "heal_s": heal_s, "work": str(work)}
-
-
-def inject(name: str, down_s: float, server: Server, broker: Mosquitto, victoria: subprocess.Popen[bytes] | None,
-           vm_start: Callable[[], subprocess.Popen[bytes]]) -> dict[str, Any]:
-    """The fault, then its healing; returns when it was healed (monotonic) and any process it started."""
-    if name == "server-kill":
-        server.kill()
-        time.sleep(down_s)
-        server.start()
-    elif name == "store-down":
-        assert victoria is not None
-        victoria.terminate()
-        victoria.wait(30)
-        time.sleep(down_s / 2)
-        server.kill()  # while the store is down: what it acknowledged is in its spool on disk
-        server.start()
-        time.sleep(down_s / 2)
-        return {"at": time.monotonic(), "victoria": vm_start()}
-    elif name == "broker-restart":
+    rig = Rig(name, args, work, broker, server, notices, victoria)
+    try:
+        spec.run(rig)
+        counts, heal_s = settle(rig)
+        if spec.agents:
+            for fleet in rig.fleets:
+                fleet.stop()
+            counts, unstored = count_agents(work, stored_sqlite(work), known_devices(server), not_stored(work),
+                                            rig.traffic_ended)
+            messages = agent_messages(work)
+        else:
+            messages, unstored = rig.sent.messages, []
+        health = server.health()
+        where = {device: (branch_of(i), zone_of(device)) for i, device in enumerate(device_ids(devices))}
+        dropped = {(*where[device], at) for device, at in unstored}
+        alerts = compare(expected_fired(site_config, messages, work / "replay"), rig.notices.fired(), dropped)
+    finally:
+        for fleet in rig.fleets:
+            fleet.kill()
+        server.stop()
+        if victoria is not None:
+            victoria.stop()
+        if rig.proxy is not None:
+            rig.proxy.close()
         broker.stop()
-        time.sleep(down_s)
-        broker.start()
-    return {"at": time.monotonic()}
+        notices.stop()
+        if spec.root:
+            subprocess.run(["umount", "-l", str(work / "agents")], check=False)
+    return {"name": name, **counts, **alerts, "heal_s": heal_s, "offered_per_s": rig.offered,
+            "resend_requests": health.get("resend_requests"), "late": health.get("late"), "work": str(work)}
 
 
-FAULTS = ("server-kill", "store-down", "broker-restart")
+def settle(rig: Rig) -> tuple[dict[str, Any], float]:
+    """Wait until nothing is lost or waiting (or SETTLE_S), then until the notices stop coming."""
+    def tally() -> dict[str, Any]:
+        if not rig.fleets:
+            stored = stored_victoria(rig.victoria.url) if rig.victoria else stored_sqlite(rig.work)
+            return count_published(rig.sent, stored)
+        known = known_devices(rig.server)
+        told = {d: v.get("not_stored") or 0 for d, v in known.items()}  # the agents' own count comes at exit
+        return count_agents(rig.work, stored_sqlite(rig.work), known, told, rig.traffic_ended)[0]
+
+    rig.traffic_ended = datetime.now(UTC)
+    started = time.monotonic()
+    counts = tally()
+    while time.monotonic() - started < SETTLE_S and (counts["lost"] or counts.get("unsent")):
+        time.sleep(2.0)
+        counts = tally()
+    heal_s = round(time.monotonic() - rig.healed_at, 1)
+    last, quiet_since = -1, time.monotonic()
+    while time.monotonic() - quiet_since < 5 and time.monotonic() - started < SETTLE_S + 60:
+        fired = sum(rig.notices.fired().values())
+        if fired != last:
+            last, quiet_since = fired, time.monotonic()
+        time.sleep(0.5)
+    return counts, heal_s
+
+
+def known_devices(server: Server) -> dict[str, dict[str, Any]]:
+    return {d["id"]: d for d in server.get("devices") or []}
+
+
+def not_stored(work: Path) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for path in work.glob("fleet-*.stats.json"):
+        for device, stats in json.loads(path.read_text()).items():
+            counts[device] += stats["not_stored"]
+    return dict(counts)
+
+
+def agent_messages(work: Path) -> list[tuple[str, bytes]]:
+    return [message for path in sorted((work / "agents").glob("*/outbox.sqlite3"))
+            for message in made_messages(work, path.parent.name).values()]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=FAULTS, help="run one fault")
-    parser.add_argument("--devices", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=200.0, help="messages per second, all devices together")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the burst")
-    parser.add_argument("--down", type=float, default=8.0, help="how long the fault lasts")
+    parser.add_argument("--only", choices=FAULTS, action="append", help="run this fault (may be repeated)")
+    parser.add_argument("--devices", type=int, default=50, help="bench publishers' devices")
+    parser.add_argument("--rate", type=float, default=200.0, help="publishers' messages per second, in all")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of a burst")
+    parser.add_argument("--down", type=float, default=8.0, help="how long a fault lasts")
+    parser.add_argument("--store-down", type=float, default=600.0, help="how long InfluxDB is down in store-down")
+    parser.add_argument("--agents", type=int, default=20, help="real agents in the agent faults")
+    parser.add_argument("--agent-rate", type=float, default=1000.0, help="their queue reports a second, in all")
+    parser.add_argument("--backlog", type=int, default=3600, help="reports each agent makes while cut off")
+    parser.add_argument("--small-agents", type=int, default=4, help="agents in outbox-full and disk-full")
+    parser.add_argument("--storm-agents", type=int, default=1000, help="agents in reconnect-storm")
+    parser.add_argument("--overload-rate", type=float, default=6000.0)
+    parser.add_argument("--overload-seconds", type=float, default=60.0)
+    # in memory where there is /dev/shm: twenty agents on one machine make a thousand messages a second, each
+    # fsynced (a Pi makes one or two a second); a kill -9 leaves a tmpfs as it leaves a disk
+    shm = Path("/dev/shm")
+    parser.add_argument("--tmp", type=Path, default=shm if shm.is_dir() else None,
+                        help="where the faults' work folders go (default /dev/shm)")
     args = parser.parse_args(argv)
     results = []
-    for name in [args.only] if args.only else FAULTS:
-        print(f"{name}: {args.devices} devices, {args.rate:.0f} msg/s for {args.seconds:.0f} s, down {args.down:.0f} s",
-              flush=True)
+    for name in args.only or list(FAULTS):
+        if FAULTS[name].root and os.geteuid() != 0:
+            print(f"{name}: not run: mounting a small filesystem needs root", flush=True)
+            continue
+        print(f"{name}: running", flush=True)
         results.append(run_fault(name, args))
-    print(f"{'fault':<16}{'sent':>8}{'stored':>8}{'lost':>6}{'dup':>5}{'heal s':>8}")
+    header = ("fault", "sent", "stored", "dropped", "lost", "dup", "alerts", "missing", "alert dup", "heal s")
+    print("".join(f"{h:>10}" if i else f"{h:<26}" for i, h in enumerate(header)))
     for r in results:
-        print(f"{r['name']:<16}{r['sent']:>8}{r['stored']:>8}{r['lost']:>6}{r['duplicated']:>5}{r['heal_s']:>8}")
+        cells = (r["name"], r["sent"], r["stored"], r["dropped_counted"], r["lost"], r["duplicated"],
+                 r["alerts_expected"], r["alerts_missing"], r["alerts_duplicated"], r["heal_s"])
+        print("".join(f"{c:>10}" if i else f"{c:<26}" for i, c in enumerate(cells)))
     print(json.dumps({"faults": results}))
     return 0 if all(r["lost"] == 0 and r["duplicated"] == 0 for r in results) else 1
 

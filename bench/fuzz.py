@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.faults import Server
+from bench.processes import Server
 from lobby_sim.broker import Mosquitto
 
 DEVICES = [f"fuzz-dev-{i}" for i in range(8)]

@@ -45,6 +45,11 @@ def zone_of(device: str) -> str:
     return f"q{int(device.rsplit('-', 1)[1]) % PER_BRANCH}"
 
 
+def branch_of(index: int, per_branch: int = PER_BRANCH) -> str:
+    """The branch of the index-th device."""
+    return f"bench-br-{index // per_branch:04d}"
+
+
 def site(n: int, alerting: int, per_branch: int = PER_BRANCH) -> dict[str, object]:
     """`alerting` devices have a queue rule that fires at 5 and clears at 2 at once: with the occupancy ramp
     below they fire and resolve every few seconds, to time notifications under load. The rest never fire."""
@@ -53,7 +58,7 @@ def site(n: int, alerting: int, per_branch: int = PER_BRANCH) -> dict[str, objec
         zone: dict[str, object] = {"key": zone_of(device), "name": zone_of(device)}
         if i < alerting:
             zone["queue_too_long"] = {"threshold": 5, "for_s": 0, "clear_below": 2, "clear_for_s": 0}
-        branches.setdefault(f"bench-br-{i // per_branch:04d}", []).append({"id": device, "zones": [zone]})
+        branches.setdefault(branch_of(i, per_branch), []).append({"id": device, "zones": [zone]})
     return {
         "defaults": {"threshold": 30, "for_s": 300, "clear_below": 10, "clear_for_s": 60},
         "regions": [{"id": "bench", "name": "bench"}],

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -99,6 +100,7 @@ class Agent:
         sensor_env: SensorEnv | None = None,
         health_probe: HealthProbe | None = None,
         notifier: Notifier | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self._notifier = notifier or Notifier()
         self._camera_beat = clock.monotonic()  # the camera loop's last turn, for the watchdog
@@ -110,10 +112,7 @@ class Agent:
         # button presses (from gpiozero's thread) and server messages (from the link's thread) wait here for
         # the main loop: no work runs on those threads
         self._events: queue.SimpleQueue[ButtonInput | Inbound] = queue.SimpleQueue()
-        self.outbox = Outbox(
-            config.data_dir / "outbox.sqlite3", config.outbox.history_rows,
-            max_bytes=int(config.outbox.max_mb * 2**20), max_age_s=config.outbox.max_age_days * 86400,
-        )
+        self.outbox = outbox or Outbox(**outbox_options(config))
         self.link = MqttLink(
             device_id=config.device_id,
             username=config.mqtt_username,
@@ -240,15 +239,19 @@ class Agent:
             smoothed = {key: reporter.smooth(key, count) for key, count in counts.items()}
             self.stats.occupancy = smoothed
             if reporter.due(self._clock.monotonic(), smoothed):
-                zones = [ZoneCount(zone=key, occupancy=value, error=reporter.error(key, self._errors.get(key)))
-                         for key, value in smoothed.items()]
-                self._emit(Channel.QUEUE, QueueReport, zones=zones)
+                errors = {key: reporter.error(key, self._errors.get(key)) for key in smoothed}
+                self.report_queue([ZoneCount(zone=key, occupancy=value, error=errors[key])
+                                   for key, value in smoothed.items()])
             self._camera_stop.wait(max(0.0, period - (self._clock.monotonic() - began)))
 
     def _camera_reading(self, health: CameraHealth) -> Reading:
         detail = None if health.ok else f"{health.problem.value}: {health.detail}"
         return Reading(sensor="camera", kind=SensorKind.CAMERA, value=1.0 if health.ok else 0.0, ok=health.ok,
                        detail=detail)
+
+    def report_queue(self, zones: list[ZoneCount]) -> None:
+        """Store a queue report in the outbox, to be sent (what the camera loop does when a count is due)."""
+        self._emit(Channel.QUEUE, QueueReport, zones=zones)
 
     # -- presses, sensors, health --------------------------------------------------------------------
     def _handle_button(self, event: ButtonInput) -> None:
@@ -487,6 +490,12 @@ class Agent:
             self._frames.close()
         self.link.stop()
         self.outbox.close()
+
+
+def outbox_options(config: DeviceConfig) -> dict[str, Any]:
+    """The outbox a device config asks for, as `Outbox`'s arguments."""
+    return {"path": config.data_dir / "outbox.sqlite3", "history_rows": config.outbox.history_rows,
+            "max_bytes": int(config.outbox.max_mb * 2**20), "max_age_s": config.outbox.max_age_days * 86400}
 
 
 def data_dir_writable(path: Path) -> bool:

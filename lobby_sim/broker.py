@@ -93,6 +93,13 @@ class Mosquitto:
                            check=True, capture_output=True)
         return f"allow_anonymous false\nplugin {plugin}\nplugin_opt_config_file {state}"
 
+    def kill(self) -> None:
+        """kill -9: no goodbye to anyone, nothing written on the way out."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(10)
+            self._process = None
+
     def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()

@@ -4,12 +4,13 @@ last batch left it. Real processes: `lobbywatch serve`, a real Mosquitto keeping
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.faults import Server
+from bench.processes import Server
 from lobby_sim.broker import Mosquitto
 from tests.helpers import Device, eventually, write_site
 
@@ -47,5 +48,33 @@ def test_a_server_killed_after_a_batch_goes_on_without_false_gaps(
         eventually(lambda: stored_rows(tmp_path) == 50, what="every report stored")
         health = server.health()
         assert (health["missing"], health["resend_requests"], health["duplicates"]) == (0, 0, 0)
+    finally:
+        device.close()
+
+
+def test_a_server_killed_while_its_store_is_locked_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, server: Server
+) -> None:
+    """Received is not stored: what the server holds while its store cannot write is not acknowledged to the
+    broker, which gives it to the next server. (Acknowledging on receipt loses all of it here.)"""
+    server.start()
+    device = Device(mosquitto.port, "dev-b1-cam")
+    try:
+        device.queue(1)
+        eventually(lambda: stored_rows(tmp_path) == 1, what="the first report stored")
+        blocker = sqlite3.connect(tmp_path / "ts.sqlite3", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # the store's writes wait, and fail, while this holds
+        try:
+            for n in range(20):
+                device.queue(n % 9)
+            eventually(lambda: server.health()["status"] == "degraded", timeout=30, what="the store failing")
+            time.sleep(1.0)  # the broker has handed the server everything (each report was acknowledged to us)
+            server.kill()
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert stored_rows(tmp_path) == 1
+        server.start()
+        eventually(lambda: stored_rows(tmp_path) == 21, what="every report stored after the restart")
     finally:
         device.close()

@@ -294,3 +294,10 @@ def test_every_line_of_every_scenario_follows_the_documented_format() -> None:
             assert errors == [], (folder.name, event, errors)
             kinds.add(event["event"])
     assert {"fired", "resolved", "call", "broker_down", "server_up", "notified", "message"} <= kinds
+
+
+def test_a_press_delivered_again_after_its_answer_opens_no_new_call() -> None:
+    brief, summary, events = run("redelivered")
+    assert brief == []
+    assert [(e["subject"], e["response_s"]) for e in events if e["event"] == "call"] == [("ramp-bell", 10.0)]
+    assert summary["duplicates"] == 1

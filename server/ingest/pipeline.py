@@ -61,7 +61,7 @@ from server.rules.service_rate import ServiceLearner
 from server.rules.threshold import Transition
 from server.storage import points as schema
 from server.storage.base import RefusedPoints, TimeSeriesStore
-from server.storage.points import Point
+from server.storage.points import Point, epoch_ns
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ class Pipeline:
             device = str(event.get("device") or "")
             points.append(Point.make(schema.CALL, self._tags(branch, device=device, button=button, kind=done.kind),
                                      {"action": "answered", "count": 1, "response_s": round(done.response_s, 1)},
-                                     _ns(at)))
+                                     epoch_ns(at)))
             if self.on_call is not None:
                 self.on_call({"event": "call", "branch": branch, "subject": button, "kind": done.kind,
                               "device": device, "response_s": round(done.response_s, 1),
@@ -467,7 +467,7 @@ class Pipeline:
             self.stats.late += 1
         batch.stamps.append(message.ts.timestamp())
         handler = self._handlers[type(message)]
-        handler(_Context(device, runtime, received, verdict, _ns(message.ts)), message, batch)
+        handler(_Context(device, runtime, received, verdict, epoch_ns(message.ts)), message, batch)
 
     def _in_window(self, device: DeviceEntry, runtime: DeviceRuntime, message: DeviceMessage,
                    received: Received) -> bool:
@@ -658,7 +658,7 @@ class Pipeline:
         runtime.online_since = message.since
         runtime.agent_version = message.agent_version
         points.append(Point.make(schema.DEVICE_STATUS, self._tags(device.branch_id, device=device.id),
-                                 {"online": runtime.online, "up": int(runtime.online)}, _ns(self._clock.now())))
+                                 {"online": runtime.online, "up": int(runtime.online)}, epoch_ns(self._clock.now())))
         return True
 
     # -- state kept in the registry ------------------------------------------------------------------
@@ -703,10 +703,6 @@ class Pipeline:
         )
         session.connection().execute(statement, rows)
         return True
-
-
-def _ns(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000) * 1000
 
 
 def _device_of(topic: str) -> str | None:

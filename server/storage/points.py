@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 FieldValue = float | int | bool | str
 
@@ -33,6 +34,14 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
     DEVICE_STATUS: (("region", "branch", "device"), {"online": bool, "up": int}),
     ALERT: (("region", "branch", "rule", "severity"), {"change": str, "subject": str, "value": float}),
 }
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ns(moment: datetime) -> int:
+    """A point's time: exact to the microsecond a datetime holds (a float timestamp is not, in this century)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,90 @@
+"""Alerts under a fault against alerts without it: the server's webhook notices of alerts fired, against a
+replay (the production ingest and rules, `server.replay`) of the same messages in the order they were made."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from server.replay import Replayer, load_scenario
+
+Fired = tuple[str, str, str, datetime]  # rule, branch, subject, the device time of the message that fired it
+RULE = "queue_too_long"  # the rule the fault suite's lobbies break; other alerts (offline devices) are the fault's
+
+
+class Notices:
+    """A webhook: every notice the server delivers, kept."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                notice = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    received.append(notice)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.received = received
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/notices"
+        threading.Thread(target=self._server.serve_forever, name="notices", daemon=True).start()
+
+    def fired(self) -> Counter[Fired]:
+        return Counter((n["rule"], n["branch_id"], n["subject"], datetime.fromisoformat(n["at_utc"]))
+                       for n in list(self.received) if n.get("change") == "fired" and n.get("rule") == RULE)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def expected_fired(site: dict[str, object], messages: Iterable[tuple[str, bytes]], folder: Path) -> Counter[Fired]:
+    """Replay `messages` (topic, payload as sent) in device-time order, each arriving when it was made."""
+    made = sorted(((datetime.fromisoformat(json.loads(p)["ts"]), t, p) for t, p in messages), key=lambda m: m[0])
+    fired: Counter[Fired] = Counter()
+    if not made:
+        return fired
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "site.yaml").write_text(yaml.safe_dump(site))
+    start = made[0][0]
+    (folder / "scenario.yaml").write_text(yaml.safe_dump({"start": start.isoformat(), "tick_s": 5}))
+    with (folder / "events.jsonl").open("w") as events:
+        for ts, topic, payload in made:
+            line = {"t": (ts - start).total_seconds(), "topic": topic, "payload": json.loads(payload)}
+            events.write(json.dumps(line) + "\n")
+
+    def keep(event: dict[str, object]) -> None:
+        if event.get("event") == "fired" and event.get("rule") == RULE:
+            fired[(str(event["rule"]), str(event["branch"]), str(event["subject"]),
+                   datetime.fromisoformat(str(event["at"])))] += 1
+
+    logging.getLogger("server.alerts.notify").setLevel(logging.ERROR)
+    Replayer(load_scenario(folder), keep).run()
+    return fired
+
+
+def compare(expected: Counter[Fired], notified: Counter[Fired],
+            dropped: Collection[tuple[str, str, datetime]] = ()) -> dict[str, int]:
+    """`dropped`: (branch, zone, device time) of reports dropped at a documented bound: an alert only such a
+    report would have fired is `alerts_dropped`, not missing."""
+    missing = expected - notified
+    excused = sum(n for key, n in missing.items() if key[1:] in dropped)
+    return {"alerts_expected": sum(expected.values()),
+            "alerts_missing": sum(missing.values()) - excused, "alerts_dropped": excused,
+            "alerts_duplicated": sum(n - 1 for n in notified.values() if n > 1),
+            "alerts_unexpected": sum(n for key, n in notified.items() if key not in expected)}

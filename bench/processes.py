@@ -1,0 +1,195 @@
+"""The real processes the fault suite starts, kills and heals: the server, a fleet of agents, VictoriaMetrics
+(InfluxDB's write path), and a TCP proxy that cuts agents off the broker without stopping it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lobby_sim.broker import free_port, wait_for_port
+
+
+def tied(command: list[str]) -> list[str]:
+    """`command`, killed when the suite's process ends however it ends (a timeout's kill -9 too), so that no
+    server or agent outlives a run (util-linux's setpriv sets the parent-death signal, then runs it)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
+
+
+class Child:
+    """A process of the suite's: killed with -9 (the fault), or stopped with SIGTERM (the end of a run)."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(15)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(15)
+            self.process = None
+
+
+class Server(Child):
+    """`lobbywatch serve` in dev mode on SQLite (or what `storage` says), on the files in `work`."""
+
+    def __init__(self, work: Path, broker_port: int, storage: dict[str, str]) -> None:
+        self.work = work
+        self.port = free_port()
+        self.env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_MQTT_USERNAME": "",
+                    "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
+                    "LOBBYWATCH_SITE_FILE": str(work / "site.yaml"),
+                    "LOBBYWATCH_TIMESERIES_PATH": str(work / "ts.sqlite3"),
+                    "LOBBYWATCH_SPOOL_PATH": str(work / "spool.sqlite3"), "LOBBYWATCH_MQTT_PORT": str(broker_port),
+                    "LOBBYWATCH_MQTT_CLIENT_ID": "lobbywatch-ingest-faults", "LOBBYWATCH_HTTP_PORT": str(self.port),
+                    "LOBBYWATCH_REPORTS_BY_MAIL": "false", **storage}
+
+    def start(self) -> None:
+        log = (self.work / "server.log").open("ab")
+        self.process = subprocess.Popen(tied([str(Path(sys.executable).parent / "lobbywatch"), "serve",
+                                              "--log-level", "warning"]),
+                                        env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, 60)
+        deadline = time.monotonic() + 60
+        while not self.health().get("broker_connected") and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def get(self, path: str) -> Any:
+        """A JSON answer of the API (dev mode: no token), or None while the server cannot answer."""
+        try:
+            response = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/{path}", timeout=10)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return None
+        return response.json()
+
+    def health(self) -> dict[str, Any]:
+        return self.get("health") or {}
+
+
+class Fleet(Child):
+    """`python -m bench.fleet`: `devices` real agents in one process, from device index `first`."""
+
+    def __init__(self, work: Path, port: int, first: int, devices: int, **options: float) -> None:
+        self.work, self.port, self.first, self.devices = work, port, first, devices
+        self.options = options
+
+    def start(self, rate: float, seconds: float) -> None:
+        for marker in (self._marker("ready"), self._marker("done")):
+            marker.unlink(missing_ok=True)
+        options = [f"--{key.replace('_', '-')}={value}" for key, value in self.options.items()]
+        self.process = subprocess.Popen(
+            tied([sys.executable, "-m", "bench.fleet", "--port", str(self.port), "--work", str(self.work),
+                  "--first", str(self.first), "--devices", str(self.devices), "--rate", str(rate),
+                  "--seconds", str(seconds), *options]),
+            stdout=subprocess.DEVNULL, stderr=(self.work / f"fleet-{self.first}.err").open("ab"))
+        deadline = time.monotonic() + 120
+        while not self._marker("ready").exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"fleet {self.first} did not start; see {self.work}/fleet-{self.first}.err")
+            time.sleep(0.05)
+
+    def _marker(self, what: str) -> Path:
+        return self.work / f"fleet-{self.first}.{what}"
+
+    @property
+    def done(self) -> bool:
+        return self._marker("done").exists()
+
+
+class Victoria(Child):
+    """VictoriaMetrics, keeping one sample per series and millisecond, as InfluxDB keeps one point per series
+    and time: a batch the server sent again after a kill (idempotent there) is not counted twice."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            tied(["victoria-metrics", f"-storageDataPath={self.work}/vm", "-dedup.minScrapeInterval=1ms",
+                  f"-httpListenAddr=127.0.0.1:{self.port}"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, 30)
+
+
+class Proxy:
+    """A TCP relay to 127.0.0.1:`target`. `cut()` drops every connection and refuses new ones (a branch's line
+    down: the agents' connections break, the broker stays up); `heal()` lets them through again."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._cut = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+
+    def cut(self) -> None:
+        self._cut.set()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def heal(self) -> None:
+        self._cut.clear()
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        with self._lock:
+            self._open.discard(source)
+        source.close()
