@@ -42,9 +42,9 @@ from lobbywatch.i18n import normalize_locale, t
 from server.api.routes import branch_summary, open_alert_counts
 from server.api.schemas import BranchSummary
 from server.app import create_app
+from server.registry.users import add_user
 from server.runtime import Runtime
 from server.settings import Settings
-from server.web.users import add_user
 
 log = logging.getLogger(__name__)
 

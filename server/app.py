@@ -18,6 +18,7 @@ from server.settings import Settings
 from server.web.fleet_pages import fleet_pages
 from server.web.guard import Guard, redact_access_logs
 from server.web.pages import pages
+from server.web.throttle import LoginThrottle
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description="Queue, call-bell and facility monitoring for post-office branch lobbies.",
     )
     known = settings or (runtime.settings if runtime else None)
+    app.state.login_throttle = LoginThrottle()  # the sign-in page's; kept per app, not per process
     app.add_middleware(Guard, https=bool(known and known.public_url.startswith("https://")))
     redact_access_logs()
     app.include_router(router)

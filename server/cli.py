@@ -73,8 +73,8 @@ def _user(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from server.registry.database import make_engine, make_sessions
+    from server.registry.users import UserError, add_user
     from server.settings import Settings
-    from server.web.users import UserError, add_user
 
     lang = normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
     try:
@@ -159,8 +159,8 @@ def _people_change(args: argparse.Namespace) -> int:
     """`lobbywatch token`, `tokens`, `revoke-token`, `deactivate`: audited, on the registry."""
     from datetime import UTC, datetime
 
+    from server.registry import users
     from server.registry.database import make_engine, make_sessions
-    from server.web import users
 
     lang = _lang(args)
     settings = _settings(lang)

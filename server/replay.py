@@ -24,15 +24,14 @@ from lobbywatch.protocol import Channel, InvalidTopic, Topic
 from server.alerts.grouping import GROUP_INTERVAL_S, GROUP_WAIT_S
 from server.alerts.notify import Dispatcher, LogChannel, Notice
 from server.alerts.people import ack_links, people_channel
-from server.alerts.routing import Contact
 from server.alerts.service import OPEN_STATES, AlertError, AlertService
-from server.ingest.directory import Directory
 from server.ingest.mqtt_source import Received
 from server.ingest.pipeline import Pipeline
 from server.ingest.rejects import Rejects
 from server.live import LiveState
 from server.registry import models
 from server.registry.database import make_engine, make_sessions
+from server.registry.directory import Contact, Directory
 from server.registry.site import SiteError, import_site, load_site
 from server.rules.engine import RuleEngine
 from server.storage.base import TimeSeriesStore

@@ -13,11 +13,9 @@ from lobbywatch.protocol import Channel as ProtocolChannel
 from lobbywatch.protocol import Command, Topic, encode
 from server.alerts.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
 from server.alerts.people import ack_links, people_channel
-from server.alerts.routing import Contact
 from server.alerts.service import AlertService
 from server.alerts.worker import AlertWorker
 from server.ingest.dead_letters import DeadLetters
-from server.ingest.directory import Directory
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
 from server.ingest.pipeline import IngestWorker, Pipeline
 from server.ingest.rejects import Rejects
@@ -25,12 +23,12 @@ from server.ingest.repair import GapRepair, ResendRequest
 from server.live import LiveState
 from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerRefused, BrokerUnreachable
 from server.registry.database import make_engine, make_sessions
+from server.registry.directory import Contact, Directory
 from server.registry.site import import_site, load_site
 from server.reports.mailer import ReportMailer
 from server.rules.engine import RuleEngine
 from server.settings import Settings
 from server.storage.base import TimeSeriesStore
-from server.web.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +85,6 @@ class Runtime:
         self.alert_worker = AlertWorker(self.alerts)
         self.rules = RuleEngine()
         self.live = LiveState()
-        self.login_throttle = LoginThrottle()
         self.rejects = Rejects()
         self.pipeline = Pipeline(
             directory=self.directory, store=self.store, rules=self.rules, alerts=self.alert_worker, live=self.live,

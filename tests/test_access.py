@@ -12,7 +12,7 @@ import pytest
 
 from lobby_sim.broker import Mosquitto
 from server.registry import models
-from server.web.users import add_user, issue_token
+from server.registry.users import add_user, issue_token
 from tests.helpers import PASSWORD, Device, Web, eventually, site, start_runtime
 
 ADMIN_TOKEN = "deployment-token-for-the-tests-0123456789"

@@ -51,7 +51,7 @@ def test_paho_stays_in_the_modules_that_speak_mqtt() -> None:
 PURE = ["lobbywatch/protocol/topics.py", "lobbywatch/protocol/messages.py", "edge_agent/reporting.py",
         "edge_agent/debounce.py", "edge_agent/backoff.py", "server/ingest/sequence.py", "server/rules/threshold.py",
         "server/rules/engine.py", "server/rules/waiting.py", "server/rules/calls.py", "server/rules/presence.py",
-        "server/rules/schedule.py", "server/ingest/repair.py", "lobby_sim/lobby.py"]
+        "server/rules/schedule.py", "server/rules/transitions.py", "server/ingest/repair.py", "lobby_sim/lobby.py"]
 IO_LIBRARIES = ("paho", "fastapi", "sqlalchemy", "sqlite3", "httpx", "influxdb_client", "gpiozero", "cv2", "socket")
 
 
@@ -68,3 +68,56 @@ def test_the_edge_installs_without_server_dependencies() -> None:
     edge = " ".join(project["optional-dependencies"]["edge"] + project["dependencies"])
     for server_only in ("fastapi", "sqlalchemy", "influxdb-client", "uvicorn"):
         assert server_only not in edge
+
+
+# The server's packages (and top-level modules) from the bottom up: each may import only from layers below its
+# own. Pure rules and the stores at the bottom; the site read model and registry on them; alerts, then ingest
+# (which raises alerts), reports and provisioning; the runtime and replay that wire them; the fleet view, the
+# API and the pages over the runtime; the app and the CLI on top.
+SERVER_LAYERS = (
+    {"settings", "storage", "live", "rules"},
+    {"registry", "dashboards"},
+    {"alerts"},
+    {"ingest", "reports", "provisioning"},
+    {"runtime", "replay"},
+    {"fleet"},
+    {"api"},
+    {"web"},
+    {"app"},
+    {"cli"},
+)
+
+
+def server_part(path: Path) -> str:
+    """The package (or top-level module) of the server a file belongs to."""
+    parts = path.relative_to(ROOT / "server").parts
+    return parts[0] if len(parts) > 1 else Path(parts[0]).stem
+
+
+def server_imports(path: Path) -> set[str]:
+    """The server packages a file imports, `from server import fleet` included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "server":
+            names = [f"server.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        found |= {name.split(".")[1] for name in names if name.startswith("server.")}
+    return found - {"__version__"}  # server/__init__.py's, for everyone
+
+
+def test_server_layers_are_imported_downwards_only() -> None:
+    layer = {part: n for n, parts in enumerate(SERVER_LAYERS) for part in parts}
+    upward = []
+    for path in modules("server"):
+        part = server_part(path)
+        if part == "__init__":
+            continue
+        assert part in layer, f"{part} (from {path}) has no place in SERVER_LAYERS: give it one"
+        for target in server_imports(path) - {part}:
+            if layer[target] >= layer[part]:
+                upward.append(f"{path.relative_to(ROOT)} imports server.{target}")
+    assert upward == []

@@ -12,8 +12,9 @@ from lobby_sim.broker import Mosquitto, free_port
 from server.alerts.apprise_channel import AppriseChannel, DeliveryError
 from server.alerts.links import sign
 from server.alerts.notify import Notice
-from server.alerts.routing import Contact, in_quiet_hours, recipients
+from server.alerts.routing import in_quiet_hours, recipients
 from server.app import create_app
+from server.registry.directory import Contact
 from tests.helpers import ALWAYS_OPEN, Device, eventually, site, start_runtime
 
 

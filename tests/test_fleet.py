@@ -30,7 +30,7 @@ from lobbywatch.clock import SystemClock
 from lobbywatch.protocol import REMOTE_SECTIONS
 from server.fleet import fleet
 from server.registry import models
-from server.web.users import add_user
+from server.registry.users import add_user
 from tests.helpers import PASSWORD, PHONE, Web, eventually, sign_in, start_runtime
 from tests.test_agent import LED, agent_config
 

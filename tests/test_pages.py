@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, expect
 from lobby_sim.broker import Mosquitto
 from server.alerts.links import sign
 from server.registry import models
-from server.web.users import add_user
+from server.registry.users import add_user
 from tests.helpers import PASSWORD, PHONE, Device, Web, eventually, fits_the_screen, sign_in, site, start_runtime
 
 
@@ -145,7 +145,7 @@ def test_an_administrator_adds_a_user_from_the_command_line(tmp_path: Path) -> N
     import sys
 
     from server.registry.database import make_engine, make_sessions
-    from server.web.users import authenticate
+    from server.registry.users import authenticate
 
     database = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
     env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_DATABASE_URL": database, "LANG": "zh_CN.UTF-8"}

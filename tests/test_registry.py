@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from lobbywatch.clock import SystemClock
 from server.alerts.notify import Notice
 from server.alerts.service import AlertService, first_role, severity
-from server.ingest.directory import Directory
 from server.registry import models
 from server.registry.database import make_engine, make_sessions
+from server.registry.directory import Directory
 from server.registry.site import SiteError, SiteSpec, import_site, load_site
-from server.rules.threshold import Change, Transition
+from server.rules.transitions import Change, Transition
 from tests.helpers import site
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -18,12 +18,12 @@ from playwright.sync_api import Browser, expect
 from lobby_sim.broker import Mosquitto, free_port
 from lobbywatch.clock import FakeClock
 from server.alerts.apprise_channel import AppriseChannel
-from server.alerts.routing import Contact
+from server.registry.directory import Contact
+from server.registry.users import add_user
 from server.reports.build import Period, make_report, region_reports
 from server.reports.mailer import ReportMailer
 from server.reports.service_level import percentile
 from server.storage.influx_store import InfluxStore
-from server.web.users import add_user
 from tests import lobby_day
 from tests.helpers import PASSWORD, Web, fits_the_screen, sign_in, start_runtime
 from tests.lobby_day import DB, Day

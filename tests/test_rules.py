@@ -6,7 +6,8 @@ from server.rules.calls import CallTracker
 from server.rules.engine import OpenAlert, RuleEngine, ZoneRules
 from server.rules.presence import DeviceWatch
 from server.rules.schedule import OpeningHours
-from server.rules.threshold import Change, ThresholdRule, ThresholdState, step
+from server.rules.threshold import ThresholdRule, ThresholdState, step
+from server.rules.transitions import Change
 from server.rules.waiting import projected_wait_min, windows_needed
 
 RULE = ThresholdRule(fire_at=8, for_s=300, clear_at=5, clear_for_s=120)

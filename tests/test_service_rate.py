@@ -10,10 +10,11 @@ import pytest
 
 from bench.service_rate import run as simulate
 from lobby_sim.lobby import SERVICE_MIX
-from server.ingest.directory import BranchEntry
+from server.registry.directory import BranchEntry
 from server.rules.engine import RuleEngine, ZoneRules
 from server.rules.service_rate import FLICKER_S, MIN_BUSY_MIN, ServiceLearner
-from server.rules.threshold import ThresholdRule, Transition
+from server.rules.threshold import ThresholdRule
+from server.rules.transitions import Transition
 
 TRUE_MIN = sum(share * minutes for share, minutes in SERVICE_MIX)  # 3.8
 
@@ -105,11 +106,11 @@ def test_what_was_learnt_moves_with_the_branch_and_survives_a_restart(tmp_path: 
     assert moved.service_evidence() == engine.service_evidence()  # all of it, to the count in flight
 
     from lobbywatch.clock import FakeClock
-    from server.ingest.directory import Directory
     from server.ingest.pipeline import Pipeline
     from server.ingest.rejects import Rejects
     from server.live import LiveState
     from server.registry.database import make_engine, make_sessions
+    from server.registry.directory import Directory
     from server.registry.site import SiteSpec, import_site
     from server.storage.sqlite_store import SqliteStore
     from tests.helpers import site

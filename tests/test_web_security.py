@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, expect
 from lobby_sim.broker import Mosquitto, free_port, wait_for_port
 from server.alerts.links import sign
 from server.registry import models
-from server.web.users import add_user
+from server.registry.users import add_user
 from tests.helpers import PASSWORD, PHONE, Web, eventually, site, start_runtime, write_site
 
 API_TOKEN = "api-token-for-the-tests-0123456789"

@@ -14,7 +14,8 @@ import apprise
 
 from server.alerts.grouping import GROUP_INTERVAL_S, GROUP_WAIT_S, Grouper
 from server.alerts.notify import Notice, Outcome
-from server.alerts.routing import Contact, RateLimit, recipients
+from server.alerts.routing import RateLimit, recipients
+from server.registry.directory import Contact
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,7 @@ from lobbywatch.i18n import t
 from server.alerts.apprise_channel import AppriseChannel
 from server.alerts.links import sign
 from server.alerts.notify import Notice
-from server.alerts.routing import Contact
-from server.ingest.directory import Directory
+from server.registry.directory import Contact, Directory
 
 Sender = Callable[[Contact, str, str, Sequence[int]], bool]
 

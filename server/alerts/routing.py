@@ -7,17 +7,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import time
 
+from server.registry.directory import Contact
+
 SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    name: str
-    role: str
-    urls: tuple[str, ...]
-    min_severity: str = "warning"
-    quiet: tuple[time, time] | None = None  # local time; may run over midnight
-    max_per_hour: int = 30
 
 
 def in_quiet_hours(quiet: tuple[time, time] | None, now: time) -> bool:

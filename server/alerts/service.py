@@ -16,9 +16,10 @@ from lobbywatch.clock import Clock
 from lobbywatch.i18n import t
 from server.alerts.notify import Notice
 from server.dashboards import BRANCH_UID, uid
-from server.ingest.directory import BranchEntry
 from server.registry import audit, models
-from server.rules.threshold import Change, Transition
+from server.registry.database import as_utc
+from server.registry.directory import BranchEntry
+from server.rules.transitions import Change, Transition
 
 
 @dataclass(frozen=True)
@@ -160,14 +161,14 @@ class AlertService:
                 chain = branch.escalation.chain
                 start_role = first_role(alert.rule, dict(alert.facts or {}), branch)
                 first = chain.index(start_role) if start_role in chain else None
-                started = _aware(alert.started_at)
+                started = as_utc(alert.started_at)
                 due = int((now - started).total_seconds() // branch.escalation.step_after_s)
                 change = None
                 if first is not None and due > alert.step and first + alert.step + 1 < len(chain):
                     alert.step = min(due, len(chain) - 1 - first)
                     alert.role = chain[first + alert.step]
                     change = "escalated"
-                elif (now - _aware(alert.notified_at or alert.started_at)).total_seconds() >= \
+                elif (now - as_utc(alert.notified_at or alert.started_at)).total_seconds() >= \
                         branch.escalation.remind_every_s:
                     change = "reminded"
                 if change is None:
@@ -215,13 +216,13 @@ class AlertService:
     def silences(self) -> list[models.Silence]:
         now = self._clock.now()
         with self._sessions() as session:
-            return [s for s in session.scalars(select(models.Silence)) if _aware(s.ends_at) > now]
+            return [s for s in session.scalars(select(models.Silence)) if as_utc(s.ends_at) > now]
 
     @staticmethod
     def _silenced(session: Session, alert: models.Alert, at: datetime) -> bool:
         for silence in session.scalars(select(models.Silence).where(models.Silence.branch_id == alert.branch_id)):
             # a silence's subject is the alert's (a zone, a button) or the device its data comes from
-            if (_aware(silence.starts_at) <= at < _aware(silence.ends_at) and silence.rule in (None, alert.rule)
+            if (as_utc(silence.starts_at) <= at < as_utc(silence.ends_at) and silence.rule in (None, alert.rule)
                     and silence.subject in (None, alert.subject, alert.device_id)):
                 return True
         return False
@@ -345,10 +346,6 @@ def describe(alert: models.Alert, branch: BranchEntry, locale: str, change: str,
 def _plain(facts: dict[str, object]) -> dict[str, object]:
     return {k: v if isinstance(v, str | int | float | bool) or v is None else str(v) for k, v in facts.items()}
 
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite gives back naive datetimes; everything stored is UTC
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _number(value: object) -> float | None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from server.alerts.service import AlertService, Held
-from server.ingest.directory import BranchEntry
-from server.rules.threshold import Transition
+from server.registry.directory import BranchEntry
+from server.rules.transitions import Transition
 
 log = logging.getLogger(__name__)
 

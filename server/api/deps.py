@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, HTTPException, Query, Request, status
 
 from lobbywatch.i18n import normalize_locale
+from server.registry import users
+from server.registry.users import Person
 from server.runtime import Runtime
-from server.web import users
-from server.web.users import Person
 
 
 def get_runtime(request: Request) -> Runtime:

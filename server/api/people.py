@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from server.api.deps import Authorized, CallerDep, RuntimeDep, roles
-from server.web import users
+from server.registry import users
 
 people = APIRouter(prefix="/api/v1")
 ADMINISTRATORS = roles("administrator")

@@ -28,8 +28,8 @@ from server.api.schemas import (
     SilencePublic,
     ZoneLive,
 )
-from server.ingest.directory import BranchEntry
 from server.registry import models
+from server.registry.directory import BranchEntry
 from server.runtime import Runtime
 from server.storage import points as schema
 

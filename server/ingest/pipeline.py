@@ -47,7 +47,6 @@ from lobbywatch.protocol import (
 from server.alerts.service import OPEN_STATES, Held, severity
 from server.alerts.worker import AlertSink
 from server.ingest.dead_letters import DeadLetters
-from server.ingest.directory import DeviceEntry, Directory
 from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
@@ -55,10 +54,11 @@ from server.ingest.sequence import SequenceTracker, Verdict
 from server.ingest.stats import Reservoir
 from server.live import CallNow, LiveState, ReadingNow, SnapshotNow, ZoneNow
 from server.registry import models
+from server.registry.directory import DeviceEntry, Directory
 from server.registry.upsert import upsert
 from server.rules.engine import OpenAlert, RuleEngine
 from server.rules.service_rate import ServiceLearner
-from server.rules.threshold import Transition
+from server.rules.transitions import Transition
 from server.storage import points as schema
 from server.storage.base import RefusedPoints, TimeSeriesStore
 from server.storage.points import Point, epoch_ns

@@ -11,7 +11,7 @@ import re
 import secrets
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from lobbywatch.protocol import InvalidTopic, check_device_id
 from server.registry import audit, models
+from server.registry.database import as_utc
 
 PREFIX = "LW1-"
 PROFILES = ("lobby-camera", "call-buttons", "facility-sensors", "combined")
@@ -89,7 +90,7 @@ def create(session: Session, *, branch: str, profile: str, by: str, now: datetim
 def _pending(session: Session, device_id: str, now: datetime) -> bool:
     rows = session.scalars(select(models.Enrollment).where(models.Enrollment.device_id == device_id,
                                                            models.Enrollment.used_at.is_(None)))
-    return any(_aware(e.expires_at) > now for e in rows)
+    return any(as_utc(e.expires_at) > now for e in rows)
 
 
 def _next_id(session: Session, branch: str, profile: str) -> str:
@@ -112,10 +113,10 @@ def claim(session: Session, token: str, serial: str, now: datetime) -> models.En
     if enrollment is None:
         raise EnrollError("token_unknown", "this enrollment token is not known: check it was copied whole", 404)
     if enrollment.used_at is not None:
-        raise EnrollError("token_used", f"this token was used already, at {_aware(enrollment.used_at):%Y-%m-%d %H:%M} "
+        raise EnrollError("token_used", f"this token was used already, at {as_utc(enrollment.used_at):%Y-%m-%d %H:%M} "
                                         "UTC: ask for a new one", 409)
-    if _aware(enrollment.expires_at) <= now:
-        raise EnrollError("token_expired", f"this token expired at {_aware(enrollment.expires_at):%Y-%m-%d %H:%M} "
+    if as_utc(enrollment.expires_at) <= now:
+        raise EnrollError("token_expired", f"this token expired at {as_utc(enrollment.expires_at):%Y-%m-%d %H:%M} "
                                            "UTC: ask for a new one", 410)
     if session.get(models.Branch, enrollment.branch_id) is None:
         raise EnrollError("branch_unknown", f"branch {enrollment.branch_id!r} is no longer in the registry", 404)
@@ -207,6 +208,3 @@ class Attempts:
         seen.append(now)
         return True
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

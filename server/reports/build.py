@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.ingest.directory import BranchEntry, Directory
 from server.registry import models
+from server.registry.database import as_utc
+from server.registry.directory import BranchEntry, Directory
 from server.reports.service_level import BranchReport, branch_report, rank, utc
 from server.storage import points as schema
 from server.storage.base import TimeSeriesStore
@@ -98,13 +99,10 @@ def _ack_seconds(sessions: sessionmaker[Session], branch: str, start: datetime, 
         for alert in alerts:
             acks = [e.at for e in alert.events if e.kind == "acknowledged"]
             if acks:
-                waited = (_aware(min(acks)) - _aware(alert.started_at)).total_seconds()
+                waited = (as_utc(min(acks)) - as_utc(alert.started_at)).total_seconds()
                 found.setdefault(alert.rule, []).append(waited)
     return found
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=ZoneInfo("UTC"))
 
 
 def _chart(points: dict[str, list[Point]], branch: BranchEntry, period: Period) -> Chart:

@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lobbywatch.clock import Clock
 from lobbywatch.i18n import t
-from server.alerts.routing import Contact
-from server.ingest.directory import BranchEntry
 from server.registry import models
+from server.registry.directory import BranchEntry, Contact
 from server.reports.build import Period, make_report
 from server.reports.service_level import BranchReport
 from server.storage.base import TimeSeriesStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from server.rules.threshold import Change, Transition
+from server.rules.transitions import Change, Transition
 
 RULE = "call_unanswered"
 # Seconds before an unanswered call fires, by kind. The bell at the ramp is a wheelchair user waiting outside.

@@ -18,7 +18,8 @@ from server.rules.opening import OpeningWatch
 from server.rules.presence import DeviceWatch
 from server.rules.schedule import OpeningHours
 from server.rules.service_rate import ServiceLearner
-from server.rules.threshold import Change, ThresholdRule, ThresholdState, Transition, step
+from server.rules.threshold import ThresholdRule, ThresholdState, step
+from server.rules.transitions import Change, Transition
 from server.rules.waiting import projected_wait_min, windows_needed
 
 QUEUE_TOO_LONG = "queue_too_long"

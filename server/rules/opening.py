@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from server.rules.schedule import OpeningHours
-from server.rules.threshold import Change, Transition
+from server.rules.transitions import Change, Transition
 
 RULE = "not_open_on_time"
 GRACE_S = 300.0  # the lobby may take five minutes to show it is open

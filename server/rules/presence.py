@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from server.rules.threshold import Change, Transition
+from server.rules.transitions import Change, Transition
 
 RULE = "device_offline"
 # Agents send health every 30 s and occupancy every 10 s; three missed health reports is offline. The issue

@@ -8,7 +8,8 @@ blind, branch closed) neither fires nor clears.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+
+from server.rules.transitions import Change
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,26 +22,6 @@ class ThresholdRule:
     def __post_init__(self) -> None:
         if self.clear_at >= self.fire_at:
             raise ValueError("the clearing level must be below the firing level")
-
-
-class Change(StrEnum):
-    FIRED = "fired"
-    RESOLVED = "resolved"
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    rule: str
-    branch: str
-    subject: str  # zone, button or device key
-    change: Change
-    at: float
-    value: float | None
-    peak: float | None = None
-    detail: tuple[tuple[str, object], ...] = ()  # rule-specific facts for the message, e.g. windows needed
-
-    def facts(self) -> dict[str, object]:
-        return dict(self.detail)
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ made for a phone. Sign-in is a signed cookie; every form carries a token from it
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -21,12 +21,13 @@ from server.alerts.links import SESSION, LinkError, seal, unseal, verify
 from server.alerts.service import OPEN_STATES, RULES, AlertError, describe
 from server.api.deps import RuntimeDep
 from server.api.reports import as_csv, default_day
-from server.ingest.directory import BranchEntry
-from server.registry import models
+from server.registry import models, users
+from server.registry.database import as_utc
+from server.registry.directory import BranchEntry
+from server.registry.users import Person
 from server.reports.build import Chart, Period, PeriodKind, make_report
 from server.runtime import Runtime
-from server.web import users
-from server.web.users import Person
+from server.web.throttle import LoginThrottle
 
 COOKIE = "lobbywatch_session"
 LANG_COOKIE = "lobbywatch_lang"
@@ -107,7 +108,8 @@ def login(request: Request, runtime: RuntimeDep, login: Annotated[str, Form(max_
     address = request.client.host if request.client else "?"
     login = login.strip()
     now = runtime.clock.monotonic()
-    wait = runtime.login_throttle.wait_s(login, address, now)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    wait = throttle.wait_s(login, address, now)
     if wait > 0:  # checked before the password: a guess made now is not even tried
         return render(request, "login.html", locale, status_code=429, next=_safe_next(next),
                       error=t(locale, "page.login.throttled", minutes=max(1, round(wait / 60))),
@@ -117,10 +119,10 @@ def login(request: Request, runtime: RuntimeDep, login: Annotated[str, Form(max_
         if person is not None:
             sid = users.start_session(session, person.login, runtime.clock.now(), SESSION_H)
     if person is None:
-        runtime.login_throttle.failed(login, address, now)
+        throttle.failed(login, address, now)
         return render(request, "login.html", locale, status_code=401, next=_safe_next(next),
                       error=t(locale, "page.login.failed"))
-    runtime.login_throttle.succeeded(login)
+    throttle.succeeded(login)
     expires = runtime.clock.now().timestamp() + SESSION_H * 3600
     token = seal(SESSION, [sid, secrets.token_urlsafe(16)], expires, runtime.link_secret)
     response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
@@ -152,7 +154,7 @@ def visible_branches(runtime: Runtime, person: Person) -> dict[str, BranchEntry]
 
 
 def _card(runtime: Runtime, alert: models.Alert, branch: BranchEntry, locale: str) -> dict[str, Any]:
-    started = _aware(alert.started_at)
+    started = as_utc(alert.started_at)
     title, body = describe(alert, branch, locale, "fired", started, dict(alert.facts or {}))
     return {"alert": alert, "branch": branch, "title": title, "body": body,
             "since": _local(started, branch, runtime), "rule": t(locale, f"rule.{alert.rule}"),
@@ -172,7 +174,7 @@ def lobby(request: Request, runtime: RuntimeDep, viewer: Viewer, branch: str | N
     with runtime.sessions() as session:
         alerts = list(session.scalars(select(models.Alert).where(
             models.Alert.state.in_(OPEN_STATES), models.Alert.branch_id.in_(list(shown)))))
-    alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.state != "firing", _aware(a.started_at)))
+    alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.state != "firing", as_utc(a.started_at)))
     cards = [_card(runtime, a, shown[a.branch_id], viewer.locale) for a in alerts]
     return render(request, "lobby.html", viewer.locale, viewer=viewer, cards=cards, branches=visible,
                    branch=branch if branch in visible else None, done=done,
@@ -203,7 +205,7 @@ def alert_page(request: Request, runtime: RuntimeDep, viewer: Viewer, alert_id: 
     with runtime.sessions() as session:
         events = list(session.scalars(select(models.AlertEvent).where(models.AlertEvent.alert_id == alert_id)
                                       .order_by(models.AlertEvent.at, models.AlertEvent.id)))
-    timeline = [{"at": _local(_aware(e.at), branch, runtime), "kind": t(viewer.locale, f"event.{e.kind}"),
+    timeline = [{"at": _local(as_utc(e.at), branch, runtime), "kind": t(viewer.locale, f"event.{e.kind}"),
                  "detail": e.detail} for e in events]
     return render(request, "alert.html", viewer.locale, viewer=viewer, card=_card(runtime, alert, branch,
                    viewer.locale), timeline=timeline, done=done, error=error,
@@ -253,7 +255,7 @@ def pass_on(runtime: RuntimeDep, viewer: Viewer, alert_id: int, csrf: Annotated[
 def silences_page(request: Request, runtime: RuntimeDep, viewer: Viewer, done: str | None = None,
                   error: str | None = None) -> HTMLResponse:
     visible = visible_branches(runtime, viewer.person)
-    active = [{"silence": s, "branch": visible[s.branch_id], "until": _local(_aware(s.ends_at), visible[s.branch_id],
+    active = [{"silence": s, "branch": visible[s.branch_id], "until": _local(as_utc(s.ends_at), visible[s.branch_id],
                                                                               runtime),
                "rule": t(viewer.locale, f"rule.{s.rule}") if s.rule else t(viewer.locale, "page.silence.all_rules")}
               for s in runtime.alerts.silences() if s.branch_id in visible]
@@ -377,6 +379,3 @@ def _local(moment: datetime, branch: BranchEntry, runtime: Runtime) -> str:
     today = runtime.clock.now().astimezone(ZoneInfo(branch.timezone)).date()
     return local.strftime("%H:%M") if local.date() == today else local.strftime("%Y-%m-%d %H:%M")
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from argon2 import PasswordHasher
@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from server.registry import audit, models
+from server.registry.database import as_utc
 
 Role = Literal["administrator", "technician", "branch_manager", "duty_supervisor", "read_only"]
 ROLES: tuple[Role, ...] = ("administrator", "technician", "branch_manager", "duty_supervisor", "read_only")
@@ -147,7 +148,7 @@ def person_for_token(session: Session, token: str, now: datetime) -> Person | No
     row = session.get(models.ApiToken, _digest(token))
     if row is None or row.revoked_at is not None:
         return None
-    if row.expires_at is not None and _aware(row.expires_at) <= now:
+    if row.expires_at is not None and as_utc(row.expires_at) <= now:
         return None
     return load(session, row.login)
 
@@ -177,7 +178,7 @@ def start_session(session: Session, login: str, now: datetime, hours: float) -> 
 
 def session_person(session: Session, sid: str, now: datetime) -> Person | None:
     row = session.get(models.WebSession, _digest(sid))
-    if row is None or row.ended_at is not None or _aware(row.expires_at) <= now:
+    if row is None or row.ended_at is not None or as_utc(row.expires_at) <= now:
         return None
     return load(session, row.login)
 
@@ -188,9 +189,6 @@ def end_session(session: Session, sid: str, now: datetime) -> None:
         row.ended_at = now
         session.commit()
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _digest(token: str) -> str:

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.alerts.routing import Contact
 from server.registry import models
 from server.rules.engine import ZoneRules
 from server.rules.schedule import OpeningHours
@@ -20,6 +19,18 @@ from server.rules.waiting import STANDARD_SERVICE_MIN
 # The wait rule clears when the projected wait falls to this share of the target.
 WAIT_CLEAR_SHARE = 0.8
 
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Somebody notices go to: their role, where to reach them (Apprise URLs), and their limits."""
+
+    name: str
+    role: str
+    urls: tuple[str, ...]
+    min_severity: str = "warning"
+    quiet: tuple[time, time] | None = None  # local time; may run over midnight
+    max_per_hour: int = 30
 
 @dataclass(frozen=True, slots=True)
 class BranchEntry:
