@@ -36,18 +36,34 @@ def main() -> int:
     broker = Mosquitto(work / "broker")
     broker.start()
     config = {
-        "device_id": "budget-dev", "data_dir": str(work / "data"),
+        "device_id": "budget-dev",
+        "data_dir": str(work / "data"),
         "broker": {"host": "127.0.0.1", "port": broker.port, "tls": False},
-        "camera": {"source": str(args.dataset / "frames"), "fps": args.fps, "loop": True,
-                   "zones": [{"key": "queue", "polygon": roi["polygon"], "anchor": roi.get("anchor", "feet")}]},
+        "camera": {
+            "source": str(args.dataset / "frames"),
+            "fps": args.fps,
+            "loop": True,
+            "zones": [{"key": "queue", "polygon": roi["polygon"], "anchor": roi.get("anchor", "feet")}],
+        },
         "sensors": [{"type": "board_temperature"}, {"type": "clock"}],
         "reporting": {"health_interval_s": 10, "facility_interval_s": 30},
     }
     (work / "device.yaml").write_text(yaml.safe_dump(config))
-    agent = subprocess.Popen([str(Path(sys.executable).parent / "lobbywatch-agent"), "--lang", "en", "run",
-                              "--config", str(work / "device.yaml"), "--log-level", "warning"],
-                             stdout=subprocess.DEVNULL, stderr=(work / "agent.log").open("w"),
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    agent = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "lobbywatch-agent"),
+            "--lang",
+            "en",
+            "run",
+            "--config",
+            str(work / "device.yaml"),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "agent.log").open("w"),
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     process = psutil.Process(agent.pid)
     try:
         time.sleep(5)  # start-up: imports, first frames, the detector learning the perspective
@@ -70,8 +86,11 @@ def main() -> int:
         agent.wait(30)
         broker.stop()
     result = {
-        "dataset": args.dataset.name, "fps": args.fps, "seconds": round(elapsed, 1),
-        "cpu_share_of_one_core": round(cpu_share, 3), "cpu_ms_per_frame": round(1000 * cpu_share / args.fps, 1),
+        "dataset": args.dataset.name,
+        "fps": args.fps,
+        "seconds": round(elapsed, 1),
+        "cpu_share_of_one_core": round(cpu_share, 3),
+        "cpu_ms_per_frame": round(1000 * cpu_share / args.fps, 1),
         "rss_mb_peak": round(rss_peak / 2**20, 1),
         "rss_mb_median": round(sorted(samples)[len(samples) // 2] / 2**20, 1),
         "threads": threads,

@@ -45,8 +45,11 @@ class Notices:
         threading.Thread(target=self._server.serve_forever, name="notices", daemon=True).start()
 
     def fired(self) -> Counter[Fired]:
-        return Counter((n["rule"], n["branch_id"], n["subject"], datetime.fromisoformat(n["at_utc"]))
-                       for n in list(self.received) if n.get("change") == "fired" and n.get("rule") == RULE)
+        return Counter(
+            (n["rule"], n["branch_id"], n["subject"], datetime.fromisoformat(n["at_utc"]))
+            for n in list(self.received)
+            if n.get("change") == "fired" and n.get("rule") == RULE
+        )
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -70,21 +73,31 @@ def expected_fired(site: dict[str, object], messages: Iterable[tuple[str, bytes]
 
     def keep(event: dict[str, object]) -> None:
         if event.get("event") == "fired" and event.get("rule") == RULE:
-            fired[(str(event["rule"]), str(event["branch"]), str(event["subject"]),
-                   datetime.fromisoformat(str(event["at"])))] += 1
+            fired[
+                (
+                    str(event["rule"]),
+                    str(event["branch"]),
+                    str(event["subject"]),
+                    datetime.fromisoformat(str(event["at"])),
+                )
+            ] += 1
 
     logging.getLogger("server.alerts.notify").setLevel(logging.ERROR)
     Replayer(load_scenario(folder), keep).run()
     return fired
 
 
-def compare(expected: Counter[Fired], notified: Counter[Fired],
-            dropped: Collection[tuple[str, str, datetime]] = ()) -> dict[str, int]:
+def compare(
+    expected: Counter[Fired], notified: Counter[Fired], dropped: Collection[tuple[str, str, datetime]] = ()
+) -> dict[str, int]:
     """`dropped`: (branch, zone, device time) of reports dropped at a documented bound: an alert only such a
     report would have fired is `alerts_dropped`, not missing."""
     missing = expected - notified
     excused = sum(n for key, n in missing.items() if key[1:] in dropped)
-    return {"alerts_expected": sum(expected.values()),
-            "alerts_missing": sum(missing.values()) - excused, "alerts_dropped": excused,
-            "alerts_duplicated": sum(n - 1 for n in notified.values() if n > 1),
-            "alerts_unexpected": sum(n for key, n in notified.items() if key not in expected)}
+    return {
+        "alerts_expected": sum(expected.values()),
+        "alerts_missing": sum(missing.values()) - excused,
+        "alerts_dropped": excused,
+        "alerts_duplicated": sum(n - 1 for n in notified.values() if n > 1),
+        "alerts_unexpected": sum(n for key, n in notified.items() if key not in expected),
+    }

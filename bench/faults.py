@@ -121,9 +121,16 @@ def publish(port: int, devices: list[str], rate: float, seconds: float, sent: Se
         device = devices[n % len(devices)]
         seq[device] += 1
         ts = base + timedelta(milliseconds=n)  # unique per message: the store keys points by time
-        payload = json.dumps({"v": 1, "stream": "fa0175fa0175fa01", "seq": seq[device], "ts": ts.isoformat(),
-                              "uptime_s": elapsed,
-                              "zones": [{"zone": zone_of(device), "occupancy": occupancy(seq[device])}]})
+        payload = json.dumps(
+            {
+                "v": 1,
+                "stream": "fa0175fa0175fa01",
+                "seq": seq[device],
+                "ts": ts.isoformat(),
+                "uptime_s": elapsed,
+                "zones": [{"zone": zone_of(device), "occupancy": occupancy(seq[device])}],
+            }
+        )
         topic = f"lobby/v1/{device}/queue"
         client.publish(topic, payload, qos=1)  # held by paho while the broker is away
         with sent.lock:
@@ -140,8 +147,10 @@ def publish(port: int, devices: list[str], rate: float, seconds: float, sent: Se
 def published_burst(rig: Rig, fault: Callable[[], None]) -> None:
     """The publishers' burst with `fault` in its middle."""
     args = rig.args
-    publisher = threading.Thread(target=publish, args=(rig.broker.port, device_ids(args.devices), args.rate,
-                                                       args.seconds, rig.sent, f"fault-pub-{rig.name}"))
+    publisher = threading.Thread(
+        target=publish,
+        args=(rig.broker.port, device_ids(args.devices), args.rate, args.seconds, rig.sent, f"fault-pub-{rig.name}"),
+    )
     publisher.start()
     time.sleep(args.seconds / 2)
     fault()
@@ -185,8 +194,7 @@ def broker_down(how: str) -> Callable[[Rig], None]:
     return run
 
 
-def cut_off(rig: Rig, agents: int, reports: int, when_cut: Callable[[], None] = lambda: None,
-            **options: float) -> None:
+def cut_off(rig: Rig, agents: int, reports: int, when_cut: Callable[[], None] = lambda: None, **options: float) -> None:
     """`agents` connect, are cut off the broker (the proxy drops them) while each makes `reports`, and are let
     through again."""
     args = rig.args
@@ -312,8 +320,9 @@ def run_fault(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if spec.agents:
             for fleet in rig.fleets:
                 fleet.stop()
-            counts, unstored = count_agents(work, stored_sqlite(work), known_devices(server), not_stored(work),
-                                            rig.traffic_ended)
+            counts, unstored = count_agents(
+                work, stored_sqlite(work), known_devices(server), not_stored(work), rig.traffic_ended
+            )
             messages = agent_messages(work)
         else:
             messages, unstored = rig.sent.messages, []
@@ -333,12 +342,21 @@ def run_fault(name: str, args: argparse.Namespace) -> dict[str, Any]:
         notices.stop()
         if spec.root:
             subprocess.run(["umount", "-l", str(work / "agents")], check=False)
-    return {"name": name, **counts, **alerts, "heal_s": heal_s, "offered_per_s": rig.offered,
-            "resend_requests": health.get("resend_requests"), "late": health.get("late"), "work": str(work)}
+    return {
+        "name": name,
+        **counts,
+        **alerts,
+        "heal_s": heal_s,
+        "offered_per_s": rig.offered,
+        "resend_requests": health.get("resend_requests"),
+        "late": health.get("late"),
+        "work": str(work),
+    }
 
 
 def settle(rig: Rig) -> tuple[dict[str, Any], float]:
     """Wait until nothing is lost or waiting (or SETTLE_S), then until the notices stop coming."""
+
     def tally() -> dict[str, Any]:
         if not rig.fleets:
             stored = stored_victoria(rig.victoria.url) if rig.victoria else stored_sqlite(rig.work)
@@ -376,8 +394,11 @@ def not_stored(work: Path) -> dict[str, int]:
 
 
 def agent_messages(work: Path) -> list[tuple[str, bytes]]:
-    return [message for path in sorted((work / "agents").glob("*/outbox.sqlite3"))
-            for message in made_messages(work, path.parent.name).values()]
+    return [
+        message
+        for path in sorted((work / "agents").glob("*/outbox.sqlite3"))
+        for message in made_messages(work, path.parent.name).values()
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,8 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     # in memory where there is /dev/shm: twenty agents on one machine make a thousand messages a second, each
     # fsynced (a Pi makes one or two a second); a kill -9 leaves a tmpfs as it leaves a disk
     shm = Path("/dev/shm")
-    parser.add_argument("--tmp", type=Path, default=shm if shm.is_dir() else None,
-                        help="where the faults' work folders go (default /dev/shm)")
+    parser.add_argument(
+        "--tmp",
+        type=Path,
+        default=shm if shm.is_dir() else None,
+        help="where the faults' work folders go (default /dev/shm)",
+    )
     args = parser.parse_args(argv)
     results = []
     for name in args.only or list(FAULTS):
@@ -411,8 +436,18 @@ def main(argv: list[str] | None = None) -> int:
     header = ("fault", "sent", "stored", "dropped", "lost", "dup", "alerts", "missing", "alert dup", "heal s")
     print("".join(f"{h:>10}" if i else f"{h:<26}" for i, h in enumerate(header)))
     for r in results:
-        cells = (r["name"], r["sent"], r["stored"], r["dropped_counted"], r["lost"], r["duplicated"],
-                 r["alerts_expected"], r["alerts_missing"], r["alerts_duplicated"], r["heal_s"])
+        cells = (
+            r["name"],
+            r["sent"],
+            r["stored"],
+            r["dropped_counted"],
+            r["lost"],
+            r["duplicated"],
+            r["alerts_expected"],
+            r["alerts_missing"],
+            r["alerts_duplicated"],
+            r["heal_s"],
+        )
         print("".join(f"{c:>10}" if i else f"{c:<26}" for i, c in enumerate(cells)))
     print(json.dumps({"faults": results}))
     return 0 if all(r["lost"] == 0 and r["duplicated"] == 0 for r in results) else 1

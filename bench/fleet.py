@@ -67,11 +67,17 @@ class JournaledOutbox(Outbox):
 
 def build_agents(args: argparse.Namespace) -> list[Agent]:
     agents = []
-    for device in device_ids(args.first + args.devices)[args.first:]:
+    for device in device_ids(args.first + args.devices)[args.first :]:
         config = DeviceConfig(
-            device_id=device, data_dir=args.work / "agents" / device,
-            broker=BrokerConfig(host="127.0.0.1", port=args.port, tls=False, keepalive_s=args.keepalive_s,
-                                reconnect_max_s=args.reconnect_max_s),
+            device_id=device,
+            data_dir=args.work / "agents" / device,
+            broker=BrokerConfig(
+                host="127.0.0.1",
+                port=args.port,
+                tls=False,
+                keepalive_s=args.keepalive_s,
+                reconnect_max_s=args.reconnect_max_s,
+            ),
             reporting=ReportingConfig(health_interval_s=args.health_s),
             outbox=OutboxConfig(max_mb=args.outbox_mb, history_rows=args.history_rows),
         )
@@ -112,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reconnect-max-s", type=float, default=120.0)
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(filename=args.work / f"fleet-{args.first}.log", level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    logging.basicConfig(
+        filename=args.work / f"fleet-{args.first}.log",
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s",
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     agents = build_agents(args)

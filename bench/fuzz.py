@@ -43,10 +43,17 @@ def site() -> dict[str, object]:
     return {
         "defaults": {"threshold": 30, "for_s": 300, "clear_below": 10, "clear_for_s": 60},
         "regions": [{"id": "fz", "name": "fuzz"}],
-        "branches": [{"id": f"fz-{i}", "name": f"fuzz {i}", "region": "fz", "wait_target_min": None,
-                      "hours": {"opens": "00:00", "closes": "23:59:59.999999"},
-                      "devices": [{"id": d, "zones": [{"key": zone_of(d), "name": zone_of(d)}]} for d in DEVICES[i::2]]}
-                     for i in range(2)],
+        "branches": [
+            {
+                "id": f"fz-{i}",
+                "name": f"fuzz {i}",
+                "region": "fz",
+                "wait_target_min": None,
+                "hours": {"opens": "00:00", "closes": "23:59:59.999999"},
+                "devices": [{"id": d, "zones": [{"key": zone_of(d), "name": zone_of(d)}]} for d in DEVICES[i::2]],
+            }
+            for i in range(2)
+        ],
     }
 
 
@@ -74,17 +81,29 @@ class Maker:
         """(kind, topic, payload). Hostile messages never use a valid device's sequence: they come from the
         same devices but on a stream of their own, so a valid one is never taken for their duplicate."""
         device = self.rnd.choice(DEVICES)
-        base = {"v": 1, "stream": "0badbadbadbadbad", "seq": self.rnd.randint(1, 10**6),
-                "ts": datetime.now(UTC).isoformat(), "uptime_s": 1.0,
-                "zones": [{"zone": zone_of(device), "occupancy": 3}]}
+        base = {
+            "v": 1,
+            "stream": "0badbadbadbadbad",
+            "seq": self.rnd.randint(1, 10**6),
+            "ts": datetime.now(UTC).isoformat(),
+            "uptime_s": 1.0,
+            "zones": [{"zone": zone_of(device), "occupancy": 3}],
+        }
         topic = f"lobby/v1/{device}/queue"
-        kind = self.rnd.choice(["far_ts", "huge", "nan", "deep", "big", "unknown_device", "bad_topic", "garbage",
-                                "mutation", "wrong_type"])
+        kind = self.rnd.choice(
+            ["far_ts", "huge", "nan", "deep", "big", "unknown_device", "bad_topic", "garbage", "mutation", "wrong_type"]
+        )
         if kind == "far_ts":
-            base["ts"] = self.rnd.choice(["2300-01-01T00:00:00+00:00", "1600-01-01T00:00:00+00:00",
-                                          "9999-12-31T23:59:59+00:00", "2026-01-01T00:00:00",
-                                          (datetime.now(UTC) + timedelta(days=3)).isoformat(),
-                                          (datetime.now(UTC) - timedelta(days=90)).isoformat()])
+            base["ts"] = self.rnd.choice(
+                [
+                    "2300-01-01T00:00:00+00:00",
+                    "1600-01-01T00:00:00+00:00",
+                    "9999-12-31T23:59:59+00:00",
+                    "2026-01-01T00:00:00",
+                    (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+                    (datetime.now(UTC) - timedelta(days=90)).isoformat(),
+                ]
+            )
         elif kind == "huge":
             field, value = self.rnd.choice([("seq", 10**30), ("uptime_s", 1e308), ("seq", 2**63), ("v", 10**20)])
             base[field] = value
@@ -101,8 +120,14 @@ class Maker:
         elif kind == "unknown_device":
             topic = f"lobby/v1/stranger-{self.rnd.randint(0, 99)}/queue"
         elif kind == "bad_topic":
-            topic = self.rnd.choice([f"lobby/v1/{device}/weather", f"lobby/v2/{device}/queue",
-                                     f"lobby/v1/{device}/queue/extra", "lobby/v1/X Y/queue"])
+            topic = self.rnd.choice(
+                [
+                    f"lobby/v1/{device}/weather",
+                    f"lobby/v2/{device}/queue",
+                    f"lobby/v1/{device}/queue/extra",
+                    "lobby/v1/X Y/queue",
+                ]
+            )
         elif kind == "garbage":
             return kind, topic, bytes(self.rnd.getrandbits(8) for _ in range(self.rnd.randint(0, 300)))
         elif kind == "mutation":
@@ -147,8 +172,10 @@ def stored_valid(db: Path, expected: dict[tuple[str, str], int]) -> int:
         found = 0
         for (device, ts), _ in expected.items():
             ns = int(datetime.fromisoformat(ts).timestamp() * 1_000_000) * 1000
-            rows = connection.execute("SELECT count(*) FROM points WHERE measurement = 'occupancy' AND time_ns = ? "
-                                      "AND tags LIKE ?", (ns, f'%"{device}"%')).fetchone()[0]
+            rows = connection.execute(
+                "SELECT count(*) FROM points WHERE measurement = 'occupancy' AND time_ns = ? AND tags LIKE ?",
+                (ns, f'%"{device}"%'),
+            ).fetchone()[0]
             found += min(int(rows), 1)
         return found
     finally:
@@ -206,12 +233,22 @@ def main() -> int:
         broker.stop()
     stored = stored_valid(work / "ts.sqlite3", valid)
     crashes = (0 if alive else 1) + int(health.get("internal_errors", 0))
-    result = {"payloads": args.payloads, "kinds": dict(sorted(kinds.items())), "crashes": crashes, "stalls": stalls,
-              "refused": health.get("refused", {}), "valid_sent": len(valid), "valid_stored": stored,
-              "dead_letters_not_kept": health.get("dead_letters_not_kept"), "status": health.get("status"),
-              "seconds": round(time.monotonic() - started, 1)}
-    print(f"crashes {crashes}, stalls {stalls}, valid stored {stored} of {len(valid)}; refused by cause: "
-          f"{json.dumps(result['refused'])}; work folder {work}")
+    result = {
+        "payloads": args.payloads,
+        "kinds": dict(sorted(kinds.items())),
+        "crashes": crashes,
+        "stalls": stalls,
+        "refused": health.get("refused", {}),
+        "valid_sent": len(valid),
+        "valid_stored": stored,
+        "dead_letters_not_kept": health.get("dead_letters_not_kept"),
+        "status": health.get("status"),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    print(
+        f"crashes {crashes}, stalls {stalls}, valid stored {stored} of {len(valid)}; refused by cause: "
+        f"{json.dumps(result['refused'])}; work folder {work}"
+    )
     print(json.dumps(result))
     return 0 if crashes == 0 and stalls == 0 and stored == len(valid) else 1
 

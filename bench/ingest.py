@@ -63,8 +63,17 @@ def site(n: int, alerting: int, per_branch: int = PER_BRANCH) -> dict[str, objec
         "defaults": {"threshold": 30, "for_s": 300, "clear_below": 10, "clear_for_s": 60},
         "regions": [{"id": "bench", "name": "bench"}],
         # open around the clock and only the queue rule: the figures must not depend on the hour they ran
-        "branches": [{"id": b, "name": b, "region": "bench", "devices": d, "wait_target_min": None,
-                      "hours": {"opens": "00:00", "closes": "23:59:59.999999"}} for b, d in branches.items()],
+        "branches": [
+            {
+                "id": b,
+                "name": b,
+                "region": "bench",
+                "devices": d,
+                "wait_target_min": None,
+                "hours": {"opens": "00:00", "closes": "23:59:59.999999"},
+            }
+            for b, d in branches.items()
+        ],
     }
 
 
@@ -90,11 +99,17 @@ def publish(
             continue
         device = devices[n % len(devices)]
         seq[device] += 1
-        payload = json.dumps({
-            "v": 1, "stream": stream, "seq": seq[device], "ts": datetime.now(UTC).isoformat(), "uptime_s": elapsed,
-            # each device's count ramps 0..19 and over again, a step per round of all devices
-            "zones": [{"zone": zone_of(device), "occupancy": (n // len(devices)) % 20}],
-        })
+        payload = json.dumps(
+            {
+                "v": 1,
+                "stream": stream,
+                "seq": seq[device],
+                "ts": datetime.now(UTC).isoformat(),
+                "uptime_s": elapsed,
+                # each device's count ramps 0..19 and over again, a step per round of all devices
+                "zones": [{"zone": zone_of(device), "occupancy": (n // len(devices)) % 20}],
+            }
+        )
         last = client.publish(f"lobby/v1/{device}/queue", payload, qos=1)
         n += 1
     if last is not None:
@@ -134,6 +149,7 @@ class NoticeTimer:
         ordered = sorted(self.delays)
         if not ordered:
             return {"notices": 0}
+
         def pick(q: float) -> float:
             return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
@@ -167,8 +183,10 @@ def bare_subscriber_rate(port: int, messages: int, publishers: int) -> dict[str,
     time.sleep(0.5)
     sent = mp.Value("l", 0)
     per = messages // publishers
-    procs = [mp.Process(target=publish, args=(port, device_ids(100), 0, None, per, "0000000000000bee", sent))
-             for _ in range(publishers)]
+    procs = [
+        mp.Process(target=publish, args=(port, device_ids(100), 0, None, per, "0000000000000bee", sent))
+        for _ in range(publishers)
+    ]
     for p in procs:
         p.start()
     done.wait(120)
@@ -200,33 +218,54 @@ def main() -> int:
         (work / "site.yaml").write_text(yaml.safe_dump(site(args.devices, args.alerting)))
         http_port = free_port()
         hook = NoticeTimer()
-        env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
-               "LOBBYWATCH_SITE_FILE": str(work / "site.yaml"), "LOBBYWATCH_TIMESERIES_PATH": str(work / "ts.sqlite3"),
-               "LOBBYWATCH_MQTT_PORT": str(broker.port), "LOBBYWATCH_MQTT_USERNAME": "",
-               "LOBBYWATCH_HTTP_PORT": str(http_port), "LOBBYWATCH_WEBHOOK_URL": hook.url}
-        server = subprocess.Popen([str(Path(sys.executable).parent / "lobbywatch"), "serve", "--log-level", "warning"],
-                                  env=env, stdout=(work / "server.log").open("w"), stderr=subprocess.STDOUT)
+        env = {
+            **os.environ,
+            "LOBBYWATCH_MODE": "dev",
+            "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
+            "LOBBYWATCH_SITE_FILE": str(work / "site.yaml"),
+            "LOBBYWATCH_TIMESERIES_PATH": str(work / "ts.sqlite3"),
+            "LOBBYWATCH_MQTT_PORT": str(broker.port),
+            "LOBBYWATCH_MQTT_USERNAME": "",
+            "LOBBYWATCH_HTTP_PORT": str(http_port),
+            "LOBBYWATCH_WEBHOOK_URL": hook.url,
+        }
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "lobbywatch"), "serve", "--log-level", "warning"],
+            env=env,
+            stdout=(work / "server.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_for_port(http_port, 60)
             health_url = f"http://127.0.0.1:{http_port}/api/v1/health"
             while not httpx.get(health_url, timeout=5).json()["broker_connected"]:
                 time.sleep(0.2)
-            print(f"phase 2: {args.rate:.0f} msg/s for {args.seconds:.0f} s "
-                  f"from {args.devices} devices into the server", flush=True)
+            print(
+                f"phase 2: {args.rate:.0f} msg/s for {args.seconds:.0f} s from {args.devices} devices into the server",
+                flush=True,
+            )
             devices = device_ids(args.devices)
             sent = mp.Value("l", 0)
-            slices = [devices[i::args.publishers] for i in range(args.publishers)]
+            slices = [devices[i :: args.publishers] for i in range(args.publishers)]
             started = time.monotonic()
-            procs = [mp.Process(target=publish, args=(broker.port, s, args.rate / args.publishers, args.seconds, None,
-                                                      f"{i:016x}", sent)) for i, s in enumerate(slices)]
+            procs = [
+                mp.Process(
+                    target=publish,
+                    args=(broker.port, s, args.rate / args.publishers, args.seconds, None, f"{i:016x}", sent),
+                )
+                for i, s in enumerate(slices)
+            ]
             for p in procs:
                 p.start()
             health: dict[str, object] = {}
             while any(p.is_alive() for p in procs):
                 time.sleep(5)
                 health = httpx.get(health_url, timeout=10).json()
-                print(f"  {time.monotonic() - started:5.0f} s: received {health['received']}, "
-                      f"backlog {health['ingest_backlog']}", flush=True)
+                print(
+                    f"  {time.monotonic() - started:5.0f} s: received {health['received']}, "
+                    f"backlog {health['ingest_backlog']}",
+                    flush=True,
+                )
             publish_s = time.monotonic() - started
             total = sent.value
             settle = time.monotonic()
@@ -245,14 +284,24 @@ def main() -> int:
             stored = db.execute("SELECT count(*) FROM points WHERE measurement = 'occupancy'").fetchone()[0]
         rate = stored / ingest_s
         result = {
-            "messages": total, "stored": stored, "seconds": round(ingest_s, 1), "publish_seconds": round(publish_s, 1),
-            "ingest_rate": round(rate, 1), "bare_subscriber_rate": ceiling["rate"],
+            "messages": total,
+            "stored": stored,
+            "seconds": round(ingest_s, 1),
+            "publish_seconds": round(publish_s, 1),
+            "ingest_rate": round(rate, 1),
+            "bare_subscriber_rate": ceiling["rate"],
             "ratio": round(rate / ceiling["rate"], 3) if ceiling["rate"] else None,
-            "lost": total - stored, "gaps_seen_by_server": health.get("missing"),
-            "duplicates": health.get("duplicates"), "refused": health.get("refused"),
+            "lost": total - stored,
+            "gaps_seen_by_server": health.get("missing"),
+            "duplicates": health.get("duplicates"),
+            "refused": health.get("refused"),
             "backlog_peak": health.get("ingest_backlog_peak"),
-            "latency_ms": health.get("lag_ms"), "devices": args.devices, "target_rate": args.rate, "qos": 1,
-            "notify_latency_ms": hook.percentiles(), "alerting_devices": args.alerting,
+            "latency_ms": health.get("lag_ms"),
+            "devices": args.devices,
+            "target_rate": args.rate,
+            "qos": 1,
+            "notify_latency_ms": hook.percentiles(),
+            "alerting_devices": args.alerting,
         }
         print(json.dumps(result), flush=True)
         return 0

@@ -37,47 +37,70 @@ class Bug:
 
 
 BUGS = (
-    Bug("duplicates-kept", "a message already seen is taken for a new one",
+    Bug(
+        "duplicates-kept",
+        "a message already seen is taken for a new one",
         "server/ingest/sequence.py",
         "            self.duplicates += 1\n            return Verdict.DUPLICATE\n",
         "            self.duplicates += 1\n            return Verdict.NEW\n",
-        ("tests/test_replay.py", "tests/test_sequence.py", "tests/test_ingest.py")),
-    Bug("ack-on-receipt", "the broker is told a message is done when it arrives, before it is stored",
+        ("tests/test_replay.py", "tests/test_sequence.py", "tests/test_ingest.py"),
+    ),
+    Bug(
+        "ack-on-receipt",
+        "the broker is told a message is done when it arrives, before it is stored",
         "server/ingest/mqtt_source.py",
         "        self._handoff(Received(message.topic, bytes(message.payload), time.time(), message.mid, "
         "message.qos))\n",
         "        self._handoff(Received(message.topic, bytes(message.payload), time.time(), message.mid, "
         "message.qos))\n        self._client.ack(message.mid, message.qos)\n",
-        ("tests/test_durability.py",)),
-    Bug("spool-in-memory", "the InfluxDB spool kept in memory, not on disk",
+        ("tests/test_durability.py",),
+    ),
+    Bug(
+        "spool-in-memory",
+        "the InfluxDB spool kept in memory, not on disk",
         "server/storage/influx_store.py",
         "        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)\n"
-        "        self._db.execute(\"PRAGMA journal_mode=WAL\")\n",
-        "        self._db = sqlite3.connect(\":memory:\", check_same_thread=False, isolation_level=None)\n"
-        "        self._db.execute(\"PRAGMA journal_mode=WAL\")\n",
-        ("tests/test_influx.py",)),
-    Bug("sequence-saved-late", "the device sequence windows saved every few seconds, not with each batch",
+        '        self._db.execute("PRAGMA journal_mode=WAL")\n',
+        '        self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)\n'
+        '        self._db.execute("PRAGMA journal_mode=WAL")\n',
+        ("tests/test_influx.py",),
+    ),
+    Bug(
+        "sequence-saved-late",
+        "the device sequence windows saved every few seconds, not with each batch",
         "server/ingest/pipeline.py",
         "        if self.save_every_batch:\n            self.save_state()\n",
         "",
-        ("tests/test_durability.py",)),
-    Bug("outbox-error-ends-uplink", "a storage error while marking messages delivered ends the uplink's session",
+        ("tests/test_durability.py",),
+    ),
+    Bug(
+        "outbox-error-ends-uplink",
+        "a storage error while marking messages delivered ends the uplink's session",
         "edge_agent/link.py",
         "        except sqlite3.Error as exc:  # kept, and marked at the next turn; meanwhile nothing is lost\n",
         "        except KeyError as exc:\n",
-        ("tests/test_agent.py",)),
-    Bug("outbox-drop-uncounted", "messages dropped at the outbox's bound are not counted",
+        ("tests/test_agent.py",),
+    ),
+    Bug(
+        "outbox-drop-uncounted",
+        "messages dropped at the outbox's bound are not counted",
         "edge_agent/outbox.py",
         "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'dropped'",
         "UPDATE meta SET value = CAST(value AS INTEGER) + 0 * ? WHERE key = 'dropped'",
-        ("tests/test_outbox.py",)),
+        ("tests/test_outbox.py",),
+    ),
 )
 
 
 def copy_tree(target: Path) -> None:
     """The working tree as it is (what git tracks or would track), without the virtual environment."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     for name in listed:
         source = ROOT / name
         if source.is_file():
@@ -94,8 +117,15 @@ def plant(bug: Bug, tree: Path) -> dict[str, Any]:
     # the copy first on the path: its modules, not the installed project's, in the tests and the processes
     # they start
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *bug.tests],
-                          cwd=tree, env=env, capture_output=True, text=True, check=False, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *bug.tests],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
     path.write_text(text, encoding="utf-8")
     failed = sorted(set(re.findall(r"^FAILED (\S+)", done.stdout, re.MULTILINE)))
     return {"name": bug.name, "why": bug.why, "caught": done.returncode != 0 and bool(failed), "failed": failed}
@@ -114,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             result = plant(bug, tree)
             results.append(result)
-            print(f"{bug.name:<28} {'caught' if result['caught'] else 'NOT CAUGHT':<11} {', '.join(result['failed'])}",
-                  flush=True)
+            print(
+                f"{bug.name:<28} {'caught' if result['caught'] else 'NOT CAUGHT':<11} {', '.join(result['failed'])}",
+                flush=True,
+            )
     print(json.dumps({"bugs": results}, ensure_ascii=False))
     return 0 if all(r["caught"] for r in results) else 1
 

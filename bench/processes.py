@@ -55,19 +55,29 @@ class Server(Child):
     def __init__(self, work: Path, broker_port: int, storage: dict[str, str]) -> None:
         self.work = work
         self.port = free_port()
-        self.env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_MQTT_USERNAME": "",
-                    "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
-                    "LOBBYWATCH_SITE_FILE": str(work / "site.yaml"),
-                    "LOBBYWATCH_TIMESERIES_PATH": str(work / "ts.sqlite3"),
-                    "LOBBYWATCH_SPOOL_PATH": str(work / "spool.sqlite3"), "LOBBYWATCH_MQTT_PORT": str(broker_port),
-                    "LOBBYWATCH_MQTT_CLIENT_ID": "lobbywatch-ingest-faults", "LOBBYWATCH_HTTP_PORT": str(self.port),
-                    "LOBBYWATCH_REPORTS_BY_MAIL": "false", **storage}
+        self.env = {
+            **os.environ,
+            "LOBBYWATCH_MODE": "dev",
+            "LOBBYWATCH_MQTT_USERNAME": "",
+            "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
+            "LOBBYWATCH_SITE_FILE": str(work / "site.yaml"),
+            "LOBBYWATCH_TIMESERIES_PATH": str(work / "ts.sqlite3"),
+            "LOBBYWATCH_SPOOL_PATH": str(work / "spool.sqlite3"),
+            "LOBBYWATCH_MQTT_PORT": str(broker_port),
+            "LOBBYWATCH_MQTT_CLIENT_ID": "lobbywatch-ingest-faults",
+            "LOBBYWATCH_HTTP_PORT": str(self.port),
+            "LOBBYWATCH_REPORTS_BY_MAIL": "false",
+            **storage,
+        }
 
     def start(self) -> None:
         log = (self.work / "server.log").open("ab")
-        self.process = subprocess.Popen(tied([str(Path(sys.executable).parent / "lobbywatch"), "serve",
-                                              "--log-level", "warning"]),
-                                        env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            tied([str(Path(sys.executable).parent / "lobbywatch"), "serve", "--log-level", "warning"]),
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         wait_for_port(self.port, 60)
         deadline = time.monotonic() + 60
         while not self.health().get("broker_connected") and time.monotonic() < deadline:
@@ -98,10 +108,29 @@ class Fleet(Child):
             marker.unlink(missing_ok=True)
         options = [f"--{key.replace('_', '-')}={value}" for key, value in self.options.items()]
         self.process = subprocess.Popen(
-            tied([sys.executable, "-m", "bench.fleet", "--port", str(self.port), "--work", str(self.work),
-                  "--first", str(self.first), "--devices", str(self.devices), "--rate", str(rate),
-                  "--seconds", str(seconds), *options]),
-            stdout=subprocess.DEVNULL, stderr=(self.work / f"fleet-{self.first}.err").open("ab"))
+            tied(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.fleet",
+                    "--port",
+                    str(self.port),
+                    "--work",
+                    str(self.work),
+                    "--first",
+                    str(self.first),
+                    "--devices",
+                    str(self.devices),
+                    "--rate",
+                    str(rate),
+                    "--seconds",
+                    str(seconds),
+                    *options,
+                ]
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=(self.work / f"fleet-{self.first}.err").open("ab"),
+        )
         deadline = time.monotonic() + 120
         while not self._marker("ready").exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -127,8 +156,17 @@ class Victoria(Child):
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            tied(["victoria-metrics", f"-storageDataPath={self.work}/vm", "-dedup.minScrapeInterval=1ms",
-                  f"-httpListenAddr=127.0.0.1:{self.port}"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            tied(
+                [
+                    "victoria-metrics",
+                    f"-storageDataPath={self.work}/vm",
+                    "-dedup.minScrapeInterval=1ms",
+                    f"-httpListenAddr=127.0.0.1:{self.port}",
+                ]
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_port(self.port, 30)
 
 

@@ -28,27 +28,60 @@ def write_scenario(folder: Path, branches: int, hours: float, seed: int = 0) -> 
     seconds = int(hours * 3600)
     for b in range(branches):
         bid = f"br{b:03d}"
-        site["branches"].append({
-            "id": bid, "name": bid, "region": "r", "grade": 1, "wait_target_min": 15,
-            "devices": [{"id": f"{bid}-cam", "zones": [{"key": "queue", "name": "queue"}]},
-                        {"id": f"{bid}-btn", "profile": "call-buttons"}],
-        })
+        site["branches"].append(
+            {
+                "id": bid,
+                "name": bid,
+                "region": "r",
+                "grade": 1,
+                "wait_target_min": 15,
+                "devices": [
+                    {"id": f"{bid}-cam", "zones": [{"key": "queue", "name": "queue"}]},
+                    {"id": f"{bid}-btn", "profile": "call-buttons"},
+                ],
+            }
+        )
         for t in range(0, seconds, 10):
             peak = 6 * (math.exp(-((t / 3600 - 2) ** 2)) + math.exp(-((t / 3600 - 7) ** 2)))
             n = max(0, round(peak + rng.gauss(2, 1.5)))
-            lines.append({"t": t, "topic": f"lobby/v1/{bid}-cam/queue",
-                          "payload": {"zones": [{"zone": "queue", "occupancy": n}]}})
+            lines.append(
+                {
+                    "t": t,
+                    "topic": f"lobby/v1/{bid}-cam/queue",
+                    "payload": {"zones": [{"zone": "queue", "occupancy": n}]},
+                }
+            )
         for device in (f"{bid}-cam", f"{bid}-btn"):
             for t in range(0, seconds, 30):
-                lines.append({"t": t, "topic": f"lobby/v1/{device}/health",
-                              "payload": {"cpu_pct": 5.0, "mem_rss_mb": 90.0, "outbox_depth": 0,
-                                          "clock_synced": True, "agent_version": "bench"}})
+                lines.append(
+                    {
+                        "t": t,
+                        "topic": f"lobby/v1/{device}/health",
+                        "payload": {
+                            "cpu_pct": 5.0,
+                            "mem_rss_mb": 90.0,
+                            "outbox_depth": 0,
+                            "clock_synced": True,
+                            "agent_version": "bench",
+                        },
+                    }
+                )
         for _ in range(int(hours)):
             t = rng.randrange(seconds - 300)
-            lines.append({"t": t, "topic": f"lobby/v1/{bid}-btn/button",
-                          "payload": {"button": "bell", "kind": "accessibility", "action": "press"}})
-            lines.append({"t": t + rng.choice([30, 90, 200]), "topic": f"lobby/v1/{bid}-btn/button",
-                          "payload": {"button": "bell", "kind": "accessibility", "action": "answered"}})
+            lines.append(
+                {
+                    "t": t,
+                    "topic": f"lobby/v1/{bid}-btn/button",
+                    "payload": {"button": "bell", "kind": "accessibility", "action": "press"},
+                }
+            )
+            lines.append(
+                {
+                    "t": t + rng.choice([30, 90, 200]),
+                    "topic": f"lobby/v1/{bid}-btn/button",
+                    "payload": {"button": "bell", "kind": "accessibility", "action": "answered"},
+                }
+            )
     (folder / "site.yaml").write_text(yaml.safe_dump(site))
     with (folder / "events.jsonl").open("w") as handle:
         for line in lines:
@@ -72,8 +105,17 @@ def main() -> int:
     kinds: dict[str, int] = {}
     for event in events:
         kinds[str(event["event"])] = kinds.get(str(event["event"]), 0) + 1
-    print(json.dumps({**summary, "messages": messages, "branches": args.branches,
-                      "messages_per_second": round(messages / summary["wall_seconds"]), "alert_events": kinds}))
+    print(
+        json.dumps(
+            {
+                **summary,
+                "messages": messages,
+                "branches": args.branches,
+                "messages_per_second": round(messages / summary["wall_seconds"]),
+                "alert_events": kinds,
+            }
+        )
+    )
     return 0
 
 

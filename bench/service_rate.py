@@ -23,8 +23,14 @@ WINDOWS = 2
 
 def run(hours: float, seed: int, miscount_every_s: float | None) -> float:
     noise = random.Random(seed + 1000)
-    plan = LobbyPlan(windows=WINDOWS, max_windows=WINDOWS, base_per_min=0.45, peak_per_min=0.6,
-                     peak_from_min=0, peak_to_min=hours * 60)
+    plan = LobbyPlan(
+        windows=WINDOWS,
+        max_windows=WINDOWS,
+        base_per_min=0.45,
+        peak_per_min=0.6,
+        peak_from_min=0,
+        peak_to_min=hours * 60,
+    )
     lobby = Lobby(plan, rng=random.Random(seed))
     learner = ServiceLearner()
     last, error, until = None, 0, 0

@@ -57,9 +57,13 @@ def stored_victoria(url: str) -> Counter[Key]:
 
 def count_published(sent: Sent, stored: Counter[Key]) -> dict[str, int]:
     keys = [(OCCUPANCY, device, t) for (device, _seq), t in sent.times.items()]
-    return {"sent": len(keys), "stored": sum(1 for k in keys if stored[k]),
-            "dropped_counted": 0,  # the publishers keep no outbox: nothing is dropped by a bound
-            "lost": sum(1 for k in keys if not stored[k]), "duplicated": sum(1 for k in keys if stored[k] > 1)}
+    return {
+        "sent": len(keys),
+        "stored": sum(1 for k in keys if stored[k]),
+        "dropped_counted": 0,  # the publishers keep no outbox: nothing is dropped by a bound
+        "lost": sum(1 for k in keys if not stored[k]),
+        "duplicated": sum(1 for k in keys if stored[k] > 1),
+    }
 
 
 @dataclass
@@ -121,8 +125,13 @@ def tally_device(work: Path, device: str, stored: Counter[Key], until: datetime 
     return tally
 
 
-def count_agents(work: Path, stored: Counter[Key], known: dict[str, dict[str, Any]], not_stored: dict[str, int],
-                 until: datetime | None = None) -> tuple[dict[str, Any], list[tuple[str, datetime]]]:
+def count_agents(
+    work: Path,
+    stored: Counter[Key],
+    known: dict[str, dict[str, Any]],
+    not_stored: dict[str, int],
+    until: datetime | None = None,
+) -> tuple[dict[str, Any], list[tuple[str, datetime]]]:
     """Every agent's messages against the store. `known`: the server's device list (what it was told of
     losses); `not_stored`: each agent's count of messages its card did not take. A message is `dropped_counted`
     when it was dropped by a documented bound and the server knows it; `lost` when it is neither stored nor that.
@@ -137,9 +146,15 @@ def count_agents(work: Path, stored: Counter[Key], known: dict[str, dict[str, An
         dropped = min(missing, tally.dropped, told.get("outbox_dropped") or 0)
         unstored = not_stored.get(device, 0)
         counted = min(unstored, told.get("not_stored") or 0)
-        total.update(sent=tally.checked + unstored, stored=tally.stored, duplicated=tally.duplicated,
-                     dropped_counted=dropped + counted, unsent=tally.unsent, replies=tally.replies,
-                     lost=missing - dropped + unstored - counted)
+        total.update(
+            sent=tally.checked + unstored,
+            stored=tally.stored,
+            duplicated=tally.duplicated,
+            dropped_counted=dropped + counted,
+            unsent=tally.unsent,
+            replies=tally.replies,
+            lost=missing - dropped + unstored - counted,
+        )
         unstored_reports += [(device, at) for at in tally.unstored]
     keys = ("sent", "stored", "dropped_counted", "lost", "duplicated", "unsent", "replies")
     return {key: total[key] for key in keys}, unstored_reports

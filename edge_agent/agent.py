@@ -217,8 +217,9 @@ class Agent:
         reporter = OccupancyReporter(self.config.reporting.queue_keepalive_s, self.config.reporting.smoothing_frames)
         period = 1.0 / camera.fps
         health = CameraHealth()
-        counting = self.counting = ZoneCounting(camera, CalibrationStore(self.config.data_dir),
-                                                self._clock.monotonic(), health.set_reference)
+        counting = self.counting = ZoneCounting(
+            camera, CalibrationStore(self.config.data_dir), self._clock.monotonic(), health.set_reference
+        )
         while not stop.is_set() and not self._camera_stop.is_set():
             began = self._camera_beat = self._clock.monotonic()
             frame = self._frames.read()
@@ -240,14 +241,16 @@ class Agent:
             self.stats.occupancy = smoothed
             if reporter.due(self._clock.monotonic(), smoothed):
                 errors = {key: reporter.error(key, self._errors.get(key)) for key in smoothed}
-                self.report_queue([ZoneCount(zone=key, occupancy=value, error=errors[key])
-                                   for key, value in smoothed.items()])
+                self.report_queue(
+                    [ZoneCount(zone=key, occupancy=value, error=errors[key]) for key, value in smoothed.items()]
+                )
             self._camera_stop.wait(max(0.0, period - (self._clock.monotonic() - began)))
 
     def _camera_reading(self, health: CameraHealth) -> Reading:
         detail = None if health.ok else f"{health.problem.value}: {health.detail}"
-        return Reading(sensor="camera", kind=SensorKind.CAMERA, value=1.0 if health.ok else 0.0, ok=health.ok,
-                       detail=detail)
+        return Reading(
+            sensor="camera", kind=SensorKind.CAMERA, value=1.0 if health.ok else 0.0, ok=health.ok, detail=detail
+        )
 
     def report_queue(self, zones: list[ZoneCount]) -> None:
         """Store a queue report in the outbox, to be sent (what the camera loop does when a count is due)."""
@@ -259,8 +262,9 @@ class Agent:
         if event.action == "answered":
             if self._buttons is not None:
                 self._buttons.indicate(key, help_coming=False)  # help is here
-            self._emit(Channel.BUTTON, ButtonEvent, button=key, kind=self._button_kinds[key],
-                       action=ButtonAction.ANSWERED)
+            self._emit(
+                Channel.BUTTON, ButtonEvent, button=key, kind=self._button_kinds[key], action=ButtonAction.ANSWERED
+            )
             return
         if not self._press_filters[key].accept(key, self._clock.monotonic()):
             return
@@ -278,9 +282,14 @@ class Agent:
         self.outbox.expire(self._clock.now().timestamp())
         sample = self._health.sample(self._clock.monotonic())
         fields: dict[str, object] = dict(
-            cpu_pct=sample.cpu_pct, mem_rss_mb=sample.mem_rss_mb, outbox_depth=self.outbox.depth(),
-            outbox_dropped=self.outbox.dropped, not_stored=self.stats.not_stored, clock_synced=sample.clock_synced,
-            agent_version=__version__, config_version=self.config_version,
+            cpu_pct=sample.cpu_pct,
+            mem_rss_mb=sample.mem_rss_mb,
+            outbox_depth=self.outbox.depth(),
+            outbox_dropped=self.outbox.dropped,
+            not_stored=self.stats.not_stored,
+            clock_synced=sample.clock_synced,
+            agent_version=__version__,
+            config_version=self.config_version,
         )
         before = self.stats.not_stored
         self._emit(Channel.HEALTH, Health, **fields)
@@ -289,8 +298,13 @@ class Agent:
             # the last sequence number stored: the server takes its counters, and stores nothing twice.
             now = self._clock.now()
             fields["not_stored"] = self.stats.not_stored
-            health = Health(stream=self.outbox.stream, seq=max(1, self.outbox.last_seq()), ts=now,
-                            uptime_s=round(self._clock.monotonic() - self._started, 3), **fields)  # type: ignore[arg-type]
+            health = Health(
+                stream=self.outbox.stream,
+                seq=max(1, self.outbox.last_seq()),
+                ts=now,
+                uptime_s=round(self._clock.monotonic() - self._started, 3),
+                **fields,  # type: ignore[arg-type]
+            )
             self.link.send_direct(Channel.HEALTH, encode(health))
 
     # -- commands from the server -------------------------------------------------------------------
@@ -307,8 +321,14 @@ class Agent:
             log.error("refused a command from the server: %s", exc)
             return
         assert isinstance(command, Command)
-        handlers = {"resend": self._resend, "indicate": self._indicate, "identify": self._identify,
-                    "restart": self._restart, "snapshot": self._snapshot, "label": self._label}
+        handlers = {
+            "resend": self._resend,
+            "indicate": self._indicate,
+            "identify": self._identify,
+            "restart": self._restart,
+            "snapshot": self._snapshot,
+            "label": self._label,
+        }
         handler = handlers.get(command.action)
         if handler is not None:
             handler(command)
@@ -345,8 +365,11 @@ class Agent:
     def _indicate(self, command: Command) -> None:
         button, state = command.args.get("button"), command.args.get("state")
         if button not in self._button_kinds or state not in ("help_coming", "off"):
-            self._reply(command.id, ok=False, detail=f"indicate needs a known button and state help_coming|off, "
-                                                      f"got {button!r}, {state!r}")
+            self._reply(
+                command.id,
+                ok=False,
+                detail=f"indicate needs a known button and state help_coming|off, got {button!r}, {state!r}",
+            )
             return
         assert isinstance(button, str)
         shown = self._buttons is not None and self._buttons.indicate(button, help_coming=state == "help_coming")
@@ -359,12 +382,17 @@ class Agent:
         log.warning("identify requested (%s): blinking %d LEDs for %d s", command.id, len(shown), IDENTIFY_S)
         if self._identify_timer is not None:
             self._identify_timer.cancel()
-        self._identify_timer = threading.Timer(IDENTIFY_S, lambda: [self._buttons.indicate(k, help_coming=False)
-                                                                    for k in shown if self._buttons is not None])
+        self._identify_timer = threading.Timer(
+            IDENTIFY_S,
+            lambda: [self._buttons.indicate(k, help_coming=False) for k in shown if self._buttons is not None],
+        )
         self._identify_timer.daemon = True
         self._identify_timer.start()
-        self._reply(command.id, ok=bool(shown),
-                    detail=f"blinking {len(shown)} LEDs for {IDENTIFY_S} s" if shown else "this device has no LED")
+        self._reply(
+            command.id,
+            ok=bool(shown),
+            detail=f"blinking {len(shown)} LEDs for {IDENTIFY_S} s" if shown else "this device has no LED",
+        )
 
     def _restart(self, command: Command) -> None:
         """Stop; systemd starts the agent again (Restart=always)."""
@@ -385,9 +413,18 @@ class Agent:
         save_snapshot(self.config.data_dir, command.id, frame)
         jpeg = _jpeg_within(frame, MAX_SNAPSHOT_BYTES * 3 // 4)
         height, width = frame.shape[:2]
-        self.link.send_direct(Channel.SNAPSHOT, encode(Snapshot(
-            id=command.id, ts=self._clock.now(), width=int(width), height=int(height),
-            jpeg_b64=base64.b64encode(jpeg).decode())))
+        self.link.send_direct(
+            Channel.SNAPSHOT,
+            encode(
+                Snapshot(
+                    id=command.id,
+                    ts=self._clock.now(),
+                    width=int(width),
+                    height=int(height),
+                    jpeg_b64=base64.b64encode(jpeg).decode(),
+                )
+            ),
+        )
         log.info("sent snapshot %s (%d bytes) on request", command.id, len(jpeg))
         self._reply(command.id, ok=True, detail=f"snapshot {width}x{height}, {len(jpeg)} bytes")
 
@@ -396,8 +433,12 @@ class Agent:
         zone_key, snapshot, count = command.args.get("zone"), command.args.get("snapshot"), command.args.get("count")
         zones = {z.key: z for z in camera.zones} if camera else {}
         if zone_key not in zones or not isinstance(snapshot, str) or not isinstance(count, int):
-            self._reply(command.id, ok=False, detail=f"label needs a known zone, a snapshot id and a count; got "
-                                                      f"{zone_key!r}, {snapshot!r}, {count!r}")
+            self._reply(
+                command.id,
+                ok=False,
+                detail=f"label needs a known zone, a snapshot id and a count; got "
+                f"{zone_key!r}, {snapshot!r}, {count!r}",
+            )
             return
         zone = counting_zone(zones[str(zone_key)])
         try:
@@ -409,9 +450,12 @@ class Agent:
         if fitted is None:
             self._reply(command.id, ok=True, detail=f"{labels} labels; {MIN_LABELS} needed to calibrate")
             return
-        self._reply(command.id, ok=True,
-                    detail=f"{labels} labels; calibrated, residual {fitted.model.residual_sd:.2f} people",
-                    calibration=Calibration.model_validate(asdict(fitted)))
+        self._reply(
+            command.id,
+            ok=True,
+            detail=f"{labels} labels; calibrated, residual {fitted.model.residual_sd:.2f} people",
+            calibration=Calibration.model_validate(asdict(fitted)),
+        )
 
     def _resend(self, command: Command) -> None:
         try:
@@ -433,10 +477,27 @@ class Agent:
         log.info("resending %d messages on request %s; %d ranges no longer kept", resent, command.id, len(unavailable))
         self._reply(command.id, ok=True, resent=resent, unavailable=unavailable)
 
-    def _reply(self, command: str, *, ok: bool, detail: str | None = None, resent: int = 0,
-               unavailable: list[list[int]] | None = None, calibration: Calibration | None = None) -> None:
-        self._emit(Channel.REPLY, CommandReply, command=command, ok=ok, detail=detail, resent=resent,
-                   unavailable=(unavailable or [])[:64], config_version=self.config_version, calibration=calibration)
+    def _reply(
+        self,
+        command: str,
+        *,
+        ok: bool,
+        detail: str | None = None,
+        resent: int = 0,
+        unavailable: list[list[int]] | None = None,
+        calibration: Calibration | None = None,
+    ) -> None:
+        self._emit(
+            Channel.REPLY,
+            CommandReply,
+            command=command,
+            ok=ok,
+            detail=detail,
+            resent=resent,
+            unavailable=(unavailable or [])[:64],
+            config_version=self.config_version,
+            calibration=calibration,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
@@ -494,8 +555,12 @@ class Agent:
 
 def outbox_options(config: DeviceConfig) -> dict[str, Any]:
     """The outbox a device config asks for, as `Outbox`'s arguments."""
-    return {"path": config.data_dir / "outbox.sqlite3", "history_rows": config.outbox.history_rows,
-            "max_bytes": int(config.outbox.max_mb * 2**20), "max_age_s": config.outbox.max_age_days * 86400}
+    return {
+        "path": config.data_dir / "outbox.sqlite3",
+        "history_rows": config.outbox.history_rows,
+        "max_bytes": int(config.outbox.max_mb * 2**20),
+        "max_age_s": config.outbox.max_age_days * 86400,
+    }
 
 
 def data_dir_writable(path: Path) -> bool:

@@ -28,11 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", type=Path, help="fit the calibration on this folder first")
     parser.add_argument("--limit", type=int, help="only the first N frames")
     parser.add_argument("--frames", type=frame_range, help="count only frames FIRST:LAST (1-based, in name order)")
-    parser.add_argument("--calibrate-frames", type=frame_range,
-                        help="calibrate on frames FIRST:LAST of the --calibrate folder only (a held-out test)")
-    parser.add_argument("--labels", type=int,
-                        help="use the labels of only N evenly spaced calibration frames (a technician's snapshots); "
-                             "the background is still learnt from all of them")
+    parser.add_argument(
+        "--calibrate-frames",
+        type=frame_range,
+        help="calibrate on frames FIRST:LAST of the --calibrate folder only (a held-out test)",
+    )
+    parser.add_argument(
+        "--labels",
+        type=int,
+        help="use the labels of only N evenly spaced calibration frames (a technician's snapshots); "
+        "the background is still learnt from all of them",
+    )
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)  # the agent's budget is one core
     try:
@@ -45,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             picks = range(len(labelled.frames))
             if args.labels:
                 picks = np.linspace(0, len(labelled.frames) - 1, args.labels).round().astype(int).tolist()
-            calibration, background = calibrate(data.zone, [labelled.frames[i] for i in picks],
-                                                [labelled.counts[i] for i in picks], labelled.frames)
+            calibration, background = calibrate(
+                data.zone, [labelled.frames[i] for i in picks], [labelled.counts[i] for i in picks], labelled.frames
+            )
             fit_seconds = time.perf_counter() - started
             calibrations = {data.zone.key: calibration}
     except DatasetError as exc:
@@ -64,13 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     error = np.array(predictions) - np.array(data.counts, dtype=float)
     result = {
-        "dataset": data.name, "frames": len(data.frames), "method": counter.methods()[data.zone.key],
+        "dataset": data.name,
+        "frames": len(data.frames),
+        "method": counter.methods()[data.zone.key],
         "calibrated_on": args.calibrate.name if args.calibrate else None,
         "calibration_frames": len(labelled.frames) if args.calibrate else 0,
         "labelled_frames": (args.labels or len(labelled.frames)) if args.calibrate else 0,
-        "mae": round(float(np.abs(error).mean()), 3), "rmse": round(float(np.sqrt((error**2).mean())), 3),
-        "bias": round(float(error.mean()), 3), "fps": round(len(data.frames) / seconds, 1),
-        "frame_size": f"{shape[1]}x{shape[0]}", "calibration_seconds": round(fit_seconds, 2),
+        "mae": round(float(np.abs(error).mean()), 3),
+        "rmse": round(float(np.sqrt((error**2).mean())), 3),
+        "bias": round(float(error.mean()), 3),
+        "fps": round(len(data.frames) / seconds, 1),
+        "frame_size": f"{shape[1]}x{shape[0]}",
+        "calibration_seconds": round(fit_seconds, 2),
     }
     print(json.dumps(result))
     return 0

@@ -41,14 +41,16 @@ class CallButtons:
         self._leds: dict[str, LED] = {}
         self._pressed_at: dict[str, float] = {}
         for config in configs:
-            button = Button(config.pin, pull_up=True, bounce_time=(config.bounce_ms / 1000) or None,
-                            pin_factory=factory)
+            button = Button(
+                config.pin, pull_up=True, bounce_time=(config.bounce_ms / 1000) or None, pin_factory=factory
+            )
             button.when_pressed = lambda key=config.key: self._down(key)
             button.when_released = lambda key=config.key, hold=config.answer_hold_s: self._up(key, hold)
             self._devices.append(button)
             if config.answer_pin is not None:
-                answer = Button(config.answer_pin, pull_up=True, bounce_time=(config.bounce_ms / 1000) or None,
-                                pin_factory=factory)
+                answer = Button(
+                    config.answer_pin, pull_up=True, bounce_time=(config.bounce_ms / 1000) or None, pin_factory=factory
+                )
                 answer.when_pressed = lambda key=config.key: hand_on(ButtonInput(key, "answered"))
                 self._devices.append(answer)
             if config.led_pin is not None:

@@ -52,8 +52,15 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(t(config.locale, "agent.starting", device=config.device_id, version=__version__,
-            broker=f"{config.broker.host}:{config.broker.port}"))
+    print(
+        t(
+            config.locale,
+            "agent.starting",
+            device=config.device_id,
+            version=__version__,
+            broker=f"{config.broker.host}:{config.broker.port}",
+        )
+    )
     agent.run(stop)
     print(t(config.locale, "agent.stopped", messages=agent.stats.messages))
     # asked to restart: end non-zero so that systemd starts it again even where Restart=on-failure
@@ -185,10 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     cal.add_argument("--zone", help="zone key (default: the first zone)")
     cal.set_defaults(func=_calibrate)
     enroll = sub.add_parser("enroll", help="get this device's identity and config from the server with a token")
-    enroll.add_argument("token", nargs="?", help="the token, or the QR code's text (default: the enrollment file "
-                                                  "on the boot partition)")
-    enroll.add_argument("--server", help="the server's URL (default: from the QR text or file, or "
-                                         "LOBBYWATCH_SERVER_URL)")
+    enroll.add_argument(
+        "token", nargs="?", help="the token, or the QR code's text (default: the enrollment file on the boot partition)"
+    )
+    enroll.add_argument(
+        "--server", help="the server's URL (default: from the QR text or file, or LOBBYWATCH_SERVER_URL)"
+    )
     enroll.add_argument("--config", default="/etc/lobbywatch/device.yaml", help="where to write the config")
     enroll.add_argument("--serial", help="the hardware serial (default: read from the board)")
     enroll.add_argument("--force", action="store_true", help="replace an existing config")

@@ -21,8 +21,19 @@ from lobbywatch.device_config import (
     validation_problems,
 )
 
-__all__ = ["BrokerConfig", "ButtonConfig", "CameraConfig", "ConfigError", "DeviceConfig", "OutboxConfig",
-           "ReportingConfig", "ZoneConfig", "counting_zone", "load_config", "parse_config"]
+__all__ = [
+    "BrokerConfig",
+    "ButtonConfig",
+    "CameraConfig",
+    "ConfigError",
+    "DeviceConfig",
+    "OutboxConfig",
+    "ReportingConfig",
+    "ZoneConfig",
+    "counting_zone",
+    "load_config",
+    "parse_config",
+]
 
 MAX_FILE_BYTES = 1024 * 1024  # a device config is a few KiB
 

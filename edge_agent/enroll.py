@@ -85,8 +85,9 @@ def hardware_serial(cpuinfo: Path = Path("/proc/cpuinfo"), machine_id: Path = Pa
 
 def request_identity(claim: Claim, serial: str, agent_version: str) -> dict[str, Any]:
     body = json.dumps({"token": claim.token, "serial": serial, "agent_version": agent_version}).encode()
-    request = urllib.request.Request(f"{claim.server}/api/v1/enroll", data=body, method="POST",  # noqa: S310
-                                     headers={"Content-Type": "application/json"})
+    url = f"{claim.server}/api/v1/enroll"
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 - http(s) of our server
             answer: dict[str, Any] = json.loads(response.read())
@@ -96,8 +97,9 @@ def request_identity(claim: Claim, serial: str, agent_version: str) -> dict[str,
             refused = json.loads(exc.read())
         except ValueError:
             refused = {}
-        raise EnrollFailed(str(refused.get("code") or f"http_{exc.code}"),
-                           str(refused.get("detail") or exc.reason)) from None
+        raise EnrollFailed(
+            str(refused.get("code") or f"http_{exc.code}"), str(refused.get("detail") or exc.reason)
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise EnrollFailed("server_unreachable", f"cannot reach {claim.server}: {reason}") from None

@@ -43,5 +43,6 @@ class HealthProbe:
         if self._last is not None and monotonic > self._last[1]:
             pct = 100.0 * (cpu - self._last[0]) / (monotonic - self._last[1])
         self._last = (cpu, monotonic)
-        return HealthSample(cpu_pct=round(max(pct, 0.0), 1), mem_rss_mb=round(self._rss_mb(), 1),
-                            clock_synced=self.clock_synced())
+        return HealthSample(
+            cpu_pct=round(max(pct, 0.0), 1), mem_rss_mb=round(self._rss_mb(), 1), clock_synced=self.clock_synced()
+        )

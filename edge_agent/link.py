@@ -257,9 +257,7 @@ class MqttLink:
         client.loop(timeout=LOOP_TIMEOUT_S)
 
     # -- paho callbacks: record and return ---------------------------------------------------------------
-    def _cb_connect(
-        self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
-    ) -> None:
+    def _cb_connect(self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None) -> None:
         self._conn_result = reason
 
     def _cb_disconnect(

@@ -152,8 +152,9 @@ class Outbox:
         held = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
         room = shutil.disk_usage(path.parent).free + held - RESERVE_BYTES - 2 * WAL_LIMIT
         if room < max_bytes:
-            log.warning("outbox bounded by the card's free space: %d KiB (configured %d KiB)", room // 1024,
-                        max_bytes // 1024)
+            log.warning(
+                "outbox bounded by the card's free space: %d KiB (configured %d KiB)", room // 1024, max_bytes // 1024
+            )
         return min(max_bytes, max(0, int(room * 0.9)))
 
     def _keep_reserve(self) -> None:
@@ -177,8 +178,9 @@ class Outbox:
         try:
             seq = int(self._meta("next_seq") or 1)
             payload = build(seq, self.stream)
-            self._db.execute("INSERT INTO outbox (seq, topic, payload, created) VALUES (?, ?, ?, ?)",
-                             (seq, topic, payload, now))
+            self._db.execute(
+                "INSERT INTO outbox (seq, topic, payload, created) VALUES (?, ?, ?, ?)", (seq, topic, payload, now)
+            )
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(seq + 1),))
             self._db.execute("COMMIT")
         except BaseException:
@@ -203,7 +205,8 @@ class Outbox:
         while True:  # in small steps: each deletion's log must fit on a full card, and is checkpointed away
             freed = self._db.execute(
                 "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE acked = 1 ORDER BY seq LIMIT ?)",
-                (DELETE_STEP,)).rowcount
+                (DELETE_STEP,),
+            ).rowcount
             history += freed
             if freed < DELETE_STEP:
                 break
@@ -215,8 +218,7 @@ class Outbox:
             return
         pending = int(self._db.execute("SELECT count(*) FROM outbox WHERE acked = 0").fetchone()[0])
         victims = max(1, int(pending * DROP_SHARE))
-        self._drop("seq IN (SELECT seq FROM outbox WHERE acked = 0 ORDER BY seq LIMIT ?)", (victims,),
-                   "outbox full")
+        self._drop("seq IN (SELECT seq FROM outbox WHERE acked = 0 ORDER BY seq LIMIT ?)", (victims,), "outbox full")
 
     def _drop(self, where: str, params: tuple[object, ...], why: str) -> int:
         """Delete unsent messages matching `where` and count them; returns how many."""
@@ -224,8 +226,7 @@ class Outbox:
         try:
             dropped = self._db.execute(f"DELETE FROM outbox WHERE acked = 0 AND {where}", params).rowcount
             if dropped:
-                self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'dropped'",
-                                 (dropped,))
+                self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'dropped'", (dropped,))
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
@@ -257,38 +258,50 @@ class Outbox:
             return
         with self._lock:
             for first in range(0, len(seqs), DELETE_STEP):  # small steps: each one's log fits on a full card
-                self._mark_acked([(s,) for s in seqs[first:first + DELETE_STEP]])
+                self._mark_acked([(s,) for s in seqs[first : first + DELETE_STEP]])
             self._pruned_since += len(seqs)
             if self._pruned_since >= 1000:
                 self._prune()
 
     def _mark_acked(self, rows: list[tuple[int]]) -> None:
         try:
-            self._with_room(lambda: self._write(
-                lambda: self._db.executemany("UPDATE outbox SET acked = 1 WHERE seq = ?", rows)), unsent=False)
+            self._with_room(
+                lambda: self._write(lambda: self._db.executemany("UPDATE outbox SET acked = 1 WHERE seq = ?", rows)),
+                unsent=False,
+            )
         except sqlite3.OperationalError as exc:
             if not _is_full(exc):
                 raise
             # still no room: forget them instead (a deletion needs the least); if even that fails, the error
             # goes to the link, which keeps them and marks them at its next turn
-            self._with_room(lambda: self._write(
-                lambda: self._db.executemany("DELETE FROM outbox WHERE seq = ?", rows)), unsent=False)
+            self._with_room(
+                lambda: self._write(lambda: self._db.executemany("DELETE FROM outbox WHERE seq = ?", rows)),
+                unsent=False,
+            )
             log.warning("outbox full: %d delivered messages not kept for resends", len(rows))
 
     def requeue(self, first: int, last: int) -> tuple[int, list[list[int]]]:
         """Send [first, last] again (a resend request); return how many and which sub-ranges are gone."""
         with self._lock:
-            present = [int(r[0]) for r in self._db.execute(
-                "SELECT seq FROM outbox WHERE seq BETWEEN ? AND ? AND refused IS NULL ORDER BY seq", (first, last))]
-            self._write(lambda: self._db.execute(
-                "UPDATE outbox SET acked = 0 WHERE seq BETWEEN ? AND ? AND refused IS NULL", (first, last)))
+            present = [
+                int(r[0])
+                for r in self._db.execute(
+                    "SELECT seq FROM outbox WHERE seq BETWEEN ? AND ? AND refused IS NULL ORDER BY seq", (first, last)
+                )
+            ]
+            self._write(
+                lambda: self._db.execute(
+                    "UPDATE outbox SET acked = 0 WHERE seq BETWEEN ? AND ? AND refused IS NULL", (first, last)
+                )
+            )
         return len(present), _missing_runs(first, last, present)
 
     def mark_refused(self, seq: int, reason: str) -> None:
         """The broker refused the message for good (e.g. not authorised): keep it, but stop resending it."""
         with self._lock:
-            self._write(lambda: self._db.execute("UPDATE outbox SET acked = 1, refused = ? WHERE seq = ?",
-                                                 (reason, seq)))
+            self._write(
+                lambda: self._db.execute("UPDATE outbox SET acked = 1, refused = ? WHERE seq = ?", (reason, seq))
+            )
 
     def _prune(self) -> None:
         self._pruned_since = 0

@@ -78,9 +78,13 @@ def fit(data_dir: Path, zone: Zone) -> ZoneCalibration | None:
     labelled = load_dataset(folder)
     if len(labelled.frames) < MIN_LABELS:
         return None
-    backgrounds = [f for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted(_snapshots(data_dir).glob("*.png")))
-                   if f is not None and f.shape == labelled.frames[0].shape]
-    calibration, background = calibrate(zone, labelled.frames, labelled.counts,
-                                        [np.asarray(f, dtype=np.uint8) for f in backgrounds] or None)
+    backgrounds = [
+        f
+        for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted(_snapshots(data_dir).glob("*.png")))
+        if f is not None and f.shape == labelled.frames[0].shape
+    ]
+    calibration, background = calibrate(
+        zone, labelled.frames, labelled.counts, [np.asarray(f, dtype=np.uint8) for f in backgrounds] or None
+    )
     CalibrationStore(data_dir).save(calibration, background)
     return calibration

@@ -21,8 +21,9 @@ CALIBRATION_CHECK_S = 30.0
 
 
 class ZoneCounting:
-    def __init__(self, camera: CameraConfig, store: CalibrationStore, now: float,
-                 on_background: Callable[[Frame], None]) -> None:
+    def __init__(
+        self, camera: CameraConfig, store: CalibrationStore, now: float, on_background: Callable[[Frame], None]
+    ) -> None:
         self._camera, self._store, self._on_background = camera, store, on_background
         self._counter: PeopleCounter | None = None
         self._learner: QuietestFrames | None = None
@@ -67,12 +68,13 @@ class ZoneCounting:
                 found = ZoneCalibration.from_dict(config.calibration.model_dump())
                 carried.append(zone.key)
             if found is not None and not found.matches(zone, shape):
-                log.warning("the calibration of zone %s was made for another polygon or frame size: not used; "
-                            "calibrate again", zone.key)
+                log.warning(
+                    "the calibration of zone %s was made for another polygon or frame size: not used; calibrate again",
+                    zone.key,
+                )
             elif found is not None:
                 calibrations[zone.key] = found
-        counter = PeopleCounter(zones, shape, calibrations, self._background,
-                                [list(p) for p in self._camera.ignore])
+        counter = PeopleCounter(zones, shape, calibrations, self._background, [list(p) for p in self._camera.ignore])
         log.info("counting %s", ", ".join(f"{k} by {m}" for k, m in counter.methods().items()))
         return counter, [key for key in carried if key in calibrations]
 
@@ -80,8 +82,12 @@ class ZoneCounting:
         if not carried:
             return None
         period = self._camera.learn_background_s
-        log.info("zones %s have the calibration of the camera this one replaced; learning the empty lobby for "
-                 "%.0f min first", ", ".join(carried), period / 60)
+        log.info(
+            "zones %s have the calibration of the camera this one replaced; learning the empty lobby for "
+            "%.0f min first",
+            ", ".join(carried),
+            period / 60,
+        )
         return QuietestFrames(period)
 
     def methods(self) -> dict[str, str]:

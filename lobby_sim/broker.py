@@ -45,17 +45,24 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-DYNSEC_PLUGIN = ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
-                 "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
-                 "/usr/lib/mosquitto_dynamic_security.so")
+DYNSEC_PLUGIN = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+)
 
 
 class Mosquitto:
     kind = "mosquitto"
     mqtt5 = True
 
-    def __init__(self, data_dir: Path, port: int | None = None, persistence: bool = False,
-                 dynsec_admin: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        persistence: bool = False,
+        dynsec_admin: tuple[str, str] | None = None,
+    ) -> None:
         """`dynsec_admin`: run with the dynamic security plugin (no anonymous access), this user its admin."""
         self.port = port or free_port()
         self.data_dir = data_dir
@@ -70,13 +77,19 @@ class Mosquitto:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "mosquitto.conf"
-        conf.write_text(MOSQUITTO_CONF.format(port=self.port, data_dir=self.data_dir, user=getpass.getuser(),
-                                              persistence="true" if self._persistence else "false",
-                                              access=self._access()))
+        conf.write_text(
+            MOSQUITTO_CONF.format(
+                port=self.port,
+                data_dir=self.data_dir,
+                user=getpass.getuser(),
+                persistence="true" if self._persistence else "false",
+                access=self._access(),
+            )
+        )
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         # a fixed binary and a config file we wrote: no untrusted input
-        self._process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,  # noqa: S603
-                                         stderr=subprocess.DEVNULL)
+        quiet = subprocess.DEVNULL
+        self._process = subprocess.Popen([binary, "-c", str(conf)], stdout=quiet, stderr=quiet)  # noqa: S603
         wait_for_port(self.port)
 
     def _access(self) -> str:
@@ -89,8 +102,8 @@ class Mosquitto:
         if not state.exists():  # kept over restarts: it is the broker's list of clients
             user, password = self._dynsec_admin
             # our own arguments to a fixed tool
-            subprocess.run(["mosquitto_ctrl", "dynsec", "init", str(state), user, password],  # noqa: S603, S607
-                           check=True, capture_output=True)
+            command = ["mosquitto_ctrl", "dynsec", "init", str(state), user, password]
+            subprocess.run(command, check=True, capture_output=True)  # noqa: S603
         return f"allow_anonymous false\nplugin {plugin}\nplugin_opt_config_file {state}"
 
     def kill(self) -> None:

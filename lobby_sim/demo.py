@@ -65,12 +65,27 @@ class DemoBranch:
 
 
 BRANCHES = (
-    DemoBranch("bj-xicheng-001", "西城阜成门邮政支局", "bj-xicheng", "zh-CN",
-               LobbyPlan(windows=2, max_windows=4, base_per_min=0.4, peak_per_min=1.1, peak_from_min=1)),
-    DemoBranch("sh-huangpu-002", "黄浦南京东路邮政所", "sh-huangpu", "zh-CN",
-               LobbyPlan(windows=2, max_windows=3, base_per_min=0.3, peak_per_min=0.6, peak_from_min=5)),
-    DemoBranch("gz-tianhe-003", "Tianhe Sports Centre Post Office", "gz-tianhe", "en",
-               LobbyPlan(windows=3, max_windows=4, base_per_min=0.3, peak_per_min=0.5, peak_from_min=10)),
+    DemoBranch(
+        "bj-xicheng-001",
+        "西城阜成门邮政支局",
+        "bj-xicheng",
+        "zh-CN",
+        LobbyPlan(windows=2, max_windows=4, base_per_min=0.4, peak_per_min=1.1, peak_from_min=1),
+    ),
+    DemoBranch(
+        "sh-huangpu-002",
+        "黄浦南京东路邮政所",
+        "sh-huangpu",
+        "zh-CN",
+        LobbyPlan(windows=2, max_windows=3, base_per_min=0.3, peak_per_min=0.6, peak_from_min=5),
+    ),
+    DemoBranch(
+        "gz-tianhe-003",
+        "Tianhe Sports Centre Post Office",
+        "gz-tianhe",
+        "en",
+        LobbyPlan(windows=3, max_windows=4, base_per_min=0.3, peak_per_min=0.5, peak_from_min=10),
+    ),
 )
 # The demo's queue rule fires fast so something happens within a minute; real branches use minutes.
 DEMO_RULE = {"threshold": 6, "for_s": 10, "clear_below": 3, "clear_for_s": 10}
@@ -83,16 +98,25 @@ def site_config() -> dict[str, object]:
         "regions": [{"id": r, "name": r} for r in regions],
         "branches": [
             {
-                "id": b.id, "name": b.name, "region": b.region, "locale": b.locale, "timezone": "Asia/Shanghai",
-                "grade": 2, "windows_open": b.plan.windows, "wait_target_min": 20,
+                "id": b.id,
+                "name": b.name,
+                "region": b.region,
+                "locale": b.locale,
+                "timezone": "Asia/Shanghai",
+                "grade": 2,
+                "windows_open": b.plan.windows,
+                "wait_target_min": 20,
                 # the bell at the ramp goes unanswered in the demo: its alert comes within the first minute
                 "call_deadlines_s": {"accessibility": 25, "help": 120, "priority": 120},
                 # the simulated lobbies run around the clock, so the demo works at any hour
                 "hours": {"opens": "00:00", "closes": "23:59:59.999999"},
-                "devices": [{
-                    "id": f"{b.id}-cam1", "profile": "combined",
-                    "zones": [{"key": "queue", "name": "窗口排队区" if b.locale == "zh-CN" else "window queue"}],
-                }],
+                "devices": [
+                    {
+                        "id": f"{b.id}-cam1",
+                        "profile": "combined",
+                        "zones": [{"key": "queue", "name": "窗口排队区" if b.locale == "zh-CN" else "window queue"}],
+                    }
+                ],
             }
             for b in BRANCHES
         ],
@@ -106,17 +130,34 @@ def device_config(branch: DemoBranch, port: int, mqtt5: bool, data_dir: Path) ->
         "locale": branch.locale,
         "broker": {"host": "127.0.0.1", "port": port, "tls": False, "protocol": "5" if mqtt5 else "3.1.1"},
         "camera": {
-            "source": "simulated", "fps": 2,
+            "source": "simulated",
+            "fps": 2,
             "zones": [{"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE]}],
             "ignore": [[list(p) for p in STAFF_AREA]],
         },
         "buttons": [{"key": "ramp-bell", "kind": "accessibility", "pin": BELL_PIN}],
         "sensors": [
             {"type": "board_temperature"},
-            {"type": "simulated", "key": "lobby-temp", "kind": "temperature", "mean": 23, "spread": 0.8,
-             "unit": "°C", "low": 16, "high": 30},
-            {"type": "simulated", "key": "lobby-humidity", "kind": "humidity", "mean": 50, "spread": 3, "unit": "%",
-             "low": 20, "high": 80},
+            {
+                "type": "simulated",
+                "key": "lobby-temp",
+                "kind": "temperature",
+                "mean": 23,
+                "spread": 0.8,
+                "unit": "°C",
+                "low": 16,
+                "high": 30,
+            },
+            {
+                "type": "simulated",
+                "key": "lobby-humidity",
+                "kind": "humidity",
+                "mean": 50,
+                "spread": 3,
+                "unit": "%",
+                "low": 20,
+                "high": 80,
+            },
         ],
         "reporting": {"queue_keepalive_s": 10, "facility_interval_s": 15, "health_interval_s": 15},
         "gpio_factory": "mock",
@@ -167,25 +208,43 @@ class Demo:
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
         # the terminal shows a live table; the details go to a log file beside the databases
-        logging.basicConfig(filename=str(self.workdir / "demo.log"), level=logging.INFO, force=True,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            filename=str(self.workdir / "demo.log"),
+            level=logging.INFO,
+            force=True,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         self.broker = start_local_broker(self.workdir / "broker", self.broker_kind)
         site = self.workdir / "site.yaml"
         site.write_text(yaml.safe_dump(site_config(), allow_unicode=True, sort_keys=False), encoding="utf-8")
         settings = Settings(
-            mode="dev", database_url=f"sqlite:///{self.workdir / 'registry.sqlite3'}", site_file=site,
-            timeseries_path=self.workdir / "timeseries.sqlite3", mqtt_port=self.broker.port, mqtt_username=None,
-            mqtt_protocol="5" if self.broker.mqtt5 else "3.1.1", http_port=self.http_port, public_url=self.url,
+            mode="dev",
+            database_url=f"sqlite:///{self.workdir / 'registry.sqlite3'}",
+            site_file=site,
+            timeseries_path=self.workdir / "timeseries.sqlite3",
+            mqtt_port=self.broker.port,
+            mqtt_username=None,
+            mqtt_protocol="5" if self.broker.mqtt5 else "3.1.1",
+            http_port=self.http_port,
+            public_url=self.url,
         )
         self.runtime = Runtime(settings)
         self.runtime.start()
         # a sign-in for the lobby pages, made up for this run: no password is built into the product
         self.password = secrets.token_urlsafe(9)
         with self.runtime.sessions() as session:
-            add_user(session, "demo", t(self.locale, "demo.user"), "administrator", self.password, datetime.now(UTC),
-                     locale=self.locale)
-        self._http = uvicorn.Server(uvicorn.Config(create_app(runtime=self.runtime), host="127.0.0.1",
-                                                   port=self.http_port, log_level="warning"))
+            add_user(
+                session,
+                "demo",
+                t(self.locale, "demo.user"),
+                "administrator",
+                self.password,
+                datetime.now(UTC),
+                locale=self.locale,
+            )
+        self._http = uvicorn.Server(
+            uvicorn.Config(create_app(runtime=self.runtime), host="127.0.0.1", port=self.http_port, log_level="warning")
+        )
         self._spawn(self._http.run, "http")
         for i, spec in enumerate(BRANCHES):
             self.branches.append(self._start_branch(i, spec))
@@ -200,14 +259,21 @@ class Demo:
         assert self.broker is not None
         lobby = Lobby(spec.plan, random.Random(index))
         lock = threading.Lock()
-        config = parse_config(device_config(spec, self.broker.port, self.broker.mqtt5,
-                                            self.workdir / "devices" / spec.id), f"demo device of {spec.id}")
+        config = parse_config(
+            device_config(spec, self.broker.port, self.broker.mqtt5, self.workdir / "devices" / spec.id),
+            f"demo device of {spec.id}",
+        )
         renderer = LobbyRenderer(index)
         calibrate_simulated(config.data_dir, renderer, Zone("queue", list(QUEUE_ZONE)), seed=index)
         pins = MockFactory()
         sysfs = _fake_sysfs(self.workdir / "devices" / spec.id / "sys", 47_000 + 1500 * index)
-        agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, renderer, lock),
-                      pin_factory=pins, sensor_env=SensorEnv(sysfs_root=sysfs, seed=index))
+        agent = Agent(
+            config,
+            clock=SystemClock(),
+            frame_source=SimulatedCamera(lobby, renderer, lock),
+            pin_factory=pins,
+            sensor_env=SensorEnv(sysfs_root=sysfs, seed=index),
+        )
         branch = SimulatedBranch(spec, lobby, lock, agent, pins, sysfs)
         branch.threads.append(self._spawn(agent.run, f"agent-{spec.id}", self.stop))
         return branch
@@ -256,9 +322,16 @@ class Demo:
             temp = next((r for k, r in readings.items() if k.endswith("/lobby-temp")), None)
             temp_text = f"{temp.value:.1f} °C" if temp and temp.value is not None else "–"
             style = "bold red" if row.open_alerts else ""
-            table.add_row(row.name, f"{counted} / {branch.lobby.waiting}", str(branch.lobby.windows_open),
-                          f"{row.devices_online}/{row.devices_total}", call_text, temp_text, str(row.open_alerts),
-                          style=style)
+            table.add_row(
+                row.name,
+                f"{counted} / {branch.lobby.waiting}",
+                str(branch.lobby.windows_open),
+                f"{row.devices_online}/{row.devices_total}",
+                call_text,
+                temp_text,
+                str(row.open_alerts),
+                style=style,
+            )
         alerts = self.runtime.alerts.open_alerts()
         last = max(alerts, key=lambda a: a.id, default=None)
         if last is not None:
@@ -269,14 +342,21 @@ class Demo:
         else:
             footer = t(lang, "demo.no_alert")
         broker = t(lang, "demo.broker", kind=self.broker.kind, port=self.broker.port)
-        return Group(table, Text(footer), Text(broker), Text(t(lang, "demo.open", url=self.url), style="bold"),
-                     Text(t(lang, "demo.pages", url=self.url, login="demo", password=self.password), style="bold"))
+        return Group(
+            table,
+            Text(footer),
+            Text(broker),
+            Text(t(lang, "demo.open", url=self.url), style="bold"),
+            Text(t(lang, "demo.pages", url=self.url, login="demo", password=self.password), style="bold"),
+        )
 
     def _api_branches(self) -> list[BranchSummary]:
         assert self.runtime is not None
         counts = open_alert_counts(self.runtime)
-        return [BranchSummary.model_validate(branch_summary(self.runtime, b, counts))
-                for b in self.runtime.directory.branches.values()]
+        return [
+            BranchSummary.model_validate(branch_summary(self.runtime, b, counts))
+            for b in self.runtime.directory.branches.values()
+        ]
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -292,7 +372,10 @@ class Demo:
 
 
 def run(
-    seconds: float | None, http_port: int = 8000, workdir: Path = Path(".demo"), lang: str | None = None,
+    seconds: float | None,
+    http_port: int = 8000,
+    workdir: Path = Path(".demo"),
+    lang: str | None = None,
     broker: str = "auto",
 ) -> int:
     locale = normalize_locale(lang)
@@ -320,6 +403,14 @@ def run(
         from server.registry import models
 
         fired = session.query(models.Alert).count()
-    console.print(t(locale, "demo.summary", seconds=int(time.monotonic() - started), messages=stats.received,
-                    alerts=fired, refused=sum(demo.runtime.rejects.snapshot().values())))
+    console.print(
+        t(
+            locale,
+            "demo.summary",
+            seconds=int(time.monotonic() - started),
+            messages=stats.received,
+            alerts=fired,
+            refused=sum(demo.runtime.rejects.snapshot().values()),
+        )
+    )
     return 0

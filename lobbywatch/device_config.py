@@ -94,9 +94,16 @@ class ClockConfig(SensorConfig):
     key: Key = "clock"
     max_offset_ms: float = Field(500.0, gt=0, description="a clock further off than this is a problem")
 
+
 AnySensorConfig = Annotated[
-    BoardTemperatureConfig | SimulatedConfig | Ds18b20Config | ClimateConfig | Bh1750Config | DoorConfig
-    | EquipmentConfig | ClockConfig,
+    BoardTemperatureConfig
+    | SimulatedConfig
+    | Ds18b20Config
+    | ClimateConfig
+    | Bh1750Config
+    | DoorConfig
+    | EquipmentConfig
+    | ClockConfig,
     Field(discriminator="type"),
 ]
 
@@ -130,17 +137,18 @@ class ZoneConfig(_Strict):
         "feet", description="point of a person that must lie in the zone: bottom-centre (feet) or top (head)"
     )
     calibration: Calibration | None = Field(
-        None, description="set by the server: the calibration this zone had on the camera this one replaced; used "
-                          "(once the empty lobby is learnt) until this camera is calibrated itself",
+        None,
+        description="set by the server: the calibration this zone had on the camera this one replaced; used "
+        "(once the empty lobby is learnt) until this camera is calibrated itself",
     )
 
 
 class CameraConfig(_Strict):
-    source: str = Field(
-        description="camera index ('0'), device path, stream URL, video file, or a folder of frames"
-    )
+    source: str = Field(description="camera index ('0'), device path, stream URL, video file, or a folder of frames")
     fps: float = Field(
-        1.0, gt=0, le=30,
+        1.0,
+        gt=0,
+        le=30,
         description="frames counted per second; one a second is what the product needs and what fits a Pi 4's budget",
     )
     zones: list[ZoneConfig] = Field(min_length=1, max_length=16)
@@ -149,9 +157,11 @@ class CameraConfig(_Strict):
     )
     loop: bool = Field(False, description="play a video or frame folder again from the start at its end")
     learn_background_s: float = Field(
-        3600.0, ge=1, le=86400,
+        3600.0,
+        ge=1,
+        le=86400,
         description="with a calibration carried from a replaced camera: how long to watch the lobby for its "
-                    "quietest moments before counting by that calibration",
+        "quietest moments before counting by that calibration",
     )
 
     @field_validator("zones")
@@ -187,11 +197,15 @@ class ReportingConfig(_Strict):
 
 class OutboxConfig(_Strict):
     history_rows: int = Field(
-        100_000, ge=1000, le=100_000_000,
+        100_000,
+        ge=1000,
+        le=100_000_000,
         description="acknowledged messages kept for resend requests before the oldest go",
     )
     max_mb: float = Field(
-        256, ge=1, le=1_000_000,
+        256,
+        ge=1,
+        le=1_000_000,
         description="the outbox file never grows past this; history goes first, then the oldest unsent",
     )
     max_age_days: float = Field(
@@ -235,8 +249,10 @@ class DeviceConfig(_Strict):
 
 def validation_problems(exc: ValidationError) -> list[str]:
     """Each problem as 'field.path: message'."""
-    return [f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors(include_url=False)]
+    return [
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+        for err in exc.errors(include_url=False)
+    ]
 
 
 class _Pushable(_Strict):

@@ -37,7 +37,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 app.state.runtime.stop()
 
     app = FastAPI(
-        title="LobbyWatch", version=__version__, lifespan=lifespan,
+        title="LobbyWatch",
+        version=__version__,
+        lifespan=lifespan,
         description="Queue, call-bell and facility monitoring for post-office branch lobbies.",
     )
     known = settings or (runtime.settings if runtime else None)

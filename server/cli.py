@@ -50,8 +50,13 @@ def _demo(args: argparse.Namespace) -> int:
     from lobby_sim.demo import run
 
     seconds = args.seconds if args.seconds is not None else float(os.environ.get("DEMO_SECONDS") or 0) or None
-    return run(seconds, http_port=args.port, workdir=Path(args.workdir), lang=args.lang or os.environ.get("LANG"),
-               broker=args.broker)
+    return run(
+        seconds,
+        http_port=args.port,
+        workdir=Path(args.workdir),
+        lang=args.lang or os.environ.get("LANG"),
+        broker=args.broker,
+    )
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -94,8 +99,17 @@ def _user(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine)() as session:
-            add_user(session, args.login, args.name or args.login, args.role, password, datetime.now(UTC),
-                     locale=normalize_locale(args.locale), regions=args.region, branches=args.branch)
+            add_user(
+                session,
+                args.login,
+                args.name or args.login,
+                args.role,
+                password,
+                datetime.now(UTC),
+                locale=normalize_locale(args.locale),
+                regions=args.region,
+                branches=args.branch,
+            )
     except UserError as exc:
         print(t(lang, "server.user.refused", why=str(exc)), file=sys.stderr)
         return 2
@@ -176,9 +190,13 @@ def _people_change(args: argparse.Namespace) -> int:
                 print(token)
             elif args.command == "tokens":
                 for row in users.tokens(session, args.login):
-                    state = (t(lang, "server.token.revoked_at", at=f"{row.revoked_at:%Y-%m-%d}") if row.revoked_at
-                             else t(lang, "server.token.expires", at=f"{row.expires_at:%Y-%m-%d}")
-                             if row.expires_at else t(lang, "server.token.no_expiry"))
+                    state = (
+                        t(lang, "server.token.revoked_at", at=f"{row.revoked_at:%Y-%m-%d}")
+                        if row.revoked_at
+                        else t(lang, "server.token.expires", at=f"{row.expires_at:%Y-%m-%d}")
+                        if row.expires_at
+                        else t(lang, "server.token.no_expiry")
+                    )
                     print(f"{users.token_id(row.token_hash)}  {row.login}  {row.name}  {state}")
             elif args.command == "revoke-token":
                 row = users.revoke_token(session, args.id, args.by, now)
@@ -205,8 +223,12 @@ def _fleet(args: argparse.Namespace) -> int:
     if args.branch:
         params["branch"] = args.branch
     try:
-        response = httpx.get(f"{args.url.rstrip('/')}/api/v1/fleet", params=params, timeout=20,
-                             headers={"Authorization": f"Bearer {token}"} if token else {})
+        response = httpx.get(
+            f"{args.url.rstrip('/')}/api/v1/fleet",
+            params=params,
+            timeout=20,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+        )
         response.raise_for_status()
     except httpx.HTTPStatusError as exc:
         print(t(lang, "fleet.failed", why=f"{exc.response.status_code} {exc.response.text[:200]}"), file=sys.stderr)
@@ -219,8 +241,11 @@ def _fleet(args: argparse.Namespace) -> int:
         table.add_column(t(lang, f"fleet.col.{key}"))
     for row in response.json():
         table.add_row(
-            row["device"], row["branch"], t(lang, "page.fleet.online" if row["online"] else "page.fleet.offline"),
-            (row["last_seen"] or "–")[:19], f"{row['agent_version'] or '–'} / {row['config_version'] or '–'}",
+            row["device"],
+            row["branch"],
+            t(lang, "page.fleet.online" if row["online"] else "page.fleet.offline"),
+            (row["last_seen"] or "–")[:19],
+            f"{row['agent_version'] or '–'} / {row['config_version'] or '–'}",
             "–" if row["clock_offset_ms"] is None else f"{row['clock_offset_ms']:.0f} ms",
             "–" if row["outbox_depth"] is None else str(row["outbox_depth"]),
             {True: "OK", False: "✗", None: "–"}[row["camera_ok"]],
@@ -255,17 +280,24 @@ def _people_and_devices(sub: Any) -> None:
     user = sub.add_parser("user", help="add a person who signs in to the pages, or change one (same login)")
     user.add_argument("login")
     user.add_argument("--name", help="shown as the owner of the alerts they take (default: the login)")
-    user.add_argument("--role", required=True,
-                      choices=["administrator", "technician", "branch_manager", "duty_supervisor", "read_only"])
+    user.add_argument(
+        "--role",
+        required=True,
+        choices=["administrator", "technician", "branch_manager", "duty_supervisor", "read_only"],
+    )
     user.add_argument("--region", action="append", default=[], help="sees this region's branches (repeatable)")
     user.add_argument("--branch", action="append", default=[], help="sees this branch (repeatable)")
     user.add_argument("--locale", default="zh-CN", help="zh-CN or en")
     user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     user.set_defaults(func=_user)
-    fleet = sub.add_parser("fleet", help="every device, those that need attention first (token from "
-                                          "LOBBYWATCH_API_TOKEN)")
-    fleet.add_argument("--url", default=os.environ.get("LOBBYWATCH_URL", "http://127.0.0.1:8000"),
-                       help="the server (default LOBBYWATCH_URL)")
+    fleet = sub.add_parser(
+        "fleet", help="every device, those that need attention first (token from LOBBYWATCH_API_TOKEN)"
+    )
+    fleet.add_argument(
+        "--url",
+        default=os.environ.get("LOBBYWATCH_URL", "http://127.0.0.1:8000"),
+        help="the server (default LOBBYWATCH_URL)",
+    )
     fleet.add_argument("--branch")
     fleet.add_argument("--attention", action="store_true", help="only devices that need attention")
     fleet.set_defaults(func=_fleet)
@@ -290,12 +322,16 @@ def _people_and_devices(sub: Any) -> None:
     boards_sub = boards.add_subparsers(dest="action", required=True)
     built = boards_sub.add_parser("build", help="write dashboards/*.json from server/dashboards/build.py")
     built.add_argument("--check", action="store_true", help="only say which files differ from the code (exit 1)")
-    pushed = boards_sub.add_parser("push", help="make Grafana's data source, folder and dashboards match the code; "
-                                                "credentials from GRAFANA_TOKEN, or GRAFANA_USER and GRAFANA_PASSWORD")
+    pushed = boards_sub.add_parser(
+        "push",
+        help="make Grafana's data source, folder and dashboards match the code; "
+        "credentials from GRAFANA_TOKEN, or GRAFANA_USER and GRAFANA_PASSWORD",
+    )
     pushed.add_argument("--url", required=True, help="Grafana's base URL, e.g. https://grafana.example.cn")
     pushed.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
-    pushed.add_argument("--influx-url", help="also make the data source, pointing here (token from "
-                                             "LOBBYWATCH_INFLUX_TOKEN)")
+    pushed.add_argument(
+        "--influx-url", help="also make the data source, pointing here (token from LOBBYWATCH_INFLUX_TOKEN)"
+    )
     pushed.add_argument("--influx-db", default="lobbywatch", help="database, or bucket through its DBRP mapping")
     pulled = boards_sub.add_parser("pull", help="save a dashboard edited in Grafana as dashboards/<uid>.json")
     pulled.add_argument("uid")
@@ -317,8 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seconds", type=float, help="stop after this many seconds (default: DEMO_SECONDS, or Ctrl-C)")
     demo.add_argument("--port", type=int, default=8000, help="HTTP port of the API")
     demo.add_argument("--workdir", default=".demo", help="where the demo keeps its databases (wiped at start)")
-    demo.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",
-                      help="auto: Mosquitto when installed, else the embedded amqtt")
+    demo.add_argument(
+        "--broker",
+        choices=["auto", "mosquitto", "amqtt"],
+        default="auto",
+        help="auto: Mosquitto when installed, else the embedded amqtt",
+    )
     demo.set_defaults(func=_demo)
     replay = sub.add_parser("replay", help="run the ingest and rules over a scenario on a simulated clock")
     replay.add_argument("scenario", help="folder with site.yaml, events.jsonl and optionally scenario.yaml")

@@ -18,8 +18,16 @@ from server.runtime import Runtime
 
 OUTBOX_BACKLOG = 1000  # messages waiting on a device: it cannot reach the broker, or sends too slowly
 ACTIONS = ("identify", "restart", "resend", "snapshot", "label")
-__all__ = ["ACTIONS", "REMOTE_SECTIONS", "ConfigRefused", "FleetError", "FleetRow", "fleet", "push_config",
-           "send_command"]
+__all__ = [
+    "ACTIONS",
+    "REMOTE_SECTIONS",
+    "ConfigRefused",
+    "FleetError",
+    "FleetRow",
+    "fleet",
+    "push_config",
+    "send_command",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,17 +61,30 @@ def fleet(runtime: Runtime, branches: set[str] | None = None) -> list[FleetRow]:
         state = runtime.pipeline.devices.get(device.id)
         camera = runtime.live.readings(device.branch_id).get(f"{device.id}/camera")
         row = FleetRow(
-            device=device.id, branch=device.branch_id, profile=device.profile, online=bool(state and state.online),
+            device=device.id,
+            branch=device.branch_id,
+            profile=device.profile,
+            online=bool(state and state.online),
             last_seen=datetime.fromtimestamp(state.last_seen, UTC) if state and state.last_seen else None,
             agent_version=state.agent_version if state else None,
-            config_version=state.config_version if state else None, config_pushed=pushed.get(device.id),
+            config_version=state.config_version if state else None,
+            config_pushed=pushed.get(device.id),
             clock_offset_ms=state.clock_skew_ms if state else None,
             outbox_depth=state.outbox_depth if state else None,
-            outbox_dropped=state.outbox_dropped if state else None, not_stored=state.not_stored if state else None,
+            outbox_dropped=state.outbox_dropped if state else None,
+            not_stored=state.not_stored if state else None,
             camera_ok=camera.ok if camera else None,
             missing=state.sequence.missing if state else 0,
-            last_reply=({"command": state.last_reply[0], "ok": state.last_reply[1], "detail": state.last_reply[2],
-                         "at": state.last_reply[3]} if state and state.last_reply else None),
+            last_reply=(
+                {
+                    "command": state.last_reply[0],
+                    "ok": state.last_reply[1],
+                    "detail": state.last_reply[2],
+                    "at": state.last_reply[3],
+                }
+                if state and state.last_reply
+                else None
+            ),
         )
         row.attention.extend(attention(row))
         rows.append(row)
@@ -118,8 +139,11 @@ def _resend(runtime: Runtime, device: str, by: str) -> str:
     gaps = state.sequence.gaps if state else []
     if not gaps:
         raise FleetError(f"nothing is missing from {device}")
-    command = Command(id=f"resend-{uuid.uuid4().hex[:12]}", action="resend",
-                      args={"stream": state.sequence.stream if state else "", "ranges": [list(g) for g in gaps]})
+    command = Command(
+        id=f"resend-{uuid.uuid4().hex[:12]}",
+        action="resend",
+        args={"stream": state.sequence.stream if state else "", "ranges": [list(g) for g in gaps]},
+    )
     runtime.source.publish(str(Topic(device, Channel.CMD)), encode(command))
     _audit(runtime, by, "device.resend", device, f"{len(gaps)} ranges")
     return command.id
@@ -139,13 +163,15 @@ def push_config(runtime: Runtime, device: str, sections: dict[str, Any], by: str
         row = session.get(models.DeviceConfig, device)
         merged = {**(dict(row.sections) if row else {}), **sections}
         version = (row.version + 1) if row else 1
-        session.merge(models.DeviceConfig(device_id=device, version=version, sections=merged, updated_at=now,
-                                          updated_by=by))
+        session.merge(
+            models.DeviceConfig(device_id=device, version=version, sections=merged, updated_at=now, updated_by=by)
+        )
         audit.record(session, now, by, "device.config", device, f"version {version}: {', '.join(sorted(sections))}")
         session.commit()
         published = with_calibrations(merged, calibrations(session, device))
-    runtime.source.publish(str(Topic(device, Channel.CONFIG)), encode(ConfigPush(version=version, config=published)),
-                           retain=True)
+    runtime.source.publish(
+        str(Topic(device, Channel.CONFIG)), encode(ConfigPush(version=version, config=published)), retain=True
+    )
     return version
 
 

@@ -65,8 +65,9 @@ def load_scenario(folder: Path) -> Scenario:
         known = {"start", "tick_s", "until", "group_wait_s", "group_interval_s"}
         unknown = set(settings) - known
         if unknown:
-            raise ScenarioError(f"{settings_path}: unknown settings {sorted(unknown)} "
-                                f"(known: {', '.join(sorted(known))})")
+            raise ScenarioError(
+                f"{settings_path}: unknown settings {sorted(unknown)} (known: {', '.join(sorted(known))})"
+            )
         if "start" in settings:
             start = settings["start"]
             start = start if isinstance(start, datetime) else datetime.fromisoformat(str(start))
@@ -96,8 +97,10 @@ def _line(events: Path, number: int, text: str) -> dict[str, Any]:
     if not isinstance(line, dict) or not isinstance(line.get("t"), int | float):
         raise ScenarioError(f"{events}:{number}: each line needs a number 't' (seconds from the start)")
     if sum(k in line for k in ("topic", "action", "server", "broker")) != 1:
-        raise ScenarioError(f"{events}:{number}: give one of 'topic' and 'payload', 'action', 'server' "
-                            "(down, up) or 'broker' (down, up)")
+        raise ScenarioError(
+            f"{events}:{number}: give one of 'topic' and 'payload', 'action', 'server' "
+            "(down, up) or 'broker' (down, up)"
+        )
     if "action" in line and line["action"] not in ACTIONS:
         raise ScenarioError(f"{events}:{number}: unknown action {line['action']!r} (known: {', '.join(ACTIONS)})")
     for outage in ("server", "broker"):
@@ -107,8 +110,13 @@ def _line(events: Path, number: int, text: str) -> dict[str, Any]:
 
 
 class Replayer:
-    def __init__(self, scenario: Scenario, emit: Callable[[dict[str, object]], None],
-                 on_notice: Callable[[Notice], None] | None = None, store: TimeSeriesStore | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        emit: Callable[[dict[str, object]], None],
+        on_notice: Callable[[Notice], None] | None = None,
+        store: TimeSeriesStore | None = None,
+    ) -> None:
         self.scenario = scenario
         self.clock = FakeClock(scenario.start)
         engine = make_engine("sqlite://")
@@ -127,9 +135,14 @@ class Replayer:
         self.alerts = AlertService(self.sessions, self._notified, "http://replay", self.clock, on_event=self._event)
         # delivery as production routes, groups, limits and links it, on the simulated clock; the people's
         # messages are recorded (a line each) instead of sent
-        people = people_channel(self._directory, self.clock, ack_links(self.clock, "http://replay", 24, b"replay"),
-                                group_wait_s=scenario.group_wait_s, group_interval_s=scenario.group_interval_s,
-                                sender=self._record)
+        people = people_channel(
+            self._directory,
+            self.clock,
+            ack_links(self.clock, "http://replay", 24, b"replay"),
+            group_wait_s=scenario.group_wait_s,
+            group_interval_s=scenario.group_interval_s,
+            sender=self._record,
+        )
         self.dispatcher = Dispatcher([LogChannel(), people], self.alerts.record_delivery, sleep=lambda _s: False)
         self.rejects = Rejects()
         self.hearing = True  # the server hears the broker ('broker': 'down' ends that)
@@ -142,8 +155,15 @@ class Replayer:
     def _start(self) -> Pipeline:
         """The ingest and rules as a server starts them: from what the registry holds."""
         pipeline = Pipeline(
-            directory=self._directory, store=self._store, rules=RuleEngine(), alerts=self.alerts, live=LiveState(),
-            rejects=self.rejects, sessions=self.sessions, clock=self.clock, hearing=lambda: self.hearing,
+            directory=self._directory,
+            store=self._store,
+            rules=RuleEngine(),
+            alerts=self.alerts,
+            live=LiveState(),
+            rejects=self.rejects,
+            sessions=self.sessions,
+            clock=self.clock,
+            hearing=lambda: self.hearing,
         )
         pipeline.save_every_batch = False
         pipeline.on_call = self._event_line
@@ -168,8 +188,16 @@ class Replayer:
         self.dispatcher.deliver_now(notice)
 
     def _record(self, contact: Contact, title: str, _body: str, alerts: Sequence[int]) -> bool:
-        self._emit({"t": self._elapsed(), "event": "message", "to": contact.name, "role": contact.role,
-                    "alerts": list(alerts), "title": title})
+        self._emit(
+            {
+                "t": self._elapsed(),
+                "event": "message",
+                "to": contact.name,
+                "role": contact.role,
+                "alerts": list(alerts),
+                "title": title,
+            }
+        )
         return True
 
     def run(self) -> None:
@@ -224,8 +252,9 @@ class Replayer:
         payload = line.get("payload", {})
         if isinstance(payload, dict):
             made = line.get("made")
-            payload = self._complete(topic, dict(payload), float(line["t"]),
-                                     float(made) if isinstance(made, int | float) else None)
+            payload = self._complete(
+                topic, dict(payload), float(line["t"]), float(made) if isinstance(made, int | float) else None
+            )
             raw = json.dumps(payload).encode()
         else:
             raw = str(payload).encode()  # a broken payload, on purpose
@@ -258,14 +287,21 @@ class Replayer:
             return
         if line["action"] == "silence":
             try:
-                self.alerts.silence(str(line.get("branch")), float(line.get("minutes", 0)), by,
-                                    str(line.get("reason", "")), line.get("rule"), line.get("subject"))
+                self.alerts.silence(
+                    str(line.get("branch")),
+                    float(line.get("minutes", 0)),
+                    by,
+                    str(line.get("reason", "")),
+                    line.get("rule"),
+                    line.get("subject"),
+                )
             except AlertError as exc:
                 self._emit({"t": self._elapsed(), "event": "action_refused", "line": number, "why": str(exc)})
             return
         with self.sessions() as session:
-            alert = session.query(models.Alert).filter(models.Alert.key == key,
-                                                       models.Alert.state.in_(OPEN_STATES)).first()
+            alert = (
+                session.query(models.Alert).filter(models.Alert.key == key, models.Alert.state.in_(OPEN_STATES)).first()
+            )
         try:
             if alert is None:
                 raise AlertError(f"no open alert {key!r}")
@@ -288,12 +324,17 @@ def replay(folder: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
     wall = time.perf_counter() - started
     simulated = (replayer.clock.now() - scenario.start).total_seconds()
     pipelines = [*replayer.retired, replayer.pipeline]
-    return {"simulated_hours": round(simulated / 3600, 3), "wall_seconds": round(wall, 3),
-            "simulated_hours_per_second": round(simulated / 3600 / wall, 1) if wall else 0.0,
-            "events": replayer.events, "refused": sum(replayer.rejects.snapshot().values()),
-            "refused_by_cause": replayer.rejects.snapshot(),
-            "duplicates": sum(p.stats.duplicates for p in pipelines), "late": sum(p.stats.late for p in pipelines),
-            "missing": sum(d.sequence.missing for d in replayer.pipeline.devices.values())}
+    return {
+        "simulated_hours": round(simulated / 3600, 3),
+        "wall_seconds": round(wall, 3),
+        "simulated_hours_per_second": round(simulated / 3600 / wall, 1) if wall else 0.0,
+        "events": replayer.events,
+        "refused": sum(replayer.rejects.snapshot().values()),
+        "refused_by_cause": replayer.rejects.snapshot(),
+        "duplicates": sum(p.stats.duplicates for p in pipelines),
+        "late": sum(p.stats.late for p in pipelines),
+        "missing": sum(d.sequence.missing for d in replayer.pipeline.devices.values()),
+    }
 
 
 def iter_events(text: str) -> Iterator[dict[str, Any]]:

@@ -42,8 +42,14 @@ def make_store(settings: Settings, dead_letters: DeadLetters | None = None) -> T
                 dead_letters.add("storage_refused", None, "influxdb", reason, line.encode())
 
         token = settings.influx_token.get_secret_value() if settings.influx_token else ""
-        return InfluxStore(settings.influx_url, token, settings.influx_org, settings.influx_bucket, settings.spool_path,
-                           set_aside=set_aside)
+        return InfluxStore(
+            settings.influx_url,
+            token,
+            settings.influx_org,
+            settings.influx_bucket,
+            settings.spool_path,
+            set_aside=set_aside,
+        )
     from server.storage.sqlite_store import SqliteStore
 
     return SqliteStore(settings.timeseries_path)
@@ -61,17 +67,29 @@ class Runtime:
         self.directory = Directory(self.sessions)
         self.broker_admin: BrokerAdmin | None = None
         if settings.mqtt_admin_username and settings.mqtt_admin_password:
-            self.broker_admin = BrokerAdmin(AdminSettings(
-                settings.mqtt_host, settings.mqtt_port, settings.mqtt_admin_username,
-                settings.mqtt_admin_password.get_secret_value(), settings.mqtt_tls, settings.mqtt_ca_file))
+            self.broker_admin = BrokerAdmin(
+                AdminSettings(
+                    settings.mqtt_host,
+                    settings.mqtt_port,
+                    settings.mqtt_admin_username,
+                    settings.mqtt_admin_password.get_secret_value(),
+                    settings.mqtt_tls,
+                    settings.mqtt_ca_file,
+                )
+            )
         self.dead_letters = DeadLetters(self.sessions, self.clock)
         self.store = make_store(settings, self.dead_letters)
         secret = settings.link_secret.get_secret_value() if settings.link_secret else secrets.token_hex(32)
         self.link_secret = secret.encode()  # in dev mode without one: random, links die with the process
         self.ack_link = ack_links(self.clock, settings.public_url, settings.link_ttl_h, self.link_secret)
         self.people = people = people_channel(
-            self.directory, self.clock, self.ack_link, admin_urls=settings.admin_notify_urls,
-            group_wait_s=settings.group_wait_s, group_interval_s=settings.group_interval_s)
+            self.directory,
+            self.clock,
+            self.ack_link,
+            admin_urls=settings.admin_notify_urls,
+            group_wait_s=settings.group_wait_s,
+            group_interval_s=settings.group_interval_s,
+        )
         if channels is None:
             channels = [LogChannel()]
             if settings.webhook_url:
@@ -79,7 +97,11 @@ class Runtime:
             channels.append(people)
         self.dispatcher = Dispatcher(channels, self._delivered)
         self.alerts = AlertService(
-            self.sessions, self.dispatcher.submit, settings.public_url, self.clock, settings.grafana_url,
+            self.sessions,
+            self.dispatcher.submit,
+            settings.public_url,
+            self.clock,
+            settings.grafana_url,
             on_event=self._alert_event,
         )
         self.alert_worker = AlertWorker(self.alerts)
@@ -87,25 +109,44 @@ class Runtime:
         self.live = LiveState()
         self.rejects = Rejects()
         self.pipeline = Pipeline(
-            directory=self.directory, store=self.store, rules=self.rules, alerts=self.alert_worker, live=self.live,
-            rejects=self.rejects, sessions=self.sessions, clock=self.clock,
-            repair=GapRepair(settings.resend_after_s, settings.resend_retry_s), dead_letters=self.dead_letters,
-            max_age_s=settings.ts_max_age_days * 86400, max_ahead_s=settings.ts_max_ahead_s,
+            directory=self.directory,
+            store=self.store,
+            rules=self.rules,
+            alerts=self.alert_worker,
+            live=self.live,
+            rejects=self.rejects,
+            sessions=self.sessions,
+            clock=self.clock,
+            repair=GapRepair(settings.resend_after_s, settings.resend_retry_s),
+            dead_letters=self.dead_letters,
+            max_age_s=settings.ts_max_age_days * 86400,
+            max_ahead_s=settings.ts_max_ahead_s,
             hearing=self._hearing,
         )
         self.pipeline.on_system = self._system
         self.mailer = ReportMailer(
-            store=self.store, sessions=self.sessions, branches=lambda: list(self.directory.branches.values()),
-            contacts=self._contacts, send=people.send, clock=self.clock, public_url=settings.public_url,
+            store=self.store,
+            sessions=self.sessions,
+            branches=lambda: list(self.directory.branches.values()),
+            contacts=self._contacts,
+            send=people.send,
+            clock=self.clock,
+            public_url=settings.public_url,
             send_at=settings.report_send_at,
         )
         self.worker = IngestWorker(self.pipeline, self._ack, ask_resend=self._ask_resend)
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
         self.source = MqttSource(
             MqttSettings(
-                host=settings.mqtt_host, port=settings.mqtt_port, client_id=settings.mqtt_client_id,
-                username=settings.mqtt_username, password=password, tls=settings.mqtt_tls,
-                ca_file=settings.mqtt_ca_file, protocol=settings.mqtt_protocol, shared_group=settings.mqtt_shared_group,
+                host=settings.mqtt_host,
+                port=settings.mqtt_port,
+                client_id=settings.mqtt_client_id,
+                username=settings.mqtt_username,
+                password=password,
+                tls=settings.mqtt_tls,
+                ca_file=settings.mqtt_ca_file,
+                protocol=settings.mqtt_protocol,
+                shared_group=settings.mqtt_shared_group,
             ),
             self.worker.put,
         )
@@ -127,8 +168,11 @@ class Runtime:
         state = {"acknowledged": "help_coming", "resolved": "off"}.get(str(event.get("event")))
         if state is None:
             return
-        command = Command(id=f"indicate-{uuid.uuid4().hex[:12]}", action="indicate",
-                          args={"button": str(event["subject"]), "state": state})
+        command = Command(
+            id=f"indicate-{uuid.uuid4().hex[:12]}",
+            action="indicate",
+            args={"button": str(event["subject"]), "state": state},
+        )
         self.source.publish(str(Topic(device, ProtocolChannel.CMD)), encode(command))
 
     def _hearing(self) -> bool:
@@ -138,17 +182,23 @@ class Runtime:
         """The server's own broker connection lost for a while, and back: one message to the administrators
         (not one alert per device, whose wills the broker sent as it stopped)."""
         if event["event"] == "broker_down":
-            log.error("the MQTT broker has been unreachable for %s s; devices are not judged offline meanwhile",
-                      event["down_s"])
+            log.error(
+                "the MQTT broker has been unreachable for %s s; devices are not judged offline meanwhile",
+                event["down_s"],
+            )
         else:
             log.warning("the MQTT broker is reachable again after %s s", event["down_s"])
         locale = self.settings.admin_locale
-        self.people.tell_admins(t(locale, f"system.{event['event']}.title"),
-                                t(locale, f"system.{event['event']}.body", **event))
+        self.people.tell_admins(
+            t(locale, f"system.{event['event']}.title"), t(locale, f"system.{event['event']}.body", **event)
+        )
 
     def _ask_resend(self, request: ResendRequest) -> None:
-        command = Command(id=f"resend-{uuid.uuid4().hex[:12]}", action="resend",
-                          args={"stream": request.stream, "ranges": request.ranges})
+        command = Command(
+            id=f"resend-{uuid.uuid4().hex[:12]}",
+            action="resend",
+            args={"stream": request.stream, "ranges": request.ranges},
+        )
         missing = sum(last - first + 1 for first, last in request.ranges)
         log.info("asking %s to resend %d missing messages (%s)", request.device, missing, command.id)
         self.source.publish(str(Topic(request.device, ProtocolChannel.CMD)), encode(command))
@@ -160,8 +210,9 @@ class Runtime:
         password = self.settings.mqtt_password
         if self.broker_admin is not None and self.settings.mqtt_username and password is not None:
             try:
-                self.broker_admin.ensure_server(self.settings.mqtt_username, password.get_secret_value(),
-                                                self.settings.mqtt_client_id)
+                self.broker_admin.ensure_server(
+                    self.settings.mqtt_username, password.get_secret_value(), self.settings.mqtt_client_id
+                )
             except (BrokerUnreachable, BrokerRefused) as exc:  # the ingest retries its connection and says so
                 log.error("could not check the server's broker identity: %s", exc)
         self.dispatcher.start()

@@ -74,15 +74,19 @@ class Settings(BaseSettings):
     link_secret: SecretStr | None = Field(None, description="signs one-tap acknowledgement links (required in prod)")
     link_ttl_h: float = Field(24.0, gt=0, description="how long an acknowledgement link works")
     group_wait_s: float = Field(
-        15.0, ge=0, le=300, description="a non-critical notice waits this long for others of its branch, to go as "
-                                        "one message (critical ones never wait)"
+        15.0,
+        ge=0,
+        le=300,
+        description="a non-critical notice waits this long for others of its branch, to go as "
+        "one message (critical ones never wait)",
     )
     group_interval_s: float = Field(
         60.0, ge=0, description="a person gets at most one message per branch this often; the rest are grouped"
     )
     report_send_at: time = Field(
-        time(7, 30), description="local time at which yesterday's report (and on Mondays last week's) goes to "
-                                 "the branch managers; before opening"
+        time(7, 30),
+        description="local time at which yesterday's report (and on Mondays last week's) goes to "
+        "the branch managers; before opening",
     )
     reports_by_mail: bool = Field(True, description="send the scheduled reports at all")
     admin_locale: Literal["zh-CN", "en"] = Field("zh-CN", description="language of the administrators' messages")

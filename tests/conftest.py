@@ -28,8 +28,9 @@ def no_leaked_threads() -> Iterator[None]:
     yield
     deadline = time.monotonic() + 5
     while True:
-        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()
-                  and not t.name.startswith(_LONG_LIVED)]
+        leaked = [
+            t for t in threading.enumerate() if t not in before and t.is_alive() and not t.name.startswith(_LONG_LIVED)
+        ]
         if not leaked or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -86,8 +87,13 @@ def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield launched
         launched.close()

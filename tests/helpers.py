@@ -33,8 +33,11 @@ def eventually(condition: Callable[[], Any], timeout: float = 15.0, what: str = 
 
 
 # Tests run at any hour: their branches never close, and the wait rule is tested on its own.
-ALWAYS_OPEN = {"hours": {"opens": "00:00", "closes": "23:59:59.999999"}, "wait_target_min": None,
-               "call_deadlines_s": {"accessibility": 2.0, "help": 120.0, "priority": 120.0}}
+ALWAYS_OPEN = {
+    "hours": {"opens": "00:00", "closes": "23:59:59.999999"},
+    "wait_target_min": None,
+    "call_deadlines_s": {"accessibility": 2.0, "help": 120.0, "priority": 120.0},
+}
 
 
 def site(rule: dict[str, object] | None = None) -> dict[str, object]:
@@ -42,10 +45,22 @@ def site(rule: dict[str, object] | None = None) -> dict[str, object]:
         "defaults": rule or {"threshold": 5, "for_s": 0, "clear_below": 2, "clear_for_s": 0},
         "regions": [{"id": "r1", "name": "Region one"}],
         "branches": [
-            {"id": "b1", "name": "阜成门支局", "region": "r1", "locale": "zh-CN", **ALWAYS_OPEN,
-             "devices": [{"id": "dev-b1-cam", "zones": [{"key": "queue", "name": "窗口排队区"}]}]},
-            {"id": "b2", "name": "Tianhe Office", "region": "r1", "locale": "en", **ALWAYS_OPEN,
-             "devices": [{"id": "dev-b2-cam", "zones": [{"key": "queue", "name": "window queue"}]}]},
+            {
+                "id": "b1",
+                "name": "阜成门支局",
+                "region": "r1",
+                "locale": "zh-CN",
+                **ALWAYS_OPEN,
+                "devices": [{"id": "dev-b1-cam", "zones": [{"key": "queue", "name": "窗口排队区"}]}],
+            },
+            {
+                "id": "b2",
+                "name": "Tianhe Office",
+                "region": "r1",
+                "locale": "en",
+                **ALWAYS_OPEN,
+                "devices": [{"id": "dev-b2-cam", "zones": [{"key": "queue", "name": "window queue"}]}],
+            },
         ],
     }
 
@@ -59,8 +74,12 @@ def write_site(tmp_path: Path, site_spec: dict[str, object] | None = None) -> Pa
 def start_runtime(tmp_path: Path, port: int, site_spec: dict[str, object] | None = None, **overrides: Any) -> Runtime:
     site_file = write_site(tmp_path, site_spec)
     values: dict[str, Any] = {
-        "mode": "dev", "database_url": f"sqlite:///{tmp_path / 'registry.sqlite3'}", "site_file": site_file,
-        "timeseries_path": tmp_path / "ts.sqlite3", "mqtt_port": port, "mqtt_username": None,
+        "mode": "dev",
+        "database_url": f"sqlite:///{tmp_path / 'registry.sqlite3'}",
+        "site_file": site_file,
+        "timeseries_path": tmp_path / "ts.sqlite3",
+        "mqtt_port": port,
+        "mqtt_username": None,
         "mqtt_client_id": f"ingest-{tmp_path.name}"[:60],
         "group_wait_s": 0.0,  # notices at once, as the tests of delivery expect; grouping has tests of its own
     }
@@ -94,8 +113,14 @@ class Device:
 
     def envelope(self, **fields: object) -> dict[str, object]:
         self.seq += 1
-        return {"v": 1, "stream": "00000000deadbeef", "seq": self.seq,
-                "ts": datetime.now(UTC).isoformat(), "uptime_s": 1.0, **fields}
+        return {
+            "v": 1,
+            "stream": "00000000deadbeef",
+            "seq": self.seq,
+            "ts": datetime.now(UTC).isoformat(),
+            "uptime_s": 1.0,
+            **fields,
+        }
 
     def send(self, channel: str, payload: bytes | dict[str, object], topic_device: str | None = None) -> None:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()

@@ -46,17 +46,22 @@ class VictoriaMetrics(ServerProcess):
     def __init__(self, data: Path) -> None:
         port = free_port()
         super().__init__(
-            [_binary("victoria-metrics", "victoria-metrics"), f"-storageDataPath={data}",
-             f"-httpListenAddr=127.0.0.1:{port}"],
-            port, data.parent / "victoria-metrics.log",
+            [
+                _binary("victoria-metrics", "victoria-metrics"),
+                f"-storageDataPath={data}",
+                f"-httpListenAddr=127.0.0.1:{port}",
+            ],
+            port,
+            data.parent / "victoria-metrics.log",
         )
 
     def export(self, metric_regex: str) -> list[dict[str, object]]:
         import json
 
         httpx.get(f"{self.url}/internal/force_flush", timeout=10)
-        response = httpx.get(f"{self.url}/api/v1/export", params={"match[]": f'{{__name__=~"{metric_regex}"}}'},
-                             timeout=10)
+        response = httpx.get(
+            f"{self.url}/api/v1/export", params={"match[]": f'{{__name__=~"{metric_regex}"}}'}, timeout=10
+        )
         response.raise_for_status()
         return [json.loads(line) for line in response.text.splitlines() if line.strip()]
 
@@ -130,7 +135,7 @@ class InfluxWriteStandIn:
                     body = gzip.decompress(body)
                 refused = stand_in.take(body.decode())
                 if refused:
-                    message = f'partial write: field type conflict: {refused[0]} dropped={len(refused)}'
+                    message = f"partial write: field type conflict: {refused[0]} dropped={len(refused)}"
                     self.send_response(400)
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()
@@ -158,12 +163,21 @@ class InfluxWriteStandIn:
             kinds = {}
             for pair in re.split(r',(?=(?:[^"]*"[^"]*")*[^"]*$)', fields):  # commas outside quoted strings
                 name, value = pair.split("=", 1)
-                kinds[name] = ("string" if value.startswith('"') else "integer" if value.endswith("i")
-                               else "boolean" if value in ("true", "false") else "float")
+                kinds[name] = (
+                    "string"
+                    if value.startswith('"')
+                    else "integer"
+                    if value.endswith("i")
+                    else "boolean"
+                    if value in ("true", "false")
+                    else "float"
+                )
             clash = [n for n, k in kinds.items() if self.types.get((measurement, n), k) != k]
             if clash:
-                refused.append(f'input field "{clash[0]}" on measurement "{measurement}" is type '
-                               f'{kinds[clash[0]]}, already exists as type {self.types[(measurement, clash[0])]}')
+                refused.append(
+                    f'input field "{clash[0]}" on measurement "{measurement}" is type '
+                    f"{kinds[clash[0]]}, already exists as type {self.types[(measurement, clash[0])]}"
+                )
                 continue
             self.types.update({(measurement, n): k for n, k in kinds.items()})
             self.lines.add(line)

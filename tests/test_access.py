@@ -24,10 +24,12 @@ class Served:
         now = datetime.now(UTC)
         self.tokens: dict[str, str] = {}
         with self.runtime.sessions() as session:
-            for login, name, role, branches in (("wang", "王芳", "duty_supervisor", ["b1"]),
-                                                ("zhao", "Zhao Lei", "branch_manager", ["b2"]),
-                                                ("audit", "审计", "read_only", ["b1"]),
-                                                ("li", "李工", "technician", [])):
+            for login, name, role, branches in (
+                ("wang", "王芳", "duty_supervisor", ["b1"]),
+                ("zhao", "Zhao Lei", "branch_manager", ["b2"]),
+                ("audit", "审计", "read_only", ["b1"]),
+                ("li", "李工", "technician", []),
+            ):
                 add_user(session, login, name, role, PASSWORD, now, branches=branches)
                 self.tokens[login] = issue_token(session, login, "tests", now)
         self.web = Web(self.runtime)
@@ -79,14 +81,17 @@ def test_people_act_as_themselves_where_their_role_allows(served: Served) -> Non
     assert done.status_code == 200
     assert done.json()["owner"] == "王芳"  # the token's person, whatever the body says
     assert served.post("/enrollments", {"branch": "b1", "by": "x"}, "wang").status_code == 403
-    assert served.post("/silences", {"branch": "b2", "minutes": 30, "by": "x", "reason": "r"}, "wang").status_code \
-        == 403
+    assert (
+        served.post("/silences", {"branch": "b2", "minutes": 30, "by": "x", "reason": "r"}, "wang").status_code == 403
+    )
 
 
 def test_tokens_are_checked_and_changes_are_audited(served: Served) -> None:
     assert httpx.get(f"{served.web.url}/api/v1/branches").status_code == 401
-    assert httpx.get(f"{served.web.url}/api/v1/branches",
-                     headers={"Authorization": "Bearer lwt_not-a-token"}).status_code == 401
+    assert (
+        httpx.get(f"{served.web.url}/api/v1/branches", headers={"Authorization": "Bearer lwt_not-a-token"}).status_code
+        == 401
+    )
     with served.runtime.sessions() as session:
         for row in session.query(models.ApiToken).filter_by(login="zhao"):
             row.revoked_at = datetime.now(UTC)
@@ -98,5 +103,7 @@ def test_tokens_are_checked_and_changes_are_audited(served: Served) -> None:
     assert served.get("/audit", "wang").status_code == 403  # administrators only
     log = served.get("/audit").json()
     assert [(e["who"], e["action"], e["target"]) for e in log[:2]] == [
-        ("王芳", "silence.create", "branch b1"), ("王芳", "alert.resolve", f"alert {alert['id']}")]
+        ("王芳", "silence.create", "branch b1"),
+        ("王芳", "alert.resolve", f"alert {alert['id']}"),
+    ]
     assert any(e["action"] == "user.save" and e["target"] == "zhao" for e in log)

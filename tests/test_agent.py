@@ -34,11 +34,22 @@ def agent_config(port: int, data_dir: Path) -> dict[str, object]:
         "device_id": "dev-b1-cam",
         "data_dir": str(data_dir),
         "broker": {"host": "127.0.0.1", "port": port, "tls": False, "reconnect_max_s": 1},
-        "camera": {"source": "simulated", "fps": 5, "zones": [
-            {"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE]}],
-            "ignore": [[list(p) for p in STAFF_AREA]]},
-        "buttons": [{"key": "ramp-bell", "kind": "accessibility", "pin": BELL, "bounce_ms": 0, "repeat_guard_s": 0,
-                     "led_pin": LED}],
+        "camera": {
+            "source": "simulated",
+            "fps": 5,
+            "zones": [{"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE]}],
+            "ignore": [[list(p) for p in STAFF_AREA]],
+        },
+        "buttons": [
+            {
+                "key": "ramp-bell",
+                "kind": "accessibility",
+                "pin": BELL,
+                "bounce_ms": 0,
+                "repeat_guard_s": 0,
+                "led_pin": LED,
+            }
+        ],
         "sensors": [{"type": "simulated", "key": "lobby-temp", "kind": "temperature", "mean": 22, "unit": "°C"}],
         "reporting": {"queue_keepalive_s": 1, "facility_interval_s": 1, "health_interval_s": 1, "smoothing_frames": 1},
         "gpio_factory": "mock",
@@ -46,8 +57,9 @@ def agent_config(port: int, data_dir: Path) -> dict[str, object]:
 
 
 class Running:
-    def __init__(self, agent: Agent, lobby: Lobby, lock: threading.Lock, pins: MockFactory,
-                 camera: SimulatedCamera) -> None:
+    def __init__(
+        self, agent: Agent, lobby: Lobby, lock: threading.Lock, pins: MockFactory, camera: SimulatedCamera
+    ) -> None:
         self.agent, self.lobby, self.lock, self.pins, self.camera = agent, lobby, lock, pins, camera
         self.stop = threading.Event()
         self.thread = threading.Thread(target=agent.run, args=(self.stop,), name="agent-under-test")
@@ -95,8 +107,9 @@ def points(server: Runtime, measurement: str) -> list[object]:
 
 def test_agent_reports_counts_presses_sensors_and_health(running: Running, server: Runtime) -> None:
     running.set_waiting(4)
-    eventually(lambda: any(p.fields.get("occupancy") == 4 for p in points(server, schema.OCCUPANCY)),
-               what="occupancy 4 stored")
+    eventually(
+        lambda: any(p.fields.get("occupancy") == 4 for p in points(server, schema.OCCUPANCY)), what="occupancy 4 stored"
+    )
     running.press()
     (call,) = eventually(lambda: points(server, schema.CALL), what="call stored")
     assert dict(call.tags)["kind"] == "accessibility"
@@ -185,8 +198,11 @@ def test_broker_and_server_restart_during_a_burst_and_every_message_arrives_once
         tracker = eventually(lambda: restarted.pipeline.devices.get("dev-b1-cam"), what="device known")
         eventually(lambda: restarted.pipeline.repair.requests >= 1, timeout=30, what="a resend request")
         last_seq = running.agent.outbox._db.execute("SELECT max(seq) FROM outbox").fetchone()[0]
-        eventually(lambda: tracker.sequence.highest >= last_seq and tracker.sequence.missing == 0, timeout=30,
-                   what="every sequence number received")
+        eventually(
+            lambda: tracker.sequence.highest >= last_seq and tracker.sequence.missing == 0,
+            timeout=30,
+            what="every sequence number received",
+        )
         assert tracker.sequence.given_up == 0
         eventually(lambda: len(points(restarted, schema.CALL)) == presses, what="every call stored")
         time.sleep(1.0)
@@ -215,11 +231,24 @@ def test_pushed_config_is_applied_without_restart_and_bad_ones_are_refused(
     eventually(running.agent.link.connected.is_set, what="agent connected")
     device = server.pipeline.devices
     # a new zone layout: a second zone over the left half of the queue area
-    zones = [{"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE]},
-             {"key": "left", "polygon": [[0, 150], [320, 150], [320, 360], [0, 360]]}]
+    zones = [
+        {"key": "queue", "polygon": [list(p) for p in QUEUE_ZONE]},
+        {"key": "left", "polygon": [[0, 150], [320, 150], [320, 360], [0, 360]]},
+    ]
     camera = {"source": "simulated", "fps": 5, "zones": zones, "ignore": [[list(p) for p in STAFF_AREA]]}
-    push_config(mosquitto.port, 2, {"camera": camera, "reporting": {"queue_keepalive_s": 1, "facility_interval_s": 1,
-                                                                    "health_interval_s": 1, "smoothing_frames": 1}})
+    push_config(
+        mosquitto.port,
+        2,
+        {
+            "camera": camera,
+            "reporting": {
+                "queue_keepalive_s": 1,
+                "facility_interval_s": 1,
+                "health_interval_s": 1,
+                "smoothing_frames": 1,
+            },
+        },
+    )
     eventually(lambda: running.agent.config_version == 2, what="config 2 applied")
     eventually(lambda: device["dev-b1-cam"].config_version == 2, what="server knows config 2")
     assert running.agent.link.connected.is_set()  # the connection was never dropped
@@ -246,8 +275,12 @@ def test_pushed_config_is_applied_without_restart_and_bad_ones_are_refused(
     running.stop.set()
     running.thread.join(15)
     camera_again = SimulatedCamera(running.lobby, LobbyRenderer(0), running.lock)
-    again = Agent(parse_config(agent_config(mosquitto.port, tmp_path / "device")), clock=SystemClock(),
-                  frame_source=camera_again, pin_factory=MockFactory())
+    again = Agent(
+        parse_config(agent_config(mosquitto.port, tmp_path / "device")),
+        clock=SystemClock(),
+        frame_source=camera_again,
+        pin_factory=MockFactory(),
+    )
     try:
         assert again.config_version == 2
         assert [z.key for z in again.config.camera.zones] == ["queue", "left"]  # type: ignore[union-attr]
@@ -257,15 +290,23 @@ def test_pushed_config_is_applied_without_restart_and_bad_ones_are_refused(
 
 def test_a_covered_camera_is_a_fault_and_the_count_unknown_not_zero(running: Running, server: Runtime) -> None:
     running.set_waiting(5)
-    eventually(lambda: any(p.fields.get("occupancy") == 5 for p in points(server, schema.OCCUPANCY)),
-               what="occupancy 5 stored")
+    eventually(
+        lambda: any(p.fields.get("occupancy") == 5 for p in points(server, schema.OCCUPANCY)), what="occupancy 5 stored"
+    )
     running.camera.covered = True
-    unknown = eventually(lambda: [p for p in points(server, schema.OCCUPANCY) if p.fields.get("known") is False],
-                         what="occupancy stored as unknown")
+    unknown = eventually(
+        lambda: [p for p in points(server, schema.OCCUPANCY) if p.fields.get("known") is False],
+        what="occupancy stored as unknown",
+    )
     assert "occupancy" not in unknown[0].fields  # no number at all, certainly not 0
-    faults = eventually(lambda: [p for p in points(server, schema.FACILITY)
-                                 if dict(p.tags)["kind"] == "camera" and p.fields.get("ok") is False],
-                        what="camera fault stored")
+    faults = eventually(
+        lambda: [
+            p
+            for p in points(server, schema.FACILITY)
+            if dict(p.tags)["kind"] == "camera" and p.fields.get("ok") is False
+        ],
+        what="camera fault stored",
+    )
     assert faults
     zone = server.live.zones("b1")["queue"]
     assert zone.occupancy is None
@@ -298,8 +339,7 @@ def test_agent_tells_systemd_it_is_ready_and_stops_the_watchdog_when_the_camera_
 
     lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
     camera = HangingCamera(lobby, LobbyRenderer(0), threading.Lock())
-    agent = Agent(config, clock=SystemClock(), frame_source=camera, pin_factory=MockFactory(),
-                  notifier=Notifier(path))
+    agent = Agent(config, clock=SystemClock(), frame_source=camera, pin_factory=MockFactory(), notifier=Notifier(path))
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), name="agent-under-systemd")
     thread.start()
@@ -325,8 +365,9 @@ def test_an_acknowledged_call_lights_help_is_coming_at_the_button(running: Runni
 
     eventually(running.agent.link.connected.is_set, what="agent connected")
     running.press()  # the ramp bell; nobody comes within the 2 s of this site
-    alert = eventually(lambda: [a for a in server.alerts.open_alerts() if a.rule == "call_unanswered"],
-                       what="call alert")[0]
+    alert = eventually(
+        lambda: [a for a in server.alerts.open_alerts() if a.rule == "call_unanswered"], what="call alert"
+    )[0]
     assert alert.device_id == "dev-b1-cam"
     led = running.pins.pin(LED)
     assert not led.state
@@ -343,8 +384,10 @@ def test_an_acknowledged_call_lights_help_is_coming_at_the_button(running: Runni
     running.pins.pin(BELL).drive_low()  # staff arrive and hold the bell to answer it
     time.sleep(3.2)
     running.pins.pin(BELL).drive_high()
-    eventually(lambda: not [a for a in server.alerts.open_alerts() if a.rule == "call_unanswered"],
-               what="call resolved by the answer at the button")
+    eventually(
+        lambda: not [a for a in server.alerts.open_alerts() if a.rule == "call_unanswered"],
+        what="call resolved by the answer at the button",
+    )
     time.sleep(0.2)
     assert not led.state
 
@@ -367,15 +410,24 @@ def test_a_replacement_camera_counts_by_the_calibration_it_was_handed_once_it_kn
     config = parse_config(spec)
     lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
     lock = threading.Lock()
-    agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, LobbyRenderer(0), lock, staff=2),
-                  pin_factory=MockFactory(), sensor_env=SensorEnv(seed=0))
+    agent = Agent(
+        config,
+        clock=SystemClock(),
+        frame_source=SimulatedCamera(lobby, LobbyRenderer(0), lock, staff=2),
+        pin_factory=MockFactory(),
+        sensor_env=SensorEnv(seed=0),
+    )
     run = Running(agent, lobby, lock, MockFactory(), SimulatedCamera(lobby, LobbyRenderer(0), lock))
     run.thread.start()
     try:
-        eventually(lambda: agent.counting and agent.counting.methods() == {"queue": "detector"},
-                   what="counting by the detector while the lobby is learnt")
-        eventually(lambda: agent.counting and agent.counting.methods() == {"queue": "regression"},
-                   what="counting by the carried calibration")
+        eventually(
+            lambda: agent.counting and agent.counting.methods() == {"queue": "detector"},
+            what="counting by the detector while the lobby is learnt",
+        )
+        eventually(
+            lambda: agent.counting and agent.counting.methods() == {"queue": "regression"},
+            what="counting by the carried calibration",
+        )
         assert (config.data_dir / "calibration" / "background.png").exists()
         assert not (config.data_dir / "calibration" / "queue.json").exists()  # the old camera's stays in config
         run.set_waiting(6)

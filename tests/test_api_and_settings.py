@@ -24,8 +24,13 @@ def test_production_refuses_missing_and_default_secrets() -> None:
     with pytest.raises(ValidationError, match="LOBBYWATCH_MQTT_PASSWORD"):
         Settings(mode="prod", api_token=TOKEN, mqtt_password="password", link_secret=LINK)
     with pytest.raises(ValidationError, match="LOBBYWATCH_INFLUX_TOKEN"):
-        Settings(mode="prod", api_token=TOKEN, mqtt_password="a-long-enough-mqtt-password", storage="influxdb",
-                 link_secret=LINK)
+        Settings(
+            mode="prod",
+            api_token=TOKEN,
+            mqtt_password="a-long-enough-mqtt-password",
+            storage="influxdb",
+            link_secret=LINK,
+        )
     with pytest.raises(ValidationError, match="LOBBYWATCH_LINK_SECRET"):
         Settings(mode="prod", api_token=TOKEN, mqtt_password="a-long-enough-mqtt-password")
     good = Settings(mode="prod", api_token=TOKEN, mqtt_password="a-long-enough-mqtt-password", link_secret=LINK)
@@ -76,21 +81,29 @@ def test_openapi_documents_every_field(prod_runtime: Runtime) -> None:
     with TestClient(create_app(runtime=prod_runtime)) as client:
         spec = client.get("/openapi.json").json()
     paths = set(spec["paths"])
-    assert {"/api/v1/health", "/api/v1/branches", "/api/v1/branches/{branch_id}", "/api/v1/devices",
-            "/api/v1/alerts", "/api/v1/alerts/{alert_id}"} <= paths
+    assert {
+        "/api/v1/health",
+        "/api/v1/branches",
+        "/api/v1/branches/{branch_id}",
+        "/api/v1/devices",
+        "/api/v1/alerts",
+        "/api/v1/alerts/{alert_id}",
+    } <= paths
     assert "occupancy" in spec["components"]["schemas"]["ZoneLive"]["properties"]
 
 
 def test_silences_through_the_api(prod_runtime: Runtime) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with TestClient(create_app(runtime=prod_runtime)) as client:
-        made = client.post("/api/v1/silences", headers=auth,
-                           json={"branch": "b1", "minutes": 30, "by": "张工", "reason": "更换摄像头"})
+        made = client.post(
+            "/api/v1/silences", headers=auth, json={"branch": "b1", "minutes": 30, "by": "张工", "reason": "更换摄像头"}
+        )
         assert made.status_code == 200
         assert made.json()["reason"] == "更换摄像头"
         assert [s["id"] for s in client.get("/api/v1/silences", headers=auth).json()] == [made.json()["id"]]
-        refused = client.post("/api/v1/silences", headers=auth,
-                              json={"branch": "nowhere", "minutes": 30, "by": "张工", "reason": "x"})
+        refused = client.post(
+            "/api/v1/silences", headers=auth, json={"branch": "nowhere", "minutes": 30, "by": "张工", "reason": "x"}
+        )
         assert (refused.status_code, refused.json()["detail"]) == (409, "no branch 'nowhere'")
         assert client.delete(f"/api/v1/silences/{made.json()['id']}", headers=auth).status_code == 204
         assert client.get("/api/v1/silences", headers=auth).json() == []

@@ -24,14 +24,23 @@ def modules(package: str) -> list[Path]:
 
 
 def importers(package: str, target: str) -> list[str]:
-    return [str(p.relative_to(ROOT)) for p in modules(package)
-            if any(i == target or i.startswith(target + ".") for i in imports(p))]
+    return [
+        str(p.relative_to(ROOT))
+        for p in modules(package)
+        if any(i == target or i.startswith(target + ".") for i in imports(p))
+    ]
 
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
-    [("lobbywatch", "edge_agent"), ("lobbywatch", "server"), ("lobbywatch", "lobby_sim"),
-     ("edge_agent", "server"), ("edge_agent", "lobby_sim"), ("server", "edge_agent")],
+    [
+        ("lobbywatch", "edge_agent"),
+        ("lobbywatch", "server"),
+        ("lobbywatch", "lobby_sim"),
+        ("edge_agent", "server"),
+        ("edge_agent", "lobby_sim"),
+        ("server", "edge_agent"),
+    ],
 )
 def test_dependencies_run_one_way(package: str, forbidden: str) -> None:
     assert importers(package, forbidden) == []
@@ -48,10 +57,23 @@ def test_paho_stays_in_the_modules_that_speak_mqtt() -> None:
     assert importers("server", "paho") == ["server/ingest/mqtt_source.py", "server/provisioning/broker_admin.py"]
 
 
-PURE = ["lobbywatch/protocol/topics.py", "lobbywatch/protocol/messages.py", "edge_agent/reporting.py",
-        "edge_agent/debounce.py", "edge_agent/backoff.py", "server/ingest/sequence.py", "server/rules/threshold.py",
-        "server/rules/engine.py", "server/rules/waiting.py", "server/rules/calls.py", "server/rules/presence.py",
-        "server/rules/schedule.py", "server/rules/transitions.py", "server/ingest/repair.py", "lobby_sim/lobby.py"]
+PURE = [
+    "lobbywatch/protocol/topics.py",
+    "lobbywatch/protocol/messages.py",
+    "edge_agent/reporting.py",
+    "edge_agent/debounce.py",
+    "edge_agent/backoff.py",
+    "server/ingest/sequence.py",
+    "server/rules/threshold.py",
+    "server/rules/engine.py",
+    "server/rules/waiting.py",
+    "server/rules/calls.py",
+    "server/rules/presence.py",
+    "server/rules/schedule.py",
+    "server/rules/transitions.py",
+    "server/ingest/repair.py",
+    "lobby_sim/lobby.py",
+]
 IO_LIBRARIES = ("paho", "fastapi", "sqlalchemy", "sqlite3", "httpx", "influxdb_client", "gpiozero", "cv2", "socket")
 
 

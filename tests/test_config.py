@@ -44,12 +44,15 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def test_shared_pin_and_bad_zone_are_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 device_id: dev-001
 buttons:
   - {key: a, kind: help, pin: 5}
   - {key: b, kind: priority, pin: 5}
-""")
+""",
+    )
     with pytest.raises(ConfigError, match="share a GPIO pin"):
         load_config(path)
     path = write(tmp_path, "device_id: dev-001\ncamera: {source: '0', zones: [{key: q, polygon: [[0, 0], [1, 1]]}]}\n")
@@ -82,16 +85,35 @@ def test_snapshot_then_calibrate_from_the_command_line(tmp_path: Path, capsys: p
     video.mkdir()
     for i, n in enumerate(truth):
         cv2.imwrite(str(video / f"{i:03d}.png"), renderer.render(n, 1, 3))
-    config = write(tmp_path, f"""
+    config = write(
+        tmp_path,
+        f"""
 device_id: dev-001
 data_dir: {tmp_path / "data"}
 camera:
   source: "{video}"
   zones: [{{key: queue, polygon: {[list(p) for p in QUEUE_ZONE]}}}]
-""")
+""",
+    )
     out = tmp_path / "labels"
-    assert agent_main(["--lang", "en", "snapshot", "--config", str(config), "--out", str(out),
-                       "--count", str(len(truth)), "--every", "0"]) == 0
+    assert (
+        agent_main(
+            [
+                "--lang",
+                "en",
+                "snapshot",
+                "--config",
+                str(config),
+                "--out",
+                str(out),
+                "--count",
+                str(len(truth)),
+                "--every",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "how many people stand in zone queue" in capsys.readouterr().out
     assert agent_main(["--lang", "en", "calibrate", "--config", str(config), "--dataset", str(out)]) == 2
     assert "has no count" in capsys.readouterr().err  # nothing filled in yet: refused, nothing changed
@@ -109,16 +131,20 @@ camera:
     [
         (b"device_id: dev-001\nlocale: \xff\xfe\n", "not UTF-8 text"),
         (b"device_id: dev-001\nx: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
-        (b"device_id: dev-001\ncamera:\n  source: '0'\n  zones:\n    - {key: queue, polygon: [[0, 0], [1e30, 0], "
-         b"[10, 10]]}\n", "camera.zones.0.polygon.1.0"),
+        (
+            b"device_id: dev-001\ncamera:\n  source: '0'\n  zones:\n    - {key: queue, polygon: [[0, 0], [1e30, 0], "
+            b"[10, 10]]}\n",
+            "camera.zones.0.polygon.1.0",
+        ),
         (b"device_id: dev-001\nreporting: {facility_interval_s: .inf}\n", "reporting.facility_interval_s"),
         (b"device_id: dev-001\noutbox: {max_age_days: .nan}\n", "outbox.max_age_days"),
         (b"device_id: lobbywatch-server\n", "reserved for the system"),
     ],
     ids=["not-utf8", "deep", "huge-coordinate", "infinite-interval", "nan", "reserved-id"],
 )
-def test_check_config_names_the_problem_and_never_crashes(tmp_path: Path, text: bytes, problem: str,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_names_the_problem_and_never_crashes(
+    tmp_path: Path, text: bytes, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "device.yaml"
     path.write_bytes(text)
     assert agent_main(["check-config", str(path)]) != 0

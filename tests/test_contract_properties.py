@@ -30,13 +30,28 @@ CHANNELS = [Channel.QUEUE, Channel.BUTTON, Channel.FACILITY, Channel.HEALTH, Cha
 
 # JSON values a device could send, nasty ones included: huge and tiny numbers, deep nesting, long strings.
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40),
-    st.sampled_from(["2300-01-01T00:00:00+00:00", "1600-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00",
-                     "2026-11-30T08:00:00", "not a time", "0000-00-00", ""]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "2300-01-01T00:00:00+00:00",
+            "1600-01-01T00:00:00+00:00",
+            "9999-12-31T23:59:59+00:00",
+            "2026-11-30T08:00:00",
+            "not a time",
+            "0000-00-00",
+            "",
+        ]
+    ),
 )
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.text(max_size=8), inner, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 NON_JSON_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"]
 
 
@@ -66,8 +81,13 @@ def poisoned(draw: st.DrawFn) -> tuple[Channel, bytes]:
     target: Any = payload
     path = draw(st.lists(st.integers(min_value=0, max_value=9), max_size=3))
     for step in path:  # walk into a nested dict or list, if there is one
-        children = list(target.items()) if isinstance(target, dict) else list(enumerate(target)) \
-            if isinstance(target, list) else []
+        children = (
+            list(target.items())
+            if isinstance(target, dict)
+            else list(enumerate(target))
+            if isinstance(target, list)
+            else []
+        )
         containers = [(k, v) for k, v in children if isinstance(v, dict | list) and v]
         if not containers:
             break
@@ -137,8 +157,14 @@ def test_deep_nesting_and_megabyte_bodies_are_refused_by_name() -> None:
 def offline_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     """The real pipeline, store and registry, fed directly (no broker): fast enough for many examples."""
     folder: Path = tmp_path_factory.mktemp("properties")
-    runtime = Runtime(Settings(mode="dev", database_url=f"sqlite:///{folder / 'registry.sqlite3'}",
-                               site_file=write_site(folder), timeseries_path=folder / "ts.sqlite3"))
+    runtime = Runtime(
+        Settings(
+            mode="dev",
+            database_url=f"sqlite:///{folder / 'registry.sqlite3'}",
+            site_file=write_site(folder),
+            timeseries_path=folder / "ts.sqlite3",
+        )
+    )
     yield runtime
     runtime.store.close()
     runtime.engine.dispose()
@@ -147,7 +173,8 @@ def offline_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtim
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(poisoned(), min_size=1, max_size=12), st.randoms(use_true_random=False))
 def test_every_payload_is_stored_or_refused_and_every_valid_one_around_it_stored(
-        offline_runtime: Runtime, poison: list[tuple[Channel, bytes]], rnd: Any) -> None:
+    offline_runtime: Runtime, poison: list[tuple[Channel, bytes]], rnd: Any
+) -> None:
     runtime = offline_runtime
     good = Device.offline("dev-b1-cam")
     stream = uuid.uuid4().hex[:16]  # a fresh outbox per example: its sequence starts again

@@ -124,7 +124,10 @@ def test_detector_counts_real_people_without_calibration() -> None:
     """PETS 2009 from ../shared/datasets: the benchmark command, on its first 80 frames."""
     result = subprocess.run(
         [sys.executable, "-m", "edge_agent.benchmark", str(DATASETS / "pets09-s2l1"), "--limit", "80"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["frames"] == 80
@@ -136,8 +139,13 @@ def test_detector_counts_real_people_without_calibration() -> None:
 def test_benchmark_says_what_is_wrong_with_a_folder(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"roi\.json is missing"):
         load_dataset(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "edge_agent.benchmark", str(tmp_path)], capture_output=True,
-                            text=True, check=False, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent.benchmark", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     assert result.returncode == 2
     assert "roi.json is missing" in result.stderr
 

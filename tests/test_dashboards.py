@@ -33,8 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def grafana(query: str, day: Day, region: str = "(east|west)", branch: str = "e2", interval: str = "5m") -> str:
     """Substitute what Grafana substitutes before it sends a raw InfluxQL query."""
     time_filter = f"time >= {day.start_ns // 10**6}ms and time <= {day.end_ns // 10**6}ms"
-    return (query.replace("$timeFilter", time_filter).replace("$__interval", interval)
-            .replace("$region", region).replace("$branch", branch))
+    return (
+        query.replace("$timeFilter", time_filter)
+        .replace("$__interval", interval)
+        .replace("$region", region)
+        .replace("$branch", branch)
+    )
 
 
 def run(influx1: Influx1, query: str) -> list[dict[str, Any]]:
@@ -69,8 +73,7 @@ def test_every_query_of_every_dashboard_returns_data(day: Day, influx1: Influx1)
 
 
 def points(day: Day, measurement: str, **tags: str) -> list[Point]:
-    return [p for p in day.points if p.measurement == measurement
-            and all(p.tag(k) == v for k, v in tags.items())]
+    return [p for p in day.points if p.measurement == measurement and all(p.tag(k) == v for k, v in tags.items())]
 
 
 def test_the_branch_dashboard_shows_what_was_written(day: Day, influx1: Influx1) -> None:
@@ -85,8 +88,11 @@ def test_the_branch_dashboard_shows_what_was_written(day: Day, influx1: Influx1)
     assert 0 < column(level, "service_level")[0] < 100  # e2 is busy enough to miss the target some of the day
 
     (response,) = run(influx1, grafana(q.CALL_RESPONSE, day))
-    answered = sorted(p.fields["response_s"] for p in points(day, "call", branch="e2", kind="accessibility")
-                      if p.fields["action"] == "answered")
+    answered = sorted(
+        p.fields["response_s"]
+        for p in points(day, "call", branch="e2", kind="accessibility")
+        if p.fields["action"] == "answered"
+    )
     assert len(answered) == 3
     assert column(response, "longest") == [answered[-1]]
     assert answered[-1] >= 400  # the call left for almost seven minutes
@@ -105,20 +111,25 @@ def test_the_branch_dashboard_shows_what_was_written(day: Day, influx1: Influx1)
 
 
 def test_the_region_table_ranks_the_branches(day: Day, influx1: Influx1) -> None:
-    by_branch = {s["tags"]["branch"]: column(s, "service_level")[0]
-                 for s in run(influx1, grafana(q.RANK_SERVICE_LEVEL, day, region="east"))}
+    by_branch = {
+        s["tags"]["branch"]: column(s, "service_level")[0]
+        for s in run(influx1, grafana(q.RANK_SERVICE_LEVEL, day, region="east"))
+    }
     assert set(by_branch) == {"e1", "e2"}  # the west branch is not in the east
     for branch, level in by_branch.items():
         expected = 100 * statistics.mean(p.fields["under_target"] for p in points(day, "wait", branch=branch))
         assert level == pytest.approx(expected)
     assert by_branch["e1"] > by_branch["e2"]  # the busier branch ranks lower
 
-    longest = {s["tags"]["branch"]: column(s, "longest_queue")[0]
-               for s in run(influx1, grafana(q.RANK_LONGEST_QUEUE, day))}
-    assert longest == {b: max(p.fields["occupancy"] for p in points(day, "occupancy", branch=b))
-                       for b in lobby_day.BRANCHES}
-    uptime = {s["tags"]["branch"]: column(s, "facility_uptime")[0]
-              for s in run(influx1, grafana(q.RANK_FACILITY_UPTIME, day))}
+    longest = {
+        s["tags"]["branch"]: column(s, "longest_queue")[0] for s in run(influx1, grafana(q.RANK_LONGEST_QUEUE, day))
+    }
+    assert longest == {
+        b: max(p.fields["occupancy"] for p in points(day, "occupancy", branch=b)) for b in lobby_day.BRANCHES
+    }
+    uptime = {
+        s["tags"]["branch"]: column(s, "facility_uptime")[0] for s in run(influx1, grafana(q.RANK_FACILITY_UPTIME, day))
+    }
     assert uptime["e1"] == 100
     assert uptime["e2"] < 100
 
@@ -186,8 +197,14 @@ def grafana_api() -> Iterator[GrafanaApi]:
 def cli(*args: str, token: str = GRAFANA_TOKEN) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GRAFANA_TOKEN": token, "LOBBYWATCH_INFLUX_TOKEN": INFLUX_TOKEN, "LANG": "en_US.UTF-8"}
     env.pop("GRAFANA_USER", None)
-    done = subprocess.run([sys.executable, "-m", "server.cli", "dashboards", *args], env=env, capture_output=True,
-                          text=True, check=False, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "dashboards", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert GRAFANA_TOKEN not in done.stdout + done.stderr
     assert INFLUX_TOKEN not in done.stdout + done.stderr
     return done
@@ -228,8 +245,11 @@ def test_pull_saves_an_edited_dashboard_in_the_stable_form(grafana_api: GrafanaA
     assert pulled.returncode == 0, pulled.stderr
     text = (tmp_path / "lobbywatch-branch.json").read_text(encoding="utf-8")
     ours = (ROOT / "dashboards" / "lobbywatch-branch.json").read_text(encoding="utf-8")
-    changed = [line for line in difflib.unified_diff(ours.splitlines(), text.splitlines(), lineterm="", n=0)
-               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    changed = [
+        line
+        for line in difflib.unified_diff(ours.splitlines(), text.splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
     assert changed == ['-  "refresh": "30s",', '+  "refresh": "1m",']  # one line: the edit, nothing else
 
 

@@ -37,18 +37,32 @@ def test_routing_by_role_severity_and_quiet_hours() -> None:
 
 
 def notice(alert_id: int = 1, role: str = "duty_supervisor") -> Notice:
-    return Notice(alert_id, "fired", "queue_too_long", "warning", "b1", "B", "queue", "排队过长", "9 人",
-                  "2026-11-23T02:00:00+00:00", "2026-11-23T10:00:00+08:00", "", None, role)
+    return Notice(
+        alert_id,
+        "fired",
+        "queue_too_long",
+        "warning",
+        "b1",
+        "B",
+        "queue",
+        "排队过长",
+        "9 人",
+        "2026-11-23T02:00:00+00:00",
+        "2026-11-23T10:00:00+08:00",
+        "",
+        None,
+        role,
+    )
 
 
 def test_a_retry_sends_only_to_whom_it_failed_and_a_dead_channel_reaches_the_admins(
     inbox: ThreadingHTTPServer,
 ) -> None:
     dead = f"json://127.0.0.1:{free_port()}/nobody"  # nothing listens there
-    contacts = (Contact("王芳", "duty_supervisor", (url(inbox, "wang"),)),
-                Contact("李强", "duty_supervisor", (dead,)))
-    channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key,
-                             admin_urls=[url(inbox, "admin")], group_wait_s=0)
+    contacts = (Contact("王芳", "duty_supervisor", (url(inbox, "wang"),)), Contact("李强", "duty_supervisor", (dead,)))
+    channel = AppriseChannel(
+        lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key, admin_urls=[url(inbox, "admin")], group_wait_s=0
+    )
     for _ in range(3):
         with pytest.raises(DeliveryError, match="李强"):
             channel.deliver(notice())
@@ -60,8 +74,9 @@ def test_a_retry_sends_only_to_whom_it_failed_and_a_dead_channel_reaches_the_adm
 
 def test_rate_limit_per_person(inbox: ThreadingHTTPServer) -> None:
     contacts = (Contact("王芳", "duty_supervisor", (url(inbox, "wang"),), max_per_hour=2),)
-    channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key, group_interval_s=0,
-                             group_wait_s=0)
+    channel = AppriseChannel(
+        lambda _b: contacts, lambda _n, _c: None, lambda key, _b: key, group_interval_s=0, group_wait_s=0
+    )
     for alert_id in range(1, 5):
         channel.deliver(notice(alert_id))
     assert len(inbox.messages["/wang"]) == 2  # type: ignore[attr-defined]
@@ -72,8 +87,13 @@ def test_a_bad_morning_is_one_message_per_person_not_twenty(inbox: ThreadingHTTP
     now = [1000.0]
     contacts = (Contact("王芳", "duty_supervisor", (url(inbox, "wang"),)),)
     labels = {"notice.group.title": "{branch}: {count}", "notice.acknowledge": "ack"}
-    channel = AppriseChannel(lambda _b: contacts, lambda n, _c: f"http://lobby/ack/{n.alert_id}",
-                             lambda key, _b, **p: labels[key].format(**p), clock=lambda: now[0], group_interval_s=60)
+    channel = AppriseChannel(
+        lambda _b: contacts,
+        lambda n, _c: f"http://lobby/ack/{n.alert_id}",
+        lambda key, _b, **p: labels[key].format(**p),
+        clock=lambda: now[0],
+        group_interval_s=60,
+    )
     reported: list[tuple[int, bool, str]] = []
 
     def report(n: Notice, _channel: str, ok: bool, detail: str) -> None:
@@ -82,8 +102,22 @@ def test_a_bad_morning_is_one_message_per_person_not_twenty(inbox: ThreadingHTTP
     for alert_id in range(1, 6):  # five alerts within ten seconds
         assert channel.deliver(notice(alert_id)) is False  # held for the group wait: nothing handed over yet
         now[0] += 2
-    critical = Notice(9, "fired", "call_unanswered", "critical", "b1", "B", "ramp", "无障碍呼叫", "60 s",
-                      "2026-11-23T02:00:00+00:00", "2026-11-23T10:00:00+08:00", "", None, "duty_supervisor")
+    critical = Notice(
+        9,
+        "fired",
+        "call_unanswered",
+        "critical",
+        "b1",
+        "B",
+        "ramp",
+        "无障碍呼叫",
+        "60 s",
+        "2026-11-23T02:00:00+00:00",
+        "2026-11-23T10:00:00+08:00",
+        "",
+        None,
+        "duty_supervisor",
+    )
     assert channel.deliver(critical) is True  # the ramp bell never waits
     channel.flush(report)
     assert len(inbox.messages["/wang"]) == 1  # type: ignore[attr-defined]
@@ -112,8 +146,14 @@ def test_a_bad_morning_is_one_message_per_person_not_twenty(inbox: ThreadingHTTP
 def test_a_held_group_that_cannot_be_sent_is_retried_then_reported() -> None:
     now = [0.0]
     contacts = (Contact("李强", "duty_supervisor", (f"json://127.0.0.1:{free_port()}/nobody",)),)
-    channel = AppriseChannel(lambda _b: contacts, lambda _n, _c: None, lambda key, _b, **p: key,
-                             clock=lambda: now[0], group_interval_s=60, group_wait_s=0)
+    channel = AppriseChannel(
+        lambda _b: contacts,
+        lambda _n, _c: None,
+        lambda key, _b, **p: key,
+        clock=lambda: now[0],
+        group_interval_s=60,
+        group_wait_s=0,
+    )
     reported: list[tuple[int, bool]] = []
     with pytest.raises(DeliveryError):
         channel.deliver(notice(1))
@@ -140,7 +180,9 @@ def runtime_with_contacts(tmp_path: Path, mosquitto: Mosquitto, inbox: Threading
 
 
 def test_the_supervisor_gets_the_alert_and_acknowledges_it_with_one_tap(
-    runtime_with_contacts, mosquitto: Mosquitto, inbox: ThreadingHTTPServer  # type: ignore[no-untyped-def]
+    runtime_with_contacts,
+    mosquitto: Mosquitto,
+    inbox: ThreadingHTTPServer,  # type: ignore[no-untyped-def]
 ) -> None:
     runtime = runtime_with_contacts
     device = Device(mosquitto.port, "dev-b1-cam")

@@ -19,24 +19,38 @@ LIMIT_S = 60
 def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: Path, broker: str) -> None:
     """amqtt is what a machine without Mosquitto gets."""
     port = free_port()
-    command = [str(Path(sys.executable).parent / "lobbywatch"), "--lang", "en", "demo", "--port", str(port),
-               "--workdir", str(tmp_path / "demo"), "--broker", broker]
+    command = [
+        str(Path(sys.executable).parent / "lobbywatch"),
+        "--lang",
+        "en",
+        "demo",
+        "--port",
+        str(port),
+        "--workdir",
+        str(tmp_path / "demo"),
+        "--broker",
+        broker,
+    ]
     env = {**os.environ, "DEMO_SECONDS": str(LIMIT_S + 30), "COLUMNS": "120"}
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     live: set[str] = set()
     alerts: list[dict[str, object]] = []
     try:
-        while time.monotonic() - started < LIMIT_S and not (len(live) == 3 and {"queue_too_long", "call_unanswered"}
-                                                              <= {a["rule"] for a in alerts}):
+        while time.monotonic() - started < LIMIT_S and not (
+            len(live) == 3 and {"queue_too_long", "call_unanswered"} <= {a["rule"] for a in alerts}
+        ):
             time.sleep(1)
             try:
                 branches = httpx.get(f"http://127.0.0.1:{port}/api/v1/branches", timeout=2).json()
                 alerts = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=2).json()
             except httpx.HTTPError:
                 continue
-            live = {b["id"] for b in branches
-                    if b["devices_online"] == 1 and all(z["occupancy"] is not None for z in b["zones"])}
+            live = {
+                b["id"]
+                for b in branches
+                if b["devices_online"] == 1 and all(z["occupancy"] is not None for z in b["zones"])
+            }
         elapsed = time.monotonic() - started
         process.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
         output, _ = process.communicate(timeout=60)

@@ -24,8 +24,12 @@ COMPOSE = ROOT / "docker-compose.yml"
 
 def test_compose_file_follows_the_compose_specification() -> None:
     checker = Path(sys.executable).parent / "check-jsonschema"
-    result = subprocess.run([str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -47,8 +51,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("deploy", "dashboards"):
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("secrets"))
     shutil.copy(COMPOSE, copy / COMPOSE.name)
-    result = subprocess.run(["sh", "deploy/make-secrets.sh", "broker.test"], cwd=copy, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        ["sh", "deploy/make-secrets.sh", "broker.test"], cwd=copy, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     return copy
 
@@ -64,8 +69,12 @@ def test_every_mounted_config_file_exists_after_make_secrets(deployment: Path) -
 
 def test_secrets_are_private_and_the_ca_key_is_in_no_container(deployment: Path) -> None:
     secrets = deployment / "deploy" / "secrets"
-    for private in (deployment / ".env", secrets / "certs" / "server.key", secrets / "ca" / "ca.key",
-                    secrets / "mosquitto" / "dynamic-security.json"):
+    for private in (
+        deployment / ".env",
+        secrets / "certs" / "server.key",
+        secrets / "ca" / "ca.key",
+        secrets / "mosquitto" / "dynamic-security.json",
+    ):
         assert private.stat().st_mode & 0o077 == 0, f"{private} is readable by others"
     mounted = [deployment / s for s in bind_mounts()]
     key = secrets / "ca" / "ca.key"
@@ -85,8 +94,15 @@ def test_the_api_is_served_over_https_only() -> None:
 
 def test_compose_needs_every_secret_from_the_environment() -> None:
     text = COMPOSE.read_text()
-    for name in ("INFLUXDB_TOKEN", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "LOBBYWATCH_MQTT_PASSWORD",
-                 "LOBBYWATCH_API_TOKEN", "INFLUXDB_ADMIN_PASSWORD", "LOBBYWATCH_LINK_SECRET"):
+    for name in (
+        "INFLUXDB_TOKEN",
+        "POSTGRES_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+        "LOBBYWATCH_MQTT_PASSWORD",
+        "LOBBYWATCH_API_TOKEN",
+        "INFLUXDB_ADMIN_PASSWORD",
+        "LOBBYWATCH_LINK_SECRET",
+    ):
         assert re.search(r"\$\{" + name + r":\?", text), f"{name} must be required, not defaulted"
 
 
@@ -96,13 +112,18 @@ def test_example_site_file_is_valid() -> None:
 
 
 class Probe:
-    def __init__(self, port: int, user: str | None, password: str | None, ca: Path | None,
-                 client_id: str | None = None) -> None:
+    def __init__(
+        self, port: int, user: str | None, password: str | None, ca: Path | None, client_id: str | None = None
+    ) -> None:
         self.refused: list[str] = []
         self.connected = threading.Event()
         self.result: str | None = None
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or user or "probe-anonymous",
-                                  protocol=mqtt.MQTTv5, clean_session=None)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or user or "probe-anonymous",
+            protocol=mqtt.MQTTv5,
+            clean_session=None,
+        )
         if user:
             self.client.username_pw_set(user, password)
         if ca:
@@ -122,9 +143,7 @@ class Probe:
         self.client.loop_stop()
 
 
-def test_production_broker_config_enforces_tls_and_one_identity_per_device(
-    deployment: Path, tmp_path: Path
-) -> None:
+def test_production_broker_config_enforces_tls_and_one_identity_per_device(deployment: Path, tmp_path: Path) -> None:
     secrets = deployment / "deploy" / "secrets"
     env = dict(line.split("=", 1) for line in (deployment / ".env").read_text().splitlines() if "=" in line)
     dynsec = tmp_path / "dynsec"
@@ -132,20 +151,23 @@ def test_production_broker_config_enforces_tls_and_one_identity_per_device(
     plugin = next(p for p in DYNSEC_PLUGIN if Path(p).exists())
     tls_port, plain_port = free_port(), free_port()
     conf = (deployment / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
-    conf = (conf.replace("/usr/lib/mosquitto_dynamic_security.so", plugin)
-            .replace("/mosquitto/dynsec", str(dynsec))
-            .replace("/mosquitto/certs", str(secrets / "certs"))
-            .replace("/mosquitto/data/", str(tmp_path) + "/")
-            .replace("listener 8883", f"listener {tls_port} 127.0.0.1")
-            .replace("listener 1883", f"listener {plain_port} 127.0.0.1")
-            .replace("log_dest stdout", f"log_dest file {tmp_path}/mosquitto.log\nuser root"))
+    conf = (
+        conf.replace("/usr/lib/mosquitto_dynamic_security.so", plugin)
+        .replace("/mosquitto/dynsec", str(dynsec))
+        .replace("/mosquitto/certs", str(secrets / "certs"))
+        .replace("/mosquitto/data/", str(tmp_path) + "/")
+        .replace("listener 8883", f"listener {tls_port} 127.0.0.1")
+        .replace("listener 1883", f"listener {plain_port} 127.0.0.1")
+        .replace("log_dest stdout", f"log_dest file {tmp_path}/mosquitto.log\nuser root")
+    )
     (tmp_path / "mosquitto.conf").write_text(conf)
     broker = subprocess.Popen(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")])
     try:
         wait_for_port(tls_port)
         # what the server does: its administrator (from make-secrets.sh) makes the identities
-        admin = BrokerAdmin(AdminSettings("127.0.0.1", plain_port, "lobbywatch-admin",
-                                          env["LOBBYWATCH_MQTT_ADMIN_PASSWORD"]))
+        admin = BrokerAdmin(
+            AdminSettings("127.0.0.1", plain_port, "lobbywatch-admin", env["LOBBYWATCH_MQTT_ADMIN_PASSWORD"])
+        )
         admin.ensure_server("lobbywatch-server", env["LOBBYWATCH_MQTT_PASSWORD"], "lobbywatch-ingest-1")
         admin.create_device("dev-001", "device-one-password")
         admin.create_device("dev-002", "device-two-password")
@@ -187,8 +209,9 @@ def test_agent_unit_runs_the_installed_commands_under_a_watchdog() -> None:
     assert subprocess.run(["sh", "-n", str(ROOT / "firmware_configs" / "install.sh")], check=False).returncode == 0
 
 
-def check_identities_are_bound(admin: BrokerAdmin, tls_port: int, plain_port: int, ca: Path,
-                               env: dict[str, str]) -> None:
+def check_identities_are_bound(
+    admin: BrokerAdmin, tls_port: int, plain_port: int, ca: Path, env: dict[str, str]
+) -> None:
     """Each identity connects under its own client id only; a device cannot take another's session or the
     server's; the system's own clients are never replaced or deleted by a device's enrollment or revocation."""
     two = Probe(tls_port, "dev-002", "device-two-password", ca)

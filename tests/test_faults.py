@@ -14,17 +14,46 @@ from typing import Any
 
 import pytest
 
-REDUCED = ["--devices", "5", "--rate", "60", "--seconds", "5", "--down", "3", "--store-down", "4", "--agents", "4",
-           "--agent-rate", "1000", "--backlog", "300", "--small-agents", "1", "--storm-agents", "100",
-           "--overload-rate", "3000", "--overload-seconds", "8"]
+REDUCED = [
+    "--devices",
+    "5",
+    "--rate",
+    "60",
+    "--seconds",
+    "5",
+    "--down",
+    "3",
+    "--store-down",
+    "4",
+    "--agents",
+    "4",
+    "--agent-rate",
+    "1000",
+    "--backlog",
+    "300",
+    "--small-agents",
+    "1",
+    "--storm-agents",
+    "100",
+    "--overload-rate",
+    "3000",
+    "--overload-seconds",
+    "8",
+]
 pytestmark = pytest.mark.timeout(900)  # one run of every fault, shared by the tests below
 DROPPING = {"outbox-full", "disk-full"}  # faults past a documented bound: the outbox drops its oldest
 
 
 @pytest.fixture(scope="module")
 def faults() -> dict[str, dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "bench.faults", *REDUCED], capture_output=True, text=True,
-                          check=False, timeout=1200, cwd=Path(__file__).parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.faults", *REDUCED],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1200,
+        cwd=Path(__file__).parent.parent,
+    )
     assert done.stdout.strip(), done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])["faults"]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -32,8 +61,18 @@ def faults() -> dict[str, dict[str, Any]]:
 
 
 def test_every_fault_ran(faults: dict[str, dict[str, Any]]) -> None:
-    expected = {"server-kill", "store-down", "broker-restart", "broker-restart-nopersist", "broker-kill",
-                "edge-offline", "agent-kill", "outbox-full", "reconnect-storm", "overload"}
+    expected = {
+        "server-kill",
+        "store-down",
+        "broker-restart",
+        "broker-restart-nopersist",
+        "broker-kill",
+        "edge-offline",
+        "agent-kill",
+        "outbox-full",
+        "reconnect-storm",
+        "overload",
+    }
     if os.geteuid() == 0:  # mounting the small filesystem
         expected.add("disk-full")
     assert set(faults) == expected

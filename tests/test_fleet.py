@@ -45,22 +45,37 @@ class World:
             add_user(session, "li", "李工", "technician", PASSWORD, datetime.now(UTC))
             add_user(session, "wang", "王芳", "duty_supervisor", PASSWORD, datetime.now(UTC), branches=["b1"])
             # what enrollment keeps: the sections a technician may change and push
-            session.add(models.DeviceConfig(device_id="dev-b1-cam", version=0, updated_at=datetime.now(UTC),
-                                            updated_by="enrollment",
-                                            sections={k: v for k, v in raw.items() if k in REMOTE_SECTIONS}))
+            session.add(
+                models.DeviceConfig(
+                    device_id="dev-b1-cam",
+                    version=0,
+                    updated_at=datetime.now(UTC),
+                    updated_by="enrollment",
+                    sections={k: v for k, v in raw.items() if k in REMOTE_SECTIONS},
+                )
+            )
             session.commit()
         self.web = Web(self.runtime)
         lock, self.pins = threading.Lock(), MockFactory()
         self.lobby = lobby = Lobby(LobbyPlan(windows=0, base_per_min=0, peak_per_min=0), random.Random(0))
         calibrate_simulated(config.data_dir, LobbyRenderer(0), Zone("queue", list(QUEUE_ZONE)))
-        self.agent = Agent(config, clock=SystemClock(), frame_source=SimulatedCamera(lobby, LobbyRenderer(0), lock),
-                           pin_factory=self.pins, sensor_env=SensorEnv(seed=0))
+        self.agent = Agent(
+            config,
+            clock=SystemClock(),
+            frame_source=SimulatedCamera(lobby, LobbyRenderer(0), lock),
+            pin_factory=self.pins,
+            sensor_env=SensorEnv(seed=0),
+        )
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.agent.run, args=(self.stop,), name="agent-under-test")
         self.thread.start()
         eventually(lambda: self.agent.stats.occupancy.get("queue") is not None, what="the agent counting")
-        eventually(lambda: self.runtime.pipeline.devices.get("dev-b1-cam") and
-                   self.runtime.pipeline.devices["dev-b1-cam"].online, what="the device online")
+        eventually(
+            lambda: (
+                self.runtime.pipeline.devices.get("dev-b1-cam") and self.runtime.pipeline.devices["dev-b1-cam"].online
+            ),
+            what="the device online",
+        )
 
     def close(self) -> None:
         self.stop.set()
@@ -76,8 +91,9 @@ def world(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[World]:
     made.close()
 
 
-def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(browser: Browser, world: World,
-                                                                         tmp_path: Path) -> None:
+def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(
+    browser: Browser, world: World, tmp_path: Path
+) -> None:
     page = sign_in(browser, world.web, "li")
     page.get_by_role("link", name="设备", exact=True).click()
     expect(page.locator("article[data-device='dev-b1-cam']")).to_contain_text("在线")
@@ -122,12 +138,15 @@ def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(browser:
     expect(page.locator("canvas#zones")).to_be_visible(timeout=15_000)
     page.fill("input[name=count]", "0")
     page.get_by_role("button", name="标注用于校准").click()
-    eventually(lambda: (world.runtime.pipeline.devices["dev-b1-cam"].last_reply or ("",))[0].startswith("label"),
-               what="the label's answer")
+    eventually(
+        lambda: (world.runtime.pipeline.devices["dev-b1-cam"].last_reply or ("",))[0].startswith("label"),
+        what="the label's answer",
+    )
     reply = world.runtime.pipeline.devices["dev-b1-cam"].last_reply
     assert reply is not None
     assert reply[1] is True
     assert reply[2] == "1 labels; 5 needed to calibrate"
+
     def answer() -> str:
         return (world.runtime.pipeline.devices["dev-b1-cam"].last_reply or ("", False, ""))[2]
 
@@ -135,15 +154,17 @@ def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(browser:
         world.lobby.waiting = waiting
         time.sleep(0.5)  # a frame of the new moment
         snap = httpx.post(f"{world.web.url}/api/v1/devices/dev-b1-cam/commands", json={"action": "snapshot"})
-        httpx.post(f"{world.web.url}/api/v1/devices/dev-b1-cam/commands",
-                   json={"action": "label", "args": {"zone": "queue", "snapshot": snap.json()["command"],
-                                                     "count": waiting}}).raise_for_status()
+        httpx.post(
+            f"{world.web.url}/api/v1/devices/dev-b1-cam/commands",
+            json={"action": "label", "args": {"zone": "queue", "snapshot": snap.json()["command"], "count": waiting}},
+        ).raise_for_status()
         eventually(lambda n=labels: answer().startswith(f"{n} labels"), what=f"the answer to label {labels}")
     assert "calibrated" in answer()
 
     def kept() -> dict[str, Any] | None:  # with the zone, for a camera that may one day replace this one
         with world.runtime.sessions() as session:
             return session.scalars(select(models.Zone).filter_by(device_id="dev-b1-cam", key="queue")).one().calibration
+
     calibration = eventually(kept, what="the calibration kept with the zone")
     assert (calibration["polygon"], calibration["frames"]) == (drawn, 5)
 
@@ -163,8 +184,9 @@ def test_supervisors_do_not_get_the_technicians_actions(browser: Browser, world:
     assert page.get_by_role("link", name="设备", exact=True).count() == 0
     page.goto(f"{world.web.url}/lobby/fleet/dev-b1-cam")
     assert page.get_by_role("button", name="重启代理").count() == 0
-    refused = page.request.post(f"{world.web.url}/lobby/fleet/dev-b1-cam/action",
-                                form={"csrf": "x", "action": "restart"})
+    refused = page.request.post(
+        f"{world.web.url}/lobby/fleet/dev-b1-cam/action", form={"csrf": "x", "action": "restart"}
+    )
     assert refused.status == 403
     assert not world.agent.restart_requested
     first, *_ = fleet(world.runtime)
@@ -178,15 +200,27 @@ def test_the_fleet_from_the_command_line(world: World) -> None:
 
     env = {**os.environ, "LANG": "zh_CN.UTF-8"}
     env.pop("LOBBYWATCH_API_TOKEN", None)
-    done = subprocess.run([sys.executable, "-m", "server.cli", "fleet", "--url", world.web.url], env=env,
-                          capture_output=True, text=True, check=False, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "fleet", "--url", world.web.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if "dev-b" in line]
     assert "dev-b2-cam" in lines[0]  # offline: first
     assert "离线" in lines[0]
     assert "dev-b1-cam" in lines[1]
     assert "在线" in lines[1]
-    only = subprocess.run([sys.executable, "-m", "server.cli", "fleet", "--url", world.web.url, "--attention"],
-                          env=env, capture_output=True, text=True, check=False, timeout=60)
+    only = subprocess.run(
+        [sys.executable, "-m", "server.cli", "fleet", "--url", world.web.url, "--attention"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert "dev-b1-cam" not in only.stdout
     assert "dev-b2-cam" in only.stdout

@@ -15,8 +15,14 @@ def sample_points(now_ns: int, n: int) -> list[Point]:
     points = []
     for i in range(n):
         t = now_ns - (n - i) * 1_000_000_000
-        points.append(Point.make("occupancy", {"branch": "b1", "zone": "queue", "device": "d1"},
-                                 {"occupancy": i % 9, "known": True, "error": 0.5}, t))
+        points.append(
+            Point.make(
+                "occupancy",
+                {"branch": "b1", "zone": "queue", "device": "d1"},
+                {"occupancy": i % 9, "known": True, "error": 0.5},
+                t,
+            )
+        )
         tags = {"branch": "b1", "device": "d1", "sensor": "lobby temp", "kind": "temperature"}
         points.append(Point.make("facility", tags, {"value": 20.0 + i / 10, "ok": True}, t))
     return points
@@ -123,8 +129,12 @@ def test_a_server_killed_while_influxdb_is_down_loses_nothing(victoria: Victoria
 
     victoria.stop()
     now = time.time_ns()
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, victoria.url, str(tmp_path / "spool.sqlite3"), str(now)],
-                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, victoria.url, str(tmp_path / "spool.sqlite3"), str(now)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
     try:
         assert writer.stdout is not None
         assert writer.stdout.readline().strip() == "written"

@@ -81,7 +81,12 @@ def test_bad_input_is_refused_counted_and_logged_once(
     device.queue(2)  # and the ingest carries on
     eventually(lambda: stored(runtime), what="the good message stored")
     assert runtime.rejects.snapshot() == {
-        "not_json": 2, "invalid": 1, "too_large": 1, "unknown_zone": 1, "unknown_device": 1, "bad_topic": 1,
+        "not_json": 2,
+        "invalid": 1,
+        "too_large": 1,
+        "unknown_zone": 1,
+        "unknown_device": 1,
+        "bad_topic": 1,
     }
     not_json_logs = [r for r in caplog.records if "(not_json)" in r.getMessage()]
     assert len(not_json_logs) == 1
@@ -92,9 +97,7 @@ def test_bad_input_is_refused_counted_and_logged_once(
     assert health["internal_errors"] == 0
 
 
-def test_queue_rule_fires_notifies_and_resolves(
-    runtime: Runtime, device: Device, inbox: ThreadingHTTPServer
-) -> None:
+def test_queue_rule_fires_notifies_and_resolves(runtime: Runtime, device: Device, inbox: ThreadingHTTPServer) -> None:
     device.queue(6)  # site rule: threshold 5, no duration
     eventually(lambda: len(inbox.messages.get("/hook", [])) == 1, what="fired notice")  # type: ignore[attr-defined]
     notice = inbox.messages["/hook"][0]  # type: ignore[attr-defined]
@@ -112,9 +115,14 @@ def test_queue_rule_fires_notifies_and_resolves(
         assert alert["peak"] == 7
         english = client.get(f"/api/v1/alerts/{alert['id']}", params={"lang": "en"}).json()
         assert english["title"] == "阜成门支局: queue too long in 窗口排队区"
-        kinds = eventually(lambda: [e["kind"] for e in client.get(f"/api/v1/alerts/{alert['id']}").json()["events"]]
-                           if len(client.get(f"/api/v1/alerts/{alert['id']}").json()["events"]) >= 6 else None,
-                           what="timeline with deliveries")
+        kinds = eventually(
+            lambda: (
+                [e["kind"] for e in client.get(f"/api/v1/alerts/{alert['id']}").json()["events"]]
+                if len(client.get(f"/api/v1/alerts/{alert['id']}").json()["events"]) >= 6
+                else None
+            ),
+            what="timeline with deliveries",
+        )
     assert kinds.count("fired") == 1
     assert kinds.count("resolved") == 1
     assert kinds.count("notified") == 4  # two notices, to the log and the webhook

@@ -138,8 +138,9 @@ def small_card(tmp_path: Path) -> Iterator[Path]:
     """A real filesystem of 2 MiB (tmpfs), as a small or nearly full SD card; the tests run as root (CI does)."""
     card = tmp_path / "card"
     card.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(card)], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(card)], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"cannot mount a tmpfs for the full-card tests (run as root): {done.stderr.strip()}")
     yield card

@@ -154,11 +154,23 @@ def test_an_administrator_adds_a_user_from_the_command_line(tmp_path: Path) -> N
     assert refused.returncode == 2
     assert "用户未保存" in refused.stderr
     assert "--branch or --region" in refused.stderr
-    short = subprocess.run([*command[:-1], "--role", "technician", "--password-stdin"], input="short\n", env=env,
-                           capture_output=True, text=True, check=False)
+    short = subprocess.run(
+        [*command[:-1], "--role", "technician", "--password-stdin"],
+        input="short\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "at least 10 characters" in short.stderr
-    made = subprocess.run([*command[:-1], "--role", "technician", "--password-stdin"], input="long-enough-pw\n",
-                          env=env, capture_output=True, text=True, check=False)
+    made = subprocess.run(
+        [*command[:-1], "--role", "technician", "--password-stdin"],
+        input="long-enough-pw\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert made.returncode == 0, made.stderr
     assert "用户 add-me 已保存" in made.stdout
     engine = make_engine(database)

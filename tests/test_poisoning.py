@@ -128,22 +128,38 @@ class PickyStore(SqliteStore):
 
 
 def test_a_message_the_store_refuses_is_set_aside_and_the_batch_stored(tmp_path: Path) -> None:
-    rt = Runtime(Settings(mode="dev", database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}",
-                          site_file=write_site(tmp_path), timeseries_path=tmp_path / "ts.sqlite3"))
+    rt = Runtime(
+        Settings(
+            mode="dev",
+            database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}",
+            site_file=write_site(tmp_path),
+            timeseries_path=tmp_path / "ts.sqlite3",
+        )
+    )
     picky = PickyStore(tmp_path / "picky.sqlite3")
     rt.pipeline.store = picky
     device = Device.offline("dev-b1-cam")
     try:
         now = time.time()
-        batch = [Received("lobby/v1/dev-b1-cam/queue", json.dumps(device.envelope(
-            zones=[{"zone": "queue", "occupancy": n}])).encode(), now, i, 1) for i, n in enumerate((1, 13, 2, 13, 3))]
+        batch = [
+            Received(
+                "lobby/v1/dev-b1-cam/queue",
+                json.dumps(device.envelope(zones=[{"zone": "queue", "occupancy": n}])).encode(),
+                now,
+                i,
+                1,
+            )
+            for i, n in enumerate((1, 13, 2, 13, 3))
+        ]
         rt.pipeline.process(batch)  # one batch: the store refuses it whole, then two of its messages
         assert sorted(int(p.fields["occupancy"]) for p in picky.query("occupancy", "b1", 0)) == [1, 2, 3]
         assert rt.pipeline.stats.store_refused == 2
         with rt.sessions() as session:
             kept = dead_letters.recent(session)
         assert [(x.cause, json.loads(x.payload)["zones"][0]["occupancy"]) for x in kept] == [
-            ("storage_refused", 13), ("storage_refused", 13)]
+            ("storage_refused", 13),
+            ("storage_refused", 13),
+        ]
         assert "occupancy 13 is refused" in kept[0].detail
     finally:
         picky.close()
@@ -158,8 +174,11 @@ def test_health_is_degraded_while_ingest_cannot_advance(runtime: Runtime, device
         device.queue(5)
         # first stalled (the write waits for the lock), then stalled with the store's own words
         eventually(lambda: "has not advanced" in str(health(runtime)["reasons"]), timeout=30, what="stalled")
-        state = eventually(lambda: "database is locked" in str((h := health(runtime))["reasons"]) and h, timeout=30,
-                           what="the store's error in the reasons")
+        state = eventually(
+            lambda: "database is locked" in str((h := health(runtime))["reasons"]) and h,
+            timeout=30,
+            what="the store's error in the reasons",
+        )
         assert state["status"] == "degraded"
     finally:
         locker.execute("ROLLBACK")

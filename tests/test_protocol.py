@@ -15,7 +15,11 @@ from lobbywatch.protocol import (
 from lobbywatch.protocol.schema import schemas
 
 GOOD = {
-    "v": 1, "stream": "0123456789abcdef", "seq": 7, "ts": "2026-11-22T08:00:00.000+00:00", "uptime_s": 12.5,
+    "v": 1,
+    "stream": "0123456789abcdef",
+    "seq": 7,
+    "ts": "2026-11-22T08:00:00.000+00:00",
+    "uptime_s": 12.5,
     "zones": [{"zone": "queue", "occupancy": 4}],
 }
 

@@ -37,9 +37,16 @@ class Secured:
         self.broker = Mosquitto(tmp_path / "broker", dynsec_admin=ADMIN)
         self.broker.start()  # only its administrator exists: the server makes its own identity when it starts
         self.runtime = start_runtime(
-            tmp_path, self.broker.port, site_spec=site(), mqtt_username=SERVER[0], mqtt_password=SERVER[1],
-            mqtt_admin_username=ADMIN[0], mqtt_admin_password=ADMIN[1], broker_public_host="127.0.0.1",
-            broker_public_port=self.broker.port, broker_public_tls=False,
+            tmp_path,
+            self.broker.port,
+            site_spec=site(),
+            mqtt_username=SERVER[0],
+            mqtt_password=SERVER[1],
+            mqtt_admin_username=ADMIN[0],
+            mqtt_admin_password=ADMIN[1],
+            broker_public_host="127.0.0.1",
+            broker_public_port=self.broker.port,
+            broker_public_tls=False,
         )
         self.web = Web(self.runtime)
 
@@ -52,9 +59,25 @@ class Secured:
     def enroll(self, text: str, serial: str, folder: str = "etc", *extra: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "LANG": "zh_CN.UTF-8", "LOBBYWATCH_SERVER_URL": self.web.url}
         config = self.tmp_path / folder / "device.yaml"
-        done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "enroll", text, "--serial", serial,
-                               "--config", str(config), *extra], env=env, capture_output=True, text=True,
-                              check=False, timeout=60)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edge_agent.cli",
+                "enroll",
+                text,
+                "--serial",
+                serial,
+                "--config",
+                str(config),
+                *extra,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
         return done
 
     def stop(self) -> None:
@@ -100,8 +123,14 @@ class DeviceClient:
 
 
 def queue_report(seq: int, zone: str = "queue") -> dict[str, Any]:
-    return {"v": 1, "stream": "00000000cafebabe", "seq": seq, "ts": datetime.now(UTC).isoformat(), "uptime_s": 5.0,
-            "zones": [{"zone": zone, "occupancy": 4}]}
+    return {
+        "v": 1,
+        "stream": "00000000cafebabe",
+        "seq": seq,
+        "ts": datetime.now(UTC).isoformat(),
+        "uptime_s": 5.0,
+        "zones": [{"zone": zone, "occupancy": 4}],
+    }
 
 
 def identity(config_path: Path) -> tuple[str, str]:
@@ -181,8 +210,9 @@ def test_refusals_say_why(secured: Secured) -> None:
 def test_system_names_cannot_be_enrolled_or_revoked(secured: Secured) -> None:
     settings = secured.runtime.settings
     for name in ("lobbywatch-server", "lobbywatch-admin", "admin", settings.mqtt_client_id):
-        refused = httpx.post(f"{secured.web.url}/api/v1/enrollments",
-                             json={"branch": "b1", "by": "x", "device_id": name})
+        refused = httpx.post(
+            f"{secured.web.url}/api/v1/enrollments", json={"branch": "b1", "by": "x", "device_id": name}
+        )
         assert (refused.status_code, refused.json()["code"]) == (400, "device_id_invalid"), name
         assert "reserved for the system" in refused.json()["detail"]
     gone = httpx.post(f"{secured.web.url}/api/v1/devices/lobbywatch-server/revoke", json={"by": "x", "reason": "y"})
@@ -214,8 +244,10 @@ def test_a_revoked_device_is_cut_off_at_once(secured: Secured) -> None:
     device_id, password = identity(secured.tmp_path / "etc" / "device.yaml")
     device = DeviceClient(secured.broker.port, device_id, password)
     try:
-        revoked = httpx.post(f"{secured.web.url}/api/v1/devices/{device_id}/revoke",
-                             json={"by": "技术员小李", "reason": "stolen from the branch"})
+        revoked = httpx.post(
+            f"{secured.web.url}/api/v1/devices/{device_id}/revoke",
+            json={"by": "技术员小李", "reason": "stolen from the branch"},
+        )
         assert revoked.status_code == 200, revoked.text
         eventually(lambda: any("Administrative action" in e for e in device.events), what="the broker's kick")
         eventually(lambda: any("Not authorized" in e for e in device.events), what="reconnect refused")
@@ -230,19 +262,41 @@ def test_a_replacement_takes_over_zones_and_config_and_the_old_one_is_revoked(se
     assert secured.enroll(secured.enrollment()["token"], "serial-old-1").returncode == 0
     old_id, old_password = identity(secured.tmp_path / "etc" / "device.yaml")
     with secured.runtime.sessions() as session:
-        session.add(models.Zone(device_id=old_id, branch_id="b1", key="hall", name="大厅", queue_threshold=6,
-                                queue_for_s=60, queue_clear_below=2, queue_clear_for_s=60))
+        session.add(
+            models.Zone(
+                device_id=old_id,
+                branch_id="b1",
+                key="hall",
+                name="大厅",
+                queue_threshold=6,
+                queue_for_s=60,
+                queue_clear_below=2,
+                queue_clear_for_s=60,
+            )
+        )
         drawn = [[10, 20], [300, 20], [300, 400], [10, 400]]
         # enrollment gave it version 0; a technician has since pushed version 4
-        session.merge(models.DeviceConfig(device_id=old_id, version=4, updated_at=datetime.now(UTC), updated_by="x",
-                                        sections={"camera": {"source": "0", "zones": [{"key": "hall",
-                                                                                      "polygon": drawn}]}}))
+        session.merge(
+            models.DeviceConfig(
+                device_id=old_id,
+                version=4,
+                updated_at=datetime.now(UTC),
+                updated_by="x",
+                sections={"camera": {"source": "0", "zones": [{"key": "hall", "polygon": drawn}]}},
+            )
+        )
         session.commit()
     secured.runtime.directory.reload()
     # a technician's labels completed a fit on the old camera: it reports the calibration, numbers only
-    calibration = {"zone": "hall", "polygon": drawn, "frame_shape": [480, 640], "method": "bands-ridge-v1",
-                   "model": {"mean": [0.1] * 48, "scale": [1.0] * 48, "weights": [0.5] * 48, "intercept": 0.2,
-                             "residual_sd": 0.8}, "frames": 12, "created": "2026-11-22T09:00:00+00:00"}
+    calibration = {
+        "zone": "hall",
+        "polygon": drawn,
+        "frame_shape": [480, 640],
+        "method": "bands-ridge-v1",
+        "model": {"mean": [0.1] * 48, "scale": [1.0] * 48, "weights": [0.5] * 48, "intercept": 0.2, "residual_sd": 0.8},
+        "frames": 12,
+        "created": "2026-11-22T09:00:00+00:00",
+    }
     old = Device(secured.broker.port, old_id, old_password)
     try:
         old.send("reply", old.envelope(command="label-1", ok=True, detail="12 labels", calibration=calibration))
@@ -253,6 +307,7 @@ def test_a_replacement_takes_over_zones_and_config_and_the_old_one_is_revoked(se
         with secured.runtime.sessions() as session:
             zone = session.scalars(select(models.Zone).filter_by(device_id=old_id, key="hall")).one()
             return zone.calibration
+
     assert eventually(kept, what="the calibration kept with the zone") == calibration
     made = secured.enrollment(replaces=old_id)
     done = secured.enroll(made["token"], "serial-new-2", "new")
@@ -278,8 +333,12 @@ def test_a_replacement_takes_over_zones_and_config_and_the_old_one_is_revoked(se
 
 
 def test_guessing_tokens_is_slowed_down(secured: Secured) -> None:
-    codes = [httpx.post(f"{secured.web.url}/api/v1/enroll", json={"token": f"LW1-GUESS-{i:04d}", "serial": "s-0001"})
-             .status_code for i in range(12)]
+    codes = [
+        httpx.post(
+            f"{secured.web.url}/api/v1/enroll", json={"token": f"LW1-GUESS-{i:04d}", "serial": "s-0001"}
+        ).status_code
+        for i in range(12)
+    ]
     assert codes[:10] == [404] * 10
     assert codes[10:] == [429, 429]
 
@@ -290,8 +349,13 @@ def test_enrollments_in_bulk_from_a_csv_with_qr_codes(tmp_path: Path) -> None:
     registry = tmp_path / "registry.sqlite3"
     site_file = tmp_path / "site.yaml"
     site_file.write_text(yaml.safe_dump(site(), allow_unicode=True), encoding="utf-8")
-    env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_DATABASE_URL": f"sqlite:///{registry}",
-           "LANG": "zh_CN.UTF-8", "LOBBYWATCH_PUBLIC_URL": "https://lobby.example.cn"}
+    env = {
+        **os.environ,
+        "LOBBYWATCH_MODE": "dev",
+        "LOBBYWATCH_DATABASE_URL": f"sqlite:///{registry}",
+        "LANG": "zh_CN.UTF-8",
+        "LOBBYWATCH_PUBLIC_URL": "https://lobby.example.cn",
+    }
     from server.registry.database import make_engine, make_sessions
     from server.registry.site import import_site, load_site
 
@@ -299,11 +363,28 @@ def test_enrollments_in_bulk_from_a_csv_with_qr_codes(tmp_path: Path) -> None:
     with make_sessions(engine)() as session:
         import_site(session, load_site(site_file))
     engine.dispose()
-    (tmp_path / "devices.csv").write_text("branch,profile,device_id\nb1,lobby-camera,\nb2,call-buttons,b2-bell\n"
-                                          "nowhere,lobby-camera,\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "server.cli", "enroll", "bulk", str(tmp_path / "devices.csv"),
-                           "--by", "管理员", "--out", str(tmp_path / "qr")], env=env, capture_output=True, text=True,
-                          check=False, timeout=60)
+    (tmp_path / "devices.csv").write_text(
+        "branch,profile,device_id\nb1,lobby-camera,\nb2,call-buttons,b2-bell\nnowhere,lobby-camera,\n", encoding="utf-8"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "enroll",
+            "bulk",
+            str(tmp_path / "devices.csv"),
+            "--by",
+            "管理员",
+            "--out",
+            str(tmp_path / "qr"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode == 1  # one line refused
     assert "第 3 行未创建：no branch 'nowhere'" in done.stdout
     assert "已创建 2 个登记令牌，1 个被拒绝" in done.stdout
@@ -315,9 +396,26 @@ def test_enrollments_in_bulk_from_a_csv_with_qr_codes(tmp_path: Path) -> None:
         assert Path(row["qr_png"]).stat().st_mode & 0o077 == 0
         assert Path(row["qr_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert row["uri"] == f"lobbywatch-enroll:?server=https://lobby.example.cn&token={row['token']}"
-    single = subprocess.run([sys.executable, "-m", "server.cli", "enroll", "create", "--branch", "b1", "--by", "x",
-                             "--out", str(tmp_path / "qr")], env=env, capture_output=True, text=True, check=False,
-                            timeout=60)
+    single = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "enroll",
+            "create",
+            "--branch",
+            "b1",
+            "--by",
+            "x",
+            "--out",
+            str(tmp_path / "qr"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert single.returncode == 0, single.stderr
     assert "b1-cam2 的登记令牌" in single.stdout
     assert "█" in single.stdout or "▀" in single.stdout  # the QR code, in the terminal
@@ -328,10 +426,14 @@ def test_a_kept_calibration_goes_only_to_the_zone_it_was_fitted_on() -> None:
 
     square = [[0, 0], [10, 0], [10, 10], [0, 10]]
     kept = {"hall": {"zone": "hall", "polygon": square, "frames": 7}}
-    config = {"device_id": "d", "camera": {"source": "0", "zones": [
-        {"key": "hall", "polygon": square}, {"key": "door", "polygon": square}]}}
+    config = {
+        "device_id": "d",
+        "camera": {"source": "0", "zones": [{"key": "hall", "polygon": square}, {"key": "door", "polygon": square}]},
+    }
     assert with_calibrations(config, kept)["camera"]["zones"] == [
-        {"key": "hall", "polygon": square, "calibration": kept["hall"]}, {"key": "door", "polygon": square}]
+        {"key": "hall", "polygon": square, "calibration": kept["hall"]},
+        {"key": "door", "polygon": square},
+    ]
     redrawn = {"camera": {"source": "0", "zones": [{"key": "hall", "polygon": square[:3]}]}}
     assert with_calibrations(redrawn, kept) == redrawn  # calibrated again on the camera, not carried
     assert with_calibrations({"device_id": "bell"}, kept) == {"device_id": "bell"}

@@ -58,9 +58,11 @@ def test_alerts_are_stored_once_per_cause_with_a_timeline(sessions: sessionmaker
     alerts = AlertService(sessions, notices.append, "http://lw.example", SystemClock(), "http://grafana.example")
     branch, zone = directory.branches["b2"], directory.devices["dev-b2-cam"].zones["queue"]
     facts = (("threshold", 5), ("minutes", 0.0))
-    for change, at, value, peak in [(Change.FIRED, 1_800_000_000.0, 6, 6),
-                                    (Change.FIRED, 1_800_000_060.0, 9, 9),  # after a restart: the same alert
-                                    (Change.RESOLVED, 1_800_000_600.0, 1, 9)]:
+    for change, at, value, peak in [
+        (Change.FIRED, 1_800_000_000.0, 6, 6),
+        (Change.FIRED, 1_800_000_060.0, 9, 9),  # after a restart: the same alert
+        (Change.RESOLVED, 1_800_000_600.0, 1, 9),
+    ]:
         alerts.apply(Transition("queue_too_long", "b2", "queue", change, at, value, peak, facts), branch, zone.name)
     with sessions() as session:
         (alert,) = session.query(models.Alert).all()
@@ -73,14 +75,22 @@ def test_alerts_are_stored_once_per_cause_with_a_timeline(sessions: sessionmaker
     assert notices[0].dashboard_url == "http://grafana.example/d/lobbywatch-branch-en?var-branch=b2"
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("regions: [{id: r1, name: R}]\nbranches: [{id: b1, name: B, region: r2}]\n", "unknown region 'r2'"),
-    ("regions: [{id: r1, name: R}]\nbranches: [{id: b1, name: B, region: r1, timezone: Mars/Base}]\n",
-     "unknown time zone 'Mars/Base'"),
-    ("defaults: {threshold: 5, clear_below: 5}\n", "clear_below"),
-    ("regions: [{id: a, name: A, parent: b}, {id: b, name: B, parent: a}]\n", "regions nest in a circle: a > b > a"),
-    ("regions: [{id: a, name: A, parent: nowhere}]\n", "region 'a' names unknown parent region 'nowhere'"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("regions: [{id: r1, name: R}]\nbranches: [{id: b1, name: B, region: r2}]\n", "unknown region 'r2'"),
+        (
+            "regions: [{id: r1, name: R}]\nbranches: [{id: b1, name: B, region: r1, timezone: Mars/Base}]\n",
+            "unknown time zone 'Mars/Base'",
+        ),
+        ("defaults: {threshold: 5, clear_below: 5}\n", "clear_below"),
+        (
+            "regions: [{id: a, name: A, parent: b}, {id: b, name: B, parent: a}]\n",
+            "regions nest in a circle: a > b > a",
+        ),
+        ("regions: [{id: a, name: A, parent: nowhere}]\n", "region 'a' names unknown parent region 'nowhere'"),
+    ],
+)
 def test_broken_site_file_names_the_problem(tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "site.yaml"
     path.write_text(text)
@@ -160,7 +170,8 @@ branches:
 
 
 def test_branches_take_what_they_leave_unset_from_their_regions(
-        tmp_path: Path, sessions: sessionmaker[Session]) -> None:
+    tmp_path: Path, sessions: sessionmaker[Session]
+) -> None:
     path = tmp_path / "site.yaml"
     path.write_text(REGIONAL_SITE)
     with sessions() as session:

@@ -17,8 +17,9 @@ def run(name: str) -> tuple[list[tuple[float, str, str, str]], dict[str, float],
     out = io.StringIO()
     summary = replay(SCENARIOS / name, out)
     events = list(iter_events(out.getvalue()))
-    brief = [(e["t"], e["event"], e.get("rule"), e.get("subject")) for e in events
-             if e["event"] not in ("notified", "call")]
+    brief = [
+        (e["t"], e["event"], e.get("rule"), e.get("subject")) for e in events if e["event"] not in ("notified", "call")
+    ]
     return brief, summary, events  # type: ignore[return-value]
 
 
@@ -42,8 +43,10 @@ def test_wait_too_long_says_how_many_windows() -> None:
 
 def test_call_unanswered_fires_at_its_deadline_and_resolves_when_answered() -> None:
     brief, _, events = run("call_unanswered")
-    assert brief[:2] == [(60.0, "fired", "call_unanswered", "ramp-bell"),
-                         (75.0, "resolved", "call_unanswered", "ramp-bell")]
+    assert brief[:2] == [
+        (60.0, "fired", "call_unanswered", "ramp-bell"),
+        (75.0, "resolved", "call_unanswered", "ramp-bell"),
+    ]
     fired = next(e for e in events if e["event"] == "fired")
     assert fired["severity"] == "critical"  # the ramp bell
     # answered within its 120 s: no alert, a line with its response time
@@ -86,8 +89,14 @@ def test_an_offline_or_silenced_camera_holds_its_zone_alerts() -> None:
     # fired at 60, reminded at 120; the camera's will at 100 and not back: offline from 160 to 400, no reminder;
     # back: reminded every minute; at 600 the technician silences the camera itself, which covers the zone
     # alerts resting on its data
-    assert queue == [(60.0, "fired"), (120.0, "reminded"), (410.0, "reminded"), (470.0, "reminded"),
-                     (530.0, "reminded"), (590.0, "reminded")]
+    assert queue == [
+        (60.0, "fired"),
+        (120.0, "reminded"),
+        (410.0, "reminded"),
+        (470.0, "reminded"),
+        (530.0, "reminded"),
+        (590.0, "reminded"),
+    ]
     assert (160.0, "fired", "device_offline", "fcm-cam1") in brief
     fired = next(e for e in events if e["event"] == "fired" and e["rule"] == "queue_too_long")
     assert fired["facts"]["device"] == "fcm-cam1"  # the alert carries the device its data comes from
@@ -117,8 +126,11 @@ def test_an_acknowledged_call_stores_its_response_time() -> None:
 
     store = SqliteStore(Path(":memory:"))
     Replayer(load_scenario(SCENARIOS / "call_timing"), lambda _e: None, store=store).run()
-    answered = [(p.tag("button"), p.fields.get("response_s")) for p in store.query("call", "fcm", 0)
-                if p.fields["action"] == "answered"]
+    answered = [
+        (p.tag("button"), p.fields.get("response_s"))
+        for p in store.query("call", "fcm", 0)
+        if p.fields["action"] == "answered"
+    ]
     assert answered == [("ramp-bell", 75.0), ("ramp-bell", None), ("help-desk", 40.0)]  # in time order
 
 
@@ -127,7 +139,11 @@ def test_restarts_of_broker_and_server_neither_lose_nor_repeat_alerts() -> None:
     # the broker stopped gracefully (every device's will) for 40 s: one word to the administrators, no device
     # offline; the server killed at 230 and started at 300
     assert [e["event"] for e in events if e["event"].startswith(("broker", "server"))] == [
-        "broker_down", "broker_back", "server_down", "server_up"]
+        "broker_down",
+        "broker_back",
+        "server_down",
+        "server_up",
+    ]
     assert [b for b in brief if b[2] == "device_offline"] == []
     fired = [(b[0], b[3]) for b in brief if b[1] == "fired"]
     assert fired == [
@@ -161,20 +177,30 @@ def test_data_lost_on_a_device_reaches_the_technicians() -> None:
     events: list[dict[str, object]] = []
     replayer = Replayer(load_scenario(SCENARIOS / "data_lost"), events.append)
     replayer.run()
-    lost = [(e["t"], e["event"], e["facts"]["role"]) for e in events  # type: ignore[index]
-            if e.get("subject") == "fcm-cam1/outbox" and e["event"] in ("fired", "resolved")]
+    lost = [
+        (e["t"], e["event"], e["facts"]["role"])
+        for e in events  # type: ignore[index]
+        if e.get("subject") == "fcm-cam1/outbox" and e["event"] in ("fired", "resolved")
+    ]
     # the outbox dropped 120 at its bound (reported at 90); later the card took nothing, said by a health
     # report sent straight (its sequence number a duplicate): its counters count all the same
-    assert lost == [(90.0, "fired", "technician"), (180.0, "resolved", "technician"),
-                    (210.0, "fired", "technician"), (300.0, "resolved", "technician")]
+    assert lost == [
+        (90.0, "fired", "technician"),
+        (180.0, "resolved", "technician"),
+        (210.0, "fired", "technician"),
+        (300.0, "resolved", "technician"),
+    ]
     device = replayer.pipeline.devices["fcm-cam1"]
     assert (device.outbox_dropped, device.not_stored) == (120, 7)
 
 
 def test_people_acknowledge_pass_on_and_resolve() -> None:
     _, _, events = run("people_actions")
-    people = [(e["event"], e.get("by"), e.get("channel"), e.get("to")) for e in events
-              if e["event"] in ("acknowledged", "passed_on", "resolved", "action_refused")]
+    people = [
+        (e["event"], e.get("by"), e.get("channel"), e.get("to"))
+        for e in events
+        if e["event"] in ("acknowledged", "passed_on", "resolved", "action_refused")
+    ]
     assert people == [
         ("acknowledged", "王芳", "web", None),  # the first owns it
         ("acknowledged", "李强", "link", None),  # recorded, ownership unchanged
@@ -193,8 +219,12 @@ def test_bad_input_is_refused_and_the_replay_goes_on() -> None:
 
 
 def test_the_command_prints_json_lines_and_a_summary() -> None:
-    result = subprocess.run([sys.executable, "-m", "server.cli", "replay", str(SCENARIOS / "queue_too_long")],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "replay", str(SCENARIOS / "queue_too_long")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines[0]["event"] == "fired"
     assert json.loads(result.stderr.strip().splitlines()[-1])["summary"]["events"] == 4
@@ -244,8 +274,7 @@ def test_facility_problems_fire_after_they_last_and_wait_while_their_device_is_o
     assert (400.0, "fired", "device_offline", "fcm-cam1") in brief  # its will at 340, not back within 60 s
     temp_after_offline = [e for e in events if e.get("subject") == "fcm-cam1/hall-temp" and e["t"] > 400]
     assert temp_after_offline == []  # inhibited: no reminders about what an offline device measured
-    assert any(e["event"] == "reminded" and e["subject"] == "fcm-cam1" and e["role"] == "technician"
-               for e in events)
+    assert any(e["event"] == "reminded" and e["subject"] == "fcm-cam1" and e["role"] == "technician" for e in events)
 
 
 def test_door_open_after_hours_and_device_faults_any_time() -> None:

@@ -60,8 +60,9 @@ def test_the_report_says_what_happened(day: Day) -> None:
     assert report.over_target_pct == pytest.approx(100 * under.count(0) / len(under), abs=0.01)
     assert report.over_target_pct is not None
     assert report.over_target_pct > 0
-    assert report.longest_queue == max(p.fields["occupancy"] for p in day.points
-                                       if p.measurement == "occupancy" and p.tag("branch") == "e2")
+    assert report.longest_queue == max(
+        p.fields["occupancy"] for p in day.points if p.measurement == "occupancy" and p.tag("branch") == "e2"
+    )
     assert (report.calls, report.calls_answered, report.calls_unanswered) == (3, 3, 1)
     assert report.response_p50_s == 40.0
     assert report.response_p90_s is not None
@@ -154,9 +155,16 @@ def test_managers_get_the_reports_each_morning(day: Day, inbox: ThreadingHTTPSer
     channel = AppriseChannel(lambda _b: (), lambda _n, _c: None, lambda key, _b, **p: key)
     clock = FakeClock(datetime(2026, 11, 16, 23, 0, tzinfo=UTC))  # Tuesday 07:00 in Beijing
     e2 = day.replayer.pipeline.directory.branches["e2"]
-    mailer = ReportMailer(store=day.sqlite, sessions=day.replayer.sessions, branches=lambda: [e2],
-                          contacts=lambda _b: (manager, supervisor), send=channel.send, clock=clock,
-                          public_url="http://lobby.example", send_at=time(7, 30))
+    mailer = ReportMailer(
+        store=day.sqlite,
+        sessions=day.replayer.sessions,
+        branches=lambda: [e2],
+        contacts=lambda _b: (manager, supervisor),
+        send=channel.send,
+        clock=clock,
+        public_url="http://lobby.example",
+        send_at=time(7, 30),
+    )
     assert mailer.check() == 0  # not before half past seven
     clock.advance(30 * 60)
     assert mailer.check() == 1  # Monday's report
@@ -180,7 +188,14 @@ def test_a_report_nobody_received_is_tried_again(day: Day) -> None:
     w1 = day.replayer.pipeline.directory.branches["w1"]
     manager = Contact("经理", "branch_manager", (f"json://127.0.0.1:{free_port()}/nobody",))
     channel = AppriseChannel(lambda _b: (), lambda _n, _c: None, lambda key, _b, **p: key)
-    mailer = ReportMailer(store=day.sqlite, sessions=day.replayer.sessions, branches=lambda: [w1],
-                          contacts=lambda _b: (manager,), send=channel.send, clock=clock, public_url="http://x")
+    mailer = ReportMailer(
+        store=day.sqlite,
+        sessions=day.replayer.sessions,
+        branches=lambda: [w1],
+        contacts=lambda _b: (manager,),
+        send=channel.send,
+        clock=clock,
+        public_url="http://x",
+    )
     assert mailer.check() == 0
     assert mailer.check() == 0  # still due: tried again, not recorded as sent

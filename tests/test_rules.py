@@ -122,8 +122,9 @@ def test_devices_go_offline_by_last_will_or_silence_and_come_back() -> None:
 
 
 def test_opening_hours_by_grade_and_calendar() -> None:
-    hours = OpeningHours.for_grade(3, "Asia/Shanghai", exceptions={date(2026, 10, 1): None,
-                                                                    date(2026, 10, 2): (time(10), time(15))})
+    hours = OpeningHours.for_grade(
+        3, "Asia/Shanghai", exceptions={date(2026, 10, 1): None, date(2026, 10, 2): (time(10), time(15))}
+    )
     assert hours.is_open(datetime(2026, 9, 30, 1, tzinfo=UTC))  # 09:00 in Shanghai, a Wednesday
     assert not hours.is_open(datetime(2026, 9, 30, 0, 59, tzinfo=UTC))  # 08:59
     assert not hours.is_open(datetime(2026, 9, 30, 9, tzinfo=UTC))  # 17:00: closed
@@ -136,6 +137,7 @@ def test_opening_hours_by_grade_and_calendar() -> None:
     assert OpeningHours.for_grade(4, "Asia/Shanghai", savings=True).is_open(sunday)
     nxt = hours.opening_after(datetime(2026, 9, 30, 12, tzinfo=UTC))  # after closing: tomorrow is closed
     assert nxt == datetime(2026, 10, 2, 2, tzinfo=UTC)  # 10:00 on 2 October, Shanghai
+
 
 def test_branch_state_moves_between_engines_as_plain_data() -> None:
     import json

@@ -96,14 +96,23 @@ def iio(root: Path, kind: str, name: str, files: dict[str, str]) -> Path:
 
 
 def test_bme280_and_sht3x_through_the_kernel_drivers(tmp_path: Path) -> None:
-    root = iio(tmp_path, "bus/iio/devices", "iio:device0", {"name": "bme280\n", "in_temp_input": "24310\n",
-                                                          "in_humidityrelative_input": "47880\n"})
+    root = iio(
+        tmp_path,
+        "bus/iio/devices",
+        "iio:device0",
+        {"name": "bme280\n", "in_temp_input": "24310\n", "in_humidityrelative_input": "47880\n"},
+    )
     temperature, humidity = sensor({"type": "bme280", "key": "hall"}, SensorEnv(root))
     assert (temperature.sensor, temperature.value, temperature.ok) == ("hall-temp", 24.31, True)
-    assert (humidity.sensor, humidity.value, humidity.unit, humidity.kind) == ("hall-humidity", 47.9, "%",
-                                                                              SensorKind.HUMIDITY)
-    root = iio(tmp_path / "s", "class/hwmon", "hwmon1", {"name": "sht3x\n", "temp1_input": "31500",
-                                                         "humidity1_input": "85000"})
+    assert (humidity.sensor, humidity.value, humidity.unit, humidity.kind) == (
+        "hall-humidity",
+        47.9,
+        "%",
+        SensorKind.HUMIDITY,
+    )
+    root = iio(
+        tmp_path / "s", "class/hwmon", "hwmon1", {"name": "sht3x\n", "temp1_input": "31500", "humidity1_input": "85000"}
+    )
     temperature, humidity = sensor({"type": "sht3x", "key": "hall"}, SensorEnv(root))
     assert (temperature.ok, temperature.detail) == (False, "above 30")
     assert (humidity.ok, humidity.detail) == (False, "above 80")
@@ -112,8 +121,12 @@ def test_bme280_and_sht3x_through_the_kernel_drivers(tmp_path: Path) -> None:
 
 
 def test_bh1750_light(tmp_path: Path) -> None:
-    root = iio(tmp_path, "bus/iio/devices", "iio:device1", {"name": "bh1750", "in_illuminance_raw": "410",
-                                                            "in_illuminance_scale": "0.833333"})
+    root = iio(
+        tmp_path,
+        "bus/iio/devices",
+        "iio:device1",
+        {"name": "bh1750", "in_illuminance_raw": "410", "in_illuminance_scale": "0.833333"},
+    )
     (reading,) = sensor({"type": "bh1750", "key": "light"}, SensorEnv(root))
     assert (reading.kind, reading.value, reading.ok) == (SensorKind.LIGHT, 341.7, True)
     (dim,) = sensor({"type": "bh1750", "key": "light", "low": 500}, SensorEnv(root))
@@ -196,8 +209,9 @@ def test_health_probe_reads_this_process(tmp_path: Path) -> None:
 def test_short_press_calls_long_hold_or_answer_button_answers_and_the_led_blinks() -> None:
     factory = MockFactory()
     inputs: queue.SimpleQueue[ButtonInput] = queue.SimpleQueue()
-    config = ButtonConfig(key="ramp-bell", kind=CallKind.ACCESSIBILITY, pin=17, bounce_ms=0, answer_hold_s=0.3,
-                          answer_pin=27, led_pin=22)
+    config = ButtonConfig(
+        key="ramp-bell", kind=CallKind.ACCESSIBILITY, pin=17, bounce_ms=0, answer_hold_s=0.3, answer_pin=27, led_pin=22
+    )
     buttons = CallButtons([config], inputs.put, factory)
     bell, answer, led = factory.pin(17), factory.pin(27), factory.pin(22)
     try:

@@ -56,8 +56,9 @@ def test_the_standard_holds_until_there_is_evidence_and_the_learnt_value_is_boun
     assert ServiceLearner(busy_min=60, served=100).service_min(4.0) == 2.0  # at least half
 
 
-ZONE = ZoneRules(queue=ThresholdRule(50, 300, 40, 120), wait=ThresholdRule(15, 60, 12, 60), windows_open=2,
-                 service_min=3.8)
+ZONE = ZoneRules(
+    queue=ThresholdRule(50, 300, 40, 120), wait=ThresholdRule(15, 60, 12, 60), windows_open=2, service_min=3.8
+)
 LEARNING = ZoneRules(queue=ZONE.queue, wait=None, windows_open=2, service_min=3.8)  # the wait rule not yet on
 
 
@@ -120,9 +121,16 @@ def test_what_was_learnt_moves_with_the_branch_and_survives_a_restart(tmp_path: 
         import_site(session, SiteSpec.model_validate(site()))
 
     def pipeline(rules: RuleEngine) -> Pipeline:
-        return Pipeline(directory=Directory(sessions), store=SqliteStore(tmp_path / "ts.sqlite3"), rules=rules,
-                        alerts=_NoAlerts(), live=LiveState(), rejects=Rejects(), sessions=sessions,
-                        clock=FakeClock(datetime(2026, 11, 23, 2, tzinfo=UTC)))
+        return Pipeline(
+            directory=Directory(sessions),
+            store=SqliteStore(tmp_path / "ts.sqlite3"),
+            rules=rules,
+            alerts=_NoAlerts(),
+            live=LiveState(),
+            rejects=Rejects(),
+            sessions=sessions,
+            clock=FakeClock(datetime(2026, 11, 23, 2, tzinfo=UTC)),
+        )
 
     pipeline(engine).flush_learnt()
     restarted = RuleEngine()
@@ -131,7 +139,8 @@ def test_what_was_learnt_moves_with_the_branch_and_survives_a_restart(tmp_path: 
     before = engine.service_evidence()[key]
     assert key == ("b1", "queue")
     assert (learnt.busy_min, learnt.served, learnt.arrived) == pytest.approx(
-        (before.busy_min, before.served, before.arrived))
+        (before.busy_min, before.served, before.arrived)
+    )
     assert learnt.service_min(3.8) == pytest.approx(before.service_min(3.8))
 
 

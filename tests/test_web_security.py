@@ -30,8 +30,15 @@ EVIL = "</script><script>window.pwned=1;alert(1)</script>"
 
 @pytest.fixture
 def web(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Web]:
-    runtime = start_runtime(tmp_path, mosquitto.port, site_spec=site(), mode="prod", api_token=API_TOKEN,
-                            link_secret=SECRET, public_url="https://lobby.example.cn")
+    runtime = start_runtime(
+        tmp_path,
+        mosquitto.port,
+        site_spec=site(),
+        mode="prod",
+        api_token=API_TOKEN,
+        link_secret=SECRET,
+        public_url="https://lobby.example.cn",
+    )
     with runtime.sessions() as session:
         now = datetime.now(UTC)
         add_user(session, "li", "李工", "technician", PASSWORD, now)
@@ -51,16 +58,26 @@ def sign_in(web: Web, login: str, password: str = PASSWORD) -> httpx.Response:
 
 
 def test_a_script_in_a_zone_key_is_refused_and_never_runs(web: Web, browser: Browser) -> None:
-    pushed = httpx.post(f"{web.url}/api/v1/devices/dev-b1-cam/config", headers=admin(),
-                        json={"sections": {"camera": {"source": "0", "zones": [
-                            {"key": EVIL, "polygon": [[0, 0], [10, 0], [10, 10]]}]}}})
+    pushed = httpx.post(
+        f"{web.url}/api/v1/devices/dev-b1-cam/config",
+        headers=admin(),
+        json={
+            "sections": {"camera": {"source": "0", "zones": [{"key": EVIL, "polygon": [[0, 0], [10, 0], [10, 10]]}]}}
+        },
+    )
     assert pushed.status_code == 422
     assert "camera.zones.0.key" in pushed.json()["detail"]
     # a config stored before pushes were checked still renders as data, never as a script
     with web.runtime.sessions() as session:
-        session.merge(models.DeviceConfig(device_id="dev-b1-cam", version=3, updated_at=datetime.now(UTC),
-                                          updated_by="old", sections={"camera": {"source": "0", "zones": [
-                                              {"key": EVIL, "polygon": [[0, 0], [10, 0], [10, 10]]}]}}))
+        session.merge(
+            models.DeviceConfig(
+                device_id="dev-b1-cam",
+                version=3,
+                updated_at=datetime.now(UTC),
+                updated_by="old",
+                sections={"camera": {"source": "0", "zones": [{"key": EVIL, "polygon": [[0, 0], [10, 0], [10, 10]]}]}},
+            )
+        )
         session.commit()
     web.runtime.live.set_snapshot("dev-b1-cam", _snapshot(web))
     page = browser.new_page(viewport=PHONE)
@@ -136,8 +153,9 @@ def test_logout_and_deactivation_end_sessions_and_tokens_at_once(web: Web) -> No
     assert again.headers["location"].startswith("/login")
 
     cookies = dict(sign_in(web, "wang").cookies)
-    made = httpx.post(f"{web.url}/api/v1/tokens", headers=admin(), json={"name": "wallboard", "login": "wang",
-                                                                         "days": 30})
+    made = httpx.post(
+        f"{web.url}/api/v1/tokens", headers=admin(), json={"name": "wallboard", "login": "wang", "days": 30}
+    )
     assert made.status_code == 200, made.text
     token = {"Authorization": f"Bearer {made.json()['token']}"}
     assert httpx.get(f"{web.url}/api/v1/branches", headers=token).status_code == 200
@@ -168,23 +186,31 @@ def test_tokens_expire_and_can_be_revoked(web: Web) -> None:
         for row in session.query(models.ApiToken).filter(models.ApiToken.revoked_at.is_(None)):
             row.expires_at = datetime.now(UTC) - timedelta(minutes=1)
         session.commit()
-    assert httpx.get(f"{web.url}/api/v1/fleet", headers={"Authorization": f"Bearer {second['token']}"}
-                     ).status_code == 401
+    assert (
+        httpx.get(f"{web.url}/api/v1/fleet", headers={"Authorization": f"Bearer {second['token']}"}).status_code == 401
+    )
 
 
 def test_one_tap_tokens_never_reach_the_access_log(tmp_path: Path, mosquitto: Mosquitto) -> None:
     port = free_port()
-    env = {**os.environ, "LOBBYWATCH_MODE": "prod", "LOBBYWATCH_API_TOKEN": API_TOKEN,
-           "LOBBYWATCH_LINK_SECRET": SECRET, "LOBBYWATCH_MQTT_PORT": str(mosquitto.port),
-           "LOBBYWATCH_MQTT_PASSWORD": "mqtt-password-for-tests-0123",
-           "LOBBYWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.sqlite3'}",
-           "LOBBYWATCH_TIMESERIES_PATH": str(tmp_path / "ts.sqlite3"),
-           "LOBBYWATCH_SITE_FILE": str(write_site(tmp_path)),
-           "LOBBYWATCH_HTTP_PORT": str(port), "LOBBYWATCH_REPORTS_BY_MAIL": "false"}
+    env = {
+        **os.environ,
+        "LOBBYWATCH_MODE": "prod",
+        "LOBBYWATCH_API_TOKEN": API_TOKEN,
+        "LOBBYWATCH_LINK_SECRET": SECRET,
+        "LOBBYWATCH_MQTT_PORT": str(mosquitto.port),
+        "LOBBYWATCH_MQTT_PASSWORD": "mqtt-password-for-tests-0123",
+        "LOBBYWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.sqlite3'}",
+        "LOBBYWATCH_TIMESERIES_PATH": str(tmp_path / "ts.sqlite3"),
+        "LOBBYWATCH_SITE_FILE": str(write_site(tmp_path)),
+        "LOBBYWATCH_HTTP_PORT": str(port),
+        "LOBBYWATCH_REPORTS_BY_MAIL": "false",
+    }
     log = tmp_path / "server.log"
     with log.open("wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env, stdout=out,
-                                  stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         wait_for_port(port, 30)
         token = sign(7, "王芳", time.time() + 3600, SECRET.encode())
@@ -201,10 +227,15 @@ def test_one_tap_tokens_never_reach_the_access_log(tmp_path: Path, mosquitto: Mo
 
 
 def cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LANG": "zh_CN.UTF-8",
-           "LOBBYWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.sqlite3'}"}
-    return subprocess.run([sys.executable, "-m", "server.cli", *argv], env=env, capture_output=True, text=True,
-                          check=False, timeout=60)
+    env = {
+        **os.environ,
+        "LOBBYWATCH_MODE": "dev",
+        "LANG": "zh_CN.UTF-8",
+        "LOBBYWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.sqlite3'}",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *argv], env=env, capture_output=True, text=True, check=False, timeout=60
+    )
 
 
 def test_tokens_and_people_from_the_command_line(web: Web, tmp_path: Path) -> None:
@@ -236,14 +267,15 @@ def test_the_fleet_page_lists_what_was_set_aside(web: Web, mosquitto: Mosquitto)
 
     device = Device(mosquitto.port, "dev-b1-cam")
     try:
-        device.send("queue", device.envelope(ts="2300-01-01T00:00:00+00:00", zones=[{"zone": "queue",
-                                                                                     "occupancy": 1}]))
+        device.send("queue", device.envelope(ts="2300-01-01T00:00:00+00:00", zones=[{"zone": "queue", "occupancy": 1}]))
         device.queue(2)
     finally:
         device.close()
     cookies = dict(sign_in(web, "li").cookies)
-    page = eventually(lambda: "已搁置的消息" in (text := httpx.get(f"{web.url}/lobby/fleet", cookies=cookies).text)
-                      and text, what="the fleet page lists the dead letter")
+    page = eventually(
+        lambda: "已搁置的消息" in (text := httpx.get(f"{web.url}/lobby/fleet", cookies=cookies).text) and text,
+        what="the fleet page lists the dead letter",
+    )
     assert "内容无效" in page  # the cause, translated
     assert "2300-01-01" in page  # and what was sent
     device_page = httpx.get(f"{web.url}/lobby/fleet/dev-b1-cam", cookies=cookies).text

@@ -35,7 +35,7 @@ class QuietestFrames:
         image = np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame, dtype=np.uint8)
         self._kept.append((people, -self.seen, image))
         self._kept.sort(key=lambda kept: (kept[0], kept[1]))  # quietest first, then the most recent
-        del self._kept[self._keep:]
+        del self._kept[self._keep :]
         if self.seen < self._samples:
             return None
         return median_background([image for _, _, image in self._kept])

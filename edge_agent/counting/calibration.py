@@ -58,12 +58,20 @@ def fit_zone(zone: Zone, frames: list[Frame], counts: list[int], background: Fra
     features = BandFeatures(zone, shape, background)
     x = np.array([features(f) for f in frames])
     model = fit_ridge(x, np.array(counts, dtype=np.float64))
-    return ZoneCalibration(zone.key, [list(p) for p in zone.polygon], list(shape), METHOD, model, len(frames),
-                           datetime.now(UTC).isoformat(timespec="seconds"))
+    return ZoneCalibration(
+        zone.key,
+        [list(p) for p in zone.polygon],
+        list(shape),
+        METHOD,
+        model,
+        len(frames),
+        datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
-def calibrate(zone: Zone, frames: list[Frame], counts: list[int], background_frames: list[Frame] | None = None
-              ) -> tuple[ZoneCalibration, Frame]:
+def calibrate(
+    zone: Zone, frames: list[Frame], counts: list[int], background_frames: list[Frame] | None = None
+) -> tuple[ZoneCalibration, Frame]:
     background = median_background(background_frames or frames)
     return fit_zone(zone, frames, counts, background), background
 

@@ -53,8 +53,9 @@ class PeopleCounter:
         detections = self._detector.detect(frame) if self._detector is not None else []
         if self._keep is not None:
             h, w = self._keep.shape
-            detections = [d for d in detections
-                          if self._keep[min(h - 1, max(0, int(d.feet_y))), min(w - 1, max(0, int(d.x)))]]
+            detections = [
+                d for d in detections if self._keep[min(h - 1, max(0, int(d.feet_y))), min(w - 1, max(0, int(d.x)))]
+            ]
         results = []
         for zone in self._zones:
             regression = self._regressions.get(zone.key)
@@ -64,6 +65,7 @@ class PeopleCounter:
                 continue
             features, calibration = regression
             estimate = max(0.0, calibration.model.predict(features(frame)))
-            results.append(ZoneResult(zone.key, int(np.rint(estimate)), estimate, calibration.model.residual_sd,
-                                      "regression"))
+            results.append(
+                ZoneResult(zone.key, int(np.rint(estimate)), estimate, calibration.model.residual_sd, "regression")
+            )
         return results

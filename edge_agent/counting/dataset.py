@@ -57,8 +57,10 @@ def load_dataset(folder: Path, limit: int | None = None, frames: slice | None = 
         try:
             count = int(row["count"])
         except (TypeError, ValueError):
-            raise DatasetError(f"{counts_path}: frame {row['frame']} has no count; write how many people are "
-                               "in the zone on that snapshot") from None
+            raise DatasetError(
+                f"{counts_path}: frame {row['frame']} has no count; write how many people are "
+                "in the zone on that snapshot"
+            ) from None
         images.append(np.asarray(frame, dtype=np.uint8))
         names.append(row["frame"])
         counts.append(count)

@@ -75,7 +75,7 @@ class HogDetector:
         scores: list[float] = []
         for level in levels:
             top, bottom = self._band(level)
-            crop = gray[top:bottom, self._x0:self._x1]
+            crop = gray[top:bottom, self._x0 : self._x1]
             rows, cols = crop.shape[:2]
             if rows * level < WINDOW[1] or cols * level < WINDOW[0]:
                 continue

@@ -45,6 +45,9 @@ def fit_ridge(x: NDArray[np.float64], y: NDArray[np.float64], strengths: tuple[f
     assert best is not None
     loo_mse, solution = best
     return RidgeModel(
-        mean=[float(v) for v in mean], scale=[float(v) for v in scale], weights=[float(v) for v in solution[:-1]],
-        intercept=float(solution[-1]), residual_sd=float(np.sqrt(loo_mse)),
+        mean=[float(v) for v in mean],
+        scale=[float(v) for v in scale],
+        weights=[float(v) for v in solution[:-1]],
+        intercept=float(solution[-1]),
+        residual_sd=float(np.sqrt(loo_mse)),
     )

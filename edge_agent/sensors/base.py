@@ -27,8 +27,13 @@ class SensorEnv:
 
 
 def judged(
-    sensor: str, kind: SensorKind, value: float | None, unit: str | None,
-    low: float | None = None, high: float | None = None, problem: str | None = None,
+    sensor: str,
+    kind: SensorKind,
+    value: float | None,
+    unit: str | None,
+    low: float | None = None,
+    high: float | None = None,
+    problem: str | None = None,
 ) -> Reading:
     """A reading, ok unless it could not be read or is outside [low, high]."""
     if value is None:

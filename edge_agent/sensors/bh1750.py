@@ -10,7 +10,6 @@ from lobbywatch.protocol import Reading, SensorKind
 Config = Bh1750Config  # the sensor's settings live in the shared device-config model
 
 
-
 class Bh1750:
     def __init__(self, config: Config, env: SensorEnv) -> None:
         self.key = config.key
@@ -28,8 +27,15 @@ class Bh1750:
             scale, scale_problem = read_number(device / "in_illuminance_scale")
             lux = None if raw is None or scale is None else round(raw * scale, 1)
             return [judged(self.key, SensorKind.LIGHT, lux, "lx", self._config.low, None, problem or scale_problem)]
-        return [judged(self.key, SensorKind.LIGHT, None, "lx",
-                       problem=f"no bh1750 under {self._root}: check the i2c-sensor overlay and the wiring")]
+        return [
+            judged(
+                self.key,
+                SensorKind.LIGHT,
+                None,
+                "lx",
+                problem=f"no bh1750 under {self._root}: check the i2c-sensor overlay and the wiring",
+            )
+        ]
 
 
 build = Bh1750

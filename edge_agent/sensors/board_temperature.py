@@ -9,7 +9,6 @@ from lobbywatch.protocol import Reading, SensorKind
 Config = BoardTemperatureConfig  # the sensor's settings live in the shared device-config model
 
 
-
 class BoardTemperature:
     def __init__(self, config: Config, env: SensorEnv) -> None:
         self.key = config.key

@@ -22,7 +22,6 @@ FILES = {
 Config = ClimateConfig  # the sensor's settings live in the shared device-config model
 
 
-
 class Climate:
     def __init__(self, config: Config, env: SensorEnv) -> None:
         self.key = config.key
@@ -54,10 +53,24 @@ class Climate:
         celsius = None if temperature is None else round(temperature / 1000, 2)
         percent = None if humidity is None else round(humidity / 1000, 1)
         return [
-            judged(f"{self.key}-temp", SensorKind.TEMPERATURE, celsius, "°C", c.temperature_low, c.temperature_high,
-                   temp_problem),
-            judged(f"{self.key}-humidity", SensorKind.HUMIDITY, percent, "%", c.humidity_low, c.humidity_high,
-                   humidity_problem),
+            judged(
+                f"{self.key}-temp",
+                SensorKind.TEMPERATURE,
+                celsius,
+                "°C",
+                c.temperature_low,
+                c.temperature_high,
+                temp_problem,
+            ),
+            judged(
+                f"{self.key}-humidity",
+                SensorKind.HUMIDITY,
+                percent,
+                "%",
+                c.humidity_low,
+                c.humidity_high,
+                humidity_problem,
+            ),
         ]
 
 

@@ -23,13 +23,27 @@ STA_NANO = 0x2000
 class _Timex(ctypes.Structure):
     # struct timex of <sys/timex.h> on 64-bit Linux (x86_64 and aarch64 alike)
     _fields_ = [
-        ("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
-        ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
-        ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
-        ("time_sec", ctypes.c_long), ("time_usec", ctypes.c_long), ("tick", ctypes.c_long),
-        ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
-        ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
-        ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time_sec", ctypes.c_long),
+        ("time_usec", ctypes.c_long),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
         ("padding", ctypes.c_int * 11),
     ]
 
@@ -54,7 +68,6 @@ def adjtimex() -> KernelClock:
 Config = ClockConfig  # the sensor's settings live in the shared device-config model
 
 
-
 class Clock:
     def __init__(self, config: Config, env: SensorEnv, read: Callable[[], KernelClock] = adjtimex) -> None:
         self.key = config.key
@@ -65,15 +78,31 @@ class Clock:
         try:
             clock = self._read()
         except OSError as exc:
-            return [Reading(sensor=self.key, kind=SensorKind.CLOCK, value=None, unit="ms", ok=False,
-                            detail=f"cannot ask the kernel: {exc}")]
+            return [
+                Reading(
+                    sensor=self.key,
+                    kind=SensorKind.CLOCK,
+                    value=None,
+                    unit="ms",
+                    ok=False,
+                    detail=f"cannot ask the kernel: {exc}",
+                )
+            ]
         problem = None
         if not clock.synchronised:
             problem = f"not synchronised by NTP (error up to {clock.max_error_ms:.0f} ms): check the network's NTP"
         elif abs(clock.offset_ms) > self._max:
             problem = f"{clock.offset_ms:.0f} ms off"
-        return [Reading(sensor=self.key, kind=SensorKind.CLOCK, value=round(clock.offset_ms, 3), unit="ms",
-                        ok=problem is None, detail=problem)]
+        return [
+            Reading(
+                sensor=self.key,
+                kind=SensorKind.CLOCK,
+                value=round(clock.offset_ms, 3),
+                unit="ms",
+                ok=problem is None,
+                detail=problem,
+            )
+        ]
 
 
 build = Clock

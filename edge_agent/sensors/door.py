@@ -14,7 +14,6 @@ from lobbywatch.protocol import Reading, SensorKind
 Config = DoorConfig  # the sensor's settings live in the shared device-config model
 
 
-
 class Door:
     def __init__(self, config: Config, env: SensorEnv) -> None:
         self.key = config.key
@@ -22,8 +21,15 @@ class Door:
 
     def read(self) -> list[Reading]:
         closed = self._contact.is_pressed
-        return [Reading(sensor=self.key, kind=SensorKind.DOOR, value=0.0 if closed else 1.0, ok=True,
-                        detail="closed" if closed else "open")]
+        return [
+            Reading(
+                sensor=self.key,
+                kind=SensorKind.DOOR,
+                value=0.0 if closed else 1.0,
+                ok=True,
+                detail="closed" if closed else "open",
+            )
+        ]
 
     def close(self) -> None:
         self._contact.close()

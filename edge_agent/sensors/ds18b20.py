@@ -18,7 +18,6 @@ POWER_ON_RESET_MC = 85000
 Config = Ds18b20Config  # the sensor's settings live in the shared device-config model
 
 
-
 class Ds18b20:
     def __init__(self, config: Config, env: SensorEnv) -> None:
         self.key = config.key

@@ -15,7 +15,6 @@ from lobbywatch.protocol import Reading, SensorKind
 Config = EquipmentConfig  # the sensor's settings live in the shared device-config model
 
 
-
 class Equipment:
     def __init__(self, config: Config, env: SensorEnv) -> None:
         self.key = config.key
@@ -44,8 +43,16 @@ class Equipment:
         if problem is None and self._config.slow_ms is not None and elapsed > self._config.slow_ms:
             problem = f"slow: {elapsed} ms"
         unreachable = problem is not None and not problem.startswith("slow")
-        return [Reading(sensor=self.key, kind=SensorKind.EQUIPMENT, value=None if unreachable else elapsed,
-                        unit="ms", ok=problem is None, detail=problem)]
+        return [
+            Reading(
+                sensor=self.key,
+                kind=SensorKind.EQUIPMENT,
+                value=None if unreachable else elapsed,
+                unit="ms",
+                ok=problem is None,
+                detail=problem,
+            )
+        ]
 
 
 build = Equipment

@@ -11,7 +11,6 @@ from lobbywatch.protocol import Reading
 Config = SimulatedConfig  # the sensor's settings live in the shared device-config model
 
 
-
 class SimulatedSensor:
     def __init__(self, config: Config, env: SensorEnv) -> None:
         self.key = config.key

@@ -62,9 +62,7 @@ class Envelope(_Model):
         pattern=r"^[0-9a-f]{8,32}$",
         description="id of the device's outbox; a new one (a re-imaged SD card) restarts the sequence",
     )
-    seq: int = Field(
-        ge=1, le=MAX_SEQ, description="per-device sequence number; survives reboots; gap-free per stream"
-    )
+    seq: int = Field(ge=1, le=MAX_SEQ, description="per-device sequence number; survives reboots; gap-free per stream")
     ts: Timestamp = Field(description="device clock when the message was made (RFC 3339 with offset)")
     uptime_s: float = Field(
         ge=0, le=1e10, description="seconds since the agent started; tells clock jumps from reboots"
@@ -136,7 +134,9 @@ class Health(Envelope):
         0, ge=0, le=MAX_COUNTER, description="messages the outbox ever had to drop at its bounds (should stay 0)"
     )
     not_stored: int = Field(
-        0, ge=0, le=MAX_COUNTER,
+        0,
+        ge=0,
+        le=MAX_COUNTER,
         description="messages the agent made but could not even store (a failing card) since it started",
     )
     clock_synced: bool | None = Field(description="NTP says synchronised; null when unknown")

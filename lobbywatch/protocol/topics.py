@@ -60,8 +60,10 @@ def check_device_id(value: str) -> str:
             f"device id {value!r} must be 3-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
         )
     if value.startswith(RESERVED_PREFIX) or value in RESERVED_IDS:
-        raise ValueError(f"device id {value!r} is reserved for the system (ids starting with "
-                         f"{RESERVED_PREFIX!r}, and {', '.join(sorted(RESERVED_IDS))})")
+        raise ValueError(
+            f"device id {value!r} is reserved for the system (ids starting with "
+            f"{RESERVED_PREFIX!r}, and {', '.join(sorted(RESERVED_IDS))})"
+        )
     return value
 
 

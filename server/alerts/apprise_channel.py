@@ -78,8 +78,12 @@ class AppriseChannel:
             if not self._limit.allow(contact, self._now()):
                 self.rate_limited += 1
                 done.add(contact.name)
-                log.warning("not sending alert %d to %s: over %d notices this hour", notice.alert_id, contact.name,
-                            contact.max_per_hour)
+                log.warning(
+                    "not sending alert %d to %s: over %d notices this hour",
+                    notice.alert_id,
+                    contact.name,
+                    contact.max_per_hour,
+                )
                 continue
             if self._send(contact, notice):
                 done.add(contact.name)
@@ -156,8 +160,10 @@ class AppriseChannel:
             # never the secret part of a URL in a message: scheme and host only
             scheme, _, rest = url.partition("://")
             shown = f"{scheme}://{rest.rsplit('@', maxsplit=1)[-1].split('/', maxsplit=1)[0]}"
-            self.tell_admins("LobbyWatch: a notification channel is failing",
-                             f"{DEAD_AFTER} deliveries in a row to {shown} failed; alerts may not reach people.")
+            self.tell_admins(
+                "LobbyWatch: a notification channel is failing",
+                f"{DEAD_AFTER} deliveries in a row to {shown} failed; alerts may not reach people.",
+            )
             log.error("notification channel %s failed %d times in a row; administrators told", shown, failures)
 
     def tell_admins(self, title: str, body: str) -> bool:

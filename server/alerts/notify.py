@@ -77,8 +77,6 @@ class WebhookChannel:
         self._http.close()
 
 
-
-
 class Dispatcher:
     def __init__(
         self, channels: Sequence[Channel], on_outcome: Outcome, sleep: Callable[[float], bool] | None = None
@@ -145,8 +143,14 @@ class Dispatcher:
                 handed = channel.deliver(notice)
             except Exception as exc:  # any channel failure is retried, then reported
                 error = f"{type(exc).__name__}: {exc}"
-                log.warning("delivery of alert %d via %s failed (attempt %d/%d): %s",
-                            notice.alert_id, channel.name, attempt, ATTEMPTS, error)
+                log.warning(
+                    "delivery of alert %d via %s failed (attempt %d/%d): %s",
+                    notice.alert_id,
+                    channel.name,
+                    attempt,
+                    ATTEMPTS,
+                    error,
+                )
                 if attempt < ATTEMPTS:
                     self._sleep(wait)
                     wait *= 2

@@ -18,6 +18,7 @@ Sender = Callable[[Contact, str, str, Sequence[int]], bool]
 
 def ack_links(clock: Clock, public_url: str, ttl_h: float, secret: bytes) -> Callable[[Notice, Contact], str | None]:
     """A signed one-tap acknowledgement link per notice and person (none for a resolution)."""
+
     def link(notice: Notice, contact: Contact) -> str | None:
         if notice.change == "resolved":
             return None
@@ -27,9 +28,16 @@ def ack_links(clock: Clock, public_url: str, ttl_h: float, secret: bytes) -> Cal
     return link
 
 
-def people_channel(directory: Directory, clock: Clock, link: Callable[[Notice, Contact], str | None], *,
-                   admin_urls: Sequence[str] = (), group_wait_s: float, group_interval_s: float,
-                   sender: Sender | None = None) -> AppriseChannel:
+def people_channel(
+    directory: Directory,
+    clock: Clock,
+    link: Callable[[Notice, Contact], str | None],
+    *,
+    admin_urls: Sequence[str] = (),
+    group_wait_s: float,
+    group_interval_s: float,
+    sender: Sender | None = None,
+) -> AppriseChannel:
     def contacts(branch: str) -> tuple[Contact, ...]:
         entry = directory.branches.get(branch)
         return entry.contacts if entry else ()
@@ -38,5 +46,13 @@ def people_channel(directory: Directory, clock: Clock, link: Callable[[Notice, C
         entry = directory.branches.get(branch_id)
         return t(entry.locale if entry else "zh-CN", key, **params)
 
-    return AppriseChannel(contacts, link, label, admin_urls, clock=lambda: clock.now().timestamp(),
-                          group_interval_s=group_interval_s, group_wait_s=group_wait_s, sender=sender)
+    return AppriseChannel(
+        contacts,
+        link,
+        label,
+        admin_urls,
+        clock=lambda: clock.now().timestamp(),
+        group_interval_s=group_interval_s,
+        group_wait_s=group_wait_s,
+        sender=sender,
+    )

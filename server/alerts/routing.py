@@ -12,7 +12,6 @@ from server.registry.directory import Contact
 SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 
 
-
 def in_quiet_hours(quiet: tuple[time, time] | None, now: time) -> bool:
     if quiet is None:
         return False
@@ -22,9 +21,13 @@ def in_quiet_hours(quiet: tuple[time, time] | None, now: time) -> bool:
 
 def recipients(contacts: tuple[Contact, ...], role: str, severity: str, local_now: time) -> list[Contact]:
     level = SEVERITY.get(severity, 1)
-    return [c for c in contacts
-            if c.role == role and level >= SEVERITY.get(c.min_severity, 1)
-            and (severity == "critical" or not in_quiet_hours(c.quiet, local_now))]
+    return [
+        c
+        for c in contacts
+        if c.role == role
+        and level >= SEVERITY.get(c.min_severity, 1)
+        and (severity == "critical" or not in_quiet_hours(c.quiet, local_now))
+    ]
 
 
 @dataclass

@@ -83,8 +83,13 @@ Event = dict[str, object]
 
 class AlertService:
     def __init__(
-        self, sessions: sessionmaker[Session], notify: Callable[[Notice], None] | None, public_url: str,
-        clock: Clock, grafana_url: str | None = None, on_event: Callable[[Event], None] | None = None,
+        self,
+        sessions: sessionmaker[Session],
+        notify: Callable[[Notice], None] | None,
+        public_url: str,
+        clock: Clock,
+        grafana_url: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._notify = notify
@@ -113,10 +118,22 @@ class AlertService:
                 if alert is None:
                     device = facts.get("device") or (change.subject if change.rule == "device_offline" else None)
                     alert = models.Alert(
-                        key=key, rule=change.rule, branch_id=branch.id, subject=change.subject, severity=level,
-                        state="firing", started_at=at, updated_at=at, value=change.value, peak=change.peak,
-                        threshold=_number(facts.get("threshold")), device_id=device or None, role=role,
-                        step=0, notified_at=at, facts=_plain(facts),
+                        key=key,
+                        rule=change.rule,
+                        branch_id=branch.id,
+                        subject=change.subject,
+                        severity=level,
+                        state="firing",
+                        started_at=at,
+                        updated_at=at,
+                        value=change.value,
+                        peak=change.peak,
+                        threshold=_number(facts.get("threshold")),
+                        device_id=device or None,
+                        role=role,
+                        step=0,
+                        notified_at=at,
+                        facts=_plain(facts),
                     )
                     session.add(alert)
                     session.flush()
@@ -138,8 +155,14 @@ class AlertService:
             silenced = self._silenced(session, alert, at)
             session.commit()
             notice = self._notice(alert, branch, subject_name, change.change.value, at, facts)
-            self._event(change.change.value, alert, at, facts=_plain(facts), role=alert.role,
-                        **({"silenced": True} if silenced else {}))
+            self._event(
+                change.change.value,
+                alert,
+                at,
+                facts=_plain(facts),
+                role=alert.role,
+                **({"silenced": True} if silenced else {}),
+            )
         if self._notify is not None and not silenced:
             self._notify(notice)
 
@@ -168,8 +191,9 @@ class AlertService:
                     alert.step = min(due, len(chain) - 1 - first)
                     alert.role = chain[first + alert.step]
                     change = "escalated"
-                elif (now - as_utc(alert.notified_at or alert.started_at)).total_seconds() >= \
-                        branch.escalation.remind_every_s:
+                elif (
+                    now - as_utc(alert.notified_at or alert.started_at)
+                ).total_seconds() >= branch.escalation.remind_every_s:
                     change = "reminded"
                 if change is None:
                     continue
@@ -182,8 +206,9 @@ class AlertService:
             for notice in notices:
                 self._notify(notice)
 
-    def silence(self, branch: str, minutes: float, by: str, reason: str, rule: str | None = None,
-                subject: str | None = None) -> models.Silence:
+    def silence(
+        self, branch: str, minutes: float, by: str, reason: str, rule: str | None = None, subject: str | None = None
+    ) -> models.Silence:
         if minutes <= 0 or minutes > 7 * 24 * 60:
             raise AlertError("a silence lasts from a minute to a week")
         if not reason.strip():
@@ -192,15 +217,37 @@ class AlertService:
         with self._lock, self._sessions() as session:
             if session.get(models.Branch, branch) is None:
                 raise AlertError(f"no branch {branch!r}")
-            silence = models.Silence(branch_id=branch, rule=rule, subject=subject, starts_at=now,
-                                     ends_at=now + timedelta(minutes=minutes), by=by, reason=reason)
+            silence = models.Silence(
+                branch_id=branch,
+                rule=rule,
+                subject=subject,
+                starts_at=now,
+                ends_at=now + timedelta(minutes=minutes),
+                by=by,
+                reason=reason,
+            )
             session.add(silence)
-            audit.record(session, now, by, "silence.create", f"branch {branch}",
-                         f"{minutes:g} min, {rule or 'every rule'}: {reason}")
+            audit.record(
+                session,
+                now,
+                by,
+                "silence.create",
+                f"branch {branch}",
+                f"{minutes:g} min, {rule or 'every rule'}: {reason}",
+            )
             session.commit()
         if self._on_event is not None:
-            self._on_event({"event": "silence", "branch": branch, "rule": rule, "subject": subject, "by": by,
-                            "until": silence.ends_at.isoformat(), "at": now.isoformat()})
+            self._on_event(
+                {
+                    "event": "silence",
+                    "branch": branch,
+                    "rule": rule,
+                    "subject": subject,
+                    "by": by,
+                    "until": silence.ends_at.isoformat(),
+                    "at": now.isoformat(),
+                }
+            )
         return silence
 
     def end_silence(self, silence_id: int, by: str = "") -> None:
@@ -209,8 +256,14 @@ class AlertService:
             if silence is None:
                 raise AlertError(f"no silence {silence_id}")
             silence.ends_at = self._clock.now()
-            audit.record(session, silence.ends_at, by or "?", "silence.end", f"branch {silence.branch_id}",
-                         f"silence {silence_id}")
+            audit.record(
+                session,
+                silence.ends_at,
+                by or "?",
+                "silence.end",
+                f"branch {silence.branch_id}",
+                f"silence {silence_id}",
+            )
             session.commit()
 
     def silences(self) -> list[models.Silence]:
@@ -222,8 +275,11 @@ class AlertService:
     def _silenced(session: Session, alert: models.Alert, at: datetime) -> bool:
         for silence in session.scalars(select(models.Silence).where(models.Silence.branch_id == alert.branch_id)):
             # a silence's subject is the alert's (a zone, a button) or the device its data comes from
-            if (as_utc(silence.starts_at) <= at < as_utc(silence.ends_at) and silence.rule in (None, alert.rule)
-                    and silence.subject in (None, alert.subject, alert.device_id)):
+            if (
+                as_utc(silence.starts_at) <= at < as_utc(silence.ends_at)
+                and silence.rule in (None, alert.rule)
+                and silence.subject in (None, alert.subject, alert.device_id)
+            ):
                 return True
         return False
 
@@ -239,8 +295,7 @@ class AlertService:
             if alert.owner is None:
                 alert.owner, alert.state = by, "acknowledged"
             alert.updated_at = at
-            session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="acknowledged",
-                                          detail=f"{by} via {channel}"))
+            session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="acknowledged", detail=f"{by} via {channel}"))
             audit.record(session, at, by, "alert.acknowledge", f"alert {alert.id}", f"via {channel}")
             session.commit()
             self._event("acknowledged", alert, at, by=by, channel=channel, device=alert.device_id)
@@ -283,45 +338,93 @@ class AlertService:
     # -- output --------------------------------------------------------------------------------------
     def _event(self, kind: str, alert: models.Alert, at: datetime, **extra: object) -> None:
         if self._on_event is not None:
-            self._on_event({"event": kind, "alert": alert.id, "rule": alert.rule, "branch": alert.branch_id,
-                            "subject": alert.subject, "severity": alert.severity, "at": at.isoformat(),
-                            "value": alert.value, "facts": _plain(dict(alert.facts or {})), **extra})
+            self._on_event(
+                {
+                    "event": kind,
+                    "alert": alert.id,
+                    "rule": alert.rule,
+                    "branch": alert.branch_id,
+                    "subject": alert.subject,
+                    "severity": alert.severity,
+                    "at": at.isoformat(),
+                    "value": alert.value,
+                    "facts": _plain(dict(alert.facts or {})),
+                    **extra,
+                }
+            )
 
-    def _notice(self, alert: models.Alert, branch: BranchEntry, subject_name: str, change: str, at: datetime,
-                facts: dict[str, object]) -> Notice:
+    def _notice(
+        self,
+        alert: models.Alert,
+        branch: BranchEntry,
+        subject_name: str,
+        change: str,
+        at: datetime,
+        facts: dict[str, object],
+    ) -> Notice:
         local = at.astimezone(ZoneInfo(branch.timezone))
         title, body = describe(alert, branch, branch.locale, change, at, {**facts, "subject_name": subject_name})
         board = uid(BRANCH_UID, branch.locale)  # the dashboard in the branch's language
         dashboard = f"{self._grafana_url}/d/{board}?var-branch={branch.id}" if self._grafana_url else None
         return Notice(
-            alert_id=alert.id, change=change, rule=alert.rule, severity=alert.severity, branch_id=branch.id,
-            branch_name=branch.name, subject=alert.subject, title=title, body=body, role=alert.role,
-            at_utc=at.isoformat(), at_local=local.isoformat(),
-            url=f"{self._public_url}/api/v1/alerts/{alert.id}", dashboard_url=dashboard,
+            alert_id=alert.id,
+            change=change,
+            rule=alert.rule,
+            severity=alert.severity,
+            branch_id=branch.id,
+            branch_name=branch.name,
+            subject=alert.subject,
+            title=title,
+            body=body,
+            role=alert.role,
+            at_utc=at.isoformat(),
+            at_local=local.isoformat(),
+            url=f"{self._public_url}/api/v1/alerts/{alert.id}",
+            dashboard_url=dashboard,
         )
 
     def record_delivery(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
         kind = "notified" if delivered else "notify_failed"
         at = self._clock.now()
         with self._lock, self._sessions() as session:
-            session.add(models.AlertEvent(alert_id=notice.alert_id, at=at, kind=kind,
-                                          detail=f"{channel}: {detail}" if detail else channel))
+            session.add(
+                models.AlertEvent(
+                    alert_id=notice.alert_id, at=at, kind=kind, detail=f"{channel}: {detail}" if detail else channel
+                )
+            )
             session.commit()
         if self._on_event is not None:
-            self._on_event({"event": kind, "alert": notice.alert_id, "rule": notice.rule, "branch": notice.branch_id,
-                            "subject": notice.subject, "at": at.isoformat(), "channel": channel, "role": notice.role,
-                            "change": notice.change, "detail": detail})
+            self._on_event(
+                {
+                    "event": kind,
+                    "alert": notice.alert_id,
+                    "rule": notice.rule,
+                    "branch": notice.branch_id,
+                    "subject": notice.subject,
+                    "at": at.isoformat(),
+                    "channel": channel,
+                    "role": notice.role,
+                    "change": notice.change,
+                    "detail": detail,
+                }
+            )
 
 
-def describe(alert: models.Alert, branch: BranchEntry, locale: str, change: str, at: datetime,
-             facts: dict[str, object]) -> tuple[str, str]:
+def describe(
+    alert: models.Alert, branch: BranchEntry, locale: str, change: str, at: datetime, facts: dict[str, object]
+) -> tuple[str, str]:
     """Title and body of an alert at one of its changes, in `locale`, times in the branch's time zone."""
     local = at.astimezone(ZoneInfo(branch.timezone))
     subject_name = str(facts.get("subject_name") or alert.subject)
     kind = facts.get("kind")
     params = {
-        **facts, "branch": branch.name, "subject": subject_name, "zone": subject_name,
-        "value": _round(alert.value), "peak": _round(alert.peak), "threshold": _round(alert.threshold),
+        **facts,
+        "branch": branch.name,
+        "subject": subject_name,
+        "zone": subject_name,
+        "value": _round(alert.value),
+        "peak": _round(alert.peak),
+        "threshold": _round(alert.threshold),
         "time": local.strftime("%H:%M"),
     }
     if alert.rule == "call_unanswered" and isinstance(kind, str):
@@ -333,19 +436,21 @@ def describe(alert: models.Alert, branch: BranchEntry, locale: str, change: str,
     if change in ("reminded", "escalated"):
         # the message of when it fired, flagged: nobody has acknowledged it yet
         fired = f"alert.{alert.rule}.fired"
-        title = t(locale, f"alert.{change}", title=t(locale, f"{fired}.title", **params),
-                  role=t(locale, f"role.{alert.role}"))
+        title = t(
+            locale, f"alert.{change}", title=t(locale, f"{fired}.title", **params), role=t(locale, f"role.{alert.role}")
+        )
         return title, t(locale, f"{fired}.body", **params)
     if change == "resolved" and facts.get("reason") == "closed":  # ended by the branch closing, not by the lobby
-        return (t(locale, "alert.closed.title", title=t(locale, f"alert.{alert.rule}.title", **params)),
-                t(locale, "alert.closed.body", **params))
+        return (
+            t(locale, "alert.closed.title", title=t(locale, f"alert.{alert.rule}.title", **params)),
+            t(locale, "alert.closed.body", **params),
+        )
     prefix = f"alert.{alert.rule}.{change}"
     return t(locale, f"{prefix}.title", **params), t(locale, f"{prefix}.body", **params)
 
 
 def _plain(facts: dict[str, object]) -> dict[str, object]:
     return {k: v if isinstance(v, str | int | float | bool) or v is None else str(v) for k, v in facts.items()}
-
 
 
 def _number(value: object) -> float | None:

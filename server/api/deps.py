@@ -63,7 +63,8 @@ def get_caller(runtime: RuntimeDep, authorization: Annotated[str | None, Header(
         if person is not None:
             return Caller(person.name, person.role, person)
     raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED, "a valid 'Authorization: Bearer <token>' header is required",
+        status.HTTP_401_UNAUTHORIZED,
+        "a valid 'Authorization: Bearer <token>' header is required",
         headers={"WWW-Authenticate": "Bearer"},
     )
 
@@ -74,6 +75,7 @@ Authorized = Depends(get_caller)
 
 def roles(*allowed: str) -> Any:
     """A dependency: only these roles (the deployment's token counts as an administrator)."""
+
     def check(caller: CallerDep) -> Caller:
         if caller.role not in allowed:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"only {' or '.join(allowed)} may do this")

@@ -28,9 +28,12 @@ class ConfigIn(BaseModel):
 
 
 @fleet_api.get("/fleet", summary="Every device you can see, those that need attention first")
-def fleet_list(runtime: RuntimeDep, caller: CallerDep, branch: Annotated[str | None, Query()] = None,
-               attention: Annotated[bool, Query(description="only devices that need attention")] = False,
-               ) -> list[dict[str, Any]]:
+def fleet_list(
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    branch: Annotated[str | None, Query()] = None,
+    attention: Annotated[bool, Query(description="only devices that need attention")] = False,
+) -> list[dict[str, Any]]:
     visible = {b for b in runtime.directory.branches if caller.sees(runtime, b) and branch in (None, b)}
     return [asdict(r) for r in devices.fleet(runtime, visible) if r.attention or not attention]
 
@@ -48,8 +51,10 @@ def command(device_id: str, body: CommandIn, runtime: RuntimeDep, caller: Caller
 def config(device_id: str, body: ConfigIn, runtime: RuntimeDep, caller: CallerDep) -> dict[str, int]:
     refused = set(body.sections) - devices.REMOTE_SECTIONS
     if refused:
-        raise HTTPException(422, f"{', '.join(sorted(refused))} cannot be pushed (allowed: "
-                                 f"{', '.join(sorted(devices.REMOTE_SECTIONS))})")
+        raise HTTPException(
+            422,
+            f"{', '.join(sorted(refused))} cannot be pushed (allowed: {', '.join(sorted(devices.REMOTE_SECTIONS))})",
+        )
     try:
         return {"version": devices.push_config(runtime, device_id, body.sections, caller.acting_as("api"))}
     except devices.ConfigRefused as exc:
@@ -58,8 +63,12 @@ def config(device_id: str, body: ConfigIn, runtime: RuntimeDep, caller: CallerDe
         raise HTTPException(404, str(exc)) from None
 
 
-@fleet_api.get("/devices/{device_id}/snapshot.jpg", dependencies=[TECHNICIANS], response_class=Response,
-               summary="The snapshot the device sent last (minutes at most; never stored)")
+@fleet_api.get(
+    "/devices/{device_id}/snapshot.jpg",
+    dependencies=[TECHNICIANS],
+    response_class=Response,
+    summary="The snapshot the device sent last (minutes at most; never stored)",
+)
 def snapshot(device_id: str, runtime: RuntimeDep) -> Response:
     found = runtime.live.snapshot(device_id, runtime.clock.monotonic())
     if found is None:
@@ -67,13 +76,22 @@ def snapshot(device_id: str, runtime: RuntimeDep) -> Response:
     return Response(found.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-@fleet_api.get("/dead-letters", dependencies=[TECHNICIANS],
-               summary="Messages set aside instead of stored (refused by validation or storage), newest first")
-def dead_letter_list(runtime: RuntimeDep, caller: CallerDep,
-                     device: Annotated[str | None, Query(description="only this device's")] = None,
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-    mine = None if caller.person is None else {
-        d.id for d in runtime.directory.devices.values() if caller.sees(runtime, d.branch_id)}
+@fleet_api.get(
+    "/dead-letters",
+    dependencies=[TECHNICIANS],
+    summary="Messages set aside instead of stored (refused by validation or storage), newest first",
+)
+def dead_letter_list(
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    device: Annotated[str | None, Query(description="only this device's")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    mine = (
+        None
+        if caller.person is None
+        else {d.id for d in runtime.directory.devices.values() if caller.sees(runtime, d.branch_id)}
+    )
     with runtime.sessions() as session:
         return [letter_public(x) for x in dead_letters.recent(session, limit, device, mine)]
 
@@ -84,6 +102,14 @@ def letter_public(letter: Any) -> dict[str, Any]:
         payload, encoding = letter.payload.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         payload, encoding = base64.b64encode(letter.payload).decode(), "base64"
-    return {"id": letter.id, "at": letter.at, "device": letter.device_id, "topic": letter.topic,
-            "cause": letter.cause, "detail": letter.detail, "payload": payload, "payload_encoding": encoding,
-            "size": len(letter.payload)}
+    return {
+        "id": letter.id,
+        "at": letter.at,
+        "device": letter.device_id,
+        "topic": letter.topic,
+        "cause": letter.cause,
+        "detail": letter.detail,
+        "payload": payload,
+        "payload_encoding": encoding,
+        "size": len(letter.payload),
+    }

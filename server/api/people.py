@@ -22,13 +22,20 @@ class TokenIn(BaseModel):
 
 
 def _public(row: Any) -> dict[str, Any]:
-    return {"id": users.token_id(row.token_hash), "login": row.login, "name": row.name, "created_at": row.created_at,
-            "expires_at": row.expires_at, "revoked_at": row.revoked_at}
+    return {
+        "id": users.token_id(row.token_hash),
+        "login": row.login,
+        "name": row.name,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "revoked_at": row.revoked_at,
+    }
 
 
 @people.get("/tokens", dependencies=[Authorized], summary="API tokens: yours, or (administrators) anyone's")
-def token_list(runtime: RuntimeDep, caller: CallerDep,
-               login: Annotated[str | None, Query()] = None) -> list[dict[str, Any]]:
+def token_list(
+    runtime: RuntimeDep, caller: CallerDep, login: Annotated[str | None, Query()] = None
+) -> list[dict[str, Any]]:
     whose = _whose(caller, login)
     with runtime.sessions() as session:
         return [_public(row) for row in users.tokens(session, whose)]
@@ -51,15 +58,23 @@ def token_issue(body: TokenIn, runtime: RuntimeDep, caller: CallerDep) -> dict[s
 def token_revoke(ident: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     try:
         with runtime.sessions() as session:
-            row = users.revoke_token(session, ident, caller.name, runtime.clock.now(),
-                                     login=None if caller.role == "administrator" else _whose(caller, None))
+            row = users.revoke_token(
+                session,
+                ident,
+                caller.name,
+                runtime.clock.now(),
+                login=None if caller.role == "administrator" else _whose(caller, None),
+            )
             return _public(row)
     except users.UserError as exc:
         raise HTTPException(404, str(exc)) from None
 
 
-@people.post("/users/{login}/deactivate", dependencies=[ADMINISTRATORS],
-             summary="Switch a person off: their sessions and tokens end at once")
+@people.post(
+    "/users/{login}/deactivate",
+    dependencies=[ADMINISTRATORS],
+    summary="Switch a person off: their sessions and tokens end at once",
+)
 def deactivate(login: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     try:
         with runtime.sessions() as session:

@@ -59,8 +59,11 @@ def refusal(error: enroll.EnrollError) -> JSONResponse:
 
 def _admin_or_refuse(runtime: Runtime) -> enroll.EnrollError | None:
     if runtime.broker_admin is None:
-        return enroll.EnrollError("provisioning_off", "this server has no broker administrator configured "
-                                                      "(LOBBYWATCH_MQTT_ADMIN_USERNAME)", 503)
+        return enroll.EnrollError(
+            "provisioning_off",
+            "this server has no broker administrator configured (LOBBYWATCH_MQTT_ADMIN_USERNAME)",
+            503,
+        )
     return None
 
 
@@ -73,15 +76,28 @@ def create_enrollment(body: EnrollmentIn, runtime: RuntimeDep, caller: CallerDep
     body = body.model_copy(update={"by": caller.acting_as(body.by)})
     try:
         with runtime.sessions() as session:
-            token, made = enroll.create(session, branch=body.branch, profile=body.profile, by=body.by, now=now,
-                                        ttl=timedelta(hours=runtime.settings.enroll_ttl_h),
-                                        device_id=body.device_id, replaces=body.replaces,
-                                        reserved=runtime.settings.broker_names())
+            token, made = enroll.create(
+                session,
+                branch=body.branch,
+                profile=body.profile,
+                by=body.by,
+                now=now,
+                ttl=timedelta(hours=runtime.settings.enroll_ttl_h),
+                device_id=body.device_id,
+                replaces=body.replaces,
+                reserved=runtime.settings.broker_names(),
+            )
     except enroll.EnrollError as exc:
         return refusal(exc)
-    return {"token": token, "device_id": made.device_id, "branch": made.branch_id, "profile": made.profile,
-            "replaces": made.replaces, "expires_at": made.expires_at.isoformat(),
-            "uri": enroll.uri(runtime.settings.public_url, token)}
+    return {
+        "token": token,
+        "device_id": made.device_id,
+        "branch": made.branch_id,
+        "profile": made.profile,
+        "replaces": made.replaces,
+        "expires_at": made.expires_at.isoformat(),
+        "uri": enroll.uri(runtime.settings.public_url, token),
+    }
 
 
 @provisioning.post("/enroll", summary="A device exchanges its token and hardware serial for its identity")
@@ -89,8 +105,9 @@ def claim(body: ClaimIn, request: Request, runtime: RuntimeDep) -> Any:
     address = request.client.host if request.client else "?"
     if not _attempts(request).allow(address, time.monotonic()):
         log.warning("enrollment refused for %s: too many attempts", address)
-        return refusal(enroll.EnrollError("rate_limited", "too many enrollment attempts from this address: "
-                                                          "wait a minute", 429))
+        return refusal(
+            enroll.EnrollError("rate_limited", "too many enrollment attempts from this address: wait a minute", 429)
+        )
     now = runtime.clock.now()
     try:
         off = _admin_or_refuse(runtime)
@@ -108,7 +125,8 @@ def claim(body: ClaimIn, request: Request, runtime: RuntimeDep) -> Any:
             except BrokerUnreachable as exc:
                 raise enroll.EnrollError(
                     "broker_unreachable",
-                    f"the MQTT broker cannot be reached ({exc}); the token is still good: try again later", 503,
+                    f"the MQTT broker cannot be reached ({exc}); the token is still good: try again later",
+                    503,
                 ) from None
             except BrokerRefused as exc:
                 raise enroll.EnrollError("broker_refused", f"the MQTT broker refused: {exc}", 502) from None
@@ -125,21 +143,36 @@ def claim(body: ClaimIn, request: Request, runtime: RuntimeDep) -> Any:
     runtime.directory.reload()
     settings = runtime.settings
     ca = settings.broker_ca_file.read_text(encoding="ascii") if settings.broker_ca_file else None
-    config = device_config(device_id, profile, BrokerPublic(settings.broker_public_host, settings.broker_public_port,
-                                                            settings.broker_public_tls),
-                           locale, zones, dict(pushed.sections) if pushed else None)
+    config = device_config(
+        device_id,
+        profile,
+        BrokerPublic(settings.broker_public_host, settings.broker_public_port, settings.broker_public_tls),
+        locale,
+        zones,
+        dict(pushed.sections) if pushed else None,
+    )
     with runtime.sessions() as session:  # what a technician's page edits and pushes later (version 0: not pushed)
         if session.get(models.DeviceConfig, device_id) is None:
-            session.add(models.DeviceConfig(device_id=device_id, version=0, updated_at=now, updated_by="enrollment",
-                                            sections={k: v for k, v in config.items() if k in REMOTE_SECTIONS}))
+            session.add(
+                models.DeviceConfig(
+                    device_id=device_id,
+                    version=0,
+                    updated_at=now,
+                    updated_by="enrollment",
+                    sections={k: v for k, v in config.items() if k in REMOTE_SECTIONS},
+                )
+            )
             session.commit()
     config = with_calibrations(config, carried)
     log.info("device %s enrolled (serial %s)%s", device_id, body.serial, f", replacing {replaces}" if replaces else "")
     return {"device_id": device_id, "username": device_id, "password": password, "ca_pem": ca, "config": config}
 
 
-@provisioning.post("/devices/{device_id}/revoke", dependencies=[TECHNICIANS],
-                   summary="Cut a device off at the broker at once; its history stays")
+@provisioning.post(
+    "/devices/{device_id}/revoke",
+    dependencies=[TECHNICIANS],
+    summary="Cut a device off at the broker at once; its history stays",
+)
 def revoke(device_id: str, body: RevokeIn, runtime: RuntimeDep, caller: CallerDep) -> Any:
     body = body.model_copy(update={"by": caller.acting_as(body.by)})
     try:
@@ -153,8 +186,9 @@ def revoke(device_id: str, body: RevokeIn, runtime: RuntimeDep, caller: CallerDe
         try:
             runtime.broker_admin.revoke_device(device_id)
         except BrokerUnreachable as exc:
-            raise enroll.EnrollError("broker_unreachable", f"the MQTT broker cannot be reached ({exc}); "
-                                                           "nothing was revoked", 503) from None
+            raise enroll.EnrollError(
+                "broker_unreachable", f"the MQTT broker cannot be reached ({exc}); nothing was revoked", 503
+            ) from None
         except BrokerRefused as exc:
             raise enroll.EnrollError("broker_refused", f"the MQTT broker refused: {exc}", 409) from None
         with runtime.sessions() as session:

@@ -20,8 +20,9 @@ from server.runtime import Runtime
 reports = APIRouter(prefix="/api/v1/reports", dependencies=[Authorized])
 
 PeriodQuery = Annotated[PeriodKind, Query(description="day, or week (Monday to Sunday)")]
-DateQuery = Annotated[date | None, Query(description="a day of the period, local to the branch; "
-                                                     "default: yesterday, or last week")]
+DateQuery = Annotated[
+    date | None, Query(description="a day of the period, local to the branch; default: yesterday, or last week")
+]
 FormatQuery = Annotated[Literal["json", "csv"], Query(description="json, or csv (one row per branch)")]
 
 
@@ -47,13 +48,22 @@ def as_csv(rows: list[BranchReport], filename: str) -> Response:
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     writer.writerows(flat)
-    return Response(text.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'})
+    return Response(
+        text.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+    )
 
 
 @reports.get("/branches/{branch_id}", summary="A branch's service level over a day or a week")
-def branch_report(runtime: RuntimeDep, caller: CallerDep, branch_id: str, period: PeriodQuery = "day",
-                  date: DateQuery = None, format: FormatQuery = "json") -> Any:
+def branch_report(
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    branch_id: str,
+    period: PeriodQuery = "day",
+    date: DateQuery = None,
+    format: FormatQuery = "json",
+) -> Any:
     branch = runtime.directory.branches.get(branch_id)
     if branch is None:
         raise HTTPException(404, f"no branch {branch_id!r}")
@@ -66,8 +76,14 @@ def branch_report(runtime: RuntimeDep, caller: CallerDep, branch_id: str, period
 
 
 @reports.get("/regions/{region_id}", summary="Every branch of a region (and the regions in it), best first")
-def region_report(runtime: RuntimeDep, caller: CallerDep, region_id: str, period: PeriodQuery = "day",
-                  date: DateQuery = None, format: FormatQuery = "json") -> Any:
+def region_report(
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    region_id: str,
+    period: PeriodQuery = "day",
+    date: DateQuery = None,
+    format: FormatQuery = "json",
+) -> Any:
     branches = [b for b in branches_in(runtime.directory, region_id) if caller.sees(runtime, b.id)]
     if region_id not in runtime.directory.region_parents:
         raise HTTPException(404, f"no region {region_id!r}")
@@ -76,5 +92,9 @@ def region_report(runtime: RuntimeDep, caller: CallerDep, region_id: str, period
     ranked = region_reports(runtime.store, runtime.sessions, branches, chosen)
     if format == "csv":
         return as_csv(ranked, f"lobbywatch-{region_id}-{chosen.kind}-{chosen.first}")
-    return {"region": region_id, "period": chosen.kind, "start": chosen.first.isoformat(),
-            "branches": [asdict(r) for r in ranked]}
+    return {
+        "region": region_id,
+        "period": chosen.kind,
+        "start": chosen.first.isoformat(),
+        "branches": [asdict(r) for r in ranked],
+    }

@@ -58,17 +58,25 @@ def health(runtime: RuntimeDep) -> HealthPublic:
     connected = runtime.source.connected.is_set()
     reasons = health_reasons(runtime)
     return HealthPublic(
-        status="degraded" if reasons else "ok", reasons=reasons, broker_connected=connected,
-        ingest_backlog=runtime.worker.backlog(), ingest_backlog_peak=runtime.worker.peak_backlog,
+        status="degraded" if reasons else "ok",
+        reasons=reasons,
+        broker_connected=connected,
+        ingest_backlog=runtime.worker.backlog(),
+        ingest_backlog_peak=runtime.worker.peak_backlog,
         alert_backlog=runtime.alert_worker.backlog(),
-        received=stats.received, stored_points=stats.stored_points,
-        duplicates=stats.duplicates, late=stats.late,
+        received=stats.received,
+        stored_points=stats.stored_points,
+        duplicates=stats.duplicates,
+        late=stats.late,
         missing=sum(d.sequence.missing for d in runtime.pipeline.devices.values()),
         resend_requests=runtime.pipeline.repair.requests,
-        refused=runtime.rejects.snapshot(), internal_errors=stats.internal_errors,
-        store_refused=stats.store_refused, dead_letters_not_kept=runtime.pipeline.dead_letters.not_kept,
+        refused=runtime.rejects.snapshot(),
+        internal_errors=stats.internal_errors,
+        store_refused=stats.store_refused,
+        dead_letters_not_kept=runtime.pipeline.dead_letters.not_kept,
         lag_ms=runtime.pipeline.lag.percentiles(50, 99),
-        storage=runtime.store.health(), notifications_delivered=runtime.dispatcher.delivered,
+        storage=runtime.store.health(),
+        notifications_delivered=runtime.dispatcher.delivered,
         notifications_failed=runtime.dispatcher.failed,
     )
 
@@ -80,17 +88,29 @@ def branch_summary(runtime: Runtime, branch: BranchEntry, open_alerts: dict[str,
     for device in devices:
         for zone in device.zones.values():
             now = live.get(zone.key)
-            zones.append(ZoneLive(
-                zone=zone.key, name=zone.name, occupancy=now.occupancy if now else None,
-                error=now.error if now else None, at=now.at if now else None, threshold=int(zone.rules.queue.fire_at),
-            ))
+            zones.append(
+                ZoneLive(
+                    zone=zone.key,
+                    name=zone.name,
+                    occupancy=now.occupancy if now else None,
+                    error=now.error if now else None,
+                    at=now.at if now else None,
+                    threshold=int(zone.rules.queue.fire_at),
+                )
+            )
     runtime_devices = runtime.pipeline.devices
     online = sum(1 for d in devices if d.id in runtime_devices and runtime_devices[d.id].online)
     call = runtime.live.last_call(branch.id)
     return {
-        "id": branch.id, "name": branch.name, "region": branch.region_id, "timezone": branch.timezone,
-        "locale": branch.locale, "zones": sorted(zones, key=lambda z: z.zone), "devices_online": online,
-        "devices_total": len(devices), "open_alerts": open_alerts.get(branch.id, 0),
+        "id": branch.id,
+        "name": branch.name,
+        "region": branch.region_id,
+        "timezone": branch.timezone,
+        "locale": branch.locale,
+        "zones": sorted(zones, key=lambda z: z.zone),
+        "devices_online": online,
+        "devices_total": len(devices),
+        "open_alerts": open_alerts.get(branch.id, 0),
         "last_call": CallPublic(button=call.button, kind=call.kind, device=call.device, at=call.at) if call else None,
     }
 
@@ -98,24 +118,38 @@ def branch_summary(runtime: Runtime, branch: BranchEntry, open_alerts: dict[str,
 def open_alert_counts(runtime: Runtime) -> dict[str, int]:
     with runtime.sessions() as session:
         rows = session.execute(
-            select(models.Alert.branch_id, func.count()).where(models.Alert.state.in_(OPEN_STATES))
+            select(models.Alert.branch_id, func.count())
+            .where(models.Alert.state.in_(OPEN_STATES))
             .group_by(models.Alert.branch_id)
         ).all()
     return {branch: int(count) for branch, count in rows}
 
 
-@router.get("/branches", response_model=list[BranchSummary], dependencies=[Authorized],
-            summary="Every branch with its live state")
+@router.get(
+    "/branches",
+    response_model=list[BranchSummary],
+    dependencies=[Authorized],
+    summary="Every branch with its live state",
+)
 def branches(runtime: RuntimeDep, caller: CallerDep) -> list[BranchSummary]:
     counts = open_alert_counts(runtime)
-    return [BranchSummary.model_validate(branch_summary(runtime, b, counts))
-            for b in sorted(runtime.directory.branches.values(), key=lambda b: b.id) if caller.sees(runtime, b.id)]
+    return [
+        BranchSummary.model_validate(branch_summary(runtime, b, counts))
+        for b in sorted(runtime.directory.branches.values(), key=lambda b: b.id)
+        if caller.sees(runtime, b.id)
+    ]
 
 
-@router.get("/branches/{branch_id}", response_model=BranchDetail, dependencies=[Authorized],
-            summary="One branch with the last hours of occupancy per zone")
+@router.get(
+    "/branches/{branch_id}",
+    response_model=BranchDetail,
+    dependencies=[Authorized],
+    summary="One branch with the last hours of occupancy per zone",
+)
 def branch(
-    branch_id: str, runtime: RuntimeDep, caller: CallerDep,
+    branch_id: str,
+    runtime: RuntimeDep,
+    caller: CallerDep,
     hours: Annotated[float, Query(gt=0, le=168, description="hours of history")] = 4.0,
 ) -> BranchDetail:
     entry = runtime.directory.branches.get(branch_id)
@@ -125,7 +159,8 @@ def branch(
     since = runtime.clock.now() - timedelta(hours=hours)
     samples = [
         OccupancySample(
-            at=datetime.fromtimestamp(p.time_ns / 1e9, UTC), zone=p.tag("zone") or "",
+            at=datetime.fromtimestamp(p.time_ns / 1e9, UTC),
+            zone=p.tag("zone") or "",
             occupancy=int(v) if (v := p.fields.get("occupancy")) is not None else None,
         )
         for p in runtime.store.query(schema.OCCUPANCY, branch_id, int(since.timestamp() * 1e9))
@@ -142,37 +177,62 @@ def devices(runtime: RuntimeDep, caller: CallerDep) -> list[DevicePublic]:
         if not caller.sees(runtime, device.branch_id):
             continue
         rt = runtime.pipeline.devices.get(device.id)
-        result.append(DevicePublic(
-            id=device.id, branch=device.branch_id, profile=device.profile,
-            online=bool(rt and rt.online),
-            last_seen=datetime.fromtimestamp(rt.last_seen, UTC) if rt and rt.last_seen else None,
-            agent_version=rt.agent_version if rt else None, config_version=rt.config_version if rt else None,
-            clock_skew_ms=rt.clock_skew_ms if rt else None,
-            received_seq=rt.sequence.highest if rt else 0, missing=rt.sequence.missing if rt else 0,
-            duplicates=rt.sequence.duplicates if rt else 0,
-            outbox_dropped=rt.outbox_dropped if rt else None, not_stored=rt.not_stored if rt else None,
-        ))
+        result.append(
+            DevicePublic(
+                id=device.id,
+                branch=device.branch_id,
+                profile=device.profile,
+                online=bool(rt and rt.online),
+                last_seen=datetime.fromtimestamp(rt.last_seen, UTC) if rt and rt.last_seen else None,
+                agent_version=rt.agent_version if rt else None,
+                config_version=rt.config_version if rt else None,
+                clock_skew_ms=rt.clock_skew_ms if rt else None,
+                received_seq=rt.sequence.highest if rt else 0,
+                missing=rt.sequence.missing if rt else 0,
+                duplicates=rt.sequence.duplicates if rt else 0,
+                outbox_dropped=rt.outbox_dropped if rt else None,
+                not_stored=rt.not_stored if rt else None,
+            )
+        )
     return result
 
 
 def _alert(runtime: Runtime, alert: models.Alert, locale: str, with_events: bool) -> AlertPublic:
     branch = runtime.directory.branches.get(alert.branch_id)
     zone_name = runtime.directory.subject_name(alert.branch_id, alert.subject)
-    title = t(locale, f"alert.{alert.rule}.title", branch=branch.name if branch else alert.branch_id,
-              zone=zone_name, subject=zone_name, value=alert.value, threshold=alert.threshold)
-    return AlertPublic(
-        id=alert.id, rule=alert.rule, branch=alert.branch_id, subject=alert.subject, severity=alert.severity,
-        state=alert.state, owner=alert.owner, title=title, value=alert.value, peak=alert.peak,
+    title = t(
+        locale,
+        f"alert.{alert.rule}.title",
+        branch=branch.name if branch else alert.branch_id,
+        zone=zone_name,
+        subject=zone_name,
+        value=alert.value,
         threshold=alert.threshold,
-        started_at=alert.started_at, updated_at=alert.updated_at, resolved_at=alert.resolved_at,
+    )
+    return AlertPublic(
+        id=alert.id,
+        rule=alert.rule,
+        branch=alert.branch_id,
+        subject=alert.subject,
+        severity=alert.severity,
+        state=alert.state,
+        owner=alert.owner,
+        title=title,
+        value=alert.value,
+        peak=alert.peak,
+        threshold=alert.threshold,
+        started_at=alert.started_at,
+        updated_at=alert.updated_at,
+        resolved_at=alert.resolved_at,
         events=[AlertEventPublic(at=e.at, kind=e.kind, detail=e.detail) for e in alert.events] if with_events else None,
     )
 
 
-@router.get("/alerts", response_model=list[AlertPublic], dependencies=[Authorized],
-            summary="Alerts, newest first")
+@router.get("/alerts", response_model=list[AlertPublic], dependencies=[Authorized], summary="Alerts, newest first")
 def alerts(
-    runtime: RuntimeDep, locale: LocaleDep, caller: CallerDep,
+    runtime: RuntimeDep,
+    locale: LocaleDep,
+    caller: CallerDep,
     state: Annotated[Literal["open", "firing", "acknowledged", "resolved", "all"], Query()] = "all",
     branch: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -191,8 +251,9 @@ def alerts(
         return [_alert(runtime, a, locale, False) for a in session.scalars(query)]
 
 
-@router.get("/alerts/{alert_id}", response_model=AlertPublic, dependencies=[Authorized],
-            summary="One alert with its timeline")
+@router.get(
+    "/alerts/{alert_id}", response_model=AlertPublic, dependencies=[Authorized], summary="One alert with its timeline"
+)
 def alert(alert_id: int, runtime: RuntimeDep, locale: LocaleDep, caller: CallerDep) -> AlertPublic:
     with runtime.sessions() as session:
         row = session.get(models.Alert, alert_id)
@@ -202,8 +263,9 @@ def alert(alert_id: int, runtime: RuntimeDep, locale: LocaleDep, caller: CallerD
         return _alert(runtime, row, locale, True)
 
 
-def _act(action: Callable[[], models.Alert], runtime: Runtime, locale: str, caller: CallerDep,
-         alert_id: int) -> AlertPublic:
+def _act(
+    action: Callable[[], models.Alert], runtime: Runtime, locale: str, caller: CallerDep, alert_id: int
+) -> AlertPublic:
     with runtime.sessions() as session:
         row = session.get(models.Alert, alert_id)
         if row is None:
@@ -219,37 +281,53 @@ def _act(action: Callable[[], models.Alert], runtime: Runtime, locale: str, call
         return _alert(runtime, row, locale, True)
 
 
-@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic, dependencies=[Authorized],
-             summary="Acknowledge: the first to do so owns the alert")
-def acknowledge(alert_id: int, body: AcknowledgeIn, runtime: RuntimeDep, locale: LocaleDep,
-                caller: CallerDep) -> AlertPublic:
+@router.post(
+    "/alerts/{alert_id}/acknowledge",
+    response_model=AlertPublic,
+    dependencies=[Authorized],
+    summary="Acknowledge: the first to do so owns the alert",
+)
+def acknowledge(
+    alert_id: int, body: AcknowledgeIn, runtime: RuntimeDep, locale: LocaleDep, caller: CallerDep
+) -> AlertPublic:
     by = caller.acting_as(body.by)
     return _act(lambda: runtime.alerts.acknowledge(alert_id, by, body.channel), runtime, locale, caller, alert_id)
 
 
-@router.post("/alerts/{alert_id}/resolve", response_model=AlertPublic, dependencies=[Authorized],
-             summary="Resolve by hand, with a note of what was done")
-def resolve(alert_id: int, body: ResolveIn, runtime: RuntimeDep, locale: LocaleDep,
-            caller: CallerDep) -> AlertPublic:
+@router.post(
+    "/alerts/{alert_id}/resolve",
+    response_model=AlertPublic,
+    dependencies=[Authorized],
+    summary="Resolve by hand, with a note of what was done",
+)
+def resolve(alert_id: int, body: ResolveIn, runtime: RuntimeDep, locale: LocaleDep, caller: CallerDep) -> AlertPublic:
     by = caller.acting_as(body.by)
     return _act(lambda: runtime.alerts.resolve(alert_id, by, body.note), runtime, locale, caller, alert_id)
 
 
-@router.post("/alerts/{alert_id}/pass", response_model=AlertPublic, dependencies=[Authorized],
-             summary="Pass ownership on to someone else")
-def pass_on(alert_id: int, body: PassOnIn, runtime: RuntimeDep, locale: LocaleDep,
-            caller: CallerDep) -> AlertPublic:
+@router.post(
+    "/alerts/{alert_id}/pass",
+    response_model=AlertPublic,
+    dependencies=[Authorized],
+    summary="Pass ownership on to someone else",
+)
+def pass_on(alert_id: int, body: PassOnIn, runtime: RuntimeDep, locale: LocaleDep, caller: CallerDep) -> AlertPublic:
     by = caller.acting_as(body.by)
     return _act(lambda: runtime.alerts.pass_on(alert_id, by, body.to), runtime, locale, caller, alert_id)
 
 
-@router.post("/silences", response_model=SilencePublic, dependencies=[Authorized],
-             summary="Silence a branch (or one rule or subject of it) for maintenance")
+@router.post(
+    "/silences",
+    response_model=SilencePublic,
+    dependencies=[Authorized],
+    summary="Silence a branch (or one rule or subject of it) for maintenance",
+)
 def silence(body: SilenceIn, runtime: RuntimeDep, caller: CallerDep) -> SilencePublic:
     caller.check_act(runtime, body.branch)
     try:
-        made = runtime.alerts.silence(body.branch, body.minutes, caller.acting_as(body.by), body.reason, body.rule,
-                                      body.subject)
+        made = runtime.alerts.silence(
+            body.branch, body.minutes, caller.acting_as(body.by), body.reason, body.rule, body.subject
+        )
     except AlertError as exc:
         raise HTTPException(409, str(exc)) from None
     return SilencePublic.model_validate(made, from_attributes=True)
@@ -257,8 +335,11 @@ def silence(body: SilenceIn, runtime: RuntimeDep, caller: CallerDep) -> SilenceP
 
 @router.get("/silences", response_model=list[SilencePublic], dependencies=[Authorized], summary="Silences in force")
 def silences(runtime: RuntimeDep, caller: CallerDep) -> list[SilencePublic]:
-    return [SilencePublic.model_validate(s, from_attributes=True) for s in runtime.alerts.silences()
-            if caller.sees(runtime, s.branch_id)]
+    return [
+        SilencePublic.model_validate(s, from_attributes=True)
+        for s in runtime.alerts.silences()
+        if caller.sees(runtime, s.branch_id)
+    ]
 
 
 @router.delete("/silences/{silence_id}", status_code=204, dependencies=[Authorized], summary="End a silence now")

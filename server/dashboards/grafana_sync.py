@@ -42,8 +42,12 @@ class InfluxSource:
 
     def definition(self) -> dict[str, Any]:
         spec: dict[str, Any] = {
-            "uid": DATASOURCE_UID, "name": "LobbyWatch InfluxDB", "type": "influxdb", "access": "proxy",
-            "url": self.url, "isDefault": True,
+            "uid": DATASOURCE_UID,
+            "name": "LobbyWatch InfluxDB",
+            "type": "influxdb",
+            "access": "proxy",
+            "url": self.url,
+            "isDefault": True,
             "jsonData": {"version": "InfluxQL", "dbName": self.database, "httpMode": "POST"},
         }
         if self.token:
@@ -67,8 +71,9 @@ def _get(call: Any, *args: Any) -> Any | None:
         raise
 
 
-def push(api: GrafanaApi, boards: dict[str, dict[str, Any]], source: InfluxSource | None,
-         dry_run: bool = False) -> list[Change]:
+def push(
+    api: GrafanaApi, boards: dict[str, dict[str, Any]], source: InfluxSource | None, dry_run: bool = False
+) -> list[Change]:
     changes: list[Change] = []
     try:
         if source is not None:
@@ -78,8 +83,9 @@ def push(api: GrafanaApi, boards: dict[str, dict[str, Any]], source: InfluxSourc
             changes.append(_dashboard(api, name, board, dry_run))
     except GrafanaException as exc:
         done = ", ".join(f"{c.kind} {c.name}" for c in changes) or "nothing"
-        raise SyncError(f"Grafana answered {exc.status_code or 'nothing'}: {exc.message} "
-                        f"(done before that: {done})") from None
+        raise SyncError(
+            f"Grafana answered {exc.status_code or 'nothing'}: {exc.message} (done before that: {done})"
+        ) from None
     return changes
 
 
@@ -91,8 +97,9 @@ def _datasource(api: GrafanaApi, source: InfluxSource, dry_run: bool) -> Change:
             api.datasource.create_datasource(wanted)
         return Change("datasource", DATASOURCE_UID, "create")
     compared = ("name", "type", "url", "access", "isDefault")
-    same = all(have.get(k) == wanted[k] for k in compared) and \
-        all(have.get("jsonData", {}).get(k) == v for k, v in wanted["jsonData"].items())
+    same = all(have.get(k) == wanted[k] for k in compared) and all(
+        have.get("jsonData", {}).get(k) == v for k, v in wanted["jsonData"].items()
+    )
     # the token is write-only in Grafana: it cannot be compared, so it is sent again only with another change
     if same:
         return Change("datasource", DATASOURCE_UID, "unchanged")
@@ -116,12 +123,21 @@ def _folder(api: GrafanaApi, dry_run: bool) -> Change:
 
 def _dashboard(api: GrafanaApi, name: str, board: dict[str, Any], dry_run: bool) -> Change:
     have = _get(api.dashboard.get_dashboard, name)
-    if have is not None and render(have["dashboard"]) == render(board) \
-            and have.get("meta", {}).get("folderUid") == FOLDER_UID:
+    if (
+        have is not None
+        and render(have["dashboard"]) == render(board)
+        and have.get("meta", {}).get("folderUid") == FOLDER_UID
+    ):
         return Change("dashboard", name, "unchanged")
     if not dry_run:
-        api.dashboard.update_dashboard({"dashboard": {**board, "id": None}, "folderUid": FOLDER_UID,
-                                        "overwrite": True, "message": "lobbywatch dashboards push"})
+        api.dashboard.update_dashboard(
+            {
+                "dashboard": {**board, "id": None},
+                "folderUid": FOLDER_UID,
+                "overwrite": True,
+                "message": "lobbywatch dashboards push",
+            }
+        )
     return Change("dashboard", name, "create" if have is None else "update")
 
 
@@ -136,5 +152,9 @@ def pull(api: GrafanaApi, name: str, folder: Path) -> Path:
 
 
 def summary(changes: list[Change]) -> str:
-    return json.dumps({"changed": sum(c.action != "unchanged" for c in changes),
-                       "unchanged": sum(c.action == "unchanged" for c in changes)})
+    return json.dumps(
+        {
+            "changed": sum(c.action != "unchanged" for c in changes),
+            "unchanged": sum(c.action == "unchanged" for c in changes),
+        }
+    )

@@ -18,8 +18,13 @@ class InfluxQuery(cogvariants.Dataquery):
         self.ref_id, self.query, self.result_format, self.alias = ref_id, query, result_format, alias
 
     def to_json(self) -> dict[str, object]:
-        payload: dict[str, object] = {"refId": self.ref_id, "datasource": DATASOURCE, "query": self.query,
-                                      "rawQuery": True, "resultFormat": self.result_format}
+        payload: dict[str, object] = {
+            "refId": self.ref_id,
+            "datasource": DATASOURCE,
+            "query": self.query,
+            "rawQuery": True,
+            "resultFormat": self.result_format,
+        }
         if self.alias:
             payload["alias"] = self.alias
         return payload
@@ -41,8 +46,14 @@ class AnnotationTarget(dashboard.AnnotationTarget):
         self.query, self.text_column, self.tags_column = query, text_column, tags_column
 
     def to_json(self) -> dict[str, object]:
-        return {**super().to_json(), "query": self.query, "rawQuery": True, "refId": "Anno",
-                "textColumn": self.text_column, "tagsColumn": self.tags_column}
+        return {
+            **super().to_json(),
+            "query": self.query,
+            "rawQuery": True,
+            "refId": "Anno",
+            "textColumn": self.text_column,
+            "tagsColumn": self.tags_column,
+        }
 
 
 class Annotation(cogbuilder.Builder[AnnotationTarget]):

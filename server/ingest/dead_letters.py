@@ -59,8 +59,12 @@ class DeadLetters:
             return 0
         try:
             with self._sessions() as session:
-                session.add_all(models.DeadLetter(at=x.at, device_id=x.device, topic=x.topic, cause=x.cause,
-                                                  detail=x.detail, payload=x.payload) for x in pending)
+                session.add_all(
+                    models.DeadLetter(
+                        at=x.at, device_id=x.device, topic=x.topic, cause=x.cause, detail=x.detail, payload=x.payload
+                    )
+                    for x in pending
+                )
                 session.flush()
                 newest = session.scalar(select(func.max(models.DeadLetter.id))) or 0
                 session.execute(delete(models.DeadLetter).where(models.DeadLetter.id <= newest - MAX_KEPT))
@@ -73,8 +77,9 @@ class DeadLetters:
         return len(pending)
 
 
-def recent(session: Session, limit: int = 100, device: str | None = None,
-           devices: set[str] | None = None) -> list[models.DeadLetter]:
+def recent(
+    session: Session, limit: int = 100, device: str | None = None, devices: set[str] | None = None
+) -> list[models.DeadLetter]:
     """Newest first; `devices`: only these (a person's branches)."""
     query = select(models.DeadLetter).order_by(models.DeadLetter.id.desc()).limit(limit)
     if device is not None:

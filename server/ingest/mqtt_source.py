@@ -30,8 +30,15 @@ log = logging.getLogger(__name__)
 RECEIVE_MAXIMUM = 4000
 # How long the broker keeps our session (and queues messages for it) while the server is down.
 SESSION_EXPIRY_S = 3600
-DEVICE_CHANNELS = (Channel.QUEUE, Channel.BUTTON, Channel.FACILITY, Channel.HEALTH, Channel.REPLY, Channel.STATUS,
-                   Channel.SNAPSHOT)
+DEVICE_CHANNELS = (
+    Channel.QUEUE,
+    Channel.BUTTON,
+    Channel.FACILITY,
+    Channel.HEALTH,
+    Channel.REPLY,
+    Channel.STATUS,
+    Channel.SNAPSHOT,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +80,9 @@ class MqttSource:
         if settings.username:
             client.username_pw_set(settings.username, settings.password)
         if settings.tls:
-            client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file else None,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=str(settings.ca_file) if settings.ca_file else None, tls_version=ssl.PROTOCOL_TLS_CLIENT
+            )
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -94,8 +102,11 @@ class MqttSource:
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
             properties.ReceiveMaximum = RECEIVE_MAXIMUM
         self._client.connect_async(
-            self._settings.host, self._settings.port, keepalive=30,
-            clean_start=False if self._v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=properties,
+            self._settings.host,
+            self._settings.port,
+            keepalive=30,
+            clean_start=False if self._v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
         )
         self._client.loop_start()
 
@@ -130,8 +141,12 @@ class MqttSource:
     ) -> None:
         refused = [str(r) for r in reasons if r.is_failure]
         if refused:
-            log.error("broker %s:%s refused the server's subscriptions: %s", self._settings.host,
-                      self._settings.port, ", ".join(refused))
+            log.error(
+                "broker %s:%s refused the server's subscriptions: %s",
+                self._settings.host,
+                self._settings.port,
+                ", ".join(refused),
+            )
             return
         # connected means receiving: until the broker has granted the subscriptions, a message sent on a new
         # session would not reach us

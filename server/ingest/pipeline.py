@@ -153,10 +153,20 @@ class _Context:
 
 class Pipeline:
     def __init__(
-        self, *, directory: Directory, store: TimeSeriesStore, rules: RuleEngine, alerts: AlertSink,
-        live: LiveState, rejects: Rejects, sessions: sessionmaker[Session], clock: Clock,
-        repair: GapRepair | None = None, dead_letters: DeadLetters | None = None,
-        max_age_s: float = MAX_AGE_S, max_ahead_s: float = MAX_AHEAD_S,
+        self,
+        *,
+        directory: Directory,
+        store: TimeSeriesStore,
+        rules: RuleEngine,
+        alerts: AlertSink,
+        live: LiveState,
+        rejects: Rejects,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        repair: GapRepair | None = None,
+        dead_letters: DeadLetters | None = None,
+        max_age_s: float = MAX_AGE_S,
+        max_ahead_s: float = MAX_AHEAD_S,
         hearing: Callable[[], bool] | None = None,
     ) -> None:
         """`hearing`: whether the server hears the broker now (None: always, as in a replay without outages)."""
@@ -177,7 +187,10 @@ class Pipeline:
         self.lag = Reservoir(LAG_SAMPLES)
         self.stopping = threading.Event()
         self._handlers: dict[type, Callable[[_Context, Any, _Batch], None]] = {
-            QueueReport: self._queue, ButtonEvent: self._button, FacilityReport: self._facility, Health: self._health,
+            QueueReport: self._queue,
+            ButtonEvent: self._button,
+            FacilityReport: self._facility,
+            Health: self._health,
             CommandReply: self._reply,
         }
         self.repair = repair or GapRepair()
@@ -199,8 +212,9 @@ class Pipeline:
     def _load_devices(self) -> None:
         with self._sessions() as session:
             for device in session.query(models.Device).all():
-                runtime = DeviceRuntime(online=device.online, agent_version=device.agent_version,
-                                        config_version=device.config_version)
+                runtime = DeviceRuntime(
+                    online=device.online, agent_version=device.agent_version, config_version=device.config_version
+                )
                 if device.sequence:
                     runtime.sequence = SequenceTracker.from_dict(dict(device.sequence))
                 self.devices[device.id] = runtime
@@ -208,12 +222,23 @@ class Pipeline:
                 self.rules.load_branch(saved.branch_id, dict(saved.state))
             for estimate in session.query(models.ServiceEstimate).all():
                 if self.rules.service(estimate.branch_id, estimate.zone) is None:  # older than a saved state
-                    self.rules.restore_service(estimate.branch_id, estimate.zone, ServiceLearner(
-                        busy_min=estimate.busy_min, served=estimate.served, arrived=estimate.arrived,
-                        windows=estimate.windows))
+                    self.rules.restore_service(
+                        estimate.branch_id,
+                        estimate.zone,
+                        ServiceLearner(
+                            busy_min=estimate.busy_min,
+                            served=estimate.served,
+                            arrived=estimate.arrived,
+                            windows=estimate.windows,
+                        ),
+                    )
             alerts = session.scalars(select(models.Alert).where(models.Alert.state.in_(OPEN_STATES)))
-            opened = [OpenAlert(a.rule, a.branch_id, a.subject, a.peak or 0.0, as_utc(a.started_at).timestamp(),
-                                dict(a.facts or {})) for a in alerts]
+            opened = [
+                OpenAlert(
+                    a.rule, a.branch_id, a.subject, a.peak or 0.0, as_utc(a.started_at).timestamp(), dict(a.facts or {})
+                )
+                for a in alerts
+            ]
         self.rules.reconcile(opened, self._clock.now().timestamp())
 
     def save_rules(self) -> None:
@@ -250,10 +275,16 @@ class Pipeline:
     def _alert_points(self, transitions: Sequence[Transition]) -> list[Point]:
         """Alerts firing and resolving, for the dashboards' annotations and the reports."""
         branches = self.directory.branches
-        return [Point.make(schema.ALERT, self._tags(t.branch, rule=t.rule, severity=severity(t, branches[t.branch])),
-                           {"change": t.change.value, "subject": t.subject, "value": t.value},
-                           int(t.at * 1_000_000) * 1000)
-                for t in transitions if t.branch in branches]
+        return [
+            Point.make(
+                schema.ALERT,
+                self._tags(t.branch, rule=t.rule, severity=severity(t, branches[t.branch])),
+                {"change": t.change.value, "subject": t.subject, "value": t.value},
+                int(t.at * 1_000_000) * 1000,
+            )
+            for t in transitions
+            if t.branch in branches
+        ]
 
     def _timed(self, transitions: list[Transition]) -> None:
         if transitions:
@@ -275,8 +306,12 @@ class Pipeline:
                     self.on_system({"event": "broker_back", "down_s": round(now - self._deaf_since)})
                 self._deaf_since, self.broker_down_told = None, False
             self._heard = hearing
-        if (not hearing and self._deaf_since is not None and not self.broker_down_told
-                and now - self._deaf_since >= BROKER_DOWN_TELL_S):
+        if (
+            not hearing
+            and self._deaf_since is not None
+            and not self.broker_down_told
+            and now - self._deaf_since >= BROKER_DOWN_TELL_S
+        ):
             self.broker_down_told = True
             if self.on_system is not None:
                 self.on_system({"event": "broker_down", "down_s": round(now - self._deaf_since)})
@@ -303,13 +338,27 @@ class Pipeline:
             if done is None:
                 continue
             device = str(event.get("device") or "")
-            points.append(Point.make(schema.CALL, self._tags(branch, device=device, button=button, kind=done.kind),
-                                     {"action": "answered", "count": 1, "response_s": round(done.response_s, 1)},
-                                     epoch_ns(at)))
+            points.append(
+                Point.make(
+                    schema.CALL,
+                    self._tags(branch, device=device, button=button, kind=done.kind),
+                    {"action": "answered", "count": 1, "response_s": round(done.response_s, 1)},
+                    epoch_ns(at),
+                )
+            )
             if self.on_call is not None:
-                self.on_call({"event": "call", "branch": branch, "subject": button, "kind": done.kind,
-                              "device": device, "response_s": round(done.response_s, 1),
-                              "answered_by": "acknowledgement", "by": event.get("by")})
+                self.on_call(
+                    {
+                        "event": "call",
+                        "branch": branch,
+                        "subject": button,
+                        "kind": done.kind,
+                        "device": device,
+                        "response_s": round(done.response_s, 1),
+                        "answered_by": "acknowledgement",
+                        "by": event.get("by"),
+                    }
+                )
         if points:
             self._store(points)
 
@@ -332,8 +381,12 @@ class Pipeline:
 
     def _held(self) -> Held:
         """What holds alerts back now, as a snapshot for the alerts thread."""
-        unknown = frozenset((branch, zone) for branch in self.directory.branches
-                            for zone, now in self.live.zones(branch).items() if now.occupancy is None)
+        unknown = frozenset(
+            (branch, zone)
+            for branch in self.directory.branches
+            for zone, now in self.live.zones(branch).items()
+            if now.occupancy is None
+        )
         return Held(self.rules.offline_devices(), unknown)
 
     def request_stop(self) -> None:
@@ -351,8 +404,9 @@ class Pipeline:
             except Exception:  # a bug of ours must not stop the ingest: count it, log it, go on
                 self.stats.internal_errors += 1
                 log.exception("internal error on message from %s", received.topic)
-                self.dead_letters.add("internal_error", None, received.topic, "internal error (see the log)",
-                                      received.payload)
+                self.dead_letters.add(
+                    "internal_error", None, received.topic, "internal error (see the log)", received.payload
+                )
                 del work.points[start:]
                 continue
             if len(work.points) > start:
@@ -382,8 +436,9 @@ class Pipeline:
                 self.stats.last_store_error = f"{type(exc).__name__}: {exc}"[:300]
                 wait = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
                 attempt += 1
-                log.error("storing %d points failed (attempt %d), retrying in %s s: %s",
-                          len(points), attempt, wait, exc)
+                log.error(
+                    "storing %d points failed (attempt %d), retrying in %s s: %s", len(points), attempt, wait, exc
+                )
                 if self.stopping.wait(wait):
                     raise
                 continue
@@ -397,8 +452,9 @@ class Pipeline:
             self._store(work.points + alerts)
             return
         except RefusedPoints as exc:
-            log.warning("the store refused a batch of %d messages (%s); storing them one by one",
-                        len(work.origins), exc)
+            log.warning(
+                "the store refused a batch of %d messages (%s); storing them one by one", len(work.origins), exc
+            )
         for received, start, end in work.origins:  # find the messages it refuses; store the rest
             try:
                 self._store(work.points[start:end])
@@ -469,8 +525,9 @@ class Pipeline:
         handler = self._handlers[type(message)]
         handler(_Context(device, runtime, received, verdict, epoch_ns(message.ts)), message, batch)
 
-    def _in_window(self, device: DeviceEntry, runtime: DeviceRuntime, message: DeviceMessage,
-                   received: Received) -> bool:
+    def _in_window(
+        self, device: DeviceEntry, runtime: DeviceRuntime, message: DeviceMessage, received: Received
+    ) -> bool:
         """A device timestamp far from the server's clock is refused (and set aside), and its skew recorded
         for the technician: its clock, not the message, is what is broken."""
         skew_s = message.ts.timestamp() - received.received_at
@@ -478,10 +535,14 @@ class Pipeline:
         if -max_age_s <= skew_s <= max_ahead_s:
             return True
         runtime.clock_skew_ms = round(skew_s * 1000, 1)
-        self._refuse("ts_out_of_range", device.id,
-                     f"timestamp {message.ts.isoformat()} is {_span(skew_s)} "
-                     f"{'ahead of' if skew_s > 0 else 'behind'} the server's clock "
-                     f"(accepted: {_span(max_age_s)} behind to {_span(max_ahead_s)} ahead)", received)
+        self._refuse(
+            "ts_out_of_range",
+            device.id,
+            f"timestamp {message.ts.isoformat()} is {_span(skew_s)} "
+            f"{'ahead of' if skew_s > 0 else 'behind'} the server's clock "
+            f"(accepted: {_span(max_age_s)} behind to {_span(max_ahead_s)} ahead)",
+            received,
+        )
         return False
 
     def _queue(self, ctx: _Context, message: QueueReport, batch: _Batch) -> None:
@@ -491,11 +552,14 @@ class Pipeline:
             if zone is None:
                 self._refuse("unknown_zone", device.id, f"zone {count.zone!r} is not registered", ctx.received)
                 continue
-            batch.points.append(Point.make(
-                schema.OCCUPANCY, self._tags(branch, zone=zone.key, device=device.id),
-                {"occupancy": count.occupancy, "error": count.error, "known": count.occupancy is not None},
-                ctx.t_ns,
-            ))
+            batch.points.append(
+                Point.make(
+                    schema.OCCUPANCY,
+                    self._tags(branch, zone=zone.key, device=device.id),
+                    {"occupancy": count.occupancy, "error": count.error, "known": count.occupancy is not None},
+                    ctx.t_ns,
+                )
+            )
             self.live.set_zone(branch, zone.key, ZoneNow(count.occupancy, count.error, message.ts, device.id))
             # a late message is history: rules only move forward in time
             if ctx.verdict is Verdict.NEW and count.occupancy:
@@ -503,17 +567,34 @@ class Pipeline:
             if ctx.verdict is not Verdict.NEW:
                 continue
             open_now = self.directory.branches[branch].hours.is_open(message.ts)
-            batch.transitions.extend(self.rules.occupancy(
-                branch, zone.key, zone.rules, count.occupancy, message.ts.timestamp(), open_now, device.id,
-            ))
+            batch.transitions.extend(
+                self.rules.occupancy(
+                    branch,
+                    zone.key,
+                    zone.rules,
+                    count.occupancy,
+                    message.ts.timestamp(),
+                    open_now,
+                    device.id,
+                )
+            )
             if open_now and count.occupancy is not None:
                 seen = self.rules.projection(branch, zone.key, zone.rules, count.occupancy)
-                batch.points.append(Point.make(schema.WAIT, self._tags(branch, zone=zone.key), {
-                    "wait_min": round(seen.wait_min, 2), "target_min": seen.target_min,
-                    "under_target": None if seen.target_min is None else int(seen.wait_min <= seen.target_min),
-                    "windows_open": zone.rules.windows_open, "windows_needed": seen.windows_needed,
-                    "service_min": round(seen.service_min, 2),
-                }, ctx.t_ns))
+                batch.points.append(
+                    Point.make(
+                        schema.WAIT,
+                        self._tags(branch, zone=zone.key),
+                        {
+                            "wait_min": round(seen.wait_min, 2),
+                            "target_min": seen.target_min,
+                            "under_target": None if seen.target_min is None else int(seen.wait_min <= seen.target_min),
+                            "windows_open": zone.rules.windows_open,
+                            "windows_needed": seen.windows_needed,
+                            "service_min": round(seen.service_min, 2),
+                        },
+                        ctx.t_ns,
+                    )
+                )
 
     def _snapshot(self, device: DeviceEntry, message: Snapshot) -> None:
         try:
@@ -524,8 +605,9 @@ class Pipeline:
         if not jpeg.startswith(b"\xff\xd8"):
             self.rejects.refuse("invalid", device.id, "snapshot is not a JPEG image")
             return
-        self.live.set_snapshot(device.id, SnapshotNow(message.id, jpeg, message.width, message.height, message.ts,
-                                                      self._clock.monotonic()))
+        self.live.set_snapshot(
+            device.id, SnapshotNow(message.id, jpeg, message.width, message.height, message.ts, self._clock.monotonic())
+        )
 
     def _tags(self, branch: str, **more: str) -> dict[str, str]:
         entry = self.directory.branches.get(branch)
@@ -541,37 +623,74 @@ class Pipeline:
         response_s = None
         if ctx.verdict is Verdict.NEW:
             entry = self.directory.branches[branch]
-            changes, done = self.rules.call(branch, message.button, message.kind.value, answered, at,
-                                            entry.hours.is_open(message.ts), device, entry.call_deadlines_s)
+            changes, done = self.rules.call(
+                branch,
+                message.button,
+                message.kind.value,
+                answered,
+                at,
+                entry.hours.is_open(message.ts),
+                device,
+                entry.call_deadlines_s,
+            )
             batch.transitions.extend(changes)
             batch.transitions.extend(self.rules.activity(branch, at))
             response_s = round(done.response_s, 1) if done else None
             if done is not None and self.on_call is not None:
-                self.on_call({"event": "call", "branch": branch, "subject": done.button, "kind": done.kind,
-                              "device": device, "response_s": response_s, "answered_by": "button"})
-        batch.points.append(Point.make(
-            schema.CALL, self._tags(branch, device=device, button=message.button, kind=message.kind.value),
-            {"action": message.action.value, "count": 1, "response_s": response_s}, ctx.t_ns,
-        ))
+                self.on_call(
+                    {
+                        "event": "call",
+                        "branch": branch,
+                        "subject": done.button,
+                        "kind": done.kind,
+                        "device": device,
+                        "response_s": response_s,
+                        "answered_by": "button",
+                    }
+                )
+        batch.points.append(
+            Point.make(
+                schema.CALL,
+                self._tags(branch, device=device, button=message.button, kind=message.kind.value),
+                {"action": message.action.value, "count": 1, "response_s": response_s},
+                ctx.t_ns,
+            )
+        )
         if not answered:
             self.live.set_call(branch, CallNow(message.button, message.kind.value, device, message.ts))
 
     def _facility(self, ctx: _Context, message: FacilityReport, batch: _Batch) -> None:
         branch, device = ctx.device.branch_id, ctx.device.id
         for reading in message.readings:
-            batch.points.append(Point.make(
-                schema.FACILITY, self._tags(branch, device=device, sensor=reading.sensor, kind=reading.kind.value),
-                {"value": reading.value, "ok": reading.ok, "up": int(reading.ok)}, ctx.t_ns,
-            ))
-            self.live.set_reading(branch, f"{device}/{reading.sensor}",
-                                  ReadingNow(reading.kind.value, reading.value, reading.ok, device, message.ts))
+            batch.points.append(
+                Point.make(
+                    schema.FACILITY,
+                    self._tags(branch, device=device, sensor=reading.sensor, kind=reading.kind.value),
+                    {"value": reading.value, "ok": reading.ok, "up": int(reading.ok)},
+                    ctx.t_ns,
+                )
+            )
+            self.live.set_reading(
+                branch,
+                f"{device}/{reading.sensor}",
+                ReadingNow(reading.kind.value, reading.value, reading.ok, device, message.ts),
+            )
             if ctx.verdict is Verdict.NEW and reading.kind.value == "door" and reading.value == 1.0:
                 batch.transitions.extend(self.rules.activity(branch, ctx.received.received_at))
             if ctx.verdict is Verdict.NEW:
-                batch.transitions.extend(self.rules.facility(
-                    branch, device, reading.sensor, reading.kind.value, reading.value, reading.ok, reading.detail,
-                    ctx.received.received_at, self.directory.branches[branch].hours.is_open(message.ts),
-                ))
+                batch.transitions.extend(
+                    self.rules.facility(
+                        branch,
+                        device,
+                        reading.sensor,
+                        reading.kind.value,
+                        reading.value,
+                        reading.ok,
+                        reading.detail,
+                        ctx.received.received_at,
+                        self.directory.branches[branch].hours.is_open(message.ts),
+                    )
+                )
 
     def _health(self, ctx: _Context, message: Health, batch: _Batch) -> None:
         runtime = ctx.runtime
@@ -584,20 +703,32 @@ class Pipeline:
         if offset is not None or message.outbox_depth == 0:  # the estimate; until there is one, this sample
             runtime.clock_skew_ms = round((offset if offset is not None else sample) * 1000, 1)
         if ctx.verdict is Verdict.NEW and offset is not None:
-            batch.transitions.extend(self.rules.clock_skew(ctx.device.branch_id, ctx.device.id,
-                                                           runtime.clock_skew_ms, ctx.received.received_at))
+            batch.transitions.extend(
+                self.rules.clock_skew(
+                    ctx.device.branch_id, ctx.device.id, runtime.clock_skew_ms, ctx.received.received_at
+                )
+            )
         runtime.agent_version = message.agent_version
         runtime.config_version = message.config_version
         runtime.outbox_depth = message.outbox_depth
         batch.transitions.extend(self._losses(ctx.device, runtime, message, ctx.received.received_at))
-        batch.points.append(Point.make(
-            schema.DEVICE_HEALTH, self._tags(ctx.device.branch_id, device=ctx.device.id),
-            {"cpu_pct": message.cpu_pct, "mem_rss_mb": message.mem_rss_mb, "outbox_depth": message.outbox_depth,
-             "clock_skew_ms": round(sample * 1000, 1), "clock_synced": message.clock_synced,
-             "uptime_s": message.uptime_s, "agent_version": message.agent_version,
-             "config_version": message.config_version},
-            ctx.t_ns,
-        ))
+        batch.points.append(
+            Point.make(
+                schema.DEVICE_HEALTH,
+                self._tags(ctx.device.branch_id, device=ctx.device.id),
+                {
+                    "cpu_pct": message.cpu_pct,
+                    "mem_rss_mb": message.mem_rss_mb,
+                    "outbox_depth": message.outbox_depth,
+                    "clock_skew_ms": round(sample * 1000, 1),
+                    "clock_synced": message.clock_synced,
+                    "uptime_s": message.uptime_s,
+                    "agent_version": message.agent_version,
+                    "config_version": message.config_version,
+                },
+                ctx.t_ns,
+            )
+        )
 
     def _losses(self, device: DeviceEntry, runtime: DeviceRuntime, message: Health, at: float) -> list[Transition]:
         """What a device lost (dropped at its outbox's bounds, or never stored): kept for the fleet view, and
@@ -610,8 +741,9 @@ class Pipeline:
         lost = message.outbox_dropped + message.not_stored
         grew = lost > before if before is not None else message.not_stored > 0
         detail = f"{message.outbox_dropped} dropped at the outbox's bounds, {message.not_stored} not stored"
-        return self.rules.facility(device.branch_id, device.id, "outbox", "outbox", float(lost), not grew, detail,
-                                   at, True)
+        return self.rules.facility(
+            device.branch_id, device.id, "outbox", "outbox", float(lost), not grew, detail, at, True
+        )
 
     def _reply(self, ctx: _Context, message: CommandReply, batch: _Batch) -> None:
         self.replies += 1
@@ -622,8 +754,13 @@ class Pipeline:
         for first, last in message.unavailable:
             gone = tracker.give_up(first, last)
             if gone:
-                log.warning("device %s no longer has messages %d-%d (%d still missing): given up",
-                            ctx.device.id, first, last, gone)
+                log.warning(
+                    "device %s no longer has messages %d-%d (%d still missing): given up",
+                    ctx.device.id,
+                    first,
+                    last,
+                    gone,
+                )
         if not message.ok:
             log.warning("device %s could not carry out %s: %s", ctx.device.id, message.command, message.detail)
         if message.calibration is not None:
@@ -633,21 +770,32 @@ class Pipeline:
         """With the zone, so that it moves to a replacement camera. Rare (a technician labelling), so at once,
         before the reply is acknowledged."""
         with self._sessions() as session:
-            zone = session.scalars(select(models.Zone).where(models.Zone.device_id == device,
-                                                             models.Zone.key == calibration.zone)).first()
+            zone = session.scalars(
+                select(models.Zone).where(models.Zone.device_id == device, models.Zone.key == calibration.zone)
+            ).first()
             if zone is None:
-                log.warning("device %s calibrated zone %s, which the registry does not have for it: not kept",
-                            device, calibration.zone)
+                log.warning(
+                    "device %s calibrated zone %s, which the registry does not have for it: not kept",
+                    device,
+                    calibration.zone,
+                )
                 return
             zone.calibration = calibration.model_dump(mode="json")
             session.commit()
-        log.info("device %s calibrated zone %s (residual %.2f people): kept for a replacement", device,
-                 calibration.zone, calibration.model.residual_sd)
+        log.info(
+            "device %s calibrated zone %s (residual %.2f people): kept for a replacement",
+            device,
+            calibration.zone,
+            calibration.model.residual_sd,
+        )
 
     def resend_requests(self) -> list[ResendRequest]:
         """Devices to ask for the messages they sent that never arrived."""
-        return list(self.repair.plan(self._clock.monotonic(),
-                                     {d: rt.sequence for d, rt in self.devices.items() if rt.sequence.gaps}))
+        return list(
+            self.repair.plan(
+                self._clock.monotonic(), {d: rt.sequence for d, rt in self.devices.items() if rt.sequence.gaps}
+            )
+        )
 
     def _status(self, device: DeviceEntry, runtime: DeviceRuntime, message: Status, points: list[Point]) -> bool:
         """Apply a connection status; False when it was an old connection's and was ignored."""
@@ -657,8 +805,14 @@ class Pipeline:
         runtime.online = message.state is ConnectionState.ONLINE
         runtime.online_since = message.since
         runtime.agent_version = message.agent_version
-        points.append(Point.make(schema.DEVICE_STATUS, self._tags(device.branch_id, device=device.id),
-                                 {"online": runtime.online, "up": int(runtime.online)}, epoch_ns(self._clock.now())))
+        points.append(
+            Point.make(
+                schema.DEVICE_STATUS,
+                self._tags(device.branch_id, device=device.id),
+                {"online": runtime.online, "up": int(runtime.online)},
+                epoch_ns(self._clock.now()),
+            )
+        )
         return True
 
     # -- state kept in the registry ------------------------------------------------------------------
@@ -671,9 +825,17 @@ class Pipeline:
         with self._sessions() as session:
             for (branch, zone), learnt in evidence.items():
                 if branch in self.directory.branches:
-                    session.merge(models.ServiceEstimate(
-                        branch_id=branch, zone=zone, busy_min=learnt.busy_min, served=learnt.served,
-                        arrived=learnt.arrived, windows=learnt.windows, updated_at=now))
+                    session.merge(
+                        models.ServiceEstimate(
+                            branch_id=branch,
+                            zone=zone,
+                            busy_min=learnt.busy_min,
+                            served=learnt.served,
+                            arrived=learnt.arrived,
+                            windows=learnt.windows,
+                            updated_at=now,
+                        )
+                    )
             session.commit()
 
     def flush_devices(self) -> None:
@@ -689,16 +851,21 @@ class Pipeline:
         rows = []
         for device_id in dirty:
             runtime = self.devices[device_id]
-            rows.append({
-                "b_id": device_id, "online": runtime.online,
-                "last_seen": datetime.fromtimestamp(runtime.last_seen, UTC) if runtime.last_seen else None,
-                "clock_skew_ms": runtime.clock_skew_ms, "agent_version": runtime.agent_version,
-                "config_version": runtime.config_version,
-                "sequence": runtime.sequence.to_dict(),
-            })
+            rows.append(
+                {
+                    "b_id": device_id,
+                    "online": runtime.online,
+                    "last_seen": datetime.fromtimestamp(runtime.last_seen, UTC) if runtime.last_seen else None,
+                    "clock_skew_ms": runtime.clock_skew_ms,
+                    "agent_version": runtime.agent_version,
+                    "config_version": runtime.config_version,
+                    "sequence": runtime.sequence.to_dict(),
+                }
+            )
         table = models.Device.__table__
         statement = (
-            update(models.Device).where(table.c.id == bindparam("b_id"))
+            update(models.Device)
+            .where(table.c.id == bindparam("b_id"))
             .values({name: bindparam(name) for name in rows[0] if name != "b_id"})
         )
         session.connection().execute(statement, rows)
@@ -721,7 +888,10 @@ class IngestWorker:
     """Takes received messages from the MQTT thread, runs the pipeline in batches, acknowledges after storing."""
 
     def __init__(
-        self, pipeline: Pipeline, ack: Callable[[Sequence[Received]], None], max_backlog: int = MAX_BACKLOG,
+        self,
+        pipeline: Pipeline,
+        ack: Callable[[Sequence[Received]], None],
+        max_backlog: int = MAX_BACKLOG,
         ask_resend: Callable[[ResendRequest], None] | None = None,
     ) -> None:
         self._pipeline = pipeline

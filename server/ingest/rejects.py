@@ -25,8 +25,13 @@ class Rejects:
             if pair in self._logged or len(self._logged) >= MAX_LOGGED_PAIRS:
                 return
             self._logged.add(pair)
-        log.warning("refused message from %s (%s): %s; further %s refusals from it are counted, not logged",
-                    device, cause, message, cause)
+        log.warning(
+            "refused message from %s (%s): %s; further %s refusals from it are counted, not logged",
+            device,
+            cause,
+            message,
+            cause,
+        )
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

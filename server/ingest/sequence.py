@@ -73,8 +73,14 @@ class SequenceTracker:
         return sum(last - first + 1 for first, last in self.gaps)
 
     def to_dict(self) -> dict[str, object]:
-        return {"stream": self.stream, "highest": self.highest, "gaps": self.gaps, "duplicates": self.duplicates,
-                "given_up": self.given_up, "restarts": self.restarts}
+        return {
+            "stream": self.stream,
+            "highest": self.highest,
+            "gaps": self.gaps,
+            "duplicates": self.duplicates,
+            "given_up": self.given_up,
+            "restarts": self.restarts,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> SequenceTracker:

@@ -65,8 +65,10 @@ def device_acls(device_id: str) -> list[dict[str, Any]]:
     readable = [str(Topic(device_id, Channel.CONFIG)), str(Topic(device_id, Channel.CMD))]
     acls: list[dict[str, Any]] = [{"acltype": "publishClientSend", "topic": f"{own}/#", "allow": True}]
     for topic in readable:
-        acls += [{"acltype": "subscribeLiteral", "topic": topic, "allow": True},
-                 {"acltype": "publishClientReceive", "topic": topic, "allow": True}]
+        acls += [
+            {"acltype": "subscribeLiteral", "topic": topic, "allow": True},
+            {"acltype": "publishClientReceive", "topic": topic, "allow": True},
+        ]
     return acls
 
 
@@ -83,12 +85,15 @@ class BrokerAdmin:
         subscribed = threading.Event()
         connected = threading.Event()
         refused: list[str] = []
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"lobbywatch-admin-{uuid.uuid4().hex[:8]}",
-                             protocol=mqtt.MQTTv5)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"lobbywatch-admin-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        )
         client.username_pw_set(self._settings.username, self._settings.password)
         if self._settings.tls:
-            client.tls_set(ca_certs=str(self._settings.ca_file) if self._settings.ca_file else None,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=str(self._settings.ca_file) if self._settings.ca_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
 
         def on_connect(c: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
             if reason.is_failure:
@@ -108,8 +113,9 @@ class BrokerAdmin:
             try:
                 client.connect(self._settings.host, self._settings.port, keepalive=30)
             except OSError as exc:
-                raise BrokerUnreachable(f"cannot reach the broker at {self._settings.host}:{self._settings.port}: "
-                                        f"{exc.strerror or exc}") from None
+                raise BrokerUnreachable(
+                    f"cannot reach the broker at {self._settings.host}:{self._settings.port}: {exc.strerror or exc}"
+                ) from None
             client.loop_start()
             try:
                 if not connected.wait(TIMEOUT_S) or refused:
@@ -151,18 +157,43 @@ class BrokerAdmin:
         exists already (a re-enrolled device) gets the new password; any other client of that name is left
         alone and the creation refused."""
         _check_id(device_id)
-        self._check(self.run([{"command": "createRole", "rolename": device_id, "acls": device_acls(device_id)}]),
-                    tolerated=("already exists",))
-        (made,) = self.run([{"command": "createClient", "username": device_id, "password": password,
-                             "clientid": device_id, "textname": DEVICE_MARK, "roles": [{"rolename": device_id}]}])
+        self._check(
+            self.run([{"command": "createRole", "rolename": device_id, "acls": device_acls(device_id)}]),
+            tolerated=("already exists",),
+        )
+        (made,) = self.run(
+            [
+                {
+                    "command": "createClient",
+                    "username": device_id,
+                    "password": password,
+                    "clientid": device_id,
+                    "textname": DEVICE_MARK,
+                    "roles": [{"rolename": device_id}],
+                }
+            ]
+        )
         if made.get("error"):
             existing = self._existing(device_id)
             if existing is None or not self._ours(existing, DEVICE_MARK, device_id):
-                raise BrokerRefused(f"a broker client named {device_id!r} exists and is not a LobbyWatch device: "
-                                    "left as it is; choose another device id")
-            self._check(self.run([{"command": "modifyClient", "username": device_id, "password": password,
-                                   "clientid": device_id, "textname": DEVICE_MARK,
-                                   "roles": [{"rolename": device_id}]}]))
+                raise BrokerRefused(
+                    f"a broker client named {device_id!r} exists and is not a LobbyWatch device: "
+                    "left as it is; choose another device id"
+                )
+            self._check(
+                self.run(
+                    [
+                        {
+                            "command": "modifyClient",
+                            "username": device_id,
+                            "password": password,
+                            "clientid": device_id,
+                            "textname": DEVICE_MARK,
+                            "roles": [{"rolename": device_id}],
+                        }
+                    ]
+                )
+            )
         log.info("broker identity of %s created", device_id)
 
     def revoke_device(self, device_id: str) -> None:
@@ -172,8 +203,12 @@ class BrokerAdmin:
         existing = self._existing(device_id)
         if existing is not None and not self._ours(existing, DEVICE_MARK, device_id):
             raise BrokerRefused(f"the broker client {device_id!r} is not a LobbyWatch device: not deleted")
-        self._check(self.run([{"command": "deleteClient", "username": device_id},
-                              {"command": "deleteRole", "rolename": device_id}]), tolerated=("not found",))
+        self._check(
+            self.run(
+                [{"command": "deleteClient", "username": device_id}, {"command": "deleteRole", "rolename": device_id}]
+            ),
+            tolerated=("not found",),
+        )
         log.info("broker identity of %s revoked", device_id)
 
     def ensure_server(self, username: str, password: str, client_id: str) -> bool:
@@ -184,21 +219,45 @@ class BrokerAdmin:
         if existing is not None:
             if existing.get("clientid") != client_id:  # made before identities were bound, or a new client id
                 if not self._ours(existing, SERVER_MARK, username) and existing.get("clientid"):
-                    raise BrokerRefused(f"the broker client {username!r} is bound to client id "
-                                        f"{existing.get('clientid')!r}, not {client_id!r}: not changed")
-                self._check(self.run([{"command": "modifyClient", "username": username, "clientid": client_id,
-                                       "textname": SERVER_MARK}]))
+                    raise BrokerRefused(
+                        f"the broker client {username!r} is bound to client id "
+                        f"{existing.get('clientid')!r}, not {client_id!r}: not changed"
+                    )
+                self._check(
+                    self.run(
+                        [
+                            {
+                                "command": "modifyClient",
+                                "username": username,
+                                "clientid": client_id,
+                                "textname": SERVER_MARK,
+                            }
+                        ]
+                    )
+                )
                 log.info("broker identity of the server (%s) bound to client id %s", username, client_id)
             return False
-        acls = [{"acltype": "subscribePattern", "topic": "lobby/v1/#", "allow": True},
-                {"acltype": "subscribePattern", "topic": "$share/+/lobby/v1/#", "allow": True},
-                {"acltype": "publishClientSend", "topic": "lobby/v1/+/cmd", "allow": True},
-                {"acltype": "publishClientSend", "topic": "lobby/v1/+/config", "allow": True}]
+        acls = [
+            {"acltype": "subscribePattern", "topic": "lobby/v1/#", "allow": True},
+            {"acltype": "subscribePattern", "topic": "$share/+/lobby/v1/#", "allow": True},
+            {"acltype": "publishClientSend", "topic": "lobby/v1/+/cmd", "allow": True},
+            {"acltype": "publishClientSend", "topic": "lobby/v1/+/config", "allow": True},
+        ]
         self._check(self.run([{"command": "deleteRole", "rolename": username}]), tolerated=("not found",))
-        self._check(self.run([
-            {"command": "createRole", "rolename": username, "acls": acls},
-            {"command": "createClient", "username": username, "password": password, "clientid": client_id,
-             "textname": SERVER_MARK, "roles": [{"rolename": username}]},
-        ]))
+        self._check(
+            self.run(
+                [
+                    {"command": "createRole", "rolename": username, "acls": acls},
+                    {
+                        "command": "createClient",
+                        "username": username,
+                        "password": password,
+                        "clientid": client_id,
+                        "textname": SERVER_MARK,
+                        "roles": [{"rolename": username}],
+                    },
+                ]
+            )
+        )
         log.info("broker identity of the server (%s) created", username)
         return True

@@ -42,8 +42,9 @@ def add_parsers(sub: Any, dispatch: Callable[[argparse.Namespace], int]) -> None
 
 def _rows(args: argparse.Namespace) -> list[dict[str, str | None]]:
     if args.action == "create":
-        return [{"branch": args.branch, "profile": args.profile, "device_id": args.device_id,
-                 "replaces": args.replaces}]
+        return [
+            {"branch": args.branch, "profile": args.profile, "device_id": args.device_id, "replaces": args.replaces}
+        ]
     with open(args.csv, encoding="utf-8-sig", newline="") as handle:
         return [{k: (v.strip() or None) if v else None for k, v in row.items()} for row in csv.DictReader(handle)]
 
@@ -68,10 +69,16 @@ def enroll_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
                 try:
                     with sessions() as session:
                         token, enrollment = enroll.create(
-                            session, branch=row.get("branch") or "", profile=row.get("profile") or "lobby-camera",
-                            by=args.by, now=datetime.now(UTC), ttl=timedelta(hours=settings.enroll_ttl_h),
-                            device_id=row.get("device_id"), replaces=row.get("replaces"),
-                            reserved=settings.broker_names())
+                            session,
+                            branch=row.get("branch") or "",
+                            profile=row.get("profile") or "lobby-camera",
+                            by=args.by,
+                            now=datetime.now(UTC),
+                            ttl=timedelta(hours=settings.enroll_ttl_h),
+                            device_id=row.get("device_id"),
+                            replaces=row.get("replaces"),
+                            reserved=settings.broker_names(),
+                        )
                 except enroll.EnrollError as exc:
                     failed += 1
                     progress.console.print(t(lang, "enroll.refused", line=number, why=str(exc)))
@@ -79,9 +86,17 @@ def enroll_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
                 link = enroll.uri(settings.public_url, token)
                 png = out / f"{enrollment.device_id}.png"
                 segno.make(link, error="m").save(str(png), scale=8, border=4)
-                made.append({"device_id": enrollment.device_id, "branch": enrollment.branch_id,
-                             "profile": enrollment.profile, "expires_at": enrollment.expires_at.isoformat(),
-                             "token": token, "uri": link, "qr_png": str(png)})
+                made.append(
+                    {
+                        "device_id": enrollment.device_id,
+                        "branch": enrollment.branch_id,
+                        "profile": enrollment.profile,
+                        "expires_at": enrollment.expires_at.isoformat(),
+                        "token": token,
+                        "uri": link,
+                        "qr_png": str(png),
+                    }
+                )
     finally:
         engine.dispose()
     if args.action == "create" and made:
@@ -105,9 +120,16 @@ def revoke_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
     if not settings.mqtt_admin_username or settings.mqtt_admin_password is None:
         print(t(lang, "enroll.no_admin"), file=sys.stderr)
         return 2
-    admin = BrokerAdmin(AdminSettings(settings.mqtt_host, settings.mqtt_port, settings.mqtt_admin_username,
-                                      settings.mqtt_admin_password.get_secret_value(), settings.mqtt_tls,
-                                      settings.mqtt_ca_file))
+    admin = BrokerAdmin(
+        AdminSettings(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            settings.mqtt_admin_username,
+            settings.mqtt_admin_password.get_secret_value(),
+            settings.mqtt_tls,
+            settings.mqtt_ca_file,
+        )
+    )
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine)() as session:

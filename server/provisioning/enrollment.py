@@ -38,7 +38,7 @@ class EnrollError(ValueError):
 def new_token() -> str:
     """160 random bits, in base32 groups a person can read out: LW1-ABCD-EFGH-..."""
     raw = base64.b32encode(secrets.token_bytes(20)).decode()
-    return PREFIX + "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+    return PREFIX + "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
 def uri(server_url: str, token: str) -> str:
@@ -51,9 +51,18 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(normal.encode()).hexdigest()
 
 
-def create(session: Session, *, branch: str, profile: str, by: str, now: datetime, ttl: timedelta,
-           device_id: str | None = None, replaces: str | None = None,
-           reserved: frozenset[str] = frozenset()) -> tuple[str, models.Enrollment]:
+def create(
+    session: Session,
+    *,
+    branch: str,
+    profile: str,
+    by: str,
+    now: datetime,
+    ttl: timedelta,
+    device_id: str | None = None,
+    replaces: str | None = None,
+    reserved: frozenset[str] = frozenset(),
+) -> tuple[str, models.Enrollment]:
     """`reserved`: this deployment's own broker names (server and administrator users, ingest client ids),
     besides those the contract reserves."""
     if session.get(models.Branch, branch) is None:
@@ -72,31 +81,49 @@ def create(session: Session, *, branch: str, profile: str, by: str, now: datetim
     except (InvalidTopic, ValueError) as exc:
         raise EnrollError("device_id_invalid", str(exc)) from None
     if device_id in reserved:
-        raise EnrollError("device_id_invalid", f"device id {device_id!r} is reserved for the system (the server's "
-                                               "or the broker administrator's identity); choose another")
+        raise EnrollError(
+            "device_id_invalid",
+            f"device id {device_id!r} is reserved for the system (the server's "
+            "or the broker administrator's identity); choose another",
+        )
     if session.get(models.Device, device_id) is not None or _pending(session, device_id, now):
         raise EnrollError("device_id_taken", f"{device_id} exists or is waiting to be enrolled; choose another")
     token = new_token()
-    enrollment = models.Enrollment(token_hash=token_hash(token), branch_id=branch, profile=profile,
-                                   device_id=device_id, replaces=replaces, created_by=by, created_at=now,
-                                   expires_at=now + ttl)
+    enrollment = models.Enrollment(
+        token_hash=token_hash(token),
+        branch_id=branch,
+        profile=profile,
+        device_id=device_id,
+        replaces=replaces,
+        created_by=by,
+        created_at=now,
+        expires_at=now + ttl,
+    )
     session.add(enrollment)
-    audit.record(session, now, by, "enrollment.create", device_id,
-                 f"branch {branch}, {profile}" + (f", replacing {replaces}" if replaces else ""))
+    audit.record(
+        session,
+        now,
+        by,
+        "enrollment.create",
+        device_id,
+        f"branch {branch}, {profile}" + (f", replacing {replaces}" if replaces else ""),
+    )
     session.commit()
     return token, enrollment
 
 
 def _pending(session: Session, device_id: str, now: datetime) -> bool:
-    rows = session.scalars(select(models.Enrollment).where(models.Enrollment.device_id == device_id,
-                                                           models.Enrollment.used_at.is_(None)))
+    rows = session.scalars(
+        select(models.Enrollment).where(models.Enrollment.device_id == device_id, models.Enrollment.used_at.is_(None))
+    )
     return any(as_utc(e.expires_at) > now for e in rows)
 
 
 def _next_id(session: Session, branch: str, profile: str) -> str:
     taken = {d for (d,) in session.execute(select(models.Device.id).where(models.Device.branch_id == branch))}
-    taken |= {d for (d,) in session.execute(select(models.Enrollment.device_id)
-                                            .where(models.Enrollment.branch_id == branch))}
+    taken |= {
+        d for (d,) in session.execute(select(models.Enrollment.device_id).where(models.Enrollment.branch_id == branch))
+    }
     number = 1
     while f"{branch}-{SHORT[profile]}{number}" in taken:
         number += 1
@@ -108,23 +135,35 @@ def claim(session: Session, token: str, serial: str, now: datetime) -> models.En
     serial = serial.strip()
     if not re.fullmatch(r"[A-Za-z0-9._:-]{4,64}", serial):
         raise EnrollError("serial_invalid", "the hardware serial must be 4-64 letters, digits or ._:-")
-    enrollment = session.scalars(select(models.Enrollment)
-                                 .where(models.Enrollment.token_hash == token_hash(token))).first()
+    enrollment = session.scalars(
+        select(models.Enrollment).where(models.Enrollment.token_hash == token_hash(token))
+    ).first()
     if enrollment is None:
         raise EnrollError("token_unknown", "this enrollment token is not known: check it was copied whole", 404)
     if enrollment.used_at is not None:
-        raise EnrollError("token_used", f"this token was used already, at {as_utc(enrollment.used_at):%Y-%m-%d %H:%M} "
-                                        "UTC: ask for a new one", 409)
+        raise EnrollError(
+            "token_used",
+            f"this token was used already, at {as_utc(enrollment.used_at):%Y-%m-%d %H:%M} UTC: ask for a new one",
+            409,
+        )
     if as_utc(enrollment.expires_at) <= now:
-        raise EnrollError("token_expired", f"this token expired at {as_utc(enrollment.expires_at):%Y-%m-%d %H:%M} "
-                                           "UTC: ask for a new one", 410)
+        raise EnrollError(
+            "token_expired",
+            f"this token expired at {as_utc(enrollment.expires_at):%Y-%m-%d %H:%M} UTC: ask for a new one",
+            410,
+        )
     if session.get(models.Branch, enrollment.branch_id) is None:
         raise EnrollError("branch_unknown", f"branch {enrollment.branch_id!r} is no longer in the registry", 404)
-    holder = session.scalars(select(models.Device).where(models.Device.serial == serial,
-                                                         models.Device.revoked_at.is_(None))).first()
+    holder = session.scalars(
+        select(models.Device).where(models.Device.serial == serial, models.Device.revoked_at.is_(None))
+    ).first()
     if holder is not None and holder.id != enrollment.replaces:
-        raise EnrollError("serial_enrolled", f"this device (serial {serial}) is enrolled already as {holder.id}: "
-                                             "revoke that first, or enroll it as a replacement", 409)
+        raise EnrollError(
+            "serial_enrolled",
+            f"this device (serial {serial}) is enrolled already as {holder.id}: "
+            "revoke that first, or enroll it as a replacement",
+            409,
+        )
     return enrollment
 
 
@@ -144,14 +183,26 @@ def complete(session: Session, enrollment: models.Enrollment, serial: str, now: 
                 zone.device_id = device.id
             pushed = session.get(models.DeviceConfig, old.id)
             if pushed is not None:
-                session.merge(models.DeviceConfig(device_id=device.id, version=pushed.version,
-                                                  sections=dict(pushed.sections), updated_at=now,
-                                                  updated_by=f"replacement of {old.id}"))
+                session.merge(
+                    models.DeviceConfig(
+                        device_id=device.id,
+                        version=pushed.version,
+                        sections=dict(pushed.sections),
+                        updated_at=now,
+                        updated_by=f"replacement of {old.id}",
+                    )
+                )
             old.revoked_at, old.replaced_by, old.serial = now, device.id, None
     elif enrollment.profile in CAMERAS and session.query(models.Zone).filter_by(device_id=device.id).count() == 0:
         _first_zone(session, device)
-    audit.record(session, now, f"device {device.id}", "enrollment.claim", device.id,
-                 f"serial {serial}" + (f", replacing {enrollment.replaces}" if enrollment.replaces else ""))
+    audit.record(
+        session,
+        now,
+        f"device {device.id}",
+        "enrollment.claim",
+        device.id,
+        f"serial {serial}" + (f", replacing {enrollment.replaces}" if enrollment.replaces else ""),
+    )
     session.commit()
     return device
 
@@ -163,19 +214,26 @@ def _first_zone(session: Session, device: models.Device) -> None:
     keys = {z.key for z in zones}
     key = next(k for k in ("queue", *(f"queue{n}" for n in range(2, 100))) if k not in keys)
     like = zones[0] if zones else None
-    session.add(models.Zone(
-        device_id=device.id, branch_id=device.branch_id, key=key, name=key,
-        queue_threshold=like.queue_threshold if like else 8, queue_for_s=like.queue_for_s if like else 300,
-        queue_clear_below=like.queue_clear_below if like else 5,
-        queue_clear_for_s=like.queue_clear_for_s if like else 120,
-    ))
+    session.add(
+        models.Zone(
+            device_id=device.id,
+            branch_id=device.branch_id,
+            key=key,
+            name=key,
+            queue_threshold=like.queue_threshold if like else 8,
+            queue_for_s=like.queue_for_s if like else 300,
+            queue_clear_below=like.queue_clear_below if like else 5,
+            queue_clear_for_s=like.queue_clear_for_s if like else 120,
+        )
+    )
     session.flush()
 
 
 def calibrations(session: Session, device_id: str) -> dict[str, dict[str, Any]]:
     """The counting calibrations kept for the device's zones, by zone key (see profiles.with_calibrations)."""
-    zones = session.scalars(select(models.Zone).where(models.Zone.device_id == device_id,
-                                                      models.Zone.calibration.is_not(None)))
+    zones = session.scalars(
+        select(models.Zone).where(models.Zone.device_id == device_id, models.Zone.calibration.is_not(None))
+    )
     return {zone.key: dict(zone.calibration or {}) for zone in zones}
 
 
@@ -207,4 +265,3 @@ class Attempts:
             return False
         seen.append(now)
         return True
-

@@ -20,19 +20,34 @@ class BrokerPublic:
     tls: bool
 
 
-def device_config(device_id: str, profile: str, broker: BrokerPublic, locale: str, zones: list[str],
-                  sections: dict[str, Any] | None = None) -> dict[str, Any]:
+def device_config(
+    device_id: str,
+    profile: str,
+    broker: BrokerPublic,
+    locale: str,
+    zones: list[str],
+    sections: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A config the agent accepts (tests/test_provisioning.py parses every profile's with the agent's parser).
     `sections`: what the server last pushed to the device this one replaces (zones drawn, sensors)."""
     config: dict[str, Any] = {
-        "device_id": device_id, "locale": locale,
-        "broker": {"host": broker.host, "port": broker.port, "tls": broker.tls,
-                   **({"ca_file": CA_FILE} if broker.tls else {}), "password_file": PASSWORD_FILE},
+        "device_id": device_id,
+        "locale": locale,
+        "broker": {
+            "host": broker.host,
+            "port": broker.port,
+            "tls": broker.tls,
+            **({"ca_file": CA_FILE} if broker.tls else {}),
+            "password_file": PASSWORD_FILE,
+        },
         "sensors": [{"type": "board_temperature"}, {"type": "clock"}],  # any Pi has these; the rest are pushed
     }
     if profile in ("lobby-camera", "combined"):
-        config["camera"] = {"source": "0", "fps": 1,
-                            "zones": [{"key": key, "polygon": FULL_FRAME} for key in zones or ["queue"]]}
+        config["camera"] = {
+            "source": "0",
+            "fps": 1,
+            "zones": [{"key": key, "polygon": FULL_FRAME} for key in zones or ["queue"]],
+        }
     if profile in ("call-buttons", "combined"):
         config["buttons"] = [{"key": "ramp", "kind": "accessibility", "pin": 17, "led_pin": 27}]
     config.update(sections or {})
@@ -45,6 +60,7 @@ def with_calibrations(config: dict[str, Any], calibrations: dict[str, dict[str, 
     camera = config.get("camera")
     if not calibrations or not isinstance(camera, dict):
         return config
+
     def carrying(zone: Any) -> Any:
         kept = calibrations.get(str(zone.get("key"))) if isinstance(zone, dict) else None
         if kept is None or kept.get("polygon") != [list(p) for p in zone.get("polygon", [])]:

@@ -20,7 +20,6 @@ from server.rules.waiting import STANDARD_SERVICE_MIN
 WAIT_CLEAR_SHARE = 0.8
 
 
-
 @dataclass(frozen=True, slots=True)
 class Contact:
     """Somebody notices go to: their role, where to reach them (Apprise URLs), and their limits."""
@@ -31,6 +30,7 @@ class Contact:
     min_severity: str = "warning"
     quiet: tuple[time, time] | None = None  # local time; may run over midnight
     max_per_hour: int = 30
+
 
 @dataclass(frozen=True, slots=True)
 class BranchEntry:
@@ -77,18 +77,27 @@ class Directory:
         with self._sessions() as session:
             rows = list(session.scalars(select(models.Branch)))
             branches = {
-                b.id: BranchEntry(b.id, b.name, b.region_id, b.timezone, b.locale, opening_hours(b),
-                                  dict(b.settings.get("call_deadlines_s") or {}),  # type: ignore[call-overload]
-                                  escalation(b.settings or {}), contacts(b.settings or {}),
-                                  routing(b.settings or {}))
+                b.id: BranchEntry(
+                    b.id,
+                    b.name,
+                    b.region_id,
+                    b.timezone,
+                    b.locale,
+                    opening_hours(b),
+                    dict(b.settings.get("call_deadlines_s") or {}),  # type: ignore[call-overload]
+                    escalation(b.settings or {}),
+                    contacts(b.settings or {}),
+                    routing(b.settings or {}),
+                )
                 for b in rows
             }
             settings = {b.id: b.settings or {} for b in rows}
             parents = {r.id: r.parent_id for r in session.scalars(select(models.Region))}
             zones: dict[str, dict[str, ZoneEntry]] = {}
             for z in session.scalars(select(models.Zone)):
-                zones.setdefault(z.device_id, {})[z.key] = ZoneEntry(z.branch_id, z.key, z.name,
-                                                                     zone_rules(z, settings.get(z.branch_id, {})))
+                zones.setdefault(z.device_id, {})[z.key] = ZoneEntry(
+                    z.branch_id, z.key, z.name, zone_rules(z, settings.get(z.branch_id, {}))
+                )
             devices = {  # a revoked device is no longer one of ours: what it still sends is refused
                 d.id: DeviceEntry(d.id, d.branch_id, zones.get(d.id, {}), d.profile)
                 for d in session.scalars(select(models.Device).where(models.Device.revoked_at.is_(None)))
@@ -136,8 +145,11 @@ class Escalation:
 def escalation(settings: dict[str, Any]) -> Escalation:
     spec = settings.get("escalation") or {}
     default = Escalation()
-    return Escalation(tuple(spec.get("chain", default.chain)), 60 * float(spec.get("step_after_min", 5.0)),
-                      60 * float(spec.get("remind_every_min", 2.0)))
+    return Escalation(
+        tuple(spec.get("chain", default.chain)),
+        60 * float(spec.get("step_after_min", 5.0)),
+        60 * float(spec.get("remind_every_min", 2.0)),
+    )
 
 
 def routing(settings: dict[str, Any]) -> dict[str, tuple[str | None, str | None]]:
@@ -150,8 +162,16 @@ def contacts(settings: dict[str, Any]) -> tuple[Contact, ...]:
         quiet = None
         if c.get("quiet_from") and c.get("quiet_to"):
             quiet = (time.fromisoformat(c["quiet_from"]), time.fromisoformat(c["quiet_to"]))
-        found.append(Contact(c["name"], c["role"], tuple(c["urls"]), c.get("min_severity", "warning"), quiet,
-                             int(c.get("max_per_hour", 30))))
+        found.append(
+            Contact(
+                c["name"],
+                c["role"],
+                tuple(c["urls"]),
+                c.get("min_severity", "warning"),
+                quiet,
+                int(c.get("max_per_hour", 30)),
+            )
+        )
     return tuple(found)
 
 
@@ -164,8 +184,13 @@ def opening_hours(branch: models.Branch) -> OpeningHours:
         )
     hours = settings.get("hours")
     if hours:
-        return OpeningHours(branch.timezone, time.fromisoformat(hours["opens"]), time.fromisoformat(hours["closes"]),
-                            frozenset(d - 1 for d in hours["days"]), exceptions)
+        return OpeningHours(
+            branch.timezone,
+            time.fromisoformat(hours["opens"]),
+            time.fromisoformat(hours["closes"]),
+            frozenset(d - 1 for d in hours["days"]),
+            exceptions,
+        )
     return OpeningHours.for_grade(branch.grade, branch.timezone, bool(settings.get("savings")), exceptions)
 
 
@@ -176,6 +201,7 @@ def zone_rules(zone: models.Zone, settings: dict[str, Any]) -> ZoneRules:
         wait = ThresholdRule(float(target), zone.queue_for_s, WAIT_CLEAR_SHARE * float(target), zone.queue_clear_for_s)
     return ZoneRules(
         queue=ThresholdRule(zone.queue_threshold, zone.queue_for_s, zone.queue_clear_below, zone.queue_clear_for_s),
-        wait=wait, windows_open=int(settings.get("windows_open", 2)),
+        wait=wait,
+        windows_open=int(settings.get("windows_open", 2)),
         service_min=float(settings.get("service_minutes", STANDARD_SERVICE_MIN)),
     )

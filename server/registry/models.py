@@ -162,8 +162,9 @@ class User(Base):
     __tablename__ = "users"
     login: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(32), doc="administrator, technician, branch_manager, "
-                                                       "duty_supervisor, read_only")
+    role: Mapped[str] = mapped_column(
+        String(32), doc="administrator, technician, branch_manager, duty_supervisor, read_only"
+    )
     password_hash: Mapped[str] = mapped_column(String(200), doc="argon2id")
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     regions: Mapped[list[str]] = mapped_column(JSON, default=list, doc="regions seen, with those inside them")

@@ -95,14 +95,16 @@ class ContactSpec(_Strict):
     max_per_hour: int = Field(30, ge=1, description="more notices than this in an hour are not sent to this person")
 
 
-RuleName = Literal["queue_too_long", "wait_too_long", "call_unanswered", "device_offline", "facility",
-                   "not_open_on_time"]
+RuleName = Literal[
+    "queue_too_long", "wait_too_long", "call_unanswered", "device_offline", "facility", "not_open_on_time"
+]
 
 
 class RoutingSpec(_Strict):
     severity: Literal["info", "warning", "critical"] | None = Field(None, description="instead of the rule's own")
-    role: Role | None = Field(None, description="asked first, instead of the rule's own (devices' own faults "
-                                                "still go to the technicians)")
+    role: Role | None = Field(
+        None, description="asked first, instead of the rule's own (devices' own faults still go to the technicians)"
+    )
 
 
 def _default_deadlines() -> dict[str, float]:
@@ -140,15 +142,19 @@ class BranchSpec(_Strict):
     calendar: list[CalendarDay] = Field(default_factory=list, description="holidays and changed hours")
     windows_open: int = Field(2, ge=1, description="counter windows normally staffed")
     service_minutes: float = Field(
-        3.8, gt=0, description="mean service time (the standards' mix: 3.8 min) until one is learnt from the queue",
+        3.8,
+        gt=0,
+        description="mean service time (the standards' mix: 3.8 min) until one is learnt from the queue",
     )
     wait_target_min: float | None = Field(15.0, gt=0, description="projected wait that fires wait_too_long")
     call_deadlines_s: dict[str, float] = Field(
-        default_factory=_default_deadlines, description="seconds before an unanswered call fires",
+        default_factory=_default_deadlines,
+        description="seconds before an unanswered call fires",
     )
     queue_too_long: QueueRuleSpec | None = Field(None, description="for the branch's zones that set none")
     routing: dict[RuleName, RoutingSpec] = Field(
-        default_factory=dict, description="per rule: another severity, or another role asked first",
+        default_factory=dict,
+        description="per rule: another severity, or another role asked first",
     )
     escalation: EscalationSpec = Field(default_factory=EscalationSpec)
     contacts: list[ContactSpec] = Field(default_factory=list, description="who is told, by role")
@@ -201,11 +207,12 @@ class SiteSpec(_Strict):
                 for zone in device.zones:
                     # a zone is an area of the branch: its rules, alerts and live count are the branch's
                     if zone.key in zones:
-                        raise ValueError(f"branch {branch.id!r}: zone {zone.key!r} is on devices "
-                                         f"{zones[zone.key]!r} and {device.id!r}; give each area its own key")
+                        raise ValueError(
+                            f"branch {branch.id!r}: zone {zone.key!r} is on devices "
+                            f"{zones[zone.key]!r} and {device.id!r}; give each area its own key"
+                        )
                     zones[zone.key] = device.id
         return self
-
 
     def lineage(self, region: Id) -> list[RegionSpec]:
         """The region and the regions it is in, nearest first."""
@@ -269,12 +276,31 @@ def import_site(session: Session, site: SiteSpec) -> None:
         session.merge(models.Region(id=region.id, name=region.name, parent_id=region.parent))
     session.flush()
     for branch in map(site.effective, site.branches):
-        settings = branch.model_dump(mode="json", include={"savings", "hours", "calendar", "windows_open",
-                                                            "service_minutes", "wait_target_min", "call_deadlines_s",
-                                                            "escalation", "contacts", "routing"})
+        settings = branch.model_dump(
+            mode="json",
+            include={
+                "savings",
+                "hours",
+                "calendar",
+                "windows_open",
+                "service_minutes",
+                "wait_target_min",
+                "call_deadlines_s",
+                "escalation",
+                "contacts",
+                "routing",
+            },
+        )
         session.merge(
-            models.Branch(id=branch.id, name=branch.name, region_id=branch.region, timezone=branch.timezone,
-                          locale=branch.locale, grade=branch.grade, settings=settings)
+            models.Branch(
+                id=branch.id,
+                name=branch.name,
+                region_id=branch.region,
+                timezone=branch.timezone,
+                locale=branch.locale,
+                grade=branch.grade,
+                settings=settings,
+            )
         )
         session.flush()
         for device in branch.devices:

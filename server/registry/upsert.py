@@ -16,5 +16,6 @@ def upsert(session: Session, model: Any, rows: Sequence[dict[str, Any]], keys: l
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(model.__table__)
     statement = statement.on_conflict_do_update(
-        index_elements=keys, set_={c: statement.excluded[c] for c in rows[0] if c not in keys})
+        index_elements=keys, set_={c: statement.excluded[c] for c in rows[0] if c not in keys}
+    )
     session.execute(statement, list(rows))

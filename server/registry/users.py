@@ -58,8 +58,18 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def add_user(session: Session, login: str, name: str, role: str, password: str, now: datetime, *,
-             locale: str = "zh-CN", regions: Iterable[str] = (), branches: Iterable[str] = ()) -> models.User:
+def add_user(
+    session: Session,
+    login: str,
+    name: str,
+    role: str,
+    password: str,
+    now: datetime,
+    *,
+    locale: str = "zh-CN",
+    regions: Iterable[str] = (),
+    branches: Iterable[str] = (),
+) -> models.User:
     if role not in ROLES:
         raise UserError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
     regions, branches = sorted(set(regions)), sorted(set(branches))
@@ -78,8 +88,14 @@ def add_user(session: Session, login: str, name: str, role: str, password: str, 
     user.name, user.role, user.locale = name, role, locale
     user.password_hash = hash_password(password)
     user.regions, user.branches, user.active = regions, branches, True
-    audit.record(session, now, "lobbywatch user", "user.save", login,
-                 f"{role}; regions {', '.join(regions) or '-'}; branches {', '.join(branches) or '-'}")
+    audit.record(
+        session,
+        now,
+        "lobbywatch user",
+        "user.save",
+        login,
+        f"{role}; regions {', '.join(regions) or '-'}; branches {', '.join(branches) or '-'}",
+    )
     session.commit()
     return user
 
@@ -99,8 +115,9 @@ def authenticate(session: Session, login: str, password: str) -> Person | None:
     return person(user)
 
 
-def issue_token(session: Session, login: str, name: str, now: datetime, days: float = TOKEN_DAYS,
-                by: str | None = None) -> str:
+def issue_token(
+    session: Session, login: str, name: str, now: datetime, days: float = TOKEN_DAYS, by: str | None = None
+) -> str:
     """A new API token for the person, valid `days` (shown once; only its hash is kept)."""
     user = session.get(models.User, login)
     if user is None or not user.active:
@@ -109,10 +126,15 @@ def issue_token(session: Session, login: str, name: str, now: datetime, days: fl
         raise UserError(f"a token lives 1 to {MAX_TOKEN_DAYS} days, not {days:g}")
     token = "lwt_" + secrets.token_urlsafe(32)
     expires = now + timedelta(days=days)
-    session.add(models.ApiToken(token_hash=_digest(token), login=login, name=name, created_at=now,
-                                expires_at=expires))
-    audit.record(session, now, by or login, "api_token.create", login, f"{name}; {token_id(_digest(token))}; "
-                                                                         f"expires {expires:%Y-%m-%d}")
+    session.add(models.ApiToken(token_hash=_digest(token), login=login, name=name, created_at=now, expires_at=expires))
+    audit.record(
+        session,
+        now,
+        by or login,
+        "api_token.create",
+        login,
+        f"{name}; {token_id(_digest(token))}; expires {expires:%Y-%m-%d}",
+    )
     session.commit()
     return token
 
@@ -159,10 +181,16 @@ def deactivate(session: Session, login: str, by: str, now: datetime) -> None:
     if user is None:
         raise UserError(f"no user {login!r}")
     user.active = False
-    session.execute(update(models.WebSession).where(models.WebSession.login == login,
-                                                    models.WebSession.ended_at.is_(None)).values(ended_at=now))
-    session.execute(update(models.ApiToken).where(models.ApiToken.login == login,
-                                                  models.ApiToken.revoked_at.is_(None)).values(revoked_at=now))
+    session.execute(
+        update(models.WebSession)
+        .where(models.WebSession.login == login, models.WebSession.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+    session.execute(
+        update(models.ApiToken)
+        .where(models.ApiToken.login == login, models.ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
     audit.record(session, now, by, "user.deactivate", login, "sessions ended, tokens revoked")
     session.commit()
 
@@ -170,8 +198,9 @@ def deactivate(session: Session, login: str, by: str, now: datetime) -> None:
 def start_session(session: Session, login: str, now: datetime, hours: float) -> str:
     """A signed-in session; returns its id for the cookie (only its hash is kept)."""
     sid = secrets.token_urlsafe(24)
-    session.add(models.WebSession(id_hash=_digest(sid), login=login, created_at=now,
-                                  expires_at=now + timedelta(hours=hours)))
+    session.add(
+        models.WebSession(id_hash=_digest(sid), login=login, created_at=now, expires_at=now + timedelta(hours=hours))
+    )
     session.commit()
     return sid
 
@@ -190,7 +219,6 @@ def end_session(session: Session, sid: str, now: datetime) -> None:
         session.commit()
 
 
-
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -201,5 +229,6 @@ def load(session: Session, login: str) -> Person | None:
 
 
 def person(user: models.User) -> Person:
-    return Person(user.login, user.name, user.role, user.locale, frozenset(user.regions or ()),
-                  frozenset(user.branches or ()))
+    return Person(
+        user.login, user.name, user.role, user.locale, frozenset(user.regions or ()), frozenset(user.branches or ())
+    )

@@ -72,8 +72,7 @@ class Report:
     chart: Chart
 
 
-def make_report(store: TimeSeriesStore, sessions: sessionmaker[Session], branch: BranchEntry,
-                period: Period) -> Report:
+def make_report(store: TimeSeriesStore, sessions: sessionmaker[Session], branch: BranchEntry, period: Period) -> Report:
     start, end = period.bounds(branch.timezone)
     points = {m: store.query(m, branch.id, _ns(start), _ns(end)) for m in MEASUREMENTS}
 
@@ -83,26 +82,36 @@ def make_report(store: TimeSeriesStore, sessions: sessionmaker[Session], branch:
     minutes = [start + timedelta(minutes=i) for i in range(period.days * 24 * 60)]
     open_minutes = sum(1 for moment in minutes if branch.hours.is_open(moment))
     figures = branch_report(
-        branch=branch.id, name=branch.name, region=branch.region_id, period=period.kind,
-        start=period.first.isoformat(), open_minutes=open_minutes, points=points, is_open=is_open,
-        ack_seconds=_ack_seconds(sessions, branch.id, start, end), open_slots=open_minutes,
+        branch=branch.id,
+        name=branch.name,
+        region=branch.region_id,
+        period=period.kind,
+        start=period.first.isoformat(),
+        open_minutes=open_minutes,
+        points=points,
+        is_open=is_open,
+        ack_seconds=_ack_seconds(sessions, branch.id, start, end),
+        open_slots=open_minutes,
     )
     return Report(figures, _chart(points, branch, period))
 
 
-def _ack_seconds(sessions: sessionmaker[Session], branch: str, start: datetime, end: datetime
-                 ) -> dict[str, list[float]]:
+def _ack_seconds(
+    sessions: sessionmaker[Session], branch: str, start: datetime, end: datetime
+) -> dict[str, list[float]]:
     found: dict[str, list[float]] = {}
     with sessions() as session:
-        alerts = session.scalars(select(models.Alert).where(
-            models.Alert.branch_id == branch, models.Alert.started_at >= start, models.Alert.started_at < end))
+        alerts = session.scalars(
+            select(models.Alert).where(
+                models.Alert.branch_id == branch, models.Alert.started_at >= start, models.Alert.started_at < end
+            )
+        )
         for alert in alerts:
             acks = [e.at for e in alert.events if e.kind == "acknowledged"]
             if acks:
                 waited = (as_utc(min(acks)) - as_utc(alert.started_at)).total_seconds()
                 found.setdefault(alert.rule, []).append(waited)
     return found
-
 
 
 def _chart(points: dict[str, list[Point]], branch: BranchEntry, period: Period) -> Chart:
@@ -123,15 +132,19 @@ def _chart(points: dict[str, list[Point]], branch: BranchEntry, period: Period) 
             key = bucket(p.time_ns)
             queues[key] = max(queues.get(key, 0), int(p.fields["occupancy"]))
     labels = sorted(set(waits) | set(queues))
-    return Chart(labels, [round(sum(w) / len(w), 1) if (w := waits.get(k)) else None for k in labels],
-                 [queues.get(k) for k in labels])
+    return Chart(
+        labels,
+        [round(sum(w) / len(w), 1) if (w := waits.get(k)) else None for k in labels],
+        [queues.get(k) for k in labels],
+    )
 
 
 def branches_in(directory: Directory, region: str) -> list[BranchEntry]:
     return [b for b in directory.branches.values() if region in directory.lineage(b.id)]
 
 
-def region_reports(store: TimeSeriesStore, sessions: sessionmaker[Session], branches: Iterable[BranchEntry],
-                   period: Period) -> list[BranchReport]:
+def region_reports(
+    store: TimeSeriesStore, sessions: sessionmaker[Session], branches: Iterable[BranchEntry], period: Period
+) -> list[BranchReport]:
     """Every branch of the region, best service first."""
     return rank([make_report(store, sessions, b, period).figures for b in branches])

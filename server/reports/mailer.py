@@ -29,8 +29,9 @@ CHECK_S = 60.0
 RECIPIENT_ROLES = ("branch_manager",)
 
 
-def due(branches: Iterable[BranchEntry], now: datetime, send_at: time,
-        sent: set[tuple[str, str, str]]) -> list[tuple[BranchEntry, Period]]:
+def due(
+    branches: Iterable[BranchEntry], now: datetime, send_at: time, sent: set[tuple[str, str, str]]
+) -> list[tuple[BranchEntry, Period]]:
     """The reports whose time has come and that were not sent yet. Pure."""
     out = []
     for branch in branches:
@@ -55,13 +56,18 @@ def text(report: BranchReport, locale: str, link: str) -> tuple[str, str]:
         f"{tr('page.report.wait')}: {shown(report.wait_avg_min)} / {shown(report.wait_p90_min)} min",
         f"{tr('page.report.over_target')}: {shown(report.over_target_pct)} %",
         f"{tr('page.report.longest_queue')}: {shown(report.longest_queue)}",
-        f"{tr('page.report.calls')}: " + tr("page.report.calls_value", calls=report.calls,
-                                             answered=report.calls_answered, unanswered=report.calls_unanswered),
+        f"{tr('page.report.calls')}: "
+        + tr(
+            "page.report.calls_value",
+            calls=report.calls,
+            answered=report.calls_answered,
+            unanswered=report.calls_unanswered,
+        ),
         f"{tr('page.report.response')}: {shown(report.response_p50_s)} / {shown(report.response_p90_s)} s",
         f"{tr('page.report.facility')}: {shown(report.facility_uptime_pct)} %",
         f"{tr('page.report.devices')}: {shown(report.device_uptime_pct)} %",
-        f"{tr('page.report.alerts')}: " + ("; ".join(f"{tr('rule.' + rule)} {count}"
-                                                  for rule, count in report.alerts.items()) or "–"),
+        f"{tr('page.report.alerts')}: "
+        + ("; ".join(f"{tr('rule.' + rule)} {count}" for rule, count in report.alerts.items()) or "–"),
         link,
     ]
     title = tr("report.mail.title", branch=report.name, period=tr(f"page.report.{report.period}"), start=report.start)
@@ -69,10 +75,18 @@ def text(report: BranchReport, locale: str, link: str) -> tuple[str, str]:
 
 
 class ReportMailer:
-    def __init__(self, *, store: TimeSeriesStore, sessions: sessionmaker[Session],
-                 branches: Callable[[], Iterable[BranchEntry]], contacts: Callable[[str], tuple[Contact, ...]],
-                 send: Callable[[Contact, str, str], bool], clock: Clock, public_url: str,
-                 send_at: time = time(7, 30)) -> None:
+    def __init__(
+        self,
+        *,
+        store: TimeSeriesStore,
+        sessions: sessionmaker[Session],
+        branches: Callable[[], Iterable[BranchEntry]],
+        contacts: Callable[[str], tuple[Contact, ...]],
+        send: Callable[[Contact, str, str], bool],
+        clock: Clock,
+        public_url: str,
+        send_at: time = time(7, 30),
+    ) -> None:
         self._store, self._sessions, self._branches = store, sessions, branches
         self._contacts, self._send, self._clock = contacts, send, clock
         self._public_url, self._send_at = public_url.rstrip("/"), send_at
@@ -103,18 +117,30 @@ class ReportMailer:
         for branch, period in due(self._branches(), now, self._send_at, sent):
             people = [c for c in self._contacts(branch.id) if c.role in RECIPIENT_ROLES]
             report = make_report(self._store, self._sessions, branch, period).figures
-            link = (f"{self._public_url}/lobby/reports?branch={branch.id}&period={period.kind}"
-                    f"&day={period.first.isoformat()}")
+            link = (
+                f"{self._public_url}/lobby/reports?branch={branch.id}&period={period.kind}"
+                f"&day={period.first.isoformat()}"
+            )
             title, body = text(report, branch.locale, link)
             delivered = [c.name for c in people if self._send(c, title, body)]
             if people and not delivered:
-                log.warning("the %s report of %s for %s reached nobody; trying again later", period.kind,
-                            branch.id, period.first)
+                log.warning(
+                    "the %s report of %s for %s reached nobody; trying again later",
+                    period.kind,
+                    branch.id,
+                    period.first,
+                )
                 continue
             with self._sessions() as session:
-                session.add(models.ReportDelivery(branch_id=branch.id, period=period.kind,
-                                                  first=period.first.isoformat(), sent_at=now,
-                                                  recipients=", ".join(delivered)))
+                session.add(
+                    models.ReportDelivery(
+                        branch_id=branch.id,
+                        period=period.kind,
+                        first=period.first.isoformat(),
+                        sent_at=now,
+                        recipients=", ".join(delivered),
+                    )
+                )
                 session.commit()
             done += 1
         self.sent += done

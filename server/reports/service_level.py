@@ -68,13 +68,22 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 
 
 def branch_report(
-    *, branch: str, name: str, region: str, period: str, start: str, open_minutes: int,
-    points: dict[str, list[Point]], is_open: Callable[[int], bool], ack_seconds: dict[str, list[float]],
+    *,
+    branch: str,
+    name: str,
+    region: str,
+    period: str,
+    start: str,
+    open_minutes: int,
+    points: dict[str, list[Point]],
+    is_open: Callable[[int], bool],
+    ack_seconds: dict[str, list[float]],
     open_slots: int,
 ) -> BranchReport:
     """`points`: by measurement, the branch's points of the period; `is_open(time_ns)`: in opening hours;
     `ack_seconds`: by rule, how long each alert of the period waited to be acknowledged; `open_slots`: minutes
     of opening time in the period (device uptime is counted per minute)."""
+
     def opened(measurement: str) -> list[Point]:
         return [p for p in points.get(measurement, []) if is_open(p.time_ns)]
 
@@ -82,24 +91,36 @@ def branch_report(
     under = [int(p.fields["under_target"]) for p in opened(schema.WAIT) if "under_target" in p.fields]
     queue = [int(p.fields["occupancy"]) for p in opened(schema.OCCUPANCY) if "occupancy" in p.fields]
     calls = points.get(schema.CALL, [])
-    responses = [float(p.fields["response_s"]) for p in calls
-                 if p.fields.get("action") == "answered" and "response_s" in p.fields]
+    responses = [
+        float(p.fields["response_s"])
+        for p in calls
+        if p.fields.get("action") == "answered" and "response_s" in p.fields
+    ]
     fired = Counter(str(p.tag("rule")) for p in points.get(schema.ALERT, []) if p.fields.get("change") == "fired")
     lobby = [int(p.fields["up"]) for p in opened(schema.FACILITY) if p.tag("kind") in LOBBY_KINDS and "up" in p.fields]
     under_share, lobby_share = _mean(under), _mean(lobby)
     return BranchReport(
-        branch=branch, name=name, region=region, period=period, start=start, open_minutes=open_minutes,
-        wait_avg_min=_r(_mean(waits)), wait_p90_min=_r(percentile(waits, 90)),
+        branch=branch,
+        name=name,
+        region=region,
+        period=period,
+        start=start,
+        open_minutes=open_minutes,
+        wait_avg_min=_r(_mean(waits)),
+        wait_p90_min=_r(percentile(waits, 90)),
         over_target_pct=None if under_share is None else _r(100 * (1 - under_share)),
         longest_queue=max(queue) if queue else None,
         calls=sum(1 for p in calls if p.fields.get("action") == "press"),
-        calls_answered=len(responses), calls_unanswered=fired.get("call_unanswered", 0),
-        response_p50_s=_r(percentile(responses, 50), 1), response_p90_s=_r(percentile(responses, 90), 1),
+        calls_answered=len(responses),
+        calls_unanswered=fired.get("call_unanswered", 0),
+        response_p50_s=_r(percentile(responses, 50), 1),
+        response_p90_s=_r(percentile(responses, 90), 1),
         facility_uptime_pct=None if lobby_share is None else _r(100 * lobby_share),
         device_uptime_pct=_r(_device_uptime(opened(schema.DEVICE_HEALTH), open_slots)),
         alerts=dict(sorted(fired.items())),
-        ack_median_s={rule: round(percentile(times, 50) or 0.0, 1) for rule, times in sorted(ack_seconds.items())
-                      if times},
+        ack_median_s={
+            rule: round(percentile(times, 50) or 0.0, 1) for rule, times in sorted(ack_seconds.items()) if times
+        },
     )
 
 
@@ -117,6 +138,7 @@ def _device_uptime(health: Iterable[Point], open_slots: int) -> float | None:
 
 def rank(reports: Sequence[BranchReport]) -> list[BranchReport]:
     """Best service first: least time over target, then shortest p90 wait; branches without data last."""
+
     def key(r: BranchReport) -> tuple[bool, float, float]:
         return (r.over_target_pct is None, r.over_target_pct or 0.0, r.wait_p90_min or 0.0)
 

@@ -62,9 +62,15 @@ class CallTracker:
         answered = Answered(button, call.kind, answered_at - call.pressed_at)
         resolved = None
         if call.fired:
-            resolved = Transition(RULE, self.branch, button, Change.RESOLVED, at, answered.response_s,
-                                  detail=(("kind", call.kind), ("response_s", round(answered.response_s)),
-                                          ("device", call.device)))
+            resolved = Transition(
+                RULE,
+                self.branch,
+                button,
+                Change.RESOLVED,
+                at,
+                answered.response_s,
+                detail=(("kind", call.kind), ("response_s", round(answered.response_s)), ("device", call.device)),
+            )
         return (answered if call.acknowledged_at is None else None), resolved
 
     def tick(self, now: float) -> list[Transition]:
@@ -73,7 +79,20 @@ class CallTracker:
             deadline = self.deadlines_s.get(call.kind, DEADLINES_S["help"])
             if not call.fired and call.acknowledged_at is None and now - call.pressed_at >= deadline:
                 call.fired = True
-                fired.append(Transition(RULE, self.branch, button, Change.FIRED, now, now - call.pressed_at,
-                                        detail=(("kind", call.kind), ("presses", call.presses),
-                                                ("waited_s", round(now - call.pressed_at)), ("device", call.device))))
+                fired.append(
+                    Transition(
+                        RULE,
+                        self.branch,
+                        button,
+                        Change.FIRED,
+                        now,
+                        now - call.pressed_at,
+                        detail=(
+                            ("kind", call.kind),
+                            ("presses", call.presses),
+                            ("waited_s", round(now - call.pressed_at)),
+                            ("device", call.device),
+                        ),
+                    )
+                )
         return fired

@@ -85,8 +85,16 @@ class RuleEngine:
             state.devices.paused = not self._hearing
         return state
 
-    def _threshold(self, rule: str, branch: str, subject: str, limits: ThresholdRule, value: float | None,
-                   at: float, detail: tuple[tuple[str, object], ...] = ()) -> Transition | None:
+    def _threshold(
+        self,
+        rule: str,
+        branch: str,
+        subject: str,
+        limits: ThresholdRule,
+        value: float | None,
+        at: float,
+        detail: tuple[tuple[str, object], ...] = (),
+    ) -> Transition | None:
         here = self._branch(branch)
         key = f"{rule}/{subject}"
         if rule in (QUEUE_TOO_LONG, WAIT_TOO_LONG) or dict(detail).get("kind") in facility.LOBBY_KINDS:
@@ -97,24 +105,33 @@ class RuleEngine:
             return None
         return Transition(rule, branch, subject, moved.change, at, moved.value, moved.peak, detail)
 
-    def occupancy(self, branch: str, zone: str, rules: ZoneRules, value: int | None, at: float,
-                  open_now: bool, device: str = "") -> list[Transition]:
+    def occupancy(
+        self, branch: str, zone: str, rules: ZoneRules, value: int | None, at: float, open_now: bool, device: str = ""
+    ) -> list[Transition]:
         """`device`: the camera counting the zone; its alerts rest on its data (held while it is offline)."""
         counted = value if open_now else None  # the rules are about opening hours
-        queue_facts = (("threshold", rules.queue.fire_at), ("minutes", round(rules.queue.for_s / 60, 1)),
-                       ("device", device))
+        queue_facts = (
+            ("threshold", rules.queue.fire_at),
+            ("minutes", round(rules.queue.for_s / 60, 1)),
+            ("device", device),
+        )
         out = [self._threshold(QUEUE_TOO_LONG, branch, zone, rules.queue, counted, at, queue_facts)]
         learner = self._branch(branch).service.setdefault(zone, ServiceLearner())
         learner.observe(counted, at, rules.windows_open)
         if rules.wait is not None:
             seen = self.projection(branch, zone, rules, counted or 0)
             wait = None if counted is None else seen.wait_min
-            detail = (("threshold", rules.wait.fire_at), ("windows_open", rules.windows_open),
-                      ("windows_needed", seen.windows_needed),
-                      ("more_windows", max(0, seen.windows_needed - rules.windows_open)),
-                      ("waiting", counted), ("wait_min", None if wait is None else round(wait, 1)),
-                      ("service_min", round(seen.service_min, 2)), ("service_learnt", seen.service_learnt),
-                      ("device", device))
+            detail = (
+                ("threshold", rules.wait.fire_at),
+                ("windows_open", rules.windows_open),
+                ("windows_needed", seen.windows_needed),
+                ("more_windows", max(0, seen.windows_needed - rules.windows_open)),
+                ("waiting", counted),
+                ("wait_min", None if wait is None else round(wait, 1)),
+                ("service_min", round(seen.service_min, 2)),
+                ("service_learnt", seen.service_learnt),
+                ("device", device),
+            )
             out.append(self._threshold(WAIT_TOO_LONG, branch, zone, rules.wait, wait, at, detail))
         return [t for t in out if t is not None]
 
@@ -126,12 +143,22 @@ class RuleEngine:
         return Projection(
             wait_min=projected_wait_min(waiting, rules.windows_open, service),
             windows_needed=windows_needed(waiting, target, service) if target else rules.windows_open,
-            service_min=service, service_learnt=bool(learner and learner.learnt()), target_min=target,
+            service_min=service,
+            service_learnt=bool(learner and learner.learnt()),
+            target_min=target,
         )
 
-    def call(self, branch: str, button: str, kind: str, answered: bool, at: float,
-             open_now: bool, device: str = "", deadlines_s: dict[str, float] | None = None,
-             ) -> tuple[list[Transition], Answered | None]:
+    def call(
+        self,
+        branch: str,
+        button: str,
+        kind: str,
+        answered: bool,
+        at: float,
+        open_now: bool,
+        device: str = "",
+        deadlines_s: dict[str, float] | None = None,
+    ) -> tuple[list[Transition], Answered | None]:
         calls = self._branch(branch).calls
         if deadlines_s:
             calls.deadlines_s.update(deadlines_s)  # the branch's own, from its config
@@ -150,21 +177,42 @@ class RuleEngine:
         """A call's alert resolved by a person: the call is over, whatever the button says later."""
         self._branch(branch).calls.open.pop(button, None)
 
-    def facility(self, branch: str, device: str, sensor: str, kind: str, value: float | None, ok: bool,
-                 detail: str | None, at: float, open_now: bool) -> list[Transition]:
+    def facility(
+        self,
+        branch: str,
+        device: str,
+        sensor: str,
+        kind: str,
+        value: float | None,
+        ok: bool,
+        detail: str | None,
+        at: float,
+        open_now: bool,
+    ) -> list[Transition]:
         if self.device_offline(branch, device):
             return []  # inhibited: the device's silence is the technicians' alert, not the lobby's
         verdict = facility.judge(kind, value, ok, open_now)
-        facts = (("kind", kind), ("sensor", sensor), ("reading", value), ("problem", detail or ""),
-                 ("device", device), *((("role", verdict.role),) if verdict.role else ()))
+        facts = (
+            ("kind", kind),
+            ("sensor", sensor),
+            ("reading", value),
+            ("problem", detail or ""),
+            ("device", device),
+            *((("role", verdict.role),) if verdict.role else ()),
+        )
         moved = self._threshold(facility.RULE, branch, f"{device}/{sensor}", verdict.rule, verdict.bad, at, facts)
         return [moved] if moved else []
 
     def clock_skew(self, branch: str, device: str, skew_ms: float | None, at: float) -> list[Transition]:
         verdict = facility.clock_skew(skew_ms)
-        facts = (("kind", "clock_skew"), ("sensor", "clock"), ("reading", skew_ms), ("device", device),
-                 ("problem", f"device clock {skew_ms:+.0f} ms from the server's" if skew_ms is not None else ""),
-                 ("role", verdict.role))
+        facts = (
+            ("kind", "clock_skew"),
+            ("sensor", "clock"),
+            ("reading", skew_ms),
+            ("device", device),
+            ("problem", f"device clock {skew_ms:+.0f} ms from the server's" if skew_ms is not None else ""),
+            ("role", verdict.role),
+        )
         moved = self._threshold(facility.RULE, branch, f"{device}/clock-skew", verdict.rule, verdict.bad, at, facts)
         return [moved] if moved else []
 
@@ -209,13 +257,19 @@ class RuleEngine:
             if threshold is None or not threshold.firing:
                 continue
             rule, subject = key.split("/", 1)
-            out.append(Transition(rule, state.branch, subject, Change.RESOLVED, now, None, threshold.peak,
-                                  (("reason", "closed"),)))
+            out.append(
+                Transition(
+                    rule, state.branch, subject, Change.RESOLVED, now, None, threshold.peak, (("reason", "closed"),)
+                )
+            )
             state.thresholds[key] = ThresholdState()
         if state.opening.firing:  # never opened all day: the day is over, the branch manager has the alert's record
             state.opening.firing = False
-            out.append(Transition(OPENING_RULE, state.branch, "lobby", Change.RESOLVED, now, None,
-                                  detail=(("reason", "closed"),)))
+            out.append(
+                Transition(
+                    OPENING_RULE, state.branch, "lobby", Change.RESOLVED, now, None, detail=(("reason", "closed"),)
+                )
+            )
         return out
 
     def presence(self, hearing: bool, now: float) -> None:
@@ -285,7 +339,9 @@ class RuleEngine:
             state.calls.open[alert.subject] = OpenCall(
                 kind=str(alert.facts.get("kind") or "help"),
                 pressed_at=alert.started - (float(waited) if isinstance(waited, int | float) else 0.0),
-                device=str(alert.facts.get("device") or ""), fired=True)
+                device=str(alert.facts.get("device") or ""),
+                fired=True,
+            )
         elif alert.rule == OPENING_RULE:
             state.opening.firing = True
 
@@ -294,10 +350,16 @@ class RuleEngine:
         state = self._branches.get(branch, BranchState(branch))
         return {
             "thresholds": {key: asdict(t) for key, t in state.thresholds.items()},
-            "calls": {"deadlines_s": state.calls.deadlines_s,
-                      "open": {button: asdict(call) for button, call in state.calls.open.items()}},
-            "devices": {"silence_s": state.devices.silence_s, "last_seen": state.devices.last_seen,
-                        "offline": sorted(state.devices.offline), "wills": state.devices.wills},
+            "calls": {
+                "deadlines_s": state.calls.deadlines_s,
+                "open": {button: asdict(call) for button, call in state.calls.open.items()},
+            },
+            "devices": {
+                "silence_s": state.devices.silence_s,
+                "last_seen": state.devices.last_seen,
+                "offline": sorted(state.devices.offline),
+                "wills": state.devices.wills,
+            },
             "opening": asdict(state.opening),
             "lobby": sorted(state.lobby),
             "open_now": state.open_now,
@@ -323,9 +385,16 @@ class RuleEngine:
 def _learner(saved: dict[str, Any]) -> ServiceLearner:
     # JSON gives lists where the state holds tuples
     fall, rise = saved.get("fall"), saved.get("rise")
-    return ServiceLearner(busy_min=saved["busy_min"], served=saved["served"], arrived=saved["arrived"],
-                          windows=saved["windows"], level=saved.get("level"), at=saved.get("at"),
-                          fall=tuple(fall) if fall else None, rise=tuple(rise) if rise else None)
+    return ServiceLearner(
+        busy_min=saved["busy_min"],
+        served=saved["served"],
+        arrived=saved["arrived"],
+        windows=saved["windows"],
+        level=saved.get("level"),
+        at=saved.get("at"),
+        fall=tuple(fall) if fall else None,
+        rise=tuple(rise) if rise else None,
+    )
 
 
 __all__ = ["QUEUE_TOO_LONG", "WAIT_TOO_LONG", "Change", "RuleEngine", "ZoneRules"]

@@ -52,5 +52,6 @@ class OpeningWatch:
             return None
         self.firing = True
         local = opening.astimezone(ZoneInfo(hours.timezone))
-        return Transition(RULE, self.branch, "lobby", Change.FIRED, now, None,
-                          detail=(("opening", local.strftime("%H:%M")),))
+        return Transition(
+            RULE, self.branch, "lobby", Change.FIRED, now, None, detail=(("opening", local.strftime("%H:%M")),)
+        )

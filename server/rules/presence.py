@@ -62,13 +62,31 @@ class DeviceWatch:
             if now - at >= WILL_GRACE_S:
                 del self.wills[device]
                 self.offline.add(device)
-                fired.append(Transition(RULE, self.branch, device, Change.FIRED, now, None,
-                                        detail=(("why", "last will"), ("will_s", round(now - at)))))
+                fired.append(
+                    Transition(
+                        RULE,
+                        self.branch,
+                        device,
+                        Change.FIRED,
+                        now,
+                        None,
+                        detail=(("why", "last will"), ("will_s", round(now - at))),
+                    )
+                )
         for device, seen in self.last_seen.items():
             if device not in self.offline and device not in self.wills and now - seen >= self.silence_s:
                 self.offline.add(device)
-                fired.append(Transition(RULE, self.branch, device, Change.FIRED, now, None,
-                                        detail=(("why", "silent"), ("silent_s", round(now - seen)))))
+                fired.append(
+                    Transition(
+                        RULE,
+                        self.branch,
+                        device,
+                        Change.FIRED,
+                        now,
+                        None,
+                        detail=(("why", "silent"), ("silent_s", round(now - seen))),
+                    )
+                )
         return fired
 
     def is_offline(self, device: str) -> bool:

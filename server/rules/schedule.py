@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-DEFAULT_HOURS = {1: (time(8, 0), time(20, 0)), 2: (time(8, 30), time(18, 30)), 3: (time(9, 0), time(17, 0)),
-                 4: (time(9, 0), time(17, 0))}
+DEFAULT_HOURS = {
+    1: (time(8, 0), time(20, 0)),
+    2: (time(8, 30), time(18, 30)),
+    3: (time(9, 0), time(17, 0)),
+    4: (time(9, 0), time(17, 0)),
+}
 DEFAULT_DAYS = {1: frozenset(range(7)), 2: frozenset(range(7)), 3: frozenset(range(7)), 4: frozenset(range(6))}
 
 
@@ -25,8 +29,13 @@ class OpeningHours:
     exceptions: dict[date, tuple[time, time] | None] = field(default_factory=dict)  # None: closed that day
 
     @classmethod
-    def for_grade(cls, grade: int, timezone: str, savings: bool = False,
-                  exceptions: dict[date, tuple[time, time] | None] | None = None) -> OpeningHours:
+    def for_grade(
+        cls,
+        grade: int,
+        timezone: str,
+        savings: bool = False,
+        exceptions: dict[date, tuple[time, time] | None] | None = None,
+    ) -> OpeningHours:
         opens, closes = DEFAULT_HOURS[grade]
         days = frozenset(range(7)) if savings else DEFAULT_DAYS[grade]
         return cls(timezone, opens, closes, days, dict(exceptions or {}))

@@ -141,8 +141,9 @@ class InfluxStore:
                 with self._lock:
                     self.retries += 1
                 if attempt == 1 or attempt % 20 == 0:
-                    log.warning("InfluxDB does not take the spool (%d attempts), retrying in %s s: %s",
-                                attempt, wait, exc)
+                    log.warning(
+                        "InfluxDB does not take the spool (%d attempts), retrying in %s s: %s", attempt, wait, exc
+                    )
                 self._stop.wait(wait)
 
     def flush_spool(self, raise_errors: bool = False) -> int:

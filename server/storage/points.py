@@ -21,15 +21,31 @@ ALERT = "alert"
 # dashboards average (InfluxQL cannot average booleans) are integers 0/1.
 SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
     OCCUPANCY: (("region", "branch", "zone", "device"), {"occupancy": int, "error": float, "known": bool}),
-    WAIT: (("region", "branch", "zone"),
-           {"wait_min": float, "target_min": float, "under_target": int, "windows_open": int,
-            "windows_needed": int, "service_min": float}),
+    WAIT: (
+        ("region", "branch", "zone"),
+        {
+            "wait_min": float,
+            "target_min": float,
+            "under_target": int,
+            "windows_open": int,
+            "windows_needed": int,
+            "service_min": float,
+        },
+    ),
     CALL: (("region", "branch", "device", "button", "kind"), {"action": str, "count": int, "response_s": float}),
     FACILITY: (("region", "branch", "device", "sensor", "kind"), {"value": float, "ok": bool, "up": int}),
     DEVICE_HEALTH: (
         ("region", "branch", "device"),
-        {"cpu_pct": float, "mem_rss_mb": float, "outbox_depth": int, "clock_skew_ms": float,
-         "clock_synced": bool, "uptime_s": float, "agent_version": str, "config_version": int},
+        {
+            "cpu_pct": float,
+            "mem_rss_mb": float,
+            "outbox_depth": int,
+            "clock_skew_ms": float,
+            "clock_synced": bool,
+            "uptime_s": float,
+            "agent_version": str,
+            "config_version": int,
+        },
     ),
     DEVICE_STATUS: (("region", "branch", "device"), {"online": bool, "up": int}),
     ALERT: (("region", "branch", "rule", "severity"), {"change": str, "subject": str, "value": float}),
@@ -59,8 +75,11 @@ class Point:
         return Point(
             measurement,
             tuple(sorted(tags.items())),
-            {k: float(v) if types.get(k) is float and isinstance(v, int) and not isinstance(v, bool) else v
-             for k, v in fields.items() if v is not None},
+            {
+                k: float(v) if types.get(k) is float and isinstance(v, int) and not isinstance(v, bool) else v
+                for k, v in fields.items()
+                if v is not None
+            },
             time_ns,
         )
 

@@ -16,8 +16,14 @@ from server.storage.points import Point
 
 # What SQLite raises for a value it cannot hold (an integer past 64 bits, a string too long, a type it has no
 # column type for): no retry helps. OperationalError (disk full, locked) passes, so it is not here.
-_CONTENT_ERRORS = (OverflowError, ValueError, TypeError, sqlite3.IntegrityError, sqlite3.DataError,
-                   sqlite3.InterfaceError)
+_CONTENT_ERRORS = (
+    OverflowError,
+    ValueError,
+    TypeError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -49,8 +55,17 @@ class SqliteStore:
         if not points:
             return
         try:  # NaN and infinities have no place in a time series (and no JSON of their own)
-            rows = [(p.measurement, p.tag("branch") or "", p.series, p.time_ns, json.dumps(p.tags),
-                     json.dumps(p.fields, allow_nan=False)) for p in points]
+            rows = [
+                (
+                    p.measurement,
+                    p.tag("branch") or "",
+                    p.series,
+                    p.time_ns,
+                    json.dumps(p.tags),
+                    json.dumps(p.fields, allow_nan=False),
+                )
+                for p in points
+            ]
         except _CONTENT_ERRORS as exc:
             raise RefusedPoints(f"SQLite cannot store these points: {exc}") from exc
         with self._lock:

@@ -35,35 +35,75 @@ def _device(runtime: Runtime, viewer: SignedIn, device: str) -> devices.FleetRow
 
 
 @fleet_pages.get("/lobby/fleet", response_class=HTMLResponse)
-def fleet_page(request: Request, runtime: RuntimeDep, viewer: Viewer, branch: str | None = None,
-               state: str = "all") -> HTMLResponse:
+def fleet_page(
+    request: Request, runtime: RuntimeDep, viewer: Viewer, branch: str | None = None, state: str = "all"
+) -> HTMLResponse:
     mine = visible_branches(runtime, viewer.person)
     chosen = {branch} if branch in mine else set(mine)
-    rows = [r for r in devices.fleet(runtime, chosen)
-            if state == "all" or (state == "attention" and r.attention) or (state == "offline" and not r.online)]
-    return render(request, "fleet.html", viewer.locale, viewer=viewer, rows=rows, branches=mine, branch=branch,
-                  state=state, letters=_letters(runtime, {r.device for r in rows}))
+    rows = [
+        r
+        for r in devices.fleet(runtime, chosen)
+        if state == "all" or (state == "attention" and r.attention) or (state == "offline" and not r.online)
+    ]
+    return render(
+        request,
+        "fleet.html",
+        viewer.locale,
+        viewer=viewer,
+        rows=rows,
+        branches=mine,
+        branch=branch,
+        state=state,
+        letters=_letters(runtime, {r.device for r in rows}),
+    )
 
 
 def _letters(runtime: Runtime, of: set[str], limit: int = 20) -> list[dict[str, Any]]:
     """The newest messages these devices sent that were set aside, for the technician to look into."""
     with runtime.sessions() as session:
-        return [{"at": x.at, "device": x.device_id, "cause": x.cause, "detail": x.detail,
-                 "payload": x.payload[:300].decode("utf-8", errors="replace")}
-                for x in dead_letters.recent(session, limit, devices=of)]
+        return [
+            {
+                "at": x.at,
+                "device": x.device_id,
+                "cause": x.cause,
+                "detail": x.detail,
+                "payload": x.payload[:300].decode("utf-8", errors="replace"),
+            }
+            for x in dead_letters.recent(session, limit, devices=of)
+        ]
 
 
 @fleet_pages.get("/lobby/fleet/{device}", response_class=HTMLResponse)
-def device_page(request: Request, runtime: RuntimeDep, viewer: Viewer, device: str, done: str | None = None,
-                error: str | None = None, snapshot: str | None = None) -> HTMLResponse:
+def device_page(
+    request: Request,
+    runtime: RuntimeDep,
+    viewer: Viewer,
+    device: str,
+    done: str | None = None,
+    error: str | None = None,
+    snapshot: str | None = None,
+) -> HTMLResponse:
     row = _device(runtime, viewer, device)
     version, sections = devices.pushed_config(runtime, device)
     camera = sections.get("camera") if isinstance(sections.get("camera"), dict) else None
     zones = [z for z in (camera or {}).get("zones", []) if isinstance(z, dict)]
     shown = runtime.live.snapshot(device, runtime.clock.monotonic())
-    return render(request, "device.html", viewer.locale, viewer=viewer, row=row, pushed=version, camera=camera,
-                  zones=zones, done=done, error=error, waiting_for=snapshot,
-                  snapshot=shown, can_act=viewer.person.role in TECHNICIANS, letters=_letters(runtime, {device}))
+    return render(
+        request,
+        "device.html",
+        viewer.locale,
+        viewer=viewer,
+        row=row,
+        pushed=version,
+        camera=camera,
+        zones=zones,
+        done=done,
+        error=error,
+        waiting_for=snapshot,
+        snapshot=shown,
+        can_act=viewer.person.role in TECHNICIANS,
+        letters=_letters(runtime, {device}),
+    )
 
 
 @fleet_pages.get("/lobby/fleet/{device}/snapshot.jpg")
@@ -77,8 +117,9 @@ def snapshot_image(runtime: RuntimeDep, viewer: Viewer, device: str) -> Response
 
 
 @fleet_pages.post("/lobby/fleet/{device}/action")
-def action(runtime: RuntimeDep, viewer: Viewer, device: str, csrf: Annotated[str, Form()],
-           action: Annotated[str, Form()]) -> Response:
+def action(
+    runtime: RuntimeDep, viewer: Viewer, device: str, csrf: Annotated[str, Form()], action: Annotated[str, Form()]
+) -> Response:
     check_form(viewer, csrf)
     _technician(viewer)
     _device(runtime, viewer, device)
@@ -92,20 +133,34 @@ def action(runtime: RuntimeDep, viewer: Viewer, device: str, csrf: Annotated[str
 
 
 @fleet_pages.post("/lobby/fleet/{device}/label")
-def label(runtime: RuntimeDep, viewer: Viewer, device: str, csrf: Annotated[str, Form()],
-          snapshot: Annotated[str, Form()], zone: Annotated[str, Form()], count: Annotated[int, Form()]) -> Response:
+def label(
+    runtime: RuntimeDep,
+    viewer: Viewer,
+    device: str,
+    csrf: Annotated[str, Form()],
+    snapshot: Annotated[str, Form()],
+    zone: Annotated[str, Form()],
+    count: Annotated[int, Form()],
+) -> Response:
     check_form(viewer, csrf)
     _technician(viewer)
     _device(runtime, viewer, device)
-    devices.send_command(runtime, device, "label", viewer.person.name,
-                         {"snapshot": snapshot, "zone": zone, "count": count})
+    devices.send_command(
+        runtime, device, "label", viewer.person.name, {"snapshot": snapshot, "zone": zone, "count": count}
+    )
     return RedirectResponse(f"/lobby/fleet/{device}?done=label", status.HTTP_303_SEE_OTHER)
 
 
 @fleet_pages.post("/lobby/fleet/{device}/zones")
-def save_zone(runtime: RuntimeDep, viewer: Viewer, device: str, csrf: Annotated[str, Form()],
-              zone: Annotated[str, Form()], polygon: Annotated[str, Form()],
-              source: Annotated[str, Form()] = "0") -> Response:
+def save_zone(
+    runtime: RuntimeDep,
+    viewer: Viewer,
+    device: str,
+    csrf: Annotated[str, Form()],
+    zone: Annotated[str, Form()],
+    polygon: Annotated[str, Form()],
+    source: Annotated[str, Form()] = "0",
+) -> Response:
     """Put the drawn polygon in the camera section and push it; the device says which version it runs."""
     check_form(viewer, csrf)
     _technician(viewer)

@@ -74,13 +74,19 @@ class Guard:
     def _headers(self, path: str, nonce: str) -> list[tuple[bytes, bytes]]:
         docs = path.startswith(_DOCS)
         scripts = "'self' https://cdn.jsdelivr.net 'unsafe-inline'" if docs else f"'self' 'nonce-{nonce}'"
-        policy = (f"default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'"
-                  f"{' https://cdn.jsdelivr.net' if docs else ''}; img-src 'self' data:"
-                  f"{' https://fastapi.tiangolo.com' if docs else ''}; frame-ancestors 'none'; base-uri 'none'; "
-                  "form-action 'self'; object-src 'none'")
-        found = [(b"content-security-policy", policy.encode()), (b"x-frame-options", b"DENY"),
-                 (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-                 (b"cross-origin-opener-policy", b"same-origin")]
+        policy = (
+            f"default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'"
+            f"{' https://cdn.jsdelivr.net' if docs else ''}; img-src 'self' data:"
+            f"{' https://fastapi.tiangolo.com' if docs else ''}; frame-ancestors 'none'; base-uri 'none'; "
+            "form-action 'self'; object-src 'none'"
+        )
+        found = [
+            (b"content-security-policy", policy.encode()),
+            (b"x-frame-options", b"DENY"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
         if self.https:
             found.append((b"strict-transport-security", b"max-age=31536000"))
         return found
@@ -88,9 +94,17 @@ class Guard:
 
 async def _too_large(send: Send, limit: int) -> None:
     body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -103,8 +117,7 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args and isinstance(record.args, tuple):
-            record.args = tuple(_SECRET_PATHS.sub(r"\1<redacted>", a) if isinstance(a, str) else a
-                                for a in record.args)
+            record.args = tuple(_SECRET_PATHS.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
             record.msg = _SECRET_PATHS.sub(r"\1<redacted>", record.msg)
         return True

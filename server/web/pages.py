@@ -67,19 +67,27 @@ def signed_in(request: Request, runtime: RuntimeDep) -> SignedIn:
 Viewer = Annotated[SignedIn, Depends(signed_in)]
 
 
-def render(request: Request, name: str, locale: str, status_code: int = 200, headers: dict[str, str] | None = None,
-           **context: Any) -> HTMLResponse:
+def render(
+    request: Request,
+    name: str,
+    locale: str,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
     def tr(key: str, **params: object) -> str:
         return t(locale, key, **params)
 
     nonce = getattr(request.state, "csp_nonce", "")  # scripts of our own pages run by this nonce only
     response = templates.TemplateResponse(
-        request, name, {"tr": tr, "locale": locale, "locales": LOCALES, "csp_nonce": nonce, **context},
-        status_code=status_code, headers=headers,
+        request,
+        name,
+        {"tr": tr, "locale": locale, "locales": LOCALES, "csp_nonce": nonce, **context},
+        status_code=status_code,
+        headers=headers,
     )
     if request.query_params.get("lang"):
-        response.set_cookie(LANG_COOKIE, locale, max_age=365 * 86400, samesite="lax",
-                            secure=_https(request))
+        response.set_cookie(LANG_COOKIE, locale, max_age=365 * 86400, samesite="lax", secure=_https(request))
     return response
 
 
@@ -102,8 +110,13 @@ def login_page(request: Request, next: str = "/lobby") -> HTMLResponse:
 
 
 @pages.post("/login")
-def login(request: Request, runtime: RuntimeDep, login: Annotated[str, Form(max_length=200)],
-          password: Annotated[str, Form(max_length=1000)], next: Annotated[str, Form()] = "/lobby") -> Response:
+def login(
+    request: Request,
+    runtime: RuntimeDep,
+    login: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1000)],
+    next: Annotated[str, Form()] = "/lobby",
+) -> Response:
     locale = _locale(request, normalize_locale(request.headers.get("accept-language")))
     address = request.client.host if request.client else "?"
     login = login.strip()
@@ -111,23 +124,29 @@ def login(request: Request, runtime: RuntimeDep, login: Annotated[str, Form(max_
     throttle: LoginThrottle = request.app.state.login_throttle
     wait = throttle.wait_s(login, address, now)
     if wait > 0:  # checked before the password: a guess made now is not even tried
-        return render(request, "login.html", locale, status_code=429, next=_safe_next(next),
-                      error=t(locale, "page.login.throttled", minutes=max(1, round(wait / 60))),
-                      headers={"Retry-After": str(round(wait))})
+        return render(
+            request,
+            "login.html",
+            locale,
+            status_code=429,
+            next=_safe_next(next),
+            error=t(locale, "page.login.throttled", minutes=max(1, round(wait / 60))),
+            headers={"Retry-After": str(round(wait))},
+        )
     with runtime.sessions() as session:
         person = users.authenticate(session, login, password)
         if person is not None:
             sid = users.start_session(session, person.login, runtime.clock.now(), SESSION_H)
     if person is None:
         throttle.failed(login, address, now)
-        return render(request, "login.html", locale, status_code=401, next=_safe_next(next),
-                      error=t(locale, "page.login.failed"))
+        return render(
+            request, "login.html", locale, status_code=401, next=_safe_next(next), error=t(locale, "page.login.failed")
+        )
     throttle.succeeded(login)
     expires = runtime.clock.now().timestamp() + SESSION_H * 3600
     token = seal(SESSION, [sid, secrets.token_urlsafe(16)], expires, runtime.link_secret)
     response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
-    response.set_cookie(COOKIE, token, max_age=SESSION_H * 3600, httponly=True, samesite="lax",
-                        secure=_https(request))
+    response.set_cookie(COOKIE, token, max_age=SESSION_H * 3600, httponly=True, samesite="lax", secure=_https(request))
     return response
 
 
@@ -149,16 +168,21 @@ def _safe_next(target: str) -> str:
 
 # -- the lobby: open alerts -----------------------------------------------------------------------------
 def visible_branches(runtime: Runtime, person: Person) -> dict[str, BranchEntry]:
-    return {b.id: b for b in runtime.directory.branches.values()
-            if person.sees(b.id, runtime.directory.lineage(b.id))}
+    return {b.id: b for b in runtime.directory.branches.values() if person.sees(b.id, runtime.directory.lineage(b.id))}
 
 
 def _card(runtime: Runtime, alert: models.Alert, branch: BranchEntry, locale: str) -> dict[str, Any]:
     started = as_utc(alert.started_at)
     title, body = describe(alert, branch, locale, "fired", started, dict(alert.facts or {}))
-    return {"alert": alert, "branch": branch, "title": title, "body": body,
-            "since": _local(started, branch, runtime), "rule": t(locale, f"rule.{alert.rule}"),
-            "role": t(locale, f"role.{alert.role}") if alert.role else ""}
+    return {
+        "alert": alert,
+        "branch": branch,
+        "title": title,
+        "body": body,
+        "since": _local(started, branch, runtime),
+        "rule": t(locale, f"rule.{alert.rule}"),
+        "role": t(locale, f"role.{alert.role}") if alert.role else "",
+    }
 
 
 @pages.get("/", include_in_schema=False)
@@ -167,26 +191,41 @@ def root() -> Response:
 
 
 @pages.get("/lobby", response_class=HTMLResponse)
-def lobby(request: Request, runtime: RuntimeDep, viewer: Viewer, branch: str | None = None,
-          done: str | None = None) -> HTMLResponse:
+def lobby(
+    request: Request, runtime: RuntimeDep, viewer: Viewer, branch: str | None = None, done: str | None = None
+) -> HTMLResponse:
     visible = visible_branches(runtime, viewer.person)
     shown = {branch: visible[branch]} if branch in visible else visible
     with runtime.sessions() as session:
-        alerts = list(session.scalars(select(models.Alert).where(
-            models.Alert.state.in_(OPEN_STATES), models.Alert.branch_id.in_(list(shown)))))
+        alerts = list(
+            session.scalars(
+                select(models.Alert).where(models.Alert.state.in_(OPEN_STATES), models.Alert.branch_id.in_(list(shown)))
+            )
+        )
     alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.state != "firing", as_utc(a.started_at)))
     cards = [_card(runtime, a, shown[a.branch_id], viewer.locale) for a in alerts]
-    return render(request, "lobby.html", viewer.locale, viewer=viewer, cards=cards, branches=visible,
-                   branch=branch if branch in visible else None, done=done,
-                   colleagues=_colleagues(runtime, viewer.person, visible))
+    return render(
+        request,
+        "lobby.html",
+        viewer.locale,
+        viewer=viewer,
+        cards=cards,
+        branches=visible,
+        branch=branch if branch in visible else None,
+        done=done,
+        colleagues=_colleagues(runtime, viewer.person, visible),
+    )
 
 
 def _colleagues(runtime: Runtime, person: Person, visible: dict[str, BranchEntry]) -> list[str]:
     """Names an alert can be passed on to: people who can act and see at least one of these branches."""
     with runtime.sessions() as session:
         found = [users.person(u) for u in session.scalars(select(models.User).where(models.User.active))]
-    return sorted(p.name for p in found if p.can_act and p.login != person.login
-                  and any(p.sees(b, runtime.directory.lineage(b)) for b in visible))
+    return sorted(
+        p.name
+        for p in found
+        if p.can_act and p.login != person.login and any(p.sees(b, runtime.directory.lineage(b)) for b in visible)
+    )
 
 
 def _alert_for(runtime: Runtime, viewer: SignedIn, alert_id: int) -> tuple[models.Alert, BranchEntry]:
@@ -199,17 +238,38 @@ def _alert_for(runtime: Runtime, viewer: SignedIn, alert_id: int) -> tuple[model
 
 
 @pages.get("/lobby/alerts/{alert_id}", response_class=HTMLResponse)
-def alert_page(request: Request, runtime: RuntimeDep, viewer: Viewer, alert_id: int,
-               done: str | None = None, error: str | None = None) -> HTMLResponse:
+def alert_page(
+    request: Request,
+    runtime: RuntimeDep,
+    viewer: Viewer,
+    alert_id: int,
+    done: str | None = None,
+    error: str | None = None,
+) -> HTMLResponse:
     alert, branch = _alert_for(runtime, viewer, alert_id)
     with runtime.sessions() as session:
-        events = list(session.scalars(select(models.AlertEvent).where(models.AlertEvent.alert_id == alert_id)
-                                      .order_by(models.AlertEvent.at, models.AlertEvent.id)))
-    timeline = [{"at": _local(as_utc(e.at), branch, runtime), "kind": t(viewer.locale, f"event.{e.kind}"),
-                 "detail": e.detail} for e in events]
-    return render(request, "alert.html", viewer.locale, viewer=viewer, card=_card(runtime, alert, branch,
-                   viewer.locale), timeline=timeline, done=done, error=error,
-                   colleagues=_colleagues(runtime, viewer.person, {branch.id: branch}))
+        events = list(
+            session.scalars(
+                select(models.AlertEvent)
+                .where(models.AlertEvent.alert_id == alert_id)
+                .order_by(models.AlertEvent.at, models.AlertEvent.id)
+            )
+        )
+    timeline = [
+        {"at": _local(as_utc(e.at), branch, runtime), "kind": t(viewer.locale, f"event.{e.kind}"), "detail": e.detail}
+        for e in events
+    ]
+    return render(
+        request,
+        "alert.html",
+        viewer.locale,
+        viewer=viewer,
+        card=_card(runtime, alert, branch, viewer.locale),
+        timeline=timeline,
+        done=done,
+        error=error,
+        colleagues=_colleagues(runtime, viewer.person, {branch.id: branch}),
+    )
 
 
 def _act(runtime: Runtime, viewer: SignedIn, alert_id: int, csrf: str, action: str, **args: str) -> Response:
@@ -239,34 +299,58 @@ def acknowledge(runtime: RuntimeDep, viewer: Viewer, alert_id: int, csrf: Annota
 
 
 @pages.post("/lobby/alerts/{alert_id}/resolve")
-def resolve(runtime: RuntimeDep, viewer: Viewer, alert_id: int, csrf: Annotated[str, Form()],
-            note: Annotated[str, Form()] = "") -> Response:
+def resolve(
+    runtime: RuntimeDep, viewer: Viewer, alert_id: int, csrf: Annotated[str, Form()], note: Annotated[str, Form()] = ""
+) -> Response:
     return _act(runtime, viewer, alert_id, csrf, "resolve", note=note)
 
 
 @pages.post("/lobby/alerts/{alert_id}/pass")
-def pass_on(runtime: RuntimeDep, viewer: Viewer, alert_id: int, csrf: Annotated[str, Form()],
-            to: Annotated[str, Form()]) -> Response:
+def pass_on(
+    runtime: RuntimeDep, viewer: Viewer, alert_id: int, csrf: Annotated[str, Form()], to: Annotated[str, Form()]
+) -> Response:
     return _act(runtime, viewer, alert_id, csrf, "pass", to=to)
 
 
 # -- silences -------------------------------------------------------------------------------------------
 @pages.get("/lobby/silences", response_class=HTMLResponse)
-def silences_page(request: Request, runtime: RuntimeDep, viewer: Viewer, done: str | None = None,
-                  error: str | None = None) -> HTMLResponse:
+def silences_page(
+    request: Request, runtime: RuntimeDep, viewer: Viewer, done: str | None = None, error: str | None = None
+) -> HTMLResponse:
     visible = visible_branches(runtime, viewer.person)
-    active = [{"silence": s, "branch": visible[s.branch_id], "until": _local(as_utc(s.ends_at), visible[s.branch_id],
-                                                                              runtime),
-               "rule": t(viewer.locale, f"rule.{s.rule}") if s.rule else t(viewer.locale, "page.silence.all_rules")}
-              for s in runtime.alerts.silences() if s.branch_id in visible]
-    return render(request, "silences.html", viewer.locale, viewer=viewer, active=active, branches=visible,
-                   rules=sorted(RULES), done=done, error=error)
+    active = [
+        {
+            "silence": s,
+            "branch": visible[s.branch_id],
+            "until": _local(as_utc(s.ends_at), visible[s.branch_id], runtime),
+            "rule": t(viewer.locale, f"rule.{s.rule}") if s.rule else t(viewer.locale, "page.silence.all_rules"),
+        }
+        for s in runtime.alerts.silences()
+        if s.branch_id in visible
+    ]
+    return render(
+        request,
+        "silences.html",
+        viewer.locale,
+        viewer=viewer,
+        active=active,
+        branches=visible,
+        rules=sorted(RULES),
+        done=done,
+        error=error,
+    )
 
 
 @pages.post("/lobby/silences")
-def add_silence(runtime: RuntimeDep, viewer: Viewer, csrf: Annotated[str, Form()], branch: Annotated[str, Form()],
-                minutes: Annotated[float, Form()], reason: Annotated[str, Form()] = "",
-                rule: Annotated[str, Form()] = "") -> Response:
+def add_silence(
+    runtime: RuntimeDep,
+    viewer: Viewer,
+    csrf: Annotated[str, Form()],
+    branch: Annotated[str, Form()],
+    minutes: Annotated[float, Form()],
+    reason: Annotated[str, Form()] = "",
+    rule: Annotated[str, Form()] = "",
+) -> Response:
     check_form(viewer, csrf)
     if branch not in visible_branches(runtime, viewer.person) or not viewer.person.can_act:
         raise HTTPException(status.HTTP_403_FORBIDDEN, t(viewer.locale, "page.error.read_only"))
@@ -293,8 +377,14 @@ def end_silence(runtime: RuntimeDep, viewer: Viewer, silence_id: int, csrf: Anno
 
 # -- reports ----------------------------------------------------------------------------------------------
 @pages.get("/lobby/reports", response_class=HTMLResponse)
-def reports_page(request: Request, runtime: RuntimeDep, viewer: Viewer, branch: str | None = None,
-                 period: PeriodKind = "day", day: date | None = None) -> Response:
+def reports_page(
+    request: Request,
+    runtime: RuntimeDep,
+    viewer: Viewer,
+    branch: str | None = None,
+    period: PeriodKind = "day",
+    day: date | None = None,
+) -> Response:
     visible = visible_branches(runtime, viewer.person)
     if not visible:
         return render(request, "reports.html", viewer.locale, viewer=viewer, branches={}, report=None)
@@ -302,13 +392,23 @@ def reports_page(request: Request, runtime: RuntimeDep, viewer: Viewer, branch: 
     try:
         chosen = Period.of(period, day or default_day(runtime, entry.timezone, period))
     except ValueError:
-        return _message(request, viewer.locale, t(viewer.locale, "page.report.title"),
-                        t(viewer.locale, "page.report.bad_day"), 422)
+        return _message(
+            request, viewer.locale, t(viewer.locale, "page.report.title"), t(viewer.locale, "page.report.bad_day"), 422
+        )
     report = make_report(runtime.store, runtime.sessions, entry, chosen)
     if request.query_params.get("format") == "csv":
         return as_csv([report.figures], f"lobbywatch-{entry.id}-{chosen.kind}-{chosen.first}")
-    return render(request, "reports.html", viewer.locale, viewer=viewer, branches=visible, branch=entry,
-                   period=chosen, report=report.figures, bars=bars(report.chart))
+    return render(
+        request,
+        "reports.html",
+        viewer.locale,
+        viewer=viewer,
+        branches=visible,
+        branch=entry,
+        period=chosen,
+        report=report.figures,
+        bars=bars(report.chart),
+    )
 
 
 def bars(chart: Chart) -> dict[str, list[dict[str, Any]]]:
@@ -316,8 +416,10 @@ def bars(chart: Chart) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for name, values in (("wait", chart.wait_avg_min), ("queue", chart.longest_queue)):
         top = max((v for v in values if v is not None), default=0) or 1
-        out[name] = [{"label": label, "value": v, "height": 0 if v is None else round(100 * v / top, 1)}
-                     for label, v in zip(chart.labels, values, strict=True)]
+        out[name] = [
+            {"label": label, "value": v, "height": 0 if v is None else round(100 * v / top, 1)}
+            for label, v in zip(chart.labels, values, strict=True)
+        ]
     return out
 
 
@@ -347,12 +449,14 @@ def _ack(request: Request, runtime: Runtime, token: str, act: bool) -> HTMLRespo
             return _message(request, locale, t(locale, "ack.failed"), t(locale, "ack.closed"), 409)
         owner = alert.owner or who
         result = t(locale, "ack.done_owner" if owner == who else "ack.done_other", who=who, owner=owner)
-    return render(request, "ack.html", locale, card=_card(runtime, alert, branch, locale), who=who, token=token,
-                   result=result)
+    return render(
+        request, "ack.html", locale, card=_card(runtime, alert, branch, locale), who=who, token=token, result=result
+    )
 
 
-def _from_link(request: Request, runtime: Runtime, token: str
-               ) -> tuple[models.Alert, BranchEntry, str, str] | HTMLResponse:
+def _from_link(
+    request: Request, runtime: Runtime, token: str
+) -> tuple[models.Alert, BranchEntry, str, str] | HTMLResponse:
     fallback = _locale(request, normalize_locale(request.headers.get("accept-language")))
     try:
         alert_id, who = verify(token, runtime.clock.now().timestamp(), runtime.link_secret)
@@ -378,4 +482,3 @@ def _local(moment: datetime, branch: BranchEntry, runtime: Runtime) -> str:
     local = moment.astimezone(ZoneInfo(branch.timezone))
     today = runtime.clock.now().astimezone(ZoneInfo(branch.timezone)).date()
     return local.strftime("%H:%M") if local.date() == today else local.strftime("%Y-%m-%d %H:%M")
-

@@ -9,16 +9,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column('zones', sa.Column('calibration', sa.JSON(), nullable=True))
+    op.add_column("zones", sa.Column("calibration", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('zones') as batch:
-        batch.drop_column('calibration')
+    with op.batch_alter_table("zones") as batch:
+        batch.drop_column("calibration")

@@ -9,21 +9,21 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0007'
-down_revision = '0006'
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
     op.create_table(
-        'rule_states',
-        sa.Column('branch_id', sa.String(length=64), nullable=False),
-        sa.Column('state', sa.JSON(), nullable=False),
-        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint('branch_id'),
+        "rule_states",
+        sa.Column("branch_id", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.JSON(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("branch_id"),
     )
 
 
 def downgrade() -> None:
-    op.drop_table('rule_states')
+    op.drop_table("rule_states")
