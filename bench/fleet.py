@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.ingest import device_ids, zone_of
 from edge_agent.agent import Agent, outbox_options
-from edge_agent.outbox import Outbox
+from edge_agent.transport.outbox import Outbox
 from lobbywatch.clock import SystemClock
 from lobbywatch.device_config import BrokerConfig, DeviceConfig, OutboxConfig, ReportingConfig
 from lobbywatch.protocol.messages import ZoneCount

@@ -76,7 +76,7 @@ BUGS = (
     Bug(
         "outbox-error-ends-uplink",
         "a storage error while marking messages delivered ends the uplink's session",
-        "edge_agent/link.py",
+        "edge_agent/transport/link.py",
         "        except sqlite3.Error as exc:  # kept, and marked at the next turn; meanwhile nothing is lost\n",
         "        except KeyError as exc:\n",
         ("tests/test_agent.py",),
@@ -84,7 +84,7 @@ BUGS = (
     Bug(
         "outbox-drop-uncounted",
         "messages dropped at the outbox's bound are not counted",
-        "edge_agent/outbox.py",
+        "edge_agent/transport/outbox.py",
         "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'dropped'",
         "UPDATE meta SET value = CAST(value AS INTEGER) + 0 * ? WHERE key = 'dropped'",
         ("tests/test_outbox.py",),

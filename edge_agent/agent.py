@@ -7,19 +7,16 @@ owns the MQTT connection. Every message goes through the outbox first.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import queue
-import re
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from gpiozero.pins import Factory
 from numpy.typing import NDArray
@@ -28,26 +25,23 @@ from pydantic import BaseModel, ValidationError
 from edge_agent import __version__
 from edge_agent.buttons import ButtonInput, CallButtons
 from edge_agent.camera_health import CameraHealth
-from edge_agent.config import ConfigError, DeviceConfig, counting_zone
-from edge_agent.counting.calibration import CalibrationError, CalibrationStore
-from edge_agent.counting.dataset import DatasetError
+from edge_agent.commands import HANDLERS, Reply
+from edge_agent.config import ConfigError, DeviceConfig
+from edge_agent.counting.calibration import CalibrationStore
 from edge_agent.debounce import PressFilter
 from edge_agent.frames import FrameSource, open_source
 from edge_agent.health import HealthProbe
-from edge_agent.link import Inbound, MqttLink
-from edge_agent.outbox import Outbox, OutboxFull
-from edge_agent.remote_calibration import MIN_LABELS, LabelError, add_label, fit, save_snapshot
 from edge_agent.remote_config import Applied, load_applied, merge, save_applied
 from edge_agent.reporting import OccupancyReporter
 from edge_agent.sensors import SensorEnv, build_sensor
 from edge_agent.systemd import Notifier
+from edge_agent.transport.link import Inbound, MqttLink
+from edge_agent.transport.outbox import Outbox, OutboxFull
 from edge_agent.zone_counting import ZoneCounting
 from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
-    MAX_SNAPSHOT_BYTES,
     ButtonAction,
     ButtonEvent,
-    Calibration,
     Channel,
     Command,
     CommandReply,
@@ -57,9 +51,7 @@ from lobbywatch.protocol import (
     InvalidPayload,
     QueueReport,
     Reading,
-    ResendArgs,
     SensorKind,
-    Snapshot,
     Topic,
     ZoneCount,
     encode,
@@ -73,7 +65,6 @@ Frame = NDArray[np.uint8]
 CAMERA_FAILURES_BEFORE_FAULT = 5
 # A camera loop that has not turned for this long is hung (a capture that never returns): stop the watchdog.
 CAMERA_STALL_S = 20.0
-IDENTIFY_S = 30  # how long the LEDs blink when a technician asks which box this is
 
 
 @dataclass
@@ -321,19 +312,11 @@ class Agent:
             log.error("refused a command from the server: %s", exc)
             return
         assert isinstance(command, Command)
-        handlers = {
-            "resend": self._resend,
-            "indicate": self._indicate,
-            "identify": self._identify,
-            "restart": self._restart,
-            "snapshot": self._snapshot,
-            "label": self._label,
-        }
-        handler = handlers.get(command.action)
-        if handler is not None:
-            handler(command)
-        else:
-            self._reply(command.id, ok=False, detail=f"agent {__version__} does not support {command.action!r}")
+        handler = HANDLERS.get(command.action)
+        if handler is None:
+            self._reply(command.id, Reply(ok=False, detail=f"agent {__version__} does not support {command.action!r}"))
+            return
+        self._reply(command.id, handler(self, command))
 
     def _apply_config(self, payload: bytes) -> None:
         if not payload:
@@ -342,7 +325,7 @@ class Agent:
             push = parse_payload(Channel.CONFIG, payload)
         except InvalidPayload as exc:
             log.error("refused a pushed config: %s", exc)
-            self._reply("config", ok=False, detail=str(exc))
+            self._reply("config", Reply(ok=False, detail=str(exc)))
             return
         assert isinstance(push, ConfigPush)
         if push.version == self.config_version:
@@ -351,7 +334,7 @@ class Agent:
             new = merge(self._local_config, push.version, dict(push.config))
         except ConfigError as exc:
             log.error("refused config version %d: %s", push.version, exc)
-            self._reply("config", ok=False, detail=str(exc)[:1000])
+            self._reply("config", Reply(ok=False, detail=str(exc)[:1000]))
             return
         save_applied(new.data_dir, Applied(push.version, dict(push.config)))
         self._stop_parts()
@@ -360,143 +343,50 @@ class Agent:
         if self._running is not None:
             self._start_camera(self._running)
         log.info("applied config version %d", push.version)
-        self._reply("config", ok=True)
+        self._reply("config", Reply(ok=True))
 
-    def _indicate(self, command: Command) -> None:
-        button, state = command.args.get("button"), command.args.get("state")
-        if button not in self._button_kinds or state not in ("help_coming", "off"):
-            self._reply(
-                command.id,
-                ok=False,
-                detail=f"indicate needs a known button and state help_coming|off, got {button!r}, {state!r}",
-            )
-            return
-        assert isinstance(button, str)
-        shown = self._buttons is not None and self._buttons.indicate(button, help_coming=state == "help_coming")
-        self._reply(command.id, ok=shown, detail=None if shown else f"button {button} has no LED")
+    # -- what a command may touch (edge_agent/commands.py's Device) ---------------------------------
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
-    def _identify(self, command: Command) -> None:
-        """Blink every LED for a while, so that a technician finds this box among others."""
-        keys = list(self._button_kinds)
-        shown = [k for k in keys if self._buttons is not None and self._buttons.indicate(k, help_coming=True)]
-        log.warning("identify requested (%s): blinking %d LEDs for %d s", command.id, len(shown), IDENTIFY_S)
+    @property
+    def last_frame(self) -> Frame | None:
+        return self._last_frame
+
+    @property
+    def button_keys(self) -> list[str]:
+        return list(self._button_kinds)
+
+    def indicate(self, button: str, help_coming: bool) -> bool:
+        return self._buttons is not None and self._buttons.indicate(button, help_coming=help_coming)
+
+    def blink_all(self, seconds: float) -> int:
+        """Every LED on for `seconds`, then off; returns how many there are."""
+        shown = [k for k in self.button_keys if self.indicate(k, help_coming=True)]
         if self._identify_timer is not None:
             self._identify_timer.cancel()
-        self._identify_timer = threading.Timer(
-            IDENTIFY_S,
-            lambda: [self._buttons.indicate(k, help_coming=False) for k in shown if self._buttons is not None],
-        )
+        self._identify_timer = threading.Timer(seconds, lambda: [self.indicate(k, help_coming=False) for k in shown])
         self._identify_timer.daemon = True
         self._identify_timer.start()
-        self._reply(
-            command.id,
-            ok=bool(shown),
-            detail=f"blinking {len(shown)} LEDs for {IDENTIFY_S} s" if shown else "this device has no LED",
-        )
+        return len(shown)
 
-    def _restart(self, command: Command) -> None:
-        """Stop; systemd starts the agent again (Restart=always)."""
-        log.warning("restart requested (%s)", command.id)
-        self._reply(command.id, ok=True, detail="restarting")
+    def request_restart(self) -> None:
         self.restart_requested = True
         if self._running is not None:
             self._running.set()
 
-    def _snapshot(self, command: Command) -> None:
-        frame = self._last_frame
-        if self.config.camera is None or frame is None:
-            self._reply(command.id, ok=False, detail="no camera image to send (no camera, or none read yet)")
-            return
-        if not re.fullmatch(r"[a-z0-9-]{1,64}", command.id):
-            self._reply(command.id, ok=False, detail="a snapshot id must be a-z, 0-9 and '-'")
-            return
-        save_snapshot(self.config.data_dir, command.id, frame)
-        jpeg = _jpeg_within(frame, MAX_SNAPSHOT_BYTES * 3 // 4)
-        height, width = frame.shape[:2]
-        self.link.send_direct(
-            Channel.SNAPSHOT,
-            encode(
-                Snapshot(
-                    id=command.id,
-                    ts=self._clock.now(),
-                    width=int(width),
-                    height=int(height),
-                    jpeg_b64=base64.b64encode(jpeg).decode(),
-                )
-            ),
-        )
-        log.info("sent snapshot %s (%d bytes) on request", command.id, len(jpeg))
-        self._reply(command.id, ok=True, detail=f"snapshot {width}x{height}, {len(jpeg)} bytes")
-
-    def _label(self, command: Command) -> None:
-        camera = self.config.camera
-        zone_key, snapshot, count = command.args.get("zone"), command.args.get("snapshot"), command.args.get("count")
-        zones = {z.key: z for z in camera.zones} if camera else {}
-        if zone_key not in zones or not isinstance(snapshot, str) or not isinstance(count, int):
-            self._reply(
-                command.id,
-                ok=False,
-                detail=f"label needs a known zone, a snapshot id and a count; got "
-                f"{zone_key!r}, {snapshot!r}, {count!r}",
-            )
-            return
-        zone = counting_zone(zones[str(zone_key)])
-        try:
-            labels = add_label(self.config.data_dir, zone, snapshot, count)
-            fitted = fit(self.config.data_dir, zone)
-        except (LabelError, DatasetError, CalibrationError) as exc:
-            self._reply(command.id, ok=False, detail=str(exc)[:1000])
-            return
-        if fitted is None:
-            self._reply(command.id, ok=True, detail=f"{labels} labels; {MIN_LABELS} needed to calibrate")
-            return
-        self._reply(
-            command.id,
-            ok=True,
-            detail=f"{labels} labels; calibrated, residual {fitted.model.residual_sd:.2f} people",
-            calibration=Calibration.model_validate(asdict(fitted)),
-        )
-
-    def _resend(self, command: Command) -> None:
-        try:
-            args = ResendArgs.model_validate(command.args)
-        except ValidationError as exc:
-            self._reply(command.id, ok=False, detail=f"bad resend arguments: {exc.errors(include_url=False)[0]}")
-            return
-        if args.stream != self.outbox.stream:
-            # the outbox was re-created (new SD card): that stream's history is gone for good
-            detail = f"stream {args.stream} is gone; this outbox is {self.outbox.stream}"
-            self._reply(command.id, ok=False, detail=detail, unavailable=args.ranges)
-            return
-        resent, unavailable = 0, []
-        for first, last in args.ranges:
-            count, gone = self.outbox.requeue(first, last)
-            resent += count
-            unavailable.extend(gone)
-        self.link.rewind()
-        log.info("resending %d messages on request %s; %d ranges no longer kept", resent, command.id, len(unavailable))
-        self._reply(command.id, ok=True, resent=resent, unavailable=unavailable)
-
-    def _reply(
-        self,
-        command: str,
-        *,
-        ok: bool,
-        detail: str | None = None,
-        resent: int = 0,
-        unavailable: list[list[int]] | None = None,
-        calibration: Calibration | None = None,
-    ) -> None:
+    def _reply(self, command: str, reply: Reply) -> None:
         self._emit(
             Channel.REPLY,
             CommandReply,
             command=command,
-            ok=ok,
-            detail=detail,
-            resent=resent,
-            unavailable=(unavailable or [])[:64],
+            ok=reply.ok,
+            detail=reply.detail,
+            resent=reply.resent,
+            unavailable=reply.unavailable[:64],
             config_version=self.config_version,
-            calibration=calibration,
+            calibration=reply.calibration,
         )
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -572,15 +462,3 @@ def data_dir_writable(path: Path) -> bool:
     except OSError:
         return False
     return True
-
-
-def _jpeg_within(frame: Frame, limit: int) -> bytes:
-    """The frame as a JPEG of at most `limit` bytes: lower quality first, then a smaller image."""
-    image = frame
-    while True:
-        for quality in (80, 65, 50, 35):
-            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            if ok and len(encoded) <= limit:
-                return bytes(encoded.tobytes())
-        size = (image.shape[1] * 3 // 4, image.shape[0] * 3 // 4)
-        image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)

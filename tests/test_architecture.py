@@ -52,7 +52,7 @@ def test_only_lobby_sim_demo_and_the_cli_reach_across() -> None:
 
 
 def test_paho_stays_in_the_modules_that_speak_mqtt() -> None:
-    assert importers("edge_agent", "paho") == ["edge_agent/link.py"]
+    assert importers("edge_agent", "paho") == ["edge_agent/transport/link.py"]
     # the ingest reads the devices; the broker admin manages their identities through dynamic security
     assert importers("server", "paho") == ["server/ingest/mqtt_source.py", "server/provisioning/broker_admin.py"]
 
@@ -62,7 +62,7 @@ PURE = [
     "lobbywatch/protocol/messages.py",
     "edge_agent/reporting.py",
     "edge_agent/debounce.py",
-    "edge_agent/backoff.py",
+    "edge_agent/transport/backoff.py",
     "server/ingest/sequence.py",
     "server/rules/threshold.py",
     "server/rules/engine.py",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.outbox import Outbox, OutboxFull
+from edge_agent.transport.outbox import Outbox, OutboxFull
 
 
 def payload(seq: int, stream: str) -> bytes:

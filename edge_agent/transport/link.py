@@ -24,9 +24,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.backoff import Backoff
 from edge_agent.config import BrokerConfig
-from edge_agent.outbox import Outbox
+from edge_agent.transport.backoff import Backoff
+from edge_agent.transport.outbox import Outbox
 from lobbywatch.clock import Clock
 from lobbywatch.protocol import Channel, ConnectionState, Status, Topic, encode
 

@@ -1,0 +1,183 @@
+"""The server's commands to a device: one handler per action, each answering with a `Reply` that the agent sends
+back as a command reply. `HANDLERS` is the table; an action not in it is refused by the agent, by name.
+
+Handlers reach the agent only through `Device`, the few things a command may touch.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import ValidationError
+
+from edge_agent.config import DeviceConfig, counting_zone
+from edge_agent.counting.calibration import CalibrationError
+from edge_agent.counting.dataset import DatasetError
+from edge_agent.remote_calibration import MIN_LABELS, LabelError, add_label, fit, save_snapshot
+from edge_agent.transport.link import MqttLink
+from edge_agent.transport.outbox import Outbox
+from lobbywatch.clock import Clock
+from lobbywatch.protocol import MAX_SNAPSHOT_BYTES, Calibration, Channel, Command, ResendArgs, Snapshot, encode
+
+log = logging.getLogger(__name__)
+Frame = NDArray[np.uint8]
+IDENTIFY_S = 30  # how long the LEDs blink when a technician asks which box this is
+
+
+@dataclass(frozen=True)
+class Reply:
+    ok: bool
+    detail: str | None = None
+    resent: int = 0
+    unavailable: list[list[int]] = field(default_factory=list)
+    calibration: Calibration | None = None
+
+
+class Device(Protocol):
+    """What a command may touch of the agent."""
+
+    config: DeviceConfig
+    outbox: Outbox
+    link: MqttLink
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def last_frame(self) -> Frame | None: ...
+
+    @property
+    def button_keys(self) -> list[str]: ...
+
+    def indicate(self, button: str, help_coming: bool) -> bool: ...
+
+    def blink_all(self, seconds: float) -> int: ...
+
+    def request_restart(self) -> None: ...
+
+
+def resend(device: Device, command: Command) -> Reply:
+    """Queue again what the server is missing; say which of it this outbox no longer has."""
+    try:
+        args = ResendArgs.model_validate(command.args)
+    except ValidationError as exc:
+        return Reply(ok=False, detail=f"bad resend arguments: {exc.errors(include_url=False)[0]}")
+    if args.stream != device.outbox.stream:
+        # the outbox was re-created (new SD card): that stream's history is gone for good
+        return Reply(
+            ok=False,
+            detail=f"stream {args.stream} is gone; this outbox is {device.outbox.stream}",
+            unavailable=args.ranges,
+        )
+    resent, unavailable = 0, []
+    for first, last in args.ranges:
+        count, gone = device.outbox.requeue(first, last)
+        resent += count
+        unavailable.extend(gone)
+    device.link.rewind()
+    log.info("resending %d messages on request %s; %d ranges no longer kept", resent, command.id, len(unavailable))
+    return Reply(ok=True, resent=resent, unavailable=unavailable)
+
+
+def indicate(device: Device, command: Command) -> Reply:
+    button, state = command.args.get("button"), command.args.get("state")
+    if button not in device.button_keys or state not in ("help_coming", "off"):
+        return Reply(
+            ok=False, detail=f"indicate needs a known button and state help_coming|off, got {button!r}, {state!r}"
+        )
+    assert isinstance(button, str)
+    shown = device.indicate(button, help_coming=state == "help_coming")
+    return Reply(ok=shown, detail=None if shown else f"button {button} has no LED")
+
+
+def identify(device: Device, command: Command) -> Reply:
+    """Blink every LED for a while, so that a technician finds this box among others."""
+    shown = device.blink_all(IDENTIFY_S)
+    log.warning("identify requested (%s): blinking %d LEDs for %d s", command.id, shown, IDENTIFY_S)
+    return Reply(
+        ok=bool(shown), detail=f"blinking {shown} LEDs for {IDENTIFY_S} s" if shown else "this device has no LED"
+    )
+
+
+def restart(device: Device, command: Command) -> Reply:
+    """Stop; systemd starts the agent again (Restart=always)."""
+    log.warning("restart requested (%s)", command.id)
+    device.request_restart()
+    return Reply(ok=True, detail="restarting")
+
+
+def snapshot(device: Device, command: Command) -> Reply:
+    """The camera's view, for a technician calibrating: the only way an image leaves the device."""
+    frame = device.last_frame
+    if device.config.camera is None or frame is None:
+        return Reply(ok=False, detail="no camera image to send (no camera, or none read yet)")
+    if not re.fullmatch(r"[a-z0-9-]{1,64}", command.id):
+        return Reply(ok=False, detail="a snapshot id must be a-z, 0-9 and '-'")
+    save_snapshot(device.config.data_dir, command.id, frame)
+    jpeg = jpeg_within(frame, MAX_SNAPSHOT_BYTES * 3 // 4)
+    height, width = frame.shape[:2]
+    image = Snapshot(
+        id=command.id,
+        ts=device.clock.now(),
+        width=int(width),
+        height=int(height),
+        jpeg_b64=base64.b64encode(jpeg).decode(),
+    )
+    device.link.send_direct(Channel.SNAPSHOT, encode(image))
+    log.info("sent snapshot %s (%d bytes) on request", command.id, len(jpeg))
+    return Reply(ok=True, detail=f"snapshot {width}x{height}, {len(jpeg)} bytes")
+
+
+def label(device: Device, command: Command) -> Reply:
+    """A technician's count of a snapshot: one more label, and the zone calibrated once there are enough."""
+    camera = device.config.camera
+    zone_key, shot, count = command.args.get("zone"), command.args.get("snapshot"), command.args.get("count")
+    zones = {z.key: z for z in camera.zones} if camera else {}
+    if zone_key not in zones or not isinstance(shot, str) or not isinstance(count, int):
+        return Reply(
+            ok=False,
+            detail=f"label needs a known zone, a snapshot id and a count; got {zone_key!r}, {shot!r}, {count!r}",
+        )
+    zone = counting_zone(zones[str(zone_key)])
+    try:
+        labels = add_label(device.config.data_dir, zone, shot, count)
+        fitted = fit(device.config.data_dir, zone)
+    except (LabelError, DatasetError, CalibrationError) as exc:
+        return Reply(ok=False, detail=str(exc)[:1000])
+    if fitted is None:
+        return Reply(ok=True, detail=f"{labels} labels; {MIN_LABELS} needed to calibrate")
+    return Reply(
+        ok=True,
+        detail=f"{labels} labels; calibrated, residual {fitted.model.residual_sd:.2f} people",
+        calibration=Calibration.model_validate(asdict(fitted)),
+    )
+
+
+HANDLERS: dict[str, Callable[[Device, Command], Reply]] = {
+    "resend": resend,
+    "indicate": indicate,
+    "identify": identify,
+    "restart": restart,
+    "snapshot": snapshot,
+    "label": label,
+}
+
+
+def jpeg_within(frame: Frame, limit: int) -> bytes:
+    """The frame as a JPEG of at most `limit` bytes: lower quality first, then a smaller image."""
+    image = frame
+    while True:
+        for quality in (80, 65, 50, 35):
+            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if ok and len(encoded) <= limit:
+                return bytes(encoded.tobytes())
+        size = (image.shape[1] * 3 // 4, image.shape[0] * 3 // 4)
+        image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
