@@ -82,7 +82,7 @@ def expected_fired(site: dict[str, object], messages: Iterable[tuple[str, bytes]
                 )
             ] += 1
 
-    logging.getLogger("server.alerts.notify").setLevel(logging.ERROR)
+    logging.getLogger("server.delivery.notify").setLevel(logging.ERROR)
     Replayer(load_scenario(folder), keep).run()
     return fired
 

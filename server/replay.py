@@ -21,10 +21,10 @@ import yaml
 
 from lobbywatch.clock import FakeClock
 from lobbywatch.protocol import Channel, InvalidTopic, Topic
-from server.alerts.grouping import GROUP_INTERVAL_S, GROUP_WAIT_S
-from server.alerts.notify import Dispatcher, LogChannel, Notice
-from server.alerts.people import ack_links, people_channel
 from server.alerts.service import OPEN_STATES, AlertError, AlertService
+from server.delivery.grouping import GROUP_INTERVAL_S, GROUP_WAIT_S
+from server.delivery.notify import Dispatcher, LogChannel, Notice
+from server.delivery.people import ack_links, people_channel
 from server.ingest.mqtt_source import Received
 from server.ingest.pipeline import Pipeline
 from server.ingest.rejects import Rejects
@@ -316,7 +316,7 @@ class Replayer:
 
 
 def replay(folder: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
-    logging.getLogger("server.alerts.notify").setLevel(logging.ERROR)  # the lines say it; no log copy of each
+    logging.getLogger("server.delivery.notify").setLevel(logging.ERROR)  # the lines say it; no log copy of each
     scenario = load_scenario(folder)
     replayer = Replayer(scenario, lambda event: print(json.dumps(event, ensure_ascii=False), file=out))
     started = time.perf_counter()

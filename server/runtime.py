@@ -11,10 +11,10 @@ from lobbywatch.clock import Clock, SystemClock
 from lobbywatch.i18n import t
 from lobbywatch.protocol import Channel as ProtocolChannel
 from lobbywatch.protocol import Command, Topic, encode
-from server.alerts.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
-from server.alerts.people import ack_links, people_channel
 from server.alerts.service import AlertService
 from server.alerts.worker import AlertWorker
+from server.delivery.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
+from server.delivery.people import ack_links, people_channel
 from server.ingest.dead_letters import DeadLetters
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
 from server.ingest.pipeline import IngestWorker, Pipeline

@@ -93,12 +93,14 @@ def test_the_edge_installs_without_server_dependencies() -> None:
 
 
 # The server's packages (and top-level modules) from the bottom up: each may import only from layers below its
-# own. Pure rules and the stores at the bottom; the site read model and registry on them; alerts, then ingest
+# own. Pure rules and the stores at the bottom; the site read model and registry on them; delivery to people;
+# alerts, then ingest
 # (which raises alerts), reports and provisioning; the runtime and replay that wire them; the fleet view, the
 # API and the pages over the runtime; the app and the CLI on top.
 SERVER_LAYERS = (
     {"settings", "storage", "live", "rules"},
     {"registry", "dashboards"},
+    {"delivery"},
     {"alerts"},
     {"ingest", "reports", "provisioning"},
     {"runtime", "replay"},

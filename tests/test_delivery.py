@@ -9,11 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lobby_sim.broker import Mosquitto, free_port
-from server.alerts.apprise_channel import AppriseChannel, DeliveryError
-from server.alerts.links import sign
-from server.alerts.notify import Notice
-from server.alerts.routing import in_quiet_hours, recipients
 from server.app import create_app
+from server.delivery.apprise_channel import AppriseChannel, DeliveryError
+from server.delivery.links import sign
+from server.delivery.notify import Notice
+from server.delivery.routing import in_quiet_hours, recipients
 from server.registry.directory import Contact
 from tests.helpers import ALWAYS_OPEN, Device, eventually, site, start_runtime
 

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from lobby_sim.broker import Mosquitto
 from lobbywatch.protocol import MAX_PAYLOAD_BYTES
-from server.alerts.notify import Dispatcher, Notice, WebhookChannel
 from server.app import create_app
+from server.delivery.notify import Dispatcher, Notice, WebhookChannel
 from server.ingest.sequence import SequenceTracker
 from server.registry import models
 from server.runtime import Runtime

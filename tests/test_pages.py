@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from lobby_sim.broker import Mosquitto
-from server.alerts.links import sign
+from server.delivery.links import sign
 from server.registry import models
 from server.registry.users import add_user
 from tests.helpers import PASSWORD, PHONE, Device, Web, eventually, fits_the_screen, sign_in, site, start_runtime

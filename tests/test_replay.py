@@ -241,7 +241,7 @@ def test_a_broken_scenario_names_the_line(tmp_path: Path) -> None:
 
 
 def test_the_wait_notice_says_how_many_more_windows_in_the_branch_language() -> None:
-    from server.alerts.notify import Notice
+    from server.delivery.notify import Notice
     from server.replay import Replayer, load_scenario
 
     notices: list[Notice] = []

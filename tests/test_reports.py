@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, expect
 
 from lobby_sim.broker import Mosquitto, free_port
 from lobbywatch.clock import FakeClock
-from server.alerts.apprise_channel import AppriseChannel
+from server.delivery.apprise_channel import AppriseChannel
 from server.registry.directory import Contact
 from server.registry.users import add_user
 from server.reports.build import Period, make_report, region_reports

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from lobby_sim.broker import Mosquitto, free_port, wait_for_port
-from server.alerts.links import sign
+from server.delivery.links import sign
 from server.registry import models
 from server.registry.users import add_user
 from tests.helpers import PASSWORD, PHONE, Web, eventually, site, start_runtime, write_site

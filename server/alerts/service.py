@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lobbywatch.clock import Clock
 from lobbywatch.i18n import t
-from server.alerts.notify import Notice
 from server.dashboards import BRANCH_UID, uid
+from server.delivery.notify import Notice
 from server.registry import audit, models
 from server.registry.database import as_utc
 from server.registry.directory import BranchEntry

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 
 from lobbywatch.clock import Clock
 from lobbywatch.i18n import t
-from server.alerts.apprise_channel import AppriseChannel
-from server.alerts.links import sign
-from server.alerts.notify import Notice
+from server.delivery.apprise_channel import AppriseChannel
+from server.delivery.links import sign
+from server.delivery.notify import Notice
 from server.registry.directory import Contact, Directory
 
 Sender = Callable[[Contact, str, str, Sequence[int]], bool]

@@ -12,9 +12,9 @@ from datetime import datetime
 
 import apprise
 
-from server.alerts.grouping import GROUP_INTERVAL_S, GROUP_WAIT_S, Grouper
-from server.alerts.notify import Notice, Outcome
-from server.alerts.routing import RateLimit, recipients
+from server.delivery.grouping import GROUP_INTERVAL_S, GROUP_WAIT_S, Grouper
+from server.delivery.notify import Notice, Outcome
+from server.delivery.routing import RateLimit, recipients
 from server.registry.directory import Contact
 
 log = logging.getLogger(__name__)

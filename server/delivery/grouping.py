@@ -12,7 +12,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from server.alerts.notify import Notice
+from server.delivery.notify import Notice
 
 GROUP_WAIT_S = 15.0
 GROUP_INTERVAL_S = 60.0
