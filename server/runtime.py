@@ -17,9 +17,10 @@ from server.delivery.notify import Channel, Dispatcher, LogChannel, Notice, Webh
 from server.delivery.people import ack_links, people_channel
 from server.ingest.dead_letters import DeadLetters
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
-from server.ingest.pipeline import IngestWorker, Pipeline
+from server.ingest.pipeline import Pipeline
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
+from server.ingest.worker import IngestWorker
 from server.live import LiveState
 from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerRefused, BrokerUnreachable
 from server.registry.database import make_engine, make_sessions

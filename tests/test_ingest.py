@@ -159,7 +159,8 @@ def test_backlog_is_bounded_by_the_server_not_the_broker(mosquitto: Mosquitto) -
     from paho.mqtt.enums import CallbackAPIVersion
 
     from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
-    from server.ingest.pipeline import IngestWorker, Pipeline
+    from server.ingest.pipeline import Pipeline
+    from server.ingest.worker import IngestWorker
 
     seen: list[bytes] = []
 

@@ -12,12 +12,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lobbywatch.clock import Clock
+from lobbywatch.clock import Clock, as_utc
 from lobbywatch.i18n import t
 from server.dashboards import BRANCH_UID, uid
 from server.delivery.notify import Notice
 from server.registry import audit, models
-from server.registry.database import as_utc
 from server.registry.directory import BranchEntry
 from server.rules.transitions import Change, Transition
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
-import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,24 +27,19 @@ from lobbywatch.protocol import (
     ButtonAction,
     ButtonEvent,
     Calibration,
-    Channel,
     CommandReply,
     ConnectionState,
     DeviceMessage,
     FacilityReport,
     Health,
-    InvalidPayload,
-    InvalidTopic,
-    Message,
     QueueReport,
     Snapshot,
     Status,
-    Topic,
-    parse_payload,
 )
 from server.alerts.service import OPEN_STATES, Held, severity
 from server.alerts.worker import AlertSink
 from server.ingest.dead_letters import DeadLetters
+from server.ingest.decode import MAX_AGE_S, MAX_AHEAD_S, Decoder, device_of
 from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
@@ -65,24 +58,13 @@ from server.storage.points import Point, epoch_ns
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 2000  # messages per stored batch
-# Messages received but not yet processed. Mosquitto 2.0.11 was seen to send a manually acknowledging client
-# three times its Receive Maximum, so the bound is ours: when the queue is full, paho's reader waits, TCP
-# pushes back, and the broker holds the rest (tests/test_ingest.py checks the bound).
-MAX_BACKLOG = 10_000
 DEVICE_FLUSH_S = 5.0  # device state (last seen, sequence) is written at least this often (production: every batch)
 LAG_SAMPLES = 20_000  # device-to-stored delays kept (a uniform sample of all messages) for percentiles
 STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
-TICK_S = 1.0  # how often time-driven rules are looked at
 # Reminders and escalation steps are minutes apart; looking at the stored alerts every 10 s is enough.
 ALERT_TICK_S = 10.0
 LEARNT_FLUSH_S = 300.0  # what is learnt of service times is written to the registry this often
-# Device timestamps are taken within this window of the server's clock. The past reaches back past the
-# outbox's longest keep (30 days by default) so that a device cut off for weeks still delivers; the future
-# allows a clock that is off but not broken. Outside it a message is refused (and kept as a dead letter).
 BROKER_DOWN_TELL_S = 30.0  # the server's broker connection lost this long: the administrators are told
-MAX_AGE_S = 35 * 86400.0
-MAX_AHEAD_S = 3600.0
 
 
 OFFSET_WINDOW_S = 600.0  # clock-offset samples older than this no longer count
@@ -177,7 +159,7 @@ class Pipeline:
         self.live = live
         self.rejects = rejects
         self.dead_letters = dead_letters or DeadLetters(sessions, clock)
-        self._window = (max_age_s, max_ahead_s)
+        self.decoder = Decoder(directory, rejects, self.dead_letters, max_age_s, max_ahead_s)
         self._sessions = sessions
         self._clock = clock
         self.stats = IngestStats()
@@ -460,40 +442,15 @@ class Pipeline:
                 self._store(work.points[start:end])
             except RefusedPoints as exc:
                 self.stats.store_refused += 1
-                self._refuse("storage_refused", _device_of(received.topic), str(exc), received)
+                self.decoder.refuse("storage_refused", device_of(received.topic), str(exc), received)
         try:
             self._store(alerts)
         except RefusedPoints:  # our own points: a bug, not a device's doing
             self.stats.internal_errors += 1
             log.exception("the store refused %d alert points", len(alerts))
 
-    def _refuse(self, cause: str, device: str | None, detail: str, received: Received) -> None:
-        """Count the refusal and set the message aside with its raw payload."""
-        self.rejects.refuse(cause, device or "?", detail)
-        payload = received.payload
-        if received.topic.endswith(f"/{Channel.SNAPSHOT.value}"):  # camera images are never kept on the server
-            payload, detail = b"", f"{detail} [camera image not kept]"
-        self.dead_letters.add(cause, device, received.topic, detail, payload)
-
-    def _decode(self, received: Received) -> tuple[DeviceEntry, Message] | None:
-        """The sending device and the message; None when refused (counted and set aside)."""
-        try:
-            topic = Topic.parse(received.topic)
-        except InvalidTopic as exc:
-            self._refuse("bad_topic", None, str(exc), received)
-            return None
-        device = self.directory.devices.get(topic.device)
-        if device is None:
-            self._refuse("unknown_device", None, f"device {topic.device!r} is not in the registry", received)
-            return None
-        try:
-            return device, parse_payload(topic.channel, received.payload)
-        except InvalidPayload as exc:
-            self._refuse(exc.cause, device.id, str(exc), received)
-            return None
-
     def _one(self, received: Received, batch: _Batch) -> None:
-        decoded = self._decode(received)
+        decoded = self.decoder.decode(received)
         if decoded is None:
             return
         device, message = decoded
@@ -528,21 +485,12 @@ class Pipeline:
     def _in_window(
         self, device: DeviceEntry, runtime: DeviceRuntime, message: DeviceMessage, received: Received
     ) -> bool:
-        """A device timestamp far from the server's clock is refused (and set aside), and its skew recorded
-        for the technician: its clock, not the message, is what is broken."""
-        skew_s = message.ts.timestamp() - received.received_at
-        max_age_s, max_ahead_s = self._window
-        if -max_age_s <= skew_s <= max_ahead_s:
+        """A device timestamp far from the server's clock is refused, and its skew recorded for the technician:
+        its clock, not the message, is what is broken."""
+        skew_s = self.decoder.refused_skew(device, message, received)
+        if skew_s is None:
             return True
         runtime.clock_skew_ms = round(skew_s * 1000, 1)
-        self._refuse(
-            "ts_out_of_range",
-            device.id,
-            f"timestamp {message.ts.isoformat()} is {_span(skew_s)} "
-            f"{'ahead of' if skew_s > 0 else 'behind'} the server's clock "
-            f"(accepted: {_span(max_age_s)} behind to {_span(max_ahead_s)} ahead)",
-            received,
-        )
         return False
 
     def _queue(self, ctx: _Context, message: QueueReport, batch: _Batch) -> None:
@@ -550,7 +498,7 @@ class Pipeline:
         for count in message.zones:
             zone = device.zones.get(count.zone)
             if zone is None:
-                self._refuse("unknown_zone", device.id, f"zone {count.zone!r} is not registered", ctx.received)
+                self.decoder.refuse("unknown_zone", device.id, f"zone {count.zone!r} is not registered", ctx.received)
                 continue
             batch.points.append(
                 Point.make(
@@ -870,107 +818,3 @@ class Pipeline:
         )
         session.connection().execute(statement, rows)
         return True
-
-
-def _device_of(topic: str) -> str | None:
-    parts = topic.split("/")
-    return parts[2] if len(parts) == 4 else None
-
-
-def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    if seconds >= 86400:
-        return f"{seconds / 86400:.0f} d"
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
-
-
-class IngestWorker:
-    """Takes received messages from the MQTT thread, runs the pipeline in batches, acknowledges after storing."""
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        ack: Callable[[Sequence[Received]], None],
-        max_backlog: int = MAX_BACKLOG,
-        ask_resend: Callable[[ResendRequest], None] | None = None,
-    ) -> None:
-        self._pipeline = pipeline
-        self._ack = ack
-        self._ask_resend = ask_resend
-        self._ticked_at = 0.0
-        self._queue: queue.Queue[Received | None] = queue.Queue(maxsize=max_backlog)
-        self.peak_backlog = 0
-        self.in_flight = 0  # messages of the batch being stored now
-        self.last_progress = time.monotonic()  # a batch done, or nothing to do
-        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
-        self.put = self._queue.put
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout / 2)
-        self._pipeline.request_stop()
-        self._thread.join(timeout)
-        self._pipeline.flush_devices()
-        self._pipeline.flush_learnt()
-
-    def backlog(self) -> int:
-        return self._queue.qsize()
-
-    def stalled_s(self) -> float:
-        """How long messages have waited without a batch getting through (0 when it is moving)."""
-        if self.backlog() + self.in_flight == 0:
-            return 0.0
-        return time.monotonic() - self.last_progress
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            try:
-                first = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                self.last_progress = time.monotonic()
-                self._pipeline.flush_devices()
-                self._repair()
-                continue
-            self.peak_backlog = max(self.peak_backlog, self._queue.qsize() + 1)
-            batch: list[Received] = []
-            if first is None:
-                stopping = True
-            else:
-                batch.append(first)
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    continue
-                batch.append(item)
-            if not batch:
-                continue
-            self.in_flight = len(batch)
-            try:
-                self._pipeline.process(batch)
-            except Exception:
-                # only when stopping with storage still down: leave the batch unacknowledged, the broker
-                # delivers it again to our persistent session at the next start
-                log.exception("stopping with %d messages not stored; left unacknowledged", len(batch))
-                return
-            self._ack(batch)
-            self.in_flight = 0
-            self.last_progress = time.monotonic()
-            self._repair()
-
-    def _repair(self) -> None:
-        now = time.monotonic()
-        if now - self._ticked_at >= TICK_S:
-            self._ticked_at = now
-            self._pipeline.tick()
-        if self._ask_resend is None:
-            return
-        for request in self._pipeline.resend_requests():
-            self._ask_resend(request)

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lobbywatch.clock import as_utc
 from lobbywatch.protocol import InvalidTopic, check_device_id
 from server.registry import audit, models
-from server.registry.database import as_utc
 
 PREFIX = "LW1-"
 PROFILES = ("lobby-camera", "call-buttons", "facility-sensors", "combined")

@@ -14,8 +14,8 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from lobbywatch.clock import as_utc
 from server.registry import audit, models
-from server.registry.database import as_utc
 
 Role = Literal["administrator", "technician", "branch_manager", "duty_supervisor", "read_only"]
 ROLES: tuple[Role, ...] = ("administrator", "technician", "branch_manager", "duty_supervisor", "read_only")

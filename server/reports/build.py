@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lobbywatch.clock import as_utc
 from server.registry import models
-from server.registry.database import as_utc
 from server.registry.directory import BranchEntry, Directory
 from server.reports.service_level import BranchReport, branch_report, rank, utc
 from server.storage import points as schema

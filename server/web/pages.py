@@ -16,13 +16,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
+from lobbywatch.clock import as_utc
 from lobbywatch.i18n import LOCALES, normalize_locale, t
 from server.alerts.service import OPEN_STATES, RULES, AlertError, describe
 from server.api.deps import RuntimeDep
 from server.api.reports import as_csv, default_day
 from server.delivery.links import SESSION, LinkError, seal, unseal, verify
 from server.registry import models, users
-from server.registry.database import as_utc
 from server.registry.directory import BranchEntry
 from server.registry.users import Person
 from server.reports.build import Chart, Period, PeriodKind, make_report
