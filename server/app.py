@@ -18,6 +18,7 @@ from server.settings import Settings
 from server.web.fleet_pages import fleet_pages
 from server.web.guard import Guard, redact_access_logs
 from server.web.pages import pages
+from server.web.sign_in import sign_in
 from server.web.throttle import LoginThrottle
 
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(provisioning)
     app.include_router(fleet_api)
     app.include_router(people)
+    app.include_router(sign_in)
     app.include_router(pages)
     app.include_router(fleet_pages)
     return app

@@ -40,6 +40,7 @@ from server.alerts.service import OPEN_STATES, Held, severity
 from server.alerts.worker import AlertSink
 from server.ingest.dead_letters import DeadLetters
 from server.ingest.decode import MAX_AGE_S, MAX_AHEAD_S, Decoder, device_of
+from server.ingest.device_state import DeviceRuntime
 from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
@@ -65,41 +66,6 @@ STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 ALERT_TICK_S = 10.0
 LEARNT_FLUSH_S = 300.0  # what is learnt of service times is written to the registry this often
 BROKER_DOWN_TELL_S = 30.0  # the server's broker connection lost this long: the administrators are told
-
-
-OFFSET_WINDOW_S = 600.0  # clock-offset samples older than this no longer count
-OFFSET_SAMPLES = 3  # an estimate needs this many samples, received over at least a minute
-OFFSET_SPAN_S = 60.0
-
-
-@dataclass(slots=True)
-class DeviceRuntime:
-    sequence: SequenceTracker = field(default_factory=SequenceTracker)
-    # (received at, device time minus receive time) of fresh health messages: each is the clock offset minus
-    # that message's delay, so the largest in a window is the best estimate of the offset (as in NTP)
-    offsets: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=32))
-    online: bool = False
-    online_since: datetime | None = None
-    last_seen: float | None = None
-    clock_skew_ms: float | None = None
-    agent_version: str | None = None
-    config_version: int | None = None
-    outbox_depth: int | None = None
-    outbox_dropped: int | None = None  # dropped at the outbox's bounds, ever (the device's count)
-    not_stored: int | None = None  # made but never stored, since the agent started
-    health_ts: float | None = None  # the device time of the newest health report taken
-    last_reply: tuple[str, bool, str, datetime] | None = None  # command, ok, detail, when
-
-    def clock_offset_s(self) -> float | None:
-        """The device clock minus the server's, from its freshest messages; None until they span a minute
-        (a burst that arrives at once, as after a server restart, may all be late: it proves nothing)."""
-        if not self.offsets:
-            return None
-        newest = self.offsets[-1][0]
-        recent = [(at, sample) for at, sample in self.offsets if newest - at <= OFFSET_WINDOW_S]
-        if len(recent) < OFFSET_SAMPLES or newest - recent[0][0] < OFFSET_SPAN_S:
-            return None
-        return max(sample for _, sample in recent)
 
 
 @dataclass(slots=True)

@@ -4,166 +4,29 @@ made for a phone. Sign-in is a signed cookie; every form carries a token from it
 
 from __future__ import annotations
 
-import secrets
 from datetime import date, datetime
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from lobbywatch.clock import as_utc
-from lobbywatch.i18n import LOCALES, normalize_locale, t
+from lobbywatch.i18n import normalize_locale, t
 from server.alerts.service import OPEN_STATES, RULES, AlertError, describe
 from server.api.deps import RuntimeDep
 from server.api.reports import as_csv, default_day
-from server.delivery.links import SESSION, LinkError, seal, unseal, verify
+from server.delivery.links import LinkError, verify
 from server.registry import models, users
 from server.registry.directory import BranchEntry
 from server.registry.users import Person
 from server.reports.build import Chart, Period, PeriodKind, make_report
 from server.runtime import Runtime
-from server.web.throttle import LoginThrottle
+from server.web.session import SignedIn, Viewer, check_form, page_locale, render
 
-COOKIE = "lobbywatch_session"
-LANG_COOKIE = "lobbywatch_lang"
-SESSION_H = 12  # a shift
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
-
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 pages = APIRouter(include_in_schema=False)
-
-
-class SignedIn:
-    def __init__(self, person: Person, csrf: str, locale: str) -> None:
-        self.person, self.csrf, self.locale = person, csrf, locale
-
-
-def _locale(request: Request, fallback: str) -> str:
-    chosen = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
-    return normalize_locale(chosen) if chosen else fallback
-
-
-def signed_in(request: Request, runtime: RuntimeDep) -> SignedIn:
-    token = request.cookies.get(COOKIE, "")
-    try:
-        sid, csrf = unseal(SESSION, token, runtime.clock.now().timestamp(), runtime.link_secret)
-    except (LinkError, ValueError):
-        sid = None
-    person = None
-    if sid:  # the session must still be open here: signing out or switching the person off ends it at once
-        with runtime.sessions() as session:
-            person = users.session_person(session, str(sid), runtime.clock.now())
-    if person is None:  # not signed in, expired, or the account was switched off since
-        target = quote(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
-        raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": f"/login?next={target}"})
-    return SignedIn(person, str(csrf), _locale(request, person.locale))
-
-
-Viewer = Annotated[SignedIn, Depends(signed_in)]
-
-
-def render(
-    request: Request,
-    name: str,
-    locale: str,
-    status_code: int = 200,
-    headers: dict[str, str] | None = None,
-    **context: Any,
-) -> HTMLResponse:
-    def tr(key: str, **params: object) -> str:
-        return t(locale, key, **params)
-
-    nonce = getattr(request.state, "csp_nonce", "")  # scripts of our own pages run by this nonce only
-    response = templates.TemplateResponse(
-        request,
-        name,
-        {"tr": tr, "locale": locale, "locales": LOCALES, "csp_nonce": nonce, **context},
-        status_code=status_code,
-        headers=headers,
-    )
-    if request.query_params.get("lang"):
-        response.set_cookie(LANG_COOKIE, locale, max_age=365 * 86400, samesite="lax", secure=_https(request))
-    return response
-
-
-def _https(request: Request) -> bool:
-    """Cookies are Secure whenever the server is reached over https (its public URL says so)."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime.settings.public_url.startswith("https://")
-
-
-def check_form(viewer: SignedIn, csrf: str) -> None:
-    if not secrets.compare_digest(csrf, viewer.csrf):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, t(viewer.locale, "page.error.form_expired"))
-
-
-# -- signing in -----------------------------------------------------------------------------------------
-@pages.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str = "/lobby") -> HTMLResponse:
-    locale = _locale(request, normalize_locale(request.headers.get("accept-language")))
-    return render(request, "login.html", locale, next=_safe_next(next), error=None)
-
-
-@pages.post("/login")
-def login(
-    request: Request,
-    runtime: RuntimeDep,
-    login: Annotated[str, Form(max_length=200)],
-    password: Annotated[str, Form(max_length=1000)],
-    next: Annotated[str, Form()] = "/lobby",
-) -> Response:
-    locale = _locale(request, normalize_locale(request.headers.get("accept-language")))
-    address = request.client.host if request.client else "?"
-    login = login.strip()
-    now = runtime.clock.monotonic()
-    throttle: LoginThrottle = request.app.state.login_throttle
-    wait = throttle.wait_s(login, address, now)
-    if wait > 0:  # checked before the password: a guess made now is not even tried
-        return render(
-            request,
-            "login.html",
-            locale,
-            status_code=429,
-            next=_safe_next(next),
-            error=t(locale, "page.login.throttled", minutes=max(1, round(wait / 60))),
-            headers={"Retry-After": str(round(wait))},
-        )
-    with runtime.sessions() as session:
-        person = users.authenticate(session, login, password)
-        if person is not None:
-            sid = users.start_session(session, person.login, runtime.clock.now(), SESSION_H)
-    if person is None:
-        throttle.failed(login, address, now)
-        return render(
-            request, "login.html", locale, status_code=401, next=_safe_next(next), error=t(locale, "page.login.failed")
-        )
-    throttle.succeeded(login)
-    expires = runtime.clock.now().timestamp() + SESSION_H * 3600
-    token = seal(SESSION, [sid, secrets.token_urlsafe(16)], expires, runtime.link_secret)
-    response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
-    response.set_cookie(COOKIE, token, max_age=SESSION_H * 3600, httponly=True, samesite="lax", secure=_https(request))
-    return response
-
-
-@pages.post("/logout")
-def logout(request: Request, runtime: RuntimeDep, viewer: Viewer, csrf: Annotated[str, Form()]) -> Response:
-    check_form(viewer, csrf)
-    sid, _ = unseal(SESSION, request.cookies.get(COOKIE, ""), runtime.clock.now().timestamp(), runtime.link_secret)
-    with runtime.sessions() as session:
-        users.end_session(session, str(sid), runtime.clock.now())
-    response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
-    response.delete_cookie(COOKIE, httponly=True, samesite="lax", secure=_https(request))
-    return response
-
-
-def _safe_next(target: str) -> str:
-    # only a path of ours: never an open redirect to another site
-    return target if target.startswith("/") and not target.startswith("//") else "/lobby"
 
 
 # -- the lobby: open alerts -----------------------------------------------------------------------------
@@ -457,7 +320,7 @@ def _ack(request: Request, runtime: Runtime, token: str, act: bool) -> HTMLRespo
 def _from_link(
     request: Request, runtime: Runtime, token: str
 ) -> tuple[models.Alert, BranchEntry, str, str] | HTMLResponse:
-    fallback = _locale(request, normalize_locale(request.headers.get("accept-language")))
+    fallback = page_locale(request, normalize_locale(request.headers.get("accept-language")))
     try:
         alert_id, who = verify(token, runtime.clock.now().timestamp(), runtime.link_secret)
     except LinkError as exc:
@@ -468,7 +331,7 @@ def _from_link(
     branch = runtime.directory.branches.get(alert.branch_id) if alert else None
     if alert is None or branch is None:
         return _message(request, fallback, t(fallback, "ack.failed"), t(fallback, "ack.invalid"), 404)
-    locale = _locale(request, branch.locale)
+    locale = page_locale(request, branch.locale)
     if alert.state == "resolved":
         return _message(request, locale, t(locale, "ack.failed"), t(locale, "ack.closed"), 409)
     return alert, branch, who, locale
