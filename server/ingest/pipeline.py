@@ -10,25 +10,21 @@ device's bad message never stalls the others.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lobbywatch.clock import Clock, as_utc
 from lobbywatch.protocol import (
-    ButtonAction,
     ButtonEvent,
     Calibration,
     CommandReply,
-    ConnectionState,
     DeviceMessage,
     FacilityReport,
     Health,
@@ -41,12 +37,13 @@ from server.alerts.worker import AlertSink
 from server.ingest.dead_letters import DeadLetters
 from server.ingest.decode import MAX_AGE_S, MAX_AHEAD_S, Decoder, device_of
 from server.ingest.device_state import DeviceRuntime
+from server.ingest.handlers import Batch, Context, Handlers
 from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
 from server.ingest.sequence import SequenceTracker, Verdict
 from server.ingest.stats import Reservoir
-from server.live import CallNow, LiveState, ReadingNow, SnapshotNow, ZoneNow
+from server.live import LiveState
 from server.registry import models
 from server.registry.directory import DeviceEntry, Directory
 from server.registry.upsert import upsert
@@ -78,25 +75,6 @@ class IngestStats:
     store_failures: int = 0
     store_refused: int = 0  # messages the store refused for their content, set aside
     last_store_error: str | None = None  # while storage fails; None once a write went through
-
-
-@dataclass(slots=True)
-class _Batch:
-    """What one batch of messages makes: points to store, rule transitions, device timestamps."""
-
-    points: list[Point] = field(default_factory=list)
-    transitions: list[Transition] = field(default_factory=list)
-    stamps: list[float] = field(default_factory=list)
-    origins: list[tuple[Received, int, int]] = field(default_factory=list)  # a message's points: [start, end)
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    device: DeviceEntry
-    runtime: DeviceRuntime
-    received: Received
-    verdict: Verdict
-    t_ns: int
 
 
 class Pipeline:
@@ -134,17 +112,9 @@ class Pipeline:
         self._last_flush = clock.monotonic()
         self.lag = Reservoir(LAG_SAMPLES)
         self.stopping = threading.Event()
-        self._handlers: dict[type, Callable[[_Context, Any, _Batch], None]] = {
-            QueueReport: self._queue,
-            ButtonEvent: self._button,
-            FacilityReport: self._facility,
-            Health: self._health,
-            CommandReply: self._reply,
-        }
         self.repair = repair or GapRepair()
         self._alert_slot = -1
         self._learnt_flush = clock.monotonic()
-        self.replies = 0
         self._people: deque[dict[str, object]] = deque()  # what people did to alerts, for the rules
         self._moved: set[str] = set()  # branches whose rule state changed since it was last saved
         # a replay, with no crash to survive, saves only when its scenario kills the server: the same state
@@ -155,6 +125,9 @@ class Pipeline:
         self.broker_down_told = False
         self.on_system: Callable[[dict[str, object]], None] | None = None  # the broker lost and back
         self.on_call: Callable[[dict[str, object]], None] | None = None  # every call answered (the replay's lines)
+        self.handlers = Handlers(
+            directory, rules, live, self.decoder, clock, self._keep_calibration, self._call_answered
+        )
         self._load_devices()
 
     def _load_devices(self) -> None:
@@ -226,7 +199,7 @@ class Pipeline:
         return [
             Point.make(
                 schema.ALERT,
-                self._tags(t.branch, rule=t.rule, severity=severity(t, branches[t.branch])),
+                self.handlers.tags(t.branch, rule=t.rule, severity=severity(t, branches[t.branch])),
                 {"change": t.change.value, "subject": t.subject, "value": t.value},
                 int(t.at * 1_000_000) * 1000,
             )
@@ -289,7 +262,7 @@ class Pipeline:
             points.append(
                 Point.make(
                     schema.CALL,
-                    self._tags(branch, device=device, button=button, kind=done.kind),
+                    self.handlers.tags(branch, device=device, button=button, kind=done.kind),
                     {"action": "answered", "count": 1, "response_s": round(done.response_s, 1)},
                     epoch_ns(at),
                 )
@@ -343,7 +316,7 @@ class Pipeline:
 
     # -- one batch -----------------------------------------------------------------------------------
     def process(self, batch: Sequence[Received]) -> None:
-        work = _Batch()
+        work = Batch()
         for received in batch:
             self.stats.received += 1
             start = len(work.points)
@@ -394,7 +367,7 @@ class Pipeline:
             self.stats.last_store_error = None
             return
 
-    def _store_batch(self, work: _Batch) -> None:
+    def _store_batch(self, work: Batch) -> None:
         alerts = self._alert_points(work.transitions)
         try:
             self._store(work.points + alerts)
@@ -415,7 +388,7 @@ class Pipeline:
             self.stats.internal_errors += 1
             log.exception("the store refused %d alert points", len(alerts))
 
-    def _one(self, received: Received, batch: _Batch) -> None:
+    def _one(self, received: Received, batch: Batch) -> None:
         decoded = self.decoder.decode(received)
         if decoded is None:
             return
@@ -425,10 +398,10 @@ class Pipeline:
         self._moved.add(device.branch_id)
         self._dirty.add(device.id)
         if isinstance(message, Snapshot):
-            self._snapshot(device, message)
+            self.handlers.snapshot(device, message)
             return
         if isinstance(message, Status):
-            if self._status(device, runtime, message, batch.points):
+            if self.handlers.status(device, runtime, message, batch.points):
                 presence = self.rules.device_gone if not runtime.online else self.rules.device_seen
                 batch.transitions.extend(presence(device.branch_id, device.id, received.received_at))
             return
@@ -440,13 +413,12 @@ class Pipeline:
         if verdict is Verdict.DUPLICATE:
             self.stats.duplicates += 1
             if isinstance(message, Health):  # sent straight, past a full card: its counters still count
-                batch.transitions.extend(self._losses(device, runtime, message, received.received_at))
+                batch.transitions.extend(self.handlers.losses(device, runtime, message, received.received_at))
             return
         if verdict is Verdict.LATE:
             self.stats.late += 1
         batch.stamps.append(message.ts.timestamp())
-        handler = self._handlers[type(message)]
-        handler(_Context(device, runtime, received, verdict, epoch_ns(message.ts)), message, batch)
+        self.handlers.handle(Context(device, runtime, received, verdict, epoch_ns(message.ts)), message, batch)
 
     def _in_window(
         self, device: DeviceEntry, runtime: DeviceRuntime, message: DeviceMessage, received: Received
@@ -459,226 +431,13 @@ class Pipeline:
         runtime.clock_skew_ms = round(skew_s * 1000, 1)
         return False
 
-    def _queue(self, ctx: _Context, message: QueueReport, batch: _Batch) -> None:
-        device, branch = ctx.device, ctx.device.branch_id
-        for count in message.zones:
-            zone = device.zones.get(count.zone)
-            if zone is None:
-                self.decoder.refuse("unknown_zone", device.id, f"zone {count.zone!r} is not registered", ctx.received)
-                continue
-            batch.points.append(
-                Point.make(
-                    schema.OCCUPANCY,
-                    self._tags(branch, zone=zone.key, device=device.id),
-                    {"occupancy": count.occupancy, "error": count.error, "known": count.occupancy is not None},
-                    ctx.t_ns,
-                )
-            )
-            self.live.set_zone(branch, zone.key, ZoneNow(count.occupancy, count.error, message.ts, device.id))
-            # a late message is history: rules only move forward in time
-            if ctx.verdict is Verdict.NEW and count.occupancy:
-                batch.transitions.extend(self.rules.activity(branch, ctx.received.received_at))
-            if ctx.verdict is not Verdict.NEW:
-                continue
-            open_now = self.directory.branches[branch].hours.is_open(message.ts)
-            batch.transitions.extend(
-                self.rules.occupancy(
-                    branch,
-                    zone.key,
-                    zone.rules,
-                    count.occupancy,
-                    message.ts.timestamp(),
-                    open_now,
-                    device.id,
-                )
-            )
-            if open_now and count.occupancy is not None:
-                seen = self.rules.projection(branch, zone.key, zone.rules, count.occupancy)
-                batch.points.append(
-                    Point.make(
-                        schema.WAIT,
-                        self._tags(branch, zone=zone.key),
-                        {
-                            "wait_min": round(seen.wait_min, 2),
-                            "target_min": seen.target_min,
-                            "under_target": None if seen.target_min is None else int(seen.wait_min <= seen.target_min),
-                            "windows_open": zone.rules.windows_open,
-                            "windows_needed": seen.windows_needed,
-                            "service_min": round(seen.service_min, 2),
-                        },
-                        ctx.t_ns,
-                    )
-                )
+    @property
+    def replies(self) -> int:
+        return self.handlers.replies
 
-    def _snapshot(self, device: DeviceEntry, message: Snapshot) -> None:
-        try:
-            jpeg = base64.b64decode(message.jpeg_b64, validate=True)
-        except ValueError:
-            self.rejects.refuse("invalid", device.id, "snapshot is not base64")
-            return
-        if not jpeg.startswith(b"\xff\xd8"):
-            self.rejects.refuse("invalid", device.id, "snapshot is not a JPEG image")
-            return
-        self.live.set_snapshot(
-            device.id, SnapshotNow(message.id, jpeg, message.width, message.height, message.ts, self._clock.monotonic())
-        )
-
-    def _tags(self, branch: str, **more: str) -> dict[str, str]:
-        entry = self.directory.branches.get(branch)
-        return {"region": entry.region_id if entry else "", "branch": branch, **more}
-
-    def _button(self, ctx: _Context, message: ButtonEvent, batch: _Batch) -> None:
-        branch, device = ctx.device.branch_id, ctx.device.id
-        answered = message.action is ButtonAction.ANSWERED
-        # timed when it happened, on the server's clock: a press that arrives late (after an outage) has waited
-        # all that time, and its deadline is judged on it
-        offset = ctx.runtime.clock_offset_s() or 0.0
-        at = min(message.ts.timestamp() - offset, ctx.received.received_at)
-        response_s = None
-        if ctx.verdict is Verdict.NEW:
-            entry = self.directory.branches[branch]
-            changes, done = self.rules.call(
-                branch,
-                message.button,
-                message.kind.value,
-                answered,
-                at,
-                entry.hours.is_open(message.ts),
-                device,
-                entry.call_deadlines_s,
-            )
-            batch.transitions.extend(changes)
-            batch.transitions.extend(self.rules.activity(branch, at))
-            response_s = round(done.response_s, 1) if done else None
-            if done is not None and self.on_call is not None:
-                self.on_call(
-                    {
-                        "event": "call",
-                        "branch": branch,
-                        "subject": done.button,
-                        "kind": done.kind,
-                        "device": device,
-                        "response_s": response_s,
-                        "answered_by": "button",
-                    }
-                )
-        batch.points.append(
-            Point.make(
-                schema.CALL,
-                self._tags(branch, device=device, button=message.button, kind=message.kind.value),
-                {"action": message.action.value, "count": 1, "response_s": response_s},
-                ctx.t_ns,
-            )
-        )
-        if not answered:
-            self.live.set_call(branch, CallNow(message.button, message.kind.value, device, message.ts))
-
-    def _facility(self, ctx: _Context, message: FacilityReport, batch: _Batch) -> None:
-        branch, device = ctx.device.branch_id, ctx.device.id
-        for reading in message.readings:
-            batch.points.append(
-                Point.make(
-                    schema.FACILITY,
-                    self._tags(branch, device=device, sensor=reading.sensor, kind=reading.kind.value),
-                    {"value": reading.value, "ok": reading.ok, "up": int(reading.ok)},
-                    ctx.t_ns,
-                )
-            )
-            self.live.set_reading(
-                branch,
-                f"{device}/{reading.sensor}",
-                ReadingNow(reading.kind.value, reading.value, reading.ok, device, message.ts),
-            )
-            if ctx.verdict is Verdict.NEW and reading.kind.value == "door" and reading.value == 1.0:
-                batch.transitions.extend(self.rules.activity(branch, ctx.received.received_at))
-            if ctx.verdict is Verdict.NEW:
-                batch.transitions.extend(
-                    self.rules.facility(
-                        branch,
-                        device,
-                        reading.sensor,
-                        reading.kind.value,
-                        reading.value,
-                        reading.ok,
-                        reading.detail,
-                        ctx.received.received_at,
-                        self.directory.branches[branch].hours.is_open(message.ts),
-                    )
-                )
-
-    def _health(self, ctx: _Context, message: Health, batch: _Batch) -> None:
-        runtime = ctx.runtime
-        sample = message.ts.timestamp() - ctx.received.received_at  # the offset, less this message's delay
-        if ctx.verdict is Verdict.NEW and message.outbox_depth == 0:
-            # made with nothing queued on the device: sent at once, so its delay is the network's. One made
-            # during an outage (a backlog) says nothing of the clock, only of the outage.
-            runtime.offsets.append((ctx.received.received_at, sample))
-        offset = runtime.clock_offset_s()
-        if offset is not None or message.outbox_depth == 0:  # the estimate; until there is one, this sample
-            runtime.clock_skew_ms = round((offset if offset is not None else sample) * 1000, 1)
-        if ctx.verdict is Verdict.NEW and offset is not None:
-            batch.transitions.extend(
-                self.rules.clock_skew(
-                    ctx.device.branch_id, ctx.device.id, runtime.clock_skew_ms, ctx.received.received_at
-                )
-            )
-        runtime.agent_version = message.agent_version
-        runtime.config_version = message.config_version
-        runtime.outbox_depth = message.outbox_depth
-        batch.transitions.extend(self._losses(ctx.device, runtime, message, ctx.received.received_at))
-        batch.points.append(
-            Point.make(
-                schema.DEVICE_HEALTH,
-                self._tags(ctx.device.branch_id, device=ctx.device.id),
-                {
-                    "cpu_pct": message.cpu_pct,
-                    "mem_rss_mb": message.mem_rss_mb,
-                    "outbox_depth": message.outbox_depth,
-                    "clock_skew_ms": round(sample * 1000, 1),
-                    "clock_synced": message.clock_synced,
-                    "uptime_s": message.uptime_s,
-                    "agent_version": message.agent_version,
-                    "config_version": message.config_version,
-                },
-                ctx.t_ns,
-            )
-        )
-
-    def _losses(self, device: DeviceEntry, runtime: DeviceRuntime, message: Health, at: float) -> list[Transition]:
-        """What a device lost (dropped at its outbox's bounds, or never stored): kept for the fleet view, and
-        an alert for the technicians when it grows (or, since the agent started, it could not store)."""
-        made = message.ts.timestamp()
-        if runtime.health_ts is not None and made <= runtime.health_ts:
-            return []  # an older report than one taken already (a backlog)
-        before = None if runtime.outbox_dropped is None else runtime.outbox_dropped + (runtime.not_stored or 0)
-        runtime.health_ts, runtime.outbox_dropped, runtime.not_stored = made, message.outbox_dropped, message.not_stored
-        lost = message.outbox_dropped + message.not_stored
-        grew = lost > before if before is not None else message.not_stored > 0
-        detail = f"{message.outbox_dropped} dropped at the outbox's bounds, {message.not_stored} not stored"
-        return self.rules.facility(
-            device.branch_id, device.id, "outbox", "outbox", float(lost), not grew, detail, at, True
-        )
-
-    def _reply(self, ctx: _Context, message: CommandReply, batch: _Batch) -> None:
-        self.replies += 1
-        ctx.runtime.last_reply = (message.command, message.ok, message.detail or "", message.ts)
-        if message.config_version is not None:
-            ctx.runtime.config_version = message.config_version
-        tracker = ctx.runtime.sequence
-        for first, last in message.unavailable:
-            gone = tracker.give_up(first, last)
-            if gone:
-                log.warning(
-                    "device %s no longer has messages %d-%d (%d still missing): given up",
-                    ctx.device.id,
-                    first,
-                    last,
-                    gone,
-                )
-        if not message.ok:
-            log.warning("device %s could not carry out %s: %s", ctx.device.id, message.command, message.detail)
-        if message.calibration is not None:
-            self._keep_calibration(ctx.device.id, message.calibration)
+    def _call_answered(self, event: dict[str, object]) -> None:
+        if self.on_call is not None:
+            self.on_call(event)
 
     def _keep_calibration(self, device: str, calibration: Calibration) -> None:
         """With the zone, so that it moves to a replacement camera. Rare (a technician labelling), so at once,
@@ -710,24 +469,6 @@ class Pipeline:
                 self._clock.monotonic(), {d: rt.sequence for d, rt in self.devices.items() if rt.sequence.gaps}
             )
         )
-
-    def _status(self, device: DeviceEntry, runtime: DeviceRuntime, message: Status, points: list[Point]) -> bool:
-        """Apply a connection status; False when it was an old connection's and was ignored."""
-        # a will from an older connection must not mark a device offline that has since reconnected
-        if runtime.online_since is not None and message.since < runtime.online_since:
-            return False
-        runtime.online = message.state is ConnectionState.ONLINE
-        runtime.online_since = message.since
-        runtime.agent_version = message.agent_version
-        points.append(
-            Point.make(
-                schema.DEVICE_STATUS,
-                self._tags(device.branch_id, device=device.id),
-                {"online": runtime.online, "up": int(runtime.online)},
-                epoch_ns(self._clock.now()),
-            )
-        )
-        return True
 
     # -- state kept in the registry ------------------------------------------------------------------
     def flush_learnt(self) -> None:
