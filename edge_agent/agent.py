@@ -25,14 +25,13 @@ from pydantic import BaseModel, ValidationError
 from edge_agent import __version__
 from edge_agent.buttons import ButtonInput, CallButtons
 from edge_agent.camera_health import CameraHealth
+from edge_agent.camera_loop import CameraLoop, camera_reading
 from edge_agent.commands import HANDLERS, Reply
 from edge_agent.config import ConfigError, DeviceConfig
-from edge_agent.counting.calibration import CalibrationStore
 from edge_agent.debounce import PressFilter
 from edge_agent.frames import FrameSource, open_source
 from edge_agent.health import HealthProbe
 from edge_agent.remote_config import Applied, load_applied, merge, save_applied
-from edge_agent.reporting import OccupancyReporter
 from edge_agent.sensors import SensorEnv, build_sensor
 from edge_agent.systemd import Notifier
 from edge_agent.transport.link import Inbound, MqttLink
@@ -50,8 +49,6 @@ from lobbywatch.protocol import (
     Health,
     InvalidPayload,
     QueueReport,
-    Reading,
-    SensorKind,
     Topic,
     ZoneCount,
     encode,
@@ -60,11 +57,6 @@ from lobbywatch.protocol import (
 
 log = logging.getLogger(__name__)
 Frame = NDArray[np.uint8]
-
-# Frames in a row that may fail before the camera is reported faulty (a USB camera re-enumerating takes ~2 s).
-CAMERA_FAILURES_BEFORE_FAULT = 5
-# A camera loop that has not turned for this long is hung (a capture that never returns): stop the watchdog.
-CAMERA_STALL_S = 20.0
 
 
 @dataclass
@@ -94,7 +86,6 @@ class Agent:
         outbox: Outbox | None = None,
     ) -> None:
         self._notifier = notifier or Notifier()
-        self._camera_beat = clock.monotonic()  # the camera loop's last turn, for the watchdog
         self._local_config = config
         self.config = config
         self._clock = clock
@@ -119,13 +110,9 @@ class Agent:
         self._injected_frames = frame_source
         self._frames: FrameSource | None = None
         self._buttons: CallButtons | None = None
-        self._camera_thread: threading.Thread | None = None
-        self._camera_stop = threading.Event()
-        self._errors: dict[str, float | None] = {}
-        self._last_camera: CameraHealth | None = None
+        self._camera: CameraLoop | None = None
         self._running: threading.Event | None = None
         self._last_frame: Frame | None = None
-        self.counting: ZoneCounting | None = None  # while the camera runs
         self._identify_timer: threading.Timer | None = None
         self.restart_requested = False
         self.config_version: int | None = None
@@ -153,11 +140,11 @@ class Agent:
             self._frames = open_source(config.camera.source, config.camera.loop)
 
     def _stop_parts(self) -> None:
-        self._camera_stop.set()
-        if self._camera_thread is not None:
-            self._camera_thread.join(5)
-            self._camera_thread = None
-        self._camera_stop.clear()
+        if self._camera is not None:
+            if self._camera.last_frame is not None:
+                self._last_frame = self._camera.last_frame  # still there for a snapshot after a config push
+            self._camera.stop()
+            self._camera = None
         if self._buttons is not None:
             self._buttons.close()
             self._buttons = None
@@ -169,12 +156,25 @@ class Agent:
             self._frames.close()
 
     def _start_camera(self, stop: threading.Event) -> None:
-        if self.config.camera is None:
+        if self.config.camera is None or self._frames is None:
             return
-        self._camera_thread = threading.Thread(
-            target=self._camera_loop, args=(stop,), name=f"camera-{self.config.device_id}", daemon=True
+        self._camera = CameraLoop(
+            self.config.camera,
+            self.config.reporting,
+            self.config.data_dir,
+            self._frames,
+            self._clock,
+            report_queue=self.report_queue,
+            camera_changed=self._camera_changed,
+            counted=self._counted,
+            reported_problem=self.stats.camera_problem,
         )
-        self._camera_thread.start()
+        self._camera.start(stop, name=f"camera-{self.config.device_id}")
+
+    @property
+    def counting(self) -> ZoneCounting | None:
+        """The zones' counting while the camera runs."""
+        return self._camera.counting if self._camera is not None else None
 
     # -- message building ----------------------------------------------------------------------------
     def _emit(self, channel: Channel, model: type[BaseModel], **fields: object) -> None:
@@ -201,47 +201,12 @@ class Agent:
         self.stats.messages += 1
 
     # -- the camera loop -----------------------------------------------------------------------------
-    def _camera_loop(self, stop: threading.Event) -> None:
-        camera = self.config.camera
-        assert camera is not None
-        assert self._frames is not None
-        reporter = OccupancyReporter(self.config.reporting.queue_keepalive_s, self.config.reporting.smoothing_frames)
-        period = 1.0 / camera.fps
-        health = CameraHealth()
-        counting = self.counting = ZoneCounting(
-            camera, CalibrationStore(self.config.data_dir), self._clock.monotonic(), health.set_reference
-        )
-        while not stop.is_set() and not self._camera_stop.is_set():
-            began = self._camera_beat = self._clock.monotonic()
-            frame = self._frames.read()
-            health.observe(frame, began, CAMERA_FAILURES_BEFORE_FAULT)
-            if frame is not None:
-                self._last_frame = frame  # for a snapshot a technician asks for
-            counts: dict[str, int | None] = {z.key: None for z in camera.zones}
-            if frame is not None and health.ok:
-                results = counting.count(frame, began)
-                counts = {r.zone: r.count for r in results}
-                self._errors = {r.zone: r.error for r in results}
-            if health.problem.value != self.stats.camera_problem:
-                self.stats.camera_ok, self.stats.camera_problem = health.ok, health.problem.value
-                if not health.ok:
-                    log.warning("camera problem: %s (%s)", health.problem.value, health.detail)
-                self._emit(Channel.FACILITY, FacilityReport, readings=[self._camera_reading(health)])
-                self._last_camera = health
-            smoothed = {key: reporter.smooth(key, count) for key, count in counts.items()}
-            self.stats.occupancy = smoothed
-            if reporter.due(self._clock.monotonic(), smoothed):
-                errors = {key: reporter.error(key, self._errors.get(key)) for key in smoothed}
-                self.report_queue(
-                    [ZoneCount(zone=key, occupancy=value, error=errors[key]) for key, value in smoothed.items()]
-                )
-            self._camera_stop.wait(max(0.0, period - (self._clock.monotonic() - began)))
+    def _camera_changed(self, health: CameraHealth) -> None:
+        self.stats.camera_ok, self.stats.camera_problem = health.ok, health.problem.value
+        self._emit(Channel.FACILITY, FacilityReport, readings=[camera_reading(health)])
 
-    def _camera_reading(self, health: CameraHealth) -> Reading:
-        detail = None if health.ok else f"{health.problem.value}: {health.detail}"
-        return Reading(
-            sensor="camera", kind=SensorKind.CAMERA, value=1.0 if health.ok else 0.0, ok=health.ok, detail=detail
-        )
+    def _counted(self, smoothed: dict[str, int | None]) -> None:
+        self.stats.occupancy = smoothed
 
     def report_queue(self, zones: list[ZoneCount]) -> None:
         """Store a queue report in the outbox, to be sent (what the camera loop does when a count is due)."""
@@ -264,8 +229,8 @@ class Agent:
 
     def report_facility(self) -> None:
         readings = [reading for sensor in self._sensors for reading in sensor.read()]
-        if self._last_camera is not None:
-            readings.append(self._camera_reading(self._last_camera))
+        if self._camera is not None and self._camera.health is not None:
+            readings.append(camera_reading(self._camera.health))
         if readings:
             self._emit(Channel.FACILITY, FacilityReport, readings=readings)
 
@@ -352,6 +317,8 @@ class Agent:
 
     @property
     def last_frame(self) -> Frame | None:
+        if self._camera is not None and self._camera.last_frame is not None:
+            return self._camera.last_frame
         return self._last_frame
 
     @property
@@ -427,9 +394,7 @@ class Agent:
         restarts the agent."""
         if not self.link.alive(now):
             return False
-        if self.config.camera is None or self._camera_thread is None:
-            return True
-        return now - self._camera_beat <= max(CAMERA_STALL_S, 3.0 / self.config.camera.fps)
+        return self._camera is None or self._camera.alive(now)
 
     def close(self) -> None:
         self._notifier.notify("STOPPING=1")

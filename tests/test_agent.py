@@ -319,9 +319,9 @@ def test_agent_tells_systemd_it_is_ready_and_stops_the_watchdog_when_the_camera_
 ) -> None:
     import socket
 
-    import edge_agent.agent
+    import edge_agent.camera_loop
 
-    monkeypatch.setattr(edge_agent.agent, "CAMERA_STALL_S", 1.0)
+    monkeypatch.setattr(edge_agent.camera_loop, "CAMERA_STALL_S", 1.0)
     from edge_agent.systemd import Notifier
 
     path = str(tmp_path / "notify.sock")
