@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from lobbywatch.clock import SystemClock
-from server.alerts.service import AlertService, first_role, severity
+from server.alerts.catalog import first_role, severity
+from server.alerts.service import AlertService
 from server.delivery.notify import Notice
 from server.registry import models
 from server.registry.database import make_engine, make_sessions

@@ -13,30 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lobbywatch.clock import Clock, as_utc
-from lobbywatch.i18n import t
+from server.alerts.catalog import ZONE_RULES, describe, first_role, number, plain, severity
 from server.dashboards import BRANCH_UID, uid
 from server.delivery.notify import Notice
 from server.registry import audit, models
 from server.registry.directory import BranchEntry
 from server.rules.transitions import Change, Transition
 
-
-@dataclass(frozen=True)
-class RuleSpec:
-    severity: str
-    role: str  # who is asked first: counter_staff, duty_supervisor, branch_manager, city_office, technician
-
-
-RULES = {
-    "queue_too_long": RuleSpec("warning", "duty_supervisor"),
-    "wait_too_long": RuleSpec("warning", "duty_supervisor"),
-    "call_unanswered": RuleSpec("critical", "counter_staff"),
-    "device_offline": RuleSpec("warning", "technician"),
-    "facility": RuleSpec("warning", "duty_supervisor"),  # the devices' own faults go to the technicians
-    "not_open_on_time": RuleSpec("critical", "branch_manager"),
-}
 OPEN_STATES = ("firing", "acknowledged")
-ZONE_RULES = frozenset({"queue_too_long", "wait_too_long"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,20 +41,6 @@ class Held:
 
 class AlertError(ValueError):
     """A person's action that cannot be done (resolved already, unknown alert); the message says why."""
-
-
-def severity(change: Transition, branch: BranchEntry) -> str:
-    chosen = branch.routing.get(change.rule, (None, None))[0]
-    if chosen:
-        return chosen
-    if change.rule == "call_unanswered" and change.facts().get("kind") != "accessibility":
-        return "warning"  # the ramp bell is a person who cannot come in; the others can wait a little
-    return RULES[change.rule].severity
-
-
-def first_role(rule: str, facts: dict[str, object], branch: BranchEntry) -> str:
-    """Who is asked first: a device's own fault always the technicians, else the branch's choice, else the rule's."""
-    return str(facts.get("role") or branch.routing.get(rule, (None, None))[1] or RULES[rule].role)
 
 
 def alert_key(rule: str, branch: str, subject: str) -> str:
@@ -127,12 +97,12 @@ class AlertService:
                         updated_at=at,
                         value=change.value,
                         peak=change.peak,
-                        threshold=_number(facts.get("threshold")),
+                        threshold=number(facts.get("threshold")),
                         device_id=device or None,
                         role=role,
                         step=0,
                         notified_at=at,
-                        facts=_plain(facts),
+                        facts=plain(facts),
                     )
                     session.add(alert)
                     session.flush()
@@ -148,7 +118,7 @@ class AlertService:
                 alert.state, alert.resolved_at, alert.updated_at = "resolved", at, at
                 alert.value = change.value
                 alert.peak = max(alert.peak or 0, change.peak or 0) if change.peak is not None else alert.peak
-            alert.facts = {**_plain(facts), "subject_name": subject_name}
+            alert.facts = {**plain(facts), "subject_name": subject_name}
             detail = ", ".join(f"{k}={v}" for k, v in facts.items())
             session.add(models.AlertEvent(alert_id=alert.id, at=at, kind=change.change.value, detail=detail))
             silenced = self._silenced(session, alert, at)
@@ -158,7 +128,7 @@ class AlertService:
                 change.change.value,
                 alert,
                 at,
-                facts=_plain(facts),
+                facts=plain(facts),
                 role=alert.role,
                 **({"silenced": True} if silenced else {}),
             )
@@ -347,7 +317,7 @@ class AlertService:
                     "severity": alert.severity,
                     "at": at.isoformat(),
                     "value": alert.value,
-                    "facts": _plain(dict(alert.facts or {})),
+                    "facts": plain(dict(alert.facts or {})),
                     **extra,
                 }
             )
@@ -407,56 +377,3 @@ class AlertService:
                     "detail": detail,
                 }
             )
-
-
-def describe(
-    alert: models.Alert, branch: BranchEntry, locale: str, change: str, at: datetime, facts: dict[str, object]
-) -> tuple[str, str]:
-    """Title and body of an alert at one of its changes, in `locale`, times in the branch's time zone."""
-    local = at.astimezone(ZoneInfo(branch.timezone))
-    subject_name = str(facts.get("subject_name") or alert.subject)
-    kind = facts.get("kind")
-    params = {
-        **facts,
-        "branch": branch.name,
-        "subject": subject_name,
-        "zone": subject_name,
-        "value": _round(alert.value),
-        "peak": _round(alert.peak),
-        "threshold": _round(alert.threshold),
-        "time": local.strftime("%H:%M"),
-    }
-    if alert.rule == "call_unanswered" and isinstance(kind, str):
-        params["kind"] = t(locale, f"call.{kind}")
-    if alert.rule == "facility" and isinstance(kind, str):
-        params["kind"] = t(locale, f"facility.kind.{kind}")
-        params["problem"] = t(locale, f"facility.problem.{kind}")
-        params["reading"] = _round(_number(facts.get("reading")))
-    if change in ("reminded", "escalated"):
-        # the message of when it fired, flagged: nobody has acknowledged it yet
-        fired = f"alert.{alert.rule}.fired"
-        title = t(
-            locale, f"alert.{change}", title=t(locale, f"{fired}.title", **params), role=t(locale, f"role.{alert.role}")
-        )
-        return title, t(locale, f"{fired}.body", **params)
-    if change == "resolved" and facts.get("reason") == "closed":  # ended by the branch closing, not by the lobby
-        return (
-            t(locale, "alert.closed.title", title=t(locale, f"alert.{alert.rule}.title", **params)),
-            t(locale, "alert.closed.body", **params),
-        )
-    prefix = f"alert.{alert.rule}.{change}"
-    return t(locale, f"{prefix}.title", **params), t(locale, f"{prefix}.body", **params)
-
-
-def _plain(facts: dict[str, object]) -> dict[str, object]:
-    return {k: v if isinstance(v, str | int | float | bool) or v is None else str(v) for k, v in facts.items()}
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _round(value: float | None) -> object:
-    if value is None:
-        return "-"
-    return int(value) if float(value).is_integer() else round(value, 1)

@@ -32,7 +32,8 @@ from lobbywatch.protocol import (
     Snapshot,
     Status,
 )
-from server.alerts.service import OPEN_STATES, Held, severity
+from server.alerts.catalog import severity
+from server.alerts.service import OPEN_STATES, Held
 from server.alerts.worker import AlertSink
 from server.ingest.dead_letters import DeadLetters
 from server.ingest.decode import MAX_AGE_S, MAX_AHEAD_S, Decoder, device_of

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from lobbywatch.clock import as_utc
 from lobbywatch.i18n import normalize_locale, t
-from server.alerts.service import OPEN_STATES, RULES, AlertError, describe
+from server.alerts.catalog import RULES, describe
+from server.alerts.service import OPEN_STATES, AlertError
 from server.api.deps import RuntimeDep
 from server.api.reports import as_csv, default_day
 from server.delivery.links import LinkError, verify
