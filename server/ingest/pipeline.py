@@ -15,12 +15,12 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lobbywatch.clock import Clock, as_utc
+from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
     ButtonEvent,
     Calibration,
@@ -33,8 +33,9 @@ from lobbywatch.protocol import (
     Status,
 )
 from server.alerts.catalog import severity
-from server.alerts.service import OPEN_STATES, Held
+from server.alerts.service import Held
 from server.alerts.worker import AlertSink
+from server.ingest import saved_state
 from server.ingest.dead_letters import DeadLetters
 from server.ingest.decode import MAX_AGE_S, MAX_AHEAD_S, Decoder, device_of
 from server.ingest.device_state import DeviceRuntime
@@ -42,14 +43,12 @@ from server.ingest.handlers import Batch, Context, Handlers
 from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
-from server.ingest.sequence import SequenceTracker, Verdict
+from server.ingest.sequence import Verdict
 from server.ingest.stats import Reservoir
 from server.live import LiveState
 from server.registry import models
 from server.registry.directory import DeviceEntry, Directory
-from server.registry.upsert import upsert
-from server.rules.engine import OpenAlert, RuleEngine
-from server.rules.service_rate import ServiceLearner
+from server.rules.engine import RuleEngine
 from server.rules.transitions import Transition
 from server.storage import points as schema
 from server.storage.base import RefusedPoints, TimeSeriesStore
@@ -133,35 +132,7 @@ class Pipeline:
 
     def _load_devices(self) -> None:
         with self._sessions() as session:
-            for device in session.query(models.Device).all():
-                runtime = DeviceRuntime(
-                    online=device.online, agent_version=device.agent_version, config_version=device.config_version
-                )
-                if device.sequence:
-                    runtime.sequence = SequenceTracker.from_dict(dict(device.sequence))
-                self.devices[device.id] = runtime
-            for saved in session.query(models.RuleState).all():
-                self.rules.load_branch(saved.branch_id, dict(saved.state))
-            for estimate in session.query(models.ServiceEstimate).all():
-                if self.rules.service(estimate.branch_id, estimate.zone) is None:  # older than a saved state
-                    self.rules.restore_service(
-                        estimate.branch_id,
-                        estimate.zone,
-                        ServiceLearner(
-                            busy_min=estimate.busy_min,
-                            served=estimate.served,
-                            arrived=estimate.arrived,
-                            windows=estimate.windows,
-                        ),
-                    )
-            alerts = session.scalars(select(models.Alert).where(models.Alert.state.in_(OPEN_STATES)))
-            opened = [
-                OpenAlert(
-                    a.rule, a.branch_id, a.subject, a.peak or 0.0, as_utc(a.started_at).timestamp(), dict(a.facts or {})
-                )
-                for a in alerts
-            ]
-        self.rules.reconcile(opened, self._clock.now().timestamp())
+            saved_state.load(session, self.devices, self.rules, self._clock.now().timestamp())
 
     def save_rules(self) -> None:
         """The rule state of the branches that moved, saved before the batch is acknowledged: a restart
@@ -171,13 +142,8 @@ class Pipeline:
                 session.commit()
 
     def _save_rules_in(self, session: Session) -> bool:
-        if not self._moved:
-            return False
         moved, self._moved = self._moved, set()
-        now = self._clock.now()
-        rows = [{"branch_id": b, "state": self.rules.export_branch(b), "updated_at": now} for b in sorted(moved)]
-        upsert(session, models.RuleState, rows, ["branch_id"])
-        return True
+        return saved_state.save_rules(session, self.rules, moved, self._clock.now())
 
     def save_state(self) -> None:
         """The batch's device state (sequence windows: a crash makes no false gaps) and rule state, in one
@@ -474,25 +440,8 @@ class Pipeline:
     # -- state kept in the registry ------------------------------------------------------------------
     def flush_learnt(self) -> None:
         self._learnt_flush = self._clock.monotonic()
-        evidence = self.rules.service_evidence()
-        if not evidence:
-            return
-        now = self._clock.now()
         with self._sessions() as session:
-            for (branch, zone), learnt in evidence.items():
-                if branch in self.directory.branches:
-                    session.merge(
-                        models.ServiceEstimate(
-                            branch_id=branch,
-                            zone=zone,
-                            busy_min=learnt.busy_min,
-                            served=learnt.served,
-                            arrived=learnt.arrived,
-                            windows=learnt.windows,
-                            updated_at=now,
-                        )
-                    )
-            session.commit()
+            saved_state.save_learnt(session, self.rules, set(self.directory.branches), self._clock.now())
 
     def flush_devices(self) -> None:
         with self._sessions() as session:
@@ -502,27 +451,4 @@ class Pipeline:
     def _flush_devices_in(self, session: Session) -> bool:
         self._last_flush = self._clock.monotonic()
         dirty, self._dirty = self._dirty, set()
-        if not dirty:
-            return False
-        rows = []
-        for device_id in dirty:
-            runtime = self.devices[device_id]
-            rows.append(
-                {
-                    "b_id": device_id,
-                    "online": runtime.online,
-                    "last_seen": datetime.fromtimestamp(runtime.last_seen, UTC) if runtime.last_seen else None,
-                    "clock_skew_ms": runtime.clock_skew_ms,
-                    "agent_version": runtime.agent_version,
-                    "config_version": runtime.config_version,
-                    "sequence": runtime.sequence.to_dict(),
-                }
-            )
-        table = models.Device.__table__
-        statement = (
-            update(models.Device)
-            .where(table.c.id == bindparam("b_id"))
-            .values({name: bindparam(name) for name in rows[0] if name != "b_id"})
-        )
-        session.connection().execute(statement, rows)
-        return True
+        return saved_state.save_devices(session, self.devices, dirty)
