@@ -25,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.ingest import device_ids, zone_of
-from edge_agent.agent import Agent, outbox_options
+from edge_agent.agent import Agent
+from edge_agent.config import outbox_options
 from edge_agent.transport.outbox import Outbox
 from lobbywatch.clock import SystemClock
 from lobbywatch.device_config import BrokerConfig, DeviceConfig, OutboxConfig, ReportingConfig

@@ -14,8 +14,6 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from gpiozero.pins import Factory
@@ -27,7 +25,7 @@ from edge_agent.buttons import ButtonInput, CallButtons
 from edge_agent.camera_health import CameraHealth
 from edge_agent.camera_loop import CameraLoop, camera_reading
 from edge_agent.commands import HANDLERS, Reply
-from edge_agent.config import ConfigError, DeviceConfig
+from edge_agent.config import ConfigError, DeviceConfig, outbox_options
 from edge_agent.debounce import PressFilter
 from edge_agent.frames import FrameSource, open_source
 from edge_agent.health import HealthProbe
@@ -406,24 +404,3 @@ class Agent:
             self._frames.close()
         self.link.stop()
         self.outbox.close()
-
-
-def outbox_options(config: DeviceConfig) -> dict[str, Any]:
-    """The outbox a device config asks for, as `Outbox`'s arguments."""
-    return {
-        "path": config.data_dir / "outbox.sqlite3",
-        "history_rows": config.outbox.history_rows,
-        "max_bytes": int(config.outbox.max_mb * 2**20),
-        "max_age_s": config.outbox.max_age_days * 86400,
-    }
-
-
-def data_dir_writable(path: Path) -> bool:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError:
-        return False
-    return True

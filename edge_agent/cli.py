@@ -34,8 +34,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge_agent.agent import Agent, data_dir_writable
+    from edge_agent.agent import Agent
     from edge_agent.buttons import make_pin_factory
+    from edge_agent.config import data_dir_writable
 
     lang = _locale(args)
     try:

@@ -1,10 +1,12 @@
 """The device config file (YAML): the shared model (`lobbywatch.device_config`), loaded strictly. Every error
 names the file and the field; a file that is not UTF-8, not YAML, nested too deeply or too large is refused with
-a message, never a traceback."""
+a message, never a traceback. Also what follows from a config: the outbox it asks for, and whether its data
+folder can be written."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -79,3 +81,24 @@ def load_config(path: Path) -> DeviceConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     return parse_config(data, str(path))
+
+
+def outbox_options(config: DeviceConfig) -> dict[str, Any]:
+    """The outbox a device config asks for, as `Outbox`'s arguments."""
+    return {
+        "path": config.data_dir / "outbox.sqlite3",
+        "history_rows": config.outbox.history_rows,
+        "max_bytes": int(config.outbox.max_mb * 2**20),
+        "max_age_s": config.outbox.max_age_days * 86400,
+    }
+
+
+def data_dir_writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError:
+        return False
+    return True
