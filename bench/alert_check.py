@@ -5,55 +5,27 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import Counter
 from collections.abc import Collection, Iterable
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from bench.webhook import Notices
 from server.replay import Replayer, load_scenario
 
 Fired = tuple[str, str, str, datetime]  # rule, branch, subject, the device time of the message that fired it
 RULE = "queue_too_long"  # the rule the fault suite's lobbies break; other alerts (offline devices) are the fault's
 
 
-class Notices:
-    """A webhook: every notice the server delivers, kept."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-        lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                notice = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    received.append(notice)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.received = received
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/notices"
-        threading.Thread(target=self._server.serve_forever, name="notices", daemon=True).start()
-
-    def fired(self) -> Counter[Fired]:
-        return Counter(
-            (n["rule"], n["branch_id"], n["subject"], datetime.fromisoformat(n["at_utc"]))
-            for n in list(self.received)
-            if n.get("change") == "fired" and n.get("rule") == RULE
-        )
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+def fired(notices: Notices) -> Counter[Fired]:
+    """The webhook's notices of `RULE` alerts fired."""
+    return Counter(
+        (n["rule"], n["branch_id"], n["subject"], datetime.fromisoformat(n["at_utc"]))
+        for n in notices.notices()
+        if n.get("change") == "fired" and n.get("rule") == RULE
+    )
 
 
 def expected_fired(site: dict[str, object], messages: Iterable[tuple[str, bytes]], folder: Path) -> Counter[Fired]:

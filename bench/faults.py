@@ -50,11 +50,12 @@ from typing import Any
 
 import yaml
 
-from bench.alert_check import Notices, compare, expected_fired
+from bench.alert_check import compare, expected_fired, fired
 from bench.ingest import branch_of, device_ids, site, zone_of
 from bench.processes import Proxy, Server, Victoria
 from bench.tally import count_agents, stored_sqlite
 from bench.traffic import Rig, agent_messages, known_devices, not_stored, published_burst, settle
+from bench.webhook import Notices
 from lobby_sim.broker import Mosquitto
 
 
@@ -229,7 +230,7 @@ def run_fault(name: str, args: argparse.Namespace) -> dict[str, Any]:
         health = server.health()
         where = {device: (branch_of(i), zone_of(device)) for i, device in enumerate(device_ids(devices))}
         dropped = {(*where[device], at) for device, at in unstored}
-        alerts = compare(expected_fired(site_config, messages, work / "replay"), rig.notices.fired(), dropped)
+        alerts = compare(expected_fired(site_config, messages, work / "replay"), fired(rig.notices), dropped)
     finally:
         for fleet in rig.fleets:
             fleet.kill()

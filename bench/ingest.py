@@ -21,7 +21,6 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.webhook import Notices
 from lobby_sim.broker import Mosquitto, free_port, wait_for_port
 
 INFLIGHT = 1000  # publisher window of unacknowledged QoS 1 messages
@@ -120,44 +120,21 @@ def publish(
         sent.value += n
 
 
-class NoticeTimer:
-    """A webhook that notes when each alert notice arrives: from the rule-breaking message's time (the notice's
-    `at_utc`, which is that message's device time) to the notice handed to the channel."""
+def notice_delays(notices: Notices) -> dict[str, float | int]:
+    """From the rule-breaking message's time (a notice's `at_utc`, that message's device time) to the notice
+    arriving at the webhook, for alerts fired and resolved: count and percentiles in ms."""
+    ordered = sorted(
+        (arrived - datetime.fromisoformat(n["at_utc"]).timestamp()) * 1000
+        for arrived, n in list(notices.received)
+        if n.get("change") in ("fired", "resolved")
+    )
+    if not ordered:
+        return {"notices": 0}
 
-    def __init__(self) -> None:
-        delays: list[float] = []
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                notice = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if notice.get("change") in ("fired", "resolved"):
-                    sent = datetime.fromisoformat(notice["at_utc"]).timestamp()
-                    delays.append((time.time() - sent) * 1000)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.delays = delays
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/notices"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def percentiles(self) -> dict[str, float | int]:
-        ordered = sorted(self.delays)
-        if not ordered:
-            return {"notices": 0}
-
-        def pick(q: float) -> float:
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-        return {"notices": len(ordered), "p50": pick(0.5), "p99": pick(0.99), "max": round(ordered[-1], 1)}
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    return {"notices": len(ordered), "p50": pick(0.5), "p99": pick(0.99), "max": round(ordered[-1], 1)}
 
 
 def bare_subscriber_rate(port: int, messages: int, publishers: int) -> dict[str, float]:
@@ -217,7 +194,7 @@ def main() -> int:
 
         (work / "site.yaml").write_text(yaml.safe_dump(site(args.devices, args.alerting)))
         http_port = free_port()
-        hook = NoticeTimer()
+        hook = Notices()
         env = {
             **os.environ,
             "LOBBYWATCH_MODE": "dev",
@@ -300,7 +277,7 @@ def main() -> int:
             "devices": args.devices,
             "target_rate": args.rate,
             "qos": 1,
-            "notify_latency_ms": hook.percentiles(),
+            "notify_latency_ms": notice_delays(hook),
             "alerting_devices": args.alerting,
         }
         print(json.dumps(result), flush=True)

@@ -17,12 +17,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.alert_check import Notices
+from bench.alert_check import fired
 from bench.fleet import occupancy
 from bench.ingest import device_ids, zone_of
 from bench.processes import Fleet, Proxy, Server, Victoria
 from bench.tally import Sent, count_agents, count_published, made_messages, stored_sqlite, stored_victoria
+from bench.webhook import Notices
 from lobby_sim.broker import Mosquitto
+from server.storage.points import epoch_ns
 
 SETTLE_S = 180.0
 PER_FLEET = 100  # agents per process
@@ -96,7 +98,7 @@ def publish(port: int, devices: list[str], rate: float, seconds: float, sent: Se
         topic = f"lobby/v1/{device}/queue"
         client.publish(topic, payload, qos=1)  # held by paho while the broker is away
         with sent.lock:
-            sent.times[(device, seq[device])] = int(ts.timestamp() * 1_000_000) * 1000
+            sent.times[(device, seq[device])] = epoch_ns(ts)
             sent.messages.append((topic, payload.encode()))
         n += 1
     deadline = time.monotonic() + 120
@@ -140,9 +142,9 @@ def settle(rig: Rig) -> tuple[dict[str, Any], float]:
     heal_s = round(time.monotonic() - rig.healed_at, 1)
     last, quiet_since = -1, time.monotonic()
     while time.monotonic() - quiet_since < 5 and time.monotonic() - started < SETTLE_S + 60:
-        fired = sum(rig.notices.fired().values())
-        if fired != last:
-            last, quiet_since = fired, time.monotonic()
+        count = sum(fired(rig.notices).values())
+        if count != last:
+            last, quiet_since = count, time.monotonic()
         time.sleep(0.5)
     return counts, heal_s
 

@@ -440,8 +440,11 @@ class Pipeline:
     # -- state kept in the registry ------------------------------------------------------------------
     def flush_learnt(self) -> None:
         self._learnt_flush = self._clock.monotonic()
+        evidence = self.rules.service_evidence()
+        if not evidence:
+            return
         with self._sessions() as session:
-            saved_state.save_learnt(session, self.rules, set(self.directory.branches), self._clock.now())
+            saved_state.save_learnt(session, evidence, set(self.directory.branches), self._clock.now())
 
     def flush_devices(self) -> None:
         with self._sessions() as session:

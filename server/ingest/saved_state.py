@@ -4,6 +4,7 @@ learnt. Loaded once at start; devices and rules saved with every batch, before i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, select, update
@@ -87,11 +88,10 @@ def save_devices(session: Session, devices: dict[str, DeviceRuntime], dirty: set
     return True
 
 
-def save_learnt(session: Session, rules: RuleEngine, branches: set[str], now: datetime) -> None:
-    """What the rules learnt of service times, for the branches that still exist."""
-    evidence = rules.service_evidence()
-    if not evidence:
-        return
+def save_learnt(
+    session: Session, evidence: Mapping[tuple[str, str], ServiceLearner], branches: set[str], now: datetime
+) -> None:
+    """What the rules learnt of service times (by branch and zone), for the branches that still exist."""
     for (branch, zone), learnt in evidence.items():
         if branch in branches:
             session.merge(
