@@ -40,7 +40,7 @@ BUGS = (
     Bug(
         "duplicates-kept",
         "a message already seen is taken for a new one",
-        "server/ingest/sequence.py",
+        "server/processing/sequence.py",
         "            self.duplicates += 1\n            return Verdict.DUPLICATE\n",
         "            self.duplicates += 1\n            return Verdict.NEW\n",
         ("tests/test_replay.py", "tests/test_sequence.py", "tests/test_ingest.py"),

@@ -10,64 +10,41 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 from gpiozero.pins import Factory
 from numpy.typing import NDArray
-from pydantic import BaseModel, ValidationError
 
 from edge_agent import __version__
 from edge_agent.buttons import ButtonInput, CallButtons
 from edge_agent.camera_health import CameraHealth
 from edge_agent.camera_loop import CameraLoop, camera_reading
-from edge_agent.commands import HANDLERS, Reply
+from edge_agent.commands import Reply, carry_out
 from edge_agent.config import ConfigError, DeviceConfig, outbox_options
 from edge_agent.debounce import PressFilter
+from edge_agent.emitter import AgentStats, Emitter
 from edge_agent.frames import FrameSource, open_source
 from edge_agent.health import HealthProbe
-from edge_agent.remote_config import Applied, load_applied, merge, save_applied
+from edge_agent.remote_config import load_applied, merge, read_push, save_applied
 from edge_agent.sensors import SensorEnv, build_sensor
 from edge_agent.systemd import Notifier
 from edge_agent.transport.link import Inbound, MqttLink
-from edge_agent.transport.outbox import Outbox, OutboxFull
+from edge_agent.transport.outbox import Outbox
 from edge_agent.zone_counting import ZoneCounting
 from lobbywatch.clock import Clock
 from lobbywatch.protocol import (
     ButtonAction,
     ButtonEvent,
     Channel,
-    Command,
-    CommandReply,
-    ConfigPush,
     FacilityReport,
-    Health,
-    InvalidPayload,
     QueueReport,
-    Topic,
     ZoneCount,
-    encode,
-    parse_payload,
 )
 
 log = logging.getLogger(__name__)
 Frame = NDArray[np.uint8]
-
-
-@dataclass
-class AgentStats:
-    """What the agent last did, for status displays; written by the agent's threads, read by anyone."""
-
-    occupancy: dict[str, int | None] = field(default_factory=dict)
-    presses: int = 0
-    messages: int = 0
-    build_errors: int = 0
-    not_stored: int = 0
-    camera_ok: bool | None = None
-    camera_problem: str | None = None
 
 
 class Agent:
@@ -87,7 +64,6 @@ class Agent:
         self._local_config = config
         self.config = config
         self._clock = clock
-        self._started = clock.monotonic()
         self.stats = AgentStats()
         # button presses (from gpiozero's thread) and server messages (from the link's thread) wait here for
         # the main loop: no work runs on those threads
@@ -102,6 +78,7 @@ class Agent:
             agent_version=__version__,
             on_inbound=self._events.put,
         )
+        self._emitter = Emitter(config.device_id, self.outbox, self.link, clock, self.stats)
         self._pin_factory = pin_factory
         self._sensor_env = sensor_env or SensorEnv(pin_factory=pin_factory)
         self._health = health_probe or HealthProbe()
@@ -111,7 +88,6 @@ class Agent:
         self._camera: CameraLoop | None = None
         self._running: threading.Event | None = None
         self._last_frame: Frame | None = None
-        self._identify_timer: threading.Timer | None = None
         self.restart_requested = False
         self.config_version: int | None = None
         applied = load_applied(config.data_dir)
@@ -174,41 +150,17 @@ class Agent:
         """The zones' counting while the camera runs."""
         return self._camera.counting if self._camera is not None else None
 
-    # -- message building ----------------------------------------------------------------------------
-    def _emit(self, channel: Channel, model: type[BaseModel], **fields: object) -> None:
-        now = self._clock.now()
-        uptime = round(self._clock.monotonic() - self._started, 3)
-        topic = str(Topic(self.config.device_id, channel))
-
-        def build(seq: int, stream: str) -> bytes:
-            return encode(model(stream=stream, seq=seq, ts=now, uptime_s=uptime, **fields))  # type: ignore[arg-type]
-
-        try:
-            self.outbox.append(topic, build, now.timestamp())
-        except ValidationError as exc:
-            # our own bug, not the network's: say what, keep running
-            self.stats.build_errors += 1
-            log.error("cannot build %s message: %s", channel.value, exc)
-            return
-        except (OutboxFull, sqlite3.OperationalError) as exc:
-            # a full or failing SD card: the agent goes on counting; what cannot be stored is counted
-            self.stats.not_stored += 1
-            if self.stats.not_stored == 1 or self.stats.not_stored % 100 == 0:
-                log.error("cannot store a %s message (%d so far): %s", channel.value, self.stats.not_stored, exc)
-            return
-        self.stats.messages += 1
-
     # -- the camera loop -----------------------------------------------------------------------------
     def _camera_changed(self, health: CameraHealth) -> None:
         self.stats.camera_ok, self.stats.camera_problem = health.ok, health.problem.value
-        self._emit(Channel.FACILITY, FacilityReport, readings=[camera_reading(health)])
+        self._emitter.emit(Channel.FACILITY, FacilityReport, readings=[camera_reading(health)])
 
     def _counted(self, smoothed: dict[str, int | None]) -> None:
         self.stats.occupancy = smoothed
 
     def report_queue(self, zones: list[ZoneCount]) -> None:
         """Store a queue report in the outbox, to be sent (what the camera loop does when a count is due)."""
-        self._emit(Channel.QUEUE, QueueReport, zones=zones)
+        self._emitter.emit(Channel.QUEUE, QueueReport, zones=zones)
 
     # -- presses, sensors, health --------------------------------------------------------------------
     def _handle_button(self, event: ButtonInput) -> None:
@@ -216,50 +168,24 @@ class Agent:
         if event.action == "answered":
             if self._buttons is not None:
                 self._buttons.indicate(key, help_coming=False)  # help is here
-            self._emit(
+            self._emitter.emit(
                 Channel.BUTTON, ButtonEvent, button=key, kind=self._button_kinds[key], action=ButtonAction.ANSWERED
             )
             return
         if not self._press_filters[key].accept(key, self._clock.monotonic()):
             return
         self.stats.presses += 1
-        self._emit(Channel.BUTTON, ButtonEvent, button=key, kind=self._button_kinds[key])
+        self._emitter.emit(Channel.BUTTON, ButtonEvent, button=key, kind=self._button_kinds[key])
 
     def report_facility(self) -> None:
         readings = [reading for sensor in self._sensors for reading in sensor.read()]
         if self._camera is not None and self._camera.health is not None:
             readings.append(camera_reading(self._camera.health))
         if readings:
-            self._emit(Channel.FACILITY, FacilityReport, readings=readings)
+            self._emitter.emit(Channel.FACILITY, FacilityReport, readings=readings)
 
     def report_health(self) -> None:
-        self.outbox.expire(self._clock.now().timestamp())
-        sample = self._health.sample(self._clock.monotonic())
-        fields: dict[str, object] = dict(
-            cpu_pct=sample.cpu_pct,
-            mem_rss_mb=sample.mem_rss_mb,
-            outbox_depth=self.outbox.depth(),
-            outbox_dropped=self.outbox.dropped,
-            not_stored=self.stats.not_stored,
-            clock_synced=sample.clock_synced,
-            agent_version=__version__,
-            config_version=self.config_version,
-        )
-        before = self.stats.not_stored
-        self._emit(Channel.HEALTH, Health, **fields)
-        if self.stats.not_stored > before:
-            # the card takes nothing: say so anyway, straight to the broker, so that the loss is known. Under
-            # the last sequence number stored: the server takes its counters, and stores nothing twice.
-            now = self._clock.now()
-            fields["not_stored"] = self.stats.not_stored
-            health = Health(
-                stream=self.outbox.stream,
-                seq=max(1, self.outbox.last_seq()),
-                ts=now,
-                uptime_s=round(self._clock.monotonic() - self._started, 3),
-                **fields,  # type: ignore[arg-type]
-            )
-            self.link.send_direct(Channel.HEALTH, encode(health))
+        self._emitter.health(self._health, self.config_version)
 
     # -- commands from the server -------------------------------------------------------------------
     def _handle_inbound(self, message: Inbound) -> None:
@@ -269,43 +195,26 @@ class Agent:
         if message.channel is not Channel.CMD:
             log.info("received %s message of %d bytes", message.channel.value, len(message.payload))
             return
-        try:
-            command = parse_payload(Channel.CMD, message.payload)
-        except InvalidPayload as exc:
-            log.error("refused a command from the server: %s", exc)
-            return
-        assert isinstance(command, Command)
-        handler = HANDLERS.get(command.action)
-        if handler is None:
-            self._reply(command.id, Reply(ok=False, detail=f"agent {__version__} does not support {command.action!r}"))
-            return
-        self._reply(command.id, handler(self, command))
+        done = carry_out(self, message.payload)
+        if done is not None:
+            self._reply(*done)
 
     def _apply_config(self, payload: bytes) -> None:
-        if not payload:
-            return  # the server cleared the retained config: keep running what we have
         try:
-            push = parse_payload(Channel.CONFIG, payload)
-        except InvalidPayload as exc:
-            log.error("refused a pushed config: %s", exc)
-            self._reply("config", Reply(ok=False, detail=str(exc)))
-            return
-        assert isinstance(push, ConfigPush)
-        if push.version == self.config_version:
-            return  # the retained copy, delivered again after a reconnect
-        try:
-            new = merge(self._local_config, push.version, dict(push.config))
+            push = read_push(self._local_config, self.config_version, payload)
         except ConfigError as exc:
-            log.error("refused config version %d: %s", push.version, exc)
+            log.error("refused a pushed config: %s", exc)
             self._reply("config", Reply(ok=False, detail=str(exc)[:1000]))
             return
-        save_applied(new.data_dir, Applied(push.version, dict(push.config)))
+        if push is None:
+            return
+        save_applied(push.config.data_dir, push.applied)
         self._stop_parts()
-        self.config, self.config_version = new, push.version
+        self.config, self.config_version = push.config, push.applied.version
         self._build_parts()
         if self._running is not None:
             self._start_camera(self._running)
-        log.info("applied config version %d", push.version)
+        log.info("applied config version %d", self.config_version)
         self._reply("config", Reply(ok=True))
 
     # -- what a command may touch (edge_agent/commands.py's Device) ---------------------------------
@@ -328,13 +237,7 @@ class Agent:
 
     def blink_all(self, seconds: float) -> int:
         """Every LED on for `seconds`, then off; returns how many there are."""
-        shown = [k for k in self.button_keys if self.indicate(k, help_coming=True)]
-        if self._identify_timer is not None:
-            self._identify_timer.cancel()
-        self._identify_timer = threading.Timer(seconds, lambda: [self.indicate(k, help_coming=False) for k in shown])
-        self._identify_timer.daemon = True
-        self._identify_timer.start()
-        return len(shown)
+        return self._buttons.blink_all(seconds) if self._buttons is not None else 0
 
     def request_restart(self) -> None:
         self.restart_requested = True
@@ -342,17 +245,7 @@ class Agent:
             self._running.set()
 
     def _reply(self, command: str, reply: Reply) -> None:
-        self._emit(
-            Channel.REPLY,
-            CommandReply,
-            command=command,
-            ok=reply.ok,
-            detail=reply.detail,
-            resent=reply.resent,
-            unavailable=reply.unavailable[:64],
-            config_version=self.config_version,
-            calibration=reply.calibration,
-        )
+        self._emitter.reply(command, reply, self.config_version)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
@@ -396,9 +289,6 @@ class Agent:
 
     def close(self) -> None:
         self._notifier.notify("STOPPING=1")
-        if self._identify_timer is not None:
-            self._identify_timer.cancel()
-            self._identify_timer.join(5)
         self._stop_parts()
         if self._frames is not None:
             self._frames.close()

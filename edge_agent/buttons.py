@@ -7,6 +7,7 @@ before the hold time. Callbacks run on gpiozero's thread and only hand `ButtonIn
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class CallButtons:
         self._devices: list[Button | LED] = []
         self._leds: dict[str, LED] = {}
         self._pressed_at: dict[str, float] = {}
+        self._identify_timer: threading.Timer | None = None
         for config in configs:
             button = Button(
                 config.pin, pull_up=True, bounce_time=(config.bounce_ms / 1000) or None, pin_factory=factory
@@ -77,6 +79,19 @@ class CallButtons:
             led.off()
         return True
 
+    def blink_all(self, seconds: float) -> int:
+        """Every LED on for `seconds`, then off (a technician finding the device); returns how many there are."""
+        shown = [key for key in self._leds if self.indicate(key, help_coming=True)]
+        if self._identify_timer is not None:
+            self._identify_timer.cancel()
+        self._identify_timer = threading.Timer(seconds, lambda: [self.indicate(k, help_coming=False) for k in shown])
+        self._identify_timer.daemon = True
+        self._identify_timer.start()
+        return len(shown)
+
     def close(self) -> None:
+        if self._identify_timer is not None:
+            self._identify_timer.cancel()
+            self._identify_timer.join(5)
         for device in self._devices:
             device.close()

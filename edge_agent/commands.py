@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
+from edge_agent import __version__
 from edge_agent.config import DeviceConfig, counting_zone
 from edge_agent.counting.calibration import CalibrationError
 from edge_agent.counting.dataset import DatasetError
@@ -25,7 +26,17 @@ from edge_agent.remote_calibration import MIN_LABELS, LabelError, add_label, fit
 from edge_agent.transport.link import MqttLink
 from edge_agent.transport.outbox import Outbox
 from lobbywatch.clock import Clock
-from lobbywatch.protocol import MAX_SNAPSHOT_BYTES, Calibration, Channel, Command, ResendArgs, Snapshot, encode
+from lobbywatch.protocol import (
+    MAX_SNAPSHOT_BYTES,
+    Calibration,
+    Channel,
+    Command,
+    InvalidPayload,
+    ResendArgs,
+    Snapshot,
+    encode,
+    parse_payload,
+)
 
 log = logging.getLogger(__name__)
 Frame = NDArray[np.uint8]
@@ -169,6 +180,21 @@ HANDLERS: dict[str, Callable[[Device, Command], Reply]] = {
     "snapshot": snapshot,
     "label": label,
 }
+
+
+def carry_out(device: Device, payload: bytes) -> tuple[str, Reply] | None:
+    """A command from the server, carried out: its id and the reply; None when it could not be read (logged:
+    with no id there is nobody to answer)."""
+    try:
+        command = parse_payload(Channel.CMD, payload)
+    except InvalidPayload as exc:
+        log.error("refused a command from the server: %s", exc)
+        return None
+    assert isinstance(command, Command)
+    handler = HANDLERS.get(command.action)
+    if handler is None:
+        return command.id, Reply(ok=False, detail=f"agent {__version__} does not support {command.action!r}")
+    return command.id, handler(device, command)
 
 
 def jpeg_within(frame: Frame, limit: int) -> bytes:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.config import ConfigError, DeviceConfig, parse_config
-from lobbywatch.protocol import REMOTE_SECTIONS
+from lobbywatch.protocol import REMOTE_SECTIONS, Channel, ConfigPush, InvalidPayload, parse_payload
 
 FILE_NAME = "remote-config.json"
 
@@ -23,6 +23,28 @@ FILE_NAME = "remote-config.json"
 class Applied:
     version: int
     sections: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Push:
+    config: DeviceConfig  # the local config with the pushed sections in place
+    applied: Applied  # what to keep, so that a restart runs it again
+
+
+def read_push(local: DeviceConfig, running: int | None, payload: bytes) -> Push | None:
+    """A pushed config merged onto the local one; None when there is nothing to do (the server cleared the
+    retained config: keep running what we have; or the version running, delivered again after a reconnect).
+    ConfigError names every problem."""
+    if not payload:
+        return None
+    try:
+        push = parse_payload(Channel.CONFIG, payload)
+    except InvalidPayload as exc:
+        raise ConfigError(str(exc)) from None
+    assert isinstance(push, ConfigPush)
+    if push.version == running:
+        return None
+    return Push(merge(local, push.version, dict(push.config)), Applied(push.version, dict(push.config)))
 
 
 def merge(local: DeviceConfig, version: int, sections: dict[str, object]) -> DeviceConfig:

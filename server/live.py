@@ -47,6 +47,15 @@ class SnapshotNow:
 SNAPSHOT_KEEP_S = 600.0
 
 
+@dataclass(frozen=True, slots=True)
+class LiveUpdate:
+    """One live value set: a zone's count, a sensor's reading (key: device/sensor) or a branch's last call."""
+
+    branch: str
+    key: str
+    value: ZoneNow | ReadingNow | CallNow
+
+
 class LiveState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -66,6 +75,17 @@ class LiveState:
     def set_reading(self, branch: str, sensor: str, reading: ReadingNow) -> None:
         with self._lock:
             self._readings.setdefault(branch, {})[sensor] = reading
+
+    def apply(self, updates: list[LiveUpdate]) -> None:
+        with self._lock:
+            for update in updates:
+                value = update.value
+                if isinstance(value, ZoneNow):
+                    self._zones.setdefault(update.branch, {})[update.key] = value
+                elif isinstance(value, ReadingNow):
+                    self._readings.setdefault(update.branch, {})[update.key] = value
+                else:
+                    self._calls[update.branch] = value
 
     def readings(self, branch: str) -> dict[str, ReadingNow]:
         with self._lock:

@@ -18,28 +18,28 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+from pydantic import SecretStr
 
 from lobbywatch.clock import FakeClock
 from lobbywatch.protocol import Channel, InvalidTopic, Topic
-from server.alerts.service import OPEN_STATES, AlertError, AlertService
+from server.alerts.errors import AlertError
+from server.alerts.service import OPEN_STATES
 from server.delivery.grouping import GROUP_INTERVAL_S, GROUP_WAIT_S
-from server.delivery.notify import Dispatcher, LogChannel, Notice
-from server.delivery.people import ack_links, people_channel
+from server.delivery.notify import Notice
 from server.ingest.mqtt_source import Received
 from server.ingest.pipeline import Pipeline
-from server.ingest.rejects import Rejects
-from server.live import LiveState
 from server.registry import models
-from server.registry.database import make_engine, make_sessions
-from server.registry.directory import Contact, Directory
-from server.registry.site import SiteError, import_site, load_site
-from server.rules.engine import RuleEngine
+from server.registry.directory import Contact
+from server.registry.site import SiteError
+from server.runtime import Runtime
+from server.settings import Settings
 from server.storage.base import TimeSeriesStore
 from server.storage.sqlite_store import SqliteStore
 
 # A Monday, 09:30 in Beijing: inside every grade's opening hours.
 DEFAULT_START = datetime(2026, 11, 23, 1, 30, tzinfo=UTC)
 ACTIONS = ("acknowledge", "resolve", "pass", "silence")
+NOT_ALERT_EVENTS = frozenset({"call", "broker_down", "broker_back"})
 
 
 class ScenarioError(ValueError):
@@ -119,73 +119,60 @@ class Replayer:
     ) -> None:
         self.scenario = scenario
         self.clock = FakeClock(scenario.start)
-        engine = make_engine("sqlite://")
-        self.sessions = make_sessions(engine)
-        try:
-            site = load_site(scenario.folder / "site.yaml")
-        except SiteError as exc:
-            raise ScenarioError(str(exc)) from None
-        with self.sessions() as session:
-            import_site(session, site)
-        self._emit = emit
-        self._on_notice = on_notice
-        self.events = 0
-        self._directory = Directory(self.sessions)
-        self._store = store or SqliteStore(Path(":memory:"))
-        self.alerts = AlertService(self.sessions, self._notified, "http://replay", self.clock, on_event=self._event)
-        # delivery as production routes, groups, limits and links it, on the simulated clock; the people's
-        # messages are recorded (a line each) instead of sent
-        people = people_channel(
-            self._directory,
-            self.clock,
-            ack_links(self.clock, "http://replay", 24, b"replay"),
+        self.hearing = True  # the server hears the broker ('broker': 'down' ends that)
+        # production's wiring, synchronous, on the simulated clock; the people's messages are recorded (a line
+        # each) instead of sent
+        settings = Settings.model_construct(
+            mode="dev",
+            database_url="sqlite://",
+            site_file=scenario.folder / "site.yaml",
+            timeseries_path=Path(":memory:"),
+            public_url="http://replay",
+            link_secret=SecretStr("replay"),
             group_wait_s=scenario.group_wait_s,
             group_interval_s=scenario.group_interval_s,
-            sender=self._record,
+            reports_by_mail=False,
         )
-        self.dispatcher = Dispatcher([LogChannel(), people], self.alerts.record_delivery, sleep=lambda _s: False)
-        self.rejects = Rejects()
-        self.hearing = True  # the server hears the broker ('broker': 'down' ends that)
+        try:
+            self.runtime = Runtime(
+                settings,
+                self.clock,
+                synchronous=True,
+                sender=self._record,
+                hearing=lambda: self.hearing,
+                store=store or SqliteStore(Path(":memory:")),
+            )
+        except SiteError as exc:
+            raise ScenarioError(str(exc)) from None
+        self.runtime.on_notice = on_notice
+        self.runtime.observers.append(self._event)
+        self.sessions = self.runtime.sessions
+        self.alerts = self.runtime.alerts
+        self.dispatcher = self.runtime.dispatcher
+        self.rejects = self.runtime.rejects
+        self._emit = emit
+        self.events = 0
         self.down = False  # the server itself is down ('server': 'down'): messages wait at the broker
         self._waiting: list[tuple[int, dict[str, Any]]] = []
         self.retired: list[Pipeline] = []  # the pipelines of servers that went down, for the summary
-        self.pipeline = self._start()
         self._seq: dict[str, int] = {}
+        self._start()
 
-    def _start(self) -> Pipeline:
-        """The ingest and rules as a server starts them: from what the registry holds."""
-        pipeline = Pipeline(
-            directory=self._directory,
-            store=self._store,
-            rules=RuleEngine(),
-            alerts=self.alerts,
-            live=LiveState(),
-            rejects=self.rejects,
-            sessions=self.sessions,
-            clock=self.clock,
-            hearing=lambda: self.hearing,
-        )
-        pipeline.save_every_batch = False
-        pipeline.on_call = self._event_line
-        pipeline.on_system = self._event_line
-        return pipeline
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.runtime.pipeline
+
+    def _start(self) -> None:
+        # a replay, with no crash to survive, saves only when its scenario kills the server: the same state
+        self.runtime.pipeline.save_every_batch = False
 
     def _elapsed(self) -> float:
         return round((self.clock.now() - self.scenario.start).total_seconds(), 3)
 
     def _event(self, event: dict[str, object]) -> None:
-        self.events += 1
+        if event.get("event") not in NOT_ALERT_EVENTS:
+            self.events += 1
         self._emit({"t": self._elapsed(), **event})
-        self.pipeline.alert_event(event)  # as production: people's actions reach the rules
-
-    def _event_line(self, event: dict[str, object]) -> None:
-        self._emit({"t": self._elapsed(), **event})
-
-    def _notified(self, notice: Notice) -> None:
-        # synchronous in a replay, so that simulated time stays deterministic; held notices go at ticks
-        if self._on_notice is not None:
-            self._on_notice(notice)
-        self.dispatcher.deliver_now(notice)
 
     def _record(self, contact: Contact, title: str, _body: str, alerts: Sequence[int]) -> bool:
         self._emit(
@@ -228,7 +215,8 @@ class Replayer:
             return
         self.down = False
         self.retired.append(self.pipeline)
-        self.pipeline = self._start()
+        self.runtime.restarted()
+        self._start()
         waiting, self._waiting = self._waiting, []
         for number, line in waiting:
             self._message(number, line)
@@ -287,7 +275,7 @@ class Replayer:
             return
         if line["action"] == "silence":
             try:
-                self.alerts.silence(
+                self.alerts.silences.add(
                     str(line.get("branch")),
                     float(line.get("minutes", 0)),
                     by,

@@ -1,11 +1,16 @@
-"""The server's parts wired together from settings: used by `serve`, the demo, the benchmark and the tests."""
+"""The composition root: the server's parts wired together from settings, the one wiring used by `serve`, the
+demo, the replay, the benchmarks and the tests.
+
+A replay runs it `synchronous` on a simulated clock: the same parts, with the two thread hand-offs (the alert
+writer and the delivery queue) replaced by direct calls, so that simulated time stays deterministic.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lobbywatch.clock import Clock, SystemClock
 from lobbywatch.i18n import t
@@ -14,7 +19,7 @@ from lobbywatch.protocol import Command, Topic, encode
 from server.alerts.service import AlertService
 from server.alerts.worker import AlertWorker
 from server.delivery.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
-from server.delivery.people import ack_links, people_channel
+from server.delivery.people import Sender, ack_links, people_channel
 from server.ingest.dead_letters import DeadLetters
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
 from server.ingest.pipeline import Pipeline
@@ -27,7 +32,7 @@ from server.registry.database import make_engine, make_sessions
 from server.registry.directory import Contact, Directory
 from server.registry.site import import_site, load_site
 from server.reports.mailer import ReportMailer
-from server.rules.engine import RuleEngine
+from server.rules.calls import RULE as CALL_RULE
 from server.settings import Settings
 from server.storage.base import TimeSeriesStore
 
@@ -57,9 +62,26 @@ def make_store(settings: Settings, dead_letters: DeadLetters | None = None) -> T
 
 
 class Runtime:
-    def __init__(self, settings: Settings, clock: Clock | None = None, channels: Sequence[Channel] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        channels: Sequence[Channel] | None = None,
+        *,
+        synchronous: bool = False,
+        sender: Sender | None = None,
+        hearing: Callable[[], bool] | None = None,
+        store: TimeSeriesStore | None = None,
+    ):
+        """`channels`: where notices go (default: the log, the webhook if set, the people); `sender`: sends the
+        people's messages (default: Apprise); `hearing`: whether the server hears the broker (default: its MQTT
+        connection); `store`: the time-series store (default: from the settings)."""
         self.settings = settings
         self.clock = clock or SystemClock()
+        self.synchronous = synchronous
+        # every event a person might follow (alerts' changes, calls answered, the broker lost and back)
+        self.observers: list[Callable[[dict[str, object]], None]] = []
+        self.on_notice: Callable[[Notice], None] | None = None  # each notice as it is made (synchronous only)
         self.engine = make_engine(settings.database_url)
         self.sessions = make_sessions(self.engine)
         if settings.site_file is not None:
@@ -79,7 +101,7 @@ class Runtime:
                 )
             )
         self.dead_letters = DeadLetters(self.sessions, self.clock)
-        self.store = make_store(settings, self.dead_letters)
+        self.store = store or make_store(settings, self.dead_letters)
         secret = settings.link_secret.get_secret_value() if settings.link_secret else secrets.token_hex(32)
         self.link_secret = secret.encode()  # in dev mode without one: random, links die with the process
         self.ack_link = ack_links(self.clock, settings.public_url, settings.link_ttl_h, self.link_secret)
@@ -90,41 +112,28 @@ class Runtime:
             admin_urls=settings.admin_notify_urls,
             group_wait_s=settings.group_wait_s,
             group_interval_s=settings.group_interval_s,
+            sender=sender,
         )
         if channels is None:
             channels = [LogChannel()]
             if settings.webhook_url:
                 channels.append(WebhookChannel(settings.webhook_url))
             channels.append(people)
-        self.dispatcher = Dispatcher(channels, self._delivered)
+        # synchronous: a failed delivery is retried at once, not after a wait of the real clock
+        self.dispatcher = Dispatcher(channels, self._delivered, sleep=(lambda _s: False) if synchronous else None)
         self.alerts = AlertService(
             self.sessions,
-            self.dispatcher.submit,
+            self._deliver_now if synchronous else self.dispatcher.submit,
             settings.public_url,
             self.clock,
             settings.grafana_url,
             on_event=self._alert_event,
         )
         self.alert_worker = AlertWorker(self.alerts)
-        self.rules = RuleEngine()
         self.live = LiveState()
         self.rejects = Rejects()
-        self.pipeline = Pipeline(
-            directory=self.directory,
-            store=self.store,
-            rules=self.rules,
-            alerts=self.alert_worker,
-            live=self.live,
-            rejects=self.rejects,
-            sessions=self.sessions,
-            clock=self.clock,
-            repair=GapRepair(settings.resend_after_s, settings.resend_retry_s),
-            dead_letters=self.dead_letters,
-            max_age_s=settings.ts_max_age_days * 86400,
-            max_ahead_s=settings.ts_max_ahead_s,
-            hearing=self._hearing,
-        )
-        self.pipeline.on_system = self._system
+        self._hearing = hearing or self.source_connected
+        self.pipeline = self.make_pipeline()
         self.mailer = ReportMailer(
             store=self.store,
             sessions=self.sessions,
@@ -152,6 +161,42 @@ class Runtime:
             self.worker.put,
         )
 
+    def make_pipeline(self) -> Pipeline:
+        """The ingest as a server starts it: its branches' state from what the registry holds."""
+        pipeline = Pipeline(
+            directory=self.directory,
+            store=self.store,
+            alerts=self.alerts if self.synchronous else self.alert_worker,
+            live=self.live,
+            rejects=self.rejects,
+            sessions=self.sessions,
+            clock=self.clock,
+            repair=GapRepair(self.settings.resend_after_s, self.settings.resend_retry_s),
+            dead_letters=self.dead_letters,
+            max_age_s=self.settings.ts_max_age_days * 86400,
+            max_ahead_s=self.settings.ts_max_ahead_s,
+            hearing=self._hearing,
+        )
+        pipeline.broker.on_system = self._system
+        pipeline.on_call = self._observe
+        return pipeline
+
+    def restarted(self) -> None:
+        """A simulated restart of the server process (the replay's): what lived in memory is gone, the ingest
+        starts again from the registry."""
+        self.live = LiveState()
+        self.pipeline = self.make_pipeline()
+        self.worker = IngestWorker(self.pipeline, self._ack, ask_resend=self._ask_resend)
+
+    def _observe(self, event: dict[str, object]) -> None:
+        for observer in self.observers:
+            observer(event)
+
+    def _deliver_now(self, notice: Notice) -> None:
+        if self.on_notice is not None:
+            self.on_notice(notice)
+        self.dispatcher.deliver_now(notice)
+
     def _contacts(self, branch: str) -> tuple[Contact, ...]:
         entry = self.directory.branches.get(branch)
         return entry.contacts if entry else ()
@@ -162,9 +207,10 @@ class Runtime:
     def _alert_event(self, event: dict[str, object]) -> None:
         """A call acknowledged: the call is answered (the rules take its response time) and the button's LED
         says help is coming; resolved by hand: it goes off."""
+        self._observe(event)
         self.pipeline.alert_event(event)
         device = event.get("device")
-        if event.get("rule") != "call_unanswered" or not isinstance(device, str):
+        if event.get("rule") != CALL_RULE or not isinstance(device, str):
             return
         state = {"acknowledged": "help_coming", "resolved": "off"}.get(str(event.get("event")))
         if state is None:
@@ -176,12 +222,13 @@ class Runtime:
         )
         self.source.publish(str(Topic(device, ProtocolChannel.CMD)), encode(command))
 
-    def _hearing(self) -> bool:
+    def source_connected(self) -> bool:
         return self.source.connected.is_set()  # the source is made after the pipeline: looked up when asked
 
     def _system(self, event: dict[str, object]) -> None:
         """The server's own broker connection lost for a while, and back: one message to the administrators
         (not one alert per device, whose wills the broker sent as it stopped)."""
+        self._observe(event)
         if event["event"] == "broker_down":
             log.error(
                 "the MQTT broker has been unreachable for %s s; devices are not judged offline meanwhile",

@@ -13,7 +13,7 @@ from lobby_sim.broker import Mosquitto
 from lobbywatch.protocol import MAX_PAYLOAD_BYTES
 from server.app import create_app
 from server.delivery.notify import Dispatcher, Notice, WebhookChannel
-from server.ingest.sequence import SequenceTracker
+from server.processing.sequence import SequenceTracker
 from server.registry import models
 from server.runtime import Runtime
 from tests.helpers import Device, eventually, start_runtime

@@ -105,11 +105,11 @@ def test_a_technician_silences_a_branch_for_maintenance(browser: Browser, web: W
     page.get_by_role("button", name="静默", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("已静默")
     expect(page.locator("article")).to_contain_text("更换摄像头")
-    (silence,) = web.runtime.alerts.silences()
+    (silence,) = web.runtime.alerts.silences.active()
     assert (silence.branch_id, silence.by) == ("b1", "李强")
     page.get_by_role("button", name="立即结束").click()
     expect(page.locator(".empty")).to_contain_text("当前没有静默")
-    assert web.runtime.alerts.silences() == []
+    assert web.runtime.alerts.silences.active() == []
 
 
 def test_the_one_tap_link_acknowledges_in_the_browser(browser: Browser, web: Web, mosquitto: Mosquitto) -> None:

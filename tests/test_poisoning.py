@@ -128,16 +128,16 @@ class PickyStore(SqliteStore):
 
 
 def test_a_message_the_store_refuses_is_set_aside_and_the_batch_stored(tmp_path: Path) -> None:
+    picky = PickyStore(tmp_path / "picky.sqlite3")
     rt = Runtime(
         Settings(
             mode="dev",
             database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}",
             site_file=write_site(tmp_path),
             timeseries_path=tmp_path / "ts.sqlite3",
-        )
+        ),
+        store=picky,
     )
-    picky = PickyStore(tmp_path / "picky.sqlite3")
-    rt.pipeline.store = picky
     device = Device.offline("dev-b1-cam")
     try:
         now = time.time()

@@ -2,10 +2,11 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
+from server.rules.branch import BranchRules, ZoneRules
 from server.rules.calls import CallTracker
-from server.rules.engine import OpenAlert, RuleEngine, ZoneRules
 from server.rules.presence import DeviceWatch
 from server.rules.schedule import OpeningHours
+from server.rules.state import BranchState, OpenAlert
 from server.rules.threshold import ThresholdRule, ThresholdState, step
 from server.rules.transitions import Change
 from server.rules.waiting import projected_wait_min, windows_needed
@@ -65,21 +66,21 @@ ZONE = ZoneRules(queue=RULE, wait=ThresholdRule(15, 0, 12, 0), windows_open=2, s
 
 
 def test_engine_fires_wait_too_long_with_the_windows_to_open() -> None:
-    engine = RuleEngine()
+    engine = BranchRules(BranchState("b1"))
     # 9 waiting at 2 windows, 4 min each: 20 min projected, over the 15 min target at once (no duration)
-    (fired,) = engine.occupancy("b1", "queue", ZONE, 9, 0.0, open_now=True)
+    (fired,) = engine.occupancy("queue", ZONE, 9, 0.0, open_now=True)
     assert (fired.rule, fired.change) == ("wait_too_long", Change.FIRED)
     facts = fired.facts()
     assert (facts["windows_needed"], facts["more_windows"], facts["wait_min"]) == (3, 1, 20.0)
     # the queue rule needs 300 s at 8 or more
-    (queue,) = engine.occupancy("b1", "queue", ZONE, 9, 300.0, open_now=True)
+    (queue,) = engine.occupancy("queue", ZONE, 9, 300.0, open_now=True)
     assert (queue.rule, queue.change) == ("queue_too_long", Change.FIRED)
 
 
 def test_closed_branch_fires_nothing() -> None:
-    engine = RuleEngine()
-    assert engine.occupancy("b1", "queue", ZONE, 30, 0.0, open_now=False) == []
-    assert engine.occupancy("b1", "queue", ZONE, 30, 1000.0, open_now=False) == []
+    engine = BranchRules(BranchState("b1"))
+    assert engine.occupancy("queue", ZONE, 30, 0.0, open_now=False) == []
+    assert engine.occupancy("queue", ZONE, 30, 1000.0, open_now=False) == []
 
 
 def test_calls_fire_at_their_deadline_and_measure_the_response() -> None:
@@ -142,14 +143,13 @@ def test_opening_hours_by_grade_and_calendar() -> None:
 def test_branch_state_moves_between_engines_as_plain_data() -> None:
     import json
 
-    first = RuleEngine()
-    first.occupancy("b1", "queue", ZONE, 9, 0.0, open_now=True)
-    first.call("b1", "bell", "accessibility", False, 0.0, open_now=True)
-    first.device_seen("b1", "cam", 0.0)
-    data = json.loads(json.dumps(first.export_branch("b1")))  # survives a trip through a log
-    moved = RuleEngine()
-    moved.load_branch("b1", data)
-    changes = moved.occupancy("b1", "queue", ZONE, 9, 300.0, open_now=True)
+    first = BranchRules(BranchState("b1"))
+    first.occupancy("queue", ZONE, 9, 0.0, open_now=True)
+    first.call("bell", "accessibility", False, 0.0, open_now=True)
+    first.device_seen("cam", 0.0)
+    data = json.loads(json.dumps(first.state.to_data()))  # survives a trip through a log
+    moved = BranchRules(BranchState.from_data("b1", data))
+    changes = moved.occupancy("queue", ZONE, 9, 300.0, open_now=True)
     assert "queue_too_long" in {t.rule for t in changes}
     assert {t.rule for t in moved.tick(60.0)} == {"call_unanswered"}
     assert {t.rule for t in moved.tick(100.0)} == {"device_offline"}
@@ -172,37 +172,84 @@ def test_a_broker_restart_is_not_an_alert_per_device() -> None:
 
 
 def test_restored_firing_alert_can_clear() -> None:
-    engine = RuleEngine()
-    engine.reconcile([OpenAlert("queue_too_long", "b1", "queue", 12.0, 0.0, {})], now=0.0)
+    engine = BranchRules(BranchState("b1"))
+    engine.state.reconcile([OpenAlert("queue_too_long", "b1", "queue", 12.0, 0.0, {})], now=0.0)
     quiet = ZoneRules(queue=RULE, wait=None, windows_open=2, service_min=4.0)
-    assert engine.occupancy("b1", "queue", quiet, 3, 0.0, open_now=True) == []
-    (change,) = engine.occupancy("b1", "queue", quiet, 3, 120.0, open_now=True)
+    assert engine.occupancy("queue", quiet, 3, 0.0, open_now=True) == []
+    (change,) = engine.occupancy("queue", quiet, 3, 120.0, open_now=True)
     assert (change.change, change.peak) == (Change.RESOLVED, 12)
 
 
 def test_a_branch_sets_its_own_call_deadlines() -> None:
-    engine = RuleEngine()
-    engine.call("b1", "bell", "accessibility", False, 0.0, open_now=True, deadlines_s={"accessibility": 30.0})
+    engine = BranchRules(BranchState("b1"))
+    engine.call("bell", "accessibility", False, 0.0, open_now=True, deadlines_s={"accessibility": 30.0})
     assert [t.rule for t in engine.tick(30.0)] == ["call_unanswered"]
 
 
 def test_closing_ends_the_lobby_alerts_and_keeps_those_meant_for_the_night() -> None:
-    engine = RuleEngine()
+    engine = BranchRules(BranchState("b1"))
     hours = OpeningHours.for_grade(1, "Asia/Shanghai")  # 08:00-20:00
     evening = datetime(2026, 11, 23, 11, 50, tzinfo=UTC).timestamp()  # 19:50
-    assert engine.hours("b1", hours, evening) == []
-    fired = engine.occupancy("b1", "queue", ZoneRules(RULE, None, 2, 4.0), 12, evening, True, "cam")
-    fired += engine.occupancy("b1", "queue", ZoneRules(RULE, None, 2, 4.0), 12, evening + 300, True, "cam")
+    assert engine.hours(hours, evening) == []
+    fired = engine.occupancy("queue", ZoneRules(RULE, None, 2, 4.0), 12, evening, True, "cam")
+    fired += engine.occupancy("queue", ZoneRules(RULE, None, 2, 4.0), 12, evening + 300, True, "cam")
     assert [t.rule for t in fired] == ["queue_too_long"]
-    engine.facility("b1", "env", "door", "door", 1.0, True, None, evening, True)
-    engine.facility("b1", "cam", "camera", "camera", 0.0, False, "covered", evening, True)
-    engine.facility("b1", "cam", "camera", "camera", 0.0, False, "covered", evening + 300, True)
-    engine.call("b1", "bell", "accessibility", False, evening + 500, open_now=True)
-    closed = engine.hours("b1", hours, evening + 600)  # 20:00
+    engine.facility("env", "door", "door", 1.0, True, None, evening, True)
+    engine.facility("cam", "camera", "camera", 0.0, False, "covered", evening, True)
+    engine.facility("cam", "camera", "camera", 0.0, False, "covered", evening + 300, True)
+    engine.call("bell", "accessibility", False, evening + 500, open_now=True)
+    closed = engine.hours(hours, evening + 600)  # 20:00
     assert [(t.rule, t.subject, t.facts()["reason"]) for t in closed] == [("queue_too_long", "queue", "closed")]
-    assert engine.hours("b1", hours, evening + 700) == []  # once
+    assert engine.hours(hours, evening + 700) == []  # once
     # the camera's fault and the waiting call go on through the night
     assert [t.rule for t in engine.tick(evening + 700)] == ["call_unanswered"]
-    door = engine.facility("b1", "env", "door", "door", 1.0, True, None, evening + 700, False)
-    door += engine.facility("b1", "env", "door", "door", 1.0, True, None, evening + 900, False)
+    door = engine.facility("env", "door", "door", 1.0, True, None, evening + 700, False)
+    door += engine.facility("env", "door", "door", 1.0, True, None, evening + 900, False)
     assert [t.subject for t in door] == ["env/door"]  # a door open after hours fires at night
+
+
+def test_every_rule_kind_is_in_the_catalog_with_its_messages_in_every_language() -> None:
+    from lobbywatch.i18n import LOCALES, catalog
+    from server.rules import calls, facility, opening, presence, queue, waiting
+    from server.rules.catalog import KINDS
+
+    modules = (queue, waiting, calls, presence, facility, opening)
+    assert set(KINDS) == {m.RULE for m in modules}  # each module's rule is declared once, under its own name
+    for locale in LOCALES:
+        missing = [key for kind in KINDS.values() for key in kind.message_keys() if key not in catalog(locale)]
+        assert missing == [], locale
+
+
+def test_a_restart_takes_up_each_kind_of_open_alert_from_the_catalog() -> None:
+    engine = BranchRules(BranchState("b1"))
+    engine.state.reconcile(
+        [
+            OpenAlert("queue_too_long", "b1", "queue", 12.0, 0.0, {}),
+            OpenAlert("facility", "b1", "env/temperature", 1.0, 0.0, {"kind": "temperature"}),
+            OpenAlert("facility", "b1", "cam/camera", 1.0, 0.0, {"kind": "camera"}),
+            OpenAlert("device_offline", "b1", "btn", 0.0, 0.0, {}),
+            OpenAlert("call_unanswered", "b1", "bell", 70.0, 100.0, {"kind": "accessibility", "waited_s": 70}),
+            OpenAlert("not_open_on_time", "b1", "lobby", 0.0, 0.0, {}),
+        ],
+        now=200.0,
+    )
+    state = engine.state
+    assert state.thresholds["queue_too_long/queue"].firing
+    assert state.lobby == {"queue_too_long/queue", "facility/env/temperature"}  # the camera's fault is not the lobby's
+    assert state.devices.offline == {"btn"}
+    assert (state.calls.open["bell"].pressed_at, state.calls.open["bell"].fired) == (30.0, True)
+    assert state.opening.firing
+
+
+def test_a_routing_for_a_rule_that_does_not_exist_is_refused() -> None:
+    from server.registry.site import SiteSpec
+
+    with pytest.raises(ValueError, match="no rule 'queue_too_lng'"):
+        SiteSpec.model_validate(
+            {
+                "regions": [{"id": "r", "name": "R"}],
+                "branches": [
+                    {"id": "b", "name": "B", "region": "r", "routing": {"queue_too_lng": {"role": "technician"}}}
+                ],
+            }
+        )

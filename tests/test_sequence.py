@@ -1,4 +1,4 @@
-from server.ingest.sequence import MAX_GAP_RANGES, SequenceTracker, Verdict
+from server.processing.sequence import MAX_GAP_RANGES, SequenceTracker, Verdict
 
 
 def test_in_order_messages_are_new() -> None:

@@ -11,8 +11,9 @@ import pytest
 from bench.service_rate import run as simulate
 from lobby_sim.lobby import SERVICE_MIX
 from server.registry.directory import BranchEntry
-from server.rules.engine import RuleEngine, ZoneRules
+from server.rules.branch import BranchRules, ZoneRules
 from server.rules.service_rate import FLICKER_S, MIN_BUSY_MIN, ServiceLearner
+from server.rules.state import BranchState
 from server.rules.threshold import ThresholdRule
 from server.rules.transitions import Transition
 
@@ -62,7 +63,7 @@ ZONE = ZoneRules(
 LEARNING = ZoneRules(queue=ZONE.queue, wait=None, windows_open=2, service_min=3.8)  # the wait rule not yet on
 
 
-def feed_lobby(engine: RuleEngine, service_min: float, hours: float, seed: int = 0) -> float:
+def feed_lobby(engine: BranchRules, service_min: float, hours: float, seed: int = 0) -> float:
     """A queue served at two windows at `service_min` minutes each, arrivals keeping it busy; counted each second."""
     rng = random.Random(seed)
     waiting, at, last = 6, 0.0, None
@@ -77,20 +78,20 @@ def feed_lobby(engine: RuleEngine, service_min: float, hours: float, seed: int =
                 waiting -= 1
                 busy[i] = rng.expovariate(1 / service_min) * 60
         if waiting != last or int(at) % 10 == 0:
-            engine.occupancy("b1", "queue", LEARNING, waiting, at, open_now=True)
+            engine.occupancy("queue", LEARNING, waiting, at, open_now=True)
             last = waiting
     return at
 
 
 def test_the_wait_rule_uses_the_learnt_service_time() -> None:
-    engine = RuleEngine()
+    engine = BranchRules(BranchState("b1"))
     at = feed_lobby(engine, service_min=6.0, hours=5)
-    learner = engine.service("b1", "queue")
+    learner = engine.service("queue")
     assert learner is not None
     assert learner.learnt()
     assert 5.0 < learner.service_min(3.8) < 7.0
-    changes = engine.occupancy("b1", "queue", ZONE, 9, at + 120, open_now=True)
-    changes += engine.occupancy("b1", "queue", ZONE, 9, at + 200, open_now=True)
+    changes = engine.occupancy("queue", ZONE, 9, at + 120, open_now=True)
+    changes += engine.occupancy("queue", ZONE, 9, at + 200, open_now=True)
     (fired,) = [c for c in changes if c.rule == "wait_too_long"]
     facts = fired.facts()
     assert facts["service_learnt"] is True
@@ -100,16 +101,16 @@ def test_the_wait_rule_uses_the_learnt_service_time() -> None:
 
 
 def test_what_was_learnt_moves_with_the_branch_and_survives_a_restart(tmp_path: Path) -> None:
-    engine = RuleEngine()
+    engine = BranchRules(BranchState("b1"))
     feed_lobby(engine, service_min=6.0, hours=2)
-    moved = RuleEngine()
-    moved.load_branch("b1", json.loads(json.dumps(engine.export_branch("b1"))))
-    assert moved.service_evidence() == engine.service_evidence()  # all of it, to the count in flight
+    moved = BranchRules(BranchState.from_data("b1", json.loads(json.dumps(engine.state.to_data()))))
+    assert moved.state.service == engine.state.service  # all of it, to the count in flight
 
     from lobbywatch.clock import FakeClock
     from server.ingest.pipeline import Pipeline
     from server.ingest.rejects import Rejects
     from server.live import LiveState
+    from server.processing.branch import BranchProcessor
     from server.registry.database import make_engine, make_sessions
     from server.registry.directory import Directory
     from server.registry.site import SiteSpec, import_site
@@ -120,11 +121,10 @@ def test_what_was_learnt_moves_with_the_branch_and_survives_a_restart(tmp_path: 
     with sessions() as session:
         import_site(session, SiteSpec.model_validate(site()))
 
-    def pipeline(rules: RuleEngine) -> Pipeline:
+    def pipeline() -> Pipeline:
         return Pipeline(
             directory=Directory(sessions),
             store=SqliteStore(tmp_path / "ts.sqlite3"),
-            rules=rules,
             alerts=_NoAlerts(),
             live=LiveState(),
             rejects=Rejects(),
@@ -132,11 +132,11 @@ def test_what_was_learnt_moves_with_the_branch_and_survives_a_restart(tmp_path: 
             clock=FakeClock(datetime(2026, 11, 23, 2, tzinfo=UTC)),
         )
 
-    pipeline(engine).flush_learnt()
-    restarted = RuleEngine()
-    pipeline(restarted)
-    ((key, learnt),) = restarted.service_evidence().items()
-    before = engine.service_evidence()[key]
+    first = pipeline()
+    first.branches.add(BranchProcessor(engine.state))
+    first.flush_learnt()
+    ((key, learnt),) = pipeline().branches.service_evidence().items()  # restarted
+    before = engine.state.service[key[1]]
     assert key == ("b1", "queue")
     assert (learnt.busy_min, learnt.served, learnt.arrived) == pytest.approx(
         (before.busy_min, before.served, before.arrived)

@@ -17,16 +17,16 @@ ever dropped is counted (`dropped`, reported in the device's health) and the ser
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
-import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from edge_agent.transport import card
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,8 +46,6 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (acked, seq);
 # Share of the unsent messages dropped at once when the outbox is full: enough to make room for a while.
 DROP_SHARE = 0.01
 FULL_RETRIES = 3
-WAL_LIMIT = 256 * 1024  # the write-ahead log is cut back to this after a checkpoint
-RESERVE_BYTES = 256 * 1024  # kept free beside the outbox for a card that is full all the same
 RELIEF_PAGES = 16  # pages above the bound that making room may use for a moment
 DELETE_STEP = 64  # rows deleted at a time when making room
 
@@ -81,13 +79,13 @@ class Outbox:
         # the log is checkpointed every 64 pages and cut back to 256 KiB: on a small card it must not eat the
         # room the messages need
         self._db.execute("PRAGMA wal_autocheckpoint=64")
-        self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+        self._db.execute(f"PRAGMA journal_size_limit={card.WAL_LIMIT}")
         self._db.executescript(_SCHEMA)
         page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._reserve = path.with_name(path.name + ".reserve")
-        self._max_pages = max(16, self._bound(path, max_bytes) // page_size)
+        self._max_pages = max(16, card.bound(path, max_bytes) // page_size)
         self._db.execute(f"PRAGMA max_page_count = {self._max_pages}")
-        self._keep_reserve()
+        card.keep_reserve(self._reserve)
         self.stream = self._meta("stream") or self._init_stream()
         self._pruned_since = 0
 
@@ -131,10 +129,7 @@ class Outbox:
     def _relieve(self, unsent: bool) -> None:
         # a full card: the reserve file gives the room a checkpoint needs; the checkpoint gives back the
         # write-ahead log, and the deletions that follow free the rest
-        if shutil.disk_usage(self._reserve.parent).free < RESERVE_BYTES:
-            with contextlib.suppress(OSError):
-                self._reserve.unlink()
-                log.warning("card full: gave up the outbox's reserve to make room")
+        card.give_up_reserve_if_full(self._reserve)
         self._checkpoint()
         # deleting rebalances the tree, which may want a page or two more than the bound leaves
         self._db.execute(f"PRAGMA max_page_count = {self._max_pages + RELIEF_PAGES}")
@@ -145,27 +140,7 @@ class Outbox:
         finally:
             self._db.execute(f"PRAGMA max_page_count = {self._max_pages}")
         self._checkpoint()
-        self._keep_reserve()
-
-    def _bound(self, path: Path, max_bytes: int) -> int:
-        """The configured size, or what the card can hold besides the log and the reserve, if less."""
-        held = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
-        room = shutil.disk_usage(path.parent).free + held - RESERVE_BYTES - 2 * WAL_LIMIT
-        if room < max_bytes:
-            log.warning(
-                "outbox bounded by the card's free space: %d KiB (configured %d KiB)", room // 1024, max_bytes // 1024
-            )
-        return min(max_bytes, max(0, int(room * 0.9)))
-
-    def _keep_reserve(self) -> None:
-        if self._reserve.exists():
-            return
-        try:
-            self._reserve.write_bytes(bytes(RESERVE_BYTES))
-        except OSError as exc:  # no room for it now: tried again after the next relief
-            log.warning("no room for the outbox's reserve file: %s", exc)
-            with contextlib.suppress(OSError):
-                self._reserve.unlink()
+        card.keep_reserve(self._reserve)
 
     def _checkpoint(self) -> None:
         try:
@@ -222,16 +197,15 @@ class Outbox:
 
     def _drop(self, where: str, params: tuple[object, ...], why: str) -> int:
         """Delete unsent messages matching `where` and count them; returns how many."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        dropped = 0
+
+        def delete() -> None:
+            nonlocal dropped
             dropped = self._db.execute(f"DELETE FROM outbox WHERE acked = 0 AND {where}", params).rowcount
             if dropped:
                 self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'dropped'", (dropped,))
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+
+        self._write(delete)
         if dropped:
             log.error("%s: dropped the %d oldest unsent messages (the server will see the gap)", why, dropped)
         return dropped

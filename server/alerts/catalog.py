@@ -1,48 +1,35 @@
-"""What the alert service knows of each rule: its severity and who is asked first (unless the branch's routing
-says otherwise), which rules are about a zone, and the message of each change, in a locale and the branch's time
-zone (the catalog's keys `alert.<rule>.<change>.title|body`)."""
+"""An alert's severity and who is asked first (the branch's routing, else the rule kind's in
+`server.rules.catalog`), and the message of each change, in a locale and the branch's time zone (the message
+catalogs' keys `alert.<rule>.<change>.title|body`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from lobbywatch.i18n import t
 from server.registry import models
 from server.registry.directory import BranchEntry
+from server.rules.calls import RULE as CALL_RULE
+from server.rules.catalog import KINDS, ZONE_RULES
+from server.rules.facility import RULE as FACILITY_RULE
 from server.rules.transitions import Transition
 
-
-@dataclass(frozen=True)
-class RuleSpec:
-    severity: str
-    role: str  # who is asked first: counter_staff, duty_supervisor, branch_manager, city_office, technician
-
-
-RULES = {
-    "queue_too_long": RuleSpec("warning", "duty_supervisor"),
-    "wait_too_long": RuleSpec("warning", "duty_supervisor"),
-    "call_unanswered": RuleSpec("critical", "counter_staff"),
-    "device_offline": RuleSpec("warning", "technician"),
-    "facility": RuleSpec("warning", "duty_supervisor"),  # the devices' own faults go to the technicians
-    "not_open_on_time": RuleSpec("critical", "branch_manager"),
-}
-ZONE_RULES = frozenset({"queue_too_long", "wait_too_long"})
+__all__ = ["ZONE_RULES", "describe", "first_role", "severity"]
 
 
 def severity(change: Transition, branch: BranchEntry) -> str:
+    """The branch's choice for the rule, else what the rule's kind says of these facts, else the kind's own."""
     chosen = branch.routing.get(change.rule, (None, None))[0]
     if chosen:
         return chosen
-    if change.rule == "call_unanswered" and change.facts().get("kind") != "accessibility":
-        return "warning"  # the ramp bell is a person who cannot come in; the others can wait a little
-    return RULES[change.rule].severity
+    kind = KINDS[change.rule]
+    return kind.severity_for(change.facts()) or kind.severity
 
 
 def first_role(rule: str, facts: dict[str, object], branch: BranchEntry) -> str:
     """Who is asked first: a device's own fault always the technicians, else the branch's choice, else the rule's."""
-    return str(facts.get("role") or branch.routing.get(rule, (None, None))[1] or RULES[rule].role)
+    return str(facts.get("role") or branch.routing.get(rule, (None, None))[1] or KINDS[rule].role)
 
 
 def describe(
@@ -62,9 +49,9 @@ def describe(
         "threshold": rounded(alert.threshold),
         "time": local.strftime("%H:%M"),
     }
-    if alert.rule == "call_unanswered" and isinstance(kind, str):
+    if alert.rule == CALL_RULE and isinstance(kind, str):
         params["kind"] = t(locale, f"call.{kind}")
-    if alert.rule == "facility" and isinstance(kind, str):
+    if alert.rule == FACILITY_RULE and isinstance(kind, str):
         params["kind"] = t(locale, f"facility.kind.{kind}")
         params["problem"] = t(locale, f"facility.problem.{kind}")
         params["reading"] = rounded(number(facts.get("reading")))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -14,10 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lobbywatch.clock import Clock, as_utc
 from server.alerts.catalog import ZONE_RULES, describe, first_role, number, plain, severity
+from server.alerts.errors import AlertError
+from server.alerts.silences import Silences, is_silenced
 from server.dashboards import BRANCH_UID, uid
 from server.delivery.notify import Notice
 from server.registry import audit, models
 from server.registry.directory import BranchEntry
+from server.rules.presence import RULE as OFFLINE_RULE
 from server.rules.transitions import Change, Transition
 
 OPEN_STATES = ("firing", "acknowledged")
@@ -34,13 +37,9 @@ class Held:
     unknown: frozenset[tuple[str, str]] = frozenset()  # (branch, zone)
 
     def holds(self, alert: models.Alert) -> bool:
-        if alert.rule != "device_offline" and alert.device_id and (alert.branch_id, alert.device_id) in self.offline:
+        if alert.rule != OFFLINE_RULE and alert.device_id and (alert.branch_id, alert.device_id) in self.offline:
             return True
         return alert.rule in ZONE_RULES and (alert.branch_id, alert.subject) in self.unknown
-
-
-class AlertError(ValueError):
-    """A person's action that cannot be done (resolved already, unknown alert); the message says why."""
 
 
 def alert_key(rule: str, branch: str, subject: str) -> str:
@@ -48,6 +47,11 @@ def alert_key(rule: str, branch: str, subject: str) -> str:
 
 
 Event = dict[str, object]
+
+
+def subject_of(alert: models.Alert) -> str:
+    """The alert's subject as people call it (a zone's, a button's name), else its key."""
+    return str((alert.facts or {}).get("subject_name") or alert.subject)
 
 
 class AlertService:
@@ -66,7 +70,8 @@ class AlertService:
         self._public_url = public_url.rstrip("/")
         self._grafana_url = grafana_url.rstrip("/") if grafana_url else None
         self._on_event = on_event
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one writer of alerts at a time (the alerts thread, the API's people)
+        self.silences = Silences(sessions, clock, self._lock, on_event)
 
     def open_alerts(self) -> list[models.Alert]:
         with self._sessions() as session:
@@ -85,7 +90,7 @@ class AlertService:
             ).first()
             if change.change is Change.FIRED:
                 if alert is None:
-                    device = facts.get("device") or (change.subject if change.rule == "device_offline" else None)
+                    device = facts.get("device") or (change.subject if change.rule == OFFLINE_RULE else None)
                     alert = models.Alert(
                         key=key,
                         rule=change.rule,
@@ -121,7 +126,7 @@ class AlertService:
             alert.facts = {**plain(facts), "subject_name": subject_name}
             detail = ", ".join(f"{k}={v}" for k, v in facts.items())
             session.add(models.AlertEvent(alert_id=alert.id, at=at, kind=change.change.value, detail=detail))
-            silenced = self._silenced(session, alert, at)
+            silenced = is_silenced(session, alert, at)
             session.commit()
             notice = self._notice(alert, branch, subject_name, change.change.value, at, facts)
             self._event(
@@ -148,7 +153,7 @@ class AlertService:
                     continue
                 if held.holds(alert):
                     continue
-                if self._silenced(session, alert, now):
+                if is_silenced(session, alert, now):
                     continue
                 chain = branch.escalation.chain
                 start_role = first_role(alert.rule, dict(alert.facts or {}), branch)
@@ -168,92 +173,12 @@ class AlertService:
                     continue
                 alert.notified_at = now
                 session.add(models.AlertEvent(alert_id=alert.id, at=now, kind=change, detail=f"to {alert.role}"))
-                notices.append(self._notice(alert, branch, self._subject(alert), change, now, dict(alert.facts or {})))
+                notices.append(self._notice(alert, branch, subject_of(alert), change, now, dict(alert.facts or {})))
                 self._event(change, alert, now, role=alert.role, step=alert.step)
             session.commit()
         if self._notify is not None:
             for notice in notices:
                 self._notify(notice)
-
-    def silence(
-        self, branch: str, minutes: float, by: str, reason: str, rule: str | None = None, subject: str | None = None
-    ) -> models.Silence:
-        if minutes <= 0 or minutes > 7 * 24 * 60:
-            raise AlertError("a silence lasts from a minute to a week")
-        if not reason.strip():
-            raise AlertError("say why (e.g. 'replacing the camera'): it is shown with every silenced alert")
-        now = self._clock.now()
-        with self._lock, self._sessions() as session:
-            if session.get(models.Branch, branch) is None:
-                raise AlertError(f"no branch {branch!r}")
-            silence = models.Silence(
-                branch_id=branch,
-                rule=rule,
-                subject=subject,
-                starts_at=now,
-                ends_at=now + timedelta(minutes=minutes),
-                by=by,
-                reason=reason,
-            )
-            session.add(silence)
-            audit.record(
-                session,
-                now,
-                by,
-                "silence.create",
-                f"branch {branch}",
-                f"{minutes:g} min, {rule or 'every rule'}: {reason}",
-            )
-            session.commit()
-        if self._on_event is not None:
-            self._on_event(
-                {
-                    "event": "silence",
-                    "branch": branch,
-                    "rule": rule,
-                    "subject": subject,
-                    "by": by,
-                    "until": silence.ends_at.isoformat(),
-                    "at": now.isoformat(),
-                }
-            )
-        return silence
-
-    def end_silence(self, silence_id: int, by: str = "") -> None:
-        with self._lock, self._sessions() as session:
-            silence = session.get(models.Silence, silence_id)
-            if silence is None:
-                raise AlertError(f"no silence {silence_id}")
-            silence.ends_at = self._clock.now()
-            audit.record(
-                session,
-                silence.ends_at,
-                by or "?",
-                "silence.end",
-                f"branch {silence.branch_id}",
-                f"silence {silence_id}",
-            )
-            session.commit()
-
-    def silences(self) -> list[models.Silence]:
-        now = self._clock.now()
-        with self._sessions() as session:
-            return [s for s in session.scalars(select(models.Silence)) if as_utc(s.ends_at) > now]
-
-    @staticmethod
-    def _silenced(session: Session, alert: models.Alert, at: datetime) -> bool:
-        for silence in session.scalars(select(models.Silence).where(models.Silence.branch_id == alert.branch_id)):
-            # a silence's subject is the alert's (a zone, a button) or the device its data comes from
-            if (
-                as_utc(silence.starts_at) <= at < as_utc(silence.ends_at)
-                and silence.rule in (None, alert.rule)
-                and silence.subject in (None, alert.subject, alert.device_id)
-            ):
-                return True
-        return False
-
-    def _subject(self, alert: models.Alert) -> str:
-        return str((alert.facts or {}).get("subject_name") or alert.subject)
 
     # -- from people ---------------------------------------------------------------------------------
     def acknowledge(self, alert_id: int, by: str, channel: str) -> models.Alert:

@@ -10,7 +10,8 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import func, select
 
 from lobbywatch.i18n import t
-from server.alerts.service import OPEN_STATES, AlertError
+from server.alerts.errors import AlertError
+from server.alerts.service import OPEN_STATES
 from server.api.deps import Authorized, CallerDep, LocaleDep, RuntimeDep, roles
 from server.api.schemas import (
     AcknowledgeIn,
@@ -325,7 +326,7 @@ def pass_on(alert_id: int, body: PassOnIn, runtime: RuntimeDep, locale: LocaleDe
 def silence(body: SilenceIn, runtime: RuntimeDep, caller: CallerDep) -> SilencePublic:
     caller.check_act(runtime, body.branch)
     try:
-        made = runtime.alerts.silence(
+        made = runtime.alerts.silences.add(
             body.branch, body.minutes, caller.acting_as(body.by), body.reason, body.rule, body.subject
         )
     except AlertError as exc:
@@ -337,7 +338,7 @@ def silence(body: SilenceIn, runtime: RuntimeDep, caller: CallerDep) -> SilenceP
 def silences(runtime: RuntimeDep, caller: CallerDep) -> list[SilencePublic]:
     return [
         SilencePublic.model_validate(s, from_attributes=True)
-        for s in runtime.alerts.silences()
+        for s in runtime.alerts.silences.active()
         if caller.sees(runtime, s.branch_id)
     ]
 
@@ -349,7 +350,7 @@ def end_silence(silence_id: int, runtime: RuntimeDep, caller: CallerDep) -> None
     if found is not None:
         caller.check_act(runtime, found.branch_id)
     try:
-        runtime.alerts.end_silence(silence_id, caller.acting_as("api"))
+        runtime.alerts.silences.end(silence_id, caller.acting_as("api"))
     except AlertError as exc:
         raise HTTPException(404, str(exc)) from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from server.ingest.sequence import SequenceTracker
+from server.processing.sequence import SequenceTracker
 
 MAX_RANGES = 64  # per request; the rest is asked for in the next one
 

@@ -4,37 +4,48 @@ learnt. Loaded once at start; devices and rules saved with every batch, before i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from lobbywatch.clock import as_utc
+from lobbywatch.protocol import Calibration
 from server.alerts.service import OPEN_STATES
-from server.ingest.device_state import DeviceRuntime
-from server.ingest.sequence import SequenceTracker
+from server.processing.branch import BranchProcessor
+from server.processing.branches import Branches
 from server.registry import models
 from server.registry.upsert import upsert
-from server.rules.engine import OpenAlert, RuleEngine
 from server.rules.service_rate import ServiceLearner
+from server.rules.state import OpenAlert
+
+log = logging.getLogger(__name__)
 
 
-def load(session: Session, devices: dict[str, DeviceRuntime], rules: RuleEngine, now: float) -> None:
-    """Devices and rule state as saved, then the rules reconciled with the alerts still open."""
+def load(session: Session, now: float) -> Branches:
+    """Every branch's processor as saved (devices and rule state), its rules reconciled with the alerts still
+    open."""
+    saved: dict[str, dict[str, Any]] = {}
     for device in session.query(models.Device).all():
-        runtime = DeviceRuntime(
-            online=device.online, agent_version=device.agent_version, config_version=device.config_version
-        )
-        if device.sequence:
-            runtime.sequence = SequenceTracker.from_dict(dict(device.sequence))
-        devices[device.id] = runtime
-    for saved in session.query(models.RuleState).all():
-        rules.load_branch(saved.branch_id, dict(saved.state))
+        devices = saved.setdefault(device.branch_id, {}).setdefault("devices", {})
+        devices[device.id] = {
+            "online": device.online,
+            "agent_version": device.agent_version,
+            "config_version": device.config_version,
+            "sequence": device.sequence,
+        }
+    for state in session.query(models.RuleState).all():
+        saved.setdefault(state.branch_id, {})["rules"] = dict(state.state)
+    branches = Branches()
+    for branch, data in saved.items():
+        branches.add(BranchProcessor.load(branch, data))
     for estimate in session.query(models.ServiceEstimate).all():
-        if rules.service(estimate.branch_id, estimate.zone) is None:  # older than a saved state
+        rules = branches.get(estimate.branch_id).rules
+        if rules.service(estimate.zone) is None:  # older than a saved state
             rules.restore_service(
-                estimate.branch_id,
                 estimate.zone,
                 ServiceLearner(
                     busy_min=estimate.busy_min,
@@ -43,41 +54,47 @@ def load(session: Session, devices: dict[str, DeviceRuntime], rules: RuleEngine,
                     windows=estimate.windows,
                 ),
             )
-    alerts = session.scalars(select(models.Alert).where(models.Alert.state.in_(OPEN_STATES)))
-    opened = [
-        OpenAlert(a.rule, a.branch_id, a.subject, a.peak or 0.0, as_utc(a.started_at).timestamp(), dict(a.facts or {}))
-        for a in alerts
-    ]
-    rules.reconcile(opened, now)
+    opened: dict[str, list[OpenAlert]] = {}
+    for a in session.scalars(select(models.Alert).where(models.Alert.state.in_(OPEN_STATES))):
+        opened.setdefault(a.branch_id, []).append(
+            OpenAlert(
+                a.rule, a.branch_id, a.subject, a.peak or 0.0, as_utc(a.started_at).timestamp(), dict(a.facts or {})
+            )
+        )
+    for branch in set(opened) | set(branches.processors):
+        branches.get(branch).reconcile(opened.get(branch, []), now)
+    return branches
 
 
-def save_rules(session: Session, rules: RuleEngine, branches: set[str], now: datetime) -> bool:
-    """The rule state of `branches` (those that moved); False when there was nothing to write."""
-    if not branches:
+def save_rules(session: Session, processors: Iterable[BranchProcessor], now: datetime) -> bool:
+    """The rule state of the `processors` whose state moved; False when there was nothing to write."""
+    rows = [{"branch_id": p.branch, "state": p.rule_state(), "updated_at": now} for p in processors if p.moved]
+    if not rows:
         return False
-    rows = [{"branch_id": b, "state": rules.export_branch(b), "updated_at": now} for b in sorted(branches)]
-    upsert(session, models.RuleState, rows, ["branch_id"])
+    upsert(session, models.RuleState, sorted(rows, key=lambda row: row["branch_id"]), ["branch_id"])
     return True
 
 
-def save_devices(session: Session, devices: dict[str, DeviceRuntime], dirty: set[str]) -> bool:
-    """The state of the `dirty` devices; False when there was nothing to write."""
-    if not dirty:
-        return False
+def save_devices(session: Session, processors: Iterable[BranchProcessor]) -> bool:
+    """The state of the devices that changed; False when there was nothing to write."""
     rows = []
-    for device_id in dirty:
-        runtime = devices[device_id]
-        rows.append(
-            {
-                "b_id": device_id,
-                "online": runtime.online,
-                "last_seen": datetime.fromtimestamp(runtime.last_seen, UTC) if runtime.last_seen else None,
-                "clock_skew_ms": runtime.clock_skew_ms,
-                "agent_version": runtime.agent_version,
-                "config_version": runtime.config_version,
-                "sequence": runtime.sequence.to_dict(),
-            }
-        )
+    for processor in processors:
+        dirty, processor.dirty = processor.dirty, set()
+        for device_id in dirty:
+            runtime = processor.devices[device_id]
+            rows.append(
+                {
+                    "b_id": device_id,
+                    "online": runtime.online,
+                    "last_seen": datetime.fromtimestamp(runtime.last_seen, UTC) if runtime.last_seen else None,
+                    "clock_skew_ms": runtime.clock_skew_ms,
+                    "agent_version": runtime.agent_version,
+                    "config_version": runtime.config_version,
+                    "sequence": runtime.sequence.to_dict(),
+                }
+            )
+    if not rows:
+        return False
     table = models.Device.__table__
     statement = (
         update(models.Device)
@@ -106,3 +123,23 @@ def save_learnt(
                 )
             )
     session.commit()
+
+
+def keep_calibration(session: Session, device: str, calibration: Calibration) -> None:
+    """A zone's calibration a technician made, kept with the zone so that it moves to a replacement camera."""
+    zone = session.scalars(
+        select(models.Zone).where(models.Zone.device_id == device, models.Zone.key == calibration.zone)
+    ).first()
+    if zone is None:
+        log.warning(
+            "device %s calibrated zone %s, which the registry does not have for it: not kept", device, calibration.zone
+        )
+        return
+    zone.calibration = calibration.model_dump(mode="json")
+    session.commit()
+    log.info(
+        "device %s calibrated zone %s (residual %.2f people): kept for a replacement",
+        device,
+        calibration.zone,
+        calibration.model.residual_sd,
+    )

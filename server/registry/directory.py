@@ -5,16 +5,15 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import date, time
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.registry import models
-from server.rules.engine import ZoneRules
+from server.registry.site import BranchSettings
+from server.rules.branch import ZoneRules
 from server.rules.schedule import OpeningHours
 from server.rules.threshold import ThresholdRule
-from server.rules.waiting import STANDARD_SERVICE_MIN
 
 # The wait rule clears when the projected wait falls to this share of the target.
 WAIT_CLEAR_SHARE = 0.8
@@ -76,6 +75,7 @@ class Directory:
     def reload(self) -> None:
         with self._sessions() as session:
             rows = list(session.scalars(select(models.Branch)))
+            settings = {b.id: read_settings(b) for b in rows}
             branches = {
                 b.id: BranchEntry(
                     b.id,
@@ -83,20 +83,19 @@ class Directory:
                     b.region_id,
                     b.timezone,
                     b.locale,
-                    opening_hours(b),
-                    dict(b.settings.get("call_deadlines_s") or {}),  # type: ignore[call-overload]
-                    escalation(b.settings or {}),
-                    contacts(b.settings or {}),
-                    routing(b.settings or {}),
+                    opening_hours(b, settings[b.id]),
+                    dict(settings[b.id].call_deadlines_s),
+                    escalation(settings[b.id]),
+                    contacts(settings[b.id]),
+                    routing(settings[b.id]),
                 )
                 for b in rows
             }
-            settings = {b.id: b.settings or {} for b in rows}
             parents = {r.id: r.parent_id for r in session.scalars(select(models.Region))}
             zones: dict[str, dict[str, ZoneEntry]] = {}
             for z in session.scalars(select(models.Zone)):
                 zones.setdefault(z.device_id, {})[z.key] = ZoneEntry(
-                    z.branch_id, z.key, z.name, zone_rules(z, settings.get(z.branch_id, {}))
+                    z.branch_id, z.key, z.name, zone_rules(z, settings.get(z.branch_id) or BranchSettings())
                 )
             devices = {  # a revoked device is no longer one of ours: what it still sends is refused
                 d.id: DeviceEntry(d.id, d.branch_id, zones.get(d.id, {}), d.profile)
@@ -137,71 +136,59 @@ class Directory:
 
 @dataclass(frozen=True, slots=True)
 class Escalation:
-    chain: tuple[str, ...] = ("counter_staff", "duty_supervisor", "branch_manager", "city_office")
-    step_after_s: float = 300.0
-    remind_every_s: float = 120.0
+    chain: tuple[str, ...]
+    step_after_s: float
+    remind_every_s: float
 
 
-def escalation(settings: dict[str, Any]) -> Escalation:
-    spec = settings.get("escalation") or {}
-    default = Escalation()
-    return Escalation(
-        tuple(spec.get("chain", default.chain)),
-        60 * float(spec.get("step_after_min", 5.0)),
-        60 * float(spec.get("remind_every_min", 2.0)),
+def read_settings(branch: models.Branch) -> BranchSettings:
+    """The branch's settings as imported (`BranchSettings`, with its defaults for what was not set)."""
+    return BranchSettings.model_validate(branch.settings or {})
+
+
+def escalation(settings: BranchSettings) -> Escalation:
+    spec = settings.escalation
+    return Escalation(tuple(spec.chain), 60 * spec.step_after_min, 60 * spec.remind_every_min)
+
+
+def routing(settings: BranchSettings) -> dict[str, tuple[str | None, str | None]]:
+    return {rule: (spec.severity, spec.role) for rule, spec in settings.routing.items()}
+
+
+def contacts(settings: BranchSettings) -> tuple[Contact, ...]:
+    return tuple(
+        Contact(
+            c.name,
+            c.role,
+            tuple(c.urls),
+            c.min_severity,
+            (c.quiet_from, c.quiet_to) if c.quiet_from and c.quiet_to else None,
+            c.max_per_hour,
+        )
+        for c in settings.contacts
     )
 
 
-def routing(settings: dict[str, Any]) -> dict[str, tuple[str | None, str | None]]:
-    return {rule: (spec.get("severity"), spec.get("role")) for rule, spec in (settings.get("routing") or {}).items()}
-
-
-def contacts(settings: dict[str, Any]) -> tuple[Contact, ...]:
-    found = []
-    for c in settings.get("contacts") or []:
-        quiet = None
-        if c.get("quiet_from") and c.get("quiet_to"):
-            quiet = (time.fromisoformat(c["quiet_from"]), time.fromisoformat(c["quiet_to"]))
-        found.append(
-            Contact(
-                c["name"],
-                c["role"],
-                tuple(c["urls"]),
-                c.get("min_severity", "warning"),
-                quiet,
-                int(c.get("max_per_hour", 30)),
-            )
-        )
-    return tuple(found)
-
-
-def opening_hours(branch: models.Branch) -> OpeningHours:
-    settings: dict[str, Any] = dict(branch.settings or {})
+def opening_hours(branch: models.Branch, settings: BranchSettings) -> OpeningHours:
     exceptions: dict[date, tuple[time, time] | None] = {}
-    for day in settings.get("calendar") or []:
-        exceptions[date.fromisoformat(day["date"])] = (
-            None if day["closed"] else (time.fromisoformat(day["opens"]), time.fromisoformat(day["closes"]))
-        )
-    hours = settings.get("hours")
+    for day in settings.calendar:
+        exceptions[day.date] = None if day.closed or not (day.opens and day.closes) else (day.opens, day.closes)
+    hours = settings.hours
     if hours:
         return OpeningHours(
-            branch.timezone,
-            time.fromisoformat(hours["opens"]),
-            time.fromisoformat(hours["closes"]),
-            frozenset(d - 1 for d in hours["days"]),
-            exceptions,
+            branch.timezone, hours.opens, hours.closes, frozenset(d - 1 for d in hours.days), exceptions
         )
-    return OpeningHours.for_grade(branch.grade, branch.timezone, bool(settings.get("savings")), exceptions)
+    return OpeningHours.for_grade(branch.grade, branch.timezone, settings.savings, exceptions)
 
 
-def zone_rules(zone: models.Zone, settings: dict[str, Any]) -> ZoneRules:
-    target = settings.get("wait_target_min", 15.0)
+def zone_rules(zone: models.Zone, settings: BranchSettings) -> ZoneRules:
+    target = settings.wait_target_min
     wait = None
     if target:
-        wait = ThresholdRule(float(target), zone.queue_for_s, WAIT_CLEAR_SHARE * float(target), zone.queue_clear_for_s)
+        wait = ThresholdRule(target, zone.queue_for_s, WAIT_CLEAR_SHARE * target, zone.queue_clear_for_s)
     return ZoneRules(
         queue=ThresholdRule(zone.queue_threshold, zone.queue_for_s, zone.queue_clear_below, zone.queue_clear_for_s),
         wait=wait,
-        windows_open=int(settings.get("windows_open", 2)),
-        service_min=float(settings.get("service_minutes", STANDARD_SERVICE_MIN)),
+        windows_open=settings.windows_open,
+        service_min=settings.service_minutes,
     )

@@ -147,7 +147,7 @@ class ServiceEstimate(Base):
 
 
 class RuleState(Base):
-    """A branch's rule state (server/rules/engine.py `export_branch`), saved with every ingest batch before it is
+    """A branch's rule state (server/processing/branch.py `rule_state`), saved with every ingest batch before it is
     acknowledged: pending calls, thresholds on their way to firing, devices offline survive a restart."""
 
     __tablename__ = "rule_states"

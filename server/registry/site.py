@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from datetime import date, time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.orm import Session
 
 from lobbywatch.protocol import check_device_id
 from server.registry import models
+from server.rules.calls import DEADLINES_S
+from server.rules.catalog import KINDS
+from server.rules.waiting import STANDARD_SERVICE_MIN
 
 Id = str
 
@@ -95,9 +98,11 @@ class ContactSpec(_Strict):
     max_per_hour: int = Field(30, ge=1, description="more notices than this in an hour are not sent to this person")
 
 
-RuleName = Literal[
-    "queue_too_long", "wait_too_long", "call_unanswered", "device_offline", "facility", "not_open_on_time"
-]
+def _known_rules(routing: dict[str, RoutingSpec]) -> dict[str, RoutingSpec]:
+    unknown = sorted(set(routing) - set(KINDS))
+    if unknown:
+        raise ValueError(f"no rule {', '.join(map(repr, unknown))} (rules: {', '.join(KINDS)})")
+    return routing
 
 
 class RoutingSpec(_Strict):
@@ -107,8 +112,7 @@ class RoutingSpec(_Strict):
     )
 
 
-def _default_deadlines() -> dict[str, float]:
-    return {"accessibility": 60.0, "help": 120.0, "priority": 120.0}
+Routing = Annotated[dict[str, RoutingSpec], AfterValidator(_known_rules)]  # by rule, one of the catalog's
 
 
 class RuleDefaults(_Strict):
@@ -123,41 +127,47 @@ class RuleDefaults(_Strict):
     call_deadlines_s: dict[str, float] = Field(default_factory=dict)
     escalation: EscalationSpec | None = None
     contacts: list[ContactSpec] = Field(default_factory=list)
-    routing: dict[RuleName, RoutingSpec] = Field(default_factory=dict)
+    routing: Routing = Field(default_factory=dict)
 
 
 # What a branch takes from its regions when it does not set it itself.
 INHERITED = ("queue_too_long", "windows_open", "service_minutes", "wait_target_min", "escalation")
 
 
-class BranchSpec(_Strict):
+class BranchSettings(_Strict):
+    """A branch's settings as the registry keeps them (its regions' merged in at import) and the directory reads
+    them back: the one place their defaults are written."""
+
+    savings: bool = Field(False, description="a branch with savings business opens every day")
+    hours: HoursSpec | None = Field(None, description="default: the minimum hours of the branch's grade")
+    calendar: list[CalendarDay] = Field(default_factory=list, description="holidays and changed hours")
+    windows_open: int = Field(2, ge=1, description="counter windows normally staffed")
+    service_minutes: float = Field(
+        STANDARD_SERVICE_MIN,
+        gt=0,
+        description="mean service time (the standards' mix: 3.8 min) until one is learnt from the queue",
+    )
+    wait_target_min: float | None = Field(15.0, gt=0, description="projected wait that fires wait_too_long")
+    call_deadlines_s: dict[str, float] = Field(
+        default_factory=lambda: dict(DEADLINES_S),
+        description="seconds before an unanswered call fires",
+    )
+    routing: Routing = Field(
+        default_factory=dict,
+        description="per rule: another severity, or another role asked first",
+    )
+    escalation: EscalationSpec = Field(default_factory=EscalationSpec)
+    contacts: list[ContactSpec] = Field(default_factory=list, description="who is told, by role")
+
+
+class BranchSpec(BranchSettings):
     id: Id
     name: str
     region: Id
     timezone: str = "Asia/Shanghai"
     locale: Literal["zh-CN", "en"] = "zh-CN"
     grade: int = Field(3, ge=1, le=4)
-    savings: bool = Field(False, description="a branch with savings business opens every day")
-    hours: HoursSpec | None = Field(None, description="default: the minimum hours of the branch's grade")
-    calendar: list[CalendarDay] = Field(default_factory=list, description="holidays and changed hours")
-    windows_open: int = Field(2, ge=1, description="counter windows normally staffed")
-    service_minutes: float = Field(
-        3.8,
-        gt=0,
-        description="mean service time (the standards' mix: 3.8 min) until one is learnt from the queue",
-    )
-    wait_target_min: float | None = Field(15.0, gt=0, description="projected wait that fires wait_too_long")
-    call_deadlines_s: dict[str, float] = Field(
-        default_factory=_default_deadlines,
-        description="seconds before an unanswered call fires",
-    )
     queue_too_long: QueueRuleSpec | None = Field(None, description="for the branch's zones that set none")
-    routing: dict[RuleName, RoutingSpec] = Field(
-        default_factory=dict,
-        description="per rule: another severity, or another role asked first",
-    )
-    escalation: EscalationSpec = Field(default_factory=EscalationSpec)
-    contacts: list[ContactSpec] = Field(default_factory=list, description="who is told, by role")
     devices: list[DeviceSpec] = Field(default_factory=list)
 
     @field_validator("timezone")
@@ -237,7 +247,7 @@ class SiteSpec(_Strict):
                     break
         if "queue_too_long" not in update and branch.queue_too_long is None:
             update["queue_too_long"] = self.defaults
-        deadlines = _default_deadlines()
+        deadlines = dict(DEADLINES_S)
         for region in reversed(lineage):
             deadlines.update(region.defaults.call_deadlines_s)
         if "call_deadlines_s" in branch.model_fields_set:
@@ -276,21 +286,7 @@ def import_site(session: Session, site: SiteSpec) -> None:
         session.merge(models.Region(id=region.id, name=region.name, parent_id=region.parent))
     session.flush()
     for branch in map(site.effective, site.branches):
-        settings = branch.model_dump(
-            mode="json",
-            include={
-                "savings",
-                "hours",
-                "calendar",
-                "windows_open",
-                "service_minutes",
-                "wait_target_min",
-                "call_deadlines_s",
-                "escalation",
-                "contacts",
-                "routing",
-            },
-        )
+        settings = branch.model_dump(mode="json", include=set(BranchSettings.model_fields))
         session.merge(
             models.Branch(
                 id=branch.id,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from server.rules.calls import RULE as CALL_RULE
 from server.storage import points as schema
 from server.storage.points import Point
 
@@ -112,7 +113,7 @@ def branch_report(
         longest_queue=max(queue) if queue else None,
         calls=sum(1 for p in calls if p.fields.get("action") == "press"),
         calls_answered=len(responses),
-        calls_unanswered=fired.get("call_unanswered", 0),
+        calls_unanswered=fired.get(CALL_RULE, 0),
         response_p50_s=_r(percentile(responses, 50), 1),
         response_p90_s=_r(percentile(responses, 90), 1),
         facility_uptime_pct=None if lobby_share is None else _r(100 * lobby_share),

@@ -4,8 +4,13 @@ fires (and escalates, through the alert's lifecycle). Every call's response time
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from server.rules.kind import Facts, OpenAlert, RuleKind
 from server.rules.transitions import Change, Transition
+
+if TYPE_CHECKING:
+    from server.rules.state import BranchState
 
 RULE = "call_unanswered"
 # Seconds before an unanswered call fires, by kind. The bell at the ramp is a wheelchair user waiting outside.
@@ -96,3 +101,36 @@ class CallTracker:
                     )
                 )
         return fired
+
+
+def reconcile(state: BranchState, alerts: list[OpenAlert]) -> None:
+    """A call whose alert is not open any more fires again when due; an open alert's call is taken up."""
+    fired = {a.subject for a in alerts}
+    for button, call in state.calls.open.items():
+        if call.fired and button not in fired:
+            call.fired = False
+    for alert in alerts:
+        if alert.subject in state.calls.open:
+            continue
+        waited = alert.facts.get("waited_s")
+        state.calls.open[alert.subject] = OpenCall(
+            kind=str(alert.facts.get("kind") or "help"),
+            pressed_at=alert.started - (float(waited) if isinstance(waited, int | float) else 0.0),
+            device=str(alert.facts.get("device") or ""),
+            fired=True,
+        )
+
+
+def severity(facts: Facts) -> str:
+    # the ramp bell is a person who cannot come in; the others can wait a little
+    return "critical" if facts.get("kind") == "accessibility" else "warning"
+
+
+KIND = RuleKind(
+    RULE,
+    severity="critical",
+    role="counter_staff",
+    inputs="call-button presses and answers; the clock, for the deadline",
+    reconcile=reconcile,
+    severity_for=severity,
+)

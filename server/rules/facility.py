@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.rules.threshold import ThresholdRule
+from server.rules.kind import Facts, RuleKind
+from server.rules.threshold import ThresholdRule, threshold_reconciler
 
 RULE = "facility"
 DOOR = "door"
@@ -50,3 +51,18 @@ def clock_skew(skew_ms: float | None) -> Verdict:
     rule = ThresholdRule(fire_at=1.0, for_s=CLOCK_SKEW_LASTS_S, clear_at=0.0, clear_for_s=CLEARS_S)
     bad = None if skew_ms is None else (1.0 if abs(skew_ms) > CLOCK_SKEW_LIMIT_MS else 0.0)
     return Verdict(bad, rule, "technician")
+
+
+def about_lobby(facts: Facts) -> bool:
+    """The lobby's comfort and equipment end with the day; the devices' own faults and a door do not."""
+    return facts.get("kind") in LOBBY_KINDS
+
+
+KIND = RuleKind(
+    RULE,
+    severity="warning",
+    role="duty_supervisor",  # the devices' own faults go to the technicians (the transition says so)
+    inputs="sensor readings and equipment status, the devices' clocks and outboxes",
+    reconcile=threshold_reconciler(RULE, about_lobby),
+    lobby=about_lobby,
+)

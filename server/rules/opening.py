@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from server.rules.kind import OpenAlert, RuleKind
 from server.rules.schedule import OpeningHours
 from server.rules.transitions import Change, Transition
+
+if TYPE_CHECKING:
+    from server.rules.state import BranchState
 
 RULE = "not_open_on_time"
 GRACE_S = 300.0  # the lobby may take five minutes to show it is open
@@ -55,3 +60,16 @@ class OpeningWatch:
         return Transition(
             RULE, self.branch, "lobby", Change.FIRED, now, None, detail=(("opening", local.strftime("%H:%M")),)
         )
+
+
+def reconcile(state: BranchState, alerts: list[OpenAlert]) -> None:
+    state.opening.firing = bool(alerts)
+
+
+KIND = RuleKind(
+    RULE,
+    severity="critical",
+    role="branch_manager",
+    inputs="activity in the lobby (people counted, a call, a door opened); the opening hours and the clock",
+    reconcile=reconcile,
+)

@@ -9,8 +9,13 @@ when it hears again (`resume`), every clock restarts, so one outage never makes 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from server.rules.kind import OpenAlert, RuleKind
 from server.rules.transitions import Change, Transition
+
+if TYPE_CHECKING:
+    from server.rules.state import BranchState
 
 RULE = "device_offline"
 # Agents send health every 30 s and occupancy every 10 s; three missed health reports is offline. The issue
@@ -91,3 +96,17 @@ class DeviceWatch:
 
     def is_offline(self, device: str) -> bool:
         return device in self.offline
+
+
+def reconcile(state: BranchState, alerts: list[OpenAlert]) -> None:
+    """Offline are the devices whose alert is open, no others."""
+    state.devices.offline = {a.subject for a in alerts}
+
+
+KIND = RuleKind(
+    RULE,
+    severity="warning",
+    role="technician",
+    inputs="every message of a device, its last will; the clock, for the silence",
+    reconcile=reconcile,
+)

@@ -7,9 +7,15 @@ blind, branch closed) neither fires nor clears.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from server.rules.kind import Facts, OpenAlert
 from server.rules.transitions import Change
+
+if TYPE_CHECKING:
+    from server.rules.state import BranchState
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +77,24 @@ def _while_firing(rule: ThresholdRule, state: ThresholdState, value: float, at: 
     peak = state.peak
     state.firing, state.over_since, state.under_since, state.peak = False, None, None, 0.0
     return Step(Change.RESOLVED, value, peak)
+
+
+def threshold_reconciler(rule: str, lobby: Callable[[Facts], bool]) -> Callable[[BranchState, list[OpenAlert]], None]:
+    """How a threshold kind's state agrees with its open alerts after a restart: a subject firing with no open
+    alert starts again (it fires again when due: an alert is never lost); an open alert with no state gets one,
+    at its peak, so that it can clear (and never fires twice)."""
+    prefix = f"{rule}/"
+
+    def reconcile(state: BranchState, alerts: list[OpenAlert]) -> None:
+        open_subjects = {a.subject for a in alerts}
+        for key, threshold in state.thresholds.items():
+            if key.startswith(prefix) and threshold.firing and key[len(prefix) :] not in open_subjects:
+                state.thresholds[key] = ThresholdState()
+        for alert in alerts:
+            key = prefix + alert.subject
+            if not state.thresholds.get(key, ThresholdState()).firing:
+                state.thresholds[key] = ThresholdState(firing=True, peak=alert.peak)
+            if lobby(alert.facts):
+                state.lobby.add(key)
+
+    return reconcile

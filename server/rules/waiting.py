@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 
+from server.rules.kind import RuleKind, always
+from server.rules.threshold import threshold_reconciler
+
 # The branch standards' mix (mail 3 min 35%, savings 4 min 25%, remittance 6 min 15%, stamp pickup 3 min 10%,
 # subscription 3 min 10% / 5 min 5%): 3.8 minutes a customer on average.
 STANDARD_SERVICE_MIN = 3.8
@@ -28,3 +31,16 @@ def windows_needed(waiting: int, target_min: float, service_min: float = STANDAR
     if waiting <= 0:
         return 1
     return max(1, math.ceil((waiting + 1) * service_min / target_min))
+
+
+RULE = "wait_too_long"
+
+KIND = RuleKind(
+    RULE,
+    severity="warning",
+    role="duty_supervisor",
+    inputs="the projected wait of a newcomer, from the count, the windows open and the service time",
+    reconcile=threshold_reconciler(RULE, always),
+    about_zone=True,
+    lobby=always,
+)

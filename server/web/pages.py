@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from lobbywatch.clock import as_utc
 from lobbywatch.i18n import normalize_locale, t
-from server.alerts.catalog import RULES, describe
-from server.alerts.service import OPEN_STATES, AlertError
+from server.alerts.catalog import describe
+from server.alerts.errors import AlertError
+from server.alerts.service import OPEN_STATES
 from server.api.deps import RuntimeDep
 from server.api.reports import as_csv, default_day
 from server.delivery.links import LinkError, verify
@@ -23,6 +24,7 @@ from server.registry import models, users
 from server.registry.directory import BranchEntry
 from server.registry.users import Person
 from server.reports.build import Chart, Period, PeriodKind, make_report
+from server.rules.catalog import KINDS
 from server.runtime import Runtime
 from server.web.session import SignedIn, Viewer, check_form, page_locale, render
 
@@ -189,7 +191,7 @@ def silences_page(
             "until": _local(as_utc(s.ends_at), visible[s.branch_id], runtime),
             "rule": t(viewer.locale, f"rule.{s.rule}") if s.rule else t(viewer.locale, "page.silence.all_rules"),
         }
-        for s in runtime.alerts.silences()
+        for s in runtime.alerts.silences.active()
         if s.branch_id in visible
     ]
     return render(
@@ -199,7 +201,7 @@ def silences_page(
         viewer=viewer,
         active=active,
         branches=visible,
-        rules=sorted(RULES),
+        rules=sorted(KINDS),
         done=done,
         error=error,
     )
@@ -221,7 +223,7 @@ def add_silence(
     if not reason.strip():
         return RedirectResponse("/lobby/silences?error=reason_needed", status.HTTP_303_SEE_OTHER)
     try:
-        runtime.alerts.silence(branch, minutes, viewer.person.name, reason.strip(), rule or None)
+        runtime.alerts.silences.add(branch, minutes, viewer.person.name, reason.strip(), rule or None)
     except AlertError:
         return RedirectResponse("/lobby/silences?error=silence_refused", status.HTTP_303_SEE_OTHER)
     return RedirectResponse("/lobby/silences?done=silenced", status.HTTP_303_SEE_OTHER)
@@ -235,7 +237,7 @@ def end_silence(runtime: RuntimeDep, viewer: Viewer, silence_id: int, csrf: Anno
     mine = visible_branches(runtime, viewer.person)
     if silence is None or silence.branch_id not in mine or not viewer.person.can_act:
         raise HTTPException(status.HTTP_404_NOT_FOUND, t(viewer.locale, "page.error.no_alert"))
-    runtime.alerts.end_silence(silence_id, viewer.person.name)
+    runtime.alerts.silences.end(silence_id, viewer.person.name)
     return RedirectResponse("/lobby/silences?done=ended", status.HTTP_303_SEE_OTHER)
 
 

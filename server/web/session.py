@@ -14,13 +14,14 @@ from fastapi.templating import Jinja2Templates
 
 from lobbywatch.i18n import LOCALES, normalize_locale, t
 from server.api.deps import RuntimeDep
-from server.delivery.links import SESSION, LinkError, unseal
 from server.registry import users
 from server.registry.users import Person
 from server.runtime import Runtime
+from server.tokens import LinkError, unseal
 
 COOKIE = "lobbywatch_session"
 LANG_COOKIE = "lobbywatch_lang"
+SESSION = "session"  # the purpose of the sign-in cookie's token
 SESSION_H = 12  # a shift
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")

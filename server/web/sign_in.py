@@ -11,9 +11,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lobbywatch.i18n import normalize_locale, t
 from server.api.deps import RuntimeDep
-from server.delivery.links import SESSION, seal, unseal
 from server.registry import users
-from server.web.session import COOKIE, SESSION_H, Viewer, check_form, https_only, page_locale, render
+from server.tokens import seal, unseal
+from server.web.session import COOKIE, SESSION, SESSION_H, Viewer, check_form, https_only, page_locale, render
 from server.web.throttle import LoginThrottle
 
 sign_in = APIRouter(include_in_schema=False)

@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from server.ingest.sequence import SequenceTracker
+from server.processing.sequence import SequenceTracker
 
 OFFSET_WINDOW_S = 600.0  # clock-offset samples older than this no longer count
 OFFSET_SAMPLES = 3  # an estimate needs this many samples, received over at least a minute

@@ -1,0 +1,106 @@
+"""Silences: a person holds a branch's notices back for a while (a rule, a subject, or all of them), saying why;
+each is audited and shown with the alerts it holds."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from lobbywatch.clock import Clock, as_utc
+from server.alerts.errors import AlertError
+from server.registry import audit, models
+
+
+class Silences:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        lock: threading.Lock,
+        on_event: Callable[[dict[str, object]], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._lock = lock
+        self._on_event = on_event
+
+    def add(
+        self, branch: str, minutes: float, by: str, reason: str, rule: str | None = None, subject: str | None = None
+    ) -> models.Silence:
+        if minutes <= 0 or minutes > 7 * 24 * 60:
+            raise AlertError("a silence lasts from a minute to a week")
+        if not reason.strip():
+            raise AlertError("say why (e.g. 'replacing the camera'): it is shown with every silenced alert")
+        now = self._clock.now()
+        with self._lock, self._sessions() as session:
+            if session.get(models.Branch, branch) is None:
+                raise AlertError(f"no branch {branch!r}")
+            silence = models.Silence(
+                branch_id=branch,
+                rule=rule,
+                subject=subject,
+                starts_at=now,
+                ends_at=now + timedelta(minutes=minutes),
+                by=by,
+                reason=reason,
+            )
+            session.add(silence)
+            audit.record(
+                session,
+                now,
+                by,
+                "silence.create",
+                f"branch {branch}",
+                f"{minutes:g} min, {rule or 'every rule'}: {reason}",
+            )
+            session.commit()
+        if self._on_event is not None:
+            self._on_event(
+                {
+                    "event": "silence",
+                    "branch": branch,
+                    "rule": rule,
+                    "subject": subject,
+                    "by": by,
+                    "until": silence.ends_at.isoformat(),
+                    "at": now.isoformat(),
+                }
+            )
+        return silence
+
+    def end(self, silence_id: int, by: str = "") -> None:
+        with self._lock, self._sessions() as session:
+            silence = session.get(models.Silence, silence_id)
+            if silence is None:
+                raise AlertError(f"no silence {silence_id}")
+            silence.ends_at = self._clock.now()
+            audit.record(
+                session,
+                silence.ends_at,
+                by or "?",
+                "silence.end",
+                f"branch {silence.branch_id}",
+                f"silence {silence_id}",
+            )
+            session.commit()
+
+    def active(self) -> list[models.Silence]:
+        now = self._clock.now()
+        with self._sessions() as session:
+            return [s for s in session.scalars(select(models.Silence)) if as_utc(s.ends_at) > now]
+
+
+def is_silenced(session: Session, alert: models.Alert, at: datetime) -> bool:
+    for silence in session.scalars(select(models.Silence).where(models.Silence.branch_id == alert.branch_id)):
+        # a silence's subject is the alert's (a zone, a button) or the device its data comes from
+        if (
+            as_utc(silence.starts_at) <= at < as_utc(silence.ends_at)
+            and silence.rule in (None, alert.rule)
+            and silence.subject in (None, alert.subject, alert.device_id)
+        ):
+            return True
+    return False
