@@ -289,7 +289,7 @@ def run(
         console.print("\n" + t(locale, "demo.stopping"))
         demo.shutdown()
     assert demo.runtime is not None
-    stats = demo.runtime.pipeline.stats
+    status = demo.runtime.status()
     with demo.runtime.sessions() as session:
         from server.registry import models
 
@@ -299,9 +299,9 @@ def run(
             locale,
             "demo.summary",
             seconds=int(time.monotonic() - started),
-            messages=stats.received,
+            messages=status.received,
             alerts=fired,
-            refused=sum(demo.runtime.rejects.snapshot().values()),
+            refused=sum(status.refused.values()),
         )
     )
     return 0

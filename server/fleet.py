@@ -3,13 +3,12 @@ a snapshot to draw zones on, labels for calibration, a config push. Devices that
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from lobbywatch.device_config import check_sections
-from lobbywatch.protocol import REMOTE_SECTIONS, Channel, Command, ConfigPush, Topic, encode
+from lobbywatch.protocol import REMOTE_SECTIONS, ConfigPush
 from server.provisioning.enrollment import calibrations
 from server.provisioning.profiles import with_calibrations
 from server.registry import audit, models
@@ -58,7 +57,7 @@ def fleet(runtime: Runtime, branches: set[str] | None = None) -> list[FleetRow]:
     for device in runtime.directory.devices.values():
         if branches is not None and device.branch_id not in branches:
             continue
-        state = runtime.pipeline.devices.get(device.id)
+        state = runtime.live.device(device.id)
         camera = runtime.live.readings(device.branch_id).get(f"{device.id}/camera")
         row = FleetRow(
             device=device.id,
@@ -74,7 +73,7 @@ def fleet(runtime: Runtime, branches: set[str] | None = None) -> list[FleetRow]:
             outbox_dropped=state.outbox_dropped if state else None,
             not_stored=state.not_stored if state else None,
             camera_ok=camera.ok if camera else None,
-            missing=state.sequence.missing if state else 0,
+            missing=state.missing if state else 0,
             last_reply=(
                 {
                     "command": state.last_reply[0],
@@ -127,26 +126,21 @@ def send_command(runtime: Runtime, device: str, action: str, by: str, args: dict
         raise FleetError(f"no device {device!r}")
     if action == "resend":
         return _resend(runtime, device, by)
-    command = Command(id=f"{action}-{uuid.uuid4().hex[:12]}", action=action, args=dict(args or {}))  # type: ignore[arg-type]
-    runtime.source.publish(str(Topic(device, Channel.CMD)), encode(command))
+    sent = runtime.commands.send(device, action, args)
     _audit(runtime, by, f"device.{action}", device, str(args or ""))
-    return command.id
+    return sent
 
 
 def _resend(runtime: Runtime, device: str, by: str) -> str:
     """Ask for every message the server is missing from the device, now (the ingest also asks by itself)."""
-    state = runtime.pipeline.devices.get(device)
-    gaps = state.sequence.gaps if state else []
+    state = runtime.live.device(device)
+    gaps = state.gaps if state else ()
     if not gaps:
         raise FleetError(f"nothing is missing from {device}")
-    command = Command(
-        id=f"resend-{uuid.uuid4().hex[:12]}",
-        action="resend",
-        args={"stream": state.sequence.stream if state else "", "ranges": [list(g) for g in gaps]},
-    )
-    runtime.source.publish(str(Topic(device, Channel.CMD)), encode(command))
+    args = {"stream": state.stream if state else "", "ranges": [list(g) for g in gaps]}
+    sent = runtime.commands.send(device, "resend", args)
     _audit(runtime, by, "device.resend", device, f"{len(gaps)} ranges")
-    return command.id
+    return sent
 
 
 def push_config(runtime: Runtime, device: str, sections: dict[str, Any], by: str) -> int:
@@ -169,9 +163,7 @@ def push_config(runtime: Runtime, device: str, sections: dict[str, Any], by: str
         audit.record(session, now, by, "device.config", device, f"version {version}: {', '.join(sorted(sections))}")
         session.commit()
         published = with_calibrations(merged, calibrations(session, device))
-    runtime.source.publish(
-        str(Topic(device, Channel.CONFIG)), encode(ConfigPush(version=version, config=published)), retain=True
-    )
+    runtime.commands.push_config(device, ConfigPush(version=version, config=published))
     return version
 
 

@@ -1,4 +1,6 @@
-"""The live state of every branch, kept in memory by the ingest and read by the API."""
+"""The live state of every branch and device: written by the ingest after each batch, read by the API and the
+pages. Everything here is a frozen snapshot, so that a reader never touches the ingest's own objects; with the
+ingest scaled out over workers, this is what moves to a store they share."""
 
 from __future__ import annotations
 
@@ -44,6 +46,26 @@ class SnapshotNow:
     received: float  # monotonic
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceNow:
+    """What the ingest knows of a device now: connected or not, what it last said of itself, what is missing."""
+
+    online: bool = False
+    last_seen: float | None = None  # epoch seconds, server time
+    clock_skew_ms: float | None = None
+    agent_version: str | None = None
+    config_version: int | None = None
+    outbox_depth: int | None = None
+    outbox_dropped: int | None = None
+    not_stored: int | None = None
+    last_reply: tuple[str, bool, str, datetime] | None = None  # command, ok, detail, when
+    stream: str = ""
+    received_seq: int = 0
+    missing: int = 0
+    duplicates: int = 0
+    gaps: tuple[tuple[int, int], ...] = ()
+
+
 SNAPSHOT_KEEP_S = 600.0
 
 
@@ -63,6 +85,19 @@ class LiveState:
         self._zones: dict[str, dict[str, ZoneNow]] = {}
         self._calls: dict[str, CallNow] = {}
         self._readings: dict[str, dict[str, ReadingNow]] = {}
+        self._devices: dict[str, DeviceNow] = {}
+
+    def set_devices(self, devices: dict[str, DeviceNow]) -> None:
+        with self._lock:
+            self._devices.update(devices)
+
+    def device(self, device: str) -> DeviceNow | None:
+        with self._lock:
+            return self._devices.get(device)
+
+    def devices(self) -> dict[str, DeviceNow]:
+        with self._lock:
+            return dict(self._devices)
 
     def set_zone(self, branch: str, zone: str, now: ZoneNow) -> None:
         with self._lock:

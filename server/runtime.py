@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-import uuid
 from collections.abc import Callable, Sequence
 
 from lobbywatch.clock import Clock, SystemClock
 from lobbywatch.i18n import t
-from lobbywatch.protocol import Channel as ProtocolChannel
-from lobbywatch.protocol import Command, Topic, encode
 from server.alerts.service import AlertService
 from server.alerts.worker import AlertWorker
+from server.commands import DeviceCommands
 from server.delivery.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
 from server.delivery.people import Sender, ack_links, people_channel
 from server.ingest.dead_letters import DeadLetters
@@ -34,6 +32,7 @@ from server.registry.site import import_site, load_site
 from server.reports.mailer import ReportMailer
 from server.rules.calls import RULE as CALL_RULE
 from server.settings import Settings
+from server.status import ServerStatus
 from server.storage.base import TimeSeriesStore
 
 log = logging.getLogger(__name__)
@@ -160,6 +159,7 @@ class Runtime:
             ),
             self.worker.put,
         )
+        self.commands = DeviceCommands(self.source.publish)
 
     def make_pipeline(self) -> Pipeline:
         """The ingest as a server starts it: its branches' state from what the registry holds."""
@@ -180,6 +180,32 @@ class Runtime:
         pipeline.broker.on_system = self._system
         pipeline.on_call = self._observe
         return pipeline
+
+    def status(self) -> ServerStatus:
+        stats, pipeline = self.pipeline.stats, self.pipeline
+        return ServerStatus(
+            broker_connected=self.source.connected.is_set(),
+            stalled_s=self.worker.stalled_s(),
+            ingest_backlog=self.worker.backlog(),
+            ingest_backlog_peak=self.worker.peak_backlog,
+            in_flight=self.worker.in_flight,
+            alert_backlog=self.alert_worker.backlog(),
+            received=stats.received,
+            stored_points=stats.stored_points,
+            duplicates=stats.duplicates,
+            late=stats.late,
+            missing=sum(device.missing for device in self.live.devices().values()),
+            resend_requests=pipeline.repair.requests,
+            internal_errors=stats.internal_errors,
+            store_refused=stats.store_refused,
+            last_store_error=stats.last_store_error,
+            dead_letters_not_kept=pipeline.dead_letters.not_kept,
+            notifications_delivered=self.dispatcher.delivered,
+            notifications_failed=self.dispatcher.failed,
+            refused=self.rejects.snapshot(),
+            lag_ms=pipeline.lag.percentiles(50, 99),
+            storage=self.store.health(),
+        )
 
     def restarted(self) -> None:
         """A simulated restart of the server process (the replay's): what lived in memory is gone, the ingest
@@ -215,12 +241,7 @@ class Runtime:
         state = {"acknowledged": "help_coming", "resolved": "off"}.get(str(event.get("event")))
         if state is None:
             return
-        command = Command(
-            id=f"indicate-{uuid.uuid4().hex[:12]}",
-            action="indicate",
-            args={"button": str(event["subject"]), "state": state},
-        )
-        self.source.publish(str(Topic(device, ProtocolChannel.CMD)), encode(command))
+        self.commands.send(device, "indicate", {"button": str(event["subject"]), "state": state})
 
     def source_connected(self) -> bool:
         return self.source.connected.is_set()  # the source is made after the pipeline: looked up when asked
@@ -242,14 +263,9 @@ class Runtime:
         )
 
     def _ask_resend(self, request: ResendRequest) -> None:
-        command = Command(
-            id=f"resend-{uuid.uuid4().hex[:12]}",
-            action="resend",
-            args={"stream": request.stream, "ranges": request.ranges},
-        )
+        sent = self.commands.send(request.device, "resend", {"stream": request.stream, "ranges": request.ranges})
         missing = sum(last - first + 1 for first, last in request.ranges)
-        log.info("asking %s to resend %d missing messages (%s)", request.device, missing, command.id)
-        self.source.publish(str(Topic(request.device, ProtocolChannel.CMD)), encode(command))
+        log.info("asking %s to resend %d missing messages (%s)", request.device, missing, sent)
 
     def _ack(self, batch: Sequence[Received]) -> None:
         self.source.ack(batch)

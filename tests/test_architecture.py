@@ -1,6 +1,7 @@
 """Dependencies run one way, and exactly one module per side talks MQTT."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,7 @@ def test_the_edge_installs_without_server_dependencies() -> None:
 # (which raises alerts), reports and provisioning; the runtime and replay that wire them; the fleet view, the
 # API and the pages over the runtime; the app and the CLI on top.
 SERVER_LAYERS = (
-    {"settings", "tokens", "storage", "live", "rules"},
+    {"settings", "tokens", "commands", "status", "storage", "live", "rules"},
     {"registry", "dashboards"},
     {"delivery", "processing"},
     {"alerts"},
@@ -171,3 +172,23 @@ def test_modules_and_classes_stay_small_enough_to_read() -> None:
                     if size > MAX_CLASS_LINES:
                         too_big.append(f"{path.relative_to(ROOT)}: class {node.name}, {size} lines")
     assert too_big == []
+
+
+INGEST_OBJECTS = re.compile(r"runtime\.(pipeline|worker|source|rejects|dispatcher|alert_worker|store\.write)\b")
+
+
+def test_the_api_and_pages_read_snapshots_never_the_ingests_objects() -> None:
+    """What the API and the pages show comes from the live state, the status snapshot, the registry and the store,
+    and commands go through `DeviceCommands`: so that they can run in a process of their own."""
+    readers = [
+        *modules("server/api"),
+        *modules("server/web"),
+        ROOT / "server" / "fleet.py",
+        ROOT / "lobby_sim" / "demo.py",
+    ]
+    reaching = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in readers
+        for match in INGEST_OBJECTS.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert reaching == []

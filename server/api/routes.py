@@ -37,48 +37,31 @@ from server.storage import points as schema
 router = APIRouter(prefix="/api/v1")
 
 
-def health_reasons(runtime: Runtime) -> list[str]:
-    """Why the server is not ingesting as it should, worst first (empty: it is)."""
-    reasons = []
-    stats = runtime.pipeline.stats
-    stalled = runtime.worker.stalled_s()
-    if stalled >= runtime.settings.ingest_stall_s:
-        waiting = runtime.worker.backlog() + runtime.worker.in_flight
-        why = f": {stats.last_store_error}" if stats.last_store_error else ""
-        reasons.append(f"ingest has not advanced for {stalled:.0f} s with {waiting} messages waiting{why}")
-    elif stats.last_store_error:
-        reasons.append(f"storage is failing, retrying: {stats.last_store_error}")
-    if not runtime.source.connected.is_set():
-        reasons.append("not connected to the MQTT broker")
-    return reasons
-
-
 @router.get("/health", response_model=HealthPublic, summary="Is the server ingesting?")
 def health(runtime: RuntimeDep) -> HealthPublic:
-    stats = runtime.pipeline.stats
-    connected = runtime.source.connected.is_set()
-    reasons = health_reasons(runtime)
+    now = runtime.status()
+    reasons = now.reasons(runtime.settings.ingest_stall_s)
     return HealthPublic(
         status="degraded" if reasons else "ok",
         reasons=reasons,
-        broker_connected=connected,
-        ingest_backlog=runtime.worker.backlog(),
-        ingest_backlog_peak=runtime.worker.peak_backlog,
-        alert_backlog=runtime.alert_worker.backlog(),
-        received=stats.received,
-        stored_points=stats.stored_points,
-        duplicates=stats.duplicates,
-        late=stats.late,
-        missing=sum(d.sequence.missing for d in runtime.pipeline.devices.values()),
-        resend_requests=runtime.pipeline.repair.requests,
-        refused=runtime.rejects.snapshot(),
-        internal_errors=stats.internal_errors,
-        store_refused=stats.store_refused,
-        dead_letters_not_kept=runtime.pipeline.dead_letters.not_kept,
-        lag_ms=runtime.pipeline.lag.percentiles(50, 99),
-        storage=runtime.store.health(),
-        notifications_delivered=runtime.dispatcher.delivered,
-        notifications_failed=runtime.dispatcher.failed,
+        broker_connected=now.broker_connected,
+        ingest_backlog=now.ingest_backlog,
+        ingest_backlog_peak=now.ingest_backlog_peak,
+        alert_backlog=now.alert_backlog,
+        received=now.received,
+        stored_points=now.stored_points,
+        duplicates=now.duplicates,
+        late=now.late,
+        missing=now.missing,
+        resend_requests=now.resend_requests,
+        refused=now.refused,
+        internal_errors=now.internal_errors,
+        store_refused=now.store_refused,
+        dead_letters_not_kept=now.dead_letters_not_kept,
+        lag_ms=now.lag_ms,
+        storage=now.storage,
+        notifications_delivered=now.notifications_delivered,
+        notifications_failed=now.notifications_failed,
     )
 
 
@@ -99,8 +82,8 @@ def branch_summary(runtime: Runtime, branch: BranchEntry, open_alerts: dict[str,
                     threshold=int(zone.rules.queue.fire_at),
                 )
             )
-    runtime_devices = runtime.pipeline.devices
-    online = sum(1 for d in devices if d.id in runtime_devices and runtime_devices[d.id].online)
+    seen = runtime.live.devices()
+    online = sum(1 for d in devices if d.id in seen and seen[d.id].online)
     call = runtime.live.last_call(branch.id)
     return {
         "id": branch.id,
@@ -177,7 +160,7 @@ def devices(runtime: RuntimeDep, caller: CallerDep) -> list[DevicePublic]:
     for device in sorted(runtime.directory.devices.values(), key=lambda d: d.id):
         if not caller.sees(runtime, device.branch_id):
             continue
-        rt = runtime.pipeline.devices.get(device.id)
+        rt = runtime.live.device(device.id)
         result.append(
             DevicePublic(
                 id=device.id,
@@ -188,9 +171,9 @@ def devices(runtime: RuntimeDep, caller: CallerDep) -> list[DevicePublic]:
                 agent_version=rt.agent_version if rt else None,
                 config_version=rt.config_version if rt else None,
                 clock_skew_ms=rt.clock_skew_ms if rt else None,
-                received_seq=rt.sequence.highest if rt else 0,
-                missing=rt.sequence.missing if rt else 0,
-                duplicates=rt.sequence.duplicates if rt else 0,
+                received_seq=rt.received_seq if rt else 0,
+                missing=rt.missing if rt else 0,
+                duplicates=rt.duplicates if rt else 0,
                 outbox_dropped=rt.outbox_dropped if rt else None,
                 not_stored=rt.not_stored if rt else None,
             )

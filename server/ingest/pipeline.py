@@ -106,6 +106,7 @@ class Pipeline:
         with sessions() as session:
             self.branches = saved_state.load(session, clock.now().timestamp())
         self.devices = self.branches.devices
+        self.live.set_devices({device: runtime.now() for device, runtime in self.devices.items()})
 
     @property
     def store(self) -> TimeSeriesStore:
@@ -114,13 +115,14 @@ class Pipeline:
     # -- one batch -----------------------------------------------------------------------------------
     def process(self, batch: Sequence[Received]) -> None:
         out = Output()
+        heard: dict[str, BranchProcessor] = {}  # device: its processor, for the live state
         spans: list[tuple[int, int]] = []
         origins: list[Received] = []
         for received in batch:
             self.stats.received += 1
             start = len(out.points)
             try:
-                self._one(received, out)
+                self._one(received, out, heard)
             except Exception:  # a bug of ours must not stop the ingest: count it, log it, go on
                 self.stats.internal_errors += 1
                 log.exception("internal error on message from %s", received.topic)
@@ -137,6 +139,7 @@ class Pipeline:
             self.decoder.refuse("storage_refused", device_of(origins[i].topic), why, origins[i])
 
         self.writer.write_batch(out.points, spans, alert_points(self.directory.branches, out.transitions), refused)
+        self.live.set_devices({device: processor.device(device).now() for device, processor in heard.items()})
         self.stats.duplicates += out.duplicates
         self.stats.late += out.late
         self.replies += out.replies
@@ -150,13 +153,13 @@ class Pipeline:
         if self._clock.monotonic() - self._last_flush >= DEVICE_FLUSH_S:
             self.flush_devices()
 
-    def _one(self, received: Received, out: Output) -> None:
+    def _one(self, received: Received, out: Output, heard: dict[str, BranchProcessor]) -> None:
         decoded = self.decoder.decode(received)
         if decoded is None:
             return
         device, message = decoded
         processor = self.branches.of_device(device.id, device.branch_id)
-        self._touched[processor.branch] = processor
+        self._touched[processor.branch] = heard[device.id] = processor
         if isinstance(message, Snapshot):
             processor.seen(device.id, received.received_at)
             take_snapshot(self.rejects, self.live, device.id, message, self._clock.monotonic())

@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from server.live import DeviceNow
 from server.processing.sequence import SequenceTracker
 
 OFFSET_WINDOW_S = 600.0  # clock-offset samples older than this no longer count
@@ -42,3 +43,23 @@ class DeviceRuntime:
         if len(recent) < OFFSET_SAMPLES or newest - recent[0][0] < OFFSET_SPAN_S:
             return None
         return max(sample for _, sample in recent)
+
+    def now(self) -> DeviceNow:
+        """A frozen copy for the live state's readers."""
+        tracker = self.sequence
+        return DeviceNow(
+            online=self.online,
+            last_seen=self.last_seen,
+            clock_skew_ms=self.clock_skew_ms,
+            agent_version=self.agent_version,
+            config_version=self.config_version,
+            outbox_depth=self.outbox_depth,
+            outbox_dropped=self.outbox_dropped,
+            not_stored=self.not_stored,
+            last_reply=self.last_reply,
+            stream=tracker.stream or "",
+            received_seq=tracker.highest,
+            missing=tracker.missing,
+            duplicates=tracker.duplicates,
+            gaps=tuple((first, last) for first, last in tracker.gaps),
+        )

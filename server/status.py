@@ -1,0 +1,44 @@
+"""What the server says of its own ingest at one moment, as a frozen snapshot: the API's health and figures, the
+demo's table and the benchmarks read this, never the ingest's objects (which may live in another process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatus:
+    broker_connected: bool
+    stalled_s: float  # the ingest has not advanced for this long with messages waiting (0: it moves)
+    ingest_backlog: int
+    ingest_backlog_peak: int
+    in_flight: int
+    alert_backlog: int
+    received: int
+    stored_points: int
+    duplicates: int
+    late: int
+    missing: int
+    resend_requests: int
+    internal_errors: int
+    store_refused: int
+    last_store_error: str | None
+    dead_letters_not_kept: int
+    notifications_delivered: int
+    notifications_failed: int
+    refused: dict[str, int] = field(default_factory=dict)
+    lag_ms: dict[str, float | None] = field(default_factory=dict)
+    storage: dict[str, object] = field(default_factory=dict)
+
+    def reasons(self, stall_s: float) -> list[str]:
+        """Why the server is not ingesting as it should, worst first (empty: it is)."""
+        found = []
+        if self.stalled_s >= stall_s:
+            waiting = self.ingest_backlog + self.in_flight
+            why = f": {self.last_store_error}" if self.last_store_error else ""
+            found.append(f"ingest has not advanced for {self.stalled_s:.0f} s with {waiting} messages waiting{why}")
+        elif self.last_store_error:
+            found.append(f"storage is failing, retrying: {self.last_store_error}")
+        if not self.broker_connected:
+            found.append("not connected to the MQTT broker")
+        return found
