@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from lobbywatch.clock import Clock, SystemClock
 from lobbywatch.i18n import t
 from server.alerts.service import AlertService
+from server.alerts.views import AlertViews
 from server.alerts.worker import AlertWorker
 from server.commands import DeviceCommands
 from server.delivery.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
@@ -129,6 +130,7 @@ class Runtime:
             on_event=self._alert_event,
         )
         self.alert_worker = AlertWorker(self.alerts)
+        self.alert_views = AlertViews(self.sessions)
         self.live = LiveState()
         self.rejects = Rejects()
         self._hearing = hearing or self.source_connected

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, HTTPException, Query, Request, status
 
 from lobbywatch.i18n import normalize_locale
+from server.alerts.views import AlertViews
 from server.registry import users
 from server.registry.users import Person
 from server.runtime import Runtime
@@ -20,6 +21,13 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_alert_views(runtime: RuntimeDep) -> AlertViews:
+    return runtime.alert_views
+
+
+AlertViewsDep = Annotated[AlertViews, Depends(get_alert_views)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from lobbywatch.i18n import t
 from server.alerts.errors import AlertError
-from server.alerts.service import OPEN_STATES
-from server.api.deps import Authorized, CallerDep, LocaleDep, RuntimeDep, roles
+from server.api.deps import AlertViewsDep, Authorized, CallerDep, LocaleDep, RuntimeDep, roles
 from server.api.schemas import (
     AcknowledgeIn,
     AlertEventPublic,
@@ -100,13 +99,7 @@ def branch_summary(runtime: Runtime, branch: BranchEntry, open_alerts: dict[str,
 
 
 def open_alert_counts(runtime: Runtime) -> dict[str, int]:
-    with runtime.sessions() as session:
-        rows = session.execute(
-            select(models.Alert.branch_id, func.count())
-            .where(models.Alert.state.in_(OPEN_STATES))
-            .group_by(models.Alert.branch_id)
-        ).all()
-    return {branch: int(count) for branch, count in rows}
+    return runtime.alert_views.open_counts()
 
 
 @router.get(
@@ -215,54 +208,44 @@ def _alert(runtime: Runtime, alert: models.Alert, locale: str, with_events: bool
 @router.get("/alerts", response_model=list[AlertPublic], dependencies=[Authorized], summary="Alerts, newest first")
 def alerts(
     runtime: RuntimeDep,
+    views: AlertViewsDep,
     locale: LocaleDep,
     caller: CallerDep,
     state: Annotated[Literal["open", "firing", "acknowledged", "resolved", "all"], Query()] = "all",
     branch: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertPublic]:
-    query = select(models.Alert).order_by(models.Alert.id.desc()).limit(limit)
-    if state == "open":
-        query = query.where(models.Alert.state.in_(OPEN_STATES))
-    elif state != "all":
-        query = query.where(models.Alert.state == state)
-    if branch:
-        query = query.where(models.Alert.branch_id == branch)
-    if caller.person is not None:
-        visible = [b for b in runtime.directory.branches if caller.sees(runtime, b)]
-        query = query.where(models.Alert.branch_id.in_(visible))
-    with runtime.sessions() as session:
-        return [_alert(runtime, a, locale, False) for a in session.scalars(query)]
+    within = None if caller.person is None else [b for b in runtime.directory.branches if caller.sees(runtime, b)]
+    return [_alert(runtime, a, locale, False) for a in views.find(state, branch, within, limit)]
 
 
 @router.get(
     "/alerts/{alert_id}", response_model=AlertPublic, dependencies=[Authorized], summary="One alert with its timeline"
 )
-def alert(alert_id: int, runtime: RuntimeDep, locale: LocaleDep, caller: CallerDep) -> AlertPublic:
-    with runtime.sessions() as session:
-        row = session.get(models.Alert, alert_id)
-        if row is None:
-            raise HTTPException(404, f"no alert {alert_id}")
-        caller.check_branch(runtime, row.branch_id)
-        return _alert(runtime, row, locale, True)
+def alert(
+    alert_id: int, runtime: RuntimeDep, views: AlertViewsDep, locale: LocaleDep, caller: CallerDep
+) -> AlertPublic:
+    row = views.get(alert_id)
+    if row is None:
+        raise HTTPException(404, f"no alert {alert_id}")
+    caller.check_branch(runtime, row.branch_id)
+    return _alert(runtime, row, locale, True)
 
 
 def _act(
     action: Callable[[], models.Alert], runtime: Runtime, locale: str, caller: CallerDep, alert_id: int
 ) -> AlertPublic:
-    with runtime.sessions() as session:
-        row = session.get(models.Alert, alert_id)
-        if row is None:
-            raise HTTPException(404, f"no alert {alert_id}")
-        caller.check_act(runtime, row.branch_id)
+    row = runtime.alert_views.get(alert_id)
+    if row is None:
+        raise HTTPException(404, f"no alert {alert_id}")
+    caller.check_act(runtime, row.branch_id)
     try:
         alert_id = action().id
     except AlertError as exc:
         raise HTTPException(409, str(exc)) from None
-    with runtime.sessions() as session:
-        row = session.get(models.Alert, alert_id)
-        assert row is not None
-        return _alert(runtime, row, locale, True)
+    row = runtime.alert_views.get(alert_id)
+    assert row is not None
+    return _alert(runtime, row, locale, True)
 
 
 @router.post(
@@ -327,9 +310,8 @@ def silences(runtime: RuntimeDep, caller: CallerDep) -> list[SilencePublic]:
 
 
 @router.delete("/silences/{silence_id}", status_code=204, dependencies=[Authorized], summary="End a silence now")
-def end_silence(silence_id: int, runtime: RuntimeDep, caller: CallerDep) -> None:
-    with runtime.sessions() as session:
-        found = session.get(models.Silence, silence_id)
+def end_silence(silence_id: int, runtime: RuntimeDep, views: AlertViewsDep, caller: CallerDep) -> None:
+    found = views.silence(silence_id)
     if found is not None:
         caller.check_act(runtime, found.branch_id)
     try:

@@ -16,7 +16,6 @@ from lobbywatch.clock import as_utc
 from lobbywatch.i18n import normalize_locale, t
 from server.alerts.catalog import describe
 from server.alerts.errors import AlertError
-from server.alerts.service import OPEN_STATES
 from server.api.deps import RuntimeDep
 from server.api.reports import as_csv, default_day
 from server.delivery.links import LinkError, verify
@@ -62,12 +61,7 @@ def lobby(
 ) -> HTMLResponse:
     visible = visible_branches(runtime, viewer.person)
     shown = {branch: visible[branch]} if branch in visible else visible
-    with runtime.sessions() as session:
-        alerts = list(
-            session.scalars(
-                select(models.Alert).where(models.Alert.state.in_(OPEN_STATES), models.Alert.branch_id.in_(list(shown)))
-            )
-        )
+    alerts = runtime.alert_views.find("open", within=list(shown), limit=10_000)
     alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.state != "firing", as_utc(a.started_at)))
     cards = [_card(runtime, a, shown[a.branch_id], viewer.locale) for a in alerts]
     return render(
@@ -95,8 +89,7 @@ def _colleagues(runtime: Runtime, person: Person, visible: dict[str, BranchEntry
 
 
 def _alert_for(runtime: Runtime, viewer: SignedIn, alert_id: int) -> tuple[models.Alert, BranchEntry]:
-    with runtime.sessions() as session:
-        alert = session.get(models.Alert, alert_id)
+    alert = runtime.alert_views.get(alert_id)
     branch = runtime.directory.branches.get(alert.branch_id) if alert else None
     if alert is None or branch is None or not viewer.person.sees(branch.id, runtime.directory.lineage(branch.id)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, t(viewer.locale, "page.error.no_alert"))
@@ -113,14 +106,7 @@ def alert_page(
     error: str | None = None,
 ) -> HTMLResponse:
     alert, branch = _alert_for(runtime, viewer, alert_id)
-    with runtime.sessions() as session:
-        events = list(
-            session.scalars(
-                select(models.AlertEvent)
-                .where(models.AlertEvent.alert_id == alert_id)
-                .order_by(models.AlertEvent.at, models.AlertEvent.id)
-            )
-        )
+    events = runtime.alert_views.timeline(alert_id)
     timeline = [
         {"at": _local(as_utc(e.at), branch, runtime), "kind": t(viewer.locale, f"event.{e.kind}"), "detail": e.detail}
         for e in events
@@ -232,8 +218,7 @@ def add_silence(
 @pages.post("/lobby/silences/{silence_id}/end")
 def end_silence(runtime: RuntimeDep, viewer: Viewer, silence_id: int, csrf: Annotated[str, Form()]) -> Response:
     check_form(viewer, csrf)
-    with runtime.sessions() as session:
-        silence = session.get(models.Silence, silence_id)
+    silence = runtime.alert_views.silence(silence_id)
     mine = visible_branches(runtime, viewer.person)
     if silence is None or silence.branch_id not in mine or not viewer.person.can_act:
         raise HTTPException(status.HTTP_404_NOT_FOUND, t(viewer.locale, "page.error.no_alert"))
@@ -329,8 +314,7 @@ def _from_link(
     except LinkError as exc:
         reason = "expired" if "expired" in str(exc) else "invalid"
         return _message(request, fallback, t(fallback, "ack.failed"), t(fallback, f"ack.{reason}"), 400)
-    with runtime.sessions() as session:
-        alert = session.get(models.Alert, alert_id)
+    alert = runtime.alert_views.get(alert_id)
     branch = runtime.directory.branches.get(alert.branch_id) if alert else None
     if alert is None or branch is None:
         return _message(request, fallback, t(fallback, "ack.failed"), t(fallback, "ack.invalid"), 404)
