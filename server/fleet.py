@@ -7,13 +7,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from lobbywatch.clock import Clock
 from lobbywatch.device_config import check_sections
 from lobbywatch.protocol import REMOTE_SECTIONS, ConfigPush
+from server.commands import DeviceCommands
+from server.live import LiveState, SnapshotNow
 from server.provisioning.enrollment import calibrations
 from server.provisioning.profiles import with_calibrations
 from server.registry import audit, models
+from server.registry.directory import Directory
 from server.rules.facility import CLOCK_SKEW_LIMIT_MS
-from server.runtime import Runtime
 
 OUTBOX_BACKLOG = 1000  # messages waiting on a device: it cannot reach the broker, or sends too slowly
 ACTIONS = ("identify", "restart", "resend", "snapshot", "label")
@@ -21,11 +26,9 @@ __all__ = [
     "ACTIONS",
     "REMOTE_SECTIONS",
     "ConfigRefused",
+    "Fleet",
     "FleetError",
     "FleetRow",
-    "fleet",
-    "push_config",
-    "send_command",
 ]
 
 
@@ -47,47 +50,6 @@ class FleetRow:
     missing: int
     attention: list[str] = field(default_factory=list)  # why it needs a technician, worst first
     last_reply: dict[str, Any] | None = None
-
-
-def fleet(runtime: Runtime, branches: set[str] | None = None) -> list[FleetRow]:
-    """Every device (of these branches), those that need attention first."""
-    with runtime.sessions() as session:
-        pushed = {c.device_id: c.version for c in session.query(models.DeviceConfig)}
-    rows = []
-    for device in runtime.directory.devices.values():
-        if branches is not None and device.branch_id not in branches:
-            continue
-        state = runtime.live.device(device.id)
-        camera = runtime.live.readings(device.branch_id).get(f"{device.id}/camera")
-        row = FleetRow(
-            device=device.id,
-            branch=device.branch_id,
-            profile=device.profile,
-            online=bool(state and state.online),
-            last_seen=datetime.fromtimestamp(state.last_seen, UTC) if state and state.last_seen else None,
-            agent_version=state.agent_version if state else None,
-            config_version=state.config_version if state else None,
-            config_pushed=pushed.get(device.id),
-            clock_offset_ms=state.clock_skew_ms if state else None,
-            outbox_depth=state.outbox_depth if state else None,
-            outbox_dropped=state.outbox_dropped if state else None,
-            not_stored=state.not_stored if state else None,
-            camera_ok=camera.ok if camera else None,
-            missing=state.missing if state else 0,
-            last_reply=(
-                {
-                    "command": state.last_reply[0],
-                    "ok": state.last_reply[1],
-                    "detail": state.last_reply[2],
-                    "at": state.last_reply[3],
-                }
-                if state and state.last_reply
-                else None
-            ),
-        )
-        row.attention.extend(attention(row))
-        rows.append(row)
-    return sorted(rows, key=lambda r: (not r.attention, r.branch, r.device))
 
 
 def attention(row: FleetRow) -> list[str]:
@@ -118,62 +80,119 @@ class ConfigRefused(FleetError):
     """Config sections the device's own model refuses; the message names each field."""
 
 
-def send_command(runtime: Runtime, device: str, action: str, by: str, args: dict[str, object] | None = None) -> str:
-    """Publish a command on the device's command topic; returns its id (the device's reply names it)."""
-    if action not in ACTIONS:
-        raise FleetError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
-    if device not in runtime.directory.devices:
-        raise FleetError(f"no device {device!r}")
-    if action == "resend":
-        return _resend(runtime, device, by)
-    sent = runtime.commands.send(device, action, args)
-    _audit(runtime, by, f"device.{action}", device, str(args or ""))
-    return sent
+class Fleet:
+    """The devices as the technicians see them, and what they do to them (each action audited)."""
 
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        directory: Directory,
+        live: LiveState,
+        commands: DeviceCommands,
+        clock: Clock,
+    ) -> None:
+        self._sessions = sessions
+        self._directory = directory
+        self._live = live
+        self._commands = commands
+        self._clock = clock
 
-def _resend(runtime: Runtime, device: str, by: str) -> str:
-    """Ask for every message the server is missing from the device, now (the ingest also asks by itself)."""
-    state = runtime.live.device(device)
-    gaps = state.gaps if state else ()
-    if not gaps:
-        raise FleetError(f"nothing is missing from {device}")
-    args = {"stream": state.stream if state else "", "ranges": [list(g) for g in gaps]}
-    sent = runtime.commands.send(device, "resend", args)
-    _audit(runtime, by, "device.resend", device, f"{len(gaps)} ranges")
-    return sent
+    def snapshot(self, device: str) -> SnapshotNow | None:
+        """The snapshot the device sent last, while it is kept (minutes; never stored)."""
+        return self._live.snapshot(device, self._clock.monotonic())
 
+    def rows(self, branches: set[str] | None = None) -> list[FleetRow]:
+        """Every device (of these branches), those that need attention first."""
+        with self._sessions() as session:
+            pushed = {c.device_id: c.version for c in session.query(models.DeviceConfig)}
+        rows = []
+        for device in self._directory.devices.values():
+            if branches is not None and device.branch_id not in branches:
+                continue
+            state = self._live.device(device.id)
+            camera = self._live.readings(device.branch_id).get(f"{device.id}/camera")
+            row = FleetRow(
+                device=device.id,
+                branch=device.branch_id,
+                profile=device.profile,
+                online=bool(state and state.online),
+                last_seen=datetime.fromtimestamp(state.last_seen, UTC) if state and state.last_seen else None,
+                agent_version=state.agent_version if state else None,
+                config_version=state.config_version if state else None,
+                config_pushed=pushed.get(device.id),
+                clock_offset_ms=state.clock_skew_ms if state else None,
+                outbox_depth=state.outbox_depth if state else None,
+                outbox_dropped=state.outbox_dropped if state else None,
+                not_stored=state.not_stored if state else None,
+                camera_ok=camera.ok if camera else None,
+                missing=state.missing if state else 0,
+                last_reply=(
+                    {
+                        "command": state.last_reply[0],
+                        "ok": state.last_reply[1],
+                        "detail": state.last_reply[2],
+                        "at": state.last_reply[3],
+                    }
+                    if state and state.last_reply
+                    else None
+                ),
+            )
+            row.attention.extend(attention(row))
+            rows.append(row)
+        return sorted(rows, key=lambda r: (not r.attention, r.branch, r.device))
 
-def push_config(runtime: Runtime, device: str, sections: dict[str, Any], by: str) -> int:
-    """Store the sections and push them, retained: the device applies them now or when it next connects,
-    and says which version it runs. Returns the version."""
-    if device not in runtime.directory.devices:
-        raise FleetError(f"no device {device!r}")
-    try:  # as the device will: nothing it would refuse is stored, pushed or shown on a page
-        check_sections(sections)
-    except ValueError as exc:
-        raise ConfigRefused(str(exc)) from None
-    now = runtime.clock.now()
-    with runtime.sessions() as session:
-        row = session.get(models.DeviceConfig, device)
-        merged = {**(dict(row.sections) if row else {}), **sections}
-        version = (row.version + 1) if row else 1
-        session.merge(
-            models.DeviceConfig(device_id=device, version=version, sections=merged, updated_at=now, updated_by=by)
-        )
-        audit.record(session, now, by, "device.config", device, f"version {version}: {', '.join(sorted(sections))}")
-        session.commit()
-        published = with_calibrations(merged, calibrations(session, device))
-    runtime.commands.push_config(device, ConfigPush(version=version, config=published))
-    return version
+    def send_command(self, device: str, action: str, by: str, args: dict[str, object] | None = None) -> str:
+        """Publish a command on the device's command topic; returns its id (the device's reply names it)."""
+        if action not in ACTIONS:
+            raise FleetError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        if device not in self._directory.devices:
+            raise FleetError(f"no device {device!r}")
+        if action == "resend":
+            return self._resend(device, by)
+        sent = self._commands.send(device, action, args)
+        self._audit(by, f"device.{action}", device, str(args or ""))
+        return sent
 
+    def _resend(self, device: str, by: str) -> str:
+        """Ask for every message the server is missing from the device, now (the ingest also asks by itself)."""
+        state = self._live.device(device)
+        gaps = state.gaps if state else ()
+        if not gaps:
+            raise FleetError(f"nothing is missing from {device}")
+        args = {"stream": state.stream if state else "", "ranges": [list(g) for g in gaps]}
+        sent = self._commands.send(device, "resend", args)
+        self._audit(by, "device.resend", device, f"{len(gaps)} ranges")
+        return sent
 
-def pushed_config(runtime: Runtime, device: str) -> tuple[int | None, dict[str, Any]]:
-    with runtime.sessions() as session:
-        row = session.get(models.DeviceConfig, device)
-        return (row.version, dict(row.sections)) if row else (None, {})
+    def push_config(self, device: str, sections: dict[str, Any], by: str) -> int:
+        """Store the sections and push them, retained: the device applies them now or when it next connects,
+        and says which version it runs. Returns the version."""
+        if device not in self._directory.devices:
+            raise FleetError(f"no device {device!r}")
+        try:  # as the device will: nothing it would refuse is stored, pushed or shown on a page
+            check_sections(sections)
+        except ValueError as exc:
+            raise ConfigRefused(str(exc)) from None
+        now = self._clock.now()
+        with self._sessions() as session:
+            row = session.get(models.DeviceConfig, device)
+            merged = {**(dict(row.sections) if row else {}), **sections}
+            version = (row.version + 1) if row else 1
+            session.merge(
+                models.DeviceConfig(device_id=device, version=version, sections=merged, updated_at=now, updated_by=by)
+            )
+            audit.record(session, now, by, "device.config", device, f"version {version}: {', '.join(sorted(sections))}")
+            session.commit()
+            published = with_calibrations(merged, calibrations(session, device))
+        self._commands.push_config(device, ConfigPush(version=version, config=published))
+        return version
 
+    def pushed_config(self, device: str) -> tuple[int | None, dict[str, Any]]:
+        with self._sessions() as session:
+            row = session.get(models.DeviceConfig, device)
+            return (row.version, dict(row.sections)) if row else (None, {})
 
-def _audit(runtime: Runtime, by: str, action: str, target: str, detail: str) -> None:
-    with runtime.sessions() as session:
-        audit.record(session, runtime.clock.now(), by, action, target, detail)
-        session.commit()
+    def _audit(self, by: str, action: str, target: str, detail: str) -> None:
+        with self._sessions() as session:
+            audit.record(session, self._clock.now(), by, action, target, detail)
+            session.commit()

@@ -19,6 +19,7 @@ from server.alerts.worker import AlertWorker
 from server.commands import DeviceCommands
 from server.delivery.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
 from server.delivery.people import Sender, ack_links, people_channel
+from server.fleet import Fleet
 from server.ingest.dead_letters import DeadLetters
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
 from server.ingest.pipeline import Pipeline
@@ -162,6 +163,7 @@ class Runtime:
             self.worker.put,
         )
         self.commands = DeviceCommands(self.source.publish)
+        self.fleet = Fleet(self.sessions, self.directory, self.live, self.commands, self.clock)
 
     def make_pipeline(self) -> Pipeline:
         """The ingest as a server starts it: its branches' state from what the registry holds."""
@@ -214,6 +216,7 @@ class Runtime:
         starts again from the registry."""
         self.live = LiveState()
         self.pipeline = self.make_pipeline()
+        self.fleet = Fleet(self.sessions, self.directory, self.live, self.commands, self.clock)
         self.worker = IngestWorker(self.pipeline, self._ack, ask_resend=self._ask_resend)
 
     def _observe(self, event: dict[str, object]) -> None:

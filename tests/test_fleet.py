@@ -28,7 +28,6 @@ from lobby_sim.lobby import Lobby, LobbyPlan
 from lobby_sim.render import QUEUE_ZONE, LobbyRenderer
 from lobbywatch.clock import SystemClock
 from lobbywatch.protocol import REMOTE_SECTIONS
-from server.fleet import fleet
 from server.registry import models
 from server.registry.users import add_user
 from tests.helpers import PASSWORD, PHONE, Web, eventually, sign_in, start_runtime
@@ -189,7 +188,7 @@ def test_supervisors_do_not_get_the_technicians_actions(browser: Browser, world:
     )
     assert refused.status == 403
     assert not world.agent.restart_requested
-    first, *_ = fleet(world.runtime)
+    first, *_ = world.runtime.fleet.rows()
     assert (first.device, first.attention) == ("dev-b2-cam", ["offline"])  # never seen: it comes first
 
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, HTTPException, Query, Request, status
 
 from lobbywatch.i18n import normalize_locale
 from server.alerts.views import AlertViews
+from server.fleet import Fleet
 from server.registry import users
 from server.registry.users import Person
 from server.runtime import Runtime
@@ -28,6 +29,13 @@ def get_alert_views(runtime: RuntimeDep) -> AlertViews:
 
 
 AlertViewsDep = Annotated[AlertViews, Depends(get_alert_views)]
+
+
+def get_fleet(runtime: RuntimeDep) -> Fleet:
+    return runtime.fleet
+
+
+FleetDep = Annotated[Fleet, Depends(get_fleet)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from server import fleet as devices
-from server.api.deps import CallerDep, RuntimeDep, roles
+from server.api.deps import CallerDep, FleetDep, RuntimeDep, roles
 from server.ingest import dead_letters
 
 fleet_api = APIRouter(prefix="/api/v1")
@@ -35,20 +35,20 @@ def fleet_list(
     attention: Annotated[bool, Query(description="only devices that need attention")] = False,
 ) -> list[dict[str, Any]]:
     visible = {b for b in runtime.directory.branches if caller.sees(runtime, b) and branch in (None, b)}
-    return [asdict(r) for r in devices.fleet(runtime, visible) if r.attention or not attention]
+    return [asdict(r) for r in runtime.fleet.rows(visible) if r.attention or not attention]
 
 
 @fleet_api.post("/devices/{device_id}/commands", dependencies=[TECHNICIANS], summary="A remote action")
-def command(device_id: str, body: CommandIn, runtime: RuntimeDep, caller: CallerDep) -> dict[str, str]:
+def command(device_id: str, body: CommandIn, fleet: FleetDep, caller: CallerDep) -> dict[str, str]:
     try:
-        sent = devices.send_command(runtime, device_id, body.action, caller.acting_as("api"), body.args)
+        sent = fleet.send_command(device_id, body.action, caller.acting_as("api"), body.args)
     except devices.FleetError as exc:
         raise HTTPException(409, str(exc)) from None
     return {"command": sent}
 
 
 @fleet_api.post("/devices/{device_id}/config", dependencies=[TECHNICIANS], summary="Push config sections")
-def config(device_id: str, body: ConfigIn, runtime: RuntimeDep, caller: CallerDep) -> dict[str, int]:
+def config(device_id: str, body: ConfigIn, fleet: FleetDep, caller: CallerDep) -> dict[str, int]:
     refused = set(body.sections) - devices.REMOTE_SECTIONS
     if refused:
         raise HTTPException(
@@ -56,7 +56,7 @@ def config(device_id: str, body: ConfigIn, runtime: RuntimeDep, caller: CallerDe
             f"{', '.join(sorted(refused))} cannot be pushed (allowed: {', '.join(sorted(devices.REMOTE_SECTIONS))})",
         )
     try:
-        return {"version": devices.push_config(runtime, device_id, body.sections, caller.acting_as("api"))}
+        return {"version": fleet.push_config(device_id, body.sections, caller.acting_as("api"))}
     except devices.ConfigRefused as exc:
         raise HTTPException(422, f"the device would refuse this config: {exc}") from None
     except devices.FleetError as exc:
@@ -69,8 +69,8 @@ def config(device_id: str, body: ConfigIn, runtime: RuntimeDep, caller: CallerDe
     response_class=Response,
     summary="The snapshot the device sent last (minutes at most; never stored)",
 )
-def snapshot(device_id: str, runtime: RuntimeDep) -> Response:
-    found = runtime.live.snapshot(device_id, runtime.clock.monotonic())
+def snapshot(device_id: str, fleet: FleetDep) -> Response:
+    found = fleet.snapshot(device_id)
     if found is None:
         raise HTTPException(404, f"no snapshot from {device_id}: ask for one (action snapshot)")
     return Response(found.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

@@ -29,7 +29,7 @@ def _technician(viewer: SignedIn) -> None:
 
 def _device(runtime: Runtime, viewer: SignedIn, device: str) -> devices.FleetRow:
     mine = set(visible_branches(runtime, viewer.person))
-    for row in devices.fleet(runtime, mine):
+    for row in runtime.fleet.rows(mine):
         if row.device == device:
             return row
     raise HTTPException(status.HTTP_404_NOT_FOUND, t(viewer.locale, "page.fleet.no_device"))
@@ -43,7 +43,7 @@ def fleet_page(
     chosen = {branch} if branch in mine else set(mine)
     rows = [
         r
-        for r in devices.fleet(runtime, chosen)
+        for r in runtime.fleet.rows(chosen)
         if state == "all" or (state == "attention" and r.attention) or (state == "offline" and not r.online)
     ]
     return render(
@@ -85,10 +85,10 @@ def device_page(
     snapshot: str | None = None,
 ) -> HTMLResponse:
     row = _device(runtime, viewer, device)
-    version, sections = devices.pushed_config(runtime, device)
+    version, sections = runtime.fleet.pushed_config(device)
     camera = sections.get("camera") if isinstance(sections.get("camera"), dict) else None
     zones = [z for z in (camera or {}).get("zones", []) if isinstance(z, dict)]
-    shown = runtime.live.snapshot(device, runtime.clock.monotonic())
+    shown = runtime.fleet.snapshot(device)
     return render(
         request,
         "device.html",
@@ -111,7 +111,7 @@ def device_page(
 def snapshot_image(runtime: RuntimeDep, viewer: Viewer, device: str) -> Response:
     _technician(viewer)
     _device(runtime, viewer, device)
-    found = runtime.live.snapshot(device, runtime.clock.monotonic())
+    found = runtime.fleet.snapshot(device)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, t(viewer.locale, "page.fleet.no_snapshot"))
     return Response(found.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -126,7 +126,7 @@ def action(
     _device(runtime, viewer, device)
     target = f"/lobby/fleet/{device}"
     try:
-        sent = devices.send_command(runtime, device, action, viewer.person.name)
+        sent = runtime.fleet.send_command(device, action, viewer.person.name)
     except devices.FleetError:
         return RedirectResponse(f"{target}?error={action}", status.HTTP_303_SEE_OTHER)
     extra = f"&snapshot={sent}" if action == "snapshot" else ""
@@ -146,8 +146,8 @@ def label(
     check_form(viewer, csrf)
     _technician(viewer)
     _device(runtime, viewer, device)
-    devices.send_command(
-        runtime, device, "label", viewer.person.name, {"snapshot": snapshot, "zone": zone, "count": count}
+    runtime.fleet.send_command(
+        device, "label", viewer.person.name, {"snapshot": snapshot, "zone": zone, "count": count}
     )
     return RedirectResponse(f"/lobby/fleet/{device}?done=label", status.HTTP_303_SEE_OTHER)
 
@@ -173,12 +173,12 @@ def save_zone(
         points = []
     if not 3 <= len(points) <= MAX_POINTS or not zone.strip():
         return RedirectResponse(f"{target}?error=polygon", status.HTTP_303_SEE_OTHER)
-    _, sections = devices.pushed_config(runtime, device)
+    _, sections = runtime.fleet.pushed_config(device)
     camera: dict[str, Any] = dict(sections.get("camera") or {"source": source, "fps": 1})
     zones = [z for z in camera.get("zones", []) if isinstance(z, dict) and z.get("key") != zone]
     camera["zones"] = [*zones, {"key": zone.strip(), "polygon": points}]
     try:
-        devices.push_config(runtime, device, {"camera": camera}, viewer.person.name)
+        runtime.fleet.push_config(device, {"camera": camera}, viewer.person.name)
     except devices.ConfigRefused:
         return RedirectResponse(f"{target}?error=polygon", status.HTTP_303_SEE_OTHER)
     return RedirectResponse(f"{target}?done=zones", status.HTTP_303_SEE_OTHER)
