@@ -82,6 +82,8 @@ class Dispatcher:
         self, channels: Sequence[Channel], on_outcome: Outcome, sleep: Callable[[float], bool] | None = None
     ) -> None:
         self._channels = list(channels)
+        # a Protocol's isinstance is slow, and flushing runs every second: sorted out once
+        self._holding = [channel for channel in self._channels if isinstance(channel, Holding)]
         self._on_outcome = on_outcome
         self._queue: queue.SimpleQueue[Notice | None] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -124,9 +126,8 @@ class Dispatcher:
         self._flush(force=True)  # stopping: what is held back goes now rather than never
 
     def _flush(self, force: bool) -> None:
-        for channel in self._channels:
-            if isinstance(channel, Holding):
-                channel.flush(self._outcome, force)
+        for channel in self._holding:
+            channel.flush(self._outcome, force)
 
     def _outcome(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
         if delivered:

@@ -42,6 +42,7 @@ from server.ingest.stats import Reservoir
 from server.ingest.store_writer import IngestStats, StoreWriter
 from server.live import LiveState
 from server.processing.branch import BranchProcessor
+from server.processing.branches import Branches
 from server.processing.output import Output
 from server.registry.directory import BranchEntry, Directory
 from server.rules.calls import RULE as CALL_RULE
@@ -208,7 +209,7 @@ class Pipeline:
         self._apply(out.transitions)
         if hours:
             self._alert_slot = slot
-            self.alerts.tick(self.directory.branches, self._held())
+            self.alerts.tick(self.directory.branches, held(self.directory, self.live, self.branches))
         if self._clock.monotonic() - self._learnt_flush >= LEARNT_FLUSH_S:
             self.flush_learnt()
         if self.save_every_batch:
@@ -245,16 +246,6 @@ class Pipeline:
                         self.on_call(call)
             elif event.get("by") is not None:  # resolved by hand, not by the button
                 processor.call_closed(str(event["subject"]))
-
-    def _held(self) -> Held:
-        """What holds alerts back now, as a snapshot for the alerts thread."""
-        unknown = frozenset(
-            (branch, zone)
-            for branch in self.directory.branches
-            for zone, now in self.live.zones(branch).items()
-            if now.occupancy is None
-        )
-        return Held(self.branches.offline_devices(), unknown)
 
     def request_stop(self) -> None:
         """Stop waiting for storage to come back: a batch still unstored stays unacknowledged."""
@@ -321,3 +312,15 @@ def alert_points(branches: Mapping[str, BranchEntry], transitions: Sequence[Tran
         for t in transitions
         if t.branch in branches
     ]
+
+
+def held(directory: Directory, live: LiveState, branches: Branches) -> Held:
+    """What holds alerts back now (devices offline, zones whose count is unknown), as a snapshot for the alerts
+    thread."""
+    unknown = frozenset(
+        (branch, zone)
+        for branch in directory.branches
+        for zone, now in live.zones(branch).items()
+        if now.occupancy is None
+    )
+    return Held(branches.offline_devices(), unknown)
