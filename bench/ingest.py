@@ -111,9 +111,14 @@ def publish(
             }
         )
         last = client.publish(f"lobby/v1/{device}/queue", payload, qos=1)
+        # paho refuses a message while its id is still taken by one not yet acknowledged (65,535 waiting, on a
+        # machine where the broker is slower than the publishers): wait for room, then send the same one
+        while last.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            time.sleep(0.005)
+            last = client.publish(f"lobby/v1/{device}/queue", payload, qos=1)
         n += 1
     if last is not None:
-        last.wait_for_publish(60)
+        last.wait_for_publish(120)
     client.disconnect()
     client.loop_stop()
     with sent.get_lock():
