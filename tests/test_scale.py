@@ -1,0 +1,289 @@
+"""The scale-out's parts against a real 3-node NATS cluster (the pinned build, >= 2.11) and a real Mosquitto:
+the stream partitioned by branch, one owner per partition that moves when it dies or stalls, and forwarders that
+lose nothing when killed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import paho.mqtt.client as mqtt
+import pytest
+from nats.aio.client import Client
+
+from bench.ingest import device_ids, site
+from bench.nats_cluster import NatsCluster
+from bench.processes import Forward
+from lobby_sim.broker import Mosquitto
+from server.registry.database import make_engine, make_sessions
+from server.registry.site import SiteSpec, import_site
+from server.scale import jetstream, subjects
+from server.scale.forwarder import route
+from server.scale.pinned import Delivery, PinnedPull
+
+T = TypeVar("T")
+PARTITIONS = 8
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    nats = NatsCluster(tmp_path_factory.mktemp("nats"))
+    nats.start()
+    yield nats
+    nats.stop()
+
+
+def run(cluster: NatsCluster, body: Callable[[Client], Awaitable[T]], layout: jetstream.Layout | None) -> T:
+    """`body` with a connection to a fresh stream (made as `layout` says; None: as it is)."""
+
+    async def main() -> T:
+        nc = Client()
+        await nc.connect(servers=cluster.urls)
+        try:
+            if layout is not None:
+                with contextlib.suppress(jetstream.JetStreamError):
+                    await jetstream.api(nc, f"STREAM.DELETE.{subjects.STREAM}")
+                await jetstream.ensure(nc, layout)
+            return await body(nc)
+        finally:
+            await nc.close()
+
+    return asyncio.run(main())
+
+
+async def stream_messages(nc: Client) -> list[dict[str, Any]]:
+    """Every message the stream holds, with its subject and headers."""
+    info = await jetstream.api(nc, f"STREAM.INFO.{subjects.STREAM}")
+    found = []
+    for seq in range(info["state"]["first_seq"], info["state"]["last_seq"] + 1):
+        try:
+            got = await jetstream.api(nc, f"STREAM.MSG.GET.{subjects.STREAM}", {"seq": seq})
+        except jetstream.JetStreamError:
+            continue  # acknowledged and gone (work queue)
+        found.append(got["message"])
+    return found
+
+
+def test_every_message_of_a_branch_lands_in_one_partition(cluster: NatsCluster) -> None:
+    branches = [f"bj-{i:03d}" for i in range(40)] + ["北京 西城.1"]  # a site's ids may hold anything
+
+    async def body(nc: Client) -> dict[str, set[str]]:
+        js = nc.jetstream()
+        for branch in branches:
+            for device in ("cam-1", "bell-2"):
+                await js.publish(subjects.subject(branch, device, "queue"), b"{}")
+        info = await jetstream.api(nc, f"STREAM.INFO.{subjects.STREAM}", {"subjects_filter": ">"})
+        partitions: dict[str, set[str]] = {}
+        for name in info["state"]["subjects"]:
+            _, _, partition, branch, _, _ = name.split(".")
+            partitions.setdefault(branch, set()).add(partition)
+        return partitions
+
+    partitions = run(cluster, body, jetstream.Layout(partitions=PARTITIONS))
+    assert set(partitions) == {subjects.token(b) for b in branches}
+    assert all(len(p) == 1 for p in partitions.values()), partitions
+    assert len(set.union(*partitions.values())) >= PARTITIONS // 2  # spread, not all in one
+
+
+def test_a_stream_with_another_partitioning_is_refused(cluster: NatsCluster) -> None:
+    async def body(nc: Client) -> str:
+        with pytest.raises(jetstream.JetStreamError) as refused:
+            await jetstream.ensure(nc, jetstream.Layout(partitions=PARTITIONS * 2, replicas=3))
+        return str(refused.value)
+
+    assert "not into 16 partitions" in run(cluster, body, jetstream.Layout(partitions=PARTITIONS))
+
+
+class Owner:
+    """A worker's side of one partition: what it got, under which pin, and the pins it lost."""
+
+    def __init__(self, name: str, nc: Client) -> None:
+        self.name = name
+        self.nc = nc
+        self.got: list[Delivery] = []
+        self.lost: list[str] = []
+        self.pull = PinnedPull(nc, 0, self._deliver, lambda _p, pin: self.lost.append(pin), expires_s=1.0)
+        self.task: asyncio.Task[None] | None = None
+
+    def _deliver(self, delivery: Delivery) -> None:
+        self.got.append(delivery)
+        asyncio.get_running_loop().create_task(self.nc.publish(delivery.ack_subject, b"+ACK"))
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.pull.run())
+
+    async def pause(self) -> None:
+        """Stop pulling without a word, as a worker stalled in a long pause would."""
+        self.pull.stop()
+        assert self.task is not None
+        await self.task
+
+    async def resume(self) -> None:
+        pin = self.pull.pin
+        self.pull = PinnedPull(self.nc, 0, self._deliver, lambda _p, lost: self.lost.append(lost), expires_s=1.0)
+        self.pull.pin = pin  # it still believes it owns the partition
+        self.start()
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def publish(nc: Client, first: int, n: int) -> None:
+    js = nc.jetstream()
+    for i in range(first, first + n):
+        await js.publish(subjects.subject("b1", "cam-1", "queue"), str(i).encode())
+
+
+def test_one_owner_at_a_time_and_the_partition_moves_when_it_dies(cluster: NatsCluster) -> None:
+    async def body(nc: Client) -> None:
+        connections = [Client(), Client()]
+        for c in connections:
+            await c.connect(servers=cluster.urls)
+        owners = [Owner(name, c) for name, c in zip("ab", connections, strict=True)]
+        for owner in owners:
+            owner.start()
+        await publish(nc, 0, 50)
+        await until(lambda: sum(len(o.got) for o in owners) == 50, 10, "50 delivered")
+        first = next(o for o in owners if o.got)
+        second = next(o for o in owners if o is not first)
+        assert (len(first.got), len(second.got)) == (50, 0)  # pinned: one owner, never split
+        assert {d.pin for d in first.got} == {first.pull.pin} != {""}
+        await first.nc.close()  # killed
+        await publish(nc, 50, 50)
+        taken = await until(lambda: len(second.got) == 50, 15, "the standby took the partition over")
+        assert taken < 10  # priority_timeout 5 s, or at once when the server sees the connection go
+        assert second.pull.pin
+        assert second.pull.pin != first.pull.pin
+        assert sorted(int(d.data) for o in owners for d in o.got) == list(range(100))  # nothing lost
+        await second.pause()
+        await second.nc.close()
+
+    run(cluster, body, jetstream.Layout(partitions=1, priority_timeout_s=5.0))
+
+
+def test_a_stalled_owner_is_told_its_pin_is_gone_and_a_release_hands_over_at_once(cluster: NatsCluster) -> None:
+    async def body(nc: Client) -> None:
+        connections = [Client(), Client()]
+        for c in connections:
+            await c.connect(servers=cluster.urls)
+        a, b = (Owner(name, c) for name, c in zip("ab", connections, strict=True))
+        a.start()
+        await publish(nc, 0, 5)
+        await until(lambda: len(a.got) == 5, 10, "a owns the partition")
+        b.start()
+        await a.pause()  # stalled past the priority timeout: the server pins b
+        await publish(nc, 5, 5)
+        await until(lambda: len(b.got) == 5, 15, "b pinned while a stalls")
+        stale = a.pull.pin
+        await a.resume()
+        await until(lambda: a.lost == [stale], 10, "a hears 423 and drops the partition")
+        assert a.pull.pin == ""
+        assert len(a.got) == 5
+        started = time.monotonic()
+        await b.pull.release()  # handed on at once, not after the priority timeout
+        assert b.lost == [b.got[-1].pin]
+        await publish(nc, 10, 5)
+        await until(lambda: len(a.got) == 10, 15, "a pinned again after b released")
+        assert time.monotonic() - started < 3.0
+        await a.pause()
+        for c in connections:
+            await c.close()
+
+    run(cluster, body, jetstream.Layout(partitions=1, priority_timeout_s=6.0))
+
+
+def test_routes_carry_the_branch_and_send_strangers_on_to_be_refused() -> None:
+    branches = {"cam-001": "bj-001"}
+    assert route("lobby/v1/cam-001/queue", branches.get) == ("lw.in.bj-001.cam-001.queue", "cam-001")
+    assert route("lobby/v1/cam-999/queue", branches.get) == ("lw.in._.cam-999.queue", "cam-999")
+    assert route("lobby/v1/../queue", branches.get) == ("lw.in._._._", "_")
+    one = subjects.MessageId.of("cam-001", b'{"stream": "s1", "seq": 7, "v": 1}')
+    assert one == subjects.MessageId.of("cam-001", b'{"v": 1, "seq": 7, "stream": "s1", "ts": "later"}')
+    assert subjects.MessageId.of("cam-001", b"not json") == subjects.MessageId.of("cam-001", b"not json")
+    assert subjects.MessageId.of("cam-001", b"not json") != subjects.MessageId.of("cam-001", b"other")
+
+
+def test_a_forwarder_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
+    cluster: NatsCluster, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    devices = device_ids(6)
+    spec = SiteSpec.model_validate(site(len(devices), 0))
+    with make_sessions(make_engine(f"sqlite:///{tmp_path}/registry.sqlite3"))() as session:
+        import_site(session, spec)
+    branch_of = {d.id: b.id for b in spec.branches for d in b.devices}
+    run(cluster, lambda _nc: asyncio.sleep(0), jetstream.Layout(partitions=PARTITIONS))
+    first = Forward(tmp_path, "f1", mosquitto.port, cluster.urls, PARTITIONS)
+    second = Forward(tmp_path, "f2", mosquitto.port, cluster.urls, PARTITIONS)
+    first.start()
+    second.start()
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub", protocol=mqtt.MQTTv5)
+    publisher.connect("127.0.0.1", mosquitto.port)
+    publisher.loop_start()
+    sent = 0
+    try:
+        time.sleep(2.0)  # both subscribed
+        for i in range(1500):
+            device = devices[i % len(devices)]
+            body = {"v": 1, "stream": "s1", "seq": i // len(devices) + 1, "zones": []}
+            publisher.publish(f"lobby/v1/{device}/queue", json.dumps(body), qos=1).wait_for_publish(10)
+            sent += 1
+            if i == 700:
+                first.kill()  # mid-stream, with messages in flight
+            if i == 1000:
+                first.start()  # back under its name: the broker kept its share for it
+        publisher.publish("lobby/v1/stranger-1/queue", b'{"v": 1}', qos=1).wait_for_publish(10)
+
+        def stored() -> list[dict[str, Any]]:
+            return run(cluster, stream_messages, None)
+
+        deadline = time.monotonic() + 60
+        while len(messages := stored()) < sent + 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+        first.stop()
+        second.stop()
+    assert len(messages) == sent + 1
+    ids = [headers(m).get(subjects.ID_HEADER) for m in messages]
+    assert len(set(ids)) == len(ids)  # a republished message is a duplicate JetStream dropped
+    for message in messages:
+        device = headers(message)[subjects.TOPIC_HEADER].split("/")[2]
+        assert message["subject"].split(".")[3] == subjects.token(branch_of.get(device, subjects.NO_BRANCH))
+
+
+def headers(message: dict[str, Any]) -> dict[str, str]:
+    """The headers of a message from STREAM.MSG.GET (base64 of the NATS/1.0 header block)."""
+    lines = base64.b64decode(message.get("hdrs", "")).decode().split("\r\n")[1:]
+    return dict(line.split(": ", 1) for line in lines if ": " in line)
+
+
+def test_the_unsafe_shared_subscription_setting_is_refused_with_its_replacement(tmp_path: Path) -> None:
+    env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LOBBYWATCH_MQTT_SHARED_GROUP": "ingest"}
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--lang", "en", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "LOBBYWATCH_MQTT_SHARED_GROUP was removed" in done.stderr
+    assert "lobbywatch forward" in done.stderr
