@@ -25,6 +25,8 @@ jetstream {{
   max_memory_store: 64MB
   max_file_store: 100GB  # a reservation bound, not a disk check: the streams say what they may take
 }}
+"""
+CLUSTER_CONF = """\
 cluster {{
   name: lobbywatch
   listen: 127.0.0.1:{cluster}
@@ -59,16 +61,10 @@ class Node(Child):
 
     def configure(self, routes: list[int]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "nats.conf").write_text(
-            NODE_CONF.format(
-                name=self.name,
-                port=self.port,
-                monitor=self.monitor,
-                cluster=self.cluster,
-                store=self.folder / "store",
-                routes=", ".join(f"nats://127.0.0.1:{p}" for p in routes),
-            )
-        )
+        conf = NODE_CONF.format(name=self.name, port=self.port, monitor=self.monitor, store=self.folder / "store")
+        if routes:  # one node alone is no cluster
+            conf += CLUSTER_CONF.format(cluster=self.cluster, routes=", ".join(f"nats://127.0.0.1:{p}" for p in routes))
+        (self.folder / "nats.conf").write_text(conf)
 
     def start(self) -> None:
         log = (self.folder / "nats.log").open("ab")
@@ -83,7 +79,9 @@ class Node(Child):
             info = httpx.get(f"http://127.0.0.1:{self.monitor}/jsz", timeout=1).json()
         except (httpx.HTTPError, ValueError):
             return False
-        return bool(info.get("meta_cluster", {}).get("leader"))
+        if "meta_cluster" not in info:  # a node alone: JetStream is up once it answers as enabled
+            return not info.get("disabled", True) or "config" in info
+        return bool(info["meta_cluster"].get("leader"))
 
 
 class NatsCluster:

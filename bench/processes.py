@@ -123,6 +123,36 @@ class Forward(Child):
         )
 
 
+class Work(Forward):
+    """`lobbywatch worker --name <name>`: partitions of the stream, on the registry in `work`, writing points
+    where `storage` says."""
+
+    def __init__(
+        self,
+        work: Path,
+        name: str,
+        broker_port: int,
+        nats_urls: list[str],
+        partitions: int,
+        storage: dict[str, str],
+    ) -> None:
+        super().__init__(work, name, broker_port, nats_urls, partitions)
+        self.env |= {
+            "LOBBYWATCH_SPOOL_PATH": str(work / f"spool-{name}.sqlite3"),
+            "LOBBYWATCH_REPORTS_BY_MAIL": "false",
+            **storage,
+        }
+
+    def start(self) -> None:
+        log = (self.work / f"worker-{self.name}.log").open("ab")
+        self.process = subprocess.Popen(
+            tied([str(Path(sys.executable).parent / "lobbywatch"), "worker", "--name", self.name]),
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 class Fleet(Child):
     """`python -m bench.fleet`: `devices` real agents in one process, from device index `first`."""
 

@@ -45,22 +45,6 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _forward(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from server.scale.forward_process import forward
-
-    settings, lang = _process(args)
-    if settings is None:
-        return 2
-    if not settings.nats_url:
-        print(t(lang, "scale.no_nats"), file=sys.stderr)
-        return 2
-    stats = asyncio.run(forward(settings, args.name))
-    print(t(lang, "scale.forward_stopped", forwarded=stats.forwarded, duplicates=stats.duplicates))
-    return 0
-
-
 def _demo(args: argparse.Namespace) -> int:
     from lobby_sim.demo import run
 
@@ -364,12 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the server (settings from LOBBYWATCH_* environment variables)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
-    forwarder = sub.add_parser(
-        "forward", help="forward devices' messages from the MQTT broker into NATS JetStream (docs/scale.md)"
-    )
-    forwarder.add_argument("--name", required=True, help="this forwarder's name, the same at every restart")
-    forwarder.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    forwarder.set_defaults(func=_forward)
+    from server.scale.cli import add_parsers as add_scale_parsers
+
+    add_scale_parsers(sub, _process)
     demo = sub.add_parser("demo", help="run broker, server and three simulated branches on this machine")
     demo.add_argument("--seconds", type=float, help="stop after this many seconds (default: DEMO_SECONDS, or Ctrl-C)")
     demo.add_argument("--port", type=int, default=8000, help="HTTP port of the API")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from lobbywatch.clock import Clock, SystemClock
 from lobbywatch.i18n import t
@@ -63,6 +64,8 @@ def make_store(settings: Settings, dead_letters: DeadLetters | None = None) -> T
 
 
 class Runtime:
+    pipeline_type: type[Pipeline] = Pipeline
+
     def __init__(
         self,
         settings: Settings,
@@ -73,10 +76,12 @@ class Runtime:
         sender: Sender | None = None,
         hearing: Callable[[], bool] | None = None,
         store: TimeSeriesStore | None = None,
+        receive: bool = True,
     ):
         """`channels`: where notices go (default: the log, the webhook if set, the people); `sender`: sends the
         people's messages (default: Apprise); `hearing`: whether the server hears the broker (default: its MQTT
-        connection); `store`: the time-series store (default: from the settings)."""
+        connection); `store`: the time-series store (default: from the settings); `receive`: take devices'
+        messages from the MQTT broker (False: a scale-out worker, whose messages come from JetStream)."""
         self.settings = settings
         self.clock = clock or SystemClock()
         self.synchronous = synchronous
@@ -158,15 +163,20 @@ class Runtime:
                 tls=settings.mqtt_tls,
                 ca_file=settings.mqtt_ca_file,
                 protocol=settings.mqtt_protocol,
+                receive=receive,
             ),
             self.worker.put,
         )
         self.commands = DeviceCommands(self.source.publish)
         self.fleet = Fleet(self.sessions, self.directory, self.live, self.commands, self.clock)
 
+    def pipeline_options(self) -> dict[str, Any]:
+        """What a kind of runtime adds to the pipeline's wiring (a scale-out worker: its partitions)."""
+        return {}
+
     def make_pipeline(self) -> Pipeline:
         """The ingest as a server starts it: its branches' state from what the registry holds."""
-        pipeline = Pipeline(
+        pipeline = self.pipeline_type(
             directory=self.directory,
             store=self.store,
             alerts=self.alerts if self.synchronous else self.alert_worker,
@@ -179,6 +189,7 @@ class Runtime:
             max_age_s=self.settings.ts_max_age_days * 86400,
             max_ahead_s=self.settings.ts_max_ahead_s,
             hearing=self._hearing,
+            **self.pipeline_options(),
         )
         pipeline.broker.on_system = self._system
         pipeline.on_call = self._observe

@@ -11,8 +11,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,9 +22,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from nats.aio.client import Client
 
+from bench.alert_check import compare, expected_fired, fired
 from bench.ingest import device_ids, site
 from bench.nats_cluster import NatsCluster
-from bench.processes import Forward
+from bench.processes import Forward, Victoria, Work
+from bench.tally import Sent, count_published, stored_victoria
+from bench.traffic import publish as publish_burst
+from bench.webhook import Notices
 from lobby_sim.broker import Mosquitto
 from server.registry.database import make_engine, make_sessions
 from server.registry.site import SiteSpec, import_site
@@ -43,7 +49,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
 
 
 def run(cluster: NatsCluster, body: Callable[[Client], Awaitable[T]], layout: jetstream.Layout | None) -> T:
-    """`body` with a connection to a fresh stream (made as `layout` says; None: as it is)."""
+    """`body` with a connection to a fresh stream (made as `layout` says; None: as it is), on an event loop of
+    its own thread (the page tests' Playwright keeps one running on the main thread)."""
 
     async def main() -> T:
         nc = Client()
@@ -57,7 +64,8 @@ def run(cluster: NatsCluster, body: Callable[[Client], Awaitable[T]], layout: je
         finally:
             await nc.close()
 
-    return asyncio.run(main())
+    with ThreadPoolExecutor(1, thread_name_prefix="asyncio_nats") as pool:
+        return pool.submit(asyncio.run, main()).result()
 
 
 async def stream_messages(nc: Client) -> list[dict[str, Any]]:
@@ -287,3 +295,68 @@ def test_the_unsafe_shared_subscription_setting_is_refused_with_its_replacement(
     assert done.returncode == 2
     assert "LOBBYWATCH_MQTT_SHARED_GROUP was removed" in done.stderr
     assert "lobbywatch forward" in done.stderr
+
+
+def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_each_alert_once(
+    cluster: NatsCluster, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Real processes: a forwarder, two workers writing to VictoriaMetrics (InfluxDB's write path) and to one
+    registry; one worker killed with -9 mid-burst. Every report is stored once, and the alerts notified are
+    those a single process fires over the same reports."""
+    devices = device_ids(12)
+    # a branch per device, spread over the partitions; every zone fires at 5 and clears at 2, once a cycle
+    site_config = site(len(devices), len(devices), per_branch=1)
+    with make_sessions(make_engine(f"sqlite:///{tmp_path}/registry.sqlite3"))() as session:
+        import_site(session, SiteSpec.model_validate(site_config))
+    run(cluster, lambda _nc: asyncio.sleep(0), jetstream.Layout(partitions=PARTITIONS))
+    victoria = Victoria(tmp_path)
+    victoria.start()
+    notices = Notices()
+    storage = {
+        "LOBBYWATCH_STORAGE": "influxdb",
+        "LOBBYWATCH_INFLUX_URL": victoria.url,
+        "LOBBYWATCH_WEBHOOK_URL": notices.url,
+        "LOBBYWATCH_GROUP_WAIT_S": "0",
+    }
+    forward = Forward(tmp_path, "f1", mosquitto.port, cluster.urls, PARTITIONS)
+    workers = [Work(tmp_path, f"w{i}", mosquitto.port, cluster.urls, PARTITIONS, storage) for i in (1, 2)]
+    sent = Sent()
+    try:
+        for process in (forward, *workers):
+            process.start()
+        time.sleep(5.0)  # both workers hold their partitions
+        burst = threading.Thread(target=publish_burst, args=(mosquitto.port, devices, 100.0, 12.0, sent, "pub"))
+        burst.start()
+        try:
+
+            def owning() -> list[Work]:
+                return [w for w in workers if "taken on" in (tmp_path / f"worker-{w.name}.log").read_text()]
+
+            deadline = time.monotonic() + 8
+            while len(owning()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert len(owning()) == 2, "each worker owns partitions with traffic"
+            time.sleep(max(0.0, deadline - 3 - time.monotonic()))  # in the middle of the burst
+            workers[0].kill()
+        finally:
+            burst.join()
+        deadline = time.monotonic() + 90
+        while (counts := count_published(sent, stored_victoria(victoria.url)))["stored"] < counts["sent"]:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        time.sleep(3.0)  # notices of the last reports
+        alerts = compare(expected_fired(site_config, sent.messages, tmp_path / "replay"), fired(notices))
+    finally:
+        for process in (forward, *workers):
+            process.stop()
+        victoria.stop()
+        notices.stop()
+    assert counts["sent"] >= 1000
+    assert (counts["lost"], counts["duplicated"]) == (0, 0), counts
+    assert alerts["alerts_expected"] >= 12
+    assert (alerts["alerts_missing"], alerts["alerts_duplicated"], alerts["alerts_unexpected"]) == (0, 0, 0), alerts
+    w1, w2 = ((tmp_path / f"worker-w{i}.log").read_text() for i in (1, 2))
+    taken = {line.split()[4] for line in w1.splitlines() if "taken on" in line}
+    assert taken
+    assert taken <= {line.split()[4] for line in w2.splitlines() if "taken on" in line}  # the survivor's now

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -48,6 +49,7 @@ class Received:
     received_at: float  # epoch seconds, server clock
     mid: int
     qos: int
+    origin: Any = None  # where it came from when not from MQTT (a JetStream delivery), for its acknowledgement
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class MqttSettings:
     ca_file: Path | None = None
     protocol: str = "5"
     shared_group: str | None = None
+    receive: bool = True  # False: a connection that only publishes (a scale-out worker's commands to devices)
 
 
 class MqttSource:
@@ -133,6 +136,9 @@ class MqttSource:
             log.error("broker %s:%s refused the server: %s", self._settings.host, self._settings.port, reason)
             return
         self.connects += 1
+        if not self._settings.receive:
+            self.connected.set()
+            return
         client.subscribe([(f, 1) for f in self.filters()])
         log.info("ingest connected to %s:%s", self._settings.host, self._settings.port)
 

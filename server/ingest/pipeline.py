@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -78,8 +78,12 @@ class Pipeline:
         max_age_s: float = MAX_AGE_S,
         max_ahead_s: float = MAX_AHEAD_S,
         hearing: Callable[[], bool] | None = None,
+        owned: Collection[str] | None = None,
+        fence: Callable[[Session, Collection[str]], None] | None = None,
     ) -> None:
-        """`hearing`: whether the server hears the broker now (None: always, as in a replay without outages)."""
+        """`hearing`: whether the server hears the broker now (None: always, as in a replay without outages);
+        `owned`: the branches this pipeline owns, a live set (None: all, one process); `fence`: checks, in the
+        transaction that saves their state, that these branches are still ours (raises if not)."""
         self.directory = directory
         self.alerts = alerts
         self.live = live
@@ -104,8 +108,10 @@ class Pipeline:
         self._hearing = hearing or (lambda: True)
         self.broker = BrokerWatch()
         self.on_call: Callable[[dict[str, object]], None] | None = None  # every call answered (the replay's lines)
+        self._owned = owned
+        self._fence = fence or (lambda _session, _branches: None)
         with sessions() as session:
-            self.branches = saved_state.load(session, clock.now().timestamp())
+            self.branches = saved_state.load(session, clock.now().timestamp(), owned)
         self.devices = self.branches.devices
         self.live.set_devices({device: runtime.now() for device, runtime in self.devices.items()})
 
@@ -199,21 +205,27 @@ class Pipeline:
         slot = int(self._clock.monotonic() // ALERT_TICK_S)  # on whole multiples of the interval
         hours = slot != self._alert_slot
         if hours:
-            for branch in self.directory.branches.values():
+            for branch in self._branch_entries():
                 processor = self.branches.get(branch.id)
                 processor.hours(branch, now, out)
                 if processor.moved:
                     self._touched[processor.branch] = processor
         if out.points or out.transitions:
             self.writer.write(out.points + alert_points(self.directory.branches, out.transitions))
+        if self.save_every_batch:  # before acting on it: a former owner fenced off acts on nothing
+            self.save_rules()
         self._apply(out.transitions)
         if hours:
             self._alert_slot = slot
-            self.alerts.tick(self.directory.branches, held(self.directory, self.live, self.branches))
+            entries = {branch.id: branch for branch in self._branch_entries()}
+            self.alerts.tick(entries, held(self.directory, self.live, self.branches))
         if self._clock.monotonic() - self._learnt_flush >= LEARNT_FLUSH_S:
             self.flush_learnt()
-        if self.save_every_batch:
-            self.save_rules()
+
+    def _branch_entries(self) -> list[BranchEntry]:
+        if self._owned is None:
+            return list(self.directory.branches.values())
+        return [entry for branch, entry in self.directory.branches.items() if branch in self._owned]
 
     def _listen(self, now: float) -> None:
         """Follow the server's own connection to the broker: while it is lost nobody is judged offline (one
@@ -262,6 +274,7 @@ class Pipeline:
         goes on from it (pending calls, thresholds on their way to firing, devices offline)."""
         with self._sessions() as session:
             if saved_state.save_rules(session, self._touched.values(), self._clock.now()):
+                self._fence(session, list(self._touched))
                 session.commit()
         self._touched = {branch: p for branch, p in self._touched.items() if p.dirty}  # devices still to save
 
@@ -273,12 +286,14 @@ class Pipeline:
         with self._sessions() as session:
             wrote = saved_state.save_devices(session, touched.values())
             if saved_state.save_rules(session, touched.values(), self._clock.now()) or wrote:
+                self._fence(session, list(touched))
                 session.commit()
 
     def flush_devices(self) -> None:
         self._last_flush = self._clock.monotonic()
         with self._sessions() as session:
             if saved_state.save_devices(session, self._touched.values()):
+                self._fence(session, list(self._touched))
                 session.commit()
 
     def flush_learnt(self) -> None:

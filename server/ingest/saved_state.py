@@ -5,11 +5,11 @@ learnt. Loaded once at start; devices and rules saved with every batch, before i
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, true, update
 from sqlalchemy.orm import Session
 
 from lobbywatch.clock import as_utc
@@ -25,11 +25,15 @@ from server.rules.state import OpenAlert
 log = logging.getLogger(__name__)
 
 
-def load(session: Session, now: float) -> Branches:
+def load(session: Session, now: float, only: Collection[str] | None = None) -> Branches:
     """Every branch's processor as saved (devices and rule state), its rules reconciled with the alerts still
-    open."""
-    saved: dict[str, dict[str, Any]] = {}
-    for device in session.query(models.Device).all():
+    open; `only`: of these branches alone (a worker's partitions)."""
+
+    def of(column: Any) -> Any:
+        return true() if only is None else column.in_(list(only))
+
+    saved: dict[str, dict[str, Any]] = {branch: {} for branch in only or ()}
+    for device in session.scalars(select(models.Device).where(of(models.Device.branch_id))):
         devices = saved.setdefault(device.branch_id, {}).setdefault("devices", {})
         devices[device.id] = {
             "online": device.online,
@@ -37,12 +41,12 @@ def load(session: Session, now: float) -> Branches:
             "config_version": device.config_version,
             "sequence": device.sequence,
         }
-    for state in session.query(models.RuleState).all():
+    for state in session.scalars(select(models.RuleState).where(of(models.RuleState.branch_id))):
         saved.setdefault(state.branch_id, {})["rules"] = dict(state.state)
     branches = Branches()
     for branch, data in saved.items():
         branches.add(BranchProcessor.load(branch, data))
-    for estimate in session.query(models.ServiceEstimate).all():
+    for estimate in session.scalars(select(models.ServiceEstimate).where(of(models.ServiceEstimate.branch_id))):
         rules = branches.get(estimate.branch_id).rules
         if rules.service(estimate.zone) is None:  # older than a saved state
             rules.restore_service(
@@ -55,7 +59,9 @@ def load(session: Session, now: float) -> Branches:
                 ),
             )
     opened: dict[str, list[OpenAlert]] = {}
-    for a in session.scalars(select(models.Alert).where(models.Alert.state.in_(OPEN_STATES))):
+    for a in session.scalars(
+        select(models.Alert).where(models.Alert.state.in_(OPEN_STATES), of(models.Alert.branch_id))
+    ):
         opened.setdefault(a.branch_id, []).append(
             OpenAlert(
                 a.rule, a.branch_id, a.subject, a.peak or 0.0, as_utc(a.started_at).timestamp(), dict(a.facts or {})

@@ -3,7 +3,7 @@ of them holds each device. A device re-registered to another branch takes its st
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 from server.processing.branch import BranchProcessor
 from server.processing.devices import DeviceRuntime
@@ -50,6 +50,15 @@ class Branches:
         self.processors[processor.branch] = processor
         for device in processor.devices:
             self.holder[device] = processor.branch
+
+    def drop(self, branches: Collection[str]) -> None:
+        """Forget these branches (their partition moved to another worker, which loads them as saved)."""
+        for branch in branches:
+            processor = self.processors.pop(branch, None)
+            if processor is not None:
+                for device in processor.devices:
+                    if self.holder.get(device) == branch:
+                        del self.holder[device]
 
     def of_device(self, device: str, branch: str) -> BranchProcessor:
         """The processor of `branch`, holding `device`'s state (moved from its former branch's, if it moved)."""

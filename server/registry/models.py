@@ -261,3 +261,15 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class PartitionOwner(Base):
+    """Who owns each partition of the scale-out's stream (docs/scale.md), by the pin NATS gave it: a fencing
+    epoch. A worker claims a partition when it is pinned and writes a partition's state only while the pin here
+    is still its own, so that a stalled former owner cannot write over the new one's."""
+
+    __tablename__ = "partition_owners"
+    partition: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    pin: Mapped[str] = mapped_column(String(64))
+    worker: Mapped[str] = mapped_column(String(100))
+    since: Mapped[datetime]

@@ -31,8 +31,10 @@ class Layout:
     duplicate_window_s: float = 120.0  # a forwarder's republish after a crash comes well within this
     # how long an owner may stop pulling before another worker is pinned in its place
     priority_timeout_s: float = 5.0
-    ack_wait_s: float = 30.0  # a message delivered and not acknowledged this long is delivered again
-    max_ack_pending: int = 20_000  # per partition: what an owner may hold unacknowledged (its memory bound)
+    # a message delivered and not acknowledged this long is delivered again: short, because after a failover
+    # the new owner holds a partition's messages this long to take the dead owner's in order with the rest
+    ack_wait_s: float = 5.0
+    max_ack_pending: int = 2_000  # per partition: what an owner may hold unacknowledged (its memory bound)
 
     def stream_config(self) -> dict[str, Any]:
         return {

@@ -42,6 +42,7 @@ class Delivery:
     data: bytes
     headers: dict[str, str]
     ack_subject: str
+    stream_seq: int  # the message's place in the stream: the same for every delivery of it
 
 
 class PinnedPull:
@@ -143,7 +144,9 @@ class PinnedPull:
             if self.pin:  # pinned anew without having heard of the loss (a reconnect): the old pin is gone
                 self._lose()
             self.pin = pin
-        self._deliver(Delivery(self.partition, pin, msg.subject, msg.data, headers, msg.reply))
+        self._deliver(
+            Delivery(self.partition, pin, msg.subject, msg.data, headers, msg.reply, msg.metadata.sequence.stream)
+        )
 
     def _lose(self) -> None:
         pin, self.pin = self.pin, ""

@@ -52,7 +52,18 @@ def partition_filter(partition: int) -> str:
 
 
 def partition_of(subject_name: str) -> int:
+    """The partition of a message as the stream delivers it (`lw.p.<partition>.…`)."""
     return int(subject_name.split(".")[2])
+
+
+def branch_partition(branch: str, partitions: int) -> int:
+    """The partition the stream puts a branch in, computed as the NATS server does (`partition()` is FNV-1a,
+    32 bits, of the token, modulo the partitions): a worker gaining a partition knows its branches before their
+    first message, for the timers (offline by silence, call deadlines, reminders)."""
+    h = 0x811C9DC5
+    for byte in token(branch).encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h % partitions
 
 
 def consumer_name(partition: int) -> str:

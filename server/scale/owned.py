@@ -1,0 +1,180 @@
+"""A worker's ingest: the one-process pipeline, run over the partitions this worker owns now.
+
+The ingest thread follows ownership itself, between batches, so that state and messages never cross: a message
+under a pin new to us first claims its partition (the fencing epoch in the registry) and loads the state of the
+partition's branches as last saved; a pin lost drops those branches unsaved, and the messages still queued under
+it are neither processed nor acknowledged (JetStream delivers them to the new owner). Every save checks the
+claims in its own transaction; a save refused (a former owner that stalled past the priority timeout) drops the
+partitions it names and goes once more over the rest of the batch from their saved state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server.ingest import saved_state
+from server.ingest.mqtt_source import Received
+from server.ingest.pipeline import Pipeline
+from server.registry import fence
+from server.scale.pinned import Delivery
+from server.scale.subjects import branch_partition
+
+log = logging.getLogger(__name__)
+
+
+class Ownership:
+    """The partitions this worker owns, as the ingest thread has taken them on; losses are told from the event
+    loop (`lost`) and acted on by the ingest thread."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.pins: dict[int, str] = {}  # partition: the pin we hold it under (ingest thread)
+        self.branches: set[str] = set()  # the branches of those partitions (the pipeline's `owned`)
+        self._lost: deque[tuple[int, str]] = deque()
+
+    def lost(self, partition: int, pin: str) -> None:
+        """From the event loop: the pin is gone (423, a release, a newer pin of ours)."""
+        self._lost.append((partition, pin))
+
+    def take_losses(self) -> list[int]:
+        gone = []
+        while self._lost:
+            partition, pin = self._lost.popleft()
+            if self.pins.get(partition) == pin:
+                gone.append(partition)
+        return gone
+
+    def current(self, delivery: Delivery) -> bool:
+        return self.pins.get(delivery.partition) == delivery.pin
+
+
+class OwnedPipeline(Pipeline):
+    def __init__(self, *, ownership: Ownership, worker: str, hold_s: float, **kwargs: Any) -> None:
+        """`hold_s`: how long a partition's messages are held after we take it on, so that what its former
+        owner had in hand, delivered again after the consumer's ack wait, is processed in order with the rest."""
+        self.ownership = ownership
+        self.worker_name = worker
+        self.claims = 0
+        self.fenced = 0
+        # the deliveries processed and saved, for JetStream (set by the worker; on the ingest thread)
+        self.acknowledge: Callable[[list[Delivery]], None] = lambda _deliveries: None
+        self._hold_s = hold_s
+        self._held: dict[int, tuple[float, list[Received]]] = {}  # partition: (held until, messages)
+        super().__init__(owned=ownership.branches, fence=self._check, **kwargs)
+
+    def process(self, batch: Sequence[Received]) -> None:
+        self._follow_losses()
+        ready = []
+        for received in batch:
+            if not self._wanted(received.origin):
+                continue
+            held = self._held.get(received.origin.partition)
+            if held is None:
+                ready.append(received)
+            else:
+                held[1].append(received)
+        self._run(ready + self._released())
+
+    def tick(self) -> None:
+        self._follow_losses()
+        released = self._released()
+        if released:
+            self._run(released)
+        try:
+            super().tick()
+        except fence.Fenced as refused:
+            self.fenced += 1
+            log.warning("%s; dropping them", refused)
+            self._drop(refused.partitions)
+
+    def _run(self, batch: list[Received]) -> None:
+        if not batch:
+            return
+        try:
+            super().process(batch)
+        except fence.Fenced as refused:
+            self.fenced += 1
+            log.warning("%s; dropping them and going over the rest of the batch again", refused)
+            self._drop(refused.partitions)
+            batch = [r for r in batch if r.origin.partition not in refused.partitions]
+            self.take(self._branches_of({r.origin.partition for r in batch}))  # back to their saved state
+            super().process(batch)
+        # the rest belong to the new owner now, which gets them again
+        self.acknowledge([r.origin for r in batch if self.ownership.current(r.origin)])
+
+    def _released(self) -> list[Received]:
+        """The messages of partitions held long enough, in the order the broker received them."""
+        now = self._clock.monotonic()
+        due = [p for p, (until, _) in self._held.items() if until <= now]
+        released = [r for p in due for r in self._held.pop(p)[1]]
+        return sorted(released, key=lambda r: r.received_at)
+
+    def take(self, branches: Collection[str]) -> None:
+        """Own these branches from now on, their state as last saved (by whichever worker owned them)."""
+        self.drop(branches)
+        with self._sessions() as session:
+            loaded = saved_state.load(session, self._clock.now().timestamp(), branches)
+        for processor in loaded:
+            self.branches.add(processor)
+        self.live.set_devices({device: runtime.now() for device, runtime in loaded.devices.items()})
+
+    def drop(self, branches: Collection[str]) -> None:
+        """Forget these branches at once, unsaved: another worker owns them now and has them as saved."""
+        self.branches.drop(branches)
+        for branch in branches:
+            self._touched.pop(branch, None)
+
+    # -- ownership, on the ingest thread ----------------------------------------------------------
+    def _wanted(self, delivery: Delivery) -> bool:
+        """Ours to process: under the pin we hold its partition by, or under a new one (taken on now)."""
+        held = self.ownership.pins.get(delivery.partition)
+        if held == delivery.pin:
+            return True
+        if held is not None or not delivery.pin:
+            return False  # under a pin we have lost since (or no pin at all): the new owner's
+        self._gain(delivery.partition, delivery.pin)
+        return True
+
+    def _gain(self, partition: int, pin: str) -> None:
+        with self._sessions() as session:
+            fence.claim(session, partition, pin, self.worker_name, datetime.now(UTC))
+        self.claims += 1
+        self.ownership.pins[partition] = pin
+        if self._hold_s > 0:
+            self._held[partition] = (self._clock.monotonic() + self._hold_s, [])
+        branches = self._branches_of({partition})
+        self.ownership.branches.update(branches)
+        self.take(branches)
+        log.info("partition %d taken on (%d branches)", partition, len(branches))
+
+    def _follow_losses(self) -> None:
+        gone = self.ownership.take_losses()
+        if gone:
+            self._drop(frozenset(gone))
+
+    def _drop(self, partitions: Collection[int]) -> None:
+        branches = self._branches_of(set(partitions)) | {
+            b for b in self.ownership.branches if self._partition(b) in partitions
+        }
+        for partition in partitions:
+            self.ownership.pins.pop(partition, None)
+            self._held.pop(partition, None)
+        self.ownership.branches.difference_update(branches)
+        self.drop(branches)
+        log.info("partitions %s handed on (%d branches)", sorted(partitions), len(branches))
+
+    def _branches_of(self, partitions: set[int]) -> set[str]:
+        return {b for b in self.directory.branches if self._partition(b) in partitions}
+
+    def _partition(self, branch: str) -> int:
+        return branch_partition(branch, self.ownership.partitions)
+
+    def _check(self, session: Session, branches: Collection[str]) -> None:
+        partitions = {self._partition(b) for b in branches}
+        fence.check(session, {p: self.ownership.pins.get(p, "") for p in partitions})

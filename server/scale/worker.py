@@ -1,0 +1,226 @@
+"""`lobbywatch worker`: owns partitions of the stream and runs their branches' processors, alerts and timers.
+
+Partitions are spread over the live workers by rendezvous hashing of their names (`placement`); the workers
+find each other in a key-value bucket whose entries expire when a worker stops renewing its own. A worker pulls
+its preferred partitions at once and the others as a standby after `STANDBY_S`, so that when a worker dies the
+server pins a standby after the consumer's priority timeout. A worker holding a partition that another live
+worker prefers hands it over (releasing only its own pin) once that worker has been seen for `SETTLE_S`, and
+does not stand by for it again while that worker lives. On SIGTERM it hands every partition on at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+
+from server.ingest.mqtt_source import Received
+from server.ingest.worker import IngestWorker
+from server.runtime import Runtime
+from server.scale import jetstream, subjects
+from server.scale.forward_process import REGISTRY_CHANGED
+from server.scale.owned import OwnedPipeline, Ownership
+from server.scale.pinned import Delivery, PinnedPull
+from server.scale.placement import preferred
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MEMBERS = "lobbywatch-workers"  # the key-value bucket of live workers
+HEARTBEAT_S = 1.0  # a worker renews its entry, and looks at the others', this often
+MEMBER_TTL_S = 5.0  # an entry not renewed this long is gone: that worker is taken for dead
+STANDBY_S = 3.0  # after start, the partitions other workers prefer are pulled as a standby
+SETTLE_S = 3.0  # a worker seen this long gets the partitions it prefers handed to it
+
+
+class WorkerRuntime(Runtime):
+    """The server's wiring with messages from JetStream instead of the MQTT broker (the MQTT connection stays,
+    publishing commands and resend requests to devices), over the partitions this worker owns."""
+
+    pipeline_type = OwnedPipeline
+
+    def __init__(self, settings: Settings, ownership: Ownership, name: str, hold_s: float, **kwargs: Any) -> None:
+        self.ownership = ownership
+        self.name = name
+        self._hold_s = hold_s
+        super().__init__(settings, receive=False, **kwargs)
+        # unbounded here: what a worker holds is bounded by each partition's max_ack_pending at the server, and
+        # the event loop handing messages on must never wait
+        self.worker = IngestWorker(self.pipeline, self._ack, max_backlog=0, ask_resend=self._ask_resend)
+
+    def pipeline_options(self) -> dict[str, Any]:
+        return {"ownership": self.ownership, "worker": self.name, "hold_s": self._hold_s}
+
+    @property
+    def owned(self) -> OwnedPipeline:
+        assert isinstance(self.pipeline, OwnedPipeline)
+        return self.pipeline
+
+    def _ack(self, batch: Sequence[Received]) -> None:
+        """Nothing: the pipeline acknowledges to JetStream what it processed (it holds some back a while)."""
+
+
+class Worker:
+    def __init__(self, runtime: WorkerRuntime, nc: Client, name: str, layout: jetstream.Layout) -> None:
+        self.runtime = runtime
+        self.name = name
+        self._nc = nc
+        self._layout = layout
+        self._pulls: dict[int, PinnedPull] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._released: dict[int, str] = {}  # partition: the worker we handed it to (no standby while it lives)
+        self._seen: dict[str, float] = {}  # worker: when first seen alive
+        # by partition, the stream sequence numbers we hold unacknowledged: the server delivers them again after
+        # its ack wait while a batch is slow (storage down), and a second copy in our queue helps nobody
+        self._in_flight: dict[int, set[int]] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def acknowledge(done: list[Delivery]) -> None:  # on the ingest thread
+            loop.call_soon_threadsafe(self._acknowledge, done)
+
+        self.runtime.owned.acknowledge = acknowledge
+        members = await self._members()
+        await self._nc.subscribe(REGISTRY_CHANGED, cb=self._registry_changed)
+        self.runtime.start()
+        started = time.monotonic()
+        try:
+            alive = {self.name}
+            while not self._stopping.is_set():
+                try:
+                    await members.put(self.name, b"alive")
+                    alive = await self._alive(members)
+                except (NatsError, TimeoutError) as exc:  # a bucket just made, a node lost: as last seen
+                    log.warning("worker list not readable now (%s); placing partitions as last seen", exc)
+                self._place(alive, standby=time.monotonic() - started >= STANDBY_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), HEARTBEAT_S)
+        finally:
+            await asyncio.gather(*(pull.release() for pull in self._pulls.values()), return_exceptions=True)
+            with contextlib.suppress(NatsError, TimeoutError):
+                await members.delete(self.name)
+            await asyncio.to_thread(self.runtime.stop)
+
+    # -- placement ---------------------------------------------------------------------------------
+    def _place(self, alive: set[str], standby: bool) -> None:
+        now = time.monotonic()
+        for partition in range(self._layout.partitions):
+            owner = preferred(partition, alive)
+            pull = self._pulls.get(partition)
+            if pull is None:
+                handed = self._released.get(partition)
+                if handed is not None and handed in alive:
+                    continue
+                self._released.pop(partition, None)
+                if owner == self.name or standby:
+                    self._pull(partition)
+            elif pull.pin and owner not in (None, self.name) and now - self._seen.get(owner, now) >= SETTLE_S:
+                assert owner is not None
+                del self._pulls[partition]
+                self._released[partition] = owner
+                self._spawn(pull.release())
+
+    def _pull(self, partition: int) -> None:
+        pull = PinnedPull(self._nc, partition, self._deliver, self._lost)
+        self._pulls[partition] = pull
+        self._spawn(pull.run())
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _members(self) -> KeyValue:
+        js = self._nc.jetstream()
+        try:
+            return await js.key_value(MEMBERS)
+        except BucketNotFoundError:
+            return await js.create_key_value(
+                KeyValueConfig(
+                    bucket=MEMBERS,
+                    ttl=MEMBER_TTL_S,
+                    history=1,
+                    storage=StorageType.MEMORY,
+                    replicas=self._layout.replicas,
+                )
+            )
+
+    async def _alive(self, members: KeyValue) -> set[str]:
+        try:
+            alive = set(await members.keys())
+        except NoKeysError:
+            alive = set()
+        alive.add(self.name)
+        now = time.monotonic()
+        for worker in alive:
+            self._seen.setdefault(worker, now)
+        for worker in set(self._seen) - alive:
+            del self._seen[worker]
+        return alive
+
+    # -- messages ----------------------------------------------------------------------------------
+    def _lost(self, partition: int, pin: str) -> None:
+        self._in_flight.pop(partition, None)
+        self.runtime.ownership.lost(partition, pin)
+
+    def _deliver(self, delivery: Delivery) -> None:
+        held = self._in_flight.setdefault(delivery.partition, set())
+        if delivery.stream_seq in held:
+            return
+        held.add(delivery.stream_seq)
+        topic = delivery.headers.get(subjects.TOPIC_HEADER, "")
+        try:
+            received_at = float(delivery.headers.get(subjects.RECEIVED_HEADER, ""))
+        except ValueError:
+            received_at = time.time()
+        self.runtime.worker.put(Received(topic, delivery.data, received_at, 0, 0, origin=delivery))
+
+    def _acknowledge(self, deliveries: list[Delivery]) -> None:
+        self._spawn(self._send_acks(deliveries))
+
+    async def _send_acks(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self._in_flight.get(delivery.partition, set()).discard(delivery.stream_seq)
+            await self._nc.publish(delivery.ack_subject, b"+ACK")
+
+    async def _registry_changed(self, _msg: object) -> None:
+        await asyncio.to_thread(self.runtime.directory.reload)
+
+
+async def work(settings: Settings, name: str) -> dict[str, int]:
+    layout = jetstream.layout(settings)
+    nc = await jetstream.connect(settings, f"lobbywatch-worker-{name}")
+    await jetstream.ensure(nc, layout)
+    ownership = Ownership(layout.partitions)
+    runtime = WorkerRuntime(replace_client_id(settings, name), ownership, name, hold_s=layout.ack_wait_s + 1.0)
+    worker = Worker(runtime, nc, name, layout)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    log.info("worker %s: %d partitions, NATS %s", name, layout.partitions, settings.nats_url)
+    try:
+        await worker.run()
+    finally:
+        await nc.drain()
+    owned = runtime.owned
+    return {"received": owned.stats.received, "claims": owned.claims, "fenced": owned.fenced}
+
+
+def replace_client_id(settings: Settings, name: str) -> Settings:
+    """Each worker its own MQTT client id (its persistent session for commands to devices)."""
+    return settings.model_copy(update={"mqtt_client_id": f"lobbywatch-worker-{name}"})
