@@ -43,7 +43,7 @@ def check(session: Session, pins: Mapping[int, str]) -> None:
         .where(models.PartitionOwner.partition.in_(list(pins)))
         .with_for_update()
     )
-    claimed = dict(rows.tuples().all())
+    claimed: dict[int, str] = {partition: pin for partition, pin in rows}
     lost = frozenset(p for p, pin in pins.items() if claimed.get(p) != pin)
     if lost:
         raise Fenced(lost)
