@@ -99,14 +99,22 @@ class Server(Child):
 class Forward(Child):
     """`lobbywatch forward --name <name>`: MQTT into JetStream, on the registry in `work`."""
 
-    def __init__(self, work: Path, name: str, broker_port: int, nats_urls: list[str], partitions: int) -> None:
+    def __init__(
+        self,
+        work: Path,
+        name: str,
+        broker_port: int,
+        nats_urls: list[str],
+        partitions: int,
+        database_url: str | None = None,
+    ) -> None:
         self.work = work
         self.name = name
         self.env = {
             **os.environ,
             "LOBBYWATCH_MODE": "dev",
             "LOBBYWATCH_MQTT_USERNAME": "",
-            "LOBBYWATCH_DATABASE_URL": f"sqlite:///{work}/registry.sqlite3",
+            "LOBBYWATCH_DATABASE_URL": database_url or f"sqlite:///{work}/registry.sqlite3",
             "LOBBYWATCH_MQTT_PORT": str(broker_port),
             "LOBBYWATCH_NATS_URL": ",".join(nats_urls),
             "LOBBYWATCH_NATS_USER": "",
@@ -135,8 +143,9 @@ class Work(Forward):
         nats_urls: list[str],
         partitions: int,
         storage: dict[str, str],
+        database_url: str | None = None,
     ) -> None:
-        super().__init__(work, name, broker_port, nats_urls, partitions)
+        super().__init__(work, name, broker_port, nats_urls, partitions, database_url)
         self.env |= {
             "LOBBYWATCH_SPOOL_PATH": str(work / f"spool-{name}.sqlite3"),
             "LOBBYWATCH_REPORTS_BY_MAIL": "false",
@@ -206,10 +215,12 @@ class Victoria(Child):
     """VictoriaMetrics, keeping one sample per series and millisecond, as InfluxDB keeps one point per series
     and time: a batch the server sent again after a kill (idempotent there) is not counted twice."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, dedup: bool = True) -> None:
+        """`dedup` False: every sample kept, so that a point written twice is seen twice."""
         self.work = work
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.dedup = dedup
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -217,7 +228,7 @@ class Victoria(Child):
                 [
                     "victoria-metrics",
                     f"-storageDataPath={self.work}/vm",
-                    "-dedup.minScrapeInterval=1ms",
+                    *(["-dedup.minScrapeInterval=1ms"] if self.dedup else []),
                     f"-httpListenAddr=127.0.0.1:{self.port}",
                 ]
             ),

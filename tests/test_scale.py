@@ -28,7 +28,7 @@ from nats.aio.client import Client
 from bench.alert_check import compare, expected_fired, fired
 from bench.ingest import device_ids, site
 from bench.nats_cluster import NatsCluster
-from bench.processes import Forward, Victoria, Work
+from bench.processes import Forward, Work
 from bench.tally import Sent, count_published, stored_victoria
 from bench.traffic import publish as publish_burst
 from bench.webhook import Notices
@@ -39,6 +39,7 @@ from server.registry.site import SiteSpec, import_site
 from server.scale import jetstream, subjects
 from server.scale.forwarder import route
 from server.scale.pinned import Delivery, PinnedPull
+from tests.services import VictoriaMetrics
 
 T = TypeVar("T")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -314,7 +315,7 @@ def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_eac
     with make_sessions(make_engine(f"sqlite:///{tmp_path}/registry.sqlite3"))() as session:
         import_site(session, SiteSpec.model_validate(site_config))
     run(cluster, lambda _nc: asyncio.sleep(0), jetstream.Layout(partitions=PARTITIONS))
-    victoria = Victoria(tmp_path)
+    victoria = VictoriaMetrics(tmp_path / "vm")  # no de-duplication: a point written twice is seen twice
     victoria.start()
     notices = Notices()
     storage = {
