@@ -24,7 +24,10 @@ the rest). Each device's zone breaks its queue rule once every 50 reports. The f
   `disk-full`: the same on a real 3 MiB filesystem that something else fills (needs root, for the mount);
 - `reconnect-storm`: --storm-agents agents (in processes of 100) and the broker killed with -9 under them;
 - `overload`: agents offering --overload-rate (about twice what the server keeps up with on two cores) for
-  --overload-seconds: what the broker drops past its queue limit comes back from the outboxes on request.
+  --overload-seconds: what the broker drops past its queue limit comes back from the outboxes on request;
+- `worker-kill`, `nats-node-kill`: the scale-out (docs/scale.md): a forwarder, two workers and a 3-node NATS
+  cluster, PostgreSQL for the registry; a worker, or a NATS node, killed with -9 in the middle of a burst of the
+  bench publishers (at least 100 a second for 12 s, so that every zone fires once); `heal_s` is the takeover.
 
 Counted per fault: `sent` (queue reports, and for agents their health reports too), `stored` (found in the
 store), `dropped_counted` (dropped at a documented bound, an outbox's size, and known to the server from the
@@ -53,6 +56,7 @@ import yaml
 from bench.alert_check import compare, expected_fired, fired
 from bench.ingest import branch_of, device_ids, site, zone_of
 from bench.processes import Proxy, Server, Victoria
+from bench.scale import burst, kill_node, kill_worker
 from bench.tally import count_agents, stored_sqlite
 from bench.traffic import Rig, agent_messages, known_devices, not_stored, published_burst, settle
 from bench.webhook import Notices
@@ -255,9 +259,38 @@ def run_fault(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# Faults of the scale-out (docs/scale.md): forwarder, two workers and a 3-node NATS cluster as real processes,
+# the fault in the middle of a burst of the bench publishers (bench/scale.py)
+SCALE_FAULTS = {"worker-kill": kill_worker, "nats-node-kill": kill_node}
+SCALE_MIN_SECONDS = 12.0  # long enough for every zone to fire once (a cycle of 50 reports at 8 a second)
+
+
+def run_scale_fault(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix=f"lobbywatch-fault-{name}-", dir=args.tmp))
+    burst_args = argparse.Namespace(rate=max(args.rate, 100.0), seconds=max(args.seconds, SCALE_MIN_SECONDS))
+    figures = burst(work, burst_args, SCALE_FAULTS[name])
+    return {
+        "name": name,
+        "sent": figures["sent"],
+        "stored": figures["stored_unique"],
+        "dropped_counted": 0,
+        "lost": figures["lost"],
+        "duplicated": figures["duplicate_points"],
+        **{k: v for k, v in figures.items() if k.startswith("alerts_")},
+        "alerts_dropped": 0,
+        "heal_s": figures.get("takeover_s", figures.get("node_down_s")),
+        "offered_per_s": burst_args.rate,
+        "resend_requests": None,
+        "late": None,
+        "work": str(work),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=FAULTS, action="append", help="run this fault (may be repeated)")
+    parser.add_argument(
+        "--only", choices=[*FAULTS, *SCALE_FAULTS], action="append", help="run this fault (may be repeated)"
+    )
     parser.add_argument("--devices", type=int, default=50, help="bench publishers' devices")
     parser.add_argument("--rate", type=float, default=200.0, help="publishers' messages per second, in all")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of a burst")
@@ -281,7 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     results = []
-    for name in args.only or list(FAULTS):
+    for name in args.only or [*FAULTS, *SCALE_FAULTS]:
+        if name in SCALE_FAULTS:
+            print(f"{name}: running", flush=True)
+            results.append(run_scale_fault(name, args))
+            continue
         if FAULTS[name].root and os.geteuid() != 0:
             print(f"{name}: not run: mounting a small filesystem needs root", flush=True)
             continue

@@ -251,7 +251,7 @@ def burst(work: Path, args: argparse.Namespace, fault: Callable[[Rig], dict[str,
         "stored_unique": counts["stored"],
         "lost": counts["lost"],
         "duplicate_points": counts["duplicated"],
-        **{k: alerts[k] for k in ("alerts_expected", "alerts_missing", "alerts_duplicated")},
+        **{k: alerts[k] for k in ("alerts_expected", "alerts_missing", "alerts_duplicated", "alerts_unexpected")},
         **observed,
     }
 

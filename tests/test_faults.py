@@ -49,6 +49,7 @@ DROPPING = {"outbox-full", "disk-full"}  # faults past a documented bound: the o
 HALVES = (
     ["server-kill", "store-down", "broker-restart", "broker-restart-nopersist", "broker-kill", "disk-full"],
     ["edge-offline", "agent-kill", "outbox-full", "reconnect-storm", "overload"],
+    ["worker-kill", "nats-node-kill"],
 )
 
 
@@ -85,6 +86,8 @@ def test_every_fault_ran(faults: dict[str, dict[str, Any]]) -> None:
         "outbox-full",
         "reconnect-storm",
         "overload",
+        "worker-kill",
+        "nats-node-kill",
     }
     if os.geteuid() == 0:  # mounting the small filesystem
         expected.add("disk-full")

@@ -30,7 +30,8 @@ PIN_HEADER = "Nats-Pin-Id"
 STATUS_HEADER = "Status"
 PULL_BATCH = 1000  # messages asked for per pull request
 PULL_EXPIRES_S = 2.0  # a pull request lives this long (well under the priority timeout: the pin stays ours)
-HEARTBEAT_S = 0.5  # the server's idle heartbeat while a request waits: silence means the connection is gone
+HEARTBEAT_S = 0.5  # the server's idle heartbeat while a request waits
+REQUEST_GRACE_S = 0.5  # a request is given up this long after it expired, 408 or not
 RETRY_S = 0.5  # after a refusal (a consumer leader changing, too many waiting requests)
 
 
@@ -112,15 +113,19 @@ class PinnedPull:
             "group": GROUP,
             "id": self.pin,
         }
+        loop = asyncio.get_running_loop()
+        # the request's end: the server says nothing when a request expires while the consumer is stalled at its
+        # max_ack_pending, and a pin lapses if no request comes for the priority timeout
+        ends = loop.time() + self._expires_s + REQUEST_GRACE_S
         await self._nc.publish(
             f"$JS.API.CONSUMER.MSG.NEXT.{subjects.STREAM}.{self._consumer}", json.dumps(request).encode(), inbox
         )
         got = 0
         while got < self._batch:
             try:
-                msg: Msg = await sub.next_msg(timeout=self._expires_s + 4 * HEARTBEAT_S)
+                msg: Msg = await sub.next_msg(timeout=max(0.01, ends - loop.time()))
             except TimeoutError:
-                return  # neither messages nor heartbeats: ask again (a reconnect loses waiting requests)
+                return  # over, or the connection lost it (a reconnect loses waiting requests): ask again
             status = (msg.headers or {}).get(STATUS_HEADER)
             if status is None:
                 got += 1
@@ -128,6 +133,7 @@ class PinnedPull:
             elif status == "100":
                 continue  # idle heartbeat
             elif status == "423":
+                log.info("partition %d: the server says our pin is not the pin any more", self.partition)
                 self._lose()
                 return
             elif status in ("404", "408"):
@@ -142,6 +148,7 @@ class PinnedPull:
         pin = headers.get(PIN_HEADER, "")
         if pin != self.pin:
             if self.pin:  # pinned anew without having heard of the loss (a reconnect): the old pin is gone
+                log.info("partition %d: pinned anew", self.partition)
                 self._lose()
             self.pin = pin
         self._deliver(
