@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -202,7 +203,14 @@ class Worker:
         await asyncio.to_thread(self.runtime.directory.reload)
 
 
+# How often a thread holding the GIL is made to let others run (Python's default: 5 ms). The event loop (pulls,
+# acknowledgements) would otherwise wait up to that long for each of its many small steps while the ingest thread
+# computes: it fell seconds behind in a flood and the pins lapsed.
+SWITCH_INTERVAL_S = 0.0005
+
+
 async def work(settings: Settings, name: str) -> dict[str, int]:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     layout = jetstream.layout(settings)
     nc = await jetstream.connect(settings, f"lobbywatch-worker-{name}")
     await jetstream.ensure(nc, layout)
