@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from nats.aio.client import Client
 from bench.alert_check import compare, expected_fired, fired
 from bench.ingest import device_ids, site, zone_of
 from bench.nats_cluster import NatsCluster
-from bench.processes import Forward, Victoria, Work
+from bench.processes import Child, Forward, Victoria, Work
 from bench.tally import Sent, count_published, stored_victoria
 from bench.traffic import publish
 from bench.webhook import Notices
@@ -175,12 +175,13 @@ def preload(servers: Rig, messages: int, sent: Sent, first_seq: int) -> None:
     run_async(servers, put)
 
 
-def cpu_s(processes: list[Work]) -> float:
+def cpu_s(processes: Sequence[Child]) -> float:
+    """CPU seconds the processes have used so far (those running)."""
     total = 0.0
     for process in processes:
-        assert process.process is not None
-        times = psutil.Process(process.process.pid).cpu_times()
-        total += times.user + times.system
+        if process.process is not None:
+            times = psutil.Process(process.process.pid).cpu_times()
+            total += times.user + times.system
     return total
 
 
@@ -239,11 +240,17 @@ def burst(work: Path, args: argparse.Namespace, fault: Callable[[Rig], dict[str,
         publisher = threading.Thread(
             target=publish, args=(servers.broker.port, servers.devices, args.rate, args.seconds, sent, "bench-pub")
         )
+        forwarders, nodes = cpu_s(servers.forwarders), cpu_s(servers.cluster.nodes)
         publisher.start()
         time.sleep(args.seconds / 2)
         observed = fault(servers)
         publisher.join()
         counts = settle_stored(servers, sent)
+        # per message forwarded; the NATS figure is the three nodes together (R3), and only while all ran
+        costs = {
+            "forwarder_cpu_us_per_msg": round((cpu_s(servers.forwarders) - forwarders) / counts["sent"] * 1e6),
+            "nats_cpu_us_per_msg": round((cpu_s(servers.cluster.nodes) - nodes) / counts["sent"] * 1e6),
+        }
         time.sleep(HOLD_S + 5.0)  # the last notices
         alerts = compare(expected_fired(servers.site, sent.messages, work / "replay"), fired(servers.notices))
     return {
@@ -253,6 +260,7 @@ def burst(work: Path, args: argparse.Namespace, fault: Callable[[Rig], dict[str,
         "duplicate_points": counts["duplicated"],
         **{k: alerts[k] for k in ("alerts_expected", "alerts_missing", "alerts_duplicated", "alerts_unexpected")},
         **observed,
+        **costs,
     }
 
 
