@@ -29,9 +29,10 @@ class Layout:
     # messages with the MQTT broker, unacknowledged) rather than old messages dropped
     max_bytes: int = 20 * 1024**3
     duplicate_window_s: float = 120.0  # a forwarder's republish after a crash comes well within this
-    # how long an owner may stop pulling before another worker is pinned in its place. A worker that dies is
-    # replaced at once (the server sees its connection close); this is for one that hangs. Not shorter: a busy
-    # worker's event loop waits for the ingest thread's turn with the GIL, and must not lose its pins for that.
+    # how long an owner may stop pulling before another worker is pinned in its place: also after a kill -9 (the
+    # server waited it out although the connection had closed), so it is most of a takeover. 5 s was too short
+    # for a worker draining a flood before its event loop got a 0.5 ms GIL switch interval (worker.py); 15 s is
+    # what was measured since, a shorter one not yet.
     priority_timeout_s: float = 15.0
     # a message delivered and not acknowledged this long is delivered again: short, because after a failover
     # the new owner holds a partition's messages this long to take the dead owner's in order with the rest
