@@ -37,9 +37,13 @@ class Ownership:
         self.pins: dict[int, str] = {}  # partition: the pin we hold it under (ingest thread)
         self.branches: set[str] = set()  # the branches of those partitions (the pipeline's `owned`)
         self._lost: deque[tuple[int, str]] = deque()
+        # every pin lost, for good: a message still queued under one must not take its partition on again (it
+        # would claim the partition back from its new owner, and refuse the new pin's messages for ever)
+        self.gone: set[tuple[int, str]] = set()
 
     def lost(self, partition: int, pin: str) -> None:
         """From the event loop: the pin is gone (423, a release, a newer pin of ours)."""
+        self.gone.add((partition, pin))
         self._lost.append((partition, pin))
 
     def take_losses(self) -> list[int]:
@@ -136,7 +140,7 @@ class OwnedPipeline(Pipeline):
         held = self.ownership.pins.get(delivery.partition)
         if held == delivery.pin:
             return True
-        if held is not None or not delivery.pin:
+        if held is not None or not delivery.pin or (delivery.partition, delivery.pin) in self.ownership.gone:
             return False  # under a pin we have lost since (or no pin at all): the new owner's
         self._gain(delivery.partition, delivery.pin)
         return True
