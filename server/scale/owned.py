@@ -98,17 +98,16 @@ class OwnedPipeline(Pipeline):
             self._drop(refused.partitions)
 
     def _run(self, batch: list[Received]) -> None:
-        if not batch:
-            return
-        try:
-            super().process(batch)
-        except fence.Fenced as refused:
-            self.fenced += 1
-            log.warning("%s; dropping them and going over the rest of the batch again", refused)
-            self._drop(refused.partitions)
-            batch = [r for r in batch if r.origin.partition not in refused.partitions]
-            self.take(self._branches_of({r.origin.partition for r in batch}))  # back to their saved state
-            super().process(batch)
+        while batch:
+            try:
+                super().process(batch)
+                break
+            except fence.Fenced as refused:  # each time a partition fewer: this ends
+                self.fenced += 1
+                log.warning("%s; dropping them and going over the rest of the batch again", refused)
+                self._drop(refused.partitions)
+                batch = [r for r in batch if r.origin.partition not in refused.partitions]
+                self.take(self._branches_of({r.origin.partition for r in batch}))  # back to their saved state
         # the rest belong to the new owner now, which gets them again
         self.acknowledge([r.origin for r in batch if self.ownership.current(r.origin)])
 
