@@ -121,10 +121,12 @@ class Forward(Child):
             "LOBBYWATCH_NATS_PARTITIONS": str(partitions),
         }
 
+    command = "forward"  # the `lobbywatch` subcommand; its log is `<command>-<name>.log` in `work`
+
     def start(self) -> None:
-        log = (self.work / f"forward-{self.name}.log").open("ab")
+        log = (self.work / f"{self.command}-{self.name}.log").open("ab")
         self.process = subprocess.Popen(
-            tied([str(Path(sys.executable).parent / "lobbywatch"), "forward", "--name", self.name]),
+            tied([str(Path(sys.executable).parent / "lobbywatch"), self.command, "--name", self.name]),
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -134,6 +136,8 @@ class Forward(Child):
 class Work(Forward):
     """`lobbywatch worker --name <name>`: partitions of the stream, on the registry in `work`, writing points
     where `storage` says."""
+
+    command = "worker"
 
     def __init__(
         self,
@@ -151,15 +155,6 @@ class Work(Forward):
             "LOBBYWATCH_REPORTS_BY_MAIL": "false",
             **storage,
         }
-
-    def start(self) -> None:
-        log = (self.work / f"worker-{self.name}.log").open("ab")
-        self.process = subprocess.Popen(
-            tied([str(Path(sys.executable).parent / "lobbywatch"), "worker", "--name", self.name]),
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
 
 class Fleet(Child):

@@ -6,14 +6,18 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psycopg
 import pytest
 from playwright.sync_api import Browser, sync_playwright
+from sqlalchemy.orm import Session, sessionmaker
 
 from lobby_sim.broker import Mosquitto
+from server.registry.database import make_engine, make_sessions
 from tests.helpers import Device
 from tests.lobby_day import Day, replay_day
 from tests.services import Influx1, VictoriaMetrics
@@ -130,3 +134,24 @@ def inbox() -> Iterator[ThreadingHTTPServer]:
     server.shutdown()
     thread.join()
     server.server_close()
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """A fresh registry on SQLite, then on a PostgreSQL database of its own (dropped after)."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+        yield make_sessions(engine)
+        engine.dispose()
+        return
+    name = f"lw_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    yield make_sessions(engine)
+    engine.dispose()
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name}")

@@ -1,10 +1,7 @@
 """The registry and alert store on SQLite and on a real PostgreSQL."""
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,30 +10,10 @@ from server.alerts.catalog import first_role, severity
 from server.alerts.service import AlertService
 from server.delivery.notify import Notice
 from server.registry import models
-from server.registry.database import make_engine, make_sessions
 from server.registry.directory import Directory
 from server.registry.site import SiteError, SiteSpec, import_site, load_site
 from server.rules.transitions import Change, Transition
 from tests.helpers import site
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite3'}")
-        yield make_sessions(engine)
-        engine.dispose()
-        return
-    name = f"lw_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    yield make_sessions(engine)
-    engine.dispose()
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE {name}")
 
 
 def test_site_import_is_idempotent_and_feeds_the_directory(sessions: sessionmaker[Session]) -> None:

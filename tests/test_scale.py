@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -21,9 +20,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from nats.aio.client import Client
+from sqlalchemy.orm import Session, sessionmaker
 
 from bench.alert_check import compare, expected_fired, fired
 from bench.ingest import device_ids, site
@@ -41,7 +40,6 @@ from server.scale.forwarder import route
 from server.scale.pinned import Delivery, PinnedPull
 
 T = TypeVar("T")
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PARTITIONS = 8
 
 
@@ -370,31 +368,15 @@ def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_eac
     assert taken <= {line.split()[4] for line in w2.splitlines() if "taken on" in line}  # the survivor's now
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_a_former_owner_cannot_save_over_the_new_one(database: str, tmp_path: Path) -> None:
-    if database == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
-    else:
-        name = f"lw_test_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {name}")
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    engine = make_engine(url)
-    sessions = make_sessions(engine)
-    try:
-        now = datetime.now(UTC)
-        with sessions() as session:
-            fence.claim(session, 3, "pin-a", "w1", now)
-            fence.check(session, {3: "pin-a"})  # ours
-        with sessions() as session:
-            fence.claim(session, 3, "pin-b", "w2", now)  # pinned anew: w2's from here on
-        with sessions() as session, pytest.raises(fence.Fenced) as refused:
-            fence.check(session, {3: "pin-a", 4: ""})
-        assert refused.value.partitions == frozenset({3, 4})
-        with sessions() as session:
-            fence.check(session, {3: "pin-b"})
-    finally:
-        engine.dispose()
-        if database == "postgresql":
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(f"DROP DATABASE {name}")
+def test_a_former_owner_cannot_save_over_the_new_one(sessions: sessionmaker[Session]) -> None:
+    now = datetime.now(UTC)
+    with sessions() as session:
+        fence.claim(session, 3, "pin-a", "w1", now)
+        fence.check(session, {3: "pin-a"})  # ours
+    with sessions() as session:
+        fence.claim(session, 3, "pin-b", "w2", now)  # pinned anew: w2's from here on
+    with sessions() as session, pytest.raises(fence.Fenced) as refused:
+        fence.check(session, {3: "pin-a", 4: ""})
+    assert refused.value.partitions == frozenset({3, 4})
+    with sessions() as session:
+        fence.check(session, {3: "pin-b"})
