@@ -13,6 +13,7 @@ from pathlib import Path
 from edge_agent import __version__
 from edge_agent.config import ConfigError, DeviceConfig, counting_zone, load_config
 from edge_agent.counting.zones import Zone
+from lobbywatch.cli_errors import run_command
 from lobbywatch.clock import SystemClock
 from lobbywatch.i18n import catalog, normalize_locale, t
 
@@ -204,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     enroll.add_argument("--force", action="store_true", help="replace an existing config")
     enroll.set_defaults(func=_enroll)
     args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
+    return run_command(args.func, args, args.lang)
 
 
 if __name__ == "__main__":

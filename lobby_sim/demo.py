@@ -14,6 +14,7 @@ import logging
 import random
 import secrets
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ class Demo:
         self.broker: Mosquitto | AmqttBroker | None = None
         self.runtime: Runtime | None = None
         self._http: uvicorn.Server | None = None
+        self._socket: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self.alerts_fired = 0
 
@@ -95,6 +97,8 @@ class Demo:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self) -> None:
+        # the port first, before anything is wiped or started: a second demo must not eat the first one's data
+        self._socket = listen(self.http_port)
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
@@ -136,7 +140,7 @@ class Demo:
         self._http = uvicorn.Server(
             uvicorn.Config(create_app(runtime=self.runtime), host="127.0.0.1", port=self.http_port, log_level="warning")
         )
-        self._spawn(self._http.run, "http")
+        self._spawn(self._http.run, "http", [self._socket])
         for i, spec in enumerate(BRANCHES):
             self.branches.append(self._start_branch(i, spec))
 
@@ -256,10 +260,29 @@ class Demo:
                 thread.join(10)
         if self._http is not None:
             self._http.should_exit = True
+        if self._socket is not None:
+            self._socket.close()
         if self.runtime is not None:
             self.runtime.stop()
         if self.broker is not None:
             self.broker.stop()
+
+
+class PortTaken(OSError):
+    """The demo's HTTP port is in use (another demo, or another server)."""
+
+
+def listen(port: int) -> socket.socket:
+    """The demo's HTTP socket, bound now (uvicorn serves on it): a taken port fails here, at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT after the last demo is free
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        raise PortTaken(str(exc)) from None
+    sock.listen(128)
+    return sock
 
 
 def run(
@@ -275,6 +298,13 @@ def run(
     started = time.monotonic()
     try:
         demo.start()
+    except PortTaken:
+        console.print(t(locale, "demo.port_taken", port=http_port), style="bold red")
+        return 2
+    except BaseException:
+        demo.shutdown()
+        raise
+    try:
         with Live(demo.table(0.0), console=console, refresh_per_second=4, transient=False) as live:
             last = time.monotonic()
             while seconds is None or time.monotonic() - started < seconds:

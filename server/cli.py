@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from lobbywatch.cli_errors import run_command
 from lobbywatch.i18n import normalize_locale, t
 from server import __version__
 
@@ -90,9 +91,17 @@ def _user(args: argparse.Namespace) -> int:
         return 2
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
+    elif not sys.stdin.isatty():  # getpass would read the pipe, or fail on its end
+        print(t(lang, "server.user.no_terminal"), file=sys.stderr)
+        return 2
     else:
-        password = getpass.getpass(t(lang, "server.user.password"))
-        if getpass.getpass(t(lang, "server.user.again")) != password:
+        try:
+            password = getpass.getpass(t(lang, "server.user.password"))
+            again = getpass.getpass(t(lang, "server.user.again"))
+        except EOFError:
+            print(t(lang, "server.user.no_terminal"), file=sys.stderr)
+            return 2
+        if again != password:
             print(t(lang, "server.user.mismatch"), file=sys.stderr)
             return 2
     engine = make_engine(settings.database_url)
@@ -146,6 +155,9 @@ def _dashboards(args: argparse.Namespace) -> int:
         if args.influx_url:
             source = sync.InfluxSource(args.influx_url, args.influx_db, os.environ.get("LOBBYWATCH_INFLUX_TOKEN"))
         changes = sync.push(api, build.dashboards(), source, dry_run=args.dry_run)
+    except sync.Unreachable as exc:
+        print(t(lang, "dashboards.unreachable", url=args.url, why=exc.reason), file=sys.stderr)
+        return 2
     except sync.SyncError as exc:
         print(t(lang, "dashboards.failed", why=str(exc)), file=sys.stderr)
         return 2
@@ -373,8 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     schema.add_argument("--out", default="docs/schema")
     schema.set_defaults(func=_schema)
     args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
+    return run_command(args.func, args, args.lang)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from grafana_foundation_sdk.models import dashboard as model
 
+from lobby_sim.broker import free_port
 from server.dashboards import build
 from server.dashboards import queries as q
 from server.storage.points import SCHEMA, Point
@@ -260,3 +261,10 @@ def test_grafana_refusing_is_said_plainly(grafana_api: GrafanaApi) -> None:
     missing = cli("pull", "no-such-board", "--url", grafana_api.url)
     assert missing.returncode == 2
     assert "cannot get dashboard 'no-such-board': 404" in missing.stderr
+    gone = cli("push", "--url", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    assert gone.returncode == 2
+    assert gone.stdout == ""
+    assert gone.stderr.splitlines() == [
+        f"Grafana does not answer at http://127.0.0.1:{gone.args[-1].rsplit(':', 1)[1]} ([Errno 111] Connection "
+        "refused); nothing was changed. Check the address and that Grafana is running."
+    ]

@@ -112,6 +112,26 @@ def test_a_technician_silences_a_branch_for_maintenance(browser: Browser, web: W
     assert web.runtime.alerts.silences.active() == []
 
 
+def test_a_silenced_alert_says_nobody_is_told_on_its_card_timeline_and_api(
+    browser: Browser, web: Web, mosquitto: Mosquitto
+) -> None:
+    web.runtime.alerts.silences.add("b1", 30, "李强", "更换摄像头")
+    alert = fire_queue_alert(web, mosquitto)
+    page = sign_in(browser, web, "wang")
+    card = page.locator(f"article[data-alert='{alert.id}']")
+    expect(card.get_by_role("note")).to_contain_text("已静默至")
+    expect(card.get_by_role("note")).to_contain_text("李强：更换摄像头")
+    expect(card).not_to_contain_text("正在通知")  # nobody is being asked: the card must not say so
+    expect(card).to_contain_text("警告")  # the severity in words, not by colour alone
+    card.get_by_role("link").first.click()
+    expect(page.locator("main")).to_contain_text("已静默，未通知")
+    response = page.request.get(f"{web.url}/api/v1/alerts?state=open")
+    assert response.status == 200, response.text()
+    (shown,) = response.json()
+    assert (shown["silenced"]["by"], shown["silenced"]["reason"]) == ("李强", "更换摄像头")
+    assert shown["started_at"].endswith("Z")
+
+
 def test_the_one_tap_link_acknowledges_in_the_browser(browser: Browser, web: Web, mosquitto: Mosquitto) -> None:
     alert = fire_queue_alert(web, mosquitto)
     token = sign(alert.id, "王芳", datetime.now(UTC).timestamp() + 3600, web.runtime.link_secret)
@@ -137,6 +157,36 @@ def test_forms_from_elsewhere_are_refused(browser: Browser, web: Web, mosquitto:
     wrong.fill("#password", "not-the-password")
     wrong.click("button[type=submit]")
     expect(wrong.get_by_role("alert")).to_contain_text("用户名或密码错误")
+
+
+def test_the_user_command_fails_in_one_clear_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LOBBYWATCH_MODE": "dev", "LANG": "zh_CN.UTF-8"}
+    env["LOBBYWATCH_DATABASE_URL"] = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    env.pop("LOBBYWATCH_DEBUG", None)
+    command = [sys.executable, "-m", "server.cli", "user", "li", "--role", "technician"]
+    # no terminal and no --password-stdin: said, not a traceback from getpass
+    blind = subprocess.run(command, stdin=subprocess.DEVNULL, env=env, capture_output=True, text=True, check=False)
+    assert blind.returncode == 2
+    assert blind.stderr.splitlines() == ["没有可输入密码的终端：请用 --password-stdin 从标准输入提供密码。"]
+    # a failure nobody foresaw (the database cannot be opened): one line, the traceback only when asked for
+    env["LOBBYWATCH_DATABASE_URL"] = f"sqlite:///{tmp_path / 'no-such-folder' / 'registry.sqlite3'}"
+    broken = subprocess.run(
+        [*command, "--password-stdin"], input="long-enough-pw\n", env=env, capture_output=True, text=True, check=False
+    )
+    assert broken.returncode == 1
+    (line,) = broken.stderr.splitlines()
+    assert line.startswith("失败：")
+    assert "unable to open database file" in line
+    assert "LOBBYWATCH_DEBUG=1" in line
+    env["LOBBYWATCH_DEBUG"] = "1"
+    debug = subprocess.run(
+        [*command, "--password-stdin"], input="long-enough-pw\n", env=env, capture_output=True, text=True, check=False
+    )
+    assert "Traceback" in debug.stderr
 
 
 def test_an_administrator_adds_a_user_from_the_command_line(tmp_path: Path) -> None:

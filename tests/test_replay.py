@@ -330,3 +330,15 @@ def test_a_press_delivered_again_after_its_answer_opens_no_new_call() -> None:
     assert brief == []
     assert [(e["subject"], e["response_s"]) for e in events if e["event"] == "call"] == [("ramp-bell", 10.0)]
     assert summary["duplicates"] == 1
+
+
+def test_a_branch_wide_silence_never_holds_a_critical_call_one_that_names_it_does() -> None:
+    _, _, events = run("silence_critical")  # "all alerts" silenced; the side bell's call silenced by name
+    fired = {e["subject"]: e for e in events if e["event"] == "fired"}
+    assert fired["ramp-bell"]["severity"] == "critical"
+    assert "silenced" not in fired["ramp-bell"]
+    assert fired["side-bell"].get("silenced") is True  # named: held
+    assert fired["help-desk"].get("silenced") is True  # a help call is a warning: the branch-wide silence holds it
+    told = {e["subject"] for e in events if e["event"] == "notified"}
+    assert "ramp-bell" in told
+    assert not told & {"side-bell", "help-desk"}

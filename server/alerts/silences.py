@@ -94,13 +94,28 @@ class Silences:
             return [s for s in session.scalars(select(models.Silence)) if as_utc(s.ends_at) > now]
 
 
-def is_silenced(session: Session, alert: models.Alert, at: datetime) -> bool:
-    for silence in session.scalars(select(models.Silence).where(models.Silence.branch_id == alert.branch_id)):
-        # a silence's subject is the alert's (a zone, a button) or the device its data comes from
-        if (
-            as_utc(silence.starts_at) <= at < as_utc(silence.ends_at)
-            and silence.rule in (None, alert.rule)
-            and silence.subject in (None, alert.subject, alert.device_id)
-        ):
-            return True
-    return False
+def covers(silence: models.Silence, alert: models.Alert, at: datetime) -> bool:
+    """Whether this silence holds this alert's notices at `at`. A silence's subject is the alert's (a zone, a
+    button) or the device its data comes from. A critical alert (an accessibility call, a branch not open on
+    time) is held only by a silence that names its rule or its subject: a branch-wide "all alerts" silence for
+    maintenance must not keep a wheelchair user waiting at the ramp."""
+    if not as_utc(silence.starts_at) <= at < as_utc(silence.ends_at):
+        return False
+    if silence.rule not in (None, alert.rule) or silence.subject not in (None, alert.subject, alert.device_id):
+        return False
+    return alert.severity != "critical" or silence.rule is not None or silence.subject is not None
+
+
+def silence_detail(silence: models.Silence) -> str:
+    """The timeline's words for a silence: who set it and why, in their own words (no language of ours)."""
+    return f"{silence.by}: {silence.reason}"
+
+
+def silencing(session: Session, alert: models.Alert, at: datetime) -> models.Silence | None:
+    """The silence that holds this alert's notices now, if any (the one that ends last)."""
+    found = [
+        s
+        for s in session.scalars(select(models.Silence).where(models.Silence.branch_id == alert.branch_id))
+        if covers(s, alert, at)
+    ]
+    return max(found, key=lambda s: as_utc(s.ends_at), default=None)

@@ -3,13 +3,16 @@ people's actions on an alert are `AlertService`'s; who may see or do what is the
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from lobbywatch.clock import as_utc
 from server.alerts.service import OPEN_STATES
+from server.alerts.silences import covers
 from server.registry import models
 
 State = Literal["open", "firing", "acknowledged", "resolved", "all"]
@@ -69,3 +72,21 @@ class AlertViews:
     def silence(self, silence_id: int) -> models.Silence | None:
         with self._sessions() as session:
             return session.get(models.Silence, silence_id)
+
+    def silenced(self, alerts: Sequence[models.Alert], at: datetime) -> dict[int, models.Silence]:
+        """The silence holding each open alert's notices at `at` (alerts no silence holds are left out)."""
+        open_ = [a for a in alerts if a.state in OPEN_STATES]
+        if not open_:
+            return {}
+        with self._sessions() as session:
+            silences = list(
+                session.scalars(
+                    select(models.Silence).where(models.Silence.branch_id.in_({a.branch_id for a in open_}))
+                )
+            )
+        found = {}
+        for alert in open_:
+            holding = [s for s in silences if s.branch_id == alert.branch_id and covers(s, alert, at)]
+            if holding:
+                found[alert.id] = max(holding, key=lambda s: as_utc(s.ends_at))
+        return found

@@ -24,6 +24,7 @@ from server.api.schemas import (
     OccupancySample,
     PassOnIn,
     ResolveIn,
+    SilencedPublic,
     SilenceIn,
     SilencePublic,
     ZoneLive,
@@ -174,7 +175,14 @@ def devices(runtime: RuntimeDep, caller: CallerDep) -> list[DevicePublic]:
     return result
 
 
-def _alert(runtime: Runtime, alert: models.Alert, locale: str, with_events: bool) -> AlertPublic:
+def _alerts(runtime: Runtime, alerts: list[models.Alert], locale: str, with_events: bool) -> list[AlertPublic]:
+    silenced = runtime.alert_views.silenced(alerts, runtime.clock.now())
+    return [_alert(runtime, a, locale, with_events, silenced.get(a.id)) for a in alerts]
+
+
+def _alert(
+    runtime: Runtime, alert: models.Alert, locale: str, with_events: bool, silence: models.Silence | None
+) -> AlertPublic:
     branch = runtime.directory.branches.get(alert.branch_id)
     zone_name = runtime.directory.subject_name(alert.branch_id, alert.subject)
     title = t(
@@ -201,6 +209,9 @@ def _alert(runtime: Runtime, alert: models.Alert, locale: str, with_events: bool
         started_at=alert.started_at,
         updated_at=alert.updated_at,
         resolved_at=alert.resolved_at,
+        silenced=SilencedPublic(silence=silence.id, by=silence.by, reason=silence.reason, until=silence.ends_at)
+        if silence is not None
+        else None,
         events=[AlertEventPublic(at=e.at, kind=e.kind, detail=e.detail) for e in alert.events] if with_events else None,
     )
 
@@ -216,7 +227,7 @@ def alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertPublic]:
     within = None if caller.person is None else [b for b in runtime.directory.branches if caller.sees(runtime, b)]
-    return [_alert(runtime, a, locale, False) for a in views.find(state, branch, within, limit)]
+    return _alerts(runtime, views.find(state, branch, within, limit), locale, False)
 
 
 @router.get(
@@ -229,7 +240,7 @@ def alert(
     if row is None:
         raise HTTPException(404, f"no alert {alert_id}")
     caller.check_branch(runtime, row.branch_id)
-    return _alert(runtime, row, locale, True)
+    return _alerts(runtime, [row], locale, True)[0]
 
 
 def _act(
@@ -245,7 +256,7 @@ def _act(
         raise HTTPException(409, str(exc)) from None
     row = runtime.alert_views.get(alert_id)
     assert row is not None
-    return _alert(runtime, row, locale, True)
+    return _alerts(runtime, [row], locale, True)[0]
 
 
 @router.post(

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from lobbywatch.clock import as_utc
+
+# SQLite gives times back without a zone; every time the API returns says it is UTC ("...Z").
+Utc = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class HealthPublic(BaseModel):
@@ -37,7 +43,7 @@ class ZoneLive(BaseModel):
     name: str
     occupancy: int | None = Field(description="people now; null when unknown (camera blind) or never reported")
     error: float | None
-    at: datetime | None = Field(description="device time of the last report")
+    at: Utc | None = Field(description="device time of the last report")
     threshold: int = Field(description="occupancy at which the queue-too-long rule starts counting")
 
 
@@ -45,7 +51,7 @@ class CallPublic(BaseModel):
     button: str
     kind: str
     device: str
-    at: datetime
+    at: Utc
 
 
 class BranchSummary(BaseModel):
@@ -62,7 +68,7 @@ class BranchSummary(BaseModel):
 
 
 class OccupancySample(BaseModel):
-    at: datetime
+    at: Utc
     zone: str
     occupancy: int | None
 
@@ -77,7 +83,7 @@ class DevicePublic(BaseModel):
     branch: str
     profile: str
     online: bool
-    last_seen: datetime | None
+    last_seen: Utc | None
     agent_version: str | None
     config_version: int | None = Field(description="the pushed config version the device says it runs")
     clock_skew_ms: float | None = Field(description="device clock minus server clock at the last health report")
@@ -89,9 +95,16 @@ class DevicePublic(BaseModel):
 
 
 class AlertEventPublic(BaseModel):
-    at: datetime
+    at: Utc
     kind: str
     detail: str
+
+
+class SilencedPublic(BaseModel):
+    silence: int = Field(description="the silence's id")
+    by: str
+    reason: str
+    until: Utc
 
 
 class AlertPublic(BaseModel):
@@ -106,9 +119,12 @@ class AlertPublic(BaseModel):
     value: float | None
     peak: float | None
     threshold: float | None
-    started_at: datetime
-    updated_at: datetime
-    resolved_at: datetime | None
+    started_at: Utc
+    updated_at: Utc
+    resolved_at: Utc | None
+    silenced: SilencedPublic | None = Field(
+        None, description="the silence holding this open alert's notices now: nobody is being told"
+    )
     events: list[AlertEventPublic] | None = Field(None, description="the timeline, on /alerts/{id} only")
 
 
@@ -141,7 +157,7 @@ class SilencePublic(BaseModel):
     branch_id: str
     rule: str | None
     subject: str | None
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: Utc
+    ends_at: Utc
     by: str
     reason: str

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
+from niquests.exceptions import RequestException
 
 from server.dashboards.build import FOLDER, render
 
@@ -25,6 +26,25 @@ Action = Literal["create", "update", "unchanged"]
 
 class SyncError(RuntimeError):
     """Grafana refused or could not be reached; the message says which object and why."""
+
+
+class Unreachable(SyncError):
+    """No answer from Grafana at all (refused, timed out, name unknown, TLS failed): nothing was changed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause in one line ("[Errno 111] Connection refused"), not urllib3's nested repr of it."""
+    while True:
+        inner = next((a for a in exc.args if isinstance(a, BaseException)), None) or exc.__context__
+        if inner is None:
+            break
+        exc = inner
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.rpartition("Failed to establish a new connection: ")[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +106,8 @@ def push(
         raise SyncError(
             f"Grafana answered {exc.status_code or 'nothing'}: {exc.message} (done before that: {done})"
         ) from None
+    except RequestException as exc:
+        raise Unreachable(_reason(exc)) from None
     return changes
 
 
@@ -146,6 +168,8 @@ def pull(api: GrafanaApi, name: str, folder: Path) -> Path:
         have = api.dashboard.get_dashboard(name)
     except GrafanaException as exc:
         raise SyncError(f"cannot get dashboard {name!r}: {exc.status_code or ''} {exc.message}".strip()) from None
+    except RequestException as exc:
+        raise Unreachable(_reason(exc)) from None
     path = folder / f"{name}.json"
     path.write_text(render(have["dashboard"]), encoding="utf-8")
     return path

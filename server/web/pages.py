@@ -36,7 +36,16 @@ def visible_branches(runtime: Runtime, person: Person) -> dict[str, BranchEntry]
     return {b.id: b for b in runtime.directory.branches.values() if person.sees(b.id, runtime.directory.lineage(b.id))}
 
 
-def _card(runtime: Runtime, alert: models.Alert, branch: BranchEntry, locale: str) -> dict[str, Any]:
+def _cards(
+    runtime: Runtime, alerts: list[models.Alert], branches: dict[str, BranchEntry], locale: str
+) -> list[dict[str, Any]]:
+    silenced = runtime.alert_views.silenced(alerts, runtime.clock.now())
+    return [_card(runtime, a, branches[a.branch_id], locale, silenced.get(a.id)) for a in alerts]
+
+
+def _card(
+    runtime: Runtime, alert: models.Alert, branch: BranchEntry, locale: str, silence: models.Silence | None
+) -> dict[str, Any]:
     started = as_utc(alert.started_at)
     title, body = describe(alert, branch, locale, "fired", started, dict(alert.facts or {}))
     return {
@@ -47,6 +56,16 @@ def _card(runtime: Runtime, alert: models.Alert, branch: BranchEntry, locale: st
         "since": _local(started, branch, runtime),
         "rule": t(locale, f"rule.{alert.rule}"),
         "role": t(locale, f"role.{alert.role}") if alert.role else "",
+        # a silenced alert tells nobody: the card must not claim that someone is being asked
+        "silenced": t(
+            locale,
+            "page.silenced",
+            by=silence.by,
+            reason=silence.reason,
+            until=_local(as_utc(silence.ends_at), branch, runtime),
+        )
+        if silence is not None
+        else "",
     }
 
 
@@ -63,7 +82,7 @@ def lobby(
     shown = {branch: visible[branch]} if branch in visible else visible
     alerts = runtime.alert_views.find("open", within=list(shown), limit=10_000)
     alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.state != "firing", as_utc(a.started_at)))
-    cards = [_card(runtime, a, shown[a.branch_id], viewer.locale) for a in alerts]
+    cards = _cards(runtime, alerts, shown, viewer.locale)
     return render(
         request,
         "lobby.html",
@@ -116,7 +135,7 @@ def alert_page(
         "alert.html",
         viewer.locale,
         viewer=viewer,
-        card=_card(runtime, alert, branch, viewer.locale),
+        card=_cards(runtime, [alert], {branch.id: branch}, viewer.locale)[0],
         timeline=timeline,
         done=done,
         error=error,
@@ -301,7 +320,13 @@ def _ack(request: Request, runtime: Runtime, token: str, act: bool) -> HTMLRespo
         owner = alert.owner or who
         result = t(locale, "ack.done_owner" if owner == who else "ack.done_other", who=who, owner=owner)
     return render(
-        request, "ack.html", locale, card=_card(runtime, alert, branch, locale), who=who, token=token, result=result
+        request,
+        "ack.html",
+        locale,
+        card=_cards(runtime, [alert], {branch.id: branch}, locale)[0],
+        who=who,
+        token=token,
+        result=result,
     )
 
 
