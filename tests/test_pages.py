@@ -112,6 +112,47 @@ def test_a_technician_silences_a_branch_for_maintenance(browser: Browser, web: W
     assert web.runtime.alerts.silences.active() == []
 
 
+def test_an_open_lobby_page_shows_a_new_alert_without_a_reload_and_rings_for_a_critical_one(
+    browser: Browser, tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    spec = site()
+    spec["branches"][0]["routing"] = {"queue_too_long": {"severity": "critical"}}  # type: ignore[index]
+    runtime = start_runtime(tmp_path, mosquitto.port, site_spec=spec)
+    web = Web(runtime)
+    try:
+        with runtime.sessions() as session:
+            add_user(session, "wang", "王芳", "duty_supervisor", PASSWORD, datetime.now(UTC), branches=["b1"])
+        page = browser.new_page(viewport=PHONE, locale="zh-CN")
+        # the phone's vibration, recorded: the thinnest seam to see that the page asked for it
+        page.add_init_script("window.rings = []; navigator.vibrate = (p) => { window.rings.push(p); return true; };")
+        page.goto(f"{web.url}/login")
+        page.fill("#login", "wang")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator(".empty")).to_be_visible()
+        first_update = page.locator("#updated").get_attribute("data-at")
+        page.get_by_label("新的紧急告警时响铃并振动（本机）").check()
+        assert page.evaluate("window.rings.length") == 1  # switching it on rings once, to show it works
+        alert = fire_queue_alert(web, mosquitto)  # the page is not reloaded from here on
+        card = page.locator(f"article[data-alert='{alert.id}']")
+        expect(card).to_contain_text("窗口排队区排队过长", timeout=15_000)
+        expect(card).to_contain_text("紧急")
+        expect(card.locator(".lasted")).to_have_text("已持续 0 分钟")
+        expect(card.locator(".now")).to_have_text("现在 9 人，峰值 9 人")
+        assert page.locator("#updated").get_attribute("data-at") != first_update
+        page.wait_for_function("window.rings.length === 2")  # the new critical alert rang
+        assert fits_the_screen(page)
+        checkbox = page.get_by_label("新的紧急告警时响铃并振动（本机）")
+        page.reload()
+        expect(checkbox).to_be_checked()  # the choice stays on this phone
+        web.stop()  # the server goes away: the page says so and keeps the last list
+        expect(page.locator("#stale")).to_be_visible(timeout=15_000)
+        expect(card).to_be_visible()
+    finally:
+        web.stop()
+        runtime.stop()
+
+
 def test_a_silenced_alert_says_nobody_is_told_on_its_card_timeline_and_api(
     browser: Browser, web: Web, mosquitto: Mosquitto
 ) -> None:

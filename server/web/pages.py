@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from lobbywatch.clock import as_utc
 from lobbywatch.i18n import normalize_locale, t
-from server.alerts.catalog import describe
+from server.alerts.catalog import ZONE_RULES, describe, rounded
 from server.alerts.errors import AlertError
 from server.api.deps import RuntimeDep
 from server.api.reports import as_csv, default_day
@@ -24,6 +24,7 @@ from server.registry.directory import BranchEntry
 from server.registry.users import Person
 from server.reports.build import Chart, Period, PeriodKind, make_report
 from server.rules.catalog import KINDS
+from server.rules.queue import RULE as QUEUE_RULE
 from server.runtime import Runtime
 from server.web.session import SignedIn, Viewer, check_form, page_locale, render
 
@@ -46,8 +47,14 @@ def _cards(
 def _card(
     runtime: Runtime, alert: models.Alert, branch: BranchEntry, locale: str, silence: models.Silence | None
 ) -> dict[str, Any]:
-    started = as_utc(alert.started_at)
-    title, body = describe(alert, branch, locale, "fired", started, dict(alert.facts or {}))
+    started, facts = as_utc(alert.started_at), dict(alert.facts or {})
+    if alert.state == "resolved":
+        ended = as_utc(alert.resolved_at or started)
+        title, body = describe(alert, branch, locale, "resolved", ended, facts)
+        lasted = (ended - started).total_seconds()
+    else:  # what it said when it fired, and below it how long it has been open and the lobby now
+        title, body = describe(alert, branch, locale, "fired", started, facts)
+        lasted = (runtime.clock.now() - started).total_seconds()
     return {
         "alert": alert,
         "branch": branch,
@@ -66,7 +73,33 @@ def _card(
         )
         if silence is not None
         else "",
+        "lasted": t(
+            locale, "page.lasted" if alert.state == "resolved" else "page.open_for", duration=_duration(lasted, locale)
+        ),
+        "lobby_now": _lobby_now(runtime, alert, locale),
     }
+
+
+def _duration(seconds: float, locale: str) -> str:
+    minutes = max(0, int(seconds // 60))
+    if minutes < 60:
+        return t(locale, "page.duration.minutes", minutes=minutes)
+    return t(locale, "page.duration.hours", hours=minutes // 60, minutes=minutes % 60)
+
+
+def _lobby_now(runtime: Runtime, alert: models.Alert, locale: str) -> str:
+    """A zone alert's people now (the live count) and at its peak; the card's fired text stays as it was."""
+    if alert.rule not in ZONE_RULES:
+        return ""
+    zone = runtime.live.zones(alert.branch_id).get(alert.subject)
+    now = zone.occupancy if zone is not None and alert.state != "resolved" else None
+    # the rules keep the exact peak until the alert resolves; until then the highest seen by the alert or now
+    peak = max(v for v in (alert.peak, alert.value, now) if v is not None) if alert.rule == QUEUE_RULE else None
+    if now is None:
+        return t(locale, "page.peak", peak=rounded(peak)) if peak is not None else ""
+    if peak is None:
+        return t(locale, "page.people_now", value=now)
+    return t(locale, "page.people_now_peak", value=now, peak=rounded(peak))
 
 
 @pages.get("/", include_in_schema=False)
@@ -78,22 +111,34 @@ def root() -> Response:
 def lobby(
     request: Request, runtime: RuntimeDep, viewer: Viewer, branch: str | None = None, done: str | None = None
 ) -> HTMLResponse:
+    return render(request, "lobby.html", viewer.locale, done=done, **_lobby(runtime, viewer, branch))
+
+
+@pages.get("/lobby/cards", response_class=HTMLResponse)
+def lobby_cards(request: Request, runtime: RuntimeDep, viewer: Viewer, branch: str | None = None) -> HTMLResponse:
+    """The open alerts alone, for the open lobby page to fetch again and again (it stays current)."""
+    return render(
+        request, "_cards.html", viewer.locale, headers={"Cache-Control": "no-store"}, **_lobby(runtime, viewer, branch)
+    )
+
+
+def _lobby(runtime: Runtime, viewer: SignedIn, branch: str | None) -> dict[str, Any]:
     visible = visible_branches(runtime, viewer.person)
     shown = {branch: visible[branch]} if branch in visible else visible
     alerts = runtime.alert_views.find("open", within=list(shown), limit=10_000)
     alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.state != "firing", as_utc(a.started_at)))
-    cards = _cards(runtime, alerts, shown, viewer.locale)
-    return render(
-        request,
-        "lobby.html",
-        viewer.locale,
-        viewer=viewer,
-        cards=cards,
-        branches=visible,
-        branch=branch if branch in visible else None,
-        done=done,
-        colleagues=_colleagues(runtime, viewer.person, visible),
-    )
+    now = runtime.clock.now()
+    zones = {b.timezone for b in shown.values()}
+    # "updated at" in the branches' time zone when they share one (the usual case), else in UTC
+    zone = ZoneInfo(zones.pop()) if len(zones) == 1 else ZoneInfo("UTC")
+    return {
+        "viewer": viewer,
+        "cards": _cards(runtime, alerts, shown, viewer.locale),
+        "branches": visible,
+        "branch": branch if branch in visible else None,
+        "colleagues": _colleagues(runtime, viewer.person, visible),
+        "updated": now.astimezone(zone).strftime("%H:%M:%S"),
+    }
 
 
 def _colleagues(runtime: Runtime, person: Person, visible: dict[str, BranchEntry]) -> list[str]:
