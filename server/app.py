@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from server import __version__
 from server.api.fleet import fleet_api
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             if owned:
                 app.state.runtime.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI, with Swagger UI's and ReDoc's files served from the package, not a CDN
         title="LobbyWatch",
         version=__version__,
         lifespan=lifespan,

@@ -172,4 +172,11 @@ def sign_in(browser: Browser, web: Web, login: str) -> Page:
 
 
 def fits_the_screen(page: Page) -> bool:
+    """Nothing wider than the screen, and every link and button a thumb can hit (44 px high at least)."""
+    small = page.evaluate(
+        """[...document.querySelectorAll('header a, header button, main button, .actions a')]
+            .filter((e) => e.offsetParent !== null && e.getBoundingClientRect().height < 44)
+            .map((e) => e.textContent.trim())"""
+    )
+    assert small == [], f"tap targets under 44 px: {small}"
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Route, expect
 
 from lobby_sim.broker import Mosquitto, free_port, wait_for_port
 from server.delivery.links import sign
@@ -98,6 +98,24 @@ def _snapshot(web: Web) -> object:
 
     jpeg = b"\xff\xd8\xff\xe0" + b"\0" * 64
     return SnapshotNow("snap-1", jpeg, 640, 480, datetime.now(UTC), web.runtime.clock.monotonic())
+
+
+def test_the_api_docs_work_with_no_internet(web: Web, browser: Browser) -> None:
+    page = browser.new_page()
+    outside: list[str] = []
+
+    def offline(route: Route) -> None:  # as on a branch network or in mainland China without the CDN
+        if route.request.url.startswith(web.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", offline)
+    page.goto(f"{web.url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("LobbyWatch")
+    expect(page.locator(".opblock").first).to_be_visible()
+    assert outside == []
 
 
 def test_bodies_are_bounded_and_headers_set(web: Web) -> None:
