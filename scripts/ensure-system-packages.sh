@@ -1,6 +1,6 @@
 #!/bin/sh
 # The real servers the tests talk to, from Debian's packages: Mosquitto, VictoriaMetrics (InfluxDB v2 write
-# API), InfluxDB 1.6 (InfluxQL), PostgreSQL, OpenSSL,
+# API), InfluxDB 1.6 (InfluxQL), Prometheus (scrapes /metrics), PostgreSQL, OpenSSL,
 # Chromium (the page tests drive it with Playwright). Installs only what is missing; starts PostgreSQL if needed.
 set -eu
 need=""
@@ -9,6 +9,7 @@ command -v mosquitto_passwd >/dev/null || need="$need mosquitto"
 command -v mosquitto_sub >/dev/null || need="$need mosquitto-clients"
 [ -x /usr/bin/victoria-metrics ] || need="$need victoria-metrics"
 [ -x /usr/bin/influxd ] || need="$need influxdb"
+[ -x /usr/bin/prometheus ] || need="$need prometheus"
 command -v openssl >/dev/null || need="$need openssl"
 command -v pg_ctlcluster >/dev/null || need="$need postgresql"
 [ -x /usr/bin/chromium ] || need="$need chromium"

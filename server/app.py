@@ -10,6 +10,7 @@ from fastapi_offline import FastAPIOffline
 
 from server import __version__
 from server.api.fleet import fleet_api
+from server.api.metrics import metrics
 from server.api.people import people
 from server.api.provisioning import provisioning
 from server.api.reports import reports
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(Guard, https=bool(known and known.public_url.startswith("https://")))
     redact_access_logs()
     app.include_router(router)
+    app.include_router(metrics)
     app.include_router(reports)
     app.include_router(provisioning)
     app.include_router(fleet_api)

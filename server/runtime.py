@@ -197,6 +197,7 @@ class Runtime:
 
     def status(self) -> ServerStatus:
         stats, pipeline = self.pipeline.stats, self.pipeline
+        devices = self.live.devices()
         return ServerStatus(
             broker_connected=self.source.connected.is_set(),
             stalled_s=self.worker.stalled_s(),
@@ -208,7 +209,7 @@ class Runtime:
             stored_points=stats.stored_points,
             duplicates=stats.duplicates,
             late=stats.late,
-            missing=sum(device.missing for device in self.live.devices().values()),
+            missing=sum(device.missing for device in devices.values()),
             resend_requests=pipeline.repair.requests,
             internal_errors=stats.internal_errors,
             store_refused=stats.store_refused,
@@ -217,6 +218,10 @@ class Runtime:
             notifications_delivered=self.dispatcher.delivered,
             notifications_failed=self.dispatcher.failed,
             refused=self.rejects.snapshot(),
+            notifications_failed_by_channel=dict(self.dispatcher.failed_by_channel),
+            devices_online=sum(device.online for device in devices.values()),
+            devices_known=len(devices),
+            store_seconds=stats.store_seconds.snapshot(),
             lag_ms=pipeline.lag.percentiles(50, 99),
             storage=self.store.health(),
         )

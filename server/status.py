@@ -27,6 +27,11 @@ class ServerStatus:
     notifications_delivered: int
     notifications_failed: int
     refused: dict[str, int] = field(default_factory=dict)
+    notifications_failed_by_channel: dict[str, int] = field(default_factory=dict)
+    devices_online: int = 0
+    devices_known: int = 0
+    # store writes that went through: [(bucket bound in seconds, writes at or under it)], +Inf last; their sum
+    store_seconds: tuple[list[tuple[float, int]], float] = ([], 0.0)
     lag_ms: dict[str, float | None] = field(default_factory=dict)
     storage: dict[str, object] = field(default_factory=dict)
 

@@ -1,4 +1,5 @@
-"""Real servers started by the tests on free ports: VictoriaMetrics (InfluxDB v2 write API) and InfluxDB 1.6."""
+"""Real servers started by the tests on free ports: VictoriaMetrics (InfluxDB v2 write API), InfluxDB 1.6 and
+Prometheus (scraping /metrics)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,53 @@ class VictoriaMetrics(ServerProcess):
         )
         response.raise_for_status()
         return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+PROMETHEUS_CONF = """\
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: lobbywatch
+    metrics_path: /metrics
+    authorization:
+      credentials_file: {token_file}
+    static_configs:
+      - targets: ["{target}"]
+"""
+
+
+class Prometheus(ServerProcess):
+    """Debian's Prometheus, scraping one target every second with a bearer token."""
+
+    def __init__(self, folder: Path, target: str, token: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "token").write_text(token, encoding="utf-8")
+        config = folder / "prometheus.yml"
+        config.write_text(PROMETHEUS_CONF.format(token_file=folder / "token", target=target), encoding="utf-8")
+        port = free_port()
+        super().__init__(
+            [
+                _binary("prometheus", "prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            port,
+            folder / "prometheus.log",
+        )
+
+    def query(self, expression: str) -> list[dict[str, object]]:
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expression}, timeout=10)
+        response.raise_for_status()
+        result: list[dict[str, object]] = response.json()["data"]["result"]
+        return result
+
+    def targets(self) -> list[dict[str, object]]:
+        response = httpx.get(f"{self.url}/api/v1/targets", timeout=10)
+        response.raise_for_status()
+        active: list[dict[str, object]] = response.json()["data"]["activeTargets"]
+        return active
 
 
 INFLUX_CONF = """\

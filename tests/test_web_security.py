@@ -298,3 +298,38 @@ def test_the_fleet_page_lists_what_was_set_aside(web: Web, mosquitto: Mosquitto)
     assert "2300-01-01" in page  # and what was sent
     device_page = httpx.get(f"{web.url}/lobby/fleet/dev-b1-cam", cookies=cookies).text
     assert "已搁置的消息" in device_page
+
+
+def test_prometheus_scrapes_the_metrics_with_a_token(web: Web, mosquitto: Mosquitto, tmp_path: Path) -> None:
+    from tests.helpers import Device
+    from tests.services import Prometheus
+
+    assert httpx.get(f"{web.url}/metrics").status_code == 401  # not for anyone who asks
+    device = Device(mosquitto.port, "dev-b1-cam")
+    try:
+        device.queue(9)  # above the threshold: an alert opens
+        device.send("queue", b"{not json")  # refused, and counted by cause
+    finally:
+        device.close()
+    prometheus = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{web.port}", API_TOKEN)
+    prometheus.start()
+    try:
+        eventually(
+            lambda: [t for t in prometheus.targets() if t["health"] == "up"],
+            what="Prometheus scraping /metrics",
+            timeout=30,
+        )
+
+        def value(expression: str) -> float | None:
+            found = prometheus.query(expression)
+            return float(found[0]["value"][1]) if found else None  # type: ignore[index]
+
+        eventually(lambda: value("lobbywatch_messages_received_total") == 2, what="both messages counted", timeout=30)
+        refused = prometheus.query("lobbywatch_messages_refused_total")
+        assert [r["metric"]["cause"] for r in refused] == ["not_json"]  # type: ignore[index]
+        assert value('lobbywatch_alerts_open{state="firing",severity="warning"}') == 1
+        assert value("lobbywatch_store_write_seconds_count") is not None
+        assert value("lobbywatch_broker_connected") == 1
+        assert value("lobbywatch_ingest_backlog") == 0
+    finally:
+        prometheus.stop()

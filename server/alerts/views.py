@@ -32,6 +32,16 @@ class AlertViews:
             ).all()
         return {branch: int(count) for branch, count in rows}
 
+    def open_by_state(self) -> dict[tuple[str, str], int]:
+        """Open alerts by (state, severity)."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(models.Alert.state, models.Alert.severity, func.count())
+                .where(models.Alert.state.in_(OPEN_STATES))
+                .group_by(models.Alert.state, models.Alert.severity)
+            ).all()
+        return {(state, severity): int(count) for state, severity, count in rows}
+
     def find(
         self,
         state: State = "all",

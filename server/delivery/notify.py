@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
@@ -91,6 +92,7 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._run, name="alert-dispatch", daemon=True)
         self.delivered = 0
         self.failed = 0
+        self.failed_by_channel: Counter[str] = Counter()
 
     def start(self) -> None:
         self._thread.start()
@@ -134,6 +136,7 @@ class Dispatcher:
             self.delivered += 1
         else:
             self.failed += 1
+            self.failed_by_channel[channel] += 1
         self._on_outcome(notice, channel, delivered, detail)
 
     def _deliver(self, channel: Channel, notice: Notice) -> None:

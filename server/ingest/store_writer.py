@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from server.ingest.stats import Durations
 from server.storage.base import RefusedPoints, TimeSeriesStore
 from server.storage.points import Point
 
@@ -28,6 +30,7 @@ class IngestStats:
     store_failures: int = 0
     store_refused: int = 0  # messages the store refused for their content, set aside
     last_store_error: str | None = None  # while storage fails; None once a write went through
+    store_seconds: Durations = field(default_factory=Durations)  # each write that went through
 
 
 class StoreWriter:
@@ -41,6 +44,7 @@ class StoreWriter:
         take what it refuses for its content; and what `stopping` ended, so that the batch stays unacknowledged."""
         attempt = 0
         while True:
+            started = time.perf_counter()
             try:
                 self.store.write(points)
             except RefusedPoints:
@@ -56,6 +60,7 @@ class StoreWriter:
                 if self._stopping.wait(wait):
                     raise
                 continue
+            self.stats.store_seconds.add(time.perf_counter() - started)
             self.stats.stored_points += len(points)
             self.stats.last_store_error = None
             return
