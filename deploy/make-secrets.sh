@@ -5,10 +5,17 @@
 # its own). Every secret is readable by its owner only (umask 077); the CA's key stays in deploy/secrets/ca/,
 # which no container mounts: only certs/ (CA certificate, the service certificate and its key) is mounted.
 # For production, use certificates from your own CA and keep .env in your secret store.
-#   usage: deploy/make-secrets.sh [broker-host-name]
+# It also writes the addresses that reach this host from outside (devices and notices use them): the broker's
+# host name for enrolled devices, the pages' URL for one-tap links, Grafana's for dashboard links.
+#   usage: deploy/make-secrets.sh HOST   (the name devices and phones reach this server by, e.g. lobby.example.cn)
 set -eu
 cd "$(dirname "$0")/.."
-host=${1:-localhost}
+if [ $# -lt 1 ] || [ -z "$1" ]; then
+  echo "usage: deploy/make-secrets.sh HOST  (the name devices and phones reach this server by)" >&2
+  echo "       deploy/make-secrets.sh localhost   only for a deployment that no device or phone reaches" >&2
+  exit 2
+fi
+host=$1
 secrets=deploy/secrets
 umask 077
 mkdir -p "$secrets/certs" "$secrets/mosquitto" "$secrets/ca"
@@ -26,6 +33,16 @@ LOBBYWATCH_LINK_SECRET=$(rand)
 ENV
   echo "wrote .env"
 fi
+# the addresses: added where missing (also to an .env of an older version), never changed once written
+address() {
+  if ! grep -q "^$1=" .env; then
+    echo "$1=$2" >> .env
+    echo "set $1=$2 in .env"
+  fi
+}
+address LOBBYWATCH_BROKER_PUBLIC_HOST "$host"
+address LOBBYWATCH_PUBLIC_URL "https://$host"
+address LOBBYWATCH_GRAFANA_URL "http://$host:3000"
 . ./.env
 if [ ! -f "$secrets/certs/ca.crt" ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=LobbyWatch test CA" \

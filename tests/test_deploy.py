@@ -64,7 +64,19 @@ def test_every_mounted_config_file_exists_after_make_secrets(deployment: Path) -
     committed = [s for s in bind_mounts() if not s.startswith("deploy/secrets")]
     assert all((ROOT / s).exists() for s in committed)
     env = dict(line.split("=", 1) for line in (deployment / ".env").read_text().splitlines() if "=" in line)
-    assert all(len(v) >= 24 for v in env.values())
+    addresses = {k: env.pop(k) for k in [k for k in env if k.endswith(("_HOST", "_URL"))]}
+    assert all(len(v) >= 24 for v in env.values())  # the secrets
+    # enrolled devices are told this host, not localhost; links in notices point at it
+    assert addresses == {
+        "LOBBYWATCH_BROKER_PUBLIC_HOST": "broker.test",
+        "LOBBYWATCH_PUBLIC_URL": "https://broker.test",
+        "LOBBYWATCH_GRAFANA_URL": "http://broker.test:3000",
+    }
+    again = subprocess.run(
+        ["sh", "deploy/make-secrets.sh"], cwd=deployment, capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 2
+    assert "usage: deploy/make-secrets.sh HOST" in again.stderr
 
 
 def test_secrets_are_private_and_the_ca_key_is_in_no_container(deployment: Path) -> None:

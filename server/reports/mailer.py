@@ -119,7 +119,7 @@ class ReportMailer:
             report = make_report(self._store, self._sessions, branch, period).figures
             link = (
                 f"{self._public_url}/lobby/reports?branch={branch.id}&period={period.kind}"
-                f"&day={period.first.isoformat()}"
+                f"&date={period.first.isoformat()}"
             )
             title, body = text(report, branch.locale, link)
             delivered = [c.name for c in people if self._send(c, title, body)]

@@ -298,8 +298,10 @@ def reports_page(
     viewer: Viewer,
     branch: str | None = None,
     period: PeriodKind = "day",
-    day: date | None = None,
+    date: date | None = None,  # the API's name for it too
+    day: date | None = None,  # the name it had before: links in reports already mailed still work
 ) -> Response:
+    day = date or day
     visible = visible_branches(runtime, viewer.person)
     if not visible:
         return render(request, "reports.html", viewer.locale, viewer=viewer, branches={}, report=None)
