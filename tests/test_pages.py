@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -151,6 +152,28 @@ def test_an_open_lobby_page_shows_a_new_alert_without_a_reload_and_rings_for_a_c
     finally:
         web.stop()
         runtime.stop()
+
+
+def test_past_alerts_by_branch_kind_and_day(browser: Browser, web: Web, mosquitto: Mosquitto) -> None:
+    alert = fire_queue_alert(web, mosquitto)
+    web.runtime.alerts.resolve(alert.id, "王芳", "开了弹性窗口")
+    page = sign_in(browser, web, "wang")
+    page.get_by_role("link", name="历史").click()
+    card = page.locator(f"article[data-alert='{alert.id}']")
+    expect(card).to_contain_text("窗口排队区排队已恢复正常")  # a resolved alert reads as resolved
+    expect(card).to_contain_text("已解决")
+    expect(card).to_contain_text("峰值 9 人")  # and keeps its peak
+    assert fits_the_screen(page)
+    page.select_option("select[name=rule]", "call_unanswered")
+    page.get_by_role("button", name="查看").click()
+    expect(page.locator(".empty")).to_have_text("这一天没有告警。")
+    page.select_option("select[name=rule]", "queue_too_long")
+    page.fill("input[name=date]", "2020-01-01")
+    page.get_by_role("button", name="查看").click()
+    expect(page.locator(".empty")).to_be_visible()
+    page.fill("input[name=date]", datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat())
+    page.get_by_role("button", name="查看").click()
+    expect(card).to_be_visible()
 
 
 def test_a_silenced_alert_says_nobody_is_told_on_its_card_timeline_and_api(

@@ -4,7 +4,7 @@ people's actions on an alert are `AlertService`'s; who may see or do what is the
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import func, select
@@ -48,9 +48,16 @@ class AlertViews:
         branch: str | None = None,
         within: Collection[str] | None = None,
         limit: int = 100,
+        rule: str | None = None,
+        started: tuple[datetime, datetime] | None = None,
     ) -> list[models.Alert]:
-        """Newest first; `within`: only these branches (None: all)."""
+        """Newest first; `within`: only these branches (None: all); `started`: [from, to) in UTC."""
         query = select(models.Alert).order_by(models.Alert.id.desc()).limit(limit)
+        if rule:
+            query = query.where(models.Alert.rule == rule)
+        if started is not None:
+            first, end = (moment.astimezone(UTC).replace(tzinfo=None) for moment in started)  # stored as UTC
+            query = query.where(models.Alert.started_at >= first, models.Alert.started_at < end)
         if state == "open":
             query = query.where(models.Alert.state.in_(OPEN_STATES))
         elif state != "all":

@@ -4,7 +4,7 @@ made for a phone. Sign-in is a signed cookie; every form carries a token from it
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -128,9 +128,7 @@ def _lobby(runtime: Runtime, viewer: SignedIn, branch: str | None) -> dict[str, 
     alerts = runtime.alert_views.find("open", within=list(shown), limit=10_000)
     alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.state != "firing", as_utc(a.started_at)))
     now = runtime.clock.now()
-    zones = {b.timezone for b in shown.values()}
-    # "updated at" in the branches' time zone when they share one (the usual case), else in UTC
-    zone = ZoneInfo(zones.pop()) if len(zones) == 1 else ZoneInfo("UTC")
+    zone = shared_zone(shown)  # "updated at" in the branches' time zone
     return {
         "viewer": viewer,
         "cards": _cards(runtime, alerts, shown, viewer.locale),
@@ -139,6 +137,50 @@ def _lobby(runtime: Runtime, viewer: SignedIn, branch: str | None) -> dict[str, 
         "colleagues": _colleagues(runtime, viewer.person, visible),
         "updated": now.astimezone(zone).strftime("%H:%M:%S"),
     }
+
+
+def shared_zone(branches: dict[str, BranchEntry]) -> ZoneInfo:
+    """The branches' time zone when they share one (the usual case: a country has one), else UTC."""
+    zones = {b.timezone for b in branches.values()}
+    return ZoneInfo(zones.pop()) if len(zones) == 1 else ZoneInfo("UTC")
+
+
+# -- the history of alerts ------------------------------------------------------------------------------
+@pages.get("/lobby/history", response_class=HTMLResponse)
+def history(
+    request: Request,
+    runtime: RuntimeDep,
+    viewer: Viewer,
+    branch: str | None = None,
+    rule: str | None = None,
+    date: date | None = None,
+) -> HTMLResponse:
+    """Alerts that started on a day (in the branches' time zone), of one branch or all, of one kind or all."""
+    visible = visible_branches(runtime, viewer.person)
+    shown = {branch: visible[branch]} if branch in visible else visible
+    zone = shared_zone(shown)
+    day = date or runtime.clock.now().astimezone(zone).date()
+    first = datetime.combine(day, time(0), zone)
+    found = runtime.alert_views.find(
+        "all",
+        within=list(shown),
+        rule=rule if rule in KINDS else None,
+        started=(first, datetime.combine(day + timedelta(days=1), time(0), zone)),
+        limit=1000,
+    )
+    return render(
+        request,
+        "history.html",
+        viewer.locale,
+        viewer=viewer,
+        branches=visible,
+        branch=branch if branch in visible else None,
+        rules={name: t(viewer.locale, f"rule.{name}") for name in KINDS},
+        rule=rule if rule in KINDS else None,
+        day=day,
+        cards=_cards(runtime, found, shown, viewer.locale),
+        truncated=len(found) == 1000,
+    )
 
 
 def _colleagues(runtime: Runtime, person: Person, visible: dict[str, BranchEntry]) -> list[str]:
