@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ from edge_agent.counting.zones import Zone
 from lobbywatch.cli_errors import run_command
 from lobbywatch.clock import SystemClock
 from lobbywatch.i18n import catalog, normalize_locale, t
+from lobbywatch.logs import log_format, setup_logging
 
 
 def _locale(args: argparse.Namespace) -> str:
@@ -49,7 +49,12 @@ def _run(args: argparse.Namespace) -> int:
     if not data_dir_writable(config.data_dir):
         print(t(config.locale, "agent.data_dir_unwritable", path=config.data_dir), file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        setup_logging(args.log_level, log_format())
+    except ValueError as exc:
+        print(t(config.locale, "agent.config_invalid"), file=sys.stderr)
+        print(str(exc), file=sys.stderr)
+        return 2
     agent = Agent(config, clock=SystemClock(), pin_factory=make_pin_factory(config.gpio_factory))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

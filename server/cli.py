@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from lobbywatch.cli_errors import run_command
 from lobbywatch.i18n import normalize_locale, t
+from lobbywatch.logs import log_format, setup_logging
 from server import __version__
 
 if TYPE_CHECKING:
@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 def _process(args: argparse.Namespace) -> tuple[Settings | None, str]:
     """A long-running process's settings and language, its log set up; None after saying what is wrong."""
     lang = normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        setup_logging(args.log_level, log_format())
+    except ValueError as exc:
+        print(t(lang, "server.config_invalid"), file=sys.stderr)
+        print(f"  {exc}", file=sys.stderr)
+        return None, lang
     return _settings(lang), lang
 
 
@@ -38,7 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     print(t(lang, "server.listening", version=__version__, url=f"http://{settings.http_host}:{settings.http_port}"))
     try:
-        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level=args.log_level)
+        # log_config=None: uvicorn's lines go through the handler set up above (text or JSON), not its own
+        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level=args.log_level, log_config=None)
     except SiteError as exc:
         print(t(lang, "server.site_invalid"), file=sys.stderr)
         print(str(exc), file=sys.stderr)

@@ -151,3 +151,23 @@ def test_check_config_names_the_problem_and_never_crashes(
     said = capsys.readouterr()
     assert problem in said.out + said.err
     assert "Traceback" not in said.out + said.err
+
+
+def test_the_readme_documents_every_server_setting() -> None:
+    """A row names its first variable in full and the next ones by their tail (`LOBBYWATCH_MQTT_HOST` / `_PORT`)."""
+    import re
+
+    from server.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = set()
+    for row in (line for line in readme.splitlines() if line.startswith("| `LOBBYWATCH_")):
+        names = re.findall(r"`(_?[A-Z][A-Z0-9_]*)`", row.split("|")[1])
+        full = [n for n in names if n.startswith("LOBBYWATCH_")]
+        documented |= set(full)
+        for tail in (n for n in names if n.startswith("_")):
+            first = full[0]
+            cuts = [i for i, c in enumerate(first) if c == "_"]  # the tail replaces the part after a cut
+            documented |= {first[:i] + tail for i in cuts}
+    wanted = {f"LOBBYWATCH_{name.upper()}" for name in Settings.model_fields}
+    assert sorted(wanted - documented) == []

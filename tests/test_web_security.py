@@ -5,6 +5,7 @@ never reach the access log."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -209,7 +210,8 @@ def test_tokens_expire_and_can_be_revoked(web: Web) -> None:
     )
 
 
-def test_one_tap_tokens_never_reach_the_access_log(tmp_path: Path, mosquitto: Mosquitto) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_one_tap_tokens_never_reach_the_access_log(tmp_path: Path, mosquitto: Mosquitto, log_format: str) -> None:
     port = free_port()
     env = {
         **os.environ,
@@ -223,6 +225,7 @@ def test_one_tap_tokens_never_reach_the_access_log(tmp_path: Path, mosquitto: Mo
         "LOBBYWATCH_SITE_FILE": str(write_site(tmp_path)),
         "LOBBYWATCH_HTTP_PORT": str(port),
         "LOBBYWATCH_REPORTS_BY_MAIL": "false",
+        "LOBBYWATCH_LOG_FORMAT": log_format,
     }
     log = tmp_path / "server.log"
     with log.open("wb") as out:
@@ -242,6 +245,11 @@ def test_one_tap_tokens_never_reach_the_access_log(tmp_path: Path, mosquitto: Mo
     assert "/ack/<redacted>" in text  # the request is logged ...
     assert token not in text  # ... without the token
     assert token.split(".")[1] not in text
+    if log_format == "json":  # one object per line, for a log collector; uvicorn's lines too
+        records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        access = [r for r in records if r["logger"] == "uvicorn.access"]
+        assert any("/ack/<redacted>" in r["message"] for r in access)
+        assert {"time", "level", "logger", "message"} <= set(records[0])
 
 
 def cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
