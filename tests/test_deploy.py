@@ -261,3 +261,21 @@ def check_identities_are_bound(
     again = Probe(tls_port, "dev-001", "device-one-new-password", ca)
     assert again.result == "Success"
     again.close()
+
+
+def test_images_are_pinned_and_services_say_when_they_are_healthy() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    images = {name: s["image"] for name, s in compose["services"].items() if "image" in s}
+    # an exact release (x.y.z), not a moving tag: an upgrade is a change someone reviews (docs/upgrading.md)
+    # (PostgreSQL numbers its releases major.minor)
+    exact = r":\d+\.\d+\.\d+(-[\w.]+)?$|^postgres:\d+\.\d+$|@sha256:"
+    moving = {n: i for n, i in images.items() if not re.search(exact, i)}
+    assert moving == {}
+    dockerfile = (ROOT / "deploy" / "server.Dockerfile").read_text()
+    assert re.search(r"^FROM python:\d+\.\d+\.\d+-", dockerfile, re.MULTILINE)
+    unchecked = [
+        n for n, s in compose["services"].items() if "healthcheck" not in s and n not in ("mosquitto", "caddy")
+    ]
+    assert unchecked == []
+    assert "/api/v1/health" in " ".join(compose["services"]["server"]["healthcheck"]["test"])
+    assert compose["services"]["caddy"]["depends_on"]["server"]["condition"] == "service_healthy"
