@@ -176,6 +176,37 @@ def test_past_alerts_by_branch_kind_and_day(browser: Browser, web: Web, mosquitt
     expect(card).to_be_visible()
 
 
+def test_people_read_names_in_their_language_not_ids(browser: Browser, tmp_path: Path, mosquitto: Mosquitto) -> None:
+    spec = site()
+    b1 = spec["branches"][0]  # type: ignore[index]
+    b1["devices"].append({"id": "dev-b1-btn", "profile": "call-buttons"})
+    b1["names"] = {"ramp-bell": {"zh-CN": "无障碍坡道呼叫铃", "en": "ramp bell"}}
+    runtime = start_runtime(tmp_path, mosquitto.port, site_spec=spec)
+    web = Web(runtime)
+    device = Device(mosquitto.port, "dev-b1-btn")
+    try:
+        with runtime.sessions() as session:
+            add_user(session, "wang", "王芳", "duty_supervisor", PASSWORD, datetime.now(UTC), branches=["b1"])
+        device.send("button", device.envelope(button="ramp-bell", kind="accessibility", action="press"))
+        (alert,) = eventually(runtime.alerts.open_alerts, what="the unanswered ramp-bell call", timeout=20)
+        runtime.alerts.acknowledge(alert.id, "王芳", "web")
+        page = sign_in(browser, web, "wang")
+        card = page.locator(f"article[data-alert='{alert.id}']")
+        expect(card).to_contain_text("无障碍坡道呼叫铃")
+        expect(card).not_to_contain_text("ramp-bell")
+        card.get_by_role("link").first.click()
+        timeline = page.locator("ol.timeline")
+        expect(timeline).to_contain_text("王芳，通过网页")
+        expect(timeline).not_to_contain_text("kind=")  # the rules' facts are said by the card, in a sentence
+        expect(timeline).not_to_contain_text(" via ")
+        english = page.request.get(f"{web.url}/api/v1/alerts/{alert.id}?lang=en").json()
+        assert "ramp bell" in english["title"]
+    finally:
+        device.close()
+        web.stop()
+        runtime.stop()
+
+
 def test_a_silenced_alert_says_nobody_is_told_on_its_card_timeline_and_api(
     browser: Browser, web: Web, mosquitto: Mosquitto
 ) -> None:

@@ -184,7 +184,7 @@ def _alert(
     runtime: Runtime, alert: models.Alert, locale: str, with_events: bool, silence: models.Silence | None
 ) -> AlertPublic:
     branch = runtime.directory.branches.get(alert.branch_id)
-    zone_name = runtime.directory.subject_name(alert.branch_id, alert.subject)
+    zone_name = runtime.directory.subject_name(alert.branch_id, alert.subject, locale)
     title = t(
         locale,
         f"alert.{alert.rule}.title",

@@ -44,6 +44,8 @@ class BranchEntry:
     contacts: tuple[Contact, ...] = ()
     # rule -> (severity, role asked first) where the branch or its regions change the rule's own
     routing: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # what people call its buttons, sensors, devices and zones: key -> language -> name
+    names: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,10 @@ class Directory:
                     escalation(settings[b.id]),
                     contacts(settings[b.id]),
                     routing(settings[b.id]),
+                    {
+                        key: {str(lang): name for lang, name in names.items()}
+                        for key, names in settings[b.id].names.items()
+                    },
                 )
                 for b in rows
             }
@@ -128,10 +134,24 @@ class Directory:
                 return device.zones[key]
         return None
 
-    def subject_name(self, branch: str, subject: str) -> str:
-        """What people call an alert's subject: the zone's name, else its key (a button, a device)."""
-        zone = self.zone(branch, subject)
-        return zone.name if zone else subject
+    def subject_name(self, branch: str, subject: str, locale: str | None = None) -> str:
+        """What people call an alert's subject in `locale` (default: the branch's): the name the site gives it
+        in that language, else the zone's name, else its key. A sensor's subject is `device/sensor`: both parts
+        are named ("大厅摄像头 / 时钟偏差")."""
+        entry = self.branches.get(branch)
+        names = entry.names if entry else {}
+        language = locale or (entry.locale if entry else "zh-CN")
+
+        def one(key: str) -> str:
+            found = names.get(key, {})
+            if language in found:
+                return found[language]
+            zone = self.zone(branch, key)
+            return zone.name if zone else next(iter(found.values()), key)
+
+        if subject in names or "/" not in subject:
+            return one(subject)
+        return " / ".join(one(part) for part in subject.split("/"))
 
 
 @dataclass(frozen=True, slots=True)

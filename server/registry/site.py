@@ -40,6 +40,10 @@ class QueueRuleSpec(_Strict):
         return self
 
 
+Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_./-]{0,95}$")]
+LocalNames = dict[Literal["zh-CN", "en"], Annotated[str, Field(min_length=1, max_length=100)]]
+
+
 class ZoneSpec(_Strict):
     key: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
     name: str
@@ -158,6 +162,11 @@ class BranchSettings(_Strict):
     )
     escalation: EscalationSpec = Field(default_factory=EscalationSpec)
     contacts: list[ContactSpec] = Field(default_factory=list, description="who is told, by role")
+    names: dict[Key, LocalNames] = Field(
+        default_factory=dict,
+        description="what people call the branch's buttons, sensors, devices and zones, by key, per language "
+        "(e.g. ramp-bell: {zh-CN: 无障碍坡道呼叫铃, en: ramp bell}); the key where a language has none",
+    )
 
 
 class BranchSpec(BranchSettings):

@@ -4,6 +4,7 @@ made for a phone. Sign-in is a signed cookie; every form carries a token from it
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -13,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from lobbywatch.clock import as_utc
-from lobbywatch.i18n import normalize_locale, t
+from lobbywatch.i18n import catalog, normalize_locale, t
 from server.alerts.catalog import ZONE_RULES, describe, rounded
 from server.alerts.errors import AlertError
 from server.api.deps import RuntimeDep
@@ -48,6 +49,8 @@ def _card(
     runtime: Runtime, alert: models.Alert, branch: BranchEntry, locale: str, silence: models.Silence | None
 ) -> dict[str, Any]:
     started, facts = as_utc(alert.started_at), dict(alert.facts or {})
+    # the subject as this person calls it, in their language (the notice said it in the branch's)
+    facts["subject_name"] = runtime.directory.subject_name(alert.branch_id, alert.subject, locale)
     if alert.state == "resolved":
         ended = as_utc(alert.resolved_at or started)
         title, body = describe(alert, branch, locale, "resolved", ended, facts)
@@ -214,7 +217,11 @@ def alert_page(
     alert, branch = _alert_for(runtime, viewer, alert_id)
     events = runtime.alert_views.timeline(alert_id)
     timeline = [
-        {"at": _local(as_utc(e.at), branch, runtime), "kind": t(viewer.locale, f"event.{e.kind}"), "detail": e.detail}
+        {
+            "at": _local(as_utc(e.at), branch, runtime),
+            "kind": t(viewer.locale, f"event.{e.kind}"),
+            "detail": event_detail(e.kind, e.detail, viewer.locale),
+        }
         for e in events
     ]
     return render(
@@ -228,6 +235,31 @@ def alert_page(
         error=error,
         colleagues=_colleagues(runtime, viewer.person, {branch.id: branch}),
     )
+
+
+FACTS = re.compile(r"\w+=[^,]*(, \w+=[^,]*)*")
+
+
+def event_detail(kind: str, detail: str, locale: str) -> str:
+    """A timeline entry's detail in the person's words: the forms the alert service writes, translated; facts of
+    the rules (`waited_s=26, presses=1`) left out, since the card above says them in a sentence."""
+    words = catalog(locale)
+    if FACTS.fullmatch(detail):
+        return ""
+    if kind in ("reminded", "escalated") and detail.startswith("to "):
+        role = detail[3:]
+        return t(locale, "page.asked", role=words.get(f"role.{role}", role))
+    if kind == "acknowledged" and " via " in detail:
+        by, _, channel = detail.rpartition(" via ")
+        return t(locale, "page.detail.via", by=by, channel=words.get(f"channel.{channel}", channel))
+    if kind == "passed_on" and " to " in detail:
+        by, _, to = detail.partition(" to ")
+        return t(locale, "page.detail.passed_on", by=by, to=to)
+    if kind in ("notified", "notify_failed"):
+        channel, _, rest = detail.partition(": ")
+        named = words.get(f"channel.{channel}", channel)
+        return f"{named}: {rest}" if rest else named
+    return detail
 
 
 def _act(runtime: Runtime, viewer: SignedIn, alert_id: int, csrf: str, action: str, **args: str) -> Response:
