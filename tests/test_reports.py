@@ -49,6 +49,20 @@ def test_sqlite_and_influxdb_give_the_same_reports(day: Day, influx_store: Influ
             assert embedded.figures.calls == 3  # not a report of nothing
 
 
+def test_a_day_still_going_on_counts_only_the_hours_so_far(day: Day) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    directory, sessions = day.replayer.pipeline.directory, day.replayer.sessions
+    five_pm = datetime(2026, 11, 16, 17, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    report = make_report(day.sqlite, sessions, directory.branches["e2"], DAY, now=five_pm)
+    assert report.figures.open_minutes == 9 * 60  # 08:00-17:00: the evening is not closed time, it is to come
+    assert report.figures.device_uptime_pct == pytest.approx(100, abs=0.5)  # online all day so far
+    # every opening hour has its bar, with or without data yet
+    assert report.chart.labels == [f"{h:02d}:00" for h in range(8, 20)]
+    assert report.chart.longest_queue[-1] is None  # 19:00 has not come
+
+
 def test_the_report_says_what_happened(day: Day) -> None:
     directory, sessions = day.replayer.pipeline.directory, day.replayer.sessions
     report = make_report(day.sqlite, sessions, directory.branches["e2"], DAY).figures
@@ -141,6 +155,8 @@ def test_the_report_page_with_its_charts(browser: Browser, served: Web) -> None:
     assert page.locator("svg[data-chart=wait] rect").count() >= 9
     assert page.locator("svg[data-chart=queue] rect").count() >= 9
     assert [o.get_attribute("value") for o in page.locator("select[name=branch] option").all()] == ["e1", "e2"]
+    ranked = page.locator("table[data-table=ranking] tr[data-branch]")  # the region view: both branches, ranked
+    expect(ranked).to_have_count(2)
     assert fits_the_screen(page)
     with page.expect_download() as download:
         page.get_by_role("link", name="下载 CSV").click()

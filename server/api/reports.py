@@ -69,7 +69,7 @@ def branch_report(
         raise HTTPException(404, f"no branch {branch_id!r}")
     caller.check_branch(runtime, branch_id)
     chosen = _period(runtime, branch.timezone, period, date)
-    report = make_report(runtime.store, runtime.sessions, branch, chosen)
+    report = make_report(runtime.store, runtime.sessions, branch, chosen, runtime.clock.now())
     if format == "csv":
         return as_csv([report.figures], f"lobbywatch-{branch_id}-{chosen.kind}-{chosen.first}")
     return {**asdict(report.figures), "chart": asdict(report.chart)}
@@ -89,7 +89,7 @@ def region_report(
         raise HTTPException(404, f"no region {region_id!r}")
     timezone = branches[0].timezone if branches else "Asia/Shanghai"
     chosen = _period(runtime, timezone, period, date)
-    ranked = region_reports(runtime.store, runtime.sessions, branches, chosen)
+    ranked = region_reports(runtime.store, runtime.sessions, branches, chosen, runtime.clock.now())
     if format == "csv":
         return as_csv(ranked, f"lobbywatch-{region_id}-{chosen.kind}-{chosen.first}")
     return {

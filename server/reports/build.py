@@ -72,14 +72,24 @@ class Report:
     chart: Chart
 
 
-def make_report(store: TimeSeriesStore, sessions: sessionmaker[Session], branch: BranchEntry, period: Period) -> Report:
+def make_report(
+    store: TimeSeriesStore,
+    sessions: sessionmaker[Session],
+    branch: BranchEntry,
+    period: Period,
+    now: datetime | None = None,
+) -> Report:
+    """`now`: a period still going on (today, this week) counts only up to it; hours to come are neither open nor
+    closed time yet."""
     start, end = period.bounds(branch.timezone)
+    so_far = end if now is None else max(start, min(end, now))
     points = {m: store.query(m, branch.id, _ns(start), _ns(end)) for m in MEASUREMENTS}
 
     def is_open(time_ns: int) -> bool:
         return branch.hours.is_open(utc(time_ns))
 
-    minutes = [start + timedelta(minutes=i) for i in range(period.days * 24 * 60)]
+    elapsed = int((so_far - start).total_seconds() // 60)
+    minutes = [start + timedelta(minutes=i) for i in range(elapsed)]
     open_minutes = sum(1 for moment in minutes if branch.hours.is_open(moment))
     figures = branch_report(
         branch=branch.id,
@@ -93,7 +103,7 @@ def make_report(store: TimeSeriesStore, sessions: sessionmaker[Session], branch:
         ack_seconds=_ack_seconds(sessions, branch.id, start, end),
         open_slots=open_minutes,
     )
-    return Report(figures, _chart(points, branch, period))
+    return Report(figures, _chart(points, branch, period, start))
 
 
 def _ack_seconds(
@@ -114,7 +124,7 @@ def _ack_seconds(
     return found
 
 
-def _chart(points: dict[str, list[Point]], branch: BranchEntry, period: Period) -> Chart:
+def _chart(points: dict[str, list[Point]], branch: BranchEntry, period: Period, start: datetime) -> Chart:
     zone = ZoneInfo(branch.timezone)
     by_hour = period.kind == "day"
 
@@ -131,7 +141,18 @@ def _chart(points: dict[str, list[Point]], branch: BranchEntry, period: Period) 
         if "occupancy" in p.fields and branch.hours.is_open(utc(p.time_ns)):
             key = bucket(p.time_ns)
             queues[key] = max(queues.get(key, 0), int(p.fields["occupancy"]))
-    labels = sorted(set(waits) | set(queues))
+    # every hour the branch is open (every day of a week), with or without data: one hour of data is one bar among
+    # the day's, not a chart stretched over it
+    if by_hour:
+        hours = [start + timedelta(hours=h) for h in range(24)]
+        slots = {
+            f"{h.astimezone(zone).hour:02d}:00"
+            for h in hours
+            if any(branch.hours.is_open(h + timedelta(minutes=m)) for m in range(0, 60, 15))
+        }
+    else:
+        slots = {(period.first + timedelta(days=d)).isoformat() for d in range(period.days)}
+    labels = sorted(slots | set(waits) | set(queues))
     return Chart(
         labels,
         [round(sum(w) / len(w), 1) if (w := waits.get(k)) else None for k in labels],
@@ -144,7 +165,11 @@ def branches_in(directory: Directory, region: str) -> list[BranchEntry]:
 
 
 def region_reports(
-    store: TimeSeriesStore, sessions: sessionmaker[Session], branches: Iterable[BranchEntry], period: Period
+    store: TimeSeriesStore,
+    sessions: sessionmaker[Session],
+    branches: Iterable[BranchEntry],
+    period: Period,
+    now: datetime | None = None,
 ) -> list[BranchReport]:
     """Every branch of the region, best service first."""
-    return rank([make_report(store, sessions, b, period).figures for b in branches])
+    return rank([make_report(store, sessions, b, period, now).figures for b in branches])

@@ -18,12 +18,12 @@ from lobbywatch.i18n import catalog, normalize_locale, t
 from server.alerts.catalog import ZONE_RULES, describe, rounded
 from server.alerts.errors import AlertError
 from server.api.deps import RuntimeDep
-from server.api.reports import as_csv, default_day
+from server.api.reports import as_csv
 from server.delivery.links import LinkError, verify
 from server.registry import models, users
 from server.registry.directory import BranchEntry
 from server.registry.users import Person
-from server.reports.build import Chart, Period, PeriodKind, make_report
+from server.reports.build import Chart, Period, PeriodKind, make_report, region_reports
 from server.rules.catalog import KINDS
 from server.rules.queue import RULE as QUEUE_RULE
 from server.runtime import Runtime
@@ -380,15 +380,23 @@ def reports_page(
     if not visible:
         return render(request, "reports.html", viewer.locale, viewer=viewer, branches={}, report=None)
     entry = visible.get(branch or "") or next(iter(sorted(visible.values(), key=lambda b: b.id)))
+    # the page opens on today (this week) so far: a manager looks at how the day goes, not only at yesterday
+    today = runtime.clock.now().astimezone(ZoneInfo(entry.timezone)).date()
     try:
-        chosen = Period.of(period, day or default_day(runtime, entry.timezone, period))
+        chosen = Period.of(period, day or today)
     except ValueError:
         return _message(
             request, viewer.locale, t(viewer.locale, "page.report.title"), t(viewer.locale, "page.report.bad_day"), 422
         )
-    report = make_report(runtime.store, runtime.sessions, entry, chosen)
+    report = make_report(runtime.store, runtime.sessions, entry, chosen, runtime.clock.now())
     if request.query_params.get("format") == "csv":
         return as_csv([report.figures], f"lobbywatch-{entry.id}-{chosen.kind}-{chosen.first}")
+    # the region view: every branch this person sees, best service first, for the same period
+    ranking = (
+        region_reports(runtime.store, runtime.sessions, visible.values(), chosen, runtime.clock.now())
+        if len(visible) > 1
+        else []
+    )
     return render(
         request,
         "reports.html",
@@ -399,6 +407,7 @@ def reports_page(
         period=chosen,
         report=report.figures,
         bars=bars(report.chart),
+        ranking=ranking,
     )
 
 
