@@ -193,6 +193,9 @@ class Demo:
                     branch.alert_open_since = elapsed
             else:
                 branch.alert_open_since = None
+                with branch.lock:  # the peak is over: the flexible window closes, ready for the next one
+                    if branch.lobby.waiting <= 1:
+                        branch.lobby.close_window()
         second = self.branches[1]
         if elapsed >= BELL_AT_S and not second.bell_rung:
             second.bell_rung = True

@@ -26,21 +26,21 @@ BRANCHES = (
         "西城阜成门邮政支局",
         "bj-xicheng",
         "zh-CN",
-        LobbyPlan(windows=2, max_windows=4, base_per_min=0.4, peak_per_min=1.1, peak_from_min=1),
+        LobbyPlan(windows=2, max_windows=4, base_per_min=0.4, peak_per_min=1.1, peak_from_min=1, cycle_min=150),
     ),
     DemoBranch(
         "sh-huangpu-002",
         "黄浦南京东路邮政所",
         "sh-huangpu",
         "zh-CN",
-        LobbyPlan(windows=2, max_windows=3, base_per_min=0.3, peak_per_min=0.6, peak_from_min=5),
+        LobbyPlan(windows=2, max_windows=3, base_per_min=0.3, peak_per_min=0.6, peak_from_min=5, cycle_min=180),
     ),
     DemoBranch(
         "gz-tianhe-003",
         "Tianhe Sports Centre Post Office",
         "gz-tianhe",
         "en",
-        LobbyPlan(windows=3, max_windows=4, base_per_min=0.3, peak_per_min=0.5, peak_from_min=10),
+        LobbyPlan(windows=3, max_windows=4, base_per_min=0.3, peak_per_min=0.5, peak_from_min=10, cycle_min=210),
     ),
 )
 # The demo's queue rule fires fast so something happens within a minute; real branches use minutes.

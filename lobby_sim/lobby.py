@@ -33,6 +33,8 @@ class LobbyPlan:
     peak_per_min: float = 0.9
     peak_from_min: float = 2.0
     peak_to_min: float = 40.0
+    # a day in small: the peak comes back every `cycle_min` (0: once), so a demo keeps showing alerts fire and clear
+    cycle_min: float = 0.0
 
 
 @dataclass
@@ -54,6 +56,8 @@ class Lobby:
         return sum(1 for r in self._busy if r > 0)
 
     def rate(self, minute: float) -> float:
+        if self.plan.cycle_min > 0:
+            minute %= self.plan.cycle_min
         if self.plan.peak_from_min <= minute < self.plan.peak_to_min:
             return self.plan.peak_per_min
         return self.plan.base_per_min
@@ -64,6 +68,14 @@ class Lobby:
             return False
         self.windows_open += 1
         self._busy.append(0.0)
+        return True
+
+    def close_window(self) -> bool:
+        """Close a flexible window opened for a peak (one that is free), down to the plan's windows."""
+        if self.windows_open <= self.plan.windows or 0.0 not in self._busy:
+            return False
+        self._busy.remove(0.0)
+        self.windows_open -= 1
         return True
 
     def service_minutes(self) -> float:

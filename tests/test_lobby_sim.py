@@ -34,3 +34,21 @@ def test_quiet_branch_has_short_queue() -> None:
     lobby.advance(120)
     assert lobby.waiting <= 3
     assert lobby.served > 10
+
+
+def test_a_cycled_day_brings_the_peak_back_and_windows_close_when_it_is_over() -> None:
+    plan = LobbyPlan(
+        windows=2, max_windows=4, base_per_min=0.1, peak_per_min=1.2, peak_from_min=0, peak_to_min=40, cycle_min=150
+    )
+    lobby = Lobby(plan, random.Random(4))
+    peaks = []
+    for _ in range(3):  # three cycles: each peak builds a queue, each quiet spell empties it
+        lobby.advance(40)
+        peaks.append(lobby.waiting)
+        assert lobby.open_window()
+        lobby.advance(110)
+        assert lobby.waiting <= 2
+        assert lobby.close_window()
+        assert lobby.windows_open == 2
+        assert not lobby.close_window()  # never below the plan's windows
+    assert min(peaks) > 8
