@@ -37,6 +37,7 @@ from edge_agent.sensors import SensorEnv
 from lobby_sim.broker import AmqttBroker, Mosquitto, start_local_broker
 from lobby_sim.camera import SimulatedCamera, calibrate_simulated
 from lobby_sim.demo_site import BELL_PIN, BRANCHES, DemoBranch, device_config, site_config
+from lobby_sim.inbox import Inbox
 from lobby_sim.lobby import Lobby
 from lobby_sim.render import QUEUE_ZONE, LobbyRenderer
 from lobbywatch.clock import SystemClock
@@ -89,6 +90,8 @@ class Demo:
         self.runtime: Runtime | None = None
         self._http: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
+        self.inbox: Inbox | None = None
+        self.second_password = ""
         self._threads: list[threading.Thread] = []
         self.alerts_fired = 0
 
@@ -111,7 +114,15 @@ class Demo:
         )
         self.broker = start_local_broker(self.workdir / "broker", self.broker_kind)
         site = self.workdir / "site.yaml"
-        site.write_text(yaml.safe_dump(site_config(), allow_unicode=True, sort_keys=False), encoding="utf-8")
+        # the contacts' phones: a page in the browser where their notices land, one-tap links and all
+        self.inbox = Inbox({"wang": "王芳", "li": "李强"}, self.locale)
+        self.inbox.start()
+        log.info("the contacts' phones: %s", self.inbox.url)
+        contacts: list[dict[str, object]] = [
+            {"name": "王芳", "role": "duty_supervisor", "urls": [self.inbox.address("wang")]},
+            {"name": "李强", "role": "branch_manager", "urls": [self.inbox.address("li")]},
+        ]
+        site.write_text(yaml.safe_dump(site_config(contacts), allow_unicode=True, sort_keys=False), encoding="utf-8")
         settings = Settings(
             mode="dev",
             database_url=f"sqlite:///{self.workdir / 'registry.sqlite3'}",
@@ -136,6 +147,18 @@ class Demo:
                 self.password,
                 datetime.now(UTC),
                 locale=self.locale,
+            )
+            # a second person, so that passing an alert on can be tried
+            self.second_password = secrets.token_urlsafe(9)
+            add_user(
+                session,
+                "wang",
+                "王芳",
+                "duty_supervisor",
+                self.second_password,
+                datetime.now(UTC),
+                locale=self.locale,
+                branches=[b.id for b in BRANCHES],
             )
         self._http = uvicorn.Server(
             uvicorn.Config(create_app(runtime=self.runtime), host="127.0.0.1", port=self.http_port, log_level="warning")
@@ -246,6 +269,16 @@ class Demo:
             Text(broker),
             Text(t(lang, "demo.open", url=self.url), style="bold"),
             Text(t(lang, "demo.pages", url=self.url, login="demo", password=self.password), style="bold"),
+            Text(
+                t(
+                    lang,
+                    "demo.phones",
+                    url=self.inbox.url if self.inbox else "-",
+                    login="wang",
+                    password=self.second_password,
+                ),
+                style="bold",
+            ),
         )
 
     def _api_branches(self) -> list[BranchSummary]:
@@ -269,6 +302,8 @@ class Demo:
             self.runtime.stop()
         if self.broker is not None:
             self.broker.stop()
+        if self.inbox is not None:
+            self.inbox.stop()
 
 
 class PortTaken(OSError):

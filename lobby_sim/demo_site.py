@@ -47,7 +47,8 @@ BRANCHES = (
 DEMO_RULE = {"threshold": 6, "for_s": 10, "clear_below": 3, "clear_for_s": 10}
 
 
-def site_config() -> dict[str, object]:
+def site_config(contacts: list[dict[str, object]] | None = None) -> dict[str, object]:
+    """`contacts`: who is told of every branch's alerts (the demo's phones)."""
     regions = {b.region: b for b in BRANCHES}
     return {
         "defaults": DEMO_RULE,
@@ -66,6 +67,7 @@ def site_config() -> dict[str, object]:
                 "call_deadlines_s": {"accessibility": 25, "help": 120, "priority": 120},
                 # the simulated lobbies run around the clock, so the demo works at any hour
                 "hours": {"opens": "00:00", "closes": "23:59:59.999999"},
+                "contacts": contacts or [],
                 "devices": [
                     {
                         "id": f"{b.id}-cam1",

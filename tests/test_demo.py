@@ -1,6 +1,7 @@
 """`lobbywatch demo` as a newcomer runs it: within 60 s every branch is live and an alert has fired."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from lobby_sim.broker import free_port
+from tests.helpers import eventually
 
 LIMIT_S = 60
 
@@ -52,6 +54,16 @@ def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: P
                 if b["devices_online"] == 1 and all(z["occupancy"] is not None for z in b["zones"])
             }
         elapsed = time.monotonic() - started
+        # the contacts' phones: notices landed there, with one-tap acknowledgement links
+        log = (tmp_path / "demo" / "demo.log").read_text(encoding="utf-8")
+        found = re.search(r"the contacts' phones: (http://127\.0\.0\.1:\d+)", log)
+        assert found, log[-2000:]
+        phones = eventually(
+            lambda: "/ack/" in (page := httpx.get(found.group(1), timeout=2).text) and page,
+            what="a notice with a one-tap link on the demo's phones",
+            timeout=60,
+        )
+        assert "王芳" in phones
         process.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
         output, _ = process.communicate(timeout=60)
     finally:
@@ -65,6 +77,7 @@ def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: P
     assert "Demo ran" in output
     assert f"http://127.0.0.1:{port}/api/v1/branches" in output
     assert "0 refused" in output
+    assert "second sign-in: wang /" in output  # a second person, to pass an alert on to
     assert f"Broker: {broker}" in output
 
 
