@@ -99,6 +99,12 @@ class LiveState:
         with self._lock:
             return dict(self._devices)
 
+    def device_counts(self) -> tuple[int, int, int]:
+        """Devices online, devices known, and the messages missing from all of them."""
+        with self._lock:
+            devices = list(self._devices.values())
+        return sum(d.online for d in devices), len(devices), sum(d.missing for d in devices)
+
     def set_zone(self, branch: str, zone: str, now: ZoneNow) -> None:
         with self._lock:
             self._zones.setdefault(branch, {})[zone] = now

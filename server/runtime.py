@@ -30,7 +30,7 @@ from server.ingest.worker import IngestWorker
 from server.live import LiveState
 from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerRefused, BrokerUnreachable
 from server.registry.database import make_engine, make_sessions
-from server.registry.directory import Contact, Directory
+from server.registry.directory import Directory
 from server.registry.site import import_site, load_site
 from server.reports.mailer import ReportMailer
 from server.rules.calls import RULE as CALL_RULE
@@ -145,7 +145,7 @@ class Runtime:
             store=self.store,
             sessions=self.sessions,
             branches=lambda: list(self.directory.branches.values()),
-            contacts=self._contacts,
+            contacts=self.directory.contacts_of,
             send=people.send,
             clock=self.clock,
             public_url=settings.public_url,
@@ -197,7 +197,7 @@ class Runtime:
 
     def status(self) -> ServerStatus:
         stats, pipeline = self.pipeline.stats, self.pipeline
-        devices = self.live.devices()
+        online, known, missing = self.live.device_counts()
         return ServerStatus(
             broker_connected=self.source.connected.is_set(),
             stalled_s=self.worker.stalled_s(),
@@ -209,7 +209,7 @@ class Runtime:
             stored_points=stats.stored_points,
             duplicates=stats.duplicates,
             late=stats.late,
-            missing=sum(device.missing for device in devices.values()),
+            missing=missing,
             resend_requests=pipeline.repair.requests,
             internal_errors=stats.internal_errors,
             store_refused=stats.store_refused,
@@ -219,8 +219,8 @@ class Runtime:
             notifications_failed=self.dispatcher.failed,
             refused=self.rejects.snapshot(),
             notifications_failed_by_channel=dict(self.dispatcher.failed_by_channel),
-            devices_online=sum(device.online for device in devices.values()),
-            devices_known=len(devices),
+            devices_online=online,
+            devices_known=known,
             store_seconds=stats.store_seconds.snapshot(),
             lag_ms=pipeline.lag.percentiles(50, 99),
             storage=self.store.health(),
@@ -242,10 +242,6 @@ class Runtime:
         if self.on_notice is not None:
             self.on_notice(notice)
         self.dispatcher.deliver_now(notice)
-
-    def _contacts(self, branch: str) -> tuple[Contact, ...]:
-        entry = self.directory.branches.get(branch)
-        return entry.contacts if entry else ()
 
     def _delivered(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
         self.alerts.record_delivery(notice, channel, delivered, detail)

@@ -78,7 +78,7 @@ def test_the_owner_passes_an_alert_on(browser: Browser, web: Web, mosquitto: Mos
     page.get_by_role("button", name="转交", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("已转交")
     expect(page.locator(".owner")).to_contain_text("李强")
-    expect(page.locator("ol.timeline")).to_contain_text("王芳 to 李强")
+    expect(page.locator("ol.timeline")).to_contain_text("王芳 转交给 李强")  # in the reader's words
     (still,) = web.runtime.alerts.open_alerts()
     assert (still.id, still.owner) == (alert.id, "李强")
 

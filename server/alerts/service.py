@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lobbywatch.clock import Clock, as_utc
 from server.alerts.catalog import ZONE_RULES, describe, first_role, number, plain, severity
 from server.alerts.errors import AlertError
-from server.alerts.silences import Silences, silence_detail, silencing
+from server.alerts.silences import Silences, silencing
 from server.dashboards import BRANCH_UID, uid
 from server.delivery.notify import Notice
 from server.registry import audit, models
@@ -126,12 +126,7 @@ class AlertService:
             alert.facts = {**plain(facts), "subject_name": subject_name}
             detail = ", ".join(f"{k}={v}" for k, v in facts.items())
             session.add(models.AlertEvent(alert_id=alert.id, at=at, kind=change.change.value, detail=detail))
-            silence = silencing(session, alert, at)
-            if silence is not None and change.change is Change.FIRED:
-                # the timeline says who is not being told, and why
-                session.add(
-                    models.AlertEvent(alert_id=alert.id, at=at, kind="silenced", detail=silence_detail(silence))
-                )
+            silence = silencing(session, alert, at, note=change.change is Change.FIRED)
             silenced = silence is not None
             session.commit()
             notice = self._notice(alert, branch, subject_name, change.change.value, at, facts)

@@ -111,11 +111,15 @@ def silence_detail(silence: models.Silence) -> str:
     return f"{silence.by}: {silence.reason}"
 
 
-def silencing(session: Session, alert: models.Alert, at: datetime) -> models.Silence | None:
-    """The silence that holds this alert's notices now, if any (the one that ends last)."""
+def silencing(session: Session, alert: models.Alert, at: datetime, note: bool = False) -> models.Silence | None:
+    """The silence that holds this alert's notices now, if any (the one that ends last); with `note`, the alert's
+    timeline says who is not being told, and why."""
     found = [
         s
         for s in session.scalars(select(models.Silence).where(models.Silence.branch_id == alert.branch_id))
         if covers(s, alert, at)
     ]
-    return max(found, key=lambda s: as_utc(s.ends_at), default=None)
+    silence = max(found, key=lambda s: as_utc(s.ends_at), default=None)
+    if silence is not None and note:
+        session.add(models.AlertEvent(alert_id=alert.id, at=at, kind="silenced", detail=silence_detail(silence)))
+    return silence

@@ -124,6 +124,10 @@ class Directory:
             region = self.region_parents.get(region)
         return found
 
+    def contacts_of(self, branch: str) -> tuple[Contact, ...]:
+        entry = self.branches.get(branch)
+        return entry.contacts if entry else ()
+
     def devices_of(self, branch: str) -> list[DeviceEntry]:
         return self._by_branch.get(branch, [])
 

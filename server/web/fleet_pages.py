@@ -14,7 +14,7 @@ from server import fleet as devices
 from server.api.deps import RuntimeDep
 from server.ingest import dead_letters
 from server.runtime import Runtime
-from server.web.pages import visible_branches
+from server.web.cards import visible_branches
 from server.web.session import SignedIn, Viewer, check_form, render
 
 fleet_pages = APIRouter(include_in_schema=False)

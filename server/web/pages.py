@@ -4,7 +4,6 @@ made for a phone. Sign-in is a signed cookie; every form carries a token from it
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -14,8 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from lobbywatch.clock import as_utc
-from lobbywatch.i18n import catalog, normalize_locale, t
-from server.alerts.catalog import ZONE_RULES, describe, rounded
+from lobbywatch.i18n import normalize_locale, t
 from server.alerts.errors import AlertError
 from server.api.deps import RuntimeDep
 from server.api.reports import as_csv
@@ -25,8 +23,8 @@ from server.registry.directory import BranchEntry
 from server.registry.users import Person
 from server.reports.build import Chart, Period, PeriodKind, make_report, region_reports
 from server.rules.catalog import KINDS
-from server.rules.queue import RULE as QUEUE_RULE
 from server.runtime import Runtime
+from server.web.cards import cards, event_detail, local_time, shared_zone, visible_branches
 from server.web.session import SignedIn, Viewer, check_form, page_locale, render
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -34,77 +32,6 @@ pages = APIRouter(include_in_schema=False)
 
 
 # -- the lobby: open alerts -----------------------------------------------------------------------------
-def visible_branches(runtime: Runtime, person: Person) -> dict[str, BranchEntry]:
-    return {b.id: b for b in runtime.directory.branches.values() if person.sees(b.id, runtime.directory.lineage(b.id))}
-
-
-def _cards(
-    runtime: Runtime, alerts: list[models.Alert], branches: dict[str, BranchEntry], locale: str
-) -> list[dict[str, Any]]:
-    silenced = runtime.alert_views.silenced(alerts, runtime.clock.now())
-    return [_card(runtime, a, branches[a.branch_id], locale, silenced.get(a.id)) for a in alerts]
-
-
-def _card(
-    runtime: Runtime, alert: models.Alert, branch: BranchEntry, locale: str, silence: models.Silence | None
-) -> dict[str, Any]:
-    started, facts = as_utc(alert.started_at), dict(alert.facts or {})
-    # the subject as this person calls it, in their language (the notice said it in the branch's)
-    facts["subject_name"] = runtime.directory.subject_name(alert.branch_id, alert.subject, locale)
-    if alert.state == "resolved":
-        ended = as_utc(alert.resolved_at or started)
-        title, body = describe(alert, branch, locale, "resolved", ended, facts)
-        lasted = (ended - started).total_seconds()
-    else:  # what it said when it fired, and below it how long it has been open and the lobby now
-        title, body = describe(alert, branch, locale, "fired", started, facts)
-        lasted = (runtime.clock.now() - started).total_seconds()
-    return {
-        "alert": alert,
-        "branch": branch,
-        "title": title,
-        "body": body,
-        "since": _local(started, branch, runtime),
-        "rule": t(locale, f"rule.{alert.rule}"),
-        "role": t(locale, f"role.{alert.role}") if alert.role else "",
-        # a silenced alert tells nobody: the card must not claim that someone is being asked
-        "silenced": t(
-            locale,
-            "page.silenced",
-            by=silence.by,
-            reason=silence.reason,
-            until=_local(as_utc(silence.ends_at), branch, runtime),
-        )
-        if silence is not None
-        else "",
-        "lasted": t(
-            locale, "page.lasted" if alert.state == "resolved" else "page.open_for", duration=_duration(lasted, locale)
-        ),
-        "lobby_now": _lobby_now(runtime, alert, locale),
-    }
-
-
-def _duration(seconds: float, locale: str) -> str:
-    minutes = max(0, int(seconds // 60))
-    if minutes < 60:
-        return t(locale, "page.duration.minutes", minutes=minutes)
-    return t(locale, "page.duration.hours", hours=minutes // 60, minutes=minutes % 60)
-
-
-def _lobby_now(runtime: Runtime, alert: models.Alert, locale: str) -> str:
-    """A zone alert's people now (the live count) and at its peak; the card's fired text stays as it was."""
-    if alert.rule not in ZONE_RULES:
-        return ""
-    zone = runtime.live.zones(alert.branch_id).get(alert.subject)
-    now = zone.occupancy if zone is not None and alert.state != "resolved" else None
-    # the rules keep the exact peak until the alert resolves; until then the highest seen by the alert or now
-    peak = max(v for v in (alert.peak, alert.value, now) if v is not None) if alert.rule == QUEUE_RULE else None
-    if now is None:
-        return t(locale, "page.peak", peak=rounded(peak)) if peak is not None else ""
-    if peak is None:
-        return t(locale, "page.people_now", value=now)
-    return t(locale, "page.people_now_peak", value=now, peak=rounded(peak))
-
-
 @pages.get("/", include_in_schema=False)
 def root() -> Response:
     return RedirectResponse("/lobby", status.HTTP_303_SEE_OTHER)
@@ -134,18 +61,12 @@ def _lobby(runtime: Runtime, viewer: SignedIn, branch: str | None) -> dict[str, 
     zone = shared_zone(shown)  # "updated at" in the branches' time zone
     return {
         "viewer": viewer,
-        "cards": _cards(runtime, alerts, shown, viewer.locale),
+        "cards": cards(runtime, alerts, shown, viewer.locale),
         "branches": visible,
         "branch": branch if branch in visible else None,
         "colleagues": _colleagues(runtime, viewer.person, visible),
         "updated": now.astimezone(zone).strftime("%H:%M:%S"),
     }
-
-
-def shared_zone(branches: dict[str, BranchEntry]) -> ZoneInfo:
-    """The branches' time zone when they share one (the usual case: a country has one), else UTC."""
-    zones = {b.timezone for b in branches.values()}
-    return ZoneInfo(zones.pop()) if len(zones) == 1 else ZoneInfo("UTC")
 
 
 # -- the history of alerts ------------------------------------------------------------------------------
@@ -181,7 +102,7 @@ def history(
         rules={name: t(viewer.locale, f"rule.{name}") for name in KINDS},
         rule=rule if rule in KINDS else None,
         day=day,
-        cards=_cards(runtime, found, shown, viewer.locale),
+        cards=cards(runtime, found, shown, viewer.locale),
         truncated=len(found) == 1000,
     )
 
@@ -218,7 +139,7 @@ def alert_page(
     events = runtime.alert_views.timeline(alert_id)
     timeline = [
         {
-            "at": _local(as_utc(e.at), branch, runtime),
+            "at": local_time(as_utc(e.at), branch, runtime),
             "kind": t(viewer.locale, f"event.{e.kind}"),
             "detail": event_detail(e.kind, e.detail, viewer.locale),
         }
@@ -229,37 +150,12 @@ def alert_page(
         "alert.html",
         viewer.locale,
         viewer=viewer,
-        card=_cards(runtime, [alert], {branch.id: branch}, viewer.locale)[0],
+        card=cards(runtime, [alert], {branch.id: branch}, viewer.locale)[0],
         timeline=timeline,
         done=done,
         error=error,
         colleagues=_colleagues(runtime, viewer.person, {branch.id: branch}),
     )
-
-
-FACTS = re.compile(r"\w+=[^,]*(, \w+=[^,]*)*")
-
-
-def event_detail(kind: str, detail: str, locale: str) -> str:
-    """A timeline entry's detail in the person's words: the forms the alert service writes, translated; facts of
-    the rules (`waited_s=26, presses=1`) left out, since the card above says them in a sentence."""
-    words = catalog(locale)
-    if FACTS.fullmatch(detail):
-        return ""
-    if kind in ("reminded", "escalated") and detail.startswith("to "):
-        role = detail[3:]
-        return t(locale, "page.asked", role=words.get(f"role.{role}", role))
-    if kind == "acknowledged" and " via " in detail:
-        by, _, channel = detail.rpartition(" via ")
-        return t(locale, "page.detail.via", by=by, channel=words.get(f"channel.{channel}", channel))
-    if kind == "passed_on" and " to " in detail:
-        by, _, to = detail.partition(" to ")
-        return t(locale, "page.detail.passed_on", by=by, to=to)
-    if kind in ("notified", "notify_failed"):
-        channel, _, rest = detail.partition(": ")
-        named = words.get(f"channel.{channel}", channel)
-        return f"{named}: {rest}" if rest else named
-    return detail
 
 
 def _act(runtime: Runtime, viewer: SignedIn, alert_id: int, csrf: str, action: str, **args: str) -> Response:
@@ -312,7 +208,7 @@ def silences_page(
         {
             "silence": s,
             "branch": visible[s.branch_id],
-            "until": _local(as_utc(s.ends_at), visible[s.branch_id], runtime),
+            "until": local_time(as_utc(s.ends_at), visible[s.branch_id], runtime),
             "rule": t(viewer.locale, f"rule.{s.rule}") if s.rule else t(viewer.locale, "page.silence.all_rules"),
         }
         for s in runtime.alerts.silences.active()
@@ -453,7 +349,7 @@ def _ack(request: Request, runtime: Runtime, token: str, act: bool) -> HTMLRespo
         request,
         "ack.html",
         locale,
-        card=_cards(runtime, [alert], {branch.id: branch}, locale)[0],
+        card=cards(runtime, [alert], {branch.id: branch}, locale)[0],
         who=who,
         token=token,
         result=result,
@@ -481,9 +377,3 @@ def _from_link(
 
 def _message(request: Request, locale: str, heading: str, text: str, status_code: int) -> HTMLResponse:
     return render(request, "message.html", locale, status_code=status_code, heading=heading, text=text)
-
-
-def _local(moment: datetime, branch: BranchEntry, runtime: Runtime) -> str:
-    local = moment.astimezone(ZoneInfo(branch.timezone))
-    today = runtime.clock.now().astimezone(ZoneInfo(branch.timezone)).date()
-    return local.strftime("%H:%M") if local.date() == today else local.strftime("%Y-%m-%d %H:%M")
