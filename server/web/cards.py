@@ -81,7 +81,8 @@ def lobby_now(runtime: Runtime, alert: models.Alert, locale: str) -> str:
     zone = runtime.live.zones(alert.branch_id).get(alert.subject)
     now = zone.occupancy if zone is not None and alert.state != "resolved" else None
     # the rules keep the exact peak until the alert resolves; until then the highest seen by the alert or now
-    peak = max(v for v in (alert.peak, alert.value, now) if v is not None) if alert.rule == QUEUE_RULE else None
+    seen = [v for v in (alert.peak, alert.value, now) if v is not None]
+    peak = max(seen, default=None) if alert.rule == QUEUE_RULE else None
     if now is None:
         return t(locale, "page.peak", peak=rounded(peak)) if peak is not None else ""
     if peak is None:
