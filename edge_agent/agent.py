@@ -204,7 +204,7 @@ class Agent:
             push = read_push(self._local_config, self.config_version, payload)
         except ConfigError as exc:
             log.error("refused a pushed config: %s", exc)
-            self._reply("config", Reply(ok=False, detail=str(exc)[:1000]))
+            self._reply("config", Reply(ok=False, detail=str(exc)[:1000], code="config_refused"))
             return
         if push is None:
             return
@@ -215,7 +215,7 @@ class Agent:
         if self._running is not None:
             self._start_camera(self._running)
         log.info("applied config version %d", self.config_version)
-        self._reply("config", Reply(ok=True))
+        self._reply("config", Reply(ok=True, code="config_applied", params={"version": self.config_version}))
 
     # -- what a command may touch (edge_agent/commands.py's Device) ---------------------------------
     @property

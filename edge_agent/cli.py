@@ -92,7 +92,7 @@ def _zone(config: DeviceConfig, key: str | None, lang: str) -> Zone | None:
     if chosen is None:
         print(t(lang, "agent.unknown_zone", zone=key, zones=", ".join(zones)), file=sys.stderr)
         return None
-    return counting_zone(chosen)
+    return counting_zone(chosen, config.camera.ignore)
 
 
 def _snapshot(args: argparse.Namespace) -> int:

@@ -46,7 +46,9 @@ IDENTIFY_S = 30  # how long the LEDs blink when a technician asks which box this
 @dataclass(frozen=True)
 class Reply:
     ok: bool
-    detail: str | None = None
+    detail: str | None = None  # in English, for logs and older servers
+    code: str | None = None  # the outcome, which the server's pages translate
+    params: dict[str, str | int | float] = field(default_factory=dict)
     resent: int = 0
     unavailable: list[list[int]] = field(default_factory=list)
     calibration: Calibration | None = None
@@ -80,12 +82,13 @@ def resend(device: Device, command: Command) -> Reply:
     try:
         args = ResendArgs.model_validate(command.args)
     except ValidationError as exc:
-        return Reply(ok=False, detail=f"bad resend arguments: {exc.errors(include_url=False)[0]}")
+        return Reply(ok=False, detail=f"bad resend arguments: {exc.errors(include_url=False)[0]}", code="bad_args")
     if args.stream != device.outbox.stream:
         # the outbox was re-created (new SD card): that stream's history is gone for good
         return Reply(
             ok=False,
             detail=f"stream {args.stream} is gone; this outbox is {device.outbox.stream}",
+            code="stream_gone",
             unavailable=args.ranges,
         )
     resent, unavailable = 0, []
@@ -95,26 +98,35 @@ def resend(device: Device, command: Command) -> Reply:
         unavailable.extend(gone)
     device.link.rewind()
     log.info("resending %d messages on request %s; %d ranges no longer kept", resent, command.id, len(unavailable))
-    return Reply(ok=True, resent=resent, unavailable=unavailable)
+    return Reply(ok=True, code="resent", params={"resent": resent}, resent=resent, unavailable=unavailable)
 
 
 def indicate(device: Device, command: Command) -> Reply:
     button, state = command.args.get("button"), command.args.get("state")
     if button not in device.button_keys or state not in ("help_coming", "off"):
         return Reply(
-            ok=False, detail=f"indicate needs a known button and state help_coming|off, got {button!r}, {state!r}"
+            ok=False,
+            detail=f"indicate needs a known button and state help_coming|off, got {button!r}, {state!r}",
+            code="bad_args",
         )
     assert isinstance(button, str)
     shown = device.indicate(button, help_coming=state == "help_coming")
-    return Reply(ok=shown, detail=None if shown else f"button {button} has no LED")
+    if not shown:
+        return Reply(ok=False, detail=f"button {button} has no LED", code="no_led")
+    return Reply(ok=True)
 
 
 def identify(device: Device, command: Command) -> Reply:
     """Blink every LED for a while, so that a technician finds this box among others."""
     shown = device.blink_all(IDENTIFY_S)
     log.warning("identify requested (%s): blinking %d LEDs for %d s", command.id, shown, IDENTIFY_S)
+    if not shown:
+        return Reply(ok=False, detail="this device has no LED", code="no_led")
     return Reply(
-        ok=bool(shown), detail=f"blinking {shown} LEDs for {IDENTIFY_S} s" if shown else "this device has no LED"
+        ok=True,
+        detail=f"blinking {shown} LEDs for {IDENTIFY_S} s",
+        code="blinking",
+        params={"leds": shown, "seconds": IDENTIFY_S},
     )
 
 
@@ -122,16 +134,16 @@ def restart(device: Device, command: Command) -> Reply:
     """Stop; systemd starts the agent again (Restart=always)."""
     log.warning("restart requested (%s)", command.id)
     device.request_restart()
-    return Reply(ok=True, detail="restarting")
+    return Reply(ok=True, detail="restarting", code="restarting")
 
 
 def snapshot(device: Device, command: Command) -> Reply:
     """The camera's view, for a technician calibrating: the only way an image leaves the device."""
     frame = device.last_frame
     if device.config.camera is None or frame is None:
-        return Reply(ok=False, detail="no camera image to send (no camera, or none read yet)")
+        return Reply(ok=False, detail="no camera image to send (no camera, or none read yet)", code="no_image")
     if not re.fullmatch(r"[a-z0-9-]{1,64}", command.id):
-        return Reply(ok=False, detail="a snapshot id must be a-z, 0-9 and '-'")
+        return Reply(ok=False, detail="a snapshot id must be a-z, 0-9 and '-'", code="bad_args")
     save_snapshot(device.config.data_dir, command.id, frame)
     jpeg = jpeg_within(frame, MAX_SNAPSHOT_BYTES * 3 // 4)
     height, width = frame.shape[:2]
@@ -144,7 +156,12 @@ def snapshot(device: Device, command: Command) -> Reply:
     )
     device.link.send_direct(Channel.SNAPSHOT, encode(image))
     log.info("sent snapshot %s (%d bytes) on request", command.id, len(jpeg))
-    return Reply(ok=True, detail=f"snapshot {width}x{height}, {len(jpeg)} bytes")
+    return Reply(
+        ok=True,
+        detail=f"snapshot {width}x{height}, {len(jpeg)} bytes",
+        code="snapshot_sent",
+        params={"width": int(width), "height": int(height)},
+    )
 
 
 def label(device: Device, command: Command) -> Reply:
@@ -156,18 +173,26 @@ def label(device: Device, command: Command) -> Reply:
         return Reply(
             ok=False,
             detail=f"label needs a known zone, a snapshot id and a count; got {zone_key!r}, {shot!r}, {count!r}",
+            code="bad_args",
         )
-    zone = counting_zone(zones[str(zone_key)])
+    zone = counting_zone(zones[str(zone_key)], camera.ignore if camera else ())
     try:
         labels = add_label(device.config.data_dir, zone, shot, count)
         fitted = fit(device.config.data_dir, zone)
     except (LabelError, DatasetError, CalibrationError) as exc:
-        return Reply(ok=False, detail=str(exc)[:1000])
+        return Reply(ok=False, detail=str(exc)[:1000], code="label_refused")
     if fitted is None:
-        return Reply(ok=True, detail=f"{labels} labels; {MIN_LABELS} needed to calibrate")
+        return Reply(
+            ok=True,
+            detail=f"{labels} labels; {MIN_LABELS} needed to calibrate",
+            code="labelled",
+            params={"labels": labels, "needed": MIN_LABELS},
+        )
     return Reply(
         ok=True,
         detail=f"{labels} labels; calibrated, residual {fitted.model.residual_sd:.2f} people",
+        code="calibrated",
+        params={"labels": labels, "residual": round(fitted.model.residual_sd, 2)},
         calibration=Calibration.model_validate(asdict(fitted)),
     )
 
@@ -193,7 +218,12 @@ def carry_out(device: Device, payload: bytes) -> tuple[str, Reply] | None:
     assert isinstance(command, Command)
     handler = HANDLERS.get(command.action)
     if handler is None:
-        return command.id, Reply(ok=False, detail=f"agent {__version__} does not support {command.action!r}")
+        return command.id, Reply(
+            ok=False,
+            detail=f"agent {__version__} does not support {command.action!r}",
+            code="unsupported",
+            params={"version": __version__},
+        )
     return command.id, handler(device, command)
 
 

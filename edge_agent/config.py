@@ -5,6 +5,7 @@ folder can be written."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,9 @@ __all__ = [
 MAX_FILE_BYTES = 1024 * 1024  # a device config is a few KiB
 
 
-def counting_zone(config: ZoneConfig) -> Zone:
-    """The zone as the counter takes it."""
-    return Zone(config.key, list(config.polygon), config.anchor)
+def counting_zone(config: ZoneConfig, ignore: Sequence[Sequence[tuple[int, int]]] = ()) -> Zone:
+    """The zone as the counter takes it, with the camera's areas to ignore."""
+    return Zone(config.key, list(config.polygon), config.anchor, [list(area) for area in ignore])
 
 
 class ConfigError(ValueError):

@@ -77,6 +77,8 @@ class Emitter:
             command=command,
             ok=reply.ok,
             detail=reply.detail,
+            code=reply.code,
+            params=reply.params,
             resent=reply.resent,
             unavailable=reply.unavailable[:64],
             config_version=config_version,

@@ -57,7 +57,7 @@ class ZoneCounting:
         """The counter, and the zones that count by a calibration carried from a replaced camera."""
         calibrations, carried, zones = {}, [], []
         for config in self._camera.zones:
-            zone = counting_zone(config)
+            zone = counting_zone(config, self._camera.ignore)
             zones.append(zone)
             try:
                 found = self._store.load(zone.key)
@@ -69,7 +69,8 @@ class ZoneCounting:
                 carried.append(zone.key)
             if found is not None and not found.matches(zone, shape):
                 log.warning(
-                    "the calibration of zone %s was made for another polygon or frame size: not used; calibrate again",
+                    "the calibration of zone %s was made for another polygon, areas to ignore or frame size: not used; "
+                    "calibrate again",
                     zone.key,
                 )
             elif found is not None:

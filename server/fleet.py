@@ -13,7 +13,7 @@ from lobbywatch.clock import Clock
 from lobbywatch.device_config import check_sections
 from lobbywatch.protocol import REMOTE_SECTIONS, ConfigPush
 from server.commands import DeviceCommands
-from server.live import LiveState, SnapshotNow
+from server.live import LastReply, LiveState, SnapshotNow
 from server.provisioning.enrollment import calibrations
 from server.provisioning.profiles import with_calibrations
 from server.registry import audit, models
@@ -49,7 +49,7 @@ class FleetRow:
     camera_ok: bool | None
     missing: int
     attention: list[str] = field(default_factory=list)  # why it needs a technician, worst first
-    last_reply: dict[str, Any] | None = None
+    last_reply: LastReply | None = None
 
 
 def attention(row: FleetRow) -> list[str]:
@@ -126,16 +126,7 @@ class Fleet:
                 not_stored=state.not_stored if state else None,
                 camera_ok=camera.ok if camera else None,
                 missing=state.missing if state else 0,
-                last_reply=(
-                    {
-                        "command": state.last_reply[0],
-                        "ok": state.last_reply[1],
-                        "detail": state.last_reply[2],
-                        "at": state.last_reply[3],
-                    }
-                    if state and state.last_reply
-                    else None
-                ),
+                last_reply=state.last_reply if state else None,
             )
             row.attention.extend(attention(row))
             rows.append(row)

@@ -5,7 +5,7 @@ ingest scaled out over workers, this is what moves to a store they share."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -47,6 +47,22 @@ class SnapshotNow:
 
 
 @dataclass(frozen=True, slots=True)
+class LastReply:
+    """A device's answer to the last command it was sent (or to a pushed config: command "config")."""
+
+    command: str  # the command's id, which starts with its action
+    ok: bool
+    detail: str  # in English, for the technician's log
+    at: datetime
+    code: str | None = None  # the outcome, which a page translates; None from an older agent
+    params: dict[str, str | int | float] = field(default_factory=dict)
+
+    @property
+    def action(self) -> str:
+        return self.command.rsplit("-", 1)[0] if "-" in self.command else self.command
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceNow:
     """What the ingest knows of a device now: connected or not, what it last said of itself, what is missing."""
 
@@ -58,7 +74,7 @@ class DeviceNow:
     outbox_depth: int | None = None
     outbox_dropped: int | None = None
     not_stored: int | None = None
-    last_reply: tuple[str, bool, str, datetime] | None = None  # command, ok, detail, when
+    last_reply: LastReply | None = None
     stream: str = ""
     received_seq: int = 0
     missing: int = 0

@@ -65,6 +65,7 @@ PURE = [
     "edge_agent/debounce.py",
     "edge_agent/transport/backoff.py",
     "server/ingest/repair.py",
+    "server/zone_shapes.py",
     "lobby_sim/lobby.py",
     # the rules and the branch processors: no I/O and no threads, whole packages
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "server" / "rules").glob("*.py")),
@@ -105,7 +106,7 @@ def test_the_edge_installs_without_server_dependencies() -> None:
 # (which raises alerts), reports and provisioning; the runtime and replay that wire them; the fleet view, the
 # API and the pages over the runtime; the app and the CLI on top.
 SERVER_LAYERS = (
-    {"settings", "tokens", "commands", "status", "storage", "live", "rules"},
+    {"settings", "tokens", "commands", "status", "storage", "live", "rules", "zone_shapes"},
     {"registry", "dashboards"},
     {"delivery", "processing"},
     {"alerts"},

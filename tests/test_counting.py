@@ -2,6 +2,7 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from edge_agent.counting.background import QuietestFrames
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore, calibrate
 from edge_agent.counting.counter import PeopleCounter
 from edge_agent.counting.dataset import DatasetError, load_dataset
-from edge_agent.counting.features import DIFF_THRESHOLD, grey
+from edge_agent.counting.features import DIFF_THRESHOLD, BandFeatures, grey
 from edge_agent.counting.regression import fit_ridge
 from edge_agent.counting.zones import Zone, polygon_mask
 from edge_agent.debounce import PressFilter
@@ -59,6 +60,36 @@ def test_a_calibration_for_another_polygon_is_not_used(tmp_path: Path) -> None:
     moved = Zone("queue", [(0, 150), (600, 150), (600, 350), (0, 350)])
     counter = PeopleCounter([moved], (360, 640), {"queue": store.load("queue")}, store.background())
     assert counter.methods() == {"queue": "detector"}
+
+
+def test_areas_to_ignore_leave_the_calibrated_count_untouched(tmp_path: Path) -> None:
+    """Staff behind the counter, inside a zone drawn over the whole room: whatever moves in the ignored area
+    changes nothing the regression sees, and a calibration fitted without the area is not used with it."""
+    whole = [(0, 0), (640, 0), (640, 360), (0, 360)]
+    masked = Zone("queue", whole, ignore=[list(STAFF_AREA)])
+    renderer = LobbyRenderer(seed=5)
+    calibrate_simulated(tmp_path, renderer, masked, seed=5)
+    store = CalibrationStore(tmp_path)
+    calibration = store.load("queue")
+    assert calibration is not None
+    assert calibration.ignore == [[list(p) for p in STAFF_AREA]]
+    features = BandFeatures(masked, (360, 640), store.background())
+    frame = renderer.render(7, serving=2, staff=3)
+    busy = frame.copy()
+    busy[5:65, 10:630] = np.random.default_rng(0).integers(0, 255, (60, 620, 3), dtype=np.uint8)  # staff moving
+    assert np.array_equal(features(frame), features(busy))
+    assert not np.array_equal(BandFeatures(Zone("queue", whole), (360, 640), store.background())(frame), features(busy))
+    counter = PeopleCounter([masked], (360, 640), {"queue": calibration}, store.background(), [STAFF_AREA])
+    assert counter.methods() == {"queue": "regression"}
+    assert counter.count(busy) == counter.count(frame)
+    unmasked = PeopleCounter([Zone("queue", whole)], (360, 640), {"queue": calibration}, store.background())
+    assert unmasked.methods() == {"queue": "detector"}  # fitted without the staff's area: not valid with it
+    elsewhere = Zone("queue", whole, ignore=[list(STAFF_AREA), [(700, 0), (800, 0), (800, 50)]])
+    assert calibration.matches(elsewhere, (360, 640))  # an area outside the zone changes nothing in it
+    legacy = replace(calibration, ignore=None)  # fitted before areas to ignore applied: used as it was fitted
+    old = PeopleCounter([masked], (360, 640), {"queue": legacy}, store.background())
+    assert old.methods() == {"queue": "regression"}
+    assert old.count(busy) != old.count(frame)
 
 
 def test_a_replacement_camera_learns_the_empty_lobby_and_counts_by_the_carried_calibration(tmp_path: Path) -> None:

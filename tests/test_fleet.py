@@ -19,17 +19,20 @@ from playwright.sync_api import Browser, expect
 from sqlalchemy import select
 
 from edge_agent.agent import Agent
+from edge_agent.commands import identify
 from edge_agent.config import parse_config
 from edge_agent.counting.zones import Zone
 from edge_agent.sensors import SensorEnv
 from lobby_sim.broker import Mosquitto
 from lobby_sim.camera import SimulatedCamera, calibrate_simulated
 from lobby_sim.lobby import Lobby, LobbyPlan
-from lobby_sim.render import QUEUE_ZONE, LobbyRenderer
+from lobby_sim.render import QUEUE_ZONE, STAFF_AREA, LobbyRenderer
 from lobbywatch.clock import SystemClock
-from lobbywatch.protocol import REMOTE_SECTIONS
+from lobbywatch.protocol import REMOTE_SECTIONS, Command
+from server.live import LastReply
 from server.registry import models
 from server.registry.users import add_user
+from server.web.fleet_pages import reply_view
 from tests.helpers import PASSWORD, PHONE, Web, eventually, sign_in, start_runtime
 from tests.test_agent import LED, agent_config
 
@@ -99,8 +102,9 @@ def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(
     page.get_by_role("link", name="dev-b1-cam").click()
 
     page.get_by_role("button", name="识别（闪灯）").click()
-    expect(page.get_by_role("status")).to_contain_text("已请求设备闪灯")
+    expect(page.locator("#reply")).to_contain_text("设备对“识别”的回复：1 个指示灯正在闪烁 30 秒", timeout=15_000)
     eventually(lambda: world.pins.pin(LED).state, what="the LED blinking")
+    expect(page.locator("td[data-field=reply]")).to_contain_text("识别 · 成功")
 
     page.get_by_role("button", name="拍摄快照").click()
     canvas = page.locator("canvas#zones")
@@ -113,22 +117,59 @@ def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text))
     page.on("pageerror", lambda e: errors.append(str(e)))
-    corners = [(0.1, 0.5), (0.9, 0.5), (0.9, 0.95), (0.1, 0.95)]
-    for fx, fy in corners:  # where a finger taps, in the canvas as shown
+
+    def tap(fx: float, fy: float) -> None:  # where a finger taps, in the canvas as shown
         canvas.click(position={"x": fx * box["width"], "y": fy * box["height"]})
-    drawn = json.loads(page.locator("#polygon").input_value())
+
+    def polygon() -> list[list[int]]:
+        return list(json.loads(page.locator("#polygon").input_value()))
+
+    assert page.locator("#shape").input_value() == "0"  # the zone the device runs, chosen to edit
+    page.get_by_role("button", name="删除所选形状").click()
+    page.get_by_role("button", name="新建区域").click()
+    page.fill("#zone-key", "queue")
+    corners = [(0.1, 0.5), (0.9, 0.5), (0.9, 0.95), (0.1, 0.95)]
+    for fx, fy in corners:
+        tap(fx, fy)
+    drawn = polygon()
     assert len(drawn) == 4, (errors, page.content()[-3000:])
-    # where it was clicked, in the image's own pixels (the canvas is shown smaller than the image)
+    # where it was tapped, in the image's own pixels (the canvas is shown smaller than the image)
     for (x, y), (fx, fy) in zip(drawn, corners, strict=True):
         assert abs(x - fx * width) <= 2
         assert abs(y - fy * height) <= 2
-    page.fill("#zone-key", "queue")
+
+    # a corner dragged elsewhere, then the drag undone
+    shown = canvas.bounding_box()  # where it is now, the page scrolled
+    assert shown is not None
+    page.mouse.move(shown["x"] + 0.9 * shown["width"], shown["y"] + 0.5 * shown["height"])
+    page.mouse.down()
+    page.mouse.move(shown["x"] + 0.8 * shown["width"], shown["y"] + 0.4 * shown["height"], steps=5)
+    page.mouse.up()
+    moved = polygon()
+    assert abs(moved[1][0] - 0.8 * width) <= 2, moved
+    assert abs(moved[1][1] - 0.4 * height) <= 2, moved
+    assert moved[0] == drawn[0]
+    assert moved[2:] == drawn[2:]
+    page.get_by_role("button", name="撤销").click()
+    assert polygon() == drawn
+
+    # a corner of the zone the staff use, never counted
+    page.get_by_role("button", name="新建忽略区").click()
+    for fx, fy in [(0.02, 0.4), (0.25, 0.4), (0.25, 0.99), (0.02, 0.99)]:
+        tap(fx, fy)
+    ignored = polygon()
+    assert len(ignored) == 4
+    shapes = json.loads(page.locator("#shapes").input_value())
+    staff = [list(p) for p in STAFF_AREA]  # the area the device's config had already
+    assert shapes == {"zones": [{"key": "queue", "polygon": drawn}], "ignore": [staff, ignored]}
+    assert not errors, errors
     page.get_by_role("button", name="保存并下发区域").click()
     expect(page.get_by_role("status")).to_contain_text("区域已下发")
 
     eventually(lambda: world.agent.config_version == 1, timeout=20, what="the device applying version 1")
     (zone,) = world.agent.config.camera.zones  # type: ignore[union-attr]
     assert [list(p) for p in zone.polygon] == drawn
+    assert [[list(p) for p in area] for area in world.agent.config.camera.ignore] == [staff, ignored]  # type: ignore[union-attr]
     eventually(lambda: world.runtime.pipeline.devices["dev-b1-cam"].config_version == 1, what="the device's answer")
     page.reload()
     expect(page.locator("td[data-field=config]")).to_contain_text("运行配置 1，已下发 1")
@@ -137,17 +178,14 @@ def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(
     expect(page.locator("canvas#zones")).to_be_visible(timeout=15_000)
     page.fill("input[name=count]", "0")
     page.get_by_role("button", name="标注用于校准").click()
-    eventually(
-        lambda: (world.runtime.pipeline.devices["dev-b1-cam"].last_reply or ("",))[0].startswith("label"),
-        what="the label's answer",
-    )
+    expect(page.locator("#reply")).to_contain_text("已有 1 个标注，需要 5 个才能校准", timeout=15_000)
     reply = world.runtime.pipeline.devices["dev-b1-cam"].last_reply
     assert reply is not None
-    assert reply[1] is True
-    assert reply[2] == "1 labels; 5 needed to calibrate"
+    assert (reply.action, reply.ok, reply.code) == ("label", True, "labelled")
 
     def answer() -> str:
-        return (world.runtime.pipeline.devices["dev-b1-cam"].last_reply or ("", False, ""))[2]
+        last = world.runtime.pipeline.devices["dev-b1-cam"].last_reply
+        return last.detail if last else ""
 
     for labels, waiting in enumerate((3, 6, 10, 15), start=2):  # more moments of the lobby, through the API
         world.lobby.waiting = waiting
@@ -165,7 +203,7 @@ def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(
             return session.scalars(select(models.Zone).filter_by(device_id="dev-b1-cam", key="queue")).one().calibration
 
     calibration = eventually(kept, what="the calibration kept with the zone")
-    assert (calibration["polygon"], calibration["frames"]) == (drawn, 5)
+    assert (calibration["polygon"], calibration["frames"], calibration["ignore"]) == (drawn, 5, [ignored])
 
     # the image was shown, never written: not in any file of the server's
     image = httpx.get(f"{world.web.url}/api/v1/devices/dev-b1-cam/snapshot.jpg")
@@ -176,6 +214,33 @@ def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(
 
     page.get_by_role("button", name="重启代理").click()
     eventually(lambda: world.agent.restart_requested and not world.thread.is_alive(), what="the agent stopping")
+
+
+def test_the_first_snapshot_of_a_camera_with_no_zones_shows_without_a_reload(browser: Browser, world: World) -> None:
+    with world.runtime.sessions() as session:  # enrolled with no camera section: nothing drawn yet
+        session.delete(session.get(models.DeviceConfig, "dev-b1-cam"))
+        session.commit()
+    page = sign_in(browser, world.web, "li")
+    page.goto(f"{world.web.url}/lobby/fleet/dev-b1-cam")
+    expect(page.get_by_text("先拍摄快照，再在画面上画出区域")).to_be_visible()
+    page.get_by_role("button", name="拍摄快照").click()
+    expect(page.locator("canvas#zones")).to_be_visible(timeout=15_000)
+    expect(page.locator("#reply")).to_contain_text("已发送 640×360 的快照")
+    assert page.locator("#shapes").input_value() == '{"zones":[{"key":"queue","polygon":[]}],"ignore":[]}'
+
+
+def test_a_device_without_leds_says_so_in_the_readers_words() -> None:
+    class NoLeds:  # the one part of a device identify touches
+        def blink_all(self, seconds: float) -> int:
+            return 0
+
+    done = identify(NoLeds(), Command(id="identify-1", action="identify"))  # type: ignore[arg-type]
+    assert (done.ok, done.code) == (False, "no_led")
+    at = datetime(2026, 12, 5, tzinfo=UTC)
+    view = reply_view(LastReply("identify-1", done.ok, done.detail or "", at, done.code, done.params), "zh-CN", "")
+    assert (view.ok, view.action_label, view.text) == (False, "识别", "此设备没有指示灯，无法闪灯识别。")
+    newer = LastReply("tune-1", False, "not yet", at, "something_new", {"x": 1})  # a newer agent's answer
+    assert (reply_view(newer, "en", "").action_label, reply_view(newer, "en", "").text) == ("tune", "not yet")
 
 
 def test_supervisors_do_not_get_the_technicians_actions(browser: Browser, world: World) -> None:

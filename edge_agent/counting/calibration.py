@@ -2,8 +2,8 @@
 
 What is stored (in the device's data folder, never sent anywhere): the empty-scene background (an image of
 the lobby, so it stays on the device like every image), and per zone the regression from crowd features to a
-count, with the zone's polygon it was fitted for. A calibration whose polygon or frame size no longer matches
-the config is not used (the camera or the zone was changed: calibrate again).
+count, with the zone's polygon and areas to ignore it was fitted for. A calibration whose polygon, areas to ignore
+or frame size no longer match the config is not used (the camera or the zone was changed: calibrate again).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_agent.counting.features import BandFeatures, Frame, median_background
 from edge_agent.counting.regression import RidgeModel, fit_ridge
-from edge_agent.counting.zones import Zone
+from edge_agent.counting.zones import Zone, overlapping
 
 METHOD = "bands-ridge-v1"
 
@@ -37,6 +37,9 @@ class ZoneCalibration:
     model: RidgeModel
     frames: int
     created: str
+    # the zone's areas to ignore it was fitted without; None: fitted before areas to ignore applied to it, so it
+    # counts the whole zone as it always did
+    ignore: list[list[list[int]]] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ZoneCalibration:
@@ -44,7 +47,11 @@ class ZoneCalibration:
         return cls(**{**data, "model": RidgeModel(**data["model"])})
 
     def matches(self, zone: Zone, frame_shape: tuple[int, int]) -> bool:
-        return [list(p) for p in zone.polygon] == self.polygon and list(frame_shape) == self.frame_shape
+        return (
+            [list(p) for p in zone.polygon] == self.polygon
+            and (self.ignore is None or overlapping(zone, frame_shape) == self.ignore)
+            and list(frame_shape) == self.frame_shape
+        )
 
 
 def fit_zone(zone: Zone, frames: list[Frame], counts: list[int], background: Frame) -> ZoneCalibration:
@@ -66,6 +73,7 @@ def fit_zone(zone: Zone, frames: list[Frame], counts: list[int], background: Fra
         model,
         len(frames),
         datetime.now(UTC).isoformat(timespec="seconds"),
+        overlapping(zone, shape),
     )
 
 

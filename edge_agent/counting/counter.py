@@ -4,7 +4,7 @@ pedestrian detector everywhere else. Camera-independent defaults; one call per f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,7 +39,8 @@ class PeopleCounter:
         for zone in self._zones:
             calibration = (calibrations or {}).get(zone.key)
             if calibration is not None and background is not None and calibration.matches(zone, frame_shape):
-                self._regressions[zone.key] = (BandFeatures(zone, frame_shape, background), calibration)
+                fitted = zone if calibration.ignore is not None else replace(zone, ignore=[])  # as it was fitted
+                self._regressions[zone.key] = (BandFeatures(fitted, frame_shape, background), calibration)
         detected = [z for z in self._zones if z.key not in self._regressions]
         self._detector = HogDetector(detected, frame_shape) if detected else None
         self._keep = None

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent.counting.zones import Zone, polygon_mask
+from edge_agent.counting.zones import Zone, overlapping, polygon_mask
 
 Frame = NDArray[np.uint8]
 
@@ -29,6 +29,14 @@ class BandFeatures:
         if background.shape != shape:
             raise ValueError(f"background is {background.shape}, frames are {shape}: calibrate this camera again")
         self._mask = polygon_mask(shape, [zone.polygon]) > 0
+        # what moves in an area to ignore must change nothing: it is painted with the empty scene before the
+        # edges are found, since an edge at its border would otherwise see into it
+        ignore = overlapping(zone, shape)
+        self._ignored = polygon_mask(shape, ignore) > 0 if ignore else None
+        if self._ignored is not None:
+            self._mask &= ~self._ignored
+        if not self._mask.any():
+            raise ValueError(f"zone {zone.key!r} lies wholly in areas to ignore")
         rows = np.where(self._mask.any(axis=1))[0]
         self._edges = np.linspace(rows.min(), rows.max() + 1, bands + 1).astype(int)
         self._bands = [(int(a), int(b)) for a, b in zip(self._edges[:-1], self._edges[1:], strict=True)]
@@ -38,6 +46,8 @@ class BandFeatures:
 
     def __call__(self, frame: Frame) -> NDArray[np.float64]:
         image = grey(frame)
+        if self._ignored is not None:
+            image = np.where(self._ignored, self._background, image).astype(np.uint8)
         foreground = (np.abs(image.astype(np.int16) - self._background) > DIFF_THRESHOLD) & self._mask
         fg8 = cv2.morphologyEx(foreground.astype(np.uint8) * 255, cv2.MORPH_OPEN, self._kernel)
         foreground = fg8 > 0

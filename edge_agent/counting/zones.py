@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ class Zone:
     key: str
     polygon: Polygon
     anchor: str = "feet"  # "feet" or "head"
+    ignore: list[Polygon] = field(default_factory=list)  # areas inside it never counted (staff behind a counter)
 
     def __post_init__(self) -> None:
         if len(self.polygon) < 3:
@@ -28,7 +30,13 @@ class Zone:
         return bool(cv2.pointPolygonTest(contour, (float(x), float(y)), measureDist=False) >= 0)
 
 
-def polygon_mask(shape: tuple[int, int], polygons: list[Polygon]) -> NDArray[np.uint8]:
+def overlapping(zone: Zone, shape: tuple[int, int]) -> list[list[list[int]]]:
+    """The zone's areas to ignore that take something out of it (the others change nothing it counts)."""
+    inside = polygon_mask(shape, [zone.polygon]) > 0
+    return [[list(p) for p in area] for area in zone.ignore if (inside & (polygon_mask(shape, [area]) > 0)).any()]
+
+
+def polygon_mask(shape: tuple[int, int], polygons: Sequence[Sequence[Sequence[int]]]) -> NDArray[np.uint8]:
     """A mask of the given (height, width) with 255 inside any of the polygons."""
     mask = np.zeros(shape, dtype=np.uint8)
     for polygon in polygons:

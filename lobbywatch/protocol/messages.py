@@ -214,6 +214,18 @@ class Calibration(_Model):
     model: RidgeNumbers
     frames: int = Field(ge=1, le=MAX_COUNTER, description="labelled frames it was fitted on")
     created: str = Field(max_length=40)
+    ignore: (
+        list[
+            Annotated[
+                list[Annotated[list[Annotated[int, Field(ge=0, le=8192)]], Field(min_length=2, max_length=2)]],
+                Field(min_length=3, max_length=64),
+            ]
+        ]
+        | None
+    ) = Field(None, max_length=16, description="the areas to ignore it was fitted without (None: older)")
+
+
+ReplyParam = Annotated[str, Field(max_length=200)] | int | float
 
 
 class CommandReply(Envelope):
@@ -222,6 +234,14 @@ class CommandReply(Envelope):
     command: str = Field(max_length=64, description="the command's id, or 'config' for a pushed config")
     ok: bool
     detail: str | None = Field(None, max_length=1000, description="what went wrong, for the technician")
+    code: str | None = Field(
+        None,
+        pattern=r"^[a-z_]{1,32}$",
+        description="the outcome as a code a page translates (e.g. no_led); `detail` says it in English",
+    )
+    params: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")], ReplyParam] = Field(
+        default_factory=dict, max_length=8, description="the numbers and names the code's message shows"
+    )
     resent: int = Field(0, ge=0, le=MAX_COUNTER, description="messages queued again for a resend")
     unavailable: list[SeqRange] = Field(
         default_factory=list, max_length=64, description="requested ranges no longer in the outbox history"

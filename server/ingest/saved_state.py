@@ -141,7 +141,8 @@ def keep_calibration(session: Session, device: str, calibration: Calibration) ->
             "device %s calibrated zone %s, which the registry does not have for it: not kept", device, calibration.zone
         )
         return
-    zone.calibration = calibration.model_dump(mode="json")
+    # exclude_none: an older agent's fit has no areas to ignore (None), and is kept as it came
+    zone.calibration = calibration.model_dump(mode="json", exclude_none=True)
     session.commit()
     log.info(
         "device %s calibrated zone %s (residual %.2f people): kept for a replacement",

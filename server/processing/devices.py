@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from server.live import DeviceNow
+from server.live import DeviceNow, LastReply
 from server.processing.sequence import SequenceTracker
 
 OFFSET_WINDOW_S = 600.0  # clock-offset samples older than this no longer count
@@ -31,7 +31,7 @@ class DeviceRuntime:
     outbox_dropped: int | None = None  # dropped at the outbox's bounds, ever (the device's count)
     not_stored: int | None = None  # made but never stored, since the agent started
     health_ts: float | None = None  # the device time of the newest health report taken
-    last_reply: tuple[str, bool, str, datetime] | None = None  # command, ok, detail, when
+    last_reply: LastReply | None = None
 
     def clock_offset_s(self) -> float | None:
         """The device clock minus the server's, from its freshest messages; None until they span a minute

@@ -21,7 +21,7 @@ from lobbywatch.protocol import (
     QueueReport,
     Status,
 )
-from server.live import CallNow, LiveUpdate, ReadingNow, ZoneNow
+from server.live import CallNow, LastReply, LiveUpdate, ReadingNow, ZoneNow
 from server.processing.devices import DeviceRuntime
 from server.processing.output import Output, Refusal
 from server.processing.sequence import Verdict
@@ -243,7 +243,9 @@ def losses(
 
 def reply(ctx: Context, message: CommandReply, out: Output) -> None:
     out.replies += 1
-    ctx.runtime.last_reply = (message.command, message.ok, message.detail or "", message.ts)
+    ctx.runtime.last_reply = LastReply(
+        message.command, message.ok, message.detail or "", message.ts, message.code, dict(message.params)
+    )
     if message.config_version is not None:
         ctx.runtime.config_version = message.config_version
     tracker = ctx.runtime.sequence

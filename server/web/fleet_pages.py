@@ -3,23 +3,29 @@ labels for calibration, and the config push. The snapshot is shown from memory a
 
 from __future__ import annotations
 
-import json
+import logging
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from lobbywatch.i18n import t
+from lobbywatch.i18n import catalog, t
 from server import fleet as devices
+from server import zone_shapes
 from server.api.deps import RuntimeDep
 from server.ingest import dead_letters
+from server.live import LastReply
+from server.provisioning.profiles import CAMERA_PROFILES
 from server.runtime import Runtime
-from server.web.cards import visible_branches
+from server.web.cards import local_time, visible_branches
 from server.web.session import SignedIn, Viewer, check_form, render
 
 fleet_pages = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
 TECHNICIANS = ("administrator", "technician")
-MAX_POINTS = 64
+WAIT_TRIES = 40  # reloads 1.5 s apart: a device that has not answered in a minute is not going to
 
 
 def _technician(viewer: SignedIn) -> None:
@@ -74,6 +80,27 @@ def _letters(runtime: Runtime, of: set[str], limit: int = 20) -> list[dict[str, 
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyView:
+    """A device's answer, in the reader's words."""
+
+    ok: bool
+    action_label: str
+    text: str
+    at: str
+
+
+def reply_view(reply: LastReply, locale: str, at: str) -> ReplyView:
+    action = f"page.fleet.command.{reply.action}"
+    label = t(locale, action) if action in catalog(locale) else reply.action
+    key = f"page.fleet.reply.{reply.code}"
+    text = reply.detail or t(locale, "page.fleet.reply_ok" if reply.ok else "page.fleet.reply_failed")
+    if reply.code and key in catalog(locale):
+        with suppress(KeyError, IndexError, ValueError):  # a newer agent's params: its English detail says it
+            text = t(locale, key, **{**reply.params, "detail": reply.detail})
+    return ReplyView(reply.ok, label, text, at)
+
+
 @fleet_pages.get("/lobby/fleet/{device}", response_class=HTMLResponse)
 def device_page(
     request: Request,
@@ -82,28 +109,44 @@ def device_page(
     device: str,
     done: str | None = None,
     error: str | None = None,
-    snapshot: str | None = None,
+    sent: str | None = None,
+    tries: int = 0,
 ) -> HTMLResponse:
     row = _device(runtime, viewer, device)
     version, sections = runtime.fleet.pushed_config(device)
     camera = sections.get("camera") if isinstance(sections.get("camera"), dict) else None
     zones = [z for z in (camera or {}).get("zones", []) if isinstance(z, dict)]
     shown = runtime.fleet.snapshot(device)
+    branch = runtime.directory.branches[row.branch]
+    last = row.last_reply
+    at = local_time(last.at, branch, runtime) if last else ""
+    last_view = reply_view(last, viewer.locale, at) if last else None
+    reply = last_view if last and sent and last.command == sent else None  # the answer to the command just sent
+    answered = reply is not None
+    if sent and sent.startswith("snapshot-"):  # its image comes on a channel of its own, maybe after the answer
+        refused = last is not None and last.command == sent and not last.ok
+        answered = (shown is not None and shown.id == sent) or refused
     return render(
         request,
         "device.html",
         viewer.locale,
         viewer=viewer,
         row=row,
+        last_seen=local_time(row.last_seen, branch, runtime) if row.last_seen else None,
         pushed=version,
         camera=camera,
+        has_camera=camera is not None or row.profile in CAMERA_PROFILES,
         zones=zones,
+        ignore=[a for a in (camera or {}).get("ignore", []) if isinstance(a, list)],
         done=done,
         error=error,
-        waiting_for=snapshot,
+        sent=sent,
+        waiting=bool(sent) and not answered and tries < WAIT_TRIES,
         snapshot=shown,
         can_act=viewer.person.role in TECHNICIANS,
         letters=_letters(runtime, {device}),
+        reply=reply,
+        last_reply=last_view,
     )
 
 
@@ -129,8 +172,7 @@ def action(
         sent = runtime.fleet.send_command(device, action, viewer.person.name)
     except devices.FleetError:
         return RedirectResponse(f"{target}?error={action}", status.HTTP_303_SEE_OTHER)
-    extra = f"&snapshot={sent}" if action == "snapshot" else ""
-    return RedirectResponse(f"{target}?done={action}{extra}", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"{target}?done={action}&sent={sent}", status.HTTP_303_SEE_OTHER)
 
 
 @fleet_pages.post("/lobby/fleet/{device}/label")
@@ -146,39 +188,33 @@ def label(
     check_form(viewer, csrf)
     _technician(viewer)
     _device(runtime, viewer, device)
-    runtime.fleet.send_command(
+    sent = runtime.fleet.send_command(
         device, "label", viewer.person.name, {"snapshot": snapshot, "zone": zone, "count": count}
     )
-    return RedirectResponse(f"/lobby/fleet/{device}?done=label", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"/lobby/fleet/{device}?done=label&sent={sent}", status.HTTP_303_SEE_OTHER)
 
 
 @fleet_pages.post("/lobby/fleet/{device}/zones")
-def save_zone(
+def save_zones(
     runtime: RuntimeDep,
     viewer: Viewer,
     device: str,
     csrf: Annotated[str, Form()],
-    zone: Annotated[str, Form()],
-    polygon: Annotated[str, Form()],
+    shapes: Annotated[str, Form()],
     source: Annotated[str, Form()] = "0",
 ) -> Response:
-    """Put the drawn polygon in the camera section and push it; the device says which version it runs."""
+    """Put the drawn zones and areas to ignore in the camera section and push it; the device says which version
+    it runs."""
     check_form(viewer, csrf)
     _technician(viewer)
     _device(runtime, viewer, device)
     target = f"/lobby/fleet/{device}"
-    try:
-        points = [[int(x), int(y)] for x, y in json.loads(polygon)]
-    except (ValueError, TypeError):
-        points = []
-    if not 3 <= len(points) <= MAX_POINTS or not zone.strip():
-        return RedirectResponse(f"{target}?error=polygon", status.HTTP_303_SEE_OTHER)
     _, sections = runtime.fleet.pushed_config(device)
-    camera: dict[str, Any] = dict(sections.get("camera") or {"source": source, "fps": 1})
-    zones = [z for z in camera.get("zones", []) if isinstance(z, dict) and z.get("key") != zone]
-    camera["zones"] = [*zones, {"key": zone.strip(), "polygon": points}]
     try:
+        zones, ignore = zone_shapes.parse(shapes)
+        camera = zone_shapes.apply(dict(sections.get("camera") or {"source": source, "fps": 1}), zones, ignore)
         runtime.fleet.push_config(device, {"camera": camera}, viewer.person.name)
-    except devices.ConfigRefused:
+    except (zone_shapes.ShapesRefused, devices.ConfigRefused) as exc:
+        log.info("zones for %s refused: %s", device, exc)
         return RedirectResponse(f"{target}?error=polygon", status.HTTP_303_SEE_OTHER)
     return RedirectResponse(f"{target}?done=zones", status.HTTP_303_SEE_OTHER)
