@@ -17,6 +17,7 @@ from server.api.reports import reports
 from server.api.routes import router
 from server.runtime import Runtime
 from server.settings import Settings
+from server.web.enroll_pages import enroll_pages
 from server.web.fleet_pages import fleet_pages
 from server.web.guard import Guard, redact_access_logs
 from server.web.pages import pages
@@ -58,4 +59,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(sign_in)
     app.include_router(pages)
     app.include_router(fleet_pages)
+    app.include_router(enroll_pages)
     return app

@@ -386,7 +386,7 @@ def test_enrollments_in_bulk_from_a_csv_with_qr_codes(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 1  # one line refused
-    assert "第 3 行未创建：no branch 'nowhere'" in done.stdout
+    assert "第 3 行未创建：没有支局 nowhere" in done.stdout
     assert "已创建 2 个登记令牌，1 个被拒绝" in done.stdout
     rows = list(csv.DictReader((tmp_path / "qr" / "enrollments.csv").open(encoding="utf-8")))
     assert [r["device_id"] for r in rows] == ["b1-cam1", "b2-bell"]
@@ -395,7 +395,10 @@ def test_enrollments_in_bulk_from_a_csv_with_qr_codes(tmp_path: Path) -> None:
     for row in rows:
         assert Path(row["qr_png"]).stat().st_mode & 0o077 == 0
         assert Path(row["qr_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert row["uri"] == f"lobbywatch-enroll:?server=https://lobby.example.cn&token={row['token']}"
+        assert row["uri"] == (
+            f"lobbywatch-enroll:?server=https://lobby.example.cn&token={row['token']}"
+            f"&device={row['device_id']}&branch={row['branch']}&profile={row['profile']}"
+        )
     single = subprocess.run(
         [
             sys.executable,

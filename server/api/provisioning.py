@@ -96,7 +96,7 @@ def create_enrollment(body: EnrollmentIn, runtime: RuntimeDep, caller: CallerDep
         "profile": made.profile,
         "replaces": made.replaces,
         "expires_at": made.expires_at.isoformat(),
-        "uri": enroll.uri(runtime.settings.public_url, token),
+        "uri": enroll.uri(runtime.settings.public_url, token, made),
     }
 
 

@@ -46,14 +46,18 @@ def _rows(args: argparse.Namespace) -> list[dict[str, str | None]]:
             {"branch": args.branch, "profile": args.profile, "device_id": args.device_id, "replaces": args.replaces}
         ]
     with open(args.csv, encoding="utf-8-sig", newline="") as handle:
-        return [{k: (v.strip() or None) if v else None for k, v in row.items()} for row in csv.DictReader(handle)]
+        return enroll.csv_rows(handle.read())
 
 
 def enroll_command(args: argparse.Namespace, settings: Settings, lang: str) -> int:
     import segno
     from rich.progress import Progress
 
-    rows = _rows(args)
+    try:
+        rows = _rows(args)
+    except enroll.EnrollError as exc:
+        print(enroll.refusal_text(lang, exc, {}), file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.umask(0o077)  # tokens and their QR codes are secrets until used: readable by their owner only
@@ -81,9 +85,10 @@ def enroll_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
                         )
                 except enroll.EnrollError as exc:
                     failed += 1
-                    progress.console.print(t(lang, "enroll.refused", line=number, why=str(exc)))
+                    why = enroll.refusal_text(lang, exc, row)
+                    progress.console.print(t(lang, "enroll.refused", line=number, why=why))
                     continue
-                link = enroll.uri(settings.public_url, token)
+                link = enroll.uri(settings.public_url, token, enrollment)
                 png = out / f"{enrollment.device_id}.png"
                 segno.make(link, error="m").save(str(png), scale=8, border=4)
                 made.append(

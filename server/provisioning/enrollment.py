@@ -6,18 +6,22 @@ made by the caller between `claim` and `complete`, so that a broker that cannot 
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import re
 import secrets
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lobbywatch.clock import as_utc
+from lobbywatch.i18n import catalog, t
 from lobbywatch.protocol import InvalidTopic, check_device_id
 from server.registry import audit, models
 
@@ -35,15 +39,50 @@ class EnrollError(ValueError):
         self.code, self.status = code, status
 
 
+def refusal_text(lang: str, error: EnrollError, row: dict[str, str | None]) -> str:
+    """The refusal in the technician's language, naming what the row asked for; the English message for a
+    refusal the catalogs do not know."""
+    key = f"enroll.error.{error.code}"
+    if key not in catalog(lang):
+        return str(error)
+    facts = {name: row.get(name) or "–" for name in CSV_COLUMNS}
+    return t(lang, key, **facts, profiles=", ".join(PROFILES))
+
+
 def new_token() -> str:
     """160 random bits, in base32 groups a person can read out: LW1-ABCD-EFGH-..."""
     raw = base64.b32encode(secrets.token_bytes(20)).decode()
     return PREFIX + "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
-def uri(server_url: str, token: str) -> str:
-    """What the QR code holds: the server to ask and the token; `lobbywatch-agent enroll` takes it as is."""
-    return f"lobbywatch-enroll:?server={server_url.rstrip('/')}&token={token}"
+def uri(server_url: str, token: str, enrollment: models.Enrollment | None = None) -> str:
+    """What the QR code holds: the server to ask and the token; `lobbywatch-agent enroll` takes it as is. With the
+    enrollment, also the device id, branch and profile it is for, so that a label scanned by anyone says which
+    box it belongs on (the agent reads only server and token)."""
+    facts = {"server": server_url.rstrip("/"), "token": token}
+    if enrollment is not None:
+        facts |= {"device": enrollment.device_id, "branch": enrollment.branch_id, "profile": enrollment.profile}
+    return "lobbywatch-enroll:?" + urlencode(facts, safe=":/")
+
+
+CSV_COLUMNS = ("branch", "profile", "device_id", "replaces")
+
+
+def csv_rows(text: str) -> list[dict[str, str | None]]:
+    """A bulk enrollment list: a header naming some of CSV_COLUMNS (branch at least), then one device a line."""
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    unknown = [c for c in columns if c not in CSV_COLUMNS]
+    if "branch" not in columns or unknown:
+        raise EnrollError(
+            "bad_csv",
+            f"the first line must name the columns {', '.join(CSV_COLUMNS)} (branch at least); "
+            f"got {', '.join(columns) or 'nothing'}",
+        )
+    return [
+        {k.strip(): (v.strip() or None) if isinstance(v, str) else None for k, v in row.items() if k is not None}
+        for row in reader
+    ]
 
 
 def token_hash(token: str) -> str:

@@ -10,8 +10,6 @@ CA_FILE = "/etc/lobbywatch/ca.crt"
 PASSWORD_FILE = "/etc/lobbywatch/mqtt.password"  # noqa: S105 - where the password goes, not a password
 FULL_FRAME = [[0, 0], [640, 0], [640, 480], [0, 480]]  # until a technician draws the zone on a snapshot
 
-CAMERA_PROFILES = ("lobby-camera", "combined")
-
 
 @dataclass(frozen=True, slots=True)
 class BrokerPublic:
@@ -44,7 +42,7 @@ def device_config(
         },
         "sensors": [{"type": "board_temperature"}, {"type": "clock"}],  # any Pi has these; the rest are pushed
     }
-    if profile in CAMERA_PROFILES:
+    if profile in ("lobby-camera", "combined"):
         config["camera"] = {
             "source": "0",
             "fps": 1,

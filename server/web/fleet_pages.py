@@ -17,7 +17,7 @@ from server import zone_shapes
 from server.api.deps import RuntimeDep
 from server.ingest import dead_letters
 from server.live import LastReply
-from server.provisioning.profiles import CAMERA_PROFILES
+from server.provisioning.enrollment import CAMERAS
 from server.runtime import Runtime
 from server.web.cards import local_time, visible_branches
 from server.web.session import SignedIn, Viewer, check_form, render
@@ -28,7 +28,7 @@ TECHNICIANS = ("administrator", "technician")
 WAIT_TRIES = 40  # reloads 1.5 s apart: a device that has not answered in a minute is not going to
 
 
-def _technician(viewer: SignedIn) -> None:
+def require_technician(viewer: SignedIn) -> None:
     if viewer.person.role not in TECHNICIANS:
         raise HTTPException(status.HTTP_403_FORBIDDEN, t(viewer.locale, "page.error.read_only"))
 
@@ -135,7 +135,7 @@ def device_page(
         last_seen=local_time(row.last_seen, branch, runtime) if row.last_seen else None,
         pushed=version,
         camera=camera,
-        has_camera=camera is not None or row.profile in CAMERA_PROFILES,
+        has_camera=camera is not None or row.profile in CAMERAS,
         zones=zones,
         ignore=[a for a in (camera or {}).get("ignore", []) if isinstance(a, list)],
         done=done,
@@ -152,7 +152,7 @@ def device_page(
 
 @fleet_pages.get("/lobby/fleet/{device}/snapshot.jpg")
 def snapshot_image(runtime: RuntimeDep, viewer: Viewer, device: str) -> Response:
-    _technician(viewer)
+    require_technician(viewer)
     _device(runtime, viewer, device)
     found = runtime.fleet.snapshot(device)
     if found is None:
@@ -165,7 +165,7 @@ def action(
     runtime: RuntimeDep, viewer: Viewer, device: str, csrf: Annotated[str, Form()], action: Annotated[str, Form()]
 ) -> Response:
     check_form(viewer, csrf)
-    _technician(viewer)
+    require_technician(viewer)
     _device(runtime, viewer, device)
     target = f"/lobby/fleet/{device}"
     try:
@@ -186,7 +186,7 @@ def label(
     count: Annotated[int, Form()],
 ) -> Response:
     check_form(viewer, csrf)
-    _technician(viewer)
+    require_technician(viewer)
     _device(runtime, viewer, device)
     sent = runtime.fleet.send_command(
         device, "label", viewer.person.name, {"snapshot": snapshot, "zone": zone, "count": count}
@@ -206,7 +206,7 @@ def save_zones(
     """Put the drawn zones and areas to ignore in the camera section and push it; the device says which version
     it runs."""
     check_form(viewer, csrf)
-    _technician(viewer)
+    require_technician(viewer)
     _device(runtime, viewer, device)
     target = f"/lobby/fleet/{device}"
     _, sections = runtime.fleet.pushed_config(device)
