@@ -384,9 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("scenario", help="folder with site.yaml, events.jsonl and optionally scenario.yaml")
     replay.set_defaults(func=_replay)
     _people_and_devices(sub)
+    from server.backup.commands import add_parsers as add_backup_parsers
     from server.provisioning.commands import add_parsers
 
     add_parsers(sub, _provisioning)
+    add_backup_parsers(sub, _provisioning)
     schema = sub.add_parser("schema", help="write the wire contract's JSON Schemas")
     schema.add_argument("--out", default="docs/schema")
     schema.set_defaults(func=_schema)

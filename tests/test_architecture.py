@@ -113,7 +113,7 @@ SERVER_LAYERS = (
     {"ingest", "reports", "provisioning"},
     {"fleet"},
     {"runtime"},
-    {"replay", "scale"},
+    {"replay", "scale", "backup"},
     {"api"},
     {"web"},
     {"app"},

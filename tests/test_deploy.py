@@ -279,3 +279,21 @@ def test_images_are_pinned_and_services_say_when_they_are_healthy() -> None:
     assert unchecked == []
     assert "/api/v1/health" in " ".join(compose["services"]["server"]["healthcheck"]["test"])
     assert compose["services"]["caddy"]["depends_on"]["server"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("script", ["backup.sh", "restore.sh"])
+def test_the_backup_scripts_parse_and_name_only_services_the_stack_has(script: str) -> None:
+    """Docker is not on these machines: what they run is tested in test_backup.py (`lobbywatch backup`); here,
+    that the shell reads them and that every service they touch is the compose file's."""
+    path = ROOT / "deploy" / script
+    assert subprocess.run(["sh", "-n", str(path)], check=False).returncode == 0
+    services = set(yaml.safe_load(COMPOSE.read_text())["services"])
+    text = path.read_text()
+    named = set(re.findall(r"docker compose (?:exec -T|cp \S+) (\w+)", text))
+    named |= set(re.findall(r"docker compose cp (\w+):", text))
+    named |= {w for line in re.findall(r"docker compose (?:stop|up -d) ([\w ]+)", text) for w in line.split()}
+    named |= set(re.findall(r"^\s+(server) (?:lobbywatch|sh -c)", text, re.MULTILINE))
+    assert "server" in named
+    assert "influxdb" in named
+    assert named <= services, named - services
+    assert "INFLUXDB_TOKEN" not in text  # the token is read inside the container, never put on a command line

@@ -27,7 +27,8 @@ def migrate(engine: Engine) -> None:
         command.upgrade(alembic_config(connection), "head")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, upgrade: bool = True) -> Engine:
+    """`upgrade`: bring the schema to the newest (a restore builds it itself, at the backup's revision)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -44,7 +45,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
     if url in ("sqlite://", "sqlite:///:memory:"):
         Base.metadata.create_all(engine)  # a throwaway database (replay): no history to keep
-    else:
+    elif upgrade:
         migrate(engine)
     return engine
 

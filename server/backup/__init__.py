@@ -1,0 +1,1 @@
+"""Backups of what a server cannot rebuild: the registry database and the broker's device identities."""
