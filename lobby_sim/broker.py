@@ -62,12 +62,17 @@ class Mosquitto:
         port: int | None = None,
         persistence: bool = False,
         dynsec_admin: tuple[str, str] | None = None,
+        open_to_anonymous: bool = False,
     ) -> None:
-        """`dynsec_admin`: run with the dynamic security plugin (no anonymous access), this user its admin."""
+        """`dynsec_admin`: run with the dynamic security plugin (no anonymous access), this user its admin.
+        `open_to_anonymous` (the demo's): with it, clients without a name may still do anything, while enrolled
+        devices get identities of their own, as in production."""
         self.port = port or free_port()
         self.data_dir = data_dir
         self._persistence = persistence
         self._dynsec_admin = dynsec_admin
+        self._anonymous = open_to_anonymous
+        self.admin = dynsec_admin
         self._process: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -91,6 +96,24 @@ class Mosquitto:
         quiet = subprocess.DEVNULL
         self._process = subprocess.Popen([binary, "-c", str(conf)], stdout=quiet, stderr=quiet)  # noqa: S603
         wait_for_port(self.port)
+        if self._dynsec_admin is not None and self._anonymous:
+            self._let_anonymous_in()
+
+    def _let_anonymous_in(self) -> None:
+        user, password = self._dynsec_admin or ("", "")
+        ctrl = ["mosquitto_ctrl", "-h", "127.0.0.1", "-p", str(self.port), "-u", user, "-P", password, "dynsec"]
+        steps = [
+            ["createRole", "demo-anonymous"],
+            *(
+                ["addRoleACL", "demo-anonymous", kind, "#", "allow"]
+                for kind in ("publishClientSend", "publishClientReceive", "subscribePattern", "unsubscribePattern")
+            ),
+            ["createGroup", "demo-anonymous"],
+            ["addGroupRole", "demo-anonymous", "demo-anonymous"],
+            ["setAnonymousGroup", "demo-anonymous"],
+        ]
+        for step in steps:  # our own arguments to a fixed tool; a step done on an earlier run fails harmlessly
+            subprocess.run([*ctrl, *step], check=False, capture_output=True, timeout=10)  # noqa: S603
 
     def _access(self) -> str:
         if self._dynsec_admin is None:
@@ -99,12 +122,13 @@ class Mosquitto:
         if plugin is None:
             raise FileNotFoundError("Mosquitto's dynamic security plugin is not installed (Debian: mosquitto)")
         state = self.data_dir / "dynamic-security.json"
+        anonymous = "true" if self._anonymous else "false"
         if not state.exists():  # kept over restarts: it is the broker's list of clients
             user, password = self._dynsec_admin
             # our own arguments to a fixed tool
             command = ["mosquitto_ctrl", "dynsec", "init", str(state), user, password]
             subprocess.run(command, check=True, capture_output=True)  # noqa: S603
-        return f"allow_anonymous false\nplugin {plugin}\nplugin_opt_config_file {state}"
+        return f"allow_anonymous {anonymous}\nplugin {plugin}\nplugin_opt_config_file {state}"
 
     def kill(self) -> None:
         """kill -9: no goodbye to anyone, nothing written on the way out."""
@@ -129,6 +153,7 @@ class AmqttBroker:
 
     kind = "amqtt"
     mqtt5 = False
+    admin: tuple[str, str] | None = None  # no identities of its own: nothing can be enrolled on it
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -174,9 +199,18 @@ class AmqttBroker:
             self._thread.join(10)
 
 
-def start_local_broker(data_dir: Path, kind: str = "auto") -> Mosquitto | AmqttBroker:
-    """Mosquitto when installed (or asked for), else the embedded amqtt."""
+def start_local_broker(
+    data_dir: Path, kind: str = "auto", admin: tuple[str, str] | None = None
+) -> Mosquitto | AmqttBroker:
+    """Mosquitto when installed (or asked for), else the embedded amqtt. With `admin` and Mosquitto's dynamic
+    security plugin, devices can be enrolled (their identities made by this administrator); anonymous clients
+    keep full access."""
     use_mosquitto = kind == "mosquitto" or (kind == "auto" and Mosquitto.available())
-    broker: Mosquitto | AmqttBroker = Mosquitto(data_dir) if use_mosquitto else AmqttBroker()
+    secured = admin is not None and any(Path(p).exists() for p in DYNSEC_PLUGIN)
+    broker: Mosquitto | AmqttBroker = (
+        (Mosquitto(data_dir, dynsec_admin=admin, open_to_anonymous=True) if secured else Mosquitto(data_dir))
+        if use_mosquitto
+        else AmqttBroker()
+    )
     broker.start()
     return broker

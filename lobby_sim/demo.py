@@ -36,6 +36,7 @@ from edge_agent.counting.zones import Zone
 from edge_agent.sensors import SensorEnv
 from lobby_sim.broker import AmqttBroker, Mosquitto, start_local_broker
 from lobby_sim.camera import SimulatedCamera, calibrate_simulated
+from lobby_sim.demo_enroll import device_identity, enroll_device
 from lobby_sim.demo_site import BELL_PIN, BRANCHES, DemoBranch, device_config, site_config
 from lobby_sim.inbox import Inbox
 from lobby_sim.lobby import Lobby
@@ -94,6 +95,7 @@ class Demo:
         self.second_password = ""
         self._threads: list[threading.Thread] = []
         self.alerts_fired = 0
+        self.enrolled: str | None = None
 
     @property
     def url(self) -> str:
@@ -112,7 +114,9 @@ class Demo:
             force=True,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        self.broker = start_local_broker(self.workdir / "broker", self.broker_kind)
+        # an administrator made up for this run: with Mosquitto's dynamic security plugin, devices can be enrolled
+        admin = ("lobbywatch-admin", secrets.token_urlsafe(18))
+        self.broker = start_local_broker(self.workdir / "broker", self.broker_kind, admin)
         site = self.workdir / "site.yaml"
         # the contacts' phones: a page in the browser where their notices land, one-tap links and all
         self.inbox = Inbox({"wang": "王芳", "li": "李强"}, self.locale)
@@ -133,6 +137,11 @@ class Demo:
             mqtt_protocol="5" if self.broker.mqtt5 else "3.1.1",
             http_port=self.http_port,
             public_url=self.url,
+            mqtt_admin_username=self.broker.admin[0] if self.broker.admin else None,
+            mqtt_admin_password=self.broker.admin[1] if self.broker.admin else None,
+            broker_public_host="127.0.0.1",
+            broker_public_port=self.broker.port,
+            broker_public_tls=False,
         )
         self.runtime = Runtime(settings)
         self.runtime.start()
@@ -166,6 +175,11 @@ class Demo:
         self._spawn(self._http.run, "http", [self._socket])
         for i, spec in enumerate(BRANCHES):
             self.branches.append(self._start_branch(i, spec))
+        if self.broker.admin is not None:  # one more device, enrolled through the real flow
+            extra = enroll_device(self.runtime, self.url, BRANCHES[-1].id, self.workdir / "devices" / "extra", "demo")
+            self.enrolled = extra.config.device_id
+            self._spawn(extra.run, "agent-enrolled", self.stop)
+            log.info("enrolled %s through the enrollment API", self.enrolled)
 
     def _spawn(self, target: object, name: str, *args: object) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
@@ -177,8 +191,10 @@ class Demo:
         assert self.broker is not None
         lobby = Lobby(spec.plan, random.Random(index))
         lock = threading.Lock()
+        folder = self.workdir / "devices" / spec.id
+        secret = device_identity(self.runtime, f"{spec.id}-cam1", folder)
         config = parse_config(
-            device_config(spec, self.broker.port, self.broker.mqtt5, self.workdir / "devices" / spec.id),
+            device_config(spec, self.broker.port, self.broker.mqtt5, folder, secret),
             f"demo device of {spec.id}",
         )
         renderer = LobbyRenderer(index)
@@ -263,6 +279,8 @@ class Demo:
         else:
             footer = t(lang, "demo.no_alert")
         broker = t(lang, "demo.broker", kind=self.broker.kind, port=self.broker.port)
+        if self.enrolled:
+            broker += " " + t(lang, "demo.enrolled", device=self.enrolled)
         return Group(
             table,
             Text(footer),
@@ -296,6 +314,9 @@ class Demo:
                 thread.join(10)
         if self._http is not None:
             self._http.should_exit = True
+            for thread in self._threads:  # uvicorn lets go of the socket before it is closed
+                if thread.name == "http":
+                    thread.join(10)
         if self._socket is not None:
             self._socket.close()
         if self.runtime is not None:

@@ -81,12 +81,16 @@ def site_config(contacts: list[dict[str, object]] | None = None) -> dict[str, ob
     }
 
 
-def device_config(branch: DemoBranch, port: int, mqtt5: bool, data_dir: Path) -> dict[str, object]:
+def device_config(
+    branch: DemoBranch, port: int, mqtt5: bool, data_dir: Path, password_file: Path | None = None
+) -> dict[str, object]:
+    """`password_file`: the device's broker identity, where the broker has identities (Mosquitto's plugin)."""
+    secret = {"password_file": str(password_file)} if password_file else {}
     return {
         "device_id": f"{branch.id}-cam1",
         "data_dir": str(data_dir),
         "locale": branch.locale,
-        "broker": {"host": "127.0.0.1", "port": port, "tls": False, "protocol": "5" if mqtt5 else "3.1.1"},
+        "broker": {"host": "127.0.0.1", "port": port, "tls": False, "protocol": "5" if mqtt5 else "3.1.1", **secret},
         "camera": {
             "source": "simulated",
             "fps": 2,

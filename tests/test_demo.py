@@ -51,7 +51,8 @@ def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: P
             live = {
                 b["id"]
                 for b in branches
-                if b["devices_online"] == 1 and all(z["occupancy"] is not None for z in b["zones"])
+                if b["devices_online"] == b["devices_total"] >= 1
+                and all(z["occupancy"] is not None for z in b["zones"])
             }
         elapsed = time.monotonic() - started
         # the contacts' phones: notices landed there, with one-tap acknowledgement links
@@ -79,6 +80,10 @@ def test_demo_shows_live_branches_and_fires_an_alert_within_a_minute(tmp_path: P
     assert "0 refused" in output
     assert "second sign-in: wang /" in output  # a second person, to pass an alert on to
     assert f"Broker: {broker}" in output
+    if broker == "mosquitto":  # a device enrolled through the real flow, online with the identity it was given
+        assert sum(b["devices_total"] for b in branches) == 4
+        assert "joined through enrollment" in output
+        assert re.search(r"enrolled \S+-env1 through the enrollment API", log), log[-2000:]
 
 
 def test_a_second_demo_on_a_taken_port_stops_before_starting_anything_and_wipes_nothing(tmp_path: Path) -> None:
