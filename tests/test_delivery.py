@@ -15,6 +15,7 @@ from server.delivery.links import sign
 from server.delivery.notify import Notice
 from server.delivery.routing import in_quiet_hours, recipients
 from server.registry.directory import Contact
+from server.web.cards import event_detail
 from tests.helpers import ALWAYS_OPEN, Device, eventually, site, start_runtime
 
 
@@ -130,6 +131,11 @@ def test_a_bad_morning_is_one_message_per_person_not_twenty(inbox: ThreadingHTTP
     assert [r[0] for r in reported] == [1, 2, 3, 4, 5]
     assert all(ok for _, ok, _ in reported)
     assert "grouped with 4 more" in reported[0][2]
+    # as the alert's timeline shows it, in the reader's words
+    assert event_detail("notified", f"apprise: {reported[0][2]}", "zh-CN").endswith("（与另外 4 条告警合并为一条消息）")
+    failed = DeliveryError("not delivered to 王芳, 李强")
+    shown = event_detail("notify_failed", f"apprise: {type(failed).__name__}: {failed}", "zh-CN")
+    assert shown.endswith(": 未送达：王芳, 李强")
     # the morning goes on: what comes within the interval is an update with only the new alerts
     now[0] += 5
     assert channel.deliver(notice(6)) is False

@@ -117,8 +117,25 @@ def event_detail(kind: str, detail: str, locale: str) -> str:
     if kind in ("notified", "notify_failed"):
         channel, _, rest = detail.partition(": ")
         named = words.get(f"channel.{channel}", channel)
-        return f"{named}: {rest}" if rest else named
+        return f"{named}: {delivery_detail(rest, locale)}" if rest else named
     return detail
+
+
+NOT_DELIVERED = re.compile(
+    r"(?:DeliveryError: )?not delivered to (?P<people>.+?)(?: after (?P<attempts>\d+) attempts)?"
+)
+GROUPED = re.compile(r"(?P<person>.+), grouped with (?P<more>\d+) more")
+
+
+def delivery_detail(rest: str, locale: str) -> str:
+    """What a channel said of a delivery (apprise's forms), in the reader's words; anything else as it came."""
+    if found := NOT_DELIVERED.fullmatch(rest):
+        if found["attempts"]:
+            return t(locale, "page.detail.not_delivered_after", people=found["people"], attempts=found["attempts"])
+        return t(locale, "page.detail.not_delivered", people=found["people"])
+    if found := GROUPED.fullmatch(rest):
+        return t(locale, "page.detail.grouped", person=found["person"], more=found["more"])
+    return rest
 
 
 def local_time(moment: datetime, branch: BranchEntry, runtime: Runtime) -> str:
