@@ -13,6 +13,7 @@ from edge_agent import __version__
 from edge_agent.config import ConfigError, DeviceConfig, counting_zone, load_config
 from edge_agent.counting.zones import Zone
 from lobbywatch.cli_errors import run_command
+from lobbywatch.cli_help import LocalizedParser, parse
 from lobbywatch.clock import SystemClock
 from lobbywatch.i18n import catalog, normalize_locale, t
 from lobbywatch.logs import log_format, setup_logging
@@ -174,8 +175,8 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lobbywatch-agent", description="LobbyWatch edge agent")
+def build_parser() -> argparse.ArgumentParser:
+    parser = LocalizedParser(prog="lobbywatch-agent", description="LobbyWatch edge agent")
     parser.add_argument("--lang", help="zh-CN or en (default: LOBBYWATCH_LANG, then LANG)")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     enroll.add_argument("--serial", help="the hardware serial (default: read from the board)")
     enroll.add_argument("--force", action="store_true", help="replace an existing config")
     enroll.set_defaults(func=_enroll)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(build_parser(), argv)
     return run_command(args.func, args, args.lang)
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from lobbywatch.cli_errors import run_command
+from lobbywatch.cli_help import LocalizedParser, chosen_lang, parse
 from lobbywatch.i18n import normalize_locale, t
 from lobbywatch.logs import log_format, setup_logging
 from server import __version__
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 def _process(args: argparse.Namespace) -> tuple[Settings | None, str]:
     """A long-running process's settings and language, its log set up; None after saying what is wrong."""
-    lang = normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
+    lang = chosen_lang(args)
     try:
         setup_logging(args.log_level, log_format())
     except ValueError as exc:
@@ -56,13 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
     from lobby_sim.demo import run
 
     seconds = args.seconds if args.seconds is not None else float(os.environ.get("DEMO_SECONDS") or 0) or None
-    return run(
-        seconds,
-        http_port=args.port,
-        workdir=Path(args.workdir),
-        lang=args.lang or os.environ.get("LANG"),
-        broker=args.broker,
-    )
+    return run(seconds, http_port=args.port, workdir=Path(args.workdir), lang=chosen_lang(args), broker=args.broker)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -87,7 +82,7 @@ def _user(args: argparse.Namespace) -> int:
     from server.registry.users import UserError, add_user
     from server.settings import Settings
 
-    lang = normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
+    lang = chosen_lang(args)
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -136,7 +131,7 @@ def _user(args: argparse.Namespace) -> int:
 def _dashboards(args: argparse.Namespace) -> int:
     from server.dashboards import build
 
-    lang = normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
+    lang = chosen_lang(args)
     folder = Path(args.out)
     if args.action == "build":
         if args.check:
@@ -193,7 +188,7 @@ def _people_change(args: argparse.Namespace) -> int:
     from server.registry import users
     from server.registry.database import make_engine, make_sessions
 
-    lang = _lang(args)
+    lang = chosen_lang(args)
     settings = _settings(lang)
     if settings is None:
         return 2
@@ -234,7 +229,7 @@ def _fleet(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    lang = _lang(args)
+    lang = chosen_lang(args)
     token = os.environ.get("LOBBYWATCH_API_TOKEN")
     params: dict[str, str] = {"attention": "true"} if args.attention else {}
     if args.branch:
@@ -273,16 +268,12 @@ def _fleet(args: argparse.Namespace) -> int:
 
 
 def _provisioning(args: argparse.Namespace) -> int:
-    lang = _lang(args)
+    lang = chosen_lang(args)
     settings = _settings(lang)
     if settings is None:
         return 2
     result: int = args.run(args, settings, lang)
     return result
-
-
-def _lang(args: argparse.Namespace) -> str:
-    return normalize_locale(args.lang or os.environ.get("LOBBYWATCH_LANG") or os.environ.get("LANG"))
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -358,8 +349,8 @@ def _people_and_devices(sub: Any) -> None:
     boards.set_defaults(func=_dashboards)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lobbywatch", description="LobbyWatch server")
+def build_parser() -> argparse.ArgumentParser:
+    parser = LocalizedParser(prog="lobbywatch", description="LobbyWatch server")
     parser.add_argument("--lang", help="zh-CN or en (default: LOBBYWATCH_LANG, then LANG)")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -392,7 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     schema = sub.add_parser("schema", help="write the wire contract's JSON Schemas")
     schema.add_argument("--out", default="docs/schema")
     schema.set_defaults(func=_schema)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(build_parser(), argv)
     return run_command(args.func, args, args.lang)
 
 

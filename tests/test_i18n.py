@@ -1,3 +1,4 @@
+import os
 import re
 import string
 
@@ -38,3 +39,37 @@ def test_translate_fills_placeholders() -> None:
     assert "d1" in t("zh-CN", "agent.config_ok", device="d1", path="x.yaml")
     with pytest.raises(KeyError):
         t("en", "no.such.key")
+
+
+def test_every_command_line_help_text_is_in_both_catalogs_as_the_code_says_it() -> None:
+    import edge_agent.cli
+    import server.cli
+    from lobbywatch.cli_help import walk
+
+    found = walk(server.cli.build_parser()) | walk(edge_agent.cli.build_parser())
+    assert len(found) > 70
+    english, chinese = catalog("en"), catalog("zh-CN")
+    assert {k: english.get(k) for k in found} == found  # the English catalog says what the code says
+    assert [k for k in found if k not in chinese] == []
+
+
+def test_help_and_argument_errors_come_in_the_readers_language() -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LANG": "zh_CN.UTF-8"}
+    env.pop("LOBBYWATCH_LANG", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, check=False, timeout=60)
+
+    shown = run("-m", "edge_agent.cli", "enroll", "--help")
+    assert shown.returncode == 0
+    assert "用法：lobbywatch-agent enroll" in shown.stdout
+    assert "硬件序列号（默认：从主板读取）" in shown.stdout
+    assert "显示此帮助并退出" in shown.stdout
+    refused = run("-m", "server.cli", "backup", "restore")
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1] == "lobbywatch backup restore：错误：缺少必需的参数：folder"
+    english = run("-m", "server.cli", "--lang", "en", "backup", "--bogus")
+    assert english.stderr.splitlines()[-1] == "lobbywatch backup: error: the following arguments are required: action"
