@@ -146,6 +146,25 @@ def test_the_fleet_dashboard_shows_the_device_that_went_offline(day: Day, influx
     last_seen = column(health["w1-env"], "time")[0] / 1e9
     assert last_seen < day.start_ns / 1e9 + lobby_day.OFFLINE_AT  # it stopped reporting
 
+    # the zh table names every column it gets, in words, and says online and offline rather than 1 and 0
+    (listing,) = [p for p in build.dashboards()["lobbywatch-fleet"]["panels"] if p["type"] == "table"]
+    named = {
+        o["matcher"]["options"]: {x["id"]: x["value"] for x in o["properties"]}
+        for o in listing["fieldConfig"]["overrides"]
+    }
+    columns = {
+        c
+        for query in (q.FLEET_STATUS, q.FLEET_HEALTH, q.FLEET_CAMERAS)
+        for r in run(influx1, grafana(query, day))
+        for c in r["columns"]
+        if c != "time"
+    }
+    columns |= {tag for query in (q.FLEET_STATUS,) for r in run(influx1, grafana(query, day)) for tag in r["tags"]}
+    assert columns <= set(named), columns - set(named)
+    assert all(re.search(r"[\u4e00-\u9fff]", named[c]["displayName"]) for c in columns if c not in ("cpu_pct",))
+    (mapping,) = named["online"]["mappings"]
+    assert (mapping["options"]["0"]["text"], mapping["options"]["1"]["text"]) == ("离线", "在线")
+
 
 NAMES = re.compile(r'"([a-z_]+)"')
 

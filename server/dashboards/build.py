@@ -294,8 +294,20 @@ def fleet(locale: str) -> dash.Dashboard:
         Query("C", q.FLEET_CAMERAS, "table"),
     ]
     listing = _table(tr("dash.fleet.devices"), devices, tr, h=14).sort_by(
-        [common_b.TableSortByFieldState().display_name("online")]
+        [common_b.TableSortByFieldState().display_name(tr("dash.fleet.field.online"))]
     )  # offline devices first
+    for field, unit in FLEET_FIELDS.items():  # a person reads names, units and words, not fields and 0/1
+        shown = [model.DynamicConfigValue(id_val="displayName", value=tr(f"dash.fleet.field.{field}"))]
+        if unit:
+            shown.append(model.DynamicConfigValue(id_val="unit", value=unit))
+        if field in ("online", "camera_ok"):
+            words = {"1": (tr(f"dash.fleet.yes.{field}"), "green"), "0": (tr(f"dash.fleet.no.{field}"), "red")}
+            options = {
+                v: {"text": text, "color": color, "index": i} for i, (v, (text, color)) in enumerate(words.items())
+            }
+            shown.append(model.DynamicConfigValue(id_val="mappings", value=[{"type": "value", "options": options}]))
+            shown.append(model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}))
+        listing = listing.override_by_name(field, shown)
     return (
         _base(tr("dash.fleet.title"), FLEET_UID, locale, tr)
         .with_panel(_stat(tr("dash.fleet.online"), q.FLEET_ONLINE, "none", _steps((None, "blue")), 6))
@@ -321,6 +333,18 @@ def fleet(locale: str) -> dash.Dashboard:
     )
 
 
+FLEET_FIELDS = {  # the fleet table's fields (queries.FLEET_*), with their units
+    "branch": "",
+    "device": "",
+    "online": "",
+    "camera_ok": "",
+    "uptime_s": "s",
+    "clock_skew_ms": "ms",
+    "outbox_depth": "none",
+    "cpu_pct": "percent",
+    "mem_rss_mb": "decmbytes",
+    "agent_version": "",
+}
 BUILDERS = {BRANCH_UID: branch, REGION_UID: region, FLEET_UID: fleet}
 
 
