@@ -155,7 +155,8 @@ def _dashboards(args: argparse.Namespace) -> int:
         source = None
         if args.influx_url:
             source = sync.InfluxSource(args.influx_url, args.influx_db, os.environ.get("LOBBYWATCH_INFLUX_TOKEN"))
-        changes = sync.push(api, build.dashboards(), source, dry_run=args.dry_run)
+        boards = sync.with_lobby(build.dashboards(), args.lobby_url) if args.lobby_url else build.dashboards()
+        changes = sync.push(api, boards, source, dry_run=args.dry_run)
     except sync.Unreachable as exc:
         print(t(lang, "dashboards.unreachable", url=args.url, why=exc.reason), file=sys.stderr)
         return 2
@@ -341,6 +342,7 @@ def _people_and_devices(sub: Any) -> None:
         "--influx-url", help="also make the data source, pointing here (token from LOBBYWATCH_INFLUX_TOKEN)"
     )
     pushed.add_argument("--influx-db", default="lobbywatch", help="database, or bucket through its DBRP mapping")
+    pushed.add_argument("--lobby-url", default=os.environ.get("LOBBYWATCH_PUBLIC_URL"), help="the pages' address")
     pulled = boards_sub.add_parser("pull", help="save a dashboard edited in Grafana as dashboards/<uid>.json")
     pulled.add_argument("uid")
     pulled.add_argument("--url", required=True)

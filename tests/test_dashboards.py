@@ -161,7 +161,7 @@ def test_the_fleet_dashboard_shows_the_device_that_went_offline(day: Day, influx
     }
     columns |= {tag for query in (q.FLEET_STATUS,) for r in run(influx1, grafana(query, day)) for tag in r["tags"]}
     assert columns <= set(named), columns - set(named)
-    assert all(re.search(r"[\u4e00-\u9fff]", named[c]["displayName"]) for c in columns if c not in ("cpu_pct",))
+    assert all(re.search(r"[\u4e00-\u9fff]", named[c]["displayName"]) for c in columns)
     (mapping,) = named["online"]["mappings"]
     assert (mapping["options"]["0"]["text"], mapping["options"]["1"]["text"]) == ("离线", "在线")
 
@@ -231,7 +231,8 @@ def cli(*args: str, token: str = GRAFANA_TOKEN) -> subprocess.CompletedProcess[s
 
 
 def test_push_is_idempotent_and_a_dry_run_changes_nothing(grafana_api: GrafanaApi, tmp_path: Path) -> None:
-    push = ("push", "--url", grafana_api.url, "--influx-url", "http://influxdb:8086", "--influx-db", "lobbywatch")
+    push = ("push", "--url", grafana_api.url, "--influx-url", "http://influxdb:8086", "--influx-db", "lobbywatch",
+            "--lobby-url", "https://lobby.example.cn/")  # fmt: skip
     dry = cli(*push, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would create dashboard lobbywatch-branch" in dry.stdout
@@ -243,6 +244,11 @@ def test_push_is_idempotent_and_a_dry_run_changes_nothing(grafana_api: GrafanaAp
     assert set(grafana_api.dashboards) == set(build.dashboards())
     assert grafana_api.datasources["lobbywatch-influxdb"]["jsonData"]["dbName"] == "lobbywatch"
     assert all(d["meta"]["folderUid"] == "lobbywatch" for d in grafana_api.dashboards.values())
+    for stored in grafana_api.dashboards.values():  # a link to the alert pages of this deployment
+        board = stored["dashboard"]
+        (lobby,) = [v for v in board["templating"]["list"] if v["name"] == "lobby"]
+        assert (lobby["type"], lobby["query"], lobby["hide"]) == ("constant", "https://lobby.example.cn", 2)
+        assert "${lobby}/lobby" in [link.get("url") for link in board["links"]]
     writes = len(grafana_api.writes())
 
     again = cli(*push)

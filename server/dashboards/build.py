@@ -134,7 +134,15 @@ def _base(title: str, base_uid: str, locale: str, tr: Tr) -> dash.Dashboard:
             .keep_time(True)
             .include_vars(True)
         )
+        .link(
+            dash.DashboardLink(tr("dash.lobby"))
+            .type(model.DashboardLinkType.LINK)
+            .url("${lobby}/lobby")
+            .tooltip(tr("dash.lobby_tip"))
+            .target_blank(True)
+        )
         .with_variable(_datasource(tr))
+        .with_variable(dash.ConstantVariable("lobby").value(""))  # the pages' address: set by `dashboards push`
         .with_variable(_variable("region", tr("dash.var.region"), q.VAR_REGION))
     )
 

@@ -91,6 +91,18 @@ def _get(call: Any, *args: Any) -> Any | None:
         raise
 
 
+def with_lobby(boards: dict[str, dict[str, Any]], url: str) -> dict[str, dict[str, Any]]:
+    """The dashboards with their link to the lobby pages pointing at this deployment's address."""
+
+    def pointed(variable: dict[str, Any]) -> dict[str, Any]:
+        return {**variable, "query": url.rstrip("/")} if variable.get("name") == "lobby" else variable
+
+    return {
+        name: {**board, "templating": {"list": [pointed(v) for v in board["templating"]["list"]]}}
+        for name, board in boards.items()
+    }
+
+
 def push(
     api: GrafanaApi, boards: dict[str, dict[str, Any]], source: InfluxSource | None, dry_run: bool = False
 ) -> list[Change]:
