@@ -21,7 +21,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from lobbywatch.i18n import LOCALES, t
+from lobbywatch.i18n import LOCALES, catalog, t
 from server.dashboards import BRANCH_UID, FLEET_UID, REGION_UID, uid
 from server.dashboards import queries as q
 from server.dashboards.influxql import DATASOURCE, Annotation, Query
@@ -304,7 +304,7 @@ def fleet(locale: str) -> dash.Dashboard:
     listing = _table(tr("dash.fleet.devices"), devices, tr, h=14).sort_by(
         [common_b.TableSortByFieldState().display_name(tr("dash.fleet.field.online"))]
     )  # offline devices first
-    for field, unit in FLEET_FIELDS.items():  # a person reads names, units and words, not fields and 0/1
+    for field, unit in q.FLEET_FIELDS.items():  # a person reads names, units and words, not fields and 0/1
         shown = [model.DynamicConfigValue(id_val="displayName", value=tr(f"dash.fleet.field.{field}"))]
         if unit:
             shown.append(model.DynamicConfigValue(id_val="unit", value=unit))
@@ -341,18 +341,6 @@ def fleet(locale: str) -> dash.Dashboard:
     )
 
 
-FLEET_FIELDS = {  # the fleet table's fields (queries.FLEET_*), with their units
-    "branch": "",
-    "device": "",
-    "online": "",
-    "camera_ok": "",
-    "uptime_s": "s",
-    "clock_skew_ms": "ms",
-    "outbox_depth": "none",
-    "cpu_pct": "percent",
-    "mem_rss_mb": "decmbytes",
-    "agent_version": "",
-}
 BUILDERS = {BRANCH_UID: branch, REGION_UID: region, FLEET_UID: fleet}
 
 
@@ -362,8 +350,18 @@ def dashboards() -> dict[str, dict[str, Any]]:
     for locale in LOCALES:
         for base, make in BUILDERS.items():
             board: cogbuilder.Builder[model.Dashboard] = make(locale)
-            built[uid(base, locale)] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+            built[uid(base, locale)] = described(json.loads(json.dumps(board.build(), cls=JSONEncoder)), locale)
     return built
+
+
+def described(board: dict[str, Any], locale: str) -> dict[str, Any]:
+    """Each panel with what it shows and how to read it (the ⓘ beside its title): `<its title's key>.desc`."""
+    words = catalog(locale)
+    keys = {text: key for key, text in words.items() if key.startswith("dash.") and f"{key}.desc" in words}
+    for panel in board["panels"]:
+        if panel["title"] in keys:
+            panel["description"] = words[f"{keys[panel['title']]}.desc"]
+    return board
 
 
 def render(board: dict[str, Any]) -> str:

@@ -119,3 +119,15 @@ FLEET_OUTBOX = (
     f'SELECT max("outbox_depth") AS "outbox_depth" FROM "{s.DEVICE_HEALTH}" WHERE {REGION} '
     'AND $timeFilter GROUP BY time($__interval), "device" fill(none)'
 )
+FLEET_FIELDS = {  # the fleet table's fields (FLEET_STATUS, FLEET_HEALTH, FLEET_CAMERAS), with their units
+    "branch": "",
+    "device": "",
+    "online": "",
+    "camera_ok": "",
+    "uptime_s": "s",
+    "clock_skew_ms": "ms",
+    "outbox_depth": "none",
+    "cpu_pct": "percent",
+    "mem_rss_mb": "decmbytes",
+    "agent_version": "",
+}
