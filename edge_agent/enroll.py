@@ -105,7 +105,7 @@ def request_identity(claim: Claim, serial: str, agent_version: str) -> dict[str,
         raise EnrollFailed("server_unreachable", f"cannot reach {claim.server}: {reason}") from None
 
 
-def _write(path: Path, text: str, mode: int) -> None:
+def write_file(path: Path, text: str, mode: int) -> None:
     """Atomically, with its mode from the start (a password file is never readable by others, not even briefly)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -124,14 +124,14 @@ def install(identity: dict[str, Any], config_path: Path) -> dict[str, Any]:
     folder = config_path.parent
     broker = dict(config["broker"])
     password_file = folder / "mqtt.password"
-    _write(password_file, identity["password"], 0o600)
+    write_file(password_file, identity["password"], 0o600)
     broker["password_file"] = str(password_file)
     broker["username"] = identity["username"]
     if identity.get("ca_pem"):
         ca_file = folder / "ca.crt"
-        _write(ca_file, identity["ca_pem"], 0o644)
+        write_file(ca_file, identity["ca_pem"], 0o644)
         broker["ca_file"] = str(ca_file)
     config["broker"] = broker
     parse_config(config, "the config the server sent")  # refuse before writing a config the agent cannot run
-    _write(config_path, yaml.safe_dump(config, allow_unicode=True, sort_keys=False), 0o644)
+    write_file(config_path, yaml.safe_dump(config, allow_unicode=True, sort_keys=False), 0o644)
     return config

@@ -14,7 +14,7 @@ from gpiozero.pins.mock import MockFactory
 from edge_agent import __version__ as agent_version
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config
-from edge_agent.enroll import Claim, install, parse_claim, request_identity
+from edge_agent.enroll import Claim, install, parse_claim, request_identity, write_file
 from edge_agent.sensors import SensorEnv
 from lobbywatch.clock import SystemClock
 from server.provisioning import enrollment as enroll
@@ -54,9 +54,7 @@ def device_identity(runtime: Runtime | None, device_id: str, folder: Path) -> Pa
     admin = runtime.broker_admin if runtime else None
     if admin is None:
         return None
-    folder.mkdir(parents=True, exist_ok=True)
     password, path = secrets.token_urlsafe(18), folder / "mqtt.password"
     admin.create_device(device_id, password)
-    path.write_text(password, encoding="utf-8")
-    path.chmod(0o600)
+    write_file(path, password, 0o600)
     return path

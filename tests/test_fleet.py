@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest.mock import create_autospec
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from playwright.sync_api import Browser, expect
 from sqlalchemy import select
 
 from edge_agent.agent import Agent
-from edge_agent.commands import identify
+from edge_agent.commands import Device, identify
 from edge_agent.config import parse_config
 from edge_agent.counting.zones import Zone
 from edge_agent.sensors import SensorEnv
@@ -230,11 +231,9 @@ def test_the_first_snapshot_of_a_camera_with_no_zones_shows_without_a_reload(bro
 
 
 def test_a_device_without_leds_says_so_in_the_readers_words() -> None:
-    class NoLeds:  # the one part of a device identify touches
-        def blink_all(self, seconds: float) -> int:
-            return 0
-
-    done = identify(NoLeds(), Command(id="identify-1", action="identify"))  # type: ignore[arg-type]
+    no_leds = create_autospec(Device, instance=True, spec_set=True)  # the one seam identify touches
+    no_leds.blink_all.return_value = 0
+    done = identify(no_leds, Command(id="identify-1", action="identify"))
     assert (done.ok, done.code) == (False, "no_led")
     at = datetime(2026, 12, 5, tzinfo=UTC)
     view = reply_view(LastReply("identify-1", done.ok, done.detail or "", at, done.code, done.params), "zh-CN", "")

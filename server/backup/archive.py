@@ -52,15 +52,18 @@ def _sha256(path: Path) -> str:
 
 def create(engine: Engine, out: Path, now: datetime, dynsec: Path | None, progress: Progress | None = None) -> Path:
     """A new folder under `out`, named by the time; returns it."""
-    os.umask(0o077)
+    if dynsec is not None and not dynsec.is_file():
+        raise FileNotFoundError(f"no broker file at {dynsec} (Mosquitto's dynamic-security.json)")
     folder = out / f"lobbywatch-backup-{now.strftime('%Y%m%dT%H%M%SZ')}"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=False)
-    revision, tables = registry_dump.dump(engine, folder / "registry", progress)
-    if dynsec is not None:
-        if not dynsec.is_file():
-            raise FileNotFoundError(f"no broker file at {dynsec} (Mosquitto's dynamic-security.json)")
-        (folder / "broker").mkdir(mode=0o700)
-        shutil.copyfile(dynsec, folder / BROKER_FILE)
+    before = os.umask(0o077)  # every file of it the owner's only; the process's own umask given back after
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=False)
+        revision, tables = registry_dump.dump(engine, folder / "registry", progress)
+        if dynsec is not None:
+            (folder / "broker").mkdir(mode=0o700)
+            shutil.copyfile(dynsec, folder / BROKER_FILE)
+    finally:
+        os.umask(before)
     files = {str(path.relative_to(folder)): _sha256(path) for path in sorted(folder.rglob("*")) if path.is_file()}
     manifest = {
         "format": FORMAT,

@@ -43,7 +43,8 @@ def backup_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
             manifest = archive.verify(args.folder)
             print(t(lang, "backup.verified", folder=args.folder, made=manifest.created_at, files=len(manifest.files)))
             return 0
-        engine = make_engine(settings.database_url, upgrade=args.action == "create")
+        # never upgraded here: a backup takes the schema as it is, a restore builds it at the backup's revision
+        engine = make_engine(settings.database_url, upgrade=False)
         try:
             if args.action == "create":
                 folder = archive.create(engine, args.out, now, args.dynsec_file, progress)

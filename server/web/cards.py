@@ -121,9 +121,7 @@ def event_detail(kind: str, detail: str, locale: str) -> str:
     return detail
 
 
-NOT_DELIVERED = re.compile(
-    r"(?:DeliveryError: )?not delivered to (?P<people>.+?)(?: after (?P<attempts>\d+) attempts)?"
-)
+NOT_DELIVERED = re.compile(r"(?:\w+: )?not delivered to (?P<people>.+?)(?: after (?P<attempts>\d+) attempts)?")
 GROUPED = re.compile(r"(?P<person>.+), grouped with (?P<more>\d+) more")
 
 
