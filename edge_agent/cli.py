@@ -29,7 +29,7 @@ def _check(args: argparse.Namespace) -> int:
         config = load_config(Path(args.config))
     except ConfigError as exc:
         print(t(lang, "agent.config_invalid"), file=sys.stderr)
-        print(str(exc), file=sys.stderr)
+        print(exc.text(lang), file=sys.stderr)
         return 2
     print(t(lang, "agent.config_ok", device=config.device_id, path=args.config))
     return 0
@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(Path(args.config))
     except ConfigError as exc:
         print(t(lang, "agent.config_invalid"), file=sys.stderr)
-        print(str(exc), file=sys.stderr)
+        print(exc.text(lang), file=sys.stderr)
         return 2
     if not data_dir_writable(config.data_dir):
         print(t(config.locale, "agent.data_dir_unwritable", path=config.data_dir), file=sys.stderr)
@@ -80,7 +80,7 @@ def _load(args: argparse.Namespace, lang: str) -> DeviceConfig | None:
         return load_config(Path(args.config))
     except ConfigError as exc:
         print(t(lang, "agent.config_invalid"), file=sys.stderr)
-        print(str(exc), file=sys.stderr)
+        print(exc.text(lang), file=sys.stderr)
         return None
 
 

@@ -21,8 +21,8 @@ from lobbywatch.device_config import (
     OutboxConfig,
     ReportingConfig,
     ZoneConfig,
-    validation_problems,
 )
+from lobbywatch.validation import Refused, problems
 
 __all__ = [
     "BrokerConfig",
@@ -46,7 +46,7 @@ def counting_zone(config: ZoneConfig, ignore: Sequence[Sequence[tuple[int, int]]
     return Zone(config.key, list(config.polygon), config.anchor, [list(area) for area in ignore])
 
 
-class ConfigError(ValueError):
+class ConfigError(Refused):
     """A config file that cannot be used; the message names the file and the field."""
 
 
@@ -54,33 +54,36 @@ def parse_config(data: object, origin: str = "config") -> DeviceConfig:
     try:
         return DeviceConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  {problem}" for problem in validation_problems(exc)]
-        raise ConfigError(f"{origin}: {exc.error_count()} problem(s)\n" + "\n".join(lines)) from None
+        raise ConfigError("config.problems", problems(exc), origin=origin, count=exc.error_count()) from None
     except RecursionError:
-        raise ConfigError(f"{origin}: nested too deeply to be a device config") from None
+        raise ConfigError("config.too_deep", origin=origin) from None
 
 
 def load_config(path: Path) -> DeviceConfig:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError("config.unreadable", origin=path, why=exc.strerror) from None
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(f"{path}: {len(raw)} bytes is too large for a device config (at most {MAX_FILE_BYTES})")
+        raise ConfigError("config.too_large", origin=path, size=len(raw), limit=MAX_FILE_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+        raise ConfigError("config.not_utf8", origin=path, at=exc.start) from None
     try:
         data = yaml.safe_load(text)
     except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a device config") from None
+        raise ConfigError("config.too_deep", origin=path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        why = getattr(exc, "problem", None) or exc
+        if mark is None:
+            raise ConfigError("config.not_yaml", origin=path, why=why) from None
+        raise ConfigError(
+            "config.not_yaml_at", origin=path, why=why, line=mark.line + 1, column=mark.column + 1
+        ) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+        raise ConfigError("config.not_mapping", origin=path)
     return parse_config(data, str(path))
 
 

@@ -40,7 +40,7 @@ def read_push(local: DeviceConfig, running: int | None, payload: bytes) -> Push 
     try:
         push = parse_payload(Channel.CONFIG, payload)
     except InvalidPayload as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError("config.bad_push", why=exc) from None
     assert isinstance(push, ConfigPush)
     if push.version == running:
         return None
@@ -51,10 +51,8 @@ def merge(local: DeviceConfig, version: int, sections: dict[str, object]) -> Dev
     """The local config with the pushed sections in place; ConfigError names every problem."""
     refused = sorted(set(sections) - REMOTE_SECTIONS)
     if refused:
-        raise ConfigError(
-            f"config version {version}: {', '.join(refused)} cannot be changed remotely "
-            f"(allowed: {', '.join(sorted(REMOTE_SECTIONS))})"
-        )
+        allowed = ", ".join(sorted(REMOTE_SECTIONS))
+        raise ConfigError("config.not_pushable", version=version, names=", ".join(refused), allowed=allowed)
     document = local.model_dump(mode="json", exclude_unset=False)
     document.update(sections)
     return parse_config(document, f"config version {version}")
@@ -68,7 +66,7 @@ def load_applied(data_dir: Path) -> Applied | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: unreadable ({exc}); delete it to start from the local config") from None
+        raise ConfigError("config.applied_unreadable", origin=path, why=exc) from None
 
 
 def save_applied(data_dir: Path, applied: Applied) -> None:

@@ -43,6 +43,14 @@ BRANCHES = (
         LobbyPlan(windows=3, max_windows=4, base_per_min=0.3, peak_per_min=0.5, peak_from_min=10, cycle_min=210),
     ),
 )
+REGION_NAMES = {"bj-xicheng": "北京西城", "sh-huangpu": "上海黄浦", "gz-tianhe": "广州天河"}
+# what people call each branch's things, in both languages: every page, notice and dashboard legend reads these
+NAMES = {
+    "ramp-bell": {"zh-CN": "无障碍坡道呼叫铃", "en": "ramp bell"},
+    "lobby-temp": {"zh-CN": "大厅温度", "en": "lobby temperature"},
+    "lobby-humidity": {"zh-CN": "大厅湿度", "en": "lobby humidity"},
+    "board": {"zh-CN": "主板温度", "en": "board temperature"},
+}
 # The demo's queue rule fires fast so something happens within a minute; real branches use minutes.
 DEMO_RULE = {"threshold": 6, "for_s": 10, "clear_below": 3, "clear_for_s": 10}
 
@@ -52,7 +60,7 @@ def site_config(contacts: list[dict[str, object]] | None = None) -> dict[str, ob
     regions = {b.region: b for b in BRANCHES}
     return {
         "defaults": DEMO_RULE,
-        "regions": [{"id": r, "name": r} for r in regions],
+        "regions": [{"id": r, "name": REGION_NAMES[r]} for r in regions],
         "branches": [
             {
                 "id": b.id,
@@ -68,6 +76,7 @@ def site_config(contacts: list[dict[str, object]] | None = None) -> dict[str, ob
                 # the simulated lobbies run around the clock, so the demo works at any hour
                 "hours": {"opens": "00:00", "closes": "23:59:59.999999"},
                 "contacts": contacts or [],
+                "names": {**NAMES, f"{b.id}-cam1": {"zh-CN": "大厅终端", "en": "lobby unit"}},
                 "devices": [
                     {
                         "id": f"{b.id}-cam1",

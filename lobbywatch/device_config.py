@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lobbywatch.protocol import REMOTE_SECTIONS, Calibration, CallKind, SensorKind, check_device_id
+from lobbywatch.validation import Refused, problems, refuse
 
 Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 # A frame pixel; generous for any camera, small enough that no arithmetic on it overflows.
@@ -85,7 +86,7 @@ class EquipmentConfig(SensorConfig):
     @model_validator(mode="after")
     def _one_check(self) -> EquipmentConfig:
         if (self.url is None) == (self.host is None or self.port is None):
-            raise ValueError("give either url, or host and port")
+            raise refuse("broker_url_or_host")
         return self
 
 
@@ -169,7 +170,7 @@ class CameraConfig(_Strict):
     def _unique_zone_keys(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
         keys = [z.key for z in zones]
         if len(keys) != len(set(keys)):
-            raise ValueError(f"zone keys must be unique, got {keys}")
+            raise refuse("keys_unique", section="zones", keys=keys)
         return zones
 
 
@@ -236,23 +237,15 @@ class DeviceConfig(_Strict):
     def _unique_keys(self) -> DeviceConfig:
         for name, keys in (("buttons", [b.key for b in self.buttons]), ("sensors", [s.key for s in self.sensors])):
             if len(keys) != len(set(keys)):
-                raise ValueError(f"{name} keys must be unique, got {keys}")
+                raise refuse("keys_unique", section=name, keys=keys)
         pins = [p for b in self.buttons for p in (b.pin, b.answer_pin, b.led_pin) if p is not None]
         if len(pins) != len(set(pins)):
-            raise ValueError(f"two buttons share a GPIO pin: {pins}")
+            raise refuse("gpio_shared", pins=pins)
         return self
 
     @property
     def mqtt_username(self) -> str:
         return self.broker.username or self.device_id
-
-
-def validation_problems(exc: ValidationError) -> list[str]:
-    """Each problem as 'field.path: message'."""
-    return [
-        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-        for err in exc.errors(include_url=False)
-    ]
 
 
 class _Pushable(_Strict):
@@ -272,9 +265,9 @@ def check_sections(sections: dict[str, Any]) -> dict[str, Any]:
     unknown = set(sections) - REMOTE_SECTIONS
     if unknown:
         allowed = ", ".join(sorted(REMOTE_SECTIONS))
-        raise ValueError(f"{', '.join(sorted(unknown))} cannot be pushed (allowed: {allowed})")
+        raise Refused("validation.sections_not_pushable", names=", ".join(sorted(unknown)), allowed=allowed)
     try:
         _Pushable.model_validate(sections)
     except ValidationError as exc:
-        raise ValueError("; ".join(validation_problems(exc))) from None
+        raise Refused("config.pushed_refused", problems(exc)) from None
     return sections

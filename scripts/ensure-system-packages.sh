@@ -13,6 +13,8 @@ command -v mosquitto_sub >/dev/null || need="$need mosquitto-clients"
 command -v openssl >/dev/null || need="$need openssl"
 command -v pg_ctlcluster >/dev/null || need="$need postgresql"
 [ -x /usr/bin/chromium ] || need="$need chromium"
+# a Chinese font: the screenshots in docs/ (scripts/screenshots.py) and any page test that reads Chinese
+fc-list :lang=zh family 2>/dev/null | grep -q . || need="$need fonts-wqy-zenhei"
 if [ -n "$need" ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing Debian packages:$need (run as root, or: sudo apt-get install$need)" >&2

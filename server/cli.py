@@ -14,6 +14,7 @@ from lobbywatch.cli_errors import run_command
 from lobbywatch.cli_help import LocalizedParser, chosen_lang, parse
 from lobbywatch.i18n import normalize_locale, t
 from lobbywatch.logs import log_format, setup_logging
+from lobbywatch.validation import lines, problems
 from server import __version__
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level=args.log_level, log_config=None)
     except SiteError as exc:
         print(t(lang, "server.site_invalid"), file=sys.stderr)
-        print(str(exc), file=sys.stderr)
+        print(exc.text(lang), file=sys.stderr)
         return 2
     return 0
 
@@ -86,9 +87,7 @@ def _user(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(t(lang, "server.config_invalid"), file=sys.stderr)
-        for err in exc.errors(include_url=False):
-            print(f"  {'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}", file=sys.stderr)
+        print("\n".join([t(lang, "server.config_invalid"), *lines(problems(exc), lang)]), file=sys.stderr)
         return 2
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -176,9 +175,7 @@ def _settings(lang: str) -> Settings | None:
     try:
         return Settings()
     except ValidationError as exc:
-        print(t(lang, "server.config_invalid"), file=sys.stderr)
-        for err in exc.errors(include_url=False):
-            print(f"  {'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}", file=sys.stderr)
+        print("\n".join([t(lang, "server.config_invalid"), *lines(problems(exc), lang)]), file=sys.stderr)
         return None
 
 

@@ -10,17 +10,17 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lobbywatch.validation import refuse
+
 # Values that must never protect a production deployment (copied from examples and tutorials).
 KNOWN_DEFAULTS = frozenset({"", "changeme", "change-me", "secret", "password", "admin", "lobbywatch", "token"})
 MIN_SECRET_LENGTH = 16
 
 
-# Settings that were taken away, and why: set, they stop the server rather than being silently ignored.
-REMOVED = {
-    "LOBBYWATCH_MQTT_SHARED_GROUP": "an MQTT shared subscription spreads one device's messages and one branch's "
-    "rules over several servers (false gaps, split alerts); scale out with `lobbywatch forward` and "
-    "`lobbywatch worker` (docs/scale.md)",
-}
+# Settings that were taken away, and what replaces them: set, they stop the server rather than being silently
+# ignored. (Why each went is in docs/upgrading.md: an MQTT shared subscription spread one device's messages and one
+# branch's rules over several servers, making false gaps and split alerts.)
+REMOVED = {"LOBBYWATCH_MQTT_SHARED_GROUP": "`lobbywatch forward` + `lobbywatch worker` (docs/scale.md)"}
 
 
 class Settings(BaseSettings):
@@ -119,28 +119,27 @@ class Settings(BaseSettings):
     def _none_removed(self) -> Settings:
         set_now = sorted(name for name in REMOVED if name in os.environ)
         if set_now:
-            raise ValueError("; ".join(f"{name} was removed: {REMOVED[name]}" for name in set_now))
+            raise refuse("settings_removed", names=set_now, instead="; ".join(REMOVED[name] for name in set_now))
         return self
 
     @model_validator(mode="after")
     def _no_default_secrets(self) -> Settings:
         if self.mode == "dev":
             return self
-        problems = []
-        if not _strong(self.api_token):
-            problems.append(f"LOBBYWATCH_API_TOKEN must be set to a random value of {MIN_SECRET_LENGTH}+ characters")
-        if self.mqtt_username and not _strong(self.mqtt_password):
-            problems.append("LOBBYWATCH_MQTT_PASSWORD must be set (not a default) for the server's MQTT user")
-        if not _strong(self.link_secret):
-            problems.append("LOBBYWATCH_LINK_SECRET must be set to a random value (it signs acknowledgement links)")
-        if self.mqtt_admin_username and not _strong(self.mqtt_admin_password):
-            problems.append("LOBBYWATCH_MQTT_ADMIN_PASSWORD must be set (not a default) for the broker administrator")
-        if self.nats_url and self.nats_user and not _strong(self.nats_password):
-            problems.append("LOBBYWATCH_NATS_PASSWORD must be set (not a default) for the NATS user")
-        if self.storage == "influxdb" and not _strong(self.influx_token):
-            problems.append("LOBBYWATCH_INFLUX_TOKEN must be set when LOBBYWATCH_STORAGE=influxdb")
-        if problems:
-            raise ValueError("refusing to start outside dev mode: " + "; ".join(problems))
+        weak = [
+            name
+            for name, needed, secret in (
+                ("LOBBYWATCH_API_TOKEN", True, self.api_token),
+                ("LOBBYWATCH_MQTT_PASSWORD", bool(self.mqtt_username), self.mqtt_password),
+                ("LOBBYWATCH_LINK_SECRET", True, self.link_secret),
+                ("LOBBYWATCH_MQTT_ADMIN_PASSWORD", bool(self.mqtt_admin_username), self.mqtt_admin_password),
+                ("LOBBYWATCH_NATS_PASSWORD", bool(self.nats_url and self.nats_user), self.nats_password),
+                ("LOBBYWATCH_INFLUX_TOKEN", self.storage == "influxdb", self.influx_token),
+            )
+            if needed and not _strong(secret)
+        ]
+        if weak:
+            raise refuse("weak_secrets", names=weak, length=MIN_SECRET_LENGTH)
         return self
 
 

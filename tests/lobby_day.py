@@ -26,6 +26,7 @@ HOURS = 9
 BRANCHES = {"e1": ("east", 1.0), "e2": ("east", 2.2), "w1": ("west", 0.6)}  # branch: (region, how busy)
 KIOSK_DOWN = (4 * 3600, 4 * 3600 + 1800)  # e2's kiosk, seconds from the start
 OFFLINE_AT = 6 * 3600  # w1's sensor box stops reporting
+NAMES = {"queue": {"en": "Counter windows"}, "lobby-temp": {"en": "Lobby temperature"}}
 DB = "lobbywatch"  # the InfluxDB 1.6 database the day is written into
 
 
@@ -39,6 +40,9 @@ def site() -> dict[str, Any]:
                 "region": region,
                 "grade": 1,
                 "locale": "en",
+                # e2 names its things; w1 sets its own "too long"
+                "names": NAMES if branch == "e2" else {},
+                **({"queue_too_long": {"threshold": 12, "clear_below": 9}} if branch == "w1" else {}),
                 "hours": {"opens": "08:00", "closes": "20:00"},
                 "wait_target_min": 15,
                 "windows_open": 2,

@@ -17,7 +17,7 @@ LINK = "another-random-secret-for-links"
 
 
 def test_production_refuses_missing_and_default_secrets() -> None:
-    with pytest.raises(ValidationError, match="LOBBYWATCH_API_TOKEN must be set"):
+    with pytest.raises(ValidationError, match="refusing to start outside dev mode: set LOBBYWATCH_API_TOKEN to"):
         Settings(mode="prod", mqtt_password="a-long-enough-mqtt-password", link_secret=LINK)
     with pytest.raises(ValidationError, match="LOBBYWATCH_API_TOKEN"):
         Settings(mode="prod", api_token="changeme", mqtt_password="a-long-enough-mqtt-password", link_secret=LINK)

@@ -80,8 +80,10 @@ def points(day: Day, measurement: str, **tags: str) -> list[Point]:
 def test_the_branch_dashboard_shows_what_was_written(day: Day, influx1: Influx1) -> None:
     (waiting,) = run(influx1, grafana(q.WAITING_NOW, day))
     last = max(points(day, "occupancy", branch="e2"), key=lambda p: p.time_ns)
-    assert waiting["tags"] == {"zone": "queue"}
+    assert waiting["tags"] == {"zone": "queue", "name": "Counter windows"}  # the legend ($tag_name) is its name
     assert column(waiting, "waiting") == [last.fields["occupancy"]]
+    temperature = run(influx1, grafana(q.TEMPERATURE, day))
+    assert {s["tags"]["name"] for s in temperature} == {"Lobby temperature"}
 
     (level,) = run(influx1, grafana(q.SERVICE_LEVEL, day))
     under = [p.fields["under_target"] for p in points(day, "wait", branch="e2")]
@@ -109,6 +111,44 @@ def test_the_branch_dashboard_shows_what_was_written(day: Day, influx1: Influx1)
     annotations = run(influx1, grafana(q.ALERT_ANNOTATIONS, day))
     rules = {rule for s in annotations for rule in column(s, "rule")}
     assert {"call_unanswered", "queue_too_long", "facility"} <= rules
+
+
+def test_each_branch_is_coloured_by_its_own_limits(day: Day, influx1: Influx1) -> None:
+    """w1 set 12 people as too long, the others keep the default 8: each stat turns red at its own."""
+    for branch, people in (("w1", 12), ("e2", 8)):
+        (limit,) = run(influx1, grafana(q.QUEUE_THRESHOLD, day, branch=branch))
+        assert column(limit, "threshold") == [people]
+        (target,) = run(influx1, grafana(q.WAIT_TARGET, day, branch=branch))
+        assert column(target, "target") == [15]
+    board = build.dashboards()["lobbywatch-branch"]
+    (waiting_now,) = [p for p in board["panels"] if p["title"] == "排队人数"]
+    assert [t["refId"] for t in waiting_now["targets"]] == ["A", "LIMIT"]
+    (config,) = [t for t in waiting_now["transformations"] if t["id"] == "configFromData"]
+    assert config["options"]["configRefId"] == "LIMIT"
+    assert config["options"]["mappings"][0] == {
+        "fieldName": "threshold",
+        "handlerKey": "threshold1",
+        "handlerArguments": {"threshold": {"color": "red"}},
+    }
+
+
+def test_branches_are_picked_and_shown_by_name(day: Day, influx1: Influx1) -> None:
+    """The variable lists labels; its regex (as Grafana applies it, named groups) shows the name, keeps the id."""
+    (listed,) = run(influx1, grafana(q.VAR_BRANCH, day, region="east"))
+    labels = column(listed, "value")
+    assert labels == ["Branch e1 (e1)", "Branch e2 (e2)"]
+    regex = re.compile(q.VAR_BRANCH_REGEX.strip("/").replace("(?<", "(?P<"))
+    picked = [regex.match(label) for label in [*labels, "西城 (分局) (bj-xicheng-001)"]]
+    assert [(m["text"], m["value"]) for m in picked if m] == [
+        ("Branch e1", "e1"),
+        ("Branch e2", "e2"),
+        ("西城 (分局)", "bj-xicheng-001"),
+    ]
+    board = build.dashboards()["lobbywatch-region"]
+    (ranking,) = [p for p in board["panels"] if p["type"] == "table"]
+    label = next(o for o in ranking["fieldConfig"]["overrides"] if o["matcher"]["options"] == "branch_label")
+    link = next(p["value"] for p in label["properties"] if p["id"] == "links")
+    assert "var-branch=${__data.fields.branch}" in link[0]["url"]
 
 
 def test_the_region_table_ranks_the_branches(day: Day, influx1: Influx1) -> None:

@@ -47,7 +47,12 @@ def test_a_server_killed_after_a_batch_goes_on_without_false_gaps(
             device.queue(n % 9)
         eventually(lambda: stored_rows(tmp_path) == 50, what="every report stored")
         health = server.health()
-        assert (health["missing"], health["resend_requests"], health["duplicates"]) == (0, 0, 0)
+        assert (health["missing"], health["resend_requests"]) == (0, 0)
+        # A kill between the batch's commit and its acknowledgements makes the broker hand some of it over again:
+        # those are known to the saved windows, counted as duplicates and never stored twice.
+        assert health["duplicates"] <= 40
+        time.sleep(0.5)
+        assert stored_rows(tmp_path) == 50
     finally:
         device.close()
 

@@ -56,17 +56,17 @@ def test_alerts_are_stored_once_per_cause_with_a_timeline(sessions: sessionmaker
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("regions: [{id: r1, name: R}]\nbranches: [{id: b1, name: B, region: r2}]\n", "unknown region 'r2'"),
+        ("regions: [{id: r1, name: R}]\nbranches: [{id: b1, name: B, region: r2}]\n", "names unknown region r2"),
         (
             "regions: [{id: r1, name: R}]\nbranches: [{id: b1, name: B, region: r1, timezone: Mars/Base}]\n",
-            "unknown time zone 'Mars/Base'",
+            "unknown time zone Mars/Base",
         ),
         ("defaults: {threshold: 5, clear_below: 5}\n", "clear_below"),
         (
             "regions: [{id: a, name: A, parent: b}, {id: b, name: B, parent: a}]\n",
             "regions nest in a circle: a > b > a",
         ),
-        ("regions: [{id: a, name: A, parent: nowhere}]\n", "region 'a' names unknown parent region 'nowhere'"),
+        ("regions: [{id: a, name: A, parent: nowhere}]\n", "region a names unknown parent region nowhere"),
     ],
 )
 def test_broken_site_file_names_the_problem(tmp_path: Path, text: str, problem: str) -> None:
@@ -101,7 +101,7 @@ branches:
       - {id: cam-one, zones: [{key: queue, name: Q}]}
       - {id: cam-two, zones: [{key: queue, name: Q2}]}
 """)
-    with pytest.raises(SiteError, match="zone 'queue' is on devices 'cam-one' and 'cam-two'"):
+    with pytest.raises(SiteError, match="zone queue is on devices cam-one and cam-two"):
         load_site(path)
 
 

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from lobbywatch.validation import refuse
+
 ROOT = "lobby"
 MAJOR = "v1"
 
@@ -56,14 +58,9 @@ _SEQUENCED = frozenset({Channel.QUEUE, Channel.BUTTON, Channel.FACILITY, Channel
 
 def check_device_id(value: str) -> str:
     if not _DEVICE_ID.match(value):
-        raise ValueError(
-            f"device id {value!r} must be 3-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
-        )
+        raise refuse("device_id_format", value=value)
     if value.startswith(RESERVED_PREFIX) or value in RESERVED_IDS:
-        raise ValueError(
-            f"device id {value!r} is reserved for the system (ids starting with "
-            f"{RESERVED_PREFIX!r}, and {', '.join(sorted(RESERVED_IDS))})"
-        )
+        raise refuse("device_id_reserved", value=value, prefix=RESERVED_PREFIX, ids=sorted(RESERVED_IDS))
     return value
 
 

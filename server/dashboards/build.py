@@ -9,153 +9,31 @@ on every panel; large stat values for a wall screen.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
 from lobbywatch.i18n import LOCALES, catalog, t
-from server.dashboards import BRANCH_UID, FLEET_UID, REGION_UID, uid
+from server.dashboards import BRANCH_UID, FLEET_UID, REGION_UID, panels, uid
 from server.dashboards import queries as q
 from server.dashboards.influxql import DATASOURCE, Annotation, Query
 
 FOLDER = "LobbyWatch"
-Tr = Callable[..., str]
-
-
-def _steps(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
-    return (
-        dash.ThresholdsConfig()
-        .mode(model.ThresholdsMode.ABSOLUTE)
-        .steps([model.Threshold(value=value, color=color) for value, color in steps])
-    )
-
-
-def _stat(
-    title: str, query: str, unit: str, thresholds: dash.ThresholdsConfig, w: int, h: int = 6, alias: str | None = None
-) -> stat.Panel:
-    return (
-        stat.Panel()
-        .title(title)
-        .datasource(DATASOURCE)
-        .with_target(Query("A", query, alias=alias))
-        .unit(unit)
-        .thresholds(thresholds)
-        .color_mode(common.BigValueColorMode.BACKGROUND)
-        .graph_mode(common.BigValueGraphMode.NONE)
-        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
-        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]))
-        .span(w)
-        .height(h)
-    )
-
-
-def _series(
-    title: str,
-    query: str,
-    unit: str,
-    thresholds: dash.ThresholdsConfig,
-    w: int = 12,
-    h: int = 8,
-    alias: str | None = None,
-    bars: bool = False,
-) -> timeseries.Panel:
-    panel = (
-        timeseries.Panel()
-        .title(title)
-        .datasource(DATASOURCE)
-        .with_target(Query("A", query, alias=alias))
-        .unit(unit)
-        .thresholds(thresholds)
-        .span(w)
-        .height(h)
-        .thresholds_style(common_b.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.LINE))
-    )
-    if bars:
-        panel = panel.draw_style(common.GraphDrawStyle.BARS)
-    return panel
-
-
-def _table(
-    title: str, targets: list[Query], tr: Tr, w: int = 24, h: int = 10, link_branch: bool = False
-) -> table.Panel:
-    panel = table.Panel().title(title).datasource(DATASOURCE).span(w).height(h)
-    for target in targets:
-        panel = panel.with_target(target)
-    # one row per branch or device out of several queries
-    panel = panel.with_transformation(model.DataTransformerConfig(id_val="merge", options={}))
-    if link_branch:
-        link = f"/d/{BRANCH_UID}?var-branch=${{__value.text}}&${{__url_time_range}}"
-        panel = panel.override_by_name(
-            "branch", [model.DynamicConfigValue(id_val="links", value=[{"title": tr("dash.open_branch"), "url": link}])]
-        )
-    return panel
-
-
-def _variable(name: str, label: str, query: str) -> dash.QueryVariable:
-    return (
-        dash.QueryVariable(name)
-        .label(label)
-        .query(query)
-        .datasource(DATASOURCE)
-        .multi(True)
-        .include_all(True)
-        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(model.VariableSort.ALPHABETICAL_ASC)
-    )
-
-
-def _datasource(tr: Tr) -> dash.DatasourceVariable:
-    return dash.DatasourceVariable("datasource").label(tr("dash.var.datasource")).type("influxdb")
-
-
-def _base(title: str, base_uid: str, locale: str, tr: Tr) -> dash.Dashboard:
-    return (
-        dash.Dashboard(title)
-        .uid(uid(base_uid, locale))
-        .tags(["lobbywatch"])
-        .timezone("browser")
-        .time("now/d", "now")
-        .refresh("30s")
-        .editable()
-        .tooltip(model.DashboardCursorSync.CROSSHAIR)
-        .link(
-            dash.DashboardLink(tr("dash.all"))
-            .type(model.DashboardLinkType.DASHBOARDS)
-            .tags(["lobbywatch"])
-            .as_dropdown(True)
-            .keep_time(True)
-            .include_vars(True)
-        )
-        .link(
-            dash.DashboardLink(tr("dash.lobby"))
-            .type(model.DashboardLinkType.LINK)
-            .url("${lobby}/lobby")
-            .tooltip(tr("dash.lobby_tip"))
-            .target_blank(True)
-        )
-        .with_variable(_datasource(tr))
-        .with_variable(dash.ConstantVariable("lobby").value(""))  # the pages' address: set by `dashboards push`
-        .with_variable(_variable("region", tr("dash.var.region"), q.VAR_REGION))
-    )
 
 
 def branch(locale: str) -> dash.Dashboard:
     def tr(key: str, **params: object) -> str:
         return t(locale, key, **params)
 
-    people = _steps((None, "green"), (8, "orange"), (12, "red"))
-    minutes = _steps((None, "green"), (15, "orange"), (25, "red"))
+    people = minutes = panels.steps((None, "green"))  # and the branch's own limit: _own_limit
     board = (
-        _base(tr("dash.branch.title"), BRANCH_UID, locale, tr)
-        .with_variable(_variable("branch", tr("dash.var.branch"), q.VAR_BRANCH))
+        panels.base(tr("dash.branch.title"), BRANCH_UID, locale, tr)
+        .with_variable(panels.variable("branch", tr("dash.var.branch"), q.VAR_BRANCH, q.VAR_BRANCH_REGEX))
         .annotation(
             dash.AnnotationQuery()
             .name(tr("dash.alerts"))
@@ -165,85 +43,141 @@ def branch(locale: str) -> dash.Dashboard:
             .target(Annotation(q.ALERT_ANNOTATIONS, "subject", "rule"))
         )
         .with_row(dash.Row(tr("dash.branch.now")))
-        .with_panel(_stat(tr("dash.branch.waiting_now"), q.WAITING_NOW, "none", people, 6, alias="$tag_zone"))
-        .with_panel(_stat(tr("dash.branch.wait_now"), q.WAIT_NOW, "m", minutes, 6, alias="$tag_zone"))
         .with_panel(
-            _stat(tr("dash.branch.windows"), q.WINDOWS_NOW, "none", _steps((None, "blue")), 6, alias="$tag_zone $col")
+            panels.own_limit(
+                panels.stat_panel(tr("dash.branch.waiting_now"), q.WAITING_NOW, "none", people, 6, alias="$tag_name"),
+                q.QUEUE_THRESHOLD,
+                "threshold",
+            )
         )
         .with_panel(
-            _stat(
+            panels.own_limit(
+                panels.stat_panel(tr("dash.branch.wait_now"), q.WAIT_NOW, "m", minutes, 6, alias="$tag_name"),
+                q.WAIT_TARGET,
+                "target",
+            )
+        )
+        .with_panel(
+            panels.renamed(
+                panels.stat_panel(
+                    tr("dash.branch.windows"),
+                    q.WINDOWS_NOW,
+                    "none",
+                    panels.steps((None, "blue")),
+                    6,
+                    alias="$tag_name $col",
+                ),
+                tr,
+                "open",
+                "needed",
+            )
+        )
+        .with_panel(
+            panels.stat_panel(
                 tr("dash.branch.service_level"),
                 q.SERVICE_LEVEL,
                 "percent",
-                _steps((None, "red"), (80, "orange"), (90, "green")),
+                panels.steps((None, "red"), (80, "orange"), (90, "green")),
                 6,
             )
         )
         .with_row(dash.Row(tr("dash.branch.day")))
-        .with_panel(_series(tr("dash.branch.waiting"), q.OCCUPANCY_OVER_TIME, "none", people, alias="$tag_zone"))
-        .with_panel(_series(tr("dash.branch.wait"), q.WAIT_OVER_TIME, "m", minutes, alias="$tag_zone $col"))
+        .with_panel(
+            panels.own_limit(
+                panels.series_panel(
+                    tr("dash.branch.waiting"), q.OCCUPANCY_OVER_TIME, "none", people, alias="$tag_name"
+                ),
+                q.QUEUE_THRESHOLD,
+                "threshold",
+            )
+        )
+        .with_panel(
+            panels.renamed(
+                panels.series_panel(tr("dash.branch.wait"), q.WAIT_OVER_TIME, "m", minutes, alias="$tag_name $col"),
+                tr,
+                "wait",
+                "target",
+            )
+        )
         .with_row(dash.Row(tr("dash.branch.calls")))
         .with_panel(
-            _series(
+            panels.series_panel(
                 tr("dash.branch.calls_over_time"),
                 q.CALLS_OVER_TIME,
                 "none",
-                _steps((None, "blue")),
+                panels.steps((None, "blue")),
                 w=12,
                 alias="$tag_kind",
                 bars=True,
             )
+            .override_by_name("accessibility", [panels.shown_as(tr("call.accessibility"))])
+            .override_by_name("help", [panels.shown_as(tr("call.help"))])
+            .override_by_name("priority", [panels.shown_as(tr("call.priority"))])
         )
         .with_panel(
-            _stat(
+            panels.stat_panel(
                 tr("dash.branch.response"),
                 q.CALL_RESPONSE,
                 "s",
-                _steps((None, "green"), (60, "orange"), (120, "red")),
+                panels.steps((None, "green"), (60, "orange"), (120, "red")),
                 8,
                 h=8,
             )
         )
         .with_panel(
-            _stat(tr("dash.branch.unanswered"), q.CALLS_UNANSWERED, "none", _steps((None, "green"), (1, "red")), 4, h=8)
+            panels.stat_panel(
+                tr("dash.branch.unanswered"),
+                q.CALLS_UNANSWERED,
+                "none",
+                panels.steps((None, "green"), (1, "red")),
+                4,
+                h=8,
+            )
         )
         .with_row(dash.Row(tr("dash.branch.facility")))
         .with_panel(
-            _series(
+            panels.series_panel(
                 tr("dash.branch.temperature"),
                 q.TEMPERATURE,
                 "celsius",
-                _steps((None, "blue"), (18, "green"), (28, "red")),
+                panels.steps((None, "blue"), (18, "green"), (28, "red")),
                 w=8,
-                alias="$tag_sensor",
+                alias="$tag_name",
             )
         )
         .with_panel(
-            _series(
+            panels.series_panel(
                 tr("dash.branch.humidity"),
                 q.HUMIDITY,
                 "humidity",
-                _steps((None, "orange"), (30, "green"), (70, "orange")),
+                panels.steps((None, "orange"), (30, "green"), (70, "orange")),
                 w=8,
-                alias="$tag_sensor",
+                alias="$tag_name",
             )
         )
         .with_panel(
-            _series(
-                tr("dash.branch.light"), q.LIGHT, "lux", _steps((None, "red"), (300, "green")), w=8, alias="$tag_sensor"
+            panels.series_panel(
+                tr("dash.branch.light"),
+                q.LIGHT,
+                "lux",
+                panels.steps((None, "red"), (300, "green")),
+                w=8,
+                alias="$tag_name",
             )
         )
         .with_panel(
-            _series(
+            panels.series_panel(
                 tr("dash.branch.equipment"),
                 q.EQUIPMENT,
                 "bool_on_off",
-                _steps((None, "red"), (1, "green")),
+                panels.steps((None, "red"), (1, "green")),
                 w=12,
-                alias="$tag_sensor",
+                alias="$tag_name",
             )
         )
-        .with_panel(_table(tr("dash.branch.devices"), [Query("A", q.DEVICES_OF_BRANCH, "table")], tr, w=12, h=8))
+        .with_panel(
+            panels.table_panel(tr("dash.branch.devices"), [Query("A", q.DEVICES_OF_BRANCH, "table")], tr, w=12, h=8)
+        )
     )
     return board
 
@@ -259,7 +193,7 @@ def region(locale: str) -> dash.Dashboard:
         Query("D", q.RANK_UNANSWERED, "table"),
         Query("E", q.RANK_FACILITY_UPTIME, "table"),
     ]
-    ranked = _table(tr("dash.region.ranking"), ranking, tr, h=14, link_branch=True).sort_by(
+    ranked = panels.table_panel(tr("dash.region.ranking"), ranking, tr, h=14, link_branch=True).sort_by(
         [common_b.TableSortByFieldState().display_name(tr("dash.region.service_level")).desc(True)]
     )
     for name, unit in (
@@ -277,16 +211,16 @@ def region(locale: str) -> dash.Dashboard:
             ],
         )
     return (
-        _base(tr("dash.region.title"), REGION_UID, locale, tr)
+        panels.base(tr("dash.region.title"), REGION_UID, locale, tr)
         .with_panel(ranked)
         .with_panel(
-            _series(
+            panels.series_panel(
                 tr("dash.region.p90_over_time"),
                 q.REGION_WAIT_OVER_TIME,
                 "m",
-                _steps((None, "green"), (15, "orange"), (25, "red")),
+                panels.steps((None, "green"), (15, "orange"), (25, "red")),
                 w=24,
-                alias="$tag_branch",
+                alias="$tag_branch_label",
             )
         )
     )
@@ -301,7 +235,7 @@ def fleet(locale: str) -> dash.Dashboard:
         Query("B", q.FLEET_HEALTH, "table"),
         Query("C", q.FLEET_CAMERAS, "table"),
     ]
-    listing = _table(tr("dash.fleet.devices"), devices, tr, h=14).sort_by(
+    listing = panels.table_panel(tr("dash.fleet.devices"), devices, tr, h=14).sort_by(
         [common_b.TableSortByFieldState().display_name(tr("dash.fleet.field.online"))]
     )  # offline devices first
     for field, unit in q.FLEET_FIELDS.items():  # a person reads names, units and words, not fields and 0/1
@@ -317,24 +251,24 @@ def fleet(locale: str) -> dash.Dashboard:
             shown.append(model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}))
         listing = listing.override_by_name(field, shown)
     return (
-        _base(tr("dash.fleet.title"), FLEET_UID, locale, tr)
-        .with_panel(_stat(tr("dash.fleet.online"), q.FLEET_ONLINE, "none", _steps((None, "blue")), 6))
+        panels.base(tr("dash.fleet.title"), FLEET_UID, locale, tr)
+        .with_panel(panels.stat_panel(tr("dash.fleet.online"), q.FLEET_ONLINE, "none", panels.steps((None, "blue")), 6))
         .with_panel(listing)
         .with_panel(
-            _series(
+            panels.series_panel(
                 tr("dash.fleet.clock_skew"),
                 q.FLEET_CLOCK_SKEW,
                 "ms",
-                _steps((None, "green"), (5000, "red")),
+                panels.steps((None, "green"), (5000, "red")),
                 alias="$tag_device",
             )
         )
         .with_panel(
-            _series(
+            panels.series_panel(
                 tr("dash.fleet.outbox"),
                 q.FLEET_OUTBOX,
                 "none",
-                _steps((None, "green"), (1000, "orange")),
+                panels.steps((None, "green"), (1000, "orange")),
                 alias="$tag_device",
             )
         )

@@ -11,28 +11,34 @@ from server.storage import points as s
 BRANCH = '"branch" =~ /^$branch$/'
 REGION = '"region" =~ /^$region$/'
 LOBBY_KINDS = "/^(temperature|humidity|light|equipment)$/"
+BY_BRANCH = 'GROUP BY "branch", "branch_label"'  # the id to link by, the label to show
 
 # Template variables
 VAR_REGION = f'SHOW TAG VALUES FROM "{s.OCCUPANCY}" WITH KEY = "region"'
-VAR_BRANCH = f'SHOW TAG VALUES FROM "{s.OCCUPANCY}" WITH KEY = "branch" WHERE {REGION}'
+# a branch is picked by its label ("西城支局 (bj-xicheng-001)"): the variable's regex shows the name, keeps the id
+VAR_BRANCH = f'SHOW TAG VALUES FROM "{s.OCCUPANCY}" WITH KEY = "branch_label" WHERE {REGION}'
+VAR_BRANCH_REGEX = r"/^(?<text>.*) \((?<value>[^()]+)\)$/"
 
 # Branch: now
 WAITING_NOW = (
-    f'SELECT last("occupancy") AS "waiting" FROM "{s.OCCUPANCY}" WHERE {BRANCH} AND $timeFilter GROUP BY "zone"'
+    f'SELECT last("occupancy") AS "waiting" FROM "{s.OCCUPANCY}" WHERE {BRANCH} AND $timeFilter GROUP BY "zone", "name"'
 )
-WAIT_NOW = f'SELECT last("wait_min") AS "wait" FROM "{s.WAIT}" WHERE {BRANCH} AND $timeFilter GROUP BY "zone"'
+# the branch's own limits, for the colours of its panels (Grafana's "config from query results")
+QUEUE_THRESHOLD = f'SELECT last("threshold") AS "threshold" FROM "{s.OCCUPANCY}" WHERE {BRANCH} AND $timeFilter'
+WAIT_TARGET = f'SELECT last("target_min") AS "target" FROM "{s.WAIT}" WHERE {BRANCH} AND $timeFilter'
+WAIT_NOW = f'SELECT last("wait_min") AS "wait" FROM "{s.WAIT}" WHERE {BRANCH} AND $timeFilter GROUP BY "zone", "name"'
 WINDOWS_NOW = (
     f'SELECT last("windows_open") AS "open", last("windows_needed") AS "needed" FROM "{s.WAIT}" '
-    f'WHERE {BRANCH} AND $timeFilter GROUP BY "zone"'
+    f'WHERE {BRANCH} AND $timeFilter GROUP BY "zone", "name"'
 )
 # Branch: the day
 OCCUPANCY_OVER_TIME = (
     f'SELECT max("occupancy") AS "waiting" FROM "{s.OCCUPANCY}" WHERE {BRANCH} AND $timeFilter '
-    'GROUP BY time($__interval), "zone" fill(none)'
+    'GROUP BY time($__interval), "zone", "name" fill(none)'
 )
 WAIT_OVER_TIME = (
     f'SELECT mean("wait_min") AS "wait", mean("target_min") AS "target" FROM "{s.WAIT}" '
-    f'WHERE {BRANCH} AND $timeFilter GROUP BY time($__interval), "zone" fill(none)'
+    f'WHERE {BRANCH} AND $timeFilter GROUP BY time($__interval), "zone", "name" fill(none)'
 )
 SERVICE_LEVEL = f'SELECT mean("under_target") * 100 AS "service_level" FROM "{s.WAIT}" WHERE {BRANCH} AND $timeFilter'
 CALLS_OVER_TIME = (
@@ -50,49 +56,48 @@ CALLS_UNANSWERED = (
 )
 TEMPERATURE = (
     f'SELECT mean("value") AS "temperature" FROM "{s.FACILITY}" WHERE {BRANCH} '
-    'AND "kind" = \'temperature\' AND $timeFilter GROUP BY time($__interval), "sensor" fill(none)'
+    'AND "kind" = \'temperature\' AND $timeFilter GROUP BY time($__interval), "sensor", "name" fill(none)'
 )
 HUMIDITY = (
     f'SELECT mean("value") AS "humidity" FROM "{s.FACILITY}" WHERE {BRANCH} '
-    'AND "kind" = \'humidity\' AND $timeFilter GROUP BY time($__interval), "sensor" fill(none)'
+    'AND "kind" = \'humidity\' AND $timeFilter GROUP BY time($__interval), "sensor", "name" fill(none)'
 )
 LIGHT = (
     f'SELECT mean("value") AS "light" FROM "{s.FACILITY}" WHERE {BRANCH} '
-    'AND "kind" = \'light\' AND $timeFilter GROUP BY time($__interval), "sensor" fill(none)'
+    'AND "kind" = \'light\' AND $timeFilter GROUP BY time($__interval), "sensor", "name" fill(none)'
 )
 EQUIPMENT = (
     f'SELECT min("up") AS "up" FROM "{s.FACILITY}" WHERE {BRANCH} AND "kind" = \'equipment\' '
-    'AND $timeFilter GROUP BY time($__interval), "sensor" fill(none)'
+    'AND $timeFilter GROUP BY time($__interval), "sensor", "name" fill(none)'
 )
 DEVICES_OF_BRANCH = (
     f'SELECT last("clock_skew_ms") AS "clock_skew_ms", last("outbox_depth") AS "outbox_depth", '
     f'last("cpu_pct") AS "cpu_pct" FROM "{s.DEVICE_HEALTH}" WHERE {BRANCH} AND $timeFilter '
-    'GROUP BY "device"'
+    'GROUP BY "device", "name"'
 )
 ALERT_ANNOTATIONS = f'SELECT "subject", "change", "rule" FROM "{s.ALERT}" WHERE {BRANCH} AND $timeFilter'
 
 # Region: one row per branch, ranked by service level
 RANK_SERVICE_LEVEL = (
-    f'SELECT mean("under_target") * 100 AS "service_level" FROM "{s.WAIT}" '
-    f'WHERE {REGION} AND $timeFilter GROUP BY "branch"'
+    f'SELECT mean("under_target") * 100 AS "service_level" FROM "{s.WAIT}" WHERE {REGION} AND $timeFilter {BY_BRANCH}'
 )
 RANK_P90_WAIT = (
-    f'SELECT percentile("wait_min", 90) AS "p90_wait" FROM "{s.WAIT}" WHERE {REGION} AND $timeFilter GROUP BY "branch"'
+    f'SELECT percentile("wait_min", 90) AS "p90_wait" FROM "{s.WAIT}" WHERE {REGION} AND $timeFilter {BY_BRANCH}'
 )
 RANK_LONGEST_QUEUE = (
-    f'SELECT max("occupancy") AS "longest_queue" FROM "{s.OCCUPANCY}" WHERE {REGION} AND $timeFilter GROUP BY "branch"'
+    f'SELECT max("occupancy") AS "longest_queue" FROM "{s.OCCUPANCY}" WHERE {REGION} AND $timeFilter {BY_BRANCH}'
 )
 RANK_UNANSWERED = (
     f'SELECT count("subject") AS "unanswered_calls" FROM "{s.ALERT}" WHERE {REGION} '
-    'AND "rule" = \'call_unanswered\' AND "change" = \'fired\' AND $timeFilter GROUP BY "branch"'
+    f"AND \"rule\" = 'call_unanswered' AND \"change\" = 'fired' AND $timeFilter {BY_BRANCH}"
 )
 RANK_FACILITY_UPTIME = (
     f'SELECT mean("up") * 100 AS "facility_uptime" FROM "{s.FACILITY}" WHERE {REGION} '
-    f'AND "kind" =~ {LOBBY_KINDS} AND $timeFilter GROUP BY "branch"'
+    f'AND "kind" =~ {LOBBY_KINDS} AND $timeFilter {BY_BRANCH}'
 )
 REGION_WAIT_OVER_TIME = (
     f'SELECT percentile("wait_min", 90) AS "p90_wait" FROM "{s.WAIT}" WHERE {REGION} '
-    'AND $timeFilter GROUP BY time($__interval), "branch" fill(none)'
+    'AND $timeFilter GROUP BY time($__interval), "branch", "branch_label" fill(none)'
 )
 
 # Fleet: every device

@@ -41,6 +41,7 @@ from server.ingest.snapshots import take_snapshot
 from server.ingest.stats import Reservoir
 from server.ingest.store_writer import IngestStats, StoreWriter
 from server.live import LiveState
+from server.processing import messages
 from server.processing.branch import BranchProcessor
 from server.processing.branches import Branches
 from server.processing.output import Output
@@ -315,12 +316,7 @@ def alert_points(branches: Mapping[str, BranchEntry], transitions: Sequence[Tran
     return [
         Point.make(
             schema.ALERT,
-            {
-                "region": branches[t.branch].region_id,
-                "branch": t.branch,
-                "rule": t.rule,
-                "severity": severity(t, branches[t.branch]),
-            },
+            messages.tags(branches[t.branch], rule=t.rule, severity=severity(t, branches[t.branch])),
             {"change": t.change.value, "subject": t.subject, "value": t.value},
             int(t.at * 1_000_000) * 1000,
         )

@@ -113,7 +113,7 @@ class BranchProcessor:
         out.points.append(
             Point.make(
                 schema.CALL,
-                messages.tags(branch, device=device, button=button, kind=done.kind),
+                messages.tags(branch, device=device, button=button, name=branch.named(button), kind=done.kind),
                 {"action": "answered", "count": 1, "response_s": round(done.response_s, 1)},
                 epoch_ns(at),
             )

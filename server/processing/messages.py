@@ -51,7 +51,14 @@ class Context:
 
 
 def tags(branch: BranchEntry, **more: str) -> dict[str, str]:
-    return {"region": branch.region_id, "branch": branch.id, **more}
+    return {"region": branch.region_id, "branch": branch.id, "branch_label": branch.label, **more}
+
+
+def sensor_name(branch: BranchEntry, device: str, sensor: str) -> str:
+    """A sensor's own name where the site gives one; else its device's and its key ("大厅环境 / temp")."""
+    if sensor in branch.names:
+        return branch.named(sensor)
+    return f"{branch.named(device)} / {sensor}"
 
 
 def queue(ctx: Context, message: QueueReport, out: Output) -> None:
@@ -64,8 +71,13 @@ def queue(ctx: Context, message: QueueReport, out: Output) -> None:
         out.points.append(
             Point.make(
                 schema.OCCUPANCY,
-                ctx.tags(zone=zone.key, device=device.id),
-                {"occupancy": count.occupancy, "error": count.error, "known": count.occupancy is not None},
+                ctx.tags(zone=zone.key, name=ctx.branch.named(zone.key, zone.name), device=device.id),
+                {
+                    "occupancy": count.occupancy,
+                    "error": count.error,
+                    "known": count.occupancy is not None,
+                    "threshold": zone.rules.queue.fire_at,  # the zone's own "too long": the dashboards' colours
+                },
                 ctx.t_ns,
             )
         )
@@ -93,7 +105,7 @@ def queue(ctx: Context, message: QueueReport, out: Output) -> None:
             out.points.append(
                 Point.make(
                     schema.WAIT,
-                    ctx.tags(zone=zone.key),
+                    ctx.tags(zone=zone.key, name=ctx.branch.named(zone.key, zone.name)),
                     {
                         "wait_min": round(seen.wait_min, 2),
                         "target_min": seen.target_min,
@@ -144,7 +156,9 @@ def button(ctx: Context, message: ButtonEvent, out: Output) -> None:
     out.points.append(
         Point.make(
             schema.CALL,
-            ctx.tags(device=device, button=message.button, kind=message.kind.value),
+            ctx.tags(
+                device=device, button=message.button, name=ctx.branch.named(message.button), kind=message.kind.value
+            ),
             {"action": message.action.value, "count": 1, "response_s": response_s},
             ctx.t_ns,
         )
@@ -161,7 +175,12 @@ def facility(ctx: Context, message: FacilityReport, out: Output) -> None:
         out.points.append(
             Point.make(
                 schema.FACILITY,
-                ctx.tags(device=device, sensor=reading.sensor, kind=reading.kind.value),
+                ctx.tags(
+                    device=device,
+                    sensor=reading.sensor,
+                    name=sensor_name(ctx.branch, device, reading.sensor),
+                    kind=reading.kind.value,
+                ),
                 {"value": reading.value, "ok": reading.ok, "up": int(reading.ok)},
                 ctx.t_ns,
             )
@@ -209,7 +228,7 @@ def health(ctx: Context, message: Health, out: Output) -> None:
     out.points.append(
         Point.make(
             schema.DEVICE_HEALTH,
-            ctx.tags(device=ctx.device.id),
+            ctx.tags(device=ctx.device.id, name=ctx.branch.named(ctx.device.id)),
             {
                 "cpu_pct": message.cpu_pct,
                 "mem_rss_mb": message.mem_rss_mb,
@@ -278,7 +297,7 @@ def status(
     out.points.append(
         Point.make(
             schema.DEVICE_STATUS,
-            tags(branch, device=device.id),
+            tags(branch, device=device.id, name=branch.named(device.id)),
             {"online": runtime.online, "up": int(runtime.online)},
             int(at * 1_000_000) * 1000,
         )

@@ -47,6 +47,17 @@ class BranchEntry:
     # what people call its buttons, sensors, devices and zones: key -> language -> name
     names: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """Its name with its id, as the dashboards show and pick it (`Grafana's variable regex parses it back):
+        names repeat across a country, ids do not."""
+        return f"{self.name} ({self.id})"
+
+    def named(self, key: str, otherwise: str | None = None) -> str:
+        """What people call one of its things in the branch's language: else `otherwise`, else the key."""
+        found = self.names.get(key, {})
+        return found.get(self.locale) or otherwise or next(iter(found.values()), key)
+
 
 @dataclass(frozen=True, slots=True)
 class ZoneEntry:

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from sqlalchemy.orm import Session
 
 from lobbywatch.protocol import check_device_id
+from lobbywatch.validation import Refused, problems, refuse
 from server.registry import models
 from server.rules.calls import DEADLINES_S
 from server.rules.catalog import KINDS
@@ -36,7 +37,7 @@ class QueueRuleSpec(_Strict):
     @model_validator(mode="after")
     def _hysteresis(self) -> QueueRuleSpec:
         if self.clear_below >= self.threshold:
-            raise ValueError(f"clear_below ({self.clear_below}) must be below threshold ({self.threshold})")
+            raise refuse("clear_below_threshold", clear_below=self.clear_below, threshold=self.threshold)
         return self
 
 
@@ -76,7 +77,7 @@ class CalendarDay(_Strict):
     @model_validator(mode="after")
     def _hours(self) -> CalendarDay:
         if not self.closed and (self.opens is None or self.closes is None):
-            raise ValueError(f"{self.date}: give opens and closes, or closed: true")
+            raise refuse("hours_open_or_closed", date=self.date)
         return self
 
 
@@ -105,7 +106,7 @@ class ContactSpec(_Strict):
 def _known_rules(routing: dict[str, RoutingSpec]) -> dict[str, RoutingSpec]:
     unknown = sorted(set(routing) - set(KINDS))
     if unknown:
-        raise ValueError(f"no rule {', '.join(map(repr, unknown))} (rules: {', '.join(KINDS)})")
+        raise refuse("unknown_rule", names=unknown, rules=list(KINDS))
     return routing
 
 
@@ -185,7 +186,7 @@ class BranchSpec(BranchSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from None
+            raise refuse("unknown_time_zone", value=value) from None
         return value
 
 
@@ -209,26 +210,29 @@ class SiteSpec(_Strict):
             parent = region.parent
             while parent is not None:
                 if parent not in regions:
-                    raise ValueError(f"region {seen[-1]!r} names unknown parent region {parent!r}")
+                    raise refuse("unknown_parent_region", region=seen[-1], parent=parent)
                 if parent in seen:
-                    raise ValueError(f"regions nest in a circle: {' > '.join([*seen, parent])}")
+                    raise refuse("regions_circle", path=" > ".join([*seen, parent]))
                 seen.append(parent)
                 parent = regions[parent].parent
         devices: set[str] = set()
         for branch in self.branches:
             if branch.region not in regions:
-                raise ValueError(f"branch {branch.id!r} names unknown region {branch.region!r}")
+                raise refuse("unknown_region", branch=branch.id, region=branch.region)
             zones: dict[str, str] = {}
             for device in branch.devices:
                 if device.id in devices:
-                    raise ValueError(f"device {device.id!r} appears twice")
+                    raise refuse("device_twice", device=device.id)
                 devices.add(device.id)
                 for zone in device.zones:
                     # a zone is an area of the branch: its rules, alerts and live count are the branch's
                     if zone.key in zones:
-                        raise ValueError(
-                            f"branch {branch.id!r}: zone {zone.key!r} is on devices "
-                            f"{zones[zone.key]!r} and {device.id!r}; give each area its own key"
+                        raise refuse(
+                            "zone_on_two_devices",
+                            branch=branch.id,
+                            zone=zone.key,
+                            first=zones[zone.key],
+                            second=device.id,
                         )
                     zones[zone.key] = device.id
         return self
@@ -272,7 +276,7 @@ class SiteSpec(_Strict):
         return branch.model_copy(update=update)
 
 
-class SiteError(ValueError):
+class SiteError(Refused):
     pass
 
 
@@ -280,14 +284,13 @@ def load_site(path: Path) -> SiteSpec:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise SiteError(f"{path}: cannot read: {exc.strerror}") from None
+        raise SiteError("config.unreadable", origin=path, why=exc.strerror) from None
     except yaml.YAMLError as exc:
-        raise SiteError(f"{path}: not valid YAML: {exc}") from None
+        raise SiteError("config.not_yaml", origin=path, why=exc) from None
     try:
         return SiteSpec.model_validate(data or {})
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors(include_url=False)]
-        raise SiteError(f"{path}: {exc.error_count()} problem(s)\n" + "\n".join(lines)) from None
+        raise SiteError("config.problems", problems(exc), origin=path, count=exc.error_count()) from None
 
 
 def import_site(session: Session, site: SiteSpec) -> None:

@@ -17,12 +17,17 @@ DEVICE_STATUS = "device_status"
 WAIT = "wait"
 ALERT = "alert"
 
-# measurement: (tag keys, {field: type}). Every point also carries the branch's `region`. Yes/no values that
+# measurement: (tag keys, {field: type}). `branch_label` is the branch's name and id ("西城支局 (bj-xicheng-001)") and
+# `name` what people call the point's zone, button, sensor or device, in the branch's language: what the dashboards
+# show (one value per key, so no more series; a renamed zone starts a new one). Yes/no values that
 # dashboards average (InfluxQL cannot average booleans) are integers 0/1.
 SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
-    OCCUPANCY: (("region", "branch", "zone", "device"), {"occupancy": int, "error": float, "known": bool}),
+    OCCUPANCY: (
+        ("region", "branch", "branch_label", "zone", "name", "device"),
+        {"occupancy": int, "error": float, "known": bool, "threshold": float},
+    ),
     WAIT: (
-        ("region", "branch", "zone"),
+        ("region", "branch", "branch_label", "zone", "name"),
         {
             "wait_min": float,
             "target_min": float,
@@ -32,10 +37,16 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
             "service_min": float,
         },
     ),
-    CALL: (("region", "branch", "device", "button", "kind"), {"action": str, "count": int, "response_s": float}),
-    FACILITY: (("region", "branch", "device", "sensor", "kind"), {"value": float, "ok": bool, "up": int}),
+    CALL: (
+        ("region", "branch", "branch_label", "device", "button", "name", "kind"),
+        {"action": str, "count": int, "response_s": float},
+    ),
+    FACILITY: (
+        ("region", "branch", "branch_label", "device", "sensor", "name", "kind"),
+        {"value": float, "ok": bool, "up": int},
+    ),
     DEVICE_HEALTH: (
-        ("region", "branch", "device"),
+        ("region", "branch", "branch_label", "device", "name"),
         {
             "cpu_pct": float,
             "mem_rss_mb": float,
@@ -47,8 +58,8 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
             "config_version": int,
         },
     ),
-    DEVICE_STATUS: (("region", "branch", "device"), {"online": bool, "up": int}),
-    ALERT: (("region", "branch", "rule", "severity"), {"change": str, "subject": str, "value": float}),
+    DEVICE_STATUS: (("region", "branch", "branch_label", "device", "name"), {"online": bool, "up": int}),
+    ALERT: (("region", "branch", "branch_label", "rule", "severity"), {"change": str, "subject": str, "value": float}),
 }
 
 
