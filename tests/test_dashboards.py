@@ -134,10 +134,12 @@ def test_each_branch_is_coloured_by_its_own_limits(day: Day, influx1: Influx1) -
 
 def test_branches_are_picked_and_shown_by_name(day: Day, influx1: Influx1) -> None:
     """The variable lists labels; its regex (as Grafana applies it, named groups) shows the name, keeps the id."""
+    (regions,) = run(influx1, grafana(q.VAR_REGION, day))
+    assert column(regions, "value") == ["East (east)", "West (west)"]
     (listed,) = run(influx1, grafana(q.VAR_BRANCH, day, region="east"))
     labels = column(listed, "value")
     assert labels == ["Branch e1 (e1)", "Branch e2 (e2)"]
-    regex = re.compile(q.VAR_BRANCH_REGEX.strip("/").replace("(?<", "(?P<"))
+    regex = re.compile(q.LABEL_REGEX.strip("/").replace("(?<", "(?P<"))
     picked = [regex.match(label) for label in [*labels, "西城 (分局) (bj-xicheng-001)"]]
     assert [(m["text"], m["value"]) for m in picked if m] == [
         ("Branch e1", "e1"),

@@ -33,7 +33,7 @@ def branch(locale: str) -> dash.Dashboard:
     people = minutes = panels.steps((None, "green"))  # and the branch's own limit: _own_limit
     board = (
         panels.base(tr("dash.branch.title"), BRANCH_UID, locale, tr)
-        .with_variable(panels.variable("branch", tr("dash.var.branch"), q.VAR_BRANCH, q.VAR_BRANCH_REGEX))
+        .with_variable(panels.variable("branch", tr("dash.var.branch"), q.VAR_BRANCH, q.LABEL_REGEX))
         .annotation(
             dash.AnnotationQuery()
             .name(tr("dash.alerts"))

@@ -163,5 +163,5 @@ def base(title: str, base_uid: str, locale: str, tr: Tr) -> dash.Dashboard:
         )
         .with_variable(datasource(tr))
         .with_variable(dash.ConstantVariable("lobby").value(""))  # the pages' address: set by `dashboards push`
-        .with_variable(variable("region", tr("dash.var.region"), q.VAR_REGION))
+        .with_variable(variable("region", tr("dash.var.region"), q.VAR_REGION, q.LABEL_REGEX))
     )

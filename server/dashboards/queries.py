@@ -14,10 +14,10 @@ LOBBY_KINDS = "/^(temperature|humidity|light|equipment)$/"
 BY_BRANCH = 'GROUP BY "branch", "branch_label"'  # the id to link by, the label to show
 
 # Template variables
-VAR_REGION = f'SHOW TAG VALUES FROM "{s.OCCUPANCY}" WITH KEY = "region"'
+VAR_REGION = f'SHOW TAG VALUES FROM "{s.OCCUPANCY}" WITH KEY = "region_label"'
 # a branch is picked by its label ("西城支局 (bj-xicheng-001)"): the variable's regex shows the name, keeps the id
 VAR_BRANCH = f'SHOW TAG VALUES FROM "{s.OCCUPANCY}" WITH KEY = "branch_label" WHERE {REGION}'
-VAR_BRANCH_REGEX = r"/^(?<text>.*) \((?<value>[^()]+)\)$/"
+LABEL_REGEX = r"/^(?<text>.*) \((?<value>[^()]+)\)$/"  # "name (id)": shows the name, keeps the id
 
 # Branch: now
 WAITING_NOW = (

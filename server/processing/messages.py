@@ -51,7 +51,13 @@ class Context:
 
 
 def tags(branch: BranchEntry, **more: str) -> dict[str, str]:
-    return {"region": branch.region_id, "branch": branch.id, "branch_label": branch.label, **more}
+    return {
+        "region": branch.region_id,
+        "region_label": branch.region_label,
+        "branch": branch.id,
+        "branch_label": branch.label,
+        **more,
+    }
 
 
 def sensor_name(branch: BranchEntry, device: str, sensor: str) -> str:

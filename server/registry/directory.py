@@ -46,6 +46,11 @@ class BranchEntry:
     routing: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     # what people call its buttons, sensors, devices and zones: key -> language -> name
     names: dict[str, dict[str, str]] = field(default_factory=dict)
+    region_name: str = ""
+
+    @property
+    def region_label(self) -> str:
+        return f"{self.region_name or self.region_id} ({self.region_id})"
 
     @property
     def label(self) -> str:
@@ -88,6 +93,8 @@ class Directory:
     def reload(self) -> None:
         with self._sessions() as session:
             rows = list(session.scalars(select(models.Branch)))
+            regions = list(session.scalars(select(models.Region)))
+            region_names = {r.id: r.name for r in regions}
             settings = {b.id: read_settings(b) for b in rows}
             branches = {
                 b.id: BranchEntry(
@@ -105,10 +112,11 @@ class Directory:
                         key: {str(lang): name for lang, name in names.items()}
                         for key, names in settings[b.id].names.items()
                     },
+                    region_names.get(b.region_id, ""),
                 )
                 for b in rows
             }
-            parents = {r.id: r.parent_id for r in session.scalars(select(models.Region))}
+            parents = {r.id: r.parent_id for r in regions}
             zones: dict[str, dict[str, ZoneEntry]] = {}
             for z in session.scalars(select(models.Zone)):
                 zones.setdefault(z.device_id, {})[z.key] = ZoneEntry(

@@ -17,17 +17,18 @@ DEVICE_STATUS = "device_status"
 WAIT = "wait"
 ALERT = "alert"
 
-# measurement: (tag keys, {field: type}). `branch_label` is the branch's name and id ("西城支局 (bj-xicheng-001)") and
+# measurement: (tag keys, {field: type}). `branch_label` is the branch's name and id ("西城支局 (bj-xicheng-001)"),
+# `region_label` its region's ("北京西城 (bj-xicheng)"), and
 # `name` what people call the point's zone, button, sensor or device, in the branch's language: what the dashboards
 # show (one value per key, so no more series; a renamed zone starts a new one). Yes/no values that
 # dashboards average (InfluxQL cannot average booleans) are integers 0/1.
 SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
     OCCUPANCY: (
-        ("region", "branch", "branch_label", "zone", "name", "device"),
+        ("region", "region_label", "branch", "branch_label", "zone", "name", "device"),
         {"occupancy": int, "error": float, "known": bool, "threshold": float},
     ),
     WAIT: (
-        ("region", "branch", "branch_label", "zone", "name"),
+        ("region", "region_label", "branch", "branch_label", "zone", "name"),
         {
             "wait_min": float,
             "target_min": float,
@@ -38,15 +39,15 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
         },
     ),
     CALL: (
-        ("region", "branch", "branch_label", "device", "button", "name", "kind"),
+        ("region", "region_label", "branch", "branch_label", "device", "button", "name", "kind"),
         {"action": str, "count": int, "response_s": float},
     ),
     FACILITY: (
-        ("region", "branch", "branch_label", "device", "sensor", "name", "kind"),
+        ("region", "region_label", "branch", "branch_label", "device", "sensor", "name", "kind"),
         {"value": float, "ok": bool, "up": int},
     ),
     DEVICE_HEALTH: (
-        ("region", "branch", "branch_label", "device", "name"),
+        ("region", "region_label", "branch", "branch_label", "device", "name"),
         {
             "cpu_pct": float,
             "mem_rss_mb": float,
@@ -58,8 +59,14 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
             "config_version": int,
         },
     ),
-    DEVICE_STATUS: (("region", "branch", "branch_label", "device", "name"), {"online": bool, "up": int}),
-    ALERT: (("region", "branch", "branch_label", "rule", "severity"), {"change": str, "subject": str, "value": float}),
+    DEVICE_STATUS: (
+        ("region", "region_label", "branch", "branch_label", "device", "name"),
+        {"online": bool, "up": int},
+    ),
+    ALERT: (
+        ("region", "region_label", "branch", "branch_label", "rule", "severity"),
+        {"change": str, "subject": str, "value": float},
+    ),
 }
 
 
