@@ -34,7 +34,7 @@ def stored(runtime: Runtime, measurement: str = "occupancy", branch: str = "b1")
 def test_message_arrives_in_storage_and_api(runtime: Runtime, device: Device) -> None:
     device.queue(3)
     (point,) = eventually(lambda: stored(runtime), what="occupancy stored")
-    assert point.fields == {"occupancy": 3, "known": True}
+    assert point.fields == {"occupancy": 3, "known": True, "threshold": 5.0}  # the zone's own "too long"
     assert dict(point.tags) == {"region": "r1", "branch": "b1", "zone": "queue", "device": "dev-b1-cam"}
     with TestClient(create_app(runtime=runtime)) as client:
         branches = {b["id"]: b for b in client.get("/api/v1/branches").json()}
