@@ -35,7 +35,15 @@ def test_message_arrives_in_storage_and_api(runtime: Runtime, device: Device) ->
     device.queue(3)
     (point,) = eventually(lambda: stored(runtime), what="occupancy stored")
     assert point.fields == {"occupancy": 3, "known": True, "threshold": 5.0}  # the zone's own "too long"
-    assert dict(point.tags) == {"region": "r1", "branch": "b1", "zone": "queue", "device": "dev-b1-cam"}
+    assert dict(point.tags) == {
+        "region": "r1",
+        "region_label": "Region one (r1)",
+        "branch": "b1",
+        "branch_label": "阜成门支局 (b1)",  # what the dashboards show and pick by
+        "zone": "queue",
+        "name": "窗口排队区",  # the zone's name in the branch's language: the legend
+        "device": "dev-b1-cam",
+    }
     with TestClient(create_app(runtime=runtime)) as client:
         branches = {b["id"]: b for b in client.get("/api/v1/branches").json()}
         assert branches["b1"]["zones"][0]["occupancy"] == 3
