@@ -254,8 +254,10 @@ def main() -> int:
             received = -1
             while time.monotonic() - settle < 120:
                 health = httpx.get(health_url, timeout=10).json()
-                if health["received"] != received:
-                    received, last_change = int(health["received"]), time.monotonic()
+                now_received = health["received"]
+                assert isinstance(now_received, int)
+                if now_received != received:
+                    received, last_change = now_received, time.monotonic()
                 drained = health["ingest_backlog"] == 0
                 # all in, or nothing more for 5 s (what the broker dropped never comes)
                 if drained and (received >= total or time.monotonic() - last_change > 5):

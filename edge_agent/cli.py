@@ -144,7 +144,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         path = CalibrationStore(config.data_dir).save(calibration, background)
     except (DatasetError, CalibrationError) as exc:
         print(t(lang, "agent.calibration_failed"), file=sys.stderr)
-        print(str(exc), file=sys.stderr)
+        print(exc.text(lang), file=sys.stderr)
         return 2
     print(t(lang, "agent.calibrated", zone=zone.key, path=path, error=round(calibration.model.residual_sd, 2)))
     return 0

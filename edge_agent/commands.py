@@ -179,8 +179,9 @@ def label(device: Device, command: Command) -> Reply:
     try:
         labels = add_label(device.config.data_dir, zone, shot, count)
         fitted = fit(device.config.data_dir, zone)
-    except (LabelError, DatasetError, CalibrationError) as exc:
-        return Reply(ok=False, detail=str(exc)[:1000], code="label_refused")
+    except (LabelError, DatasetError, CalibrationError) as exc:  # why, as a catalog key the page words
+        params: dict[str, str | int | float] = {k: str(v)[:200] for k, v in exc.params.items()}
+        return Reply(ok=False, detail=str(exc)[:1000], code=exc.key, params=params)
     if fitted is None:
         return Reply(
             ok=True,

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from edge_agent.counting.calibration import CalibrationStore, ZoneCalibration, calibrate
 from edge_agent.counting.dataset import load_dataset
 from edge_agent.counting.zones import Zone
+from lobbywatch.validation import Refused
 
 KEEP_SNAPSHOTS = 30
 MIN_LABELS = 5  # a ridge fit on fewer frames than this is noise
@@ -23,7 +24,7 @@ MIN_LABELS = 5  # a ridge fit on fewer frames than this is noise
 Frame = NDArray[np.uint8]
 
 
-class LabelError(ValueError):
+class LabelError(Refused):
     """A label that cannot be used; the message says why (it goes back to the technician's page)."""
 
 
@@ -45,9 +46,9 @@ def add_label(data_dir: Path, zone: Zone, snapshot_id: str, count: int) -> int:
     source = _snapshots(data_dir) / f"{snapshot_id}.png"
     frame = cv2.imread(str(source), cv2.IMREAD_COLOR)
     if frame is None:
-        raise LabelError(f"snapshot {snapshot_id} is no longer on the device: take another")
+        raise LabelError("label.error.snapshot_gone", snapshot=snapshot_id)
     if not 0 <= count <= 500:
-        raise LabelError(f"a count of {count} people is not possible")
+        raise LabelError("label.error.impossible_count", count=count)
     folder = data_dir / "labels" / zone.key
     roi = {"polygon": [list(p) for p in zone.polygon], "anchor": zone.anchor}
     roi_path, counts_path = folder / "roi.json", folder / "counts.csv"

@@ -68,7 +68,7 @@ class Refused(ValueError):
     """A file, settings or form that cannot be used: a headline (a catalog key and its parameters) and the
     problems. `str()` is the English text for logs; `text(lang)` is what a person reads."""
 
-    def __init__(self, key: str, found: Iterable[Problem] = (), **params: object) -> None:
+    def __init__(self, key: str, found: Iterable[Problem] = (), /, **params: object) -> None:
         self.key = key
         self.params = params
         self.problems = tuple(found)

@@ -68,8 +68,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     try:
         summary = replay(Path(args.scenario))
-    except ScenarioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except ScenarioError as exc:  # a scenario author's file: its details stay in English, as the format's docs
+        print(t(chosen_lang(args), "replay.failed", why=exc), file=sys.stderr)
         return 2
     print(json.dumps({"summary": summary}), file=sys.stderr)
     return 0
@@ -119,7 +119,7 @@ def _user(args: argparse.Namespace) -> int:
                 branches=args.branch,
             )
     except UserError as exc:
-        print(t(lang, "server.user.refused", why=str(exc)), file=sys.stderr)
+        print(t(lang, "server.user.refused", why=exc.text(lang)), file=sys.stderr)
         return 2
     finally:
         engine.dispose()
@@ -215,7 +215,7 @@ def _people_change(args: argparse.Namespace) -> int:
                 users.deactivate(session, args.login, args.by, now)
                 print(t(lang, "server.user.deactivated", login=args.login))
     except users.UserError as exc:
-        print(t(lang, "server.user.refused", why=str(exc)), file=sys.stderr)
+        print(t(lang, "server.user.refused", why=exc.text(lang)), file=sys.stderr)
         return 2
     finally:
         engine.dispose()

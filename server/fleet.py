@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lobbywatch.clock import Clock
 from lobbywatch.device_config import check_sections
 from lobbywatch.protocol import REMOTE_SECTIONS, ConfigPush
+from lobbywatch.validation import Refused
 from server.commands import DeviceCommands
 from server.live import LastReply, LiveState, SnapshotNow
 from server.provisioning.enrollment import calibrations
@@ -72,7 +73,7 @@ def attention(row: FleetRow) -> list[str]:
     return found
 
 
-class FleetError(ValueError):
+class FleetError(Refused):
     """An action that cannot be done as asked; the message says why."""
 
 
@@ -135,9 +136,9 @@ class Fleet:
     def send_command(self, device: str, action: str, by: str, args: dict[str, object] | None = None) -> str:
         """Publish a command on the device's command topic; returns its id (the device's reply names it)."""
         if action not in ACTIONS:
-            raise FleetError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+            raise FleetError("fleet.error.unknown_action", action=action, actions=", ".join(ACTIONS))
         if device not in self._directory.devices:
-            raise FleetError(f"no device {device!r}")
+            raise FleetError("fleet.error.no_device", device=device)
         if action == "resend":
             return self._resend(device, by)
         sent = self._commands.send(device, action, args)
@@ -149,7 +150,7 @@ class Fleet:
         state = self._live.device(device)
         gaps = state.gaps if state else ()
         if not gaps:
-            raise FleetError(f"nothing is missing from {device}")
+            raise FleetError("fleet.error.nothing_missing", device=device)
         args = {"stream": state.stream if state else "", "ranges": [list(g) for g in gaps]}
         sent = self._commands.send(device, "resend", args)
         self._audit(by, "device.resend", device, f"{len(gaps)} ranges")
@@ -159,11 +160,11 @@ class Fleet:
         """Store the sections and push them, retained: the device applies them now or when it next connects,
         and says which version it runs. Returns the version."""
         if device not in self._directory.devices:
-            raise FleetError(f"no device {device!r}")
+            raise FleetError("fleet.error.no_device", device=device)
         try:  # as the device will: nothing it would refuse is stored, pushed or shown on a page
             check_sections(sections)
-        except ValueError as exc:
-            raise ConfigRefused(str(exc)) from None
+        except Refused as exc:
+            raise ConfigRefused(exc.key, exc.problems, **exc.params) from None
         now = self._clock.now()
         with self._sessions() as session:
             row = session.get(models.DeviceConfig, device)

@@ -97,14 +97,14 @@ def test_a_damaged_backup_or_a_full_database_is_refused_in_words(tmp_path: Path)
 
     refused = lobbywatch("backup", "restore", str(folder), database=database)
     assert refused.returncode == 2
-    assert "restore into a new, empty database, or pass --replace" in refused.stderr
+    assert "请恢复到新的空数据库，或加 --replace" in refused.stderr
     assert lobbywatch("backup", "restore", str(folder), "--replace", database=database).returncode == 0
 
     users = folder / "registry" / "users.jsonl"
     users.write_text(users.read_text().replace("李工", "王工"), encoding="utf-8")
     damaged = lobbywatch("backup", "verify", str(folder), database=database)
     assert damaged.returncode == 2
-    assert f"{users} has changed since the backup was made" in damaged.stderr
+    assert f"{users} 在备份之后被改动过（SHA-256 不一致）" in damaged.stderr
     assert lobbywatch("backup", "restore", str(folder), "--replace", database=database).returncode == 2
 
 

@@ -1,6 +1,7 @@
 import os
 import re
 import string
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,40 @@ def test_help_and_argument_errors_come_in_the_readers_language() -> None:
     assert refused.stderr.splitlines()[-1] == "lobbywatch backup restore：错误：缺少必需的参数：folder"
     english = run("-m", "server.cli", "--lang", "en", "backup", "--bogus")
     assert english.stderr.splitlines()[-1] == "lobbywatch backup: error: the following arguments are required: action"
+
+
+def test_refusals_name_their_reason_in_the_readers_language(tmp_path: Path) -> None:
+    """Not only the headline: why a user, a backup or a calibration was refused reads in Chinese too."""
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "LANG": "zh_CN.UTF-8",
+        "LOBBYWATCH_MODE": "dev",
+        "LOBBYWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.sqlite3'}",
+    }
+    env.pop("LOBBYWATCH_LANG", None)
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *args], env=env, input=stdin, capture_output=True, text=True, check=False, timeout=60
+        )
+
+    user = run("-m", "server.cli", "user", "wang", "--role", "duty_supervisor", "--password-stdin", stdin="x" * 20)
+    assert user.returncode == 2
+    assert "duty_supervisor 需要 --branch 或 --region：其负责的支局" in user.stderr
+    backup = run("-m", "server.cli", "backup", "verify", str(tmp_path / "nowhere"))
+    assert backup.returncode == 2
+    assert "这不是 LobbyWatch 备份文件夹" in backup.stderr
+    config = tmp_path / "device.yaml"
+    config.write_text(
+        "device_id: dev-001\n"
+        f"data_dir: {tmp_path / 'data'}\n"
+        "camera: {source: '0', zones: [{key: queue, polygon: [[0, 0], [100, 0], [100, 100]]}]}\n"
+    )
+    calibrated = run("-m", "edge_agent.cli", "calibrate", "--config", str(config), "--dataset", str(tmp_path))
+    assert calibrated.returncode == 2
+    assert f"{tmp_path} 不是数据集文件夹：缺少 roi.json" in calibrated.stderr
+    for said in (user.stderr, backup.stderr, calibrated.stderr):
+        assert "Traceback" not in said

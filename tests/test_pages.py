@@ -298,7 +298,7 @@ def test_an_administrator_adds_a_user_from_the_command_line(tmp_path: Path) -> N
     refused = subprocess.run(command, input="long-enough-pw\n", env=env, capture_output=True, text=True, check=False)
     assert refused.returncode == 2
     assert "用户未保存" in refused.stderr
-    assert "--branch or --region" in refused.stderr
+    assert "duty_supervisor 需要 --branch 或 --region" in refused.stderr
     short = subprocess.run(
         [*command[:-1], "--role", "technician", "--password-stdin"],
         input="short\n",
@@ -307,7 +307,7 @@ def test_an_administrator_adds_a_user_from_the_command_line(tmp_path: Path) -> N
         text=True,
         check=False,
     )
-    assert "at least 10 characters" in short.stderr
+    assert "密码至少需要 10 个字符" in short.stderr
     made = subprocess.run(
         [*command[:-1], "--role", "technician", "--password-stdin"],
         input="long-enough-pw\n",

@@ -20,11 +20,12 @@ import numpy as np
 from edge_agent.counting.features import BandFeatures, Frame, median_background
 from edge_agent.counting.regression import RidgeModel, fit_ridge
 from edge_agent.counting.zones import Zone, overlapping
+from lobbywatch.validation import Refused
 
 METHOD = "bands-ridge-v1"
 
 
-class CalibrationError(ValueError):
+class CalibrationError(Refused):
     """A calibration that cannot be made or used; the message says why and what to do."""
 
 
@@ -56,11 +57,11 @@ class ZoneCalibration:
 
 def fit_zone(zone: Zone, frames: list[Frame], counts: list[int], background: Frame) -> ZoneCalibration:
     if len(frames) != len(counts):
-        raise CalibrationError(f"{len(frames)} frames but {len(counts)} counts")
+        raise CalibrationError("calibration.error.mismatch", frames=len(frames), counts=len(counts))
     if len(frames) < 5:
-        raise CalibrationError(f"label at least 5 snapshots (got {len(frames)}); 10-20 over a busy hour is better")
+        raise CalibrationError("calibration.error.too_few", frames=len(frames))
     if len(set(counts)) < 2:
-        raise CalibrationError("all labelled snapshots have the same count: include quiet and busy moments")
+        raise CalibrationError("calibration.error.same_count")
     shape = (int(frames[0].shape[0]), int(frames[0].shape[1]))
     features = BandFeatures(zone, shape, background)
     x = np.array([features(f) for f in frames])
@@ -102,7 +103,7 @@ class CalibrationStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         path, tmp = self.folder / "background.png", self.folder / "background.tmp.png"
         if not cv2.imwrite(str(tmp), background):
-            raise CalibrationError(f"cannot write {tmp}")
+            raise CalibrationError("calibration.error.cannot_write", path=tmp)
         tmp.replace(path)  # a new entry in the folder: its time changes, and the camera loop picks it up
 
     def version(self) -> float:
@@ -123,4 +124,4 @@ class CalibrationStore:
         try:
             return ZoneCalibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (ValueError, TypeError, KeyError) as exc:
-            raise CalibrationError(f"{path}: unreadable ({exc}); calibrate zone {zone!r} again") from None
+            raise CalibrationError("calibration.error.unreadable", path=path, why=exc, zone=zone) from None

@@ -13,9 +13,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_agent.counting.zones import Zone
+from lobbywatch.validation import Refused
 
 
-class DatasetError(ValueError):
+class DatasetError(Refused):
     """A folder that is not in the dataset format; the message says what is wrong."""
 
 
@@ -32,17 +33,17 @@ def load_dataset(folder: Path, limit: int | None = None, frames: slice | None = 
     roi_path, counts_path, frames_dir = folder / "roi.json", folder / "counts.csv", folder / "frames"
     for path in (roi_path, counts_path, frames_dir):
         if not path.exists():
-            raise DatasetError(f"{folder} is not a dataset folder: {path.name} is missing")
+            raise DatasetError("dataset.error.not_a_dataset", folder=folder, name=path.name)
     try:
         roi = json.loads(roi_path.read_text(encoding="utf-8"))
         polygon = [(int(x), int(y)) for x, y in roi["polygon"]]
         zone = Zone("roi", polygon, roi.get("anchor", "feet"))
     except (ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"{roi_path}: not a valid roi.json ({exc})") from None
+        raise DatasetError("dataset.error.bad_roi", path=roi_path, why=exc) from None
     with counts_path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or set(rows[0]) != {"frame", "count"}:
-        raise DatasetError(f"{counts_path}: expected the header 'frame,count'")
+        raise DatasetError("dataset.error.bad_header", path=counts_path)
     rows.sort(key=lambda r: r["frame"])
     if frames is not None:
         rows = rows[frames]
@@ -53,19 +54,16 @@ def load_dataset(folder: Path, limit: int | None = None, frames: slice | None = 
         path = frames_dir / f"{row['frame']}.jpg"
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
-            raise DatasetError(f"{path}: missing or not an image")
+            raise DatasetError("dataset.error.bad_image", path=path)
         try:
             count = int(row["count"])
         except (TypeError, ValueError):
-            raise DatasetError(
-                f"{counts_path}: frame {row['frame']} has no count; write how many people are "
-                "in the zone on that snapshot"
-            ) from None
+            raise DatasetError("dataset.error.no_count", path=counts_path, frame=row["frame"]) from None
         images.append(np.asarray(frame, dtype=np.uint8))
         names.append(row["frame"])
         counts.append(count)
     if not images:
-        raise DatasetError(f"{folder}: no frames selected")
+        raise DatasetError("dataset.error.no_frames", folder=folder)
     return Dataset(folder.name, zone, names, counts, images)
 
 
@@ -81,7 +79,7 @@ def write_snapshots(folder: Path, zone: Zone, frames: list[NDArray[np.uint8]]) -
         for i, frame in enumerate(frames, 1):
             name = f"{i:06d}"
             if not cv2.imwrite(str(folder / "frames" / f"{name}.jpg"), frame):
-                raise DatasetError(f"cannot write {folder / 'frames' / name}.jpg")
+                raise DatasetError("dataset.error.cannot_write", path=f"{folder / 'frames' / name}.jpg")
             writer.writerow([name, ""])
     return folder / "counts.csv"
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from lobbywatch.validation import Refused
 from server import __version__
 from server.backup import registry_dump
 from server.backup.registry_dump import Progress
@@ -25,7 +26,7 @@ MANIFEST = "manifest.json"
 BROKER_FILE = "broker/dynamic-security.json"
 
 
-class BackupDamaged(RuntimeError):
+class BackupDamaged(Refused):
     """A backup that must not be restored: a file missing or changed since it was made. The message names it."""
 
 
@@ -81,17 +82,17 @@ def verify(folder: Path) -> Manifest:
     try:
         raw: dict[str, Any] = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BackupDamaged(f"{folder / MANIFEST} is missing: this is not a LobbyWatch backup folder") from None
+        raise BackupDamaged("backup.error.no_manifest", path=folder / MANIFEST) from None
     except ValueError as exc:
-        raise BackupDamaged(f"{folder / MANIFEST} is unreadable: {exc}") from None
+        raise BackupDamaged("backup.error.bad_manifest", path=folder / MANIFEST, why=exc) from None
     if raw.get("format") != FORMAT:
-        raise BackupDamaged(f"{folder / MANIFEST}: format {raw.get('format')!r}; this server reads format {FORMAT}")
+        raise BackupDamaged("backup.error.format", path=folder / MANIFEST, found=raw.get("format"), known=FORMAT)
     for name, expected in raw["files"].items():
         path = folder / name
         if not path.is_file():
-            raise BackupDamaged(f"{path} is missing")
+            raise BackupDamaged("backup.error.missing", path=path)
         if _sha256(path) != expected:
-            raise BackupDamaged(f"{path} has changed since the backup was made (SHA-256 differs)")
+            raise BackupDamaged("backup.error.changed", path=path)
     registry = raw["registry"]
     return Manifest(raw["created_at"], raw["server_version"], registry["revision"], registry["tables"], raw["files"])
 
@@ -107,7 +108,7 @@ def restore(
     """Checked first; then the registry, then the broker file (the one it replaces kept beside it)."""
     manifest = verify(folder)
     if dynsec is not None and not manifest.has_broker:
-        raise BackupDamaged(f"{folder} holds no broker file to restore to {dynsec}")
+        raise BackupDamaged("backup.error.no_broker_file", folder=folder, target=dynsec)
     registry_dump.restore(engine, folder / "registry", manifest.revision, replace, progress)
     if dynsec is not None:
         put_broker_file(folder / BROKER_FILE, dynsec, now)

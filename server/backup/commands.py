@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lobbywatch.i18n import t
+from lobbywatch.validation import Refused
 from server.backup import archive
 from server.backup.registry_dump import RestoreRefused
 from server.registry.database import make_engine
@@ -54,7 +55,8 @@ def backup_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
         finally:
             engine.dispose()
     except (archive.BackupDamaged, RestoreRefused, FileNotFoundError, FileExistsError) as exc:
-        print(t(lang, "backup.failed", why=str(exc)), file=sys.stderr)
+        why = exc.text(lang) if isinstance(exc, Refused) else str(exc)
+        print(t(lang, "backup.failed", why=why), file=sys.stderr)
         return 2
     rows = sum(manifest.tables.values())
     print(t(lang, "backup.restored", folder=args.folder, made=manifest.created_at, rows=rows))

@@ -17,13 +17,14 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select, text
 from sqlalchemy.types import DateTime, LargeBinary
 
+from lobbywatch.validation import Refused
 from server.registry.database import alembic_config
 
 BATCH = 1000
 Progress = Callable[[str, int], None]  # table, rows so far
 
 
-class RestoreRefused(RuntimeError):
+class RestoreRefused(Refused):
     """A restore that would lose data or cannot work; the message says what to do."""
 
 
@@ -43,7 +44,7 @@ def _decoder(table: Table) -> Callable[[dict[str, Any]], dict[str, Any]]:
         for name, stored in row.items():
             kind = kinds.get(name)
             if kind is None:
-                raise RestoreRefused(f"the backup's table {table.name} has a column {name!r} this schema lacks")
+                raise RestoreRefused("backup.error.unknown_column", table=table.name, column=name)
             if stored is not None and isinstance(kind, DateTime):
                 out[name] = datetime.fromisoformat(stored)
             elif stored is not None and isinstance(kind, LargeBinary):
@@ -74,7 +75,7 @@ def dump(engine: Engine, folder: Path, progress: Progress | None = None) -> tupl
     with engine.connect().execution_options(**options) as connection, connection.begin():
         found = revision(connection)
         if found is None:
-            raise RestoreRefused("the registry has no schema yet: nothing to back up")
+            raise RestoreRefused("backup.error.no_schema")
         for table in _tables(connection):
             order = list(table.primary_key.columns) or list(table.columns)
             path = folder / f"{table.name}.jsonl"
@@ -106,10 +107,7 @@ def restore(
     with engine.begin() as connection:
         held = inspect(connection).get_table_names()
         if held and not replace:
-            raise RestoreRefused(
-                f"the database holds {len(held)} tables already: restore into a new, empty database, "
-                "or pass --replace to drop everything it holds first"
-            )
+            raise RestoreRefused("backup.error.not_empty", count=len(held))
         if held:
             existing = MetaData()
             existing.reflect(connection)
@@ -118,7 +116,7 @@ def restore(
         for table in _tables(connection):
             path = folder / f"{table.name}.jsonl"
             if not path.exists():
-                raise RestoreRefused(f"{path} is missing: the backup is incomplete")
+                raise RestoreRefused("backup.error.incomplete", path=path)
             decode, batch, count = _decoder(table), [], 0
             for row in _rows(path):
                 batch.append(decode(row))

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lobbywatch.clock import as_utc
+from lobbywatch.validation import Refused
 from server.registry import audit, models
 
 Role = Literal["administrator", "technician", "branch_manager", "duty_supervisor", "read_only"]
@@ -28,7 +29,7 @@ MAX_TOKEN_DAYS = 400
 _hasher = PasswordHasher()  # argon2id with the library's current parameters
 
 
-class UserError(ValueError):
+class UserError(Refused):
     """A user that cannot be made as asked; the message says why."""
 
 
@@ -54,7 +55,7 @@ class Person:
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
-        raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
+        raise UserError("user.error.short_password", length=MIN_PASSWORD)
     return _hasher.hash(password)
 
 
@@ -71,16 +72,16 @@ def add_user(
     branches: Iterable[str] = (),
 ) -> models.User:
     if role not in ROLES:
-        raise UserError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
+        raise UserError("user.error.unknown_role", role=role, roles=", ".join(ROLES))
     regions, branches = sorted(set(regions)), sorted(set(branches))
     for region in regions:
         if session.get(models.Region, region) is None:
-            raise UserError(f"no region {region!r}")
+            raise UserError("user.error.no_region", region=region)
     for branch in branches:
         if session.get(models.Branch, branch) is None:
-            raise UserError(f"no branch {branch!r}")
+            raise UserError("user.error.no_branch", branch=branch)
     if role not in SEE_ALL and role != "read_only" and not (regions or branches):
-        raise UserError(f"a {role} needs --branch or --region: the branches they look after")
+        raise UserError("user.error.needs_scope", role=role)
     user = session.get(models.User, login)
     if user is None:
         user = models.User(login=login, created_at=now)
@@ -121,9 +122,9 @@ def issue_token(
     """A new API token for the person, valid `days` (shown once; only its hash is kept)."""
     user = session.get(models.User, login)
     if user is None or not user.active:
-        raise UserError(f"no active user {login!r}")
+        raise UserError("user.error.no_active_user", login=login)
     if not 0 < days <= MAX_TOKEN_DAYS:
-        raise UserError(f"a token lives 1 to {MAX_TOKEN_DAYS} days, not {days:g}")
+        raise UserError("user.error.token_days", most=MAX_TOKEN_DAYS, days=f"{days:g}")
     token = "lwt_" + secrets.token_urlsafe(32)
     expires = now + timedelta(days=days)
     session.add(models.ApiToken(token_hash=_digest(token), login=login, name=name, created_at=now, expires_at=expires))
@@ -154,10 +155,12 @@ def tokens(session: Session, login: str | None = None) -> list[models.ApiToken]:
 def revoke_token(session: Session, ident: str, by: str, now: datetime, login: str | None = None) -> models.ApiToken:
     """Revoke a token by its id; `login`: only if it is that person's."""
     if len(ident) < 8:
-        raise UserError("give at least 8 characters of the token's id")
+        raise UserError("user.error.token_id_short")
     found = [t for t in tokens(session, login) if t.token_hash.startswith(ident)]
     if len(found) != 1:
-        raise UserError(f"no token {ident!r}" if not found else f"{ident!r} names {len(found)} tokens: give more")
+        if not found:
+            raise UserError("user.error.no_token", ident=ident)
+        raise UserError("user.error.tokens_ambiguous", ident=ident, count=len(found))
     row = found[0]
     if row.revoked_at is None:
         row.revoked_at = now
@@ -179,7 +182,7 @@ def deactivate(session: Session, login: str, by: str, now: datetime) -> None:
     """Switch a person off: their sessions and tokens end now (the pages and the API check on every request)."""
     user = session.get(models.User, login)
     if user is None:
-        raise UserError(f"no user {login!r}")
+        raise UserError("user.error.no_user", login=login)
     user.active = False
     session.execute(
         update(models.WebSession)

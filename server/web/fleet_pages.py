@@ -94,6 +94,8 @@ def reply_view(reply: LastReply, locale: str, at: str) -> ReplyView:
     action = f"page.fleet.command.{reply.action}"
     label = t(locale, action) if action in catalog(locale) else reply.action
     key = f"page.fleet.reply.{reply.code}"
+    if key not in catalog(locale):  # a refusal names its reason by the catalog's own key (calibration.error.*)
+        key = reply.code or key
     text = reply.detail or t(locale, "page.fleet.reply_ok" if reply.ok else "page.fleet.reply_failed")
     if reply.code and key in catalog(locale):
         with suppress(KeyError, IndexError, ValueError):  # a newer agent's params: its English detail says it

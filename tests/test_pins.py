@@ -1,0 +1,82 @@
+"""A worker's ownership of partitions as its ingest thread sees it, on the real pipeline and registry (no NATS: the
+deliveries are made here, as the pinned pull hands them on). The case a bench run once found: a message still
+queued under a pin the worker has lost must not take the partition on again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from server.ingest.mqtt_source import Received
+from server.registry import models
+from server.scale import subjects
+from server.scale.owned import Ownership
+from server.scale.pinned import Delivery
+from server.scale.worker import WorkerRuntime
+from server.settings import Settings
+from tests.helpers import write_site
+
+PARTITIONS = 4
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[WorkerRuntime]:
+    settings = Settings(
+        mode="dev",
+        database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}",
+        site_file=write_site(tmp_path),
+        timeseries_path=tmp_path / "ts.sqlite3",
+        mqtt_username=None,
+        nats_partitions=PARTITIONS,
+    )
+    runtime = WorkerRuntime(settings, Ownership(PARTITIONS), "w1", hold_s=0.0)
+    yield runtime
+    runtime.store.close()
+
+
+def report(partition: int, pin: str, seq: int) -> Received:
+    payload = {
+        "v": 1,
+        "stream": "0" * 16,
+        "seq": seq,
+        "ts": datetime.now(UTC).isoformat(),
+        "uptime_s": 1.0,
+        "zones": [{"zone": "queue", "occupancy": seq}],
+    }
+    delivery = Delivery(partition, pin, f"lw.p.{partition}.b1.dev-b1-cam.queue", b"", {}, f"$JS.ACK.{seq}", seq)
+    return Received(
+        "lobby/v1/dev-b1-cam/queue", json.dumps(payload).encode(), datetime.now(UTC).timestamp(), 0, 1, delivery
+    )
+
+
+def claimed(worker: WorkerRuntime, partition: int) -> str | None:
+    with worker.sessions() as session:
+        return session.scalar(select(models.PartitionOwner.pin).where(models.PartitionOwner.partition == partition))
+
+
+def test_a_message_under_a_lost_pin_never_takes_its_partition_back(worker: WorkerRuntime) -> None:
+    partition = subjects.branch_partition("b1", PARTITIONS)
+    pipeline = worker.owned
+    acknowledged: list[int] = []
+    pipeline.acknowledge = lambda deliveries: acknowledged.extend(d.stream_seq for d in deliveries)
+
+    pipeline.process([report(partition, "pin-a", 1)])
+    assert (worker.ownership.pins, claimed(worker, partition), acknowledged) == ({partition: "pin-a"}, "pin-a", [1])
+
+    worker.ownership.lost(partition, "pin-a")  # 423 from the server: another worker holds it now
+    pipeline.process([report(partition, "pin-a", 2)])  # was queued before the loss was known
+    assert worker.ownership.pins == {}
+    assert claimed(worker, partition) == "pin-a"  # untouched: the new owner's claim would stand
+    assert acknowledged == [1]  # not ours to acknowledge: the new owner gets it again
+
+    pipeline.process([report(partition, "pin-b", 2)])  # pinned to us again, under a new pin
+    pipeline.process([report(partition, "pin-a", 3)])  # a straggler of the old pin, after that
+    assert (worker.ownership.pins, claimed(worker, partition)) == ({partition: "pin-b"}, "pin-b")
+    assert acknowledged == [1, 2]
+    assert pipeline.claims == 2
+    assert worker.store.count("occupancy") == 2  # seq 1 under pin-a, seq 2 under pin-b; the straggler not stored
