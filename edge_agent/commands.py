@@ -177,7 +177,7 @@ def label(device: Device, command: Command) -> Reply:
         )
     zone = counting_zone(zones[str(zone_key)], camera.ignore if camera else ())
     try:
-        labels = add_label(device.config.data_dir, zone, shot, count)
+        labels = add_label(device.config.data_dir, zone, shot, count, command.args.get("points"))
         fitted = fit(device.config.data_dir, zone)
     except (LabelError, DatasetError, CalibrationError) as exc:  # why, as a catalog key the page words
         params: dict[str, str | int | float] = {k: str(v)[:200] for k, v in exc.params.items()}

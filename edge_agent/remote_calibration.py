@@ -40,20 +40,44 @@ def save_snapshot(data_dir: Path, snapshot_id: str, frame: Frame) -> None:
         old.unlink()
 
 
-def add_label(data_dir: Path, zone: Zone, snapshot_id: str, count: int) -> int:
-    """Label a kept snapshot with the people in the zone; returns how many labels the zone has. Labels made on
-    another polygon of the zone are dropped: they describe another area."""
+def heads_of(points: object, count: int, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
+    """The heads a technician clicked (`[[x, y], ...]` in the snapshot's pixels), one per person counted; None
+    when the label is a count alone."""
+    if points is None:
+        return None
+    height, width = shape[:2]
+    if (
+        not isinstance(points, list)
+        or len(points) != count
+        or not all(
+            isinstance(p, list)
+            and len(p) == 2
+            and all(isinstance(c, int) and not isinstance(c, bool) for c in p)
+            and 0 <= p[0] < width
+            and 0 <= p[1] < height
+            for p in points
+        )
+    ):
+        raise LabelError("label.error.bad_heads", count=count, width=width, height=height)
+    return [(int(x), int(y)) for x, y in points]
+
+
+def add_label(data_dir: Path, zone: Zone, snapshot_id: str, count: int, points: object = None) -> int:
+    """Label a kept snapshot with the people in the zone, and where their heads are when they were clicked (kept
+    in the dataset's points.csv); returns how many labels the zone has. Labels made on another polygon of the zone
+    are dropped: they describe another area."""
     source = _snapshots(data_dir) / f"{snapshot_id}.png"
     frame = cv2.imread(str(source), cv2.IMREAD_COLOR)
     if frame is None:
         raise LabelError("label.error.snapshot_gone", snapshot=snapshot_id)
     if not 0 <= count <= 500:
         raise LabelError("label.error.impossible_count", count=count)
+    heads = heads_of(points, count, frame.shape)
     folder = data_dir / "labels" / zone.key
     roi = {"polygon": [list(p) for p in zone.polygon], "anchor": zone.anchor}
-    roi_path, counts_path = folder / "roi.json", folder / "counts.csv"
+    roi_path, counts_path, points_path = folder / "roi.json", folder / "counts.csv", folder / "points.csv"
     if roi_path.exists() and json.loads(roi_path.read_text(encoding="utf-8")).get("polygon") != roi["polygon"]:
-        for path in [*(folder / "frames").glob("*.jpg"), counts_path]:
+        for path in [*(folder / "frames").glob("*.jpg"), counts_path, points_path]:
             path.unlink(missing_ok=True)
     (folder / "frames").mkdir(parents=True, exist_ok=True)
     roi_path.write_text(json.dumps(roi), encoding="utf-8")
@@ -67,7 +91,26 @@ def add_label(data_dir: Path, zone: Zone, snapshot_id: str, count: int) -> int:
         writer = csv.writer(handle)
         writer.writerow(["frame", "count"])
         writer.writerows(sorted(rows.items()))
+    _keep_heads(points_path, snapshot_id, heads)
     return len(rows)
+
+
+def _keep_heads(path: Path, snapshot_id: str, heads: list[tuple[int, int]] | None) -> None:
+    """The snapshot's clicked heads in points.csv (`frame,x,y`, the benchmark datasets' format), in place of any
+    it had; a label by count alone leaves that snapshot without points."""
+    kept: list[tuple[str, str, str]] = []
+    if path.exists():
+        with path.open(newline="", encoding="utf-8") as handle:
+            kept = [(r["frame"], r["x"], r["y"]) for r in csv.DictReader(handle) if r["frame"] != snapshot_id]
+    kept += [(snapshot_id, str(x), str(y)) for x, y in heads or ()]
+    if not kept:
+        path.unlink(missing_ok=True)
+        return
+    kept.sort(key=lambda row: row[0])  # by frame; each frame's heads as they were clicked
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["frame", "x", "y"])
+        writer.writerows(kept)  # by frame, each frame's heads as clicked
 
 
 def fit(data_dir: Path, zone: Zone) -> ZoneCalibration | None:

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 MAX_POINTS = 64
+MAX_HEADS = 500  # people clicked on one snapshot
 MAX_ZONES = 16
 MAX_IGNORE = 16
 KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -70,3 +71,21 @@ def apply(camera: dict[str, Any], zones: list[tuple[str, Polygon]], ignore: list
         "zones": [{**before.get(key, {}), "key": key, "polygon": polygon} for key, polygon in zones],
         "ignore": ignore,
     }
+
+
+def parse_heads(text: str) -> list[list[int]]:
+    """The heads a technician clicked on a snapshot, `[[x, y], ...]` in image pixels: one per person."""
+    try:
+        heads = json.loads(text or "[]")
+    except ValueError:
+        raise ShapesRefused("the heads are not JSON") from None
+    if not isinstance(heads, list) or len(heads) > MAX_HEADS:
+        raise ShapesRefused(f"the heads must be a list of at most {MAX_HEADS} points")
+    for point in heads:
+        if (
+            not isinstance(point, list)
+            or len(point) != 2
+            or not all(isinstance(c, int | float) and not isinstance(c, bool) and 0 <= c <= 8192 for c in point)
+        ):
+            raise ShapesRefused(f"a head must be [x, y] in image pixels, got {point!r}")
+    return [[round(x), round(y)] for x, y in heads]

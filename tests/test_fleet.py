@@ -151,7 +151,7 @@ def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(
     assert abs(moved[1][1] - 0.4 * height) <= 2, moved
     assert moved[0] == drawn[0]
     assert moved[2:] == drawn[2:]
-    page.get_by_role("button", name="撤销").click()
+    page.get_by_role("button", name="撤销", exact=True).click()
     assert polygon() == drawn
 
     # a corner of the zone the staff use, never counted
@@ -177,9 +177,27 @@ def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(
 
     page.get_by_role("button", name="拍摄快照").click()
     expect(page.locator("canvas#zones")).to_be_visible(timeout=15_000)
-    page.fill("input[name=count]", "0")
+    # the people counted by tapping their heads: a tap on a dot takes it away, undo brings it back
+    heads = page.locator("canvas#heads-canvas")
+    heads.scroll_into_view_if_needed()
+    spot = heads.bounding_box()
+    assert spot is not None
+    taps = [(0.3, 0.6), (0.5, 0.7), (0.7, 0.8)]
+    for fx, fy in [*taps, taps[1]]:
+        heads.click(position={"x": fx * spot["width"], "y": fy * spot["height"]})
+    assert page.locator("#heads-count").input_value() == "2"
+    page.get_by_role("button", name="撤销上一次点选").click()
+    assert page.locator("#heads-count").input_value() == "3"
+    clicked = json.loads(page.locator("#heads").input_value())
+    for (x, y), (fx, fy) in zip(clicked, taps, strict=True):  # in image pixels, give or take the rounding
+        assert abs(x - fx * width) <= 3
+        assert abs(y - fy * height) <= 3
     page.get_by_role("button", name="标注用于校准").click()
     expect(page.locator("#reply")).to_contain_text("已有 1 个标注，需要 5 个才能校准", timeout=15_000)
+    kept = world.agent.config.data_dir / "labels" / "queue" / "points.csv"
+    rows = kept.read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "frame,x,y"
+    assert [[int(v) for v in row.split(",")[1:]] for row in rows[1:]] == clicked  # the dataset format's points
     reply = world.runtime.pipeline.devices["dev-b1-cam"].last_reply
     assert reply is not None
     assert (reply.action, reply.ok, reply.code) == ("label", True, "labelled")

@@ -186,13 +186,22 @@ def label(
     snapshot: Annotated[str, Form()],
     zone: Annotated[str, Form()],
     count: Annotated[int, Form()],
+    heads: Annotated[str, Form()] = "[]",
 ) -> Response:
+    """A snapshot labelled with the people in a zone: a count, or the heads clicked on it (the count is theirs;
+    the device keeps the points for a density calibration)."""
     check_form(viewer, csrf)
     require_technician(viewer)
     _device(runtime, viewer, device)
-    sent = runtime.fleet.send_command(
-        device, "label", viewer.person.name, {"snapshot": snapshot, "zone": zone, "count": count}
-    )
+    try:
+        points = zone_shapes.parse_heads(heads)
+    except zone_shapes.ShapesRefused as exc:
+        log.info("heads for %s refused: %s", device, exc)
+        return RedirectResponse(f"/lobby/fleet/{device}?error=label", status.HTTP_303_SEE_OTHER)
+    args: dict[str, object] = {"snapshot": snapshot, "zone": zone, "count": len(points) if points else count}
+    if points:
+        args["points"] = points
+    sent = runtime.fleet.send_command(device, "label", viewer.person.name, args)
     return RedirectResponse(f"/lobby/fleet/{device}?done=label&sent={sent}", status.HTTP_303_SEE_OTHER)
 
 
