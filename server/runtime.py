@@ -28,7 +28,7 @@ from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
 from server.ingest.worker import IngestWorker
 from server.live import LiveState
-from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerRefused, BrokerUnreachable
+from server.provisioning.broker_admin import BrokerAdmin, BrokerRefused, BrokerUnreachable, admin_of
 from server.registry.database import make_engine, make_sessions
 from server.registry.directory import Directory
 from server.registry.site import import_site, load_site
@@ -94,18 +94,7 @@ class Runtime:
             with self.sessions() as session:
                 import_site(session, load_site(settings.site_file))
         self.directory = Directory(self.sessions)
-        self.broker_admin: BrokerAdmin | None = None
-        if settings.mqtt_admin_username and settings.mqtt_admin_password:
-            self.broker_admin = BrokerAdmin(
-                AdminSettings(
-                    settings.mqtt_host,
-                    settings.mqtt_port,
-                    settings.mqtt_admin_username,
-                    settings.mqtt_admin_password.get_secret_value(),
-                    settings.mqtt_tls,
-                    settings.mqtt_ca_file,
-                )
-            )
+        self.broker_admin: BrokerAdmin | None = admin_of(settings)
         self.dead_letters = DeadLetters(self.sessions, self.clock)
         self.store = store or make_store(settings, self.dead_letters)
         secret = settings.link_secret.get_secret_value() if settings.link_secret else secrets.token_hex(32)

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -441,3 +442,60 @@ def test_a_kept_calibration_goes_only_to_the_zone_it_was_fitted_on() -> None:
     assert with_calibrations(redrawn, kept) == redrawn  # calibrated again on the camera, not carried
     assert with_calibrations({"device_id": "bell"}, kept) == {"device_id": "bell"}
     assert config["camera"]["zones"][0] == {"key": "hall", "polygon": square}  # type: ignore[index]
+
+
+def test_a_forwarder_has_an_identity_that_only_takes_its_share(secured: Secured) -> None:
+    """`lobbywatch forward` makes its own broker identity: bound to its client id, a member of the forwarders'
+    shared subscription, and nothing more: no subscription of its own to every device, no command to a device."""
+    admin = secured.runtime.broker_admin
+    assert admin is not None
+    name, password = "lobbywatch-forward-f1", "forwarder-password-for-tests"
+    assert admin.ensure_forwarder(name, password, name) is True
+    assert admin.ensure_forwarder(name, password, name) is False  # there already: left as it is
+    admin.create_device("dev-b1-cam", "device-password-for-tests")
+
+    received: list[str] = []
+    granted: list[list[int]] = []
+    forwarder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+    forwarder.username_pw_set(name, password)
+    forwarder.on_message = lambda _c, _u, message: received.append(message.topic)
+    forwarder.on_subscribe = lambda _c, _u, _mid, codes, _p: granted.append([c.value for c in codes])
+    forwarder.connect("127.0.0.1", secured.broker.port)
+    forwarder.loop_start()
+    device = Device(secured.broker.port, "dev-b1-cam", "device-password-for-tests")
+    try:
+        forwarder.subscribe("$share/lobbywatch-forward/lobby/v1/#", qos=1)
+        forwarder.subscribe("lobby/v1/#", qos=1)  # everything, outside the forwarders' share
+        eventually(lambda: len(granted) == 2, what="both subscriptions answered")
+        assert granted[0] == [1]  # granted, QoS 1
+        assert granted[1][0] >= 0x80  # refused
+        device.queue(3)
+        eventually(lambda: received == ["lobby/v1/dev-b1-cam/queue"], what="the device's report through the share")
+    finally:
+        device.close()
+        forwarder.disconnect()
+        forwarder.loop_stop()
+    # a command from the forwarder never reached the device's topic: the broker dropped it as not allowed
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dev-b1-cam", protocol=mqtt.MQTTv5)
+    listener.username_pw_set("dev-b1-cam", "device-password-for-tests")
+    commands: list[bytes] = []
+    listener.on_message = lambda _c, _u, message: commands.append(message.payload)
+    listener.connect("127.0.0.1", secured.broker.port)
+    listener.loop_start()
+    try:
+        listener.subscribe("lobby/v1/dev-b1-cam/cmd", qos=1)
+        thief = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+        thief.username_pw_set(name, password)
+        thief.connect("127.0.0.1", secured.broker.port)
+        thief.loop_start()
+        sent = thief.publish("lobby/v1/dev-b1-cam/cmd", b'{"action": "restart"}', qos=1)
+        sent.wait_for_publish(5)
+        thief.disconnect()
+        thief.loop_stop()
+        time.sleep(0.5)
+        assert commands == []
+        secured.runtime.commands.send("dev-b1-cam", "identify", {})  # the server's identity may: the check can fail
+        eventually(lambda: len(commands) == 1, what="the server's command at the device")
+    finally:
+        listener.disconnect()
+        listener.loop_stop()

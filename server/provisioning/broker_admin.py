@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lobbywatch.protocol import Channel, Topic, check_device_id
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,15 @@ CONTROL = "$CONTROL/dynamic-security/v1"
 TIMEOUT_S = 10.0
 DEVICE_MARK = "lobbywatch device"
 SERVER_MARK = "lobbywatch server"
+FORWARDER_MARK = "lobbywatch forwarder"
+FORWARD_GROUP = "lobbywatch-forward"  # the forwarders' MQTT 5 shared subscription
+SERVER_ACLS = [
+    {"acltype": "subscribePattern", "topic": "lobby/v1/#", "allow": True},
+    {"acltype": "subscribePattern", "topic": "$share/+/lobby/v1/#", "allow": True},
+    {"acltype": "publishClientSend", "topic": "lobby/v1/+/cmd", "allow": True},
+    {"acltype": "publishClientSend", "topic": "lobby/v1/+/config", "allow": True},
+]
+FORWARDER_ACLS = [{"acltype": "subscribePattern", "topic": f"$share/{FORWARD_GROUP}/lobby/v1/#", "allow": True}]
 
 
 class BrokerUnreachable(RuntimeError):
@@ -215,34 +225,29 @@ class BrokerAdmin:
         """The ingest's own identity, made if it is missing: read every device's messages, write their config
         and commands; bound to the ingest's client id, so that nobody else can take over its persistent
         session (each ingest worker has a username of its own). True when it was made now."""
+        return self._ensure(username, password, client_id, SERVER_ACLS, SERVER_MARK)
+
+    def ensure_forwarder(self, username: str, password: str, client_id: str) -> bool:
+        """A forwarder's own identity: a member of the forwarders' shared subscription to the devices'
+        messages, and nothing else (it sends no commands and reads no other subscription's share)."""
+        return self._ensure(username, password, client_id, FORWARDER_ACLS, FORWARDER_MARK)
+
+    def _ensure(self, username: str, password: str, client_id: str, acls: list[dict[str, Any]], mark: str) -> bool:
         existing = self._existing(username)
         if existing is not None:
             if existing.get("clientid") != client_id:  # made before identities were bound, or a new client id
-                if not self._ours(existing, SERVER_MARK, username) and existing.get("clientid"):
+                if not self._ours(existing, mark, username) and existing.get("clientid"):
                     raise BrokerRefused(
                         f"the broker client {username!r} is bound to client id "
                         f"{existing.get('clientid')!r}, not {client_id!r}: not changed"
                     )
                 self._check(
                     self.run(
-                        [
-                            {
-                                "command": "modifyClient",
-                                "username": username,
-                                "clientid": client_id,
-                                "textname": SERVER_MARK,
-                            }
-                        ]
+                        [{"command": "modifyClient", "username": username, "clientid": client_id, "textname": mark}]
                     )
                 )
-                log.info("broker identity of the server (%s) bound to client id %s", username, client_id)
+                log.info("broker identity %s (%s) bound to client id %s", username, mark, client_id)
             return False
-        acls = [
-            {"acltype": "subscribePattern", "topic": "lobby/v1/#", "allow": True},
-            {"acltype": "subscribePattern", "topic": "$share/+/lobby/v1/#", "allow": True},
-            {"acltype": "publishClientSend", "topic": "lobby/v1/+/cmd", "allow": True},
-            {"acltype": "publishClientSend", "topic": "lobby/v1/+/config", "allow": True},
-        ]
         self._check(self.run([{"command": "deleteRole", "rolename": username}]), tolerated=("not found",))
         self._check(
             self.run(
@@ -253,11 +258,27 @@ class BrokerAdmin:
                         "username": username,
                         "password": password,
                         "clientid": client_id,
-                        "textname": SERVER_MARK,
+                        "textname": mark,
                         "roles": [{"rolename": username}],
                     },
                 ]
             )
         )
-        log.info("broker identity of the server (%s) created", username)
+        log.info("broker identity %s (%s) created", username, mark)
         return True
+
+
+def admin_of(settings: Settings) -> BrokerAdmin | None:
+    """The broker's administrator the settings name, or None where there is none (a broker without the plugin)."""
+    if not settings.mqtt_admin_username or settings.mqtt_admin_password is None:
+        return None
+    return BrokerAdmin(
+        AdminSettings(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            settings.mqtt_admin_username,
+            settings.mqtt_admin_password.get_secret_value(),
+            settings.mqtt_tls,
+            settings.mqtt_ca_file,
+        )
+    )

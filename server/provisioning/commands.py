@@ -120,21 +120,12 @@ def enroll_command(args: argparse.Namespace, settings: Settings, lang: str) -> i
 
 
 def revoke_command(args: argparse.Namespace, settings: Settings, lang: str) -> int:
-    from server.provisioning.broker_admin import AdminSettings, BrokerAdmin, BrokerRefused, BrokerUnreachable
+    from server.provisioning.broker_admin import BrokerRefused, BrokerUnreachable, admin_of
 
-    if not settings.mqtt_admin_username or settings.mqtt_admin_password is None:
+    admin = admin_of(settings)
+    if admin is None:
         print(t(lang, "enroll.no_admin"), file=sys.stderr)
         return 2
-    admin = BrokerAdmin(
-        AdminSettings(
-            settings.mqtt_host,
-            settings.mqtt_port,
-            settings.mqtt_admin_username,
-            settings.mqtt_admin_password.get_secret_value(),
-            settings.mqtt_tls,
-            settings.mqtt_ca_file,
-        )
-    )
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine)() as session:

@@ -9,6 +9,7 @@ import signal
 from collections.abc import Sequence
 
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
+from server.provisioning.broker_admin import FORWARD_GROUP, BrokerRefused, BrokerUnreachable, admin_of
 from server.registry.database import make_engine, make_sessions
 from server.scale import jetstream
 from server.scale.device_branches import DeviceBranches
@@ -17,7 +18,6 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SHARED_GROUP = "lobbywatch-forward"  # every forwarder is one member of this MQTT 5 shared subscription
 REGISTRY_CHANGED = "lw.registry.changed"  # announced by whoever changes devices (the API): read the map again
 
 
@@ -32,8 +32,20 @@ def mqtt_settings(settings: Settings, name: str) -> MqttSettings:
         tls=settings.mqtt_tls,
         ca_file=settings.mqtt_ca_file,
         protocol="5",
-        shared_group=SHARED_GROUP,
+        shared_group=FORWARD_GROUP,  # every forwarder is one member of this MQTT 5 shared subscription
     )
+
+
+def ensure_identity(settings: Settings, mqtt: MqttSettings) -> None:
+    """The forwarder's own broker identity (its shared subscription, nothing else), made where the settings name
+    the broker's administrator; elsewhere it must exist already (docs/scale.md)."""
+    admin = admin_of(settings)
+    if admin is None or not mqtt.username or not mqtt.password:
+        return
+    try:
+        admin.ensure_forwarder(mqtt.username, mqtt.password, mqtt.client_id)
+    except (BrokerUnreachable, BrokerRefused) as exc:  # the MQTT source retries its connection and says so
+        log.error("could not check the forwarder's broker identity: %s", exc)
 
 
 async def forward(settings: Settings, name: str) -> ForwardStats:
@@ -47,7 +59,9 @@ async def forward(settings: Settings, name: str) -> ForwardStats:
         source.ack(batch)
 
     forwarder = Forwarder(nc.jetstream(), branches, ack)
-    source = MqttSource(mqtt_settings(settings, name), forwarder.handoff)
+    mqtt = mqtt_settings(settings, name)
+    await asyncio.to_thread(ensure_identity, settings, mqtt)
+    source = MqttSource(mqtt, forwarder.handoff)
 
     async def changed(_msg: object) -> None:
         branches.changed()
