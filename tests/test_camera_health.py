@@ -69,3 +69,22 @@ def test_a_camera_turned_a_little_is_seen_as_moved() -> None:
         health.observe(shifted, t)
         t += MOVED_EVERY_S
     assert health.problem is Problem.MOVED
+
+
+def test_each_camera_problem_is_told_in_its_own_words() -> None:
+    """The alert says which problem the camera has (its reading's detail begins with the code), and a moved one
+    asks for its zones and calibration again, in both languages; an unknown code falls back to the general."""
+    from edge_agent.camera_loop import camera_reading
+    from server.alerts.catalog import problem_text
+
+    health = CameraHealth()
+    health.problem = Problem.MOVED
+    detail = camera_reading(health).detail  # what the device sends
+    assert problem_text("zh-CN", "camera", detail) == "摄像头视角已改变：请把它调回原位，或重新画区域并重新标定"
+    assert "calibrate it again" in problem_text("en", "camera", detail)
+    for problem in Problem:
+        if problem is not Problem.NONE:
+            worded = problem_text("zh-CN", "camera", f"{problem.value}: ...")
+            assert worded != problem_text("zh-CN", "camera", None), problem
+    assert problem_text("zh-CN", "camera", "melted: ...") == "摄像头无法看到大厅"
+    assert problem_text("en", "temperature", "moved: ...") == "temperature out of range"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from lobbywatch.i18n import t
+from lobbywatch.i18n import catalog, t
 from server.registry import models
 from server.registry.directory import BranchEntry
 from server.rules.calls import RULE as CALL_RULE
@@ -53,7 +53,7 @@ def describe(
         params["kind"] = t(locale, f"call.{kind}")
     if alert.rule == FACILITY_RULE and isinstance(kind, str):
         params["kind"] = t(locale, f"facility.kind.{kind}")
-        params["problem"] = t(locale, f"facility.problem.{kind}")
+        params["problem"] = problem_text(locale, kind, facts.get("problem"))
         params["reading"] = rounded(number(facts.get("reading")))
     if change in ("reminded", "escalated"):
         # the message of when it fired, flagged: nobody has acknowledged it yet
@@ -69,6 +69,14 @@ def describe(
         )
     prefix = f"alert.{alert.rule}.{change}"
     return t(locale, f"{prefix}.title", **params), t(locale, f"{prefix}.body", **params)
+
+
+def problem_text(locale: str, kind: str, detail: object) -> str:
+    """What is wrong, in the reader's words: a camera's reading says which of its problems it has (its detail
+    begins with the code: moved, covered, ...), and a moved camera needs its zones and calibration done again."""
+    code = str(detail or "").split(":", 1)[0].strip()
+    specific = f"facility.problem.{kind}.{code}"
+    return t(locale, specific) if code and specific in catalog(locale) else t(locale, f"facility.problem.{kind}")
 
 
 def plain(facts: dict[str, object]) -> dict[str, object]:
