@@ -4,6 +4,7 @@ no priority groups yet). Made idempotently: every forwarder and worker may ensur
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,10 @@ from nats.aio.client import Client
 from server.scale import subjects
 from server.settings import Settings
 
+log = logging.getLogger(__name__)
+
 NS = 1_000_000_000
+API_TRIES = 3  # for the idempotent requests of `ensure`
 GROUP = "owner"  # the consumers' one priority group: its pinned client owns the partition
 
 
@@ -71,8 +75,22 @@ class Layout:
         }
 
 
-async def api(nc: Client, subject: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
-    reply = await nc.request(f"$JS.API.{subject}", json.dumps(body or {}).encode(), timeout=timeout)
+async def api(
+    nc: Client, subject: str, body: dict[str, Any] | None = None, timeout: float = 10.0, tries: int = 1
+) -> dict[str, Any]:
+    """A JetStream API request; with `tries`, asked again when it times out (a cluster busy electing a leader, or
+    loaded). Only for requests that may be repeated: info, and creations with the same config; never an unpin,
+    whose repeat could release the pin another worker was given meanwhile."""
+    attempt = 1
+    while True:
+        try:
+            reply = await nc.request(f"$JS.API.{subject}", json.dumps(body or {}).encode(), timeout=timeout)
+            break
+        except TimeoutError:
+            if attempt >= tries:
+                raise
+            log.warning("JetStream %s: no answer in %.0f s (try %d of %d)", subject, timeout, attempt, tries)
+            attempt += 1
     answer: dict[str, Any] = json.loads(reply.data)
     if "error" in answer:
         error = answer["error"]
@@ -84,11 +102,11 @@ async def ensure(nc: Client, layout: Layout) -> None:
     """The stream and one durable consumer per partition, as `layout` says; a stream made with another number of
     partitions is refused (moving branches between partitions needs a migration, docs/scale.md)."""
     try:
-        found = await api(nc, f"STREAM.INFO.{subjects.STREAM}")
+        found = await api(nc, f"STREAM.INFO.{subjects.STREAM}", tries=API_TRIES)
     except JetStreamError as exc:
         if "not found" not in str(exc):
             raise
-        await api(nc, f"STREAM.CREATE.{subjects.STREAM}", layout.stream_config())
+        await api(nc, f"STREAM.CREATE.{subjects.STREAM}", layout.stream_config(), tries=API_TRIES)
     else:
         transform = found["config"].get("subject_transform")
         if transform != subjects.partition_transform(layout.partitions):
@@ -101,6 +119,7 @@ async def ensure(nc: Client, layout: Layout) -> None:
             nc,
             f"CONSUMER.CREATE.{subjects.STREAM}.{config['name']}",
             {"stream_name": subjects.STREAM, "config": config},
+            tries=API_TRIES,
         )
 
 

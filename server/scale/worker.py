@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MEMBERS = "lobbywatch-workers"  # the key-value bucket of live workers
 HEARTBEAT_S = 1.0  # a worker renews its entry, and looks at the others', this often
 MEMBER_TTL_S = 5.0  # an entry not renewed this long is gone: that worker is taken for dead
+MEMBERS_TRIES = 10  # about a minute of a cluster that does not answer before a worker gives up starting
 STANDBY_S = 3.0  # after start, the partitions other workers prefer are pulled as a standby
 SETTLE_S = 3.0  # a worker seen this long gets the partitions it prefers handed to it
 
@@ -147,19 +148,29 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     async def _members(self) -> KeyValue:
+        """The worker list's bucket, made by whichever worker comes first. Asked again while the cluster does not
+        answer in time or two workers make it at once (seen in CI: a worker that gave up here died at start)."""
         js = self._nc.jetstream()
-        try:
-            return await js.key_value(MEMBERS)
-        except BucketNotFoundError:
-            return await js.create_key_value(
-                KeyValueConfig(
-                    bucket=MEMBERS,
-                    ttl=MEMBER_TTL_S,
-                    history=1,
-                    storage=StorageType.MEMORY,
-                    replicas=self._layout.replicas,
-                )
-            )
+        for attempt in range(1, MEMBERS_TRIES + 1):
+            try:
+                try:
+                    return await js.key_value(MEMBERS)
+                except BucketNotFoundError:
+                    return await js.create_key_value(
+                        KeyValueConfig(
+                            bucket=MEMBERS,
+                            ttl=MEMBER_TTL_S,
+                            history=1,
+                            storage=StorageType.MEMORY,
+                            replicas=self._layout.replicas,
+                        )
+                    )
+            except (NatsError, TimeoutError) as exc:
+                if attempt == MEMBERS_TRIES:
+                    raise
+                log.warning("worker list bucket not ready (%s; try %d of %d)", exc, attempt, MEMBERS_TRIES)
+                await asyncio.sleep(min(attempt, 5))
+        raise AssertionError("unreachable")  # the last try returns or raises
 
     async def _alive(self, members: KeyValue) -> set[str]:
         try:
