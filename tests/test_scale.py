@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +25,8 @@ from nats.aio.client import Client
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.alert_check import compare, expected_fired, fired
-from bench.ingest import device_ids, site
+from bench.fleet import occupancy
+from bench.ingest import device_ids, site, zone_of
 from bench.nats_cluster import NatsCluster
 from bench.processes import Forward, Victoria, Work
 from bench.tally import Sent, count_published, stored_victoria
@@ -380,3 +381,68 @@ def test_a_former_owner_cannot_save_over_the_new_one(sessions: sessionmaker[Sess
     assert refused.value.partitions == frozenset({3, 4})
     with sessions() as session:
         fence.check(session, {3: "pin-b"})
+
+
+def test_a_report_that_reaches_the_stream_after_newer_ones_still_fires_its_alert_in_order(
+    cluster: NatsCluster, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A forwarder's publish that timed out while a NATS node died lands in the stream seconds after its
+    device's newer reports. The report that breached must still be the one that fires (the rules move on new
+    reports only: taken late, it would be history, and the alert would fire on the next report instead)."""
+    device = device_ids(1)[0]
+    site_config = site(1, 1, per_branch=1)
+    branch = str(site_config["branches"][0]["id"])  # type: ignore[index]
+    with make_sessions(make_engine(f"sqlite:///{tmp_path}/registry.sqlite3"))() as session:
+        import_site(session, SiteSpec.model_validate(site_config))
+    run(cluster, lambda _nc: asyncio.sleep(0), jetstream.Layout(partitions=PARTITIONS))
+    notices = Notices()
+    storage = {"LOBBYWATCH_WEBHOOK_URL": notices.url, "LOBBYWATCH_GROUP_WAIT_S": "0"}
+    worker = Work(tmp_path, "w1", mosquitto.port, cluster.urls, PARTITIONS, storage)
+    start = datetime.now(UTC).replace(microsecond=0)
+    messages = {
+        seq: json.dumps(
+            {
+                "v": 1,
+                "stream": "0dd0dd0dd0dd0dd0",
+                "seq": seq,
+                "ts": (start + timedelta(seconds=seq)).isoformat(),
+                "uptime_s": float(seq),
+                "zones": [{"zone": zone_of(device), "occupancy": occupancy(seq)}],
+            }
+        ).encode()
+        for seq in range(1, 51)
+    }
+    breach = next(seq for seq in messages if occupancy(seq) > 1)
+
+    async def put(nc: Client, order: list[int], pause_before: int | None = None) -> None:
+        js = nc.jetstream()
+        for seq in order:
+            if seq == pause_before:
+                await asyncio.sleep(1.5)  # the late publish, well within the worker's wait
+            headers = {
+                subjects.ID_HEADER: subjects.MessageId.of(device, messages[seq]).value,
+                subjects.TOPIC_HEADER: f"lobby/v1/{device}/queue",
+                subjects.RECEIVED_HEADER: repr(time.time()),
+            }
+            await js.publish(subjects.subject(branch, device, "queue"), messages[seq], headers=headers)
+
+    try:
+        worker.start()
+        run(cluster, lambda nc: put(nc, [1]), None)
+        log = tmp_path / "worker-w1.log"
+        deadline = time.monotonic() + 20
+        while "taken on" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(jetstream.Layout().ack_wait_s + 2.0)  # past the hold of a partition just taken on
+        late_order = [s for s in messages if s not in (1, breach)] + [breach]
+        run(cluster, lambda nc: put(nc, late_order, pause_before=breach), None)
+        expected = expected_fired(site_config, [(f"lobby/v1/{device}/queue", messages[s]) for s in messages], tmp_path)
+        deadline = time.monotonic() + 30
+        while sum(fired(notices).values()) < sum(expected.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        alerts = compare(expected, fired(notices))
+    finally:
+        worker.stop()
+        notices.stop()
+    assert alerts["alerts_expected"] == 1
+    assert (alerts["alerts_missing"], alerts["alerts_unexpected"], alerts["alerts_duplicated"]) == (0, 0, 0), alerts

@@ -22,6 +22,8 @@ from server.ingest import saved_state
 from server.ingest.mqtt_source import Received
 from server.ingest.pipeline import Pipeline
 from server.registry import fence
+from server.scale import subjects
+from server.scale.in_order import InOrder, sender_of
 from server.scale.pinned import Delivery
 from server.scale.subjects import branch_partition
 
@@ -70,6 +72,7 @@ class OwnedPipeline(Pipeline):
         self.acknowledge: Callable[[list[Delivery]], None] = lambda _deliveries: None
         self._hold_s = hold_s
         self._held: dict[int, tuple[float, list[Received]]] = {}  # partition: (held until, messages)
+        self.in_order: InOrder[Received] = InOrder(hold_s)
         super().__init__(owned=ownership.branches, fence=self._check, **kwargs)
 
     def process(self, batch: Sequence[Received]) -> None:
@@ -83,11 +86,11 @@ class OwnedPipeline(Pipeline):
                 ready.append(received)
             else:
                 held[1].append(received)
-        self._run(ready + self._released())
+        self._run(self._in_order(ready + self._released()))
 
     def tick(self) -> None:
         self._follow_losses()
-        released = self._released()
+        released = self._in_order(self._released())
         if released:
             self._run(released)
         try:
@@ -117,6 +120,27 @@ class OwnedPipeline(Pipeline):
         due = [p for p, (until, _) in self._held.items() if until <= now]
         released = [r for p in due for r in self._held.pop(p)[1]]
         return sorted(released, key=lambda r: r.received_at)
+
+    def _in_order(self, batch: list[Received]) -> list[Received]:
+        """The batch with each device's messages in their order, those after a gap kept back for it to fill."""
+        now = self._clock.monotonic()
+        ready = []
+        for received in batch:
+            sender = sender_of(received.origin.headers.get(subjects.ID_HEADER, ""))
+            if sender is None:
+                ready.append(received)
+            else:
+                ready += self.in_order.offer((received.origin.partition, sender[0]), sender[1], received, now)
+        given_up = self.in_order.given_up
+        ready += self.in_order.due(now)
+        if self.in_order.given_up > given_up:
+            log.warning(
+                "gaps in %d devices' numbering not filled in %.0f s; their newer messages go on (%d such gaps so far)",
+                self.in_order.given_up - given_up,
+                self._hold_s,
+                self.in_order.given_up,
+            )
+        return ready
 
     def take(self, branches: Collection[str]) -> None:
         """Own these branches from now on, their state as last saved (by whichever worker owned them)."""
@@ -168,6 +192,7 @@ class OwnedPipeline(Pipeline):
         for partition in partitions:
             self.ownership.pins.pop(partition, None)
             self._held.pop(partition, None)
+        self.in_order.forget(lambda key: key[0] in partitions)
         self.ownership.branches.difference_update(branches)
         self.drop(branches)
         log.info("partitions %s handed on (%d branches)", sorted(partitions), len(branches))

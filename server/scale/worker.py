@@ -237,7 +237,13 @@ async def work(settings: Settings, name: str) -> dict[str, int]:
     finally:
         await nc.drain()
     owned = runtime.owned
-    return {"received": owned.stats.received, "claims": owned.claims, "fenced": owned.fenced}
+    return {
+        "received": owned.stats.received,
+        "claims": owned.claims,
+        "fenced": owned.fenced,
+        "waited_for_order": owned.in_order.waited,
+        "gaps_given_up": owned.in_order.given_up,
+    }
 
 
 def replace_client_id(settings: Settings, name: str) -> Settings:
