@@ -3,6 +3,7 @@ default (the production shape), each its own process, config file and store, so 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -49,19 +50,24 @@ def server_binary() -> str:
 
 
 class Node(Child):
-    def __init__(self, name: str, folder: Path, binary: str) -> None:
+    def __init__(self, name: str, folder: Path, binary: str, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port, self.monitor, self.cluster = free_port(), free_port(), free_port()
         self.folder = folder
         self._binary = binary
+        self._env = env
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def configure(self, routes: list[int]) -> None:
+    def configure(self, routes: list[int], include: Path | None = None) -> None:
+        """`include`: a config file taken in as it is (deploy/nats/permissions.conf), copied beside ours."""
         self.folder.mkdir(parents=True, exist_ok=True)
         conf = NODE_CONF.format(name=self.name, port=self.port, monitor=self.monitor, store=self.folder / "store")
+        if include is not None:
+            shutil.copyfile(include, self.folder / include.name)
+            conf += f'include "{include.name}"\n'
         if routes:  # one node alone is no cluster
             conf += CLUSTER_CONF.format(cluster=self.cluster, routes=", ".join(f"nats://127.0.0.1:{p}" for p in routes))
         (self.folder / "nats.conf").write_text(conf)
@@ -69,7 +75,10 @@ class Node(Child):
     def start(self) -> None:
         log = (self.folder / "nats.log").open("ab")
         self.process = subprocess.Popen(
-            tied([self._binary, "-c", str(self.folder / "nats.conf")]), stdout=log, stderr=subprocess.STDOUT
+            tied([self._binary, "-c", str(self.folder / "nats.conf")]),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=None if self._env is None else {**os.environ, **self._env},
         )
         wait_for_port(self.port, 20)
 
@@ -85,11 +94,15 @@ class Node(Child):
 
 
 class NatsCluster:
-    def __init__(self, folder: Path, nodes: int = 3) -> None:
+    def __init__(
+        self, folder: Path, nodes: int = 3, include: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        """`include` and `env`: a config file every node takes in, and what it reads from the environment (the
+        permissions and their passwords)."""
         binary = server_binary()
-        self.nodes = [Node(f"n{i + 1}", folder / f"n{i + 1}", binary) for i in range(nodes)]
+        self.nodes = [Node(f"n{i + 1}", folder / f"n{i + 1}", binary, env) for i in range(nodes)]
         for node in self.nodes:
-            node.configure([other.cluster for other in self.nodes if other is not node])
+            node.configure([other.cluster for other in self.nodes if other is not node], include)
 
     @property
     def urls(self) -> list[str]:

@@ -43,6 +43,16 @@ address() {
 address LOBBYWATCH_BROKER_PUBLIC_HOST "$host"
 address LOBBYWATCH_PUBLIC_URL "https://$host"
 address LOBBYWATCH_GRAFANA_URL "http://$host:3000"
+# the scale-out's NATS identities (deploy/nats/permissions.conf), added where missing. Each starts with a letter:
+# nats-server parses the value of an environment variable, and one that starts with a digit is refused.
+secret() {
+  if ! grep -q "^$1=" .env; then
+    echo "$1=p$(rand)" >> .env
+    echo "added $1 to .env"
+  fi
+}
+secret LOBBYWATCH_NATS_FORWARDER_PASSWORD
+secret LOBBYWATCH_NATS_WORKER_PASSWORD
 . ./.env
 if [ ! -f "$secrets/certs/ca.crt" ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=LobbyWatch test CA" \

@@ -52,7 +52,11 @@ class Settings(BaseSettings):
         description="NATS servers with JetStream, comma-separated, for `lobbywatch forward` and `worker` (the "
         "scale-out, docs/scale.md); `serve` without it runs everything in one process",
     )
-    nats_user: str | None = Field("lobbywatch", description="the NATS user of forwarders and workers")
+    nats_user: str | None = Field(
+        None,
+        description="the NATS user; unset: `forwarder` for `lobbywatch forward`, `worker` for `lobbywatch worker` "
+        "(their rights: deploy/nats/permissions.conf)",
+    )
     nats_password: SecretStr | None = None
     nats_ca_file: Path | None = Field(None, description="CA of the NATS servers' TLS certificates (tls:// URLs)")
     nats_partitions: int = Field(64, ge=1, le=1024, description="partitions of the stream, fixed when it is made")
@@ -133,7 +137,7 @@ class Settings(BaseSettings):
                 ("LOBBYWATCH_MQTT_PASSWORD", bool(self.mqtt_username), self.mqtt_password),
                 ("LOBBYWATCH_LINK_SECRET", True, self.link_secret),
                 ("LOBBYWATCH_MQTT_ADMIN_PASSWORD", bool(self.mqtt_admin_username), self.mqtt_admin_password),
-                ("LOBBYWATCH_NATS_PASSWORD", bool(self.nats_url and self.nats_user), self.nats_password),
+                ("LOBBYWATCH_NATS_PASSWORD", bool(self.nats_url), self.nats_password),
                 ("LOBBYWATCH_INFLUX_TOKEN", self.storage == "influxdb", self.influx_token),
             )
             if needed and not _strong(secret)

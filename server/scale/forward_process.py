@@ -49,8 +49,8 @@ def ensure_identity(settings: Settings, mqtt: MqttSettings) -> None:
 
 
 async def forward(settings: Settings, name: str) -> ForwardStats:
-    nc = await jetstream.connect(settings, f"lobbywatch-forward-{name}")
-    await jetstream.ensure(nc, jetstream.layout(settings))
+    nc = await jetstream.connect(settings, f"lobbywatch-forward-{name}", "forwarder")
+    await jetstream.await_stream(nc, jetstream.layout(settings))  # made by the workers
     branches = DeviceBranches(make_sessions(make_engine(settings.database_url)))
     source: MqttSource | None = None
 

@@ -1,8 +1,10 @@
 """The stream and its partitions' consumers, made through JetStream's JSON API (nats-py's typed configs have
-no priority groups yet). Made idempotently: every forwarder and worker may ensure them at start."""
+no priority groups yet). Made idempotently by every worker at start; a forwarder may only read the stream's
+description (deploy/nats/permissions.conf), so it waits for a worker to have made it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -101,18 +103,11 @@ async def api(
 async def ensure(nc: Client, layout: Layout) -> None:
     """The stream and one durable consumer per partition, as `layout` says; a stream made with another number of
     partitions is refused (moving branches between partitions needs a migration, docs/scale.md)."""
-    try:
-        found = await api(nc, f"STREAM.INFO.{subjects.STREAM}", tries=API_TRIES)
-    except JetStreamError as exc:
-        if "not found" not in str(exc):
-            raise
+    found = await _stream(nc)
+    if found is None:
         await api(nc, f"STREAM.CREATE.{subjects.STREAM}", layout.stream_config(), tries=API_TRIES)
     else:
-        transform = found["config"].get("subject_transform")
-        if transform != subjects.partition_transform(layout.partitions):
-            raise JetStreamError(
-                f"stream {subjects.STREAM} is partitioned as {transform}, not into {layout.partitions} partitions"
-            )
+        _check_partitions(found, layout)
     for partition in range(layout.partitions):
         config = layout.consumer_config(partition)
         await api(
@@ -123,8 +118,37 @@ async def ensure(nc: Client, layout: Layout) -> None:
         )
 
 
-async def connect(settings: Settings, name: str) -> Client:
-    """A connection to the NATS cluster of the settings, reconnecting for ever (a node lost is routine)."""
+async def await_stream(nc: Client, layout: Layout, every_s: float = 2.0) -> None:
+    """Until the stream is there (a worker makes it), partitioned as `layout` says: a forwarder's check at start."""
+    waited = 0
+    while (found := await _stream(nc)) is None:
+        if waited % 15 == 0:
+            log.warning("stream %s not made yet: waiting for a worker to make it", subjects.STREAM)
+        waited += 1
+        await asyncio.sleep(every_s)
+    _check_partitions(found, layout)
+
+
+async def _stream(nc: Client) -> dict[str, Any] | None:
+    try:
+        return await api(nc, f"STREAM.INFO.{subjects.STREAM}", tries=API_TRIES)
+    except JetStreamError as exc:
+        if "not found" not in str(exc):
+            raise
+        return None
+
+
+def _check_partitions(found: dict[str, Any], layout: Layout) -> None:
+    transform = found["config"].get("subject_transform")
+    if transform != subjects.partition_transform(layout.partitions):
+        raise JetStreamError(
+            f"stream {subjects.STREAM} is partitioned as {transform}, not into {layout.partitions} partitions"
+        )
+
+
+async def connect(settings: Settings, name: str, role: str) -> Client:
+    """A connection to the NATS cluster of the settings, reconnecting for ever (a node lost is routine), as the
+    user of `role` (`forwarder`, `worker`) unless the settings name another."""
     if not settings.nats_url:
         raise ValueError("LOBBYWATCH_NATS_URL is not set: the scale-out needs a NATS cluster (docs/scale.md)")
     tls = None
@@ -134,7 +158,7 @@ async def connect(settings: Settings, name: str) -> Client:
     await client.connect(
         servers=[url.strip() for url in settings.nats_url.split(",") if url.strip()],
         name=name,
-        user=settings.nats_user or None,
+        user=(settings.nats_user or role) if settings.nats_password else None,
         password=settings.nats_password.get_secret_value() if settings.nats_password else None,
         tls=tls,
         max_reconnect_attempts=-1,

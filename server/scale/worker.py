@@ -223,7 +223,7 @@ SWITCH_INTERVAL_S = 0.0005
 async def work(settings: Settings, name: str) -> dict[str, int]:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     layout = jetstream.layout(settings)
-    nc = await jetstream.connect(settings, f"lobbywatch-worker-{name}")
+    nc = await jetstream.connect(settings, f"lobbywatch-worker-{name}", "worker")
     await jetstream.ensure(nc, layout)
     ownership = Ownership(layout.partitions)
     runtime = WorkerRuntime(replace_client_id(settings, name), ownership, name, hold_s=layout.ack_wait_s + 1.0)

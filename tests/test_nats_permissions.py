@@ -1,0 +1,162 @@
+"""The scale-out's own NATS identities (deploy/nats/permissions.conf, taken in as it ships) on a real 3-node
+cluster: a forwarder and a worker, each with its own user, carry devices' reports from Mosquitto to the store;
+each is refused what is not its job, and a wrong password is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+
+from bench.ingest import device_ids, site
+from bench.nats_cluster import NatsCluster
+from bench.processes import Forward, Victoria, Work
+from bench.tally import Sent, count_published, stored_victoria
+from bench.traffic import publish as publish_burst
+from lobby_sim.broker import Mosquitto
+from server.registry.database import make_engine, make_sessions
+from server.registry.site import SiteSpec, import_site
+from server.scale import subjects
+from server.scale.forward_process import REGISTRY_CHANGED
+from server.scale.worker import MEMBERS
+
+PERMISSIONS = Path(__file__).parent.parent / "deploy" / "nats" / "permissions.conf"
+USERS = ("forwarder", "worker")
+PARTITIONS = 4
+
+
+@pytest.fixture(scope="module")
+def passwords() -> dict[str, str]:
+    # as deploy/make-secrets.sh makes them: a letter first (nats-server reads a leading digit as a number)
+    return {user: "p" + secrets.token_hex(16) for user in USERS}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, passwords: dict[str, str]) -> Iterator[NatsCluster]:
+    env = {f"LOBBYWATCH_NATS_{user.upper()}_PASSWORD": password for user, password in passwords.items()}
+    nats = NatsCluster(tmp_path_factory.mktemp("nats-auth"), include=PERMISSIONS, env=env)
+    nats.start()
+    yield nats
+    nats.stop()
+
+
+def with_password(process: Forward, password: str) -> Forward:
+    """The process's NATS password; its user is its role's (`forwarder`, `worker`) when none is set."""
+    process.env |= {"LOBBYWATCH_NATS_PASSWORD": password}
+    return process
+
+
+async def attempt(cluster: NatsCluster, user: str, password: str, act: str) -> list[str]:
+    """What the server refused when `user` tried `act`: its permission errors, as nats-py reports them."""
+    refused: list[str] = []
+
+    async def error(exc: Exception) -> None:
+        refused.append(str(exc))
+
+    nc = Client()
+    await nc.connect(servers=cluster.urls, user=user, password=password, error_cb=error, allow_reconnect=False)
+    try:
+        if act == "delete the stream":
+            with pytest.raises((NatsError, TimeoutError)):
+                await nc.request(f"$JS.API.STREAM.DELETE.{subjects.STREAM}", b"", timeout=1)
+        elif act == "publish a device's report":
+            await nc.publish(subjects.subject("b1", "bench-dev-00000", "queue"), b"{}")
+            await nc.flush()
+        elif act == "read the reports":
+            await nc.subscribe(f"{subjects.PARTITIONED}.>")
+            await nc.flush()
+        await asyncio.sleep(0.3)  # the server's -ERR comes after the flush
+    finally:
+        await nc.close()
+    return refused
+
+
+def test_forwarder_and_worker_each_with_only_their_own_rights_carry_reports_to_the_store(
+    cluster: NatsCluster, passwords: dict[str, str], mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    devices = device_ids(4)
+    with make_sessions(make_engine(f"sqlite:///{tmp_path}/registry.sqlite3"))() as session:
+        import_site(session, SiteSpec.model_validate(site(len(devices), 0, per_branch=1)))
+    victoria = Victoria(tmp_path)
+    victoria.start()
+    storage = {"LOBBYWATCH_STORAGE": "influxdb", "LOBBYWATCH_INFLUX_URL": victoria.url}
+    forward = with_password(Forward(tmp_path, "f1", mosquitto.port, cluster.urls, PARTITIONS), passwords["forwarder"])
+    worker = with_password(Work(tmp_path, "w1", mosquitto.port, cluster.urls, PARTITIONS, storage), passwords["worker"])
+    sent = Sent()
+    try:
+        forward.start()  # before any worker: it waits for the stream, which it may not make itself
+        time.sleep(2.0)
+        worker.start()
+        log = tmp_path / "forward-f1.log"
+        deadline = time.monotonic() + 30
+        while "ingest connected" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)  # its first subscription: the broker keeps nothing for a group nobody joined yet
+        assert "waiting for a worker to make it" in log.read_text()
+        burst = threading.Thread(target=publish_burst, args=(mosquitto.port, devices, 50.0, 4.0, sent, "pub"))
+        burst.start()
+        burst.join()
+        deadline = time.monotonic() + 60
+        while (counts := count_published(sent, stored_victoria(victoria.url)))["stored"] < counts["sent"]:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+    finally:
+        for process in (forward, worker):
+            process.stop()
+        victoria.stop()
+    assert counts["sent"] >= 150
+    assert counts["stored"] == counts["sent"], counts
+    violations = [
+        line
+        for node in cluster.nodes
+        for line in (node.folder / "nats.log").read_text().splitlines()
+        if "Permissions Violation" in line
+    ]
+    assert violations == [], violations[:5]  # everything they needed was allowed
+
+
+@pytest.mark.parametrize(
+    ("user", "act"),
+    [
+        ("forwarder", "delete the stream"),
+        ("forwarder", "read the reports"),
+        ("worker", "publish a device's report"),
+        ("worker", "delete the stream"),
+    ],
+)
+def test_each_identity_is_refused_what_is_not_its_job(
+    cluster: NatsCluster, passwords: dict[str, str], user: str, act: str
+) -> None:
+    refused = asyncio.run(attempt(cluster, user, passwords[user], act))
+    assert any("permissions violation" in why.lower() for why in refused), refused
+
+
+def test_a_wrong_password_is_refused(cluster: NatsCluster) -> None:
+    told: list[str] = []
+
+    async def error(exc: Exception) -> None:
+        told.append(str(exc))
+
+    async def connect() -> None:
+        nc = Client()
+        await nc.connect(servers=cluster.urls, user="worker", password="not-it", allow_reconnect=False, error_cb=error)
+
+    with pytest.raises(NatsError, match=r"[Aa]uthorization"):
+        asyncio.run(connect())
+    assert any("authorization" in why.lower() for why in told), told
+
+
+def test_the_permissions_name_the_stream_and_subjects_the_code_uses() -> None:
+    text = PERMISSIONS.read_text()
+    assert f"$JS.API.STREAM.INFO.{subjects.STREAM}" in text
+    assert f'"{subjects.IN}.>"' in text
+    assert json.dumps(f"$KV.{MEMBERS}.>") in text
+    assert json.dumps(REGISTRY_CHANGED) in text
