@@ -267,8 +267,8 @@ SCALE_MIN_SECONDS = 12.0  # long enough for every zone to fire once (a cycle of 
 
 def run_scale_fault(name: str, args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"lobbywatch-fault-{name}-", dir=args.tmp))
-    burst_args = argparse.Namespace(rate=max(args.rate, 100.0), seconds=max(args.seconds, SCALE_MIN_SECONDS))
-    figures = burst(work, burst_args, SCALE_FAULTS[name])
+    rate = max(args.rate, 100.0)
+    figures = burst(work, rate, max(args.seconds, SCALE_MIN_SECONDS), SCALE_FAULTS[name])
     return {
         "name": name,
         "sent": figures["sent"],
@@ -279,7 +279,7 @@ def run_scale_fault(name: str, args: argparse.Namespace) -> dict[str, Any]:
         **{k: v for k, v in figures.items() if k.startswith("alerts_")},
         "alerts_dropped": 0,
         "heal_s": figures.get("takeover_s", figures.get("node_down_s")),
-        "offered_per_s": burst_args.rate,
+        "offered_per_s": rate,
         "resend_requests": None,
         "late": None,
         "work": str(work),

@@ -74,8 +74,7 @@ def publish(port: int, devices: list[str], rate: float, seconds: float, sent: Se
     client.connect("127.0.0.1", port)
     client.loop_start()
     seq = dict.fromkeys(devices, 0)
-    now = datetime.now(UTC)
-    base = now.replace(microsecond=now.microsecond // 1000 * 1000)  # whole milliseconds, as VictoriaMetrics keeps
+    last: dict[str, datetime] = {}
     started = time.monotonic()
     n = 0
     while (elapsed := time.monotonic() - started) < seconds:
@@ -84,7 +83,13 @@ def publish(port: int, devices: list[str], rate: float, seconds: float, sent: Se
             continue
         device = devices[n % len(devices)]
         seq[device] += 1
-        ts = base + timedelta(milliseconds=n)  # unique per message: the store keys points by time
+        # when it was made (the notices' latency is timed from it), in whole milliseconds as VictoriaMetrics
+        # keeps them, and later than the device's last: the store keys a device's points by time
+        now = datetime.now(UTC)
+        ts = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if device in last and ts <= last[device]:
+            ts = last[device] + timedelta(milliseconds=1)
+        last[device] = ts
         payload = json.dumps(
             {
                 "v": 1,

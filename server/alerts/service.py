@@ -281,7 +281,8 @@ class AlertService:
     def record_delivery(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
         kind = "notified" if delivered else "notify_failed"
         at = self._clock.now()
-        with self._lock, self._sessions() as session:
+        # not under the alerts' lock: a row no other writer touches (the lock made deliveries wait, under load)
+        with self._sessions() as session:
             session.add(
                 models.AlertEvent(
                     alert_id=notice.alert_id, at=at, kind=kind, detail=f"{channel}: {detail}" if detail else channel
