@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent.camera_health import CameraHealth
+from edge_agent.camera_health import CameraHealth, Problem
 from edge_agent.counting.calibration import CalibrationStore
 from edge_agent.frames import FrameSource
+from edge_agent.remote_calibration import view_changed
 from edge_agent.reporting import OccupancyReporter
 from edge_agent.zone_counting import ZoneCounting
 from lobbywatch.clock import Clock
@@ -102,6 +103,8 @@ class CameraLoop:
                 self._problem = health.problem.value
                 if not health.ok:
                     log.warning("camera problem: %s (%s)", health.problem.value, health.detail)
+                if health.problem is Problem.MOVED:  # calibrate again, from labels of the view it has now
+                    view_changed(self._data_dir, self._clock.now().timestamp())
                 self.health = health
                 self._camera_changed(health)
             smoothed = {key: reporter.smooth(key, count) for key, count in counts.items()}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -20,6 +22,7 @@ from lobbywatch.validation import Refused
 
 KEEP_SNAPSHOTS = 30
 MIN_LABELS = 5  # a ridge fit on fewer frames than this is noise
+VIEW_CHANGED = "view-changed"  # in the data folder: when the health check last found the camera moved
 
 Frame = NDArray[np.uint8]
 
@@ -38,6 +41,21 @@ def save_snapshot(data_dir: Path, snapshot_id: str, frame: Frame) -> None:
     cv2.imwrite(str(folder / f"{snapshot_id}.png"), frame)
     for old in sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime)[:-KEEP_SNAPSHOTS]:
         old.unlink()
+
+
+def view_changed(data_dir: Path, at: float) -> None:
+    """The health check found the camera moved (`at`, epoch seconds): the labels and snapshots from before show
+    another view, so the next calibration is made from what comes after. A calibration belongs to one view."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / VIEW_CHANGED).write_text(repr(at), encoding="utf-8")
+
+
+def view_since(data_dir: Path) -> float:
+    """When the camera's current view began, as far as the device knows (0: it has not seen it move)."""
+    try:
+        return float((data_dir / VIEW_CHANGED).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return 0.0
 
 
 def heads_of(points: object, count: int, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
@@ -73,12 +91,22 @@ def add_label(data_dir: Path, zone: Zone, snapshot_id: str, count: int, points: 
     if not 0 <= count <= 500:
         raise LabelError("label.error.impossible_count", count=count)
     heads = heads_of(points, count, frame.shape)
+    since = view_since(data_dir)
+    if source.stat().st_mtime < since:
+        raise LabelError("label.error.before_move", snapshot=snapshot_id)
     folder = data_dir / "labels" / zone.key
-    roi = {"polygon": [list(p) for p in zone.polygon], "anchor": zone.anchor}
+    roi: dict[str, object] = {"polygon": [list(p) for p in zone.polygon], "anchor": zone.anchor}
     roi_path, counts_path, points_path = folder / "roi.json", folder / "counts.csv", folder / "points.csv"
-    if roi_path.exists() and json.loads(roi_path.read_text(encoding="utf-8")).get("polygon") != roi["polygon"]:
-        for path in [*(folder / "frames").glob("*.jpg"), counts_path, points_path]:
-            path.unlink(missing_ok=True)
+    if roi_path.exists():
+        kept = json.loads(roi_path.read_text(encoding="utf-8"))
+        if kept.get("polygon") != roi["polygon"]:
+            for path in [*(folder / "frames").glob("*.jpg"), counts_path, points_path]:
+                path.unlink(missing_ok=True)
+        elif float(kept.get("started", 0.0)) < since:
+            _set_aside(folder)  # labels of the view before the camera moved
+        else:
+            roi["started"] = kept.get("started", 0.0)
+    roi.setdefault("started", time.time())
     (folder / "frames").mkdir(parents=True, exist_ok=True)
     roi_path.write_text(json.dumps(roi), encoding="utf-8")
     cv2.imwrite(str(folder / "frames" / f"{snapshot_id}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -93,6 +121,14 @@ def add_label(data_dir: Path, zone: Zone, snapshot_id: str, count: int, points: 
         writer.writerows(sorted(rows.items()))
     _keep_heads(points_path, snapshot_id, heads)
     return len(rows)
+
+
+def _set_aside(folder: Path) -> None:
+    """A zone's labels of an earlier view, moved beside it (`<zone>.earlier-view`, replacing any older set) rather
+    than deleted: a camera called moved by mistake (a big object placed in view) loses no technician's work."""
+    earlier = folder.with_name(f"{folder.name}.earlier-view")
+    shutil.rmtree(earlier, ignore_errors=True)
+    folder.rename(earlier)
 
 
 def _keep_heads(path: Path, snapshot_id: str, heads: list[tuple[int, int]] | None) -> None:
@@ -115,16 +151,18 @@ def _keep_heads(path: Path, snapshot_id: str, heads: list[tuple[int, int]] | Non
 
 def fit(data_dir: Path, zone: Zone) -> ZoneCalibration | None:
     """Fit and store the zone's calibration when it has enough labels; returns it, or None while labels are
-    short. The background comes from every kept snapshot, labelled or not."""
+    short. The background comes from every snapshot kept since the camera last moved, labelled or not."""
     folder = data_dir / "labels" / zone.key
     if not (folder / "counts.csv").exists():
         return None
     labelled = load_dataset(folder)
     if len(labelled.frames) < MIN_LABELS:
         return None
+    since = view_since(data_dir)
+    shots = [p for p in sorted(_snapshots(data_dir).glob("*.png")) if p.stat().st_mtime >= since]
     backgrounds = [
         f
-        for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted(_snapshots(data_dir).glob("*.png")))
+        for f in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in shots)
         if f is not None and f.shape == labelled.frames[0].shape
     ]
     calibration, background = calibrate(
