@@ -74,7 +74,7 @@ class SqliteStore:
             self._db.executescript(f"BEGIN; {_MOVE_V1.format(schema=_SCHEMA)} COMMIT;")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._series: dict[str, int] = {}  # key -> number, of the series seen by this process
+        self._series: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}  # series -> number, seen by this process
         self.written = 0
 
     def write(self, points: Sequence[Point]) -> None:
@@ -102,16 +102,16 @@ class SqliteStore:
 
     def _number(self, point: Point) -> int:
         """The series' number, made in the write's transaction the first time it is seen."""
-        key = f"{point.measurement},{point.series}"
-        number = self._series.get(key)
+        number = self._series.get((point.measurement, point.tags))  # no key text built for a series seen before
         if number is None:
+            key = f"{point.measurement},{point.series}"
             found = self._db.execute("SELECT id FROM series WHERE key = ?", (key,)).fetchone()
             if found is None:
                 found = self._db.execute(
                     "INSERT INTO series (measurement, branch, key, tags) VALUES (?, ?, ?, ?) RETURNING id",
                     (point.measurement, point.tag("branch") or "", key, json.dumps(point.tags)),
                 ).fetchone()
-            number = self._series[key] = int(found[0])
+            number = self._series[(point.measurement, point.tags)] = int(found[0])
         return number
 
     def query(self, measurement: str, branch: str, since_ns: int, until_ns: int | None = None) -> list[Point]:
