@@ -9,8 +9,10 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from nats.aio.client import Client
@@ -28,9 +30,17 @@ from server.scale import subjects
 from server.scale.forward_process import REGISTRY_CHANGED
 from server.scale.worker import MEMBERS
 
+T = TypeVar("T")
 PERMISSIONS = Path(__file__).parent.parent / "deploy" / "nats" / "permissions.conf"
 USERS = ("forwarder", "worker")
 PARTITIONS = 4
+
+
+def run(work: Coroutine[Any, Any, T]) -> T:
+    """`work` on an event loop of its own thread (the page tests' Playwright keeps one running on the main
+    thread for the rest of the suite)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="asyncio_nats") as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +145,7 @@ def test_forwarder_and_worker_each_with_only_their_own_rights_carry_reports_to_t
 def test_each_identity_is_refused_what_is_not_its_job(
     cluster: NatsCluster, passwords: dict[str, str], user: str, act: str
 ) -> None:
-    refused = asyncio.run(attempt(cluster, user, passwords[user], act))
+    refused = run(attempt(cluster, user, passwords[user], act))
     assert any("permissions violation" in why.lower() for why in refused), refused
 
 
@@ -150,7 +160,7 @@ def test_a_wrong_password_is_refused(cluster: NatsCluster) -> None:
         await nc.connect(servers=cluster.urls, user="worker", password="not-it", allow_reconnect=False, error_cb=error)
 
     with pytest.raises(NatsError, match=r"[Aa]uthorization"):
-        asyncio.run(connect())
+        run(connect())
     assert any("authorization" in why.lower() for why in told), told
 
 
