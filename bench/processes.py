@@ -71,17 +71,34 @@ class Server(Child):
         }
 
     def start(self) -> None:
-        log = (self.work / "server.log").open("ab")
-        self.process = subprocess.Popen(
-            tied([str(Path(sys.executable).parent / "lobbywatch"), "serve", "--log-level", "warning"]),
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_port(self.port, 60)
-        deadline = time.monotonic() + 60
-        while not self.health().get("broker_connected") and time.monotonic() < deadline:
+        """Started and connected to the broker. `free_port` can only pick a port, not hold it: when another
+        process of the suite took it first (seen in CI: the webhook's), the server exits, and starts again on
+        another port."""
+        for _attempt in range(3):
+            log = (self.work / "server.log").open("ab")
+            self.process = subprocess.Popen(
+                tied([str(Path(sys.executable).parent / "lobbywatch"), "serve", "--log-level", "warning"]),
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            if self._came_up(60.0):
+                return
+            self.port = free_port()
+            self.env["LOBBYWATCH_HTTP_PORT"] = str(self.port)
+        raise RuntimeError(f"the server did not start (see {self.work / 'server.log'})")
+
+    def _came_up(self, timeout: float) -> bool:
+        """True once it answers and has its broker (or, still running, when `timeout` is up); False if it exited."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            if self.health().get("broker_connected"):
+                return True
             time.sleep(0.2)
+        return self.process.poll() is None
 
     def get(self, path: str) -> Any:
         """A JSON answer of the API (dev mode: no token), or None while the server cannot answer."""
