@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.ingest import device_ids, site, zone_of
 from bench.nats_cluster import NatsCluster
 from bench.processes import Child, Forward, Victoria, Work
-from bench.tally import Sent, count_published, stored_victoria
+from bench.tally import Sent, settle_victoria
 from bench.webhook import Notices
 from lobby_sim.broker import Mosquitto
 from server.registry.database import make_engine, make_sessions
@@ -183,12 +183,7 @@ def wait_empty(servers: Rig, timeout: float) -> None:
 
 
 def settle_stored(servers: Rig, sent: Sent, timeout: float = 120.0) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while (counts := count_published(sent, stored_victoria(servers.victoria.url)))["lost"]:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(1.0)
-    return counts
+    return settle_victoria(sent, servers.victoria.url, timeout)
 
 
 def broker_dropped(port: int, timeout: float = 15.0) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,6 +65,14 @@ def count_published(sent: Sent, stored: Counter[Key]) -> dict[str, int]:
         "lost": sum(1 for k in keys if not stored[k]),
         "duplicated": sum(1 for k in keys if stored[k] > 1),
     }
+
+
+def settle_victoria(sent: Sent, url: str, timeout: float) -> dict[str, int]:
+    """`count_published` once everything sent is stored in the VictoriaMetrics at `url`, or when `timeout` is up."""
+    deadline = time.monotonic() + timeout
+    while (counts := count_published(sent, stored_victoria(url)))["lost"] and time.monotonic() < deadline:
+        time.sleep(1.0)
+    return counts
 
 
 @dataclass

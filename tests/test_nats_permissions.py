@@ -21,7 +21,7 @@ from nats.errors import Error as NatsError
 from bench.ingest import device_ids, site
 from bench.nats_cluster import NatsCluster
 from bench.processes import Forward, Victoria, Work
-from bench.tally import Sent, count_published, stored_victoria
+from bench.tally import Sent, settle_victoria
 from bench.traffic import publish as publish_burst
 from lobby_sim.broker import Mosquitto
 from server.registry.database import make_engine, make_sessions
@@ -113,11 +113,7 @@ def test_forwarder_and_worker_each_with_only_their_own_rights_carry_reports_to_t
         burst = threading.Thread(target=publish_burst, args=(mosquitto.port, devices, 50.0, 4.0, sent, "pub"))
         burst.start()
         burst.join()
-        deadline = time.monotonic() + 60
-        while (counts := count_published(sent, stored_victoria(victoria.url)))["stored"] < counts["sent"]:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(1.0)
+        counts = settle_victoria(sent, victoria.url, 60)
     finally:
         for process in (forward, worker):
             process.stop()

@@ -29,7 +29,7 @@ from bench.fleet import occupancy
 from bench.ingest import device_ids, site, zone_of
 from bench.nats_cluster import NatsCluster
 from bench.processes import Forward, Victoria, Work
-from bench.tally import Sent, count_published, stored_victoria
+from bench.tally import Sent, settle_victoria
 from bench.traffic import publish as publish_burst
 from bench.webhook import Notices
 from lobby_sim.broker import Mosquitto
@@ -346,11 +346,7 @@ def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_eac
             workers[0].kill()
         finally:
             burst.join()
-        deadline = time.monotonic() + 90
-        while (counts := count_published(sent, stored_victoria(victoria.url)))["stored"] < counts["sent"]:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(1.0)
+        counts = settle_victoria(sent, victoria.url, 90)
         time.sleep(3.0)  # notices of the last reports
         alerts = compare(expected_fired(site_config, sent.messages, tmp_path / "replay"), fired(notices))
     finally:
