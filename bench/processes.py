@@ -140,10 +140,13 @@ class Forward(Child):
 
     command = "forward"  # the `lobbywatch` subcommand; its log is `<command>-<name>.log` in `work`
 
+    def arguments(self) -> list[str]:
+        return [self.command, "--name", self.name]
+
     def start(self) -> None:
         log = (self.work / f"{self.command}-{self.name}.log").open("ab")
         self.process = subprocess.Popen(
-            tied([str(Path(sys.executable).parent / "lobbywatch"), self.command, "--name", self.name]),
+            tied([str(Path(sys.executable).parent / "lobbywatch"), *self.arguments()]),
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -172,6 +175,35 @@ class Work(Forward):
             "LOBBYWATCH_REPORTS_BY_MAIL": "false",
             **storage,
         }
+
+
+class Api(Forward):
+    """`lobbywatch api`: the API and pages over the workers' live state, on the registry in `work`, on a free
+    port (dev mode: no token asked)."""
+
+    command = "api"
+
+    def __init__(self, work: Path, name: str, broker_port: int, nats_urls: list[str], partitions: int) -> None:
+        super().__init__(work, name, broker_port, nats_urls, partitions)
+        self.port = free_port()
+        self.env |= {
+            "LOBBYWATCH_HTTP_PORT": str(self.port),
+            "LOBBYWATCH_MQTT_CLIENT_ID": f"lobbywatch-api-{name}",
+            "LOBBYWATCH_TIMESERIES_PATH": str(work / f"ts-api-{name}.sqlite3"),
+            "LOBBYWATCH_REPORTS_BY_MAIL": "false",
+        }
+
+    def arguments(self) -> list[str]:
+        return [self.command, "--log-level", "info"]
+
+    def call(self, method: str, path: str, body: dict[str, object] | None = None) -> Any:
+        """A JSON answer of the API, or None while the process cannot answer."""
+        try:
+            response = httpx.request(method, f"http://127.0.0.1:{self.port}/api/v1/{path}", json=body, timeout=10)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return None
+        return response.json()
 
 
 class Fleet(Child):

@@ -53,6 +53,7 @@ secret() {
 }
 secret LOBBYWATCH_NATS_FORWARDER_PASSWORD
 secret LOBBYWATCH_NATS_WORKER_PASSWORD
+secret LOBBYWATCH_NATS_API_PASSWORD
 . ./.env
 if [ ! -f "$secrets/certs/ca.crt" ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=LobbyWatch test CA" \

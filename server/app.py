@@ -25,13 +25,16 @@ from server.web.sign_in import sign_in
 from server.web.throttle import LoginThrottle
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    """Build the app. Pass a runtime to share one that is already running (the demo, tests)."""
+def create_app(
+    settings: Settings | None = None, runtime: Runtime | None = None, runtime_type: type[Runtime] = Runtime
+) -> FastAPI:
+    """Build the app. Pass a runtime to share one that is already running (the demo, tests); else one of
+    `runtime_type` is made at start (`lobbywatch api`: one without ingest, over the scale-out's workers)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
-        app.state.runtime = runtime or Runtime(settings or Settings())
+        app.state.runtime = runtime or runtime_type(settings or Settings())
         if owned:
             app.state.runtime.start()
         try:

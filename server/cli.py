@@ -38,11 +38,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
     from server.registry.site import SiteError
+    from server.runtime import Runtime
 
     settings, lang = _process(args)
     if settings is None:
         return 2
-    app = create_app(settings)
+    if args.command == "api" and not settings.nats_url:
+        print(t(lang, "scale.no_nats"), file=sys.stderr)
+        return 2
+    app = create_app(settings, runtime_type=args.runtime_type() if args.command == "api" else Runtime)
     print(t(lang, "server.listening", version=__version__, url=f"http://{settings.http_host}:{settings.http_port}"))
     try:
         # log_config=None: uvicorn's lines go through the handler set up above (text or JSON), not its own
@@ -358,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     from server.scale.cli import add_parsers as add_scale_parsers
 
-    add_scale_parsers(sub, _process)
+    add_scale_parsers(sub, _process, _serve)
     demo = sub.add_parser("demo", help="run broker, server and three simulated branches on this machine")
     demo.add_argument("--seconds", type=float, help="stop after this many seconds (default: DEMO_SECONDS, or Ctrl-C)")
     demo.add_argument("--port", type=int, default=8000, help="HTTP port of the API")

@@ -94,18 +94,69 @@ class LiveUpdate:
     value: ZoneNow | ReadingNow | CallNow
 
 
+@dataclass(frozen=True, slots=True)
+class BranchNow:
+    """All a branch's live values: the unit the scale-out's workers share with the API (`server.scale.live_bucket`)."""
+
+    zones: dict[str, ZoneNow] = field(default_factory=dict)
+    readings: dict[str, ReadingNow] = field(default_factory=dict)
+    call: CallNow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveChanges:
+    branches: dict[str, BranchNow]
+    devices: dict[str, DeviceNow]
+    snapshots: dict[str, SnapshotNow]
+
+
 class LiveState:
-    def __init__(self) -> None:
+    def __init__(self, track: bool = False) -> None:
+        """`track`: note what changes, for `take_changes` (a scale-out worker, which shares its live state)."""
         self._lock = threading.Lock()
         self._snapshots: dict[str, SnapshotNow] = {}
         self._zones: dict[str, dict[str, ZoneNow]] = {}
         self._calls: dict[str, CallNow] = {}
         self._readings: dict[str, dict[str, ReadingNow]] = {}
         self._devices: dict[str, DeviceNow] = {}
+        self._track = track
+        self._changed: tuple[set[str], set[str], set[str]] = (set(), set(), set())  # branches, devices, snapshots
+
+    def take_changes(self) -> LiveChanges:
+        """What changed since the last call, as it is now."""
+        with self._lock:
+            branches, devices, snapshots = self._changed
+            self._changed = (set(), set(), set())
+            return LiveChanges(
+                {b: self._branch(b) for b in branches},
+                {d: self._devices[d] for d in devices if d in self._devices},
+                {d: self._snapshots[d] for d in snapshots if d in self._snapshots},
+            )
+
+    def _branch(self, branch: str) -> BranchNow:
+        return BranchNow(
+            dict(self._zones.get(branch, {})), dict(self._readings.get(branch, {})), self._calls.get(branch)
+        )
+
+    def put_branch(self, branch: str, now: BranchNow) -> None:
+        """A branch's values as another process has them (the API's copy of the workers' state)."""
+        with self._lock:
+            self._zones[branch], self._readings[branch] = dict(now.zones), dict(now.readings)
+            if now.call is None:
+                self._calls.pop(branch, None)
+            else:
+                self._calls[branch] = now.call
+            self._note(0, branch)
+
+    def _note(self, kind: int, name: str) -> None:
+        if self._track:
+            self._changed[kind].add(name)
 
     def set_devices(self, devices: dict[str, DeviceNow]) -> None:
         with self._lock:
             self._devices.update(devices)
+            if self._track:
+                self._changed[1].update(devices)
 
     def device(self, device: str) -> DeviceNow | None:
         with self._lock:
@@ -124,14 +175,17 @@ class LiveState:
     def set_zone(self, branch: str, zone: str, now: ZoneNow) -> None:
         with self._lock:
             self._zones.setdefault(branch, {})[zone] = now
+            self._note(0, branch)
 
     def set_call(self, branch: str, call: CallNow) -> None:
         with self._lock:
             self._calls[branch] = call
+            self._note(0, branch)
 
     def set_reading(self, branch: str, sensor: str, reading: ReadingNow) -> None:
         with self._lock:
             self._readings.setdefault(branch, {})[sensor] = reading
+            self._note(0, branch)
 
     def apply(self, updates: list[LiveUpdate]) -> None:
         with self._lock:
@@ -143,6 +197,7 @@ class LiveState:
                     self._readings.setdefault(update.branch, {})[update.key] = value
                 else:
                     self._calls[update.branch] = value
+                self._note(0, update.branch)
 
     def readings(self, branch: str) -> dict[str, ReadingNow]:
         with self._lock:
@@ -159,6 +214,7 @@ class LiveState:
     def set_snapshot(self, device: str, snapshot: SnapshotNow) -> None:
         with self._lock:
             self._snapshots[device] = snapshot
+            self._note(2, device)
 
     def snapshot(self, device: str, now: float) -> SnapshotNow | None:
         with self._lock:

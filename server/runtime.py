@@ -65,6 +65,7 @@ def make_store(settings: Settings, dead_letters: DeadLetters | None = None) -> T
 
 class Runtime:
     pipeline_type: type[Pipeline] = Pipeline
+    shares_live = False  # a scale-out worker: its live state's changes are shared with the API processes
 
     def __init__(
         self,
@@ -126,7 +127,7 @@ class Runtime:
         )
         self.alert_worker = AlertWorker(self.alerts)
         self.alert_views = AlertViews(self.sessions)
-        self.live = LiveState()
+        self.live = LiveState(track=self.shares_live)
         self.rejects = Rejects()
         self._hearing = hearing or self.source_connected
         self.pipeline = self.make_pipeline()
@@ -236,9 +237,12 @@ class Runtime:
         self.alerts.record_delivery(notice, channel, delivered, detail)
 
     def _alert_event(self, event: dict[str, object]) -> None:
+        self._observe(event)
+        self.people_acted(event)
+
+    def people_acted(self, event: dict[str, object]) -> None:
         """A call acknowledged: the call is answered (the rules take its response time) and the button's LED
         says help is coming; resolved by hand: it goes off."""
-        self._observe(event)
         self.pipeline.alert_event(event)
         device = event.get("device")
         if event.get("rule") != CALL_RULE or not isinstance(device, str):
@@ -247,6 +251,11 @@ class Runtime:
         if state is None:
             return
         self.commands.send(device, "indicate", {"button": str(event["subject"]), "state": state})
+
+    def registry_changed(self) -> None:
+        """Devices were enrolled, replaced or revoked here: read the registry again (and, scaled out, tell the
+        other processes)."""
+        self.directory.reload()
 
     def source_connected(self) -> bool:
         return self.source.connected.is_set()  # the source is made after the pipeline: looked up when asked

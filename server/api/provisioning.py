@@ -140,7 +140,7 @@ def claim(body: ClaimIn, request: Request, runtime: RuntimeDep) -> Any:
     except enroll.EnrollError as exc:
         log.warning("enrollment refused (%s) for serial %s from %s: %s", exc.code, body.serial, address, exc)
         return refusal(exc)
-    runtime.directory.reload()
+    runtime.registry_changed()
     settings = runtime.settings
     ca = settings.broker_ca_file.read_text(encoding="ascii") if settings.broker_ca_file else None
     config = device_config(
@@ -195,5 +195,5 @@ def revoke(device_id: str, body: RevokeIn, runtime: RuntimeDep, caller: CallerDe
             enroll.revoke(session, device_id, body.by, runtime.clock.now(), body.reason)
     except enroll.EnrollError as exc:
         return refusal(exc)
-    runtime.directory.reload()
+    runtime.registry_changed()
     return {"device_id": device_id, "revoked": True}

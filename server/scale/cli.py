@@ -6,16 +6,24 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lobbywatch.i18n import t
 from server.settings import Settings
 
+if TYPE_CHECKING:
+    from server.runtime import Runtime
+
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
-def add_parsers(sub: Any, settings_of: Callable[[argparse.Namespace], tuple[Settings | None, str]]) -> None:
-    """`settings_of`: the process's settings and language from its arguments, None after saying what is wrong."""
+def add_parsers(
+    sub: Any,
+    settings_of: Callable[[argparse.Namespace], tuple[Settings | None, str]],
+    serve: Callable[[argparse.Namespace], int],
+) -> None:
+    """`settings_of`: the process's settings and language from its arguments, None after saying what is wrong;
+    `serve`: runs the web server, with the runtime `args.runtime_type()` gives."""
 
     def forward(args: argparse.Namespace) -> int:
         from server.scale.forward_process import forward
@@ -48,6 +56,17 @@ def add_parsers(sub: Any, settings_of: Callable[[argparse.Namespace], tuple[Sett
     owner.add_argument("--name", required=True, help="this worker's name, unique, the same at every restart")
     owner.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     owner.set_defaults(func=worker)
+    api = sub.add_parser(
+        "api", help="run the API and pages only, over the scale-out's workers and NATS cluster (docs/scale.md)"
+    )
+    api.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    api.set_defaults(func=serve, runtime_type=_api_runtime)
+
+
+def _api_runtime() -> type[Runtime]:
+    from server.scale.api_process import ApiRuntime
+
+    return ApiRuntime
 
 
 def _scale_settings(

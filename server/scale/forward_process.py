@@ -11,14 +11,12 @@ from collections.abc import Sequence
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
 from server.provisioning.broker_admin import FORWARD_GROUP, BrokerRefused, BrokerUnreachable, admin_of
 from server.registry.database import make_engine, make_sessions
-from server.scale import jetstream
+from server.scale import jetstream, subjects
 from server.scale.device_branches import DeviceBranches
 from server.scale.forwarder import Forwarder, ForwardStats
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
-
-REGISTRY_CHANGED = "lw.registry.changed"  # announced by whoever changes devices (the API): read the map again
 
 
 def mqtt_settings(settings: Settings, name: str) -> MqttSettings:
@@ -66,7 +64,7 @@ async def forward(settings: Settings, name: str) -> ForwardStats:
     async def changed(_msg: object) -> None:
         branches.changed()
 
-    await nc.subscribe(REGISTRY_CHANGED, cb=changed)
+    await nc.subscribe(subjects.REGISTRY_CHANGED, cb=changed)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, forwarder.stop)

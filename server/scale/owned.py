@@ -10,6 +10,7 @@ partitions it names and goes once more over the rest of the batch from their sav
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
@@ -73,6 +74,9 @@ class OwnedPipeline(Pipeline):
         self._hold_s = hold_s
         self._held: dict[int, tuple[float, list[Received]]] = {}  # partition: (held until, messages)
         self.in_order: InOrder[Received] = InOrder(hold_s)
+        # what people did to alerts in an API process: to the rules and the call button (set by the worker)
+        self.on_people: Callable[[dict[str, object]], None] = self.alert_event
+        self._from_api: list[Delivery] = []  # their messages, acknowledged once a tick has saved their effect
         super().__init__(owned=ownership.branches, fence=self._check, **kwargs)
 
     def process(self, batch: Sequence[Received]) -> None:
@@ -80,6 +84,9 @@ class OwnedPipeline(Pipeline):
         ready = []
         for received in batch:
             if not self._wanted(received.origin):
+                continue
+            if subjects.from_people(received.origin.subject):
+                self._from_people(received)
                 continue
             held = self._held.get(received.origin.partition)
             if held is None:
@@ -90,6 +97,7 @@ class OwnedPipeline(Pipeline):
 
     def tick(self) -> None:
         self._follow_losses()
+        people, self._from_api = self._from_api, []
         released = self._in_order(self._released())
         if released:
             self._run(released)
@@ -99,6 +107,21 @@ class OwnedPipeline(Pipeline):
             self.fenced += 1
             log.warning("%s; dropping them", refused)
             self._drop(refused.partitions)
+        self.acknowledge([d for d in people if self.ownership.current(d)])
+
+    def _from_people(self, received: Received) -> None:
+        """An alert acknowledged or resolved in an API process. Its message is acknowledged after the next tick
+        has saved what the rules made of it (a call's response time), so a worker dying first loses nothing."""
+        try:
+            event = json.loads(received.payload)
+            if not isinstance(event, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:  # only an API process can publish here: a bug of ours, not a person's input
+            log.error("an alert event from an API process not understood (%s); dropped", exc)
+            self.acknowledge([received.origin])
+            return
+        self.on_people(event)
+        self._from_api.append(received.origin)
 
     def _run(self, batch: list[Received]) -> None:
         while batch:

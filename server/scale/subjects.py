@@ -22,6 +22,12 @@ TOPIC_HEADER = "Lw-Topic"  # the MQTT topic, as the device published it
 RECEIVED_HEADER = "Lw-Received"  # when the broker handed it to a forwarder (epoch seconds)
 ID_HEADER = "Nats-Msg-Id"  # JetStream drops a second message with the same id within the duplicate window
 
+REGISTRY_CHANGED = "lw.registry.changed"  # announced by whoever changes devices (the API): read the registry again
+# what people did to a branch's alerts, from an API process to the branch's worker, in the branch's partition: a
+# device token `token()` never makes (it keeps `~` out), and which a forwarder may not publish (permissions.conf)
+PEOPLE = "~people"
+PEOPLE_TOPIC = "~people/alert"  # its TOPIC_HEADER
+
 _PLAIN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -35,6 +41,16 @@ def token(text: str) -> str:
 
 def subject(branch: str | None, device: str, channel: str) -> str:
     return f"{IN}.{NO_BRANCH if branch is None else token(branch)}.{token(device)}.{token(channel)}"
+
+
+def people_subject(branch: str) -> str:
+    return f"{IN}.{token(branch)}.{PEOPLE}.alert"
+
+
+def from_people(subject_name: str) -> bool:
+    """A message an API process published (`lw.p.<partition>.<branch>.~people.alert`), not a device's."""
+    parts = subject_name.split(".")
+    return len(parts) == 6 and parts[4] == PEOPLE
 
 
 def partition_transform(partitions: int) -> dict[str, str]:

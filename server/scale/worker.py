@@ -28,8 +28,7 @@ from nats.js.kv import KeyValue
 from server.ingest.mqtt_source import Received
 from server.ingest.worker import IngestWorker
 from server.runtime import Runtime
-from server.scale import jetstream, subjects
-from server.scale.forward_process import REGISTRY_CHANGED
+from server.scale import jetstream, live_bucket, subjects
 from server.scale.owned import OwnedPipeline, Ownership
 from server.scale.pinned import Delivery, PinnedPull
 from server.scale.placement import preferred
@@ -50,6 +49,7 @@ class WorkerRuntime(Runtime):
     publishing commands and resend requests to devices), over the partitions this worker owns."""
 
     pipeline_type = OwnedPipeline
+    shares_live = True
 
     def __init__(self, settings: Settings, ownership: Ownership, name: str, hold_s: float, **kwargs: Any) -> None:
         self.ownership = ownership
@@ -59,6 +59,7 @@ class WorkerRuntime(Runtime):
         # unbounded here: what a worker holds is bounded by each partition's max_ack_pending at the server, and
         # the event loop handing messages on must never wait
         self.worker = IngestWorker(self.pipeline, self._ack, max_backlog=0, ask_resend=self._ask_resend)
+        self.owned.on_people = self.people_acted  # what people did in an API process
 
     def pipeline_options(self) -> dict[str, Any]:
         return {"ownership": self.ownership, "worker": self.name, "hold_s": self._hold_s}
@@ -73,8 +74,16 @@ class WorkerRuntime(Runtime):
 
 
 class Worker:
-    def __init__(self, runtime: WorkerRuntime, nc: Client, name: str, layout: jetstream.Layout) -> None:
+    def __init__(
+        self,
+        runtime: WorkerRuntime,
+        nc: Client,
+        name: str,
+        layout: jetstream.Layout,
+        publisher: live_bucket.Publisher,
+    ) -> None:
         self.runtime = runtime
+        self.publisher = publisher
         self.name = name
         self._nc = nc
         self._layout = layout
@@ -98,8 +107,9 @@ class Worker:
 
         self.runtime.owned.acknowledge = acknowledge
         members = await self._members()
-        await self._nc.subscribe(REGISTRY_CHANGED, cb=self._registry_changed)
+        await self._nc.subscribe(subjects.REGISTRY_CHANGED, cb=self._registry_changed)
         self.runtime.start()
+        self._spawn(self.publisher.run(self._stopping))
         started = time.monotonic()
         try:
             alive = {self.name}
@@ -117,6 +127,7 @@ class Worker:
             with contextlib.suppress(NatsError, TimeoutError):
                 await members.delete(self.name)
             await asyncio.to_thread(self.runtime.stop)
+            await self.publisher.publish_once()  # what its last batches changed
 
     # -- placement ---------------------------------------------------------------------------------
     def _place(self, alive: set[str], standby: bool) -> None:
@@ -225,9 +236,10 @@ async def work(settings: Settings, name: str) -> dict[str, int]:
     layout = jetstream.layout(settings)
     nc = await jetstream.connect(settings, f"lobbywatch-worker-{name}", "worker")
     await jetstream.ensure(nc, layout)
+    values, snapshots = await live_bucket.ensure(nc, layout)
     ownership = Ownership(layout.partitions)
     runtime = WorkerRuntime(replace_client_id(settings, name), ownership, name, hold_s=layout.ack_wait_s + 1.0)
-    worker = Worker(runtime, nc, name, layout)
+    worker = Worker(runtime, nc, name, layout, live_bucket.Publisher(runtime.live, values, snapshots))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
