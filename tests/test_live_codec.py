@@ -79,3 +79,16 @@ def test_keys_carry_any_name_and_give_it_back() -> None:
         key = live_codec.key(live_codec.BRANCH, name)
         assert all(c.isalnum() or c in "-_=." for c in key), key
         assert live_codec.name_of(key) == (live_codec.BRANCH, name)
+
+
+def test_what_a_person_reads_changes_the_signature_and_what_only_moves_on_does_not() -> None:
+    seen = DeviceNow(online=True, last_seen=1.0, received_seq=5, clock_skew_ms=3.0)
+    later = DeviceNow(online=True, last_seen=2.0, received_seq=6, clock_skew_ms=4.0)
+    assert live_codec.signature(seen) == live_codec.signature(later)
+    assert live_codec.signature(seen) != live_codec.signature(DeviceNow(online=False, last_seen=2.0))
+    counted = BranchNow({"queue": ZoneNow(4, 0.5, AT, "b1-cam")})
+    recounted = BranchNow({"queue": ZoneNow(4, 0.4, datetime(2026, 12, 6, 2, tzinfo=UTC), "b1-cam")})
+    assert live_codec.signature(counted) == live_codec.signature(recounted)
+    assert live_codec.signature(counted) != live_codec.signature(BranchNow({"queue": ZoneNow(5, 0.5, AT, "b1-cam")}))
+    called = BranchNow(counted.zones, call=CallNow("ramp-bell", "accessibility", "b1-btn", AT))
+    assert live_codec.signature(counted) != live_codec.signature(called)

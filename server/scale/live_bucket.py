@@ -21,15 +21,18 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from server.live import SNAPSHOT_KEEP_S, LiveChanges, LiveState
+from server.live import SNAPSHOT_KEEP_S, LiveState
 from server.scale import live_codec
 from server.scale.jetstream import Layout
+from server.scale.live_codec import Shared
 
 log = logging.getLogger(__name__)
 
 LIVE = "lobbywatch-live"
 SNAPSHOTS = "lobbywatch-snapshots"
 PUBLISH_EVERY_S = 0.25  # a worker shares what changed this often: the API lags its worker by about this much
+REFRESH_S = 15.0  # and what only moves on (a device's last message time) this often
+PUT_AT_ONCE = 256  # writes in flight together
 SNAPSHOT_MAX_BYTES = 4 * 1024 * 1024  # a camera frame as base64 JSON; a larger one is not shared (and logged)
 
 
@@ -78,11 +81,12 @@ class Publisher:
     """A worker's side: what its live state changed, written every `PUBLISH_EVERY_S`. A write that fails (the
     cluster electing a leader) is tried again with the next round's, newer values."""
 
-    def __init__(self, live: LiveState, values: KeyValue, snapshots: KeyValue) -> None:
+    def __init__(self, live: LiveState, values: KeyValue, snapshots: KeyValue, monotonic: Callable[[], float]) -> None:
         self._live = live
-        self._values = values
-        self._snapshots = snapshots
-        self._pending: dict[tuple[KeyValue, str], bytes] = {}
+        self._buckets = {live_codec.BRANCH: values, live_codec.DEVICE: values, live_codec.SNAPSHOT: snapshots}
+        self._monotonic = monotonic
+        self._waiting: dict[tuple[str, str], Shared] = {}  # (kind, name): its value not shared yet
+        self._shared: dict[tuple[str, str], tuple[object, float]] = {}  # (kind, name): (what it said, when)
         self.written = 0
         self.failed = 0
 
@@ -91,34 +95,52 @@ class Publisher:
             await self.publish_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), PUBLISH_EVERY_S)
-        await self.publish_once()  # what the last batch changed, before the worker hands its branches on
+        await self.publish_once(everything=True)  # before the worker hands its branches on
 
-    async def publish_once(self) -> None:
-        self._take(self._live.take_changes())
-        for (bucket, key), value in list(self._pending.items()):
-            try:
-                await bucket.put(key, value)
-            except (NatsError, TimeoutError) as exc:
-                self.failed += 1
-                log.warning(
-                    "live state not shared now (%s); %d values wait for the next round", exc, len(self._pending)
-                )
+    async def publish_once(self, everything: bool = False) -> None:
+        """Share what changed in what a person reads at once, the rest (a device's last message time, its
+        sequence number) at most every `REFRESH_S`: per message, the bucket would take as many writes as the
+        stream."""
+        changes = self._live.take_changes()
+        for kind, values in (
+            (live_codec.BRANCH, changes.branches),
+            (live_codec.DEVICE, changes.devices),
+            (live_codec.SNAPSHOT, changes.snapshots),
+        ):
+            for name, value in values.items():
+                self._waiting[(kind, name)] = value
+        now = self._monotonic()
+        due = [(key, value) for key, value in self._waiting.items() if everything or self._due(key, value, now)]
+        for start in range(0, len(due), PUT_AT_ONCE):
+            chunk = due[start : start + PUT_AT_ONCE]
+            done = await asyncio.gather(*(self._put(key, value) for key, value in chunk), return_exceptions=True)
+            failed = [outcome for outcome in done if isinstance(outcome, BaseException)]
+            for (key, value), outcome in zip(chunk, done, strict=True):
+                if isinstance(outcome, BaseException):
+                    continue
+                self.written += 1
+                self._shared[key] = (live_codec.signature(value), now)
+                if self._waiting.get(key) is value:
+                    del self._waiting[key]
+            if failed:
+                self.failed += len(failed)
+                log.warning("live state not shared now (%s); %d values wait for the next round", failed[0], len(failed))
                 return
-            self.written += 1
-            if self._pending.get((bucket, key)) is value:
-                del self._pending[(bucket, key)]
 
-    def _take(self, changes: LiveChanges) -> None:
-        for branch, now in changes.branches.items():
-            self._pending[(self._values, live_codec.key(live_codec.BRANCH, branch))] = live_codec.encode_branch(now)
-        for device, seen in changes.devices.items():
-            self._pending[(self._values, live_codec.key(live_codec.DEVICE, device))] = live_codec.encode_device(seen)
-        for device, snapshot in changes.snapshots.items():
-            encoded = live_codec.encode_snapshot(snapshot)
-            if len(encoded) > SNAPSHOT_MAX_BYTES:
-                log.warning("snapshot of %s not shared: %d bytes, over %d", device, len(encoded), SNAPSHOT_MAX_BYTES)
-                continue
-            self._pending[(self._snapshots, live_codec.key(live_codec.SNAPSHOT, device))] = encoded
+    def _due(self, key: tuple[str, str], value: Shared, now: float) -> bool:
+        shared = self._shared.get(key)
+        return shared is None or shared[0] != live_codec.signature(value) or now - shared[1] >= REFRESH_S
+
+    async def _put(self, key: tuple[str, str], value: Shared) -> None:
+        kind, name = key
+        encoded = live_codec.encode(value)
+        if len(encoded) > SNAPSHOT_MAX_BYTES:
+            log.warning("%s of %s not shared: %d bytes, over %d", kind, name, len(encoded), SNAPSHOT_MAX_BYTES)
+            return
+        try:
+            await self._buckets[kind].put(live_codec.key(kind, name), encoded)
+        except TimeoutError as exc:  # nats-py's own TimeoutError is a NatsError; asyncio's is not
+            raise NatsError(f"timed out: {exc}") from exc
 
 
 class Mirror:

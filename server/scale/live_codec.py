@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,29 @@ from server.live import BranchNow, CallNow, DeviceNow, LastReply, ReadingNow, Sn
 from server.scale.subjects import token
 
 BRANCH, DEVICE, SNAPSHOT = "b", "d", "s"
+Shared = BranchNow | DeviceNow | SnapshotNow
+
+
+def encode(value: Shared) -> bytes:
+    if isinstance(value, BranchNow):
+        return encode_branch(value)
+    if isinstance(value, DeviceNow):
+        return encode_device(value)
+    return encode_snapshot(value)
+
+
+def signature(value: Shared) -> object:
+    """What a person reads of `value`: when it changes, the API must hear of it at once; what only moves on
+    with every message (the time of a count, a device's last message and sequence number) may wait a while."""
+    if isinstance(value, BranchNow):
+        return (
+            {zone: (now.occupancy, now.error is None) for zone, now in value.zones.items()},
+            {sensor: (now.value, now.ok) for sensor, now in value.readings.items()},
+            value.call,
+        )
+    if isinstance(value, DeviceNow):
+        return replace(value, last_seen=None, received_seq=0, clock_skew_ms=None)
+    return value.id
 
 
 def key(kind: str, name: str) -> str:

@@ -127,7 +127,7 @@ class Worker:
             with contextlib.suppress(NatsError, TimeoutError):
                 await members.delete(self.name)
             await asyncio.to_thread(self.runtime.stop)
-            await self.publisher.publish_once()  # what its last batches changed
+            await self.publisher.publish_once(everything=True)  # what its last batches changed
 
     # -- placement ---------------------------------------------------------------------------------
     def _place(self, alive: set[str], standby: bool) -> None:
@@ -239,7 +239,7 @@ async def work(settings: Settings, name: str) -> dict[str, int]:
     values, snapshots = await live_bucket.ensure(nc, layout)
     ownership = Ownership(layout.partitions)
     runtime = WorkerRuntime(replace_client_id(settings, name), ownership, name, hold_s=layout.ack_wait_s + 1.0)
-    worker = Worker(runtime, nc, name, layout, live_bucket.Publisher(runtime.live, values, snapshots))
+    worker = Worker(runtime, nc, name, layout, live_bucket.Publisher(runtime.live, values, snapshots, time.monotonic))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
