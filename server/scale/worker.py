@@ -236,10 +236,10 @@ async def work(settings: Settings, name: str) -> dict[str, int]:
     layout = jetstream.layout(settings)
     nc = await jetstream.connect(settings, f"lobbywatch-worker-{name}", "worker")
     await jetstream.ensure(nc, layout)
-    values, snapshots = await live_bucket.ensure(nc, layout)
+    await live_bucket.ensure(nc, layout)
     ownership = Ownership(layout.partitions)
     runtime = WorkerRuntime(replace_client_id(settings, name), ownership, name, hold_s=layout.ack_wait_s + 1.0)
-    worker = Worker(runtime, nc, name, layout, live_bucket.Publisher(runtime.live, values, snapshots, time.monotonic))
+    worker = Worker(runtime, nc, name, layout, live_bucket.Publisher(runtime.live, nc, time.monotonic))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
