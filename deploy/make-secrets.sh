@@ -54,6 +54,11 @@ secret() {
 secret LOBBYWATCH_NATS_FORWARDER_PASSWORD
 secret LOBBYWATCH_NATS_WORKER_PASSWORD
 secret LOBBYWATCH_NATS_API_PASSWORD
+secret LOBBYWATCH_MQTT_FORWARDER_PASSWORD
+# which services `docker compose up` starts: "single" (one server process) until you choose "scale"
+# (docs/scale.md: set COMPOSE_PROFILES=scale and LOBBYWATCH_UPSTREAM="api1:8000 api2:8000" in .env)
+address COMPOSE_PROFILES single
+address LOBBYWATCH_UPSTREAM server:8000
 . ./.env
 if [ ! -f "$secrets/certs/ca.crt" ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=LobbyWatch test CA" \
@@ -71,6 +76,18 @@ if [ ! -f "$secrets/certs/ca.crt" ]; then
   if [ "$(id -u)" -eq 0 ]; then chown 1883 "$secrets/certs/server.key"; fi
   chmod 755 "$secrets/certs"
   echo "wrote the CA (key in $secrets/ca, never mounted) and the certificate for $host in $secrets/certs"
+fi
+# the NATS nodes' certificate (clients and routes between the nodes), by the same CA, for their compose names
+if [ ! -f "$secrets/certs/nats.crt" ]; then
+  openssl req -newkey rsa:3072 -nodes -subj "/CN=nats" -keyout "$secrets/certs/nats.key" \
+    -out "$secrets/ca/nats.csr" 2>/dev/null
+  printf "subjectAltName=DNS:nats1,DNS:nats2,DNS:nats3,DNS:localhost,IP:127.0.0.1\n" > "$secrets/ca/nats-san.ext"
+  openssl x509 -req -in "$secrets/ca/nats.csr" -CA "$secrets/certs/ca.crt" -CAkey "$secrets/ca/ca.key" \
+    -CAserial "$secrets/ca/ca.srl" -days 825 -extfile "$secrets/ca/nats-san.ext" \
+    -out "$secrets/certs/nats.crt" 2>/dev/null
+  chmod 644 "$secrets/certs/nats.crt"
+  chmod 600 "$secrets/certs/nats.key"
+  echo "wrote the NATS nodes' certificate (nats1..nats3) in $secrets/certs"
 fi
 dynsec="$secrets/mosquitto/dynamic-security.json"
 if [ ! -f "$dynsec" ]; then

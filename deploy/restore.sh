@@ -17,7 +17,7 @@ docker compose run --rm --no-deps --user "$(id -u):$(id -g)" -v "$backup:/backup
   sh -c 'lobbywatch backup verify /backup/lobbywatch-backup-*'
 
 echo "stopping what writes..."
-docker compose stop caddy server mosquitto grafana
+docker compose stop   # every service of either shape (single or scale): nothing writes while it restores
 docker compose up -d postgres influxdb
 
 echo "registry and broker identities..."

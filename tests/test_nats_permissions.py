@@ -29,7 +29,7 @@ from bench.traffic import publish as publish_burst
 from lobby_sim.broker import Mosquitto
 from server.registry.database import make_engine, make_sessions
 from server.registry.site import SiteSpec, import_site
-from server.scale import live_bucket, subjects
+from server.scale import heartbeat, live_bucket, subjects
 from server.scale.worker import MEMBERS
 from tests.helpers import Device, eventually
 
@@ -164,6 +164,8 @@ def test_an_api_process_shows_the_workers_live_state_and_its_acknowledgement_rea
     forward = with_password(Forward(tmp_path, "f2", mosquitto.port, cluster.urls, PARTITIONS), passwords["forwarder"])
     worker = with_password(Work(tmp_path, "w2", mosquitto.port, cluster.urls, PARTITIONS, {}), passwords["worker"])
     api = with_password(Api(tmp_path, "a1", mosquitto.port, cluster.urls, PARTITIONS), passwords["api"])
+    for process in (forward, worker):  # the containers' health check reads it
+        process.env["LOBBYWATCH_HEARTBEAT_FILE"] = str(tmp_path / f"{process.command}.alive")
     refused_before = len(violations(cluster))
     commands: list[dict[str, Any]] = []
     listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="button-listener", protocol=mqtt.MQTTv5)
@@ -199,6 +201,8 @@ def test_an_api_process_shows_the_workers_live_state_and_its_acknowledgement_rea
 
         told = eventually(light, 30, "the button's 'help is coming' light, from the worker")
         assert told[0]["args"]["button"] == "ramp-bell"
+        for process in (forward, worker):
+            assert time.time() - (tmp_path / f"{process.command}.alive").stat().st_mtime < heartbeat.STALE_S
     finally:
         listener.loop_stop()
         for device in (camera, button):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from server.ingest.mqtt_source import MqttSettings, MqttSource, Received
 from server.provisioning.broker_admin import FORWARD_GROUP, BrokerRefused, BrokerUnreachable, admin_of
 from server.registry.database import make_engine, make_sessions
-from server.scale import jetstream, subjects
+from server.scale import heartbeat, jetstream, subjects
 from server.scale.device_branches import DeviceBranches
 from server.scale.forwarder import Forwarder, ForwardStats
 from server.settings import Settings
@@ -70,9 +70,15 @@ async def forward(settings: Settings, name: str) -> ForwardStats:
         loop.add_signal_handler(sig, forwarder.stop)
     source.start()
     log.info("forwarder %s: MQTT %s:%s -> NATS %s", name, settings.mqtt_host, settings.mqtt_port, settings.nats_url)
+    stopping = asyncio.Event()
+    alive = asyncio.create_task(
+        heartbeat.beat(settings.heartbeat_file, lambda: source.connected.is_set() and nc.is_connected, stopping)
+    )
     try:
         await forwarder.run()
     finally:
+        stopping.set()
+        await alive
         source.stop()
         await nc.drain()
     return forwarder.stats

@@ -28,7 +28,7 @@ from nats.js.kv import KeyValue
 from server.ingest.mqtt_source import Received
 from server.ingest.worker import IngestWorker
 from server.runtime import Runtime
-from server.scale import jetstream, live_bucket, subjects
+from server.scale import heartbeat, jetstream, live_bucket, subjects
 from server.scale.owned import OwnedPipeline, Ownership
 from server.scale.pinned import Delivery, PinnedPull
 from server.scale.placement import preferred
@@ -110,12 +110,18 @@ class Worker:
         await self._nc.subscribe(subjects.REGISTRY_CHANGED, cb=self._registry_changed)
         self.runtime.start()
         self._spawn(self.publisher.run(self._stopping))
-        started = time.monotonic()
+        listed = started = time.monotonic()
+
+        def healthy() -> bool:  # connected, and in the worker list (a member the others can place partitions on)
+            return self._nc.is_connected and time.monotonic() - listed < MEMBER_TTL_S
+
+        self._spawn(heartbeat.beat(self.runtime.settings.heartbeat_file, healthy, self._stopping))
         try:
             alive = {self.name}
             while not self._stopping.is_set():
                 try:
                     await members.put(self.name, b"alive")
+                    listed = time.monotonic()
                     alive = await self._alive(members)
                 except (NatsError, TimeoutError) as exc:  # a bucket just made, a node lost: as last seen
                     log.warning("worker list not readable now (%s); placing partitions as last seen", exc)
