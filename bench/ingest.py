@@ -4,7 +4,8 @@
 
 Phase 1 measures the ceiling: a bare paho subscriber (QoS 1, nothing done per message) under a flood.
 Phase 2 starts `lobbywatch serve` (SQLite storage) and publishes valid queue reports at --rate for --seconds,
-QoS 1, from --devices devices in --publishers processes; then counts what was stored.
+QoS 1, from --devices devices in --publishers processes; then counts what was stored (nothing may be lost).
+Phase 3 floods the server as phase 1 did the bare subscriber: its capacity, and the ratio of the two.
 Prints progress, then a JSON object on the last line.
 """
 
@@ -142,6 +143,42 @@ def notice_delays(notices: Notices) -> dict[str, float | int]:
     return {"notices": len(ordered), "p50": pick(0.5), "p99": pick(0.99), "max": round(ordered[-1], 1)}
 
 
+def server_flood_rate(
+    port: int, health_url: str, devices: list[str], messages: int, publishers: int
+) -> dict[str, float]:
+    """The server's capacity: its ingest rate while a flood keeps it busy (as `bare_subscriber_rate` does the
+    bare subscriber), from its first to its last message of the flood. What the broker drops for it under the
+    flood (its queue for the server full) is not counted, and the rate is of what it took in."""
+
+    def received() -> int:
+        return int(httpx.get(health_url, timeout=10).json()["received"])
+
+    before = received()
+    sent = mp.Value("l", 0)
+    slices = [devices[i::publishers] for i in range(publishers)]
+    procs = [
+        mp.Process(target=publish, args=(port, s, 0, None, messages // publishers, f"{i + 16:016x}", sent))
+        for i, s in enumerate(slices)
+    ]
+    for p in procs:
+        p.start()
+    first = last = 0.0
+    count = before
+    while True:
+        now_count, now = received(), time.monotonic()
+        if now_count > count:
+            if count == before:
+                first = now
+            count, last = now_count, now
+        elif count > before and now - last > 5 and not any(p.is_alive() for p in procs):
+            break
+        time.sleep(0.1)
+    for p in procs:
+        p.join(60)
+    took = count - before
+    return {"messages": took, "rate": round(took / (last - first), 1) if last > first else 0.0}
+
+
 def bare_subscriber_rate(port: int, messages: int, publishers: int) -> dict[str, float]:
     """The ceiling: a paho subscriber that only counts, under a flood from `publishers` processes."""
     received = 0
@@ -265,21 +302,28 @@ def main() -> int:
                 time.sleep(0.5)
             ingest_s = last_change - started  # to the last message in, not to the end of the wait
             time.sleep(2)  # the last notices of the run
+            notices = notice_delays(hook)
+            with sqlite3.connect(work / "ts.sqlite3") as db:
+                stored = db.execute("SELECT count(*) FROM points WHERE measurement = 'occupancy'").fetchone()[0]
+            print(f"phase 3: the server under the same flood as the bare subscriber ({args.ceiling_messages})")
+            flood = server_flood_rate(broker.port, health_url, devices, args.ceiling_messages, args.publishers)
+            print(f"  server: {flood['rate']:.0f} msg/s ({flood['messages']} received)", flush=True)
         finally:
             server.terminate()
             server.wait(60)
             hook.stop()
-        with sqlite3.connect(work / "ts.sqlite3") as db:
-            stored = db.execute("SELECT count(*) FROM points WHERE measurement = 'occupancy'").fetchone()[0]
         rate = stored / ingest_s
         result = {
             "messages": total,
             "stored": stored,
             "seconds": round(ingest_s, 1),
             "publish_seconds": round(publish_s, 1),
+            # at the offered rate: it can be no higher than --rate, so the ratio is the flood's
             "ingest_rate": round(rate, 1),
+            "flood_rate": flood["rate"],
+            "flood_received": flood["messages"],
             "bare_subscriber_rate": ceiling["rate"],
-            "ratio": round(rate / ceiling["rate"], 3) if ceiling["rate"] else None,
+            "ratio": round(flood["rate"] / ceiling["rate"], 3) if ceiling["rate"] else None,
             "lost": total - stored,
             "gaps_seen_by_server": health.get("missing"),
             "duplicates": health.get("duplicates"),
@@ -289,7 +333,7 @@ def main() -> int:
             "devices": args.devices,
             "target_rate": args.rate,
             "qos": 1,
-            "notify_latency_ms": notice_delays(hook),
+            "notify_latency_ms": notices,
             "alerting_devices": args.alerting,
         }
         print(json.dumps(result), flush=True)
