@@ -80,3 +80,37 @@ def test_a_message_under_a_lost_pin_never_takes_its_partition_back(worker: Worke
     assert acknowledged == [1, 2]
     assert pipeline.claims == 2
     assert worker.store.count("occupancy") == 2  # seq 1 under pin-a, seq 2 under pin-b; the straggler not stored
+
+
+def from_api(partition: int, pin: str, seq: int, event: dict[str, object]) -> Received:
+    """What an API process publishes when a person acknowledges a call (`api_process.NatsLink`)."""
+    delivery = Delivery(partition, pin, f"lw.p.{partition}.b1.{subjects.PEOPLE}.alert", b"", {}, f"$JS.ACK.{seq}", seq)
+    return Received(subjects.PEOPLE_TOPIC, json.dumps(event).encode(), datetime.now(UTC).timestamp(), 0, 1, delivery)
+
+
+def test_a_call_acknowledged_in_an_api_process_is_acted_on_by_the_owner_and_acknowledged_after_its_tick(
+    worker: WorkerRuntime,
+) -> None:
+    partition = subjects.branch_partition("b1", PARTITIONS)
+    pipeline = worker.owned
+    acknowledged: list[int] = []
+    pipeline.acknowledge = lambda deliveries: acknowledged.extend(d.stream_seq for d in deliveries)
+    heard: list[dict[str, object]] = []
+    pipeline.on_people = heard.append
+    event = {"event": "acknowledged", "rule": "call_unanswered", "branch": "b1", "subject": "ramp-bell", "alert": 7}
+
+    pipeline.process([report(partition, "pin-a", 1), from_api(partition, "pin-a", 2, event)])
+    assert heard == [event]
+    assert acknowledged == [1]  # the person's act waits for the tick that saves what the rules made of it
+    pipeline.tick()
+    assert acknowledged == [1, 2]
+
+    pipeline.process([from_api(partition, "pin-a", 3, event | {"event": "resolved", "by": "王芳"})])
+    pipeline.process(
+        [Received(subjects.PEOPLE_TOPIC, b"[1, 2]", 0.0, 0, 1, from_api(partition, "pin-a", 4, {}).origin)]
+    )
+    assert acknowledged == [1, 2, 4]  # a list is no event: dropped at once, logged; the resolution waits for the tick
+    assert [e["event"] for e in heard] == ["acknowledged", "resolved"]
+    pipeline.tick()
+    assert acknowledged == [1, 2, 4, 3]
+    assert worker.store.count("occupancy") == 1  # the API's messages are no reports
