@@ -19,19 +19,22 @@ class ShapesRefused(ValueError):
     """The drawing cannot be pushed as it is; the message names what is wrong."""
 
 
+def _is_point(value: object) -> bool:
+    """`[x, y]` in image pixels (JSON's true and false are no coordinates, though Python counts them as ints)."""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(c, int | float) and not isinstance(c, bool) and 0 <= c <= 8192 for c in value)
+    )
+
+
 def _polygon(value: object, what: str) -> list[list[int]]:
     if not isinstance(value, list) or not 3 <= len(value) <= MAX_POINTS:
         raise ShapesRefused(f"{what} needs 3 to {MAX_POINTS} points")
-    points = []
     for point in value:
-        if (
-            not isinstance(point, list)
-            or len(point) != 2
-            or not all(isinstance(c, int | float) and 0 <= c <= 8192 for c in point)
-        ):
+        if not _is_point(point):
             raise ShapesRefused(f"{what}: a point must be [x, y] in image pixels, got {point!r}")
-        points.append([round(point[0]), round(point[1])])
-    return points
+    return [[round(x), round(y)] for x, y in value]
 
 
 def parse(text: str) -> tuple[list[tuple[str, list[list[int]]]], list[list[list[int]]]]:
@@ -82,10 +85,6 @@ def parse_heads(text: str) -> list[list[int]]:
     if not isinstance(heads, list) or len(heads) > MAX_HEADS:
         raise ShapesRefused(f"the heads must be a list of at most {MAX_HEADS} points")
     for point in heads:
-        if (
-            not isinstance(point, list)
-            or len(point) != 2
-            or not all(isinstance(c, int | float) and not isinstance(c, bool) and 0 <= c <= 8192 for c in point)
-        ):
+        if not _is_point(point):
             raise ShapesRefused(f"a head must be [x, y] in image pixels, got {point!r}")
     return [[round(x), round(y)] for x, y in heads]

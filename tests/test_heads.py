@@ -3,6 +3,7 @@ in the dataset format (points.csv) beside the counts, replaced when a snapshot i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,7 @@ import pytest
 
 from edge_agent.counting.zones import Zone
 from edge_agent.remote_calibration import LabelError, add_label, save_snapshot
-from server.zone_shapes import ShapesRefused, parse_heads
+from server.zone_shapes import ShapesRefused, parse, parse_heads
 
 ZONE = Zone("queue", [(0, 0), (159, 0), (159, 119), (0, 119)], "feet")
 
@@ -22,6 +23,16 @@ def test_the_server_takes_points_in_image_pixels_only() -> None:
     for junk in ("{", '{"x": 1}', "[[1, 2, 3]]", '[["a", 2]]', "[[true, 2]]", "[[-1, 2]]", str([[1, 1]] * 501)):
         with pytest.raises(ShapesRefused):
             parse_heads(junk)
+
+
+def test_a_zone_outline_takes_the_same_points_as_the_heads() -> None:
+    def drawing(polygon: object) -> str:
+        return json.dumps({"zones": [{"key": "queue", "polygon": polygon}]})
+
+    assert parse(drawing([[0, 0], [100, 0.4], [100, 100]]))[0] == [("queue", [[0, 0], [100, 0], [100, 100]])]
+    for bad in ([[True, 0], [100, 0], [100, 100]], [[0, 0], [100, 0]], [[0, 0], [100, 0], [9000, 1]]):
+        with pytest.raises(ShapesRefused):
+            parse(drawing(bad))
 
 
 def test_the_device_keeps_the_heads_with_the_count(tmp_path: Path) -> None:
