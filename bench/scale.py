@@ -36,6 +36,7 @@ from bench.scale_rig import (
     PARTITIONS,
     Backlog,
     Rig,
+    broker_drop_warnings,
     broker_dropped,
     cpu_s,
     preload,
@@ -126,6 +127,7 @@ def burst(
             for part, processes in (("forwarder", servers.forwarders), ("nats", servers.cluster.nodes))
         }
         dropped = broker_dropped(servers.broker.port)
+        drop_warnings = broker_drop_warnings(servers.broker.data_dir / "mosquitto.log")
         time.sleep(HOLD_S + 5.0)  # the last notices
         alerts = compare(expected_fired(servers.site, sent.messages, work / "replay"), fired(servers.notices))
         latency = notice_delays(servers.notices)
@@ -136,6 +138,7 @@ def burst(
         "stored_unique": counts["stored"],
         "lost": counts["lost"],
         "dropped_by_mqtt_broker": dropped,
+        "broker_drop_warnings": drop_warnings,
         "duplicate_points": counts["duplicated"],
         **{k: alerts[k] for k in ("alerts_expected", "alerts_missing", "alerts_duplicated", "alerts_unexpected")},
         "largest_stream_backlog": backlog.largest,

@@ -186,6 +186,13 @@ def settle_stored(servers: Rig, sent: Sent, timeout: float = 120.0) -> dict[str,
     return settle_victoria(sent, servers.victoria.url, timeout)
 
 
+def broker_drop_warnings(log: Path) -> int:
+    """How often Mosquitto logged that it started dropping messages for a client (its queue for it full; one line
+    per start, not per message): a second reading of drops, from the broker's log, for when `$SYS` does not
+    answer (seen: every read of a run timed out; 0 here means nothing was dropped)."""
+    return sum("messages are being dropped" in line for line in log.read_text(errors="replace").splitlines())
+
+
 def broker_dropped(port: int, timeout: float = 15.0) -> int | None:
     """Mosquitto's own count of messages it dropped (a client's queue full), from `$SYS`: published every
     `sys_interval` (10 s), so this waits for the next one; None if none came."""
