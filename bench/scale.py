@@ -111,6 +111,8 @@ def burst(
             for k in range(shares)
         ]
         before = {"forwarder": cpu_s(servers.forwarders), "nats": cpu_s(servers.cluster.nodes)}
+        workers_before = {w.process.pid: w for w in servers.workers if w.process is not None}
+        before["worker"] = cpu_s(servers.workers)
         with Backlog(servers) as backlog:
             for publisher in publishers:
                 publisher.start()
@@ -122,10 +124,14 @@ def burst(
             counts = settle_stored(servers, sent, settle_s)
             drain_s = time.monotonic() - published
         # per message forwarded; the NATS figure is the three nodes together (R3), and only while all ran
-        costs = {
+        costs: dict[str, int | None] = {
             f"{part}_cpu_us_per_msg": round((cpu_s(processes) - before[part]) / counts["sent"] * 1e6)
             for part, processes in (("forwarder", servers.forwarders), ("nats", servers.cluster.nodes))
         }
+        # the workers' only when the same ones ran throughout (a killed worker's CPU time is gone with it)
+        same = {w.process.pid: w for w in servers.workers if w.process is not None} == workers_before
+        worker_s = cpu_s(servers.workers) - before["worker"]
+        costs["worker_cpu_us_per_msg"] = round(worker_s / counts["sent"] * 1e6) if same else None
         dropped = broker_dropped(servers.broker.port)
         drop_warnings = broker_drop_warnings(servers.broker.data_dir / "mosquitto.log")
         time.sleep(HOLD_S + 5.0)  # the last notices
