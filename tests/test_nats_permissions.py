@@ -202,7 +202,9 @@ def test_an_api_process_shows_the_workers_live_state_and_its_acknowledgement_rea
         told = eventually(light, 30, "the button's 'help is coming' light, from the worker")
         assert told[0]["args"]["button"] == "ramp-bell"
         for process in (forward, worker):
-            assert time.time() - (tmp_path / f"{process.command}.alive").stat().st_mtime < heartbeat.STALE_S
+            alive = tmp_path / f"{process.command}.alive"
+            eventually(alive.exists, heartbeat.UNHEALTHY_EVERY_S * 5, f"the {process.command}'s heartbeat")
+            assert time.time() - alive.stat().st_mtime < heartbeat.STALE_S
     finally:
         listener.loop_stop()
         for device in (camera, button):

@@ -13,6 +13,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 EVERY_S = 5.0
+UNHEALTHY_EVERY_S = 1.0
 STALE_S = 30.0  # the health check's limit (docker-compose.yml says the same)
 
 
@@ -21,10 +22,12 @@ async def beat(path: Path | None, healthy: Callable[[], bool], stopping: asyncio
     if path is None:
         return
     while not stopping.is_set():
+        touched = False
         if healthy():
             try:
                 path.touch()
+                touched = True
             except OSError as exc:  # a full or read-only disk: the check fails, which is what it should say
                 log.warning("heartbeat file %s not touched: %s", path, exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), EVERY_S)
+        with contextlib.suppress(TimeoutError):  # not healthy yet (starting): looked at again sooner
+            await asyncio.wait_for(stopping.wait(), EVERY_S if touched else UNHEALTHY_EVERY_S)
