@@ -34,6 +34,9 @@ class ServerStatus:
     store_seconds: tuple[list[tuple[float, int]], float] = ([], 0.0)
     lag_ms: dict[str, float | None] = field(default_factory=dict)
     storage: dict[str, object] = field(default_factory=dict)
+    # an API process of the scale-out (`lobbywatch api`), which ingests nothing itself: None elsewhere
+    nats_connected: bool | None = None
+    workers_alive: int | None = None
 
     def reasons(self, stall_s: float) -> list[str]:
         """Why the server is not ingesting as it should, worst first (empty: it is)."""
@@ -46,4 +49,8 @@ class ServerStatus:
             found.append(f"storage is failing, retrying: {self.last_store_error}")
         if not self.broker_connected:
             found.append("not connected to the MQTT broker")
+        if self.nats_connected is False:
+            found.append("not connected to the NATS cluster: the live state and acknowledged calls wait")
+        elif self.workers_alive == 0:
+            found.append("no worker is alive: nothing ingests, no rule runs")
         return found

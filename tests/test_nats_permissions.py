@@ -205,6 +205,14 @@ def test_an_api_process_shows_the_workers_live_state_and_its_acknowledgement_rea
             alive = tmp_path / f"{process.command}.alive"
             eventually(alive.exists, heartbeat.UNHEALTHY_EVERY_S * 5, f"the {process.command}'s heartbeat")
             assert time.time() - alive.stat().st_mtime < heartbeat.STALE_S
+        health = eventually(lambda: (h := api.call("GET", "health")) and h["workers_alive"] == 1 and h, 20, "1 worker")
+        assert (health["status"], health["nats_connected"]) == ("ok", True)
+        worker.stop()  # the only worker: the API process ingests nothing itself, and says so
+
+        def degraded() -> object:
+            return (h := api.call("GET", "health")) and h["status"] == "degraded" and h
+
+        assert "no worker is alive" in " ".join(eventually(degraded, 20, "the API's health without workers")["reasons"])
     finally:
         listener.loop_stop()
         for device in (camera, button):

@@ -62,6 +62,8 @@ def health(runtime: RuntimeDep) -> HealthPublic:
         storage=now.storage,
         notifications_delivered=now.notifications_delivered,
         notifications_failed=now.notifications_failed,
+        nats_connected=now.nats_connected,
+        workers_alive=now.workers_alive,
     )
 
 

@@ -36,6 +36,8 @@ class HealthPublic(BaseModel):
     storage: dict[str, object]
     notifications_delivered: int
     notifications_failed: int
+    nats_connected: bool | None = Field(None, description="an API process of the scale-out: its NATS connection")
+    workers_alive: int | None = Field(None, description="an API process of the scale-out: the workers alive now")
 
 
 class ZoneLive(BaseModel):

@@ -19,20 +19,25 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from nats.errors import Error as NatsError
+from nats.js.errors import BucketNotFoundError, NoKeysError
 
 from server.live import LiveState
 from server.rules.calls import RULE as CALL_RULE
 from server.runtime import Runtime
 from server.scale import jetstream, live_bucket, subjects
+from server.scale.worker import MEMBERS
 from server.settings import Settings
+from server.status import ServerStatus
 
 log = logging.getLogger(__name__)
 
 CONNECT_RETRY_S = 2.0
-STOP_WAIT_S = 5.0  # at stop, how long what people did may still take to reach the workers
+STOP_WAIT_S = 5.0
+WORKERS_EVERY_S = 2.0  # at stop, how long what people did may still take to reach the workers
 
 
 class NatsLink:
@@ -48,6 +53,11 @@ class NatsLink:
         self._stopping: asyncio.Event | None = None
         self._nc: Any = None
         self.sent = 0
+        self.workers_alive: int | None = None  # from the worker list, every `WORKERS_EVERY_S`
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and bool(self._nc.is_connected)
 
     def start(self) -> None:
         self._thread.start()
@@ -92,7 +102,7 @@ class NatsLink:
         else:
             return
         self._nc = nc
-        tasks = [asyncio.create_task(self._follow(nc)), asyncio.create_task(self._send(nc))]
+        tasks = [asyncio.create_task(work(nc)) for work in (self._follow, self._send, self._count_workers)]
         try:
             await self._stopping.wait()
             await asyncio.wait_for(self._outbox.join(), STOP_WAIT_S)
@@ -107,6 +117,23 @@ class NatsLink:
     async def _follow(self, nc: Any) -> None:
         values, snapshots = await live_bucket.await_buckets(nc)
         await self.mirror.follow(values, snapshots)
+
+    async def _count_workers(self, nc: Any) -> None:
+        """The workers alive, as they list themselves (`worker.MEMBERS`): none alive makes this process's
+        health say so, since it ingests nothing itself."""
+        js = nc.jetstream()
+        while True:
+            try:
+                members = await js.key_value(MEMBERS)
+                try:
+                    self.workers_alive = len(await members.keys())
+                except NoKeysError:
+                    self.workers_alive = 0
+            except BucketNotFoundError:
+                self.workers_alive = 0  # no worker has ever started
+            except (NatsError, TimeoutError) as exc:
+                log.warning("worker list not readable now (%s)", exc)
+            await asyncio.sleep(WORKERS_EVERY_S)
 
     async def _send(self, nc: Any) -> None:
         assert self._outbox is not None
@@ -150,6 +177,9 @@ class ApiRuntime(Runtime):
     def people_acted(self, event: dict[str, object]) -> None:
         if event.get("rule") == CALL_RULE and event.get("event") in ("acknowledged", "resolved"):
             self.link.tell_worker(event)
+
+    def status(self) -> ServerStatus:
+        return replace(super().status(), nats_connected=self.link.connected, workers_alive=self.link.workers_alive)
 
     def registry_changed(self) -> None:
         super().registry_changed()
