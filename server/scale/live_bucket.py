@@ -97,7 +97,11 @@ class Publisher:
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            await self.publish_once()
+            try:
+                await self.publish_once()
+            except Exception:  # a bug of ours must not end the sharing (nor let the changes pile up unshared)
+                self.failed += 1
+                log.exception("live state round failed; the next round goes on")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), PUBLISH_EVERY_S)
         await self.publish_once(everything=True)  # before the worker hands its branches on
