@@ -36,8 +36,8 @@ from server.status import ServerStatus
 log = logging.getLogger(__name__)
 
 CONNECT_RETRY_S = 2.0
-STOP_WAIT_S = 5.0
-WORKERS_EVERY_S = 2.0  # at stop, how long what people did may still take to reach the workers
+STOP_WAIT_S = 5.0  # at stop, how long what people did may still take to reach the workers
+WORKERS_EVERY_S = 2.0  # the worker list read this often, for the health
 
 
 class NatsLink:
