@@ -115,8 +115,14 @@ class NatsLink:
             await nc.drain()
 
     async def _follow(self, nc: Any) -> None:
-        values, snapshots = await live_bucket.await_buckets(nc)
-        await self.mirror.follow(values, snapshots)
+        """The live state's buckets, watched for as long as the process runs (a watch lost is made again)."""
+        while True:
+            try:
+                values, snapshots = await live_bucket.await_buckets(nc)
+                await self.mirror.follow(values, snapshots)
+            except (NatsError, TimeoutError) as exc:
+                log.warning("live state watch lost (%s); watching again", exc)
+            await asyncio.sleep(CONNECT_RETRY_S)
 
     async def _count_workers(self, nc: Any) -> None:
         """The workers alive, as they list themselves (`worker.MEMBERS`): none alive makes this process's
