@@ -24,8 +24,8 @@ from tests.helpers import write_site
 PARTITIONS = 4
 
 
-@pytest.fixture
-def worker(tmp_path: Path) -> Iterator[WorkerRuntime]:
+def worker_runtime(tmp_path: Path, hold_s: float) -> WorkerRuntime:
+    """A worker's wiring on SQLite, with no NATS: the tests hand its pipeline deliveries themselves."""
     settings = Settings(
         mode="dev",
         database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}",
@@ -34,7 +34,12 @@ def worker(tmp_path: Path) -> Iterator[WorkerRuntime]:
         mqtt_username=None,
         nats_partitions=PARTITIONS,
     )
-    runtime = WorkerRuntime(settings, Ownership(PARTITIONS), "w1", hold_s=0.0)
+    return WorkerRuntime(settings, Ownership(PARTITIONS), "w1", hold_s=hold_s)
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[WorkerRuntime]:
+    runtime = worker_runtime(tmp_path, hold_s=0.0)
     yield runtime
     runtime.store.close()
 
@@ -119,15 +124,7 @@ def test_a_call_acknowledged_in_an_api_process_is_acted_on_by_the_owner_and_ackn
 def test_a_partition_taken_on_goes_on_from_the_saved_numbering_and_waits_only_for_a_gap(tmp_path: Path) -> None:
     """No partition-wide hold: a device's next report is processed at once; one after a gap waits for what the
     former owner had in hand (redelivered after the ack wait), then both go in order."""
-    settings = Settings(
-        mode="dev",
-        database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}",
-        site_file=write_site(tmp_path),
-        timeseries_path=tmp_path / "ts.sqlite3",
-        mqtt_username=None,
-        nats_partitions=PARTITIONS,
-    )
-    worker = WorkerRuntime(settings, Ownership(PARTITIONS), "w1", hold_s=60.0)
+    worker = worker_runtime(tmp_path, hold_s=60.0)
     try:
         partition = subjects.branch_partition("b1", PARTITIONS)
         pipeline = worker.owned
