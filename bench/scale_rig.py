@@ -35,9 +35,7 @@ from server.scale import jetstream, subjects
 PARTITIONS = 16
 PER_BRANCH = 3  # devices per branch, as in a post office lobby (camera, call buttons, sensors)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-HOLD_S = (
-    jetstream.Layout().ack_wait_s + 1.0
-)  # the longest a worker holds a message after a gap in its device's numbering
+HOLD_S = jetstream.Layout().ack_wait_s + 1.0  # a worker holds a partition's messages this long on taking it
 
 
 class Rig:

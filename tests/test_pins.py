@@ -119,34 +119,3 @@ def test_a_call_acknowledged_in_an_api_process_is_acted_on_by_the_owner_and_ackn
     pipeline.tick()
     assert acknowledged == [1, 2, 4, 3]
     assert worker.store.count("occupancy") == 1  # the API's messages are no reports
-
-
-def test_a_partition_taken_on_goes_on_from_the_saved_numbering_and_waits_only_for_a_gap(tmp_path: Path) -> None:
-    """No partition-wide hold: a device's next report is processed at once; one after a gap waits for what the
-    former owner had in hand (redelivered after the ack wait), then both go in order."""
-    worker = worker_runtime(tmp_path, hold_s=60.0)
-    try:
-        partition = subjects.branch_partition("b1", PARTITIONS)
-        pipeline = worker.owned
-        acknowledged: list[int] = []
-        pipeline.acknowledge = lambda deliveries: acknowledged.extend(d.stream_seq for d in deliveries)
-        pipeline.process([numbered(partition, "pin-a", seq) for seq in (1, 2, 3)])
-        worker.ownership.lost(partition, "pin-a")  # handed on, and back later under a new pin
-        pipeline.process([numbered(partition, "pin-b", 5)])  # 4 was in the former owner's hands
-        assert (worker.store.count("occupancy"), acknowledged) == (3, [1, 2, 3])
-        pipeline.process([numbered(partition, "pin-b", 4)])
-        assert (worker.store.count("occupancy"), acknowledged) == (5, [1, 2, 3, 4, 5])
-        pipeline.process([numbered(partition, "pin-b", 6)])  # the next: at once
-        assert worker.store.count("occupancy") == 6
-        assert pipeline.in_order.waited == 1
-    finally:
-        worker.store.close()
-
-
-def numbered(partition: int, pin: str, seq: int) -> Received:
-    """`report`, with the message id a forwarder gives it (device/stream/seq), which the worker orders by."""
-    received = report(partition, pin, seq)
-    delivery = received.origin
-    headers = {subjects.ID_HEADER: f"dev-b1-cam/{'0' * 16}/{seq}"}
-    moved = Delivery(delivery.partition, pin, delivery.subject, b"", headers, delivery.ack_subject, seq)
-    return Received(received.topic, received.payload, received.received_at, 0, 1, moved)

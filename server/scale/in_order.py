@@ -51,12 +51,6 @@ class InOrder(Generic[T]):
             self.waited += 1
         return self._release(key, waiting, give_up=False)
 
-    def expect(self, key: Key, seq: int) -> None:
-        """The sender's next message is `seq` (its numbering as last saved, when a partition is taken on); not
-        while messages of it wait."""
-        if key not in self._waiting:
-            self._next[key] = seq
-
     def due(self, now: float) -> list[T]:
         """The messages whose wait has run out, with whatever came after them."""
         ready: list[T] = []

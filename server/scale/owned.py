@@ -63,8 +63,8 @@ class Ownership:
 
 class OwnedPipeline(Pipeline):
     def __init__(self, *, ownership: Ownership, worker: str, hold_s: float, **kwargs: Any) -> None:
-        """`hold_s`: how long a message that comes after a gap in its device's numbering waits for the gap to
-        fill (what a former owner had in hand comes again after the consumer's ack wait: `InOrder`)."""
+        """`hold_s`: how long a partition's messages are held after we take it on, so that what its former
+        owner had in hand, delivered again after the consumer's ack wait, is processed in order with the rest."""
         self.ownership = ownership
         self.worker_name = worker
         self.claims = 0
@@ -72,6 +72,7 @@ class OwnedPipeline(Pipeline):
         # the deliveries processed and saved, for JetStream (set by the worker; on the ingest thread)
         self.acknowledge: Callable[[list[Delivery]], None] = lambda _deliveries: None
         self._hold_s = hold_s
+        self._held: dict[int, tuple[float, list[Received]]] = {}  # partition: (held until, messages)
         self.in_order: InOrder[Received] = InOrder(hold_s)
         # what people did to alerts in an API process: to the rules and the call button (set by the worker)
         self.on_people: Callable[[dict[str, object]], None] = self.alert_event
@@ -87,13 +88,17 @@ class OwnedPipeline(Pipeline):
             if subjects.from_people(received.origin.subject):
                 self._from_people(received)
                 continue
-            ready.append(received)
-        self._run(self._in_order(ready))
+            held = self._held.get(received.origin.partition)
+            if held is None:
+                ready.append(received)
+            else:
+                held[1].append(received)
+        self._run(self._in_order(ready + self._released()))
 
     def tick(self) -> None:
         self._follow_losses()
         people, self._from_api = self._from_api, []
-        released = self._in_order([])
+        released = self._in_order(self._released())
         if released:
             self._run(released)
         try:
@@ -131,6 +136,13 @@ class OwnedPipeline(Pipeline):
                 self.take(self._branches_of({r.origin.partition for r in batch}))  # back to their saved state
         # the rest belong to the new owner now, which gets them again
         self.acknowledge([r.origin for r in batch if self.ownership.current(r.origin)])
+
+    def _released(self) -> list[Received]:
+        """The messages of partitions held long enough, in the order the broker received them."""
+        now = self._clock.monotonic()
+        due = [p for p, (until, _) in self._held.items() if until <= now]
+        released = [r for p in due for r in self._held.pop(p)[1]]
+        return sorted(released, key=lambda r: r.received_at)
 
     def _in_order(self, batch: list[Received]) -> list[Received]:
         """The batch with each device's messages in their order, those after a gap kept back for it to fill."""
@@ -184,18 +196,11 @@ class OwnedPipeline(Pipeline):
             fence.claim(session, partition, pin, self.worker_name, datetime.now(UTC))
         self.claims += 1
         self.ownership.pins[partition] = pin
+        if self._hold_s > 0:
+            self._held[partition] = (self._clock.monotonic() + self._hold_s, [])
         branches = self._branches_of({partition})
         self.ownership.branches.update(branches)
         self.take(branches)
-        # each device's numbering goes on from what was saved: what the former owner had in hand and never
-        # saved comes again after the ack wait, and what is newer waits for it (a whole partition held for the
-        # ack wait, as before, made every takeover 6 s longer)
-        for branch in branches:
-            processor = self.branches.processors.get(branch)
-            for device, runtime in processor.devices.items() if processor else ():
-                sequence = runtime.sequence
-                if sequence.stream is not None:
-                    self.in_order.expect((partition, f"{device}/{sequence.stream}"), sequence.highest + 1)
         log.info("partition %d taken on (%d branches)", partition, len(branches))
 
     def _follow_losses(self) -> None:
@@ -209,6 +214,7 @@ class OwnedPipeline(Pipeline):
         }
         for partition in partitions:
             self.ownership.pins.pop(partition, None)
+            self._held.pop(partition, None)
         self.in_order.forget(lambda key: key[0] in partitions)
         self.ownership.branches.difference_update(branches)
         self.drop(branches)
