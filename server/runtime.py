@@ -204,6 +204,7 @@ class Runtime:
             internal_errors=stats.internal_errors,
             store_refused=stats.store_refused,
             last_store_error=stats.last_store_error,
+            last_registry_error=stats.last_registry_error,
             dead_letters_not_kept=pipeline.dead_letters.not_kept,
             notifications_delivered=self.dispatcher.delivered,
             notifications_failed=self.dispatcher.failed,

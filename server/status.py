@@ -34,6 +34,7 @@ class ServerStatus:
     store_seconds: tuple[list[tuple[float, int]], float] = ([], 0.0)
     lag_ms: dict[str, float | None] = field(default_factory=dict)
     storage: dict[str, object] = field(default_factory=dict)
+    last_registry_error: str | None = None  # while saving the ingest's state to the registry fails
     # an API process of the scale-out (`lobbywatch api`), which ingests nothing itself: None elsewhere
     nats_connected: bool | None = None
     workers_alive: int | None = None
@@ -43,10 +44,13 @@ class ServerStatus:
         found = []
         if self.stalled_s >= stall_s:
             waiting = self.ingest_backlog + self.in_flight
-            why = f": {self.last_store_error}" if self.last_store_error else ""
+            error = self.last_store_error or self.last_registry_error
+            why = f": {error}" if error else ""
             found.append(f"ingest has not advanced for {self.stalled_s:.0f} s with {waiting} messages waiting{why}")
         elif self.last_store_error:
             found.append(f"storage is failing, retrying: {self.last_store_error}")
+        elif self.last_registry_error:
+            found.append(f"saving state to the registry is failing, retrying: {self.last_registry_error}")
         if not self.broker_connected:
             found.append("not connected to the MQTT broker")
         if self.nats_connected is False:

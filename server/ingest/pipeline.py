@@ -38,6 +38,7 @@ from server.ingest.mqtt_source import Received
 from server.ingest.rejects import Rejects
 from server.ingest.repair import GapRepair, ResendRequest
 from server.ingest.snapshots import take_snapshot
+from server.ingest.state_saver import StateSaver
 from server.ingest.stats import Reservoir
 from server.ingest.store_writer import IngestStats, StoreWriter
 from server.live import LiveState
@@ -99,18 +100,16 @@ class Pipeline:
         self.lag = Reservoir(LAG_SAMPLES)
         self.repair = repair or GapRepair()
         self.replies = 0
-        self._last_flush = clock.monotonic()
         self._alert_slot = -1
         self._learnt_flush = clock.monotonic()
         self._people: deque[dict[str, object]] = deque()  # what people did to alerts, for the rules
-        self._touched: dict[str, BranchProcessor] = {}  # processors with state not yet saved
+        self.saver = StateSaver(sessions, clock, self.stats, self.stopping, fence or (lambda _session, _branches: None))
         # a replay, with no crash to survive, saves only when its scenario kills the server: the same state
         self.save_every_batch = True
         self._hearing = hearing or (lambda: True)
         self.broker = BrokerWatch()
         self.on_call: Callable[[dict[str, object]], None] | None = None  # every call answered (the replay's lines)
         self._owned = owned
-        self._fence = fence or (lambda _session, _branches: None)
         with sessions() as session:
             self.branches = saved_state.load(session, clock.now().timestamp(), owned)
         self.devices = self.branches.devices
@@ -158,7 +157,7 @@ class Pipeline:
         for ts in out.stamps:
             self.lag.add((now - ts) * 1000)
         self._apply(out.transitions)
-        if self._clock.monotonic() - self._last_flush >= DEVICE_FLUSH_S:
+        if self._clock.monotonic() - self.saver.last_flush >= DEVICE_FLUSH_S:
             self.flush_devices()
 
     def _one(self, received: Received, out: Output, heard: dict[str, BranchProcessor]) -> None:
@@ -167,7 +166,7 @@ class Pipeline:
             return
         device, message = decoded
         processor = self.branches.of_device(device.id, device.branch_id)
-        self._touched[processor.branch] = heard[device.id] = processor
+        self.saver.touched[processor.branch] = heard[device.id] = processor
         if isinstance(message, Snapshot):
             processor.seen(device.id, received.received_at)
             take_snapshot(self.rejects, self.live, device.id, message, self._clock.monotonic())
@@ -202,7 +201,7 @@ class Pipeline:
         for processor in self.branches:
             processor.tick(now, out)
             if processor.moved:
-                self._touched[processor.branch] = processor
+                self.saver.touched[processor.branch] = processor
         slot = int(self._clock.monotonic() // ALERT_TICK_S)  # on whole multiples of the interval
         hours = slot != self._alert_slot
         if hours:
@@ -210,7 +209,7 @@ class Pipeline:
                 processor = self.branches.get(branch.id)
                 processor.hours(branch, now, out)
                 if processor.moved:
-                    self._touched[processor.branch] = processor
+                    self.saver.touched[processor.branch] = processor
         if out.points or out.transitions:
             self.writer.write(out.points + alert_points(self.directory.branches, out.transitions))
         if self.save_every_batch:  # before acting on it: a former owner fenced off acts on nothing
@@ -234,7 +233,7 @@ class Pipeline:
         hearing = self._hearing()
         if self.broker.hears(hearing, now):
             self.branches.presence(hearing, now)
-            self._touched.update(self.branches.processors)
+            self.saver.touched.update(self.branches.processors)
 
     def alert_event(self, event: dict[str, object]) -> None:
         """What happened to an alert (from any thread); the rules hear of what people did at the next tick."""
@@ -250,7 +249,7 @@ class Pipeline:
             if branch is None:
                 continue
             processor = self.branches.get(branch.id)
-            self._touched[branch.id] = processor
+            self.saver.touched[branch.id] = processor
             if event["event"] == "acknowledged":
                 calls = len(out.calls)
                 processor.call_acknowledged(branch, event, out)
@@ -273,37 +272,26 @@ class Pipeline:
     def save_rules(self) -> None:
         """The rule state of the branches that moved, saved before the batch is acknowledged: a restart
         goes on from it (pending calls, thresholds on their way to firing, devices offline)."""
-        with self._sessions() as session:
-            if saved_state.save_rules(session, self._touched.values(), self._clock.now()):
-                self._fence(session, list(self._touched))
-                session.commit()
-        self._touched = {branch: p for branch, p in self._touched.items() if p.dirty}  # devices still to save
+        self.saver.rules()
 
     def save_state(self) -> None:
         """The batch's device state (sequence windows: a crash makes no false gaps) and rule state, in one
         transaction of the registry, before the batch is acknowledged."""
-        touched, self._touched = self._touched, {}
-        self._last_flush = self._clock.monotonic()
-        with self._sessions() as session:
-            wrote = saved_state.save_devices(session, touched.values())
-            if saved_state.save_rules(session, touched.values(), self._clock.now()) or wrote:
-                self._fence(session, list(touched))
-                session.commit()
+        self.saver.everything()
 
     def flush_devices(self) -> None:
-        self._last_flush = self._clock.monotonic()
-        with self._sessions() as session:
-            if saved_state.save_devices(session, self._touched.values()):
-                self._fence(session, list(self._touched))
-                session.commit()
+        self.saver.devices()
 
     def flush_learnt(self) -> None:
         self._learnt_flush = self._clock.monotonic()
         evidence = self.branches.service_evidence()
         if not evidence:
             return
-        with self._sessions() as session:
-            saved_state.save_learnt(session, evidence, set(self.directory.branches), self._clock.now())
+        try:
+            with self._sessions() as session:
+                saved_state.save_learnt(session, evidence, set(self.directory.branches), self._clock.now())
+        except Exception as exc:  # what is learnt is kept in memory and in the rule state: the next flush has it
+            log.error("saving what was learnt of service times failed, trying again later: %s", exc)
 
     def _keep_calibration(self, device: str, calibration: Calibration) -> None:
         """Rare (a technician labelling), so at once, before the reply is acknowledged."""

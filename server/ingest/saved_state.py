@@ -82,11 +82,11 @@ def save_rules(session: Session, processors: Iterable[BranchProcessor], now: dat
 
 
 def save_devices(session: Session, processors: Iterable[BranchProcessor]) -> bool:
-    """The state of the devices that changed; False when there was nothing to write."""
+    """The state of the devices that changed; False when there was nothing to write. They stay marked as
+    changed until `devices_saved`, after the commit."""
     rows = []
     for processor in processors:
-        dirty, processor.dirty = processor.dirty, set()
-        for device_id in dirty:
+        for device_id in processor.dirty:
             runtime = processor.devices[device_id]
             rows.append(
                 {
@@ -112,6 +112,17 @@ def save_devices(session: Session, processors: Iterable[BranchProcessor]) -> boo
     # and the fence refuses the former owner's save (a bench run deadlocked here with the rows unordered)
     session.connection().execute(statement, sorted(rows, key=lambda row: str(row["b_id"])))
     return True
+
+
+def devices_saved(processors: Iterable[BranchProcessor]) -> None:
+    """After the commit: their devices are as saved (a failed transaction leaves them to save again)."""
+    for processor in processors:
+        processor.dirty = set()
+
+
+def rules_saved(processors: Iterable[BranchProcessor]) -> None:
+    for processor in processors:
+        processor.moved = False
 
 
 def save_learnt(

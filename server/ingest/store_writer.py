@@ -30,6 +30,8 @@ class IngestStats:
     store_failures: int = 0
     store_refused: int = 0  # messages the store refused for their content, set aside
     last_store_error: str | None = None  # while storage fails; None once a write went through
+    registry_failures: int = 0  # saves of the ingest's state that failed and were retried
+    last_registry_error: str | None = None  # while those saves fail; None once one went through
     store_seconds: Durations = field(default_factory=Durations)  # each write that went through
 
 

@@ -71,8 +71,8 @@ class IngestWorker:
                 first = self._queue.get(timeout=1.0)
             except queue.Empty:
                 self.last_progress = time.monotonic()
-                self._pipeline.flush_devices()
-                self._repair()
+                if not self._guarded(self._idle):
+                    return
                 continue
             self.peak_backlog = max(self.peak_backlog, self._queue.qsize() + 1)
             batch: list[Received] = []
@@ -95,14 +95,38 @@ class IngestWorker:
             try:
                 self._pipeline.process(batch)
             except Exception:
-                # only when stopping with storage still down: leave the batch unacknowledged, the broker
-                # delivers it again to our persistent session at the next start
-                log.exception("stopping with %d messages not stored; left unacknowledged", len(batch))
-                return
+                # storage and registry failures are retried inside; this is a stop with them still down, or a
+                # bug of ours. Either way the batch stays unacknowledged: the broker delivers it again (MQTT at
+                # our persistent session's next start, JetStream after its ack wait)
+                if self._pipeline.stopping.is_set():
+                    log.exception("stopping with %d messages not stored; left unacknowledged", len(batch))
+                    return
+                self._pipeline.stats.internal_errors += 1
+                log.exception("a batch of %d messages failed; left unacknowledged, going on", len(batch))
+                self.in_flight = 0
+                continue
             self._ack(batch)
             self.in_flight = 0
             self.last_progress = time.monotonic()
-            self._repair()
+            if not self._guarded(self._repair):
+                return
+
+    def _idle(self) -> None:
+        """Nothing received for a while: save the devices' state, run the clock's rules."""
+        self._pipeline.flush_devices()
+        self._repair()
+
+    def _guarded(self, action: Callable[[], None]) -> bool:
+        """Run `action` between batches; False: stop now."""
+        try:
+            action()
+        except Exception:  # as for a batch: failures are retried inside, so this is a stop or a bug of ours
+            if self._pipeline.stopping.is_set():
+                log.exception("stopping with state not saved")
+                return False
+            self._pipeline.stats.internal_errors += 1
+            log.exception("saving state or running the clock's rules failed; going on")
+        return True
 
     def _repair(self) -> None:
         now = time.monotonic()

@@ -35,7 +35,7 @@ class BranchProcessor:
         self.branch = state.branch
         self.rules = BranchRules(state, hearing)
         self.devices: dict[str, DeviceRuntime] = {}
-        self.moved = False  # the rule state changed since it was last exported
+        self.moved = False  # the rule state changed since it was last saved
         self.dirty: set[str] = set()  # devices whose state changed since it was last saved
 
     def device(self, device: str) -> DeviceRuntime:
@@ -145,7 +145,6 @@ class BranchProcessor:
     # -- the state as plain data ---------------------------------------------------------------------
     def rule_state(self) -> dict[str, object]:
         """The rule state, as saved before a batch is acknowledged (the devices are saved with their rows)."""
-        self.moved = False
         return self.rules.state.to_data()
 
     def export(self) -> dict[str, object]:

@@ -177,8 +177,7 @@ class OwnedPipeline(Pipeline):
     def drop(self, branches: Collection[str]) -> None:
         """Forget these branches at once, unsaved: another worker owns them now and has them as saved."""
         self.branches.drop(branches)
-        for branch in branches:
-            self._touched.pop(branch, None)
+        self.saver.drop(branches)
 
     # -- ownership, on the ingest thread ----------------------------------------------------------
     def _wanted(self, delivery: Delivery) -> bool:
