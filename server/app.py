@@ -22,7 +22,6 @@ from server.web.fleet_pages import fleet_pages
 from server.web.guard import Guard, redact_access_logs
 from server.web.pages import pages
 from server.web.sign_in import sign_in
-from server.web.throttle import LoginThrottle
 
 
 def create_app(
@@ -50,7 +49,6 @@ def create_app(
         description="Queue, call-bell and facility monitoring for post-office branch lobbies.",
     )
     known = settings or (runtime.settings if runtime else None)
-    app.state.login_throttle = LoginThrottle()  # the sign-in page's; kept per app, not per process
     app.add_middleware(Guard, https=bool(known and known.public_url.startswith("https://")))
     redact_access_logs()
     app.include_router(router)

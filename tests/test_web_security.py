@@ -160,6 +160,27 @@ def test_guessing_passwords_is_slowed_down(web: Web) -> None:
     assert sign_in(web, "li").status_code == 303
 
 
+def test_a_guesser_spread_over_api_processes_meets_one_limit(web: Web) -> None:
+    other = Web(web.runtime)  # a second app on the same registry, as a second `lobbywatch api` process is
+    try:
+        for served in (web, other, web, other, web):  # five wrong passwords, spread over the two
+            assert sign_in(served, "wang", "wrong-password-1").status_code == 401
+        for served in (web, other):
+            assert sign_in(served, "wang").status_code == 429  # each knows of all five
+        tries = [
+            httpx.post(f"{served.url}/api/v1/enroll", json={"token": "x" * 20, "serial": "s"})
+            for served in (web, other) * 6
+        ]
+        codes = [r.status_code for r in tries]
+        assert 429 not in codes[:10]
+        assert codes[10:] == [429, 429]  # ten enrollment attempts a minute from one address, over both
+    finally:
+        other.stop()
+    with web.runtime.sessions() as session:
+        keys = {row.key for row in session.query(models.RateLimit)}
+    assert {"sign_in:account:wang", "sign_in:address:127.0.0.1", "enroll:address:127.0.0.1"} <= keys
+
+
 def test_logout_and_deactivation_end_sessions_and_tokens_at_once(web: Web) -> None:
     signed = sign_in(web, "wang")
     cookies = dict(signed.cookies)

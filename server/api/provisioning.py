@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -18,20 +17,25 @@ from server.api.deps import CallerDep, RuntimeDep, roles
 from server.provisioning import enrollment as enroll
 from server.provisioning.broker_admin import BrokerRefused, BrokerUnreachable
 from server.provisioning.profiles import BrokerPublic, device_config, with_calibrations
-from server.registry import models
+from server.registry import models, rate_limits
 from server.runtime import Runtime
 
 log = logging.getLogger(__name__)
 provisioning = APIRouter(prefix="/api/v1")
 
 
-def _attempts(request: Request) -> enroll.Attempts:
-    """One limiter per app: tokens are not to be guessed."""
-    state = request.app.state
-    if not hasattr(state, "enroll_attempts"):
-        state.enroll_attempts = enroll.Attempts()
-    attempts: enroll.Attempts = state.enroll_attempts
-    return attempts
+ATTEMPTS = enroll.Attempts()
+
+
+def _allowed(runtime: Runtime, address: str) -> bool:
+    """One more enrollment attempt from this address, counted in the registry: one limit for every process."""
+    key = ATTEMPTS.key(address)
+    now = runtime.clock.now().timestamp()
+    with runtime.sessions() as session:
+        allowed, record = ATTEMPTS.allow(rate_limits.load(session, [key], lock=True).get(key), now)
+        rate_limits.save(session, {key: record}, now)
+        session.commit()
+    return allowed
 
 
 class EnrollmentIn(BaseModel):
@@ -103,7 +107,7 @@ def create_enrollment(body: EnrollmentIn, runtime: RuntimeDep, caller: CallerDep
 @provisioning.post("/enroll", summary="A device exchanges its token and hardware serial for its identity")
 def claim(body: ClaimIn, request: Request, runtime: RuntimeDep) -> Any:
     address = request.client.host if request.client else "?"
-    if not _attempts(request).allow(address, time.monotonic()):
+    if not _allowed(runtime, address):
         log.warning("enrollment refused for %s: too many attempts", address)
         return refusal(
             enroll.EnrollError("rate_limited", "too many enrollment attempts from this address: wait a minute", 429)

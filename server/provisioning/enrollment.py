@@ -11,7 +11,6 @@ import hashlib
 import io
 import re
 import secrets
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from lobbywatch.clock import as_utc
 from lobbywatch.i18n import catalog, t
 from lobbywatch.protocol import InvalidTopic, check_device_id
 from server.registry import audit, models
+from server.registry.rate_limits import Record
 
 PREFIX = "LW1-"
 PROFILES = ("lobby-camera", "call-buttons", "facility-sensors", "combined")
@@ -286,21 +286,21 @@ def revoke(session: Session, device_id: str, by: str, now: datetime, reason: str
     return device
 
 
-@dataclass
+@dataclass(frozen=True)
 class Attempts:
-    """At most `limit` enrollment attempts per address in any `window_s` (tokens are not to be guessed)."""
+    """At most `limit` enrollment attempts per address in any `window_s` (tokens are not to be guessed). Pure
+    policy on the record the registry keeps (`server.registry.rate_limits`), shared by every API process."""
 
     limit: int = 10
     window_s: float = 60.0
 
-    def __post_init__(self) -> None:
-        self._seen: dict[str, deque[float]] = {}
+    @staticmethod
+    def key(address: str) -> str:
+        return f"enroll:address:{address}"
 
-    def allow(self, address: str, now: float) -> bool:
-        seen = self._seen.setdefault(address, deque())
-        while seen and now - seen[0] >= self.window_s:
-            seen.popleft()
-        if len(seen) >= self.limit:
-            return False
-        seen.append(now)
-        return True
+    def allow(self, record: Record | None, now: float) -> tuple[bool, Record]:
+        """Whether one more attempt is allowed now, and the record after it (counted only when allowed)."""
+        recent = [t for t in (record.times if record else []) if now - t < self.window_s]
+        if len(recent) >= self.limit:
+            return False, Record(recent)
+        return True, Record([*recent, now])

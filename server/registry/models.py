@@ -273,3 +273,15 @@ class PartitionOwner(Base):
     pin: Mapped[str] = mapped_column(String(64))
     worker: Mapped[str] = mapped_column(String(100))
     since: Mapped[datetime]
+
+
+class RateLimit(Base):
+    """Recent attempts under a limit (a sign-in's wrong passwords per account and per address, enrollment tries
+    per address), shared by every API process: a guesser spread over processes meets one limit."""
+
+    __tablename__ = "rate_limits"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True, doc="scope:kind:value, e.g. sign_in:account:wang")
+    times: Mapped[list[float]] = mapped_column(JSON, doc="the attempts still counted (epoch seconds)")
+    until: Mapped[float] = mapped_column(Float, doc="limited until then (epoch seconds; 0: not limited)")
+    wait: Mapped[float] = mapped_column(Float, doc="the last wait imposed, doubled by each further failure")
+    last: Mapped[float] = mapped_column(Float, index=True, doc="the newest attempt: old records are forgotten")

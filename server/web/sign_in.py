@@ -11,10 +11,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lobbywatch.i18n import normalize_locale, t
 from server.api.deps import RuntimeDep
-from server.registry import users
+from server.registry import rate_limits, users
 from server.tokens import seal, unseal
+from server.web import throttle
 from server.web.session import COOKIE, SESSION, SESSION_H, Viewer, check_form, https_only, page_locale, render
-from server.web.throttle import LoginThrottle
 
 sign_in = APIRouter(include_in_schema=False)
 
@@ -36,9 +36,10 @@ def login(
     locale = page_locale(request, normalize_locale(request.headers.get("accept-language")))
     address = request.client.host if request.client else "?"
     login = login.strip()
-    now = runtime.clock.monotonic()
-    throttle: LoginThrottle = request.app.state.login_throttle
-    wait = throttle.wait_s(login, address, now)
+    now = runtime.clock.now().timestamp()
+    held = throttle.limits(login, address)
+    with runtime.sessions() as session:
+        wait = throttle.wait_s(rate_limits.load(session, held), now)
     if wait > 0:  # checked before the password: a guess made now is not even tried
         return render(
             request,
@@ -54,11 +55,16 @@ def login(
         if person is not None:
             sid = users.start_session(session, person.login, runtime.clock.now(), SESSION_H)
     if person is None:
-        throttle.failed(login, address, now)
+        with runtime.sessions() as session:
+            records = rate_limits.load(session, held, lock=True)
+            rate_limits.save(session, {k: throttle.failed(records.get(k), n, now) for k, n in held.items()}, now)
+            session.commit()
         return render(
             request, "login.html", locale, status_code=401, next=_safe_next(next), error=t(locale, "page.login.failed")
         )
-    throttle.succeeded(login)
+    with runtime.sessions() as session:
+        rate_limits.forget(session, throttle.account(login))
+        session.commit()
     expires = runtime.clock.now().timestamp() + SESSION_H * 3600
     token = seal(SESSION, [sid, secrets.token_urlsafe(16)], expires, runtime.link_secret)
     response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
