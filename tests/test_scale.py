@@ -34,11 +34,12 @@ from bench.tally import Sent, settle_victoria
 from bench.traffic import publish as publish_burst
 from bench.webhook import Notices
 from lobby_sim.broker import Mosquitto
+from server.ingest.mqtt_source import Received
 from server.registry import fence
 from server.registry.database import make_engine, make_sessions
 from server.registry.site import SiteSpec, import_site
 from server.scale import jetstream, subjects
-from server.scale.forwarder import route
+from server.scale.forwarder import Forwarder, ForwardStats, route
 from server.scale.pinned import Delivery, PinnedPull
 
 T = TypeVar("T")
@@ -234,6 +235,46 @@ def test_routes_carry_the_branch_and_send_strangers_on_to_be_refused() -> None:
     assert one == subjects.MessageId.of("cam-001", b'{"v": 1, "seq": 7, "stream": "s1", "ts": "later"}')
     assert subjects.MessageId.of("cam-001", b"not json") == subjects.MessageId.of("cam-001", b"not json")
     assert subjects.MessageId.of("cam-001", b"not json") != subjects.MessageId.of("cam-001", b"other")
+
+
+def test_a_forwarder_holds_what_jetstream_does_not_take_and_publishes_it_again(cluster: NatsCluster) -> None:
+    """No stream yet (nobody answers), then a stream: each message is acknowledged to the broker once,
+    only after its PubAck, and a republish of one already stored counts as a duplicate."""
+    acked: list[Received] = []
+
+    def report(seq: int) -> Received:
+        payload = json.dumps({"v": 1, "stream": "s1", "seq": seq}).encode()
+        return Received("lobby/v1/dev-b1-cam/queue", payload, time.time(), seq, 1)
+
+    async def body(nc: Client) -> ForwardStats:
+        with contextlib.suppress(jetstream.JetStreamError):
+            await jetstream.api(nc, f"STREAM.DELETE.{subjects.STREAM}")
+        forwarder = Forwarder(nc.jetstream(), {"dev-b1-cam": "b1"}.get, acked.extend)
+        running = asyncio.create_task(forwarder.run())
+        for seq in (1, 2, 3):
+            await asyncio.to_thread(forwarder.handoff, report(seq))
+        while forwarder.stats.retries < 3:
+            await asyncio.sleep(0.05)
+        assert acked == []  # refused: left with the broker, unacknowledged
+        await jetstream.ensure(nc, jetstream.Layout(partitions=PARTITIONS))
+        while len(acked) < 3:
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(forwarder.handoff, report(2))  # the broker's redelivery after a crash
+        while len(acked) < 4:
+            await asyncio.sleep(0.05)
+        forwarder.stop()
+        await running
+        assert [m["seq"] for m in map(stored_payload, await stream_messages(nc))] == [1, 2, 3]
+        return forwarder.stats
+
+    stats = run(cluster, body, None)
+    assert sorted(r.mid for r in acked) == [1, 2, 2, 3]
+    assert (stats.received, stats.forwarded, stats.duplicates) == (4, 4, 1)
+    assert stats.retries >= 3
+
+
+def stored_payload(message: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(base64.b64decode(message["data"])))
 
 
 def test_a_forwarder_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
