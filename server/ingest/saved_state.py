@@ -73,8 +73,10 @@ def load(session: Session, now: float, only: Collection[str] | None = None) -> B
 
 
 def save_rules(session: Session, processors: Iterable[BranchProcessor], now: datetime) -> bool:
-    """The rule state of the `processors` whose state moved; False when there was nothing to write."""
-    rows = [{"branch_id": p.branch, "state": p.rule_state(), "updated_at": now} for p in processors if p.moved]
+    """The rule state of the `processors` whose save is due (`BranchProcessor.save_due`); False when there was
+    nothing to write."""
+    at = now.timestamp()
+    rows = [{"branch_id": p.branch, "state": p.rule_state(), "updated_at": now} for p in processors if p.save_due(at)]
     if not rows:
         return False
     upsert(session, models.RuleState, sorted(rows, key=lambda row: row["branch_id"]), ["branch_id"])
@@ -120,9 +122,9 @@ def devices_saved(processors: Iterable[BranchProcessor]) -> None:
         processor.dirty = set()
 
 
-def rules_saved(processors: Iterable[BranchProcessor]) -> None:
+def rules_saved(processors: Iterable[BranchProcessor], now: datetime) -> None:
     for processor in processors:
-        processor.moved = False
+        processor.rules_saved(now.timestamp())
 
 
 def save_learnt(

@@ -43,23 +43,23 @@ class StateSaver:
 
     def rules(self) -> None:
         """The rule state of the branches that moved (their devices wait for the next full save)."""
-        touched = list(self.touched.values())
-        self._retrying("the rule state", lambda session: saved_state.save_rules(session, touched, self._clock.now()))
-        saved_state.rules_saved(touched)
+        touched, now = list(self.touched.values()), self._clock.now()
+        self._retrying("the rule state", lambda session: saved_state.save_rules(session, touched, now))
+        saved_state.rules_saved(touched, now)
         self.touched = {branch: p for branch, p in self.touched.items() if p.dirty}
 
     def everything(self) -> None:
         """The devices' state and the rule state of the branches that moved, in one transaction."""
-        touched = list(self.touched.values())
+        touched, now = list(self.touched.values()), self._clock.now()
         self.last_flush = self._clock.monotonic()
 
         def save(session: Session) -> bool:
             wrote = saved_state.save_devices(session, touched)
-            return saved_state.save_rules(session, touched, self._clock.now()) or wrote
+            return saved_state.save_rules(session, touched, now) or wrote
 
         self._retrying("the batch's state", save)
         saved_state.devices_saved(touched)
-        saved_state.rules_saved(touched)
+        saved_state.rules_saved(touched, now)
         self.touched = {}
 
     def devices(self) -> None:

@@ -21,6 +21,10 @@ from server.rules.state import BranchState, OpenAlert
 from server.storage import points as schema
 from server.storage.points import Point, epoch_ns
 
+# how long a branch's presence times and service learners may go unsaved while its counts move only them (a
+# crash loses at most this much of the learners' evidence, which spans hours)
+REFRESH_S = 60.0
+
 HANDLERS = {
     QueueReport: messages.queue,
     ButtonEvent: messages.button,
@@ -37,6 +41,9 @@ class BranchProcessor:
         self.devices: dict[str, DeviceRuntime] = {}
         self.moved = False  # the rule state changed since it was last saved
         self.dirty: set[str] = set()  # devices whose state changed since it was last saved
+        self._settled: dict[str, Any] | None = None  # the settled state as last saved
+        self._saved_at = float("-inf")
+        self._saving: dict[str, Any] | None = None  # the settled state being saved now
 
     def device(self, device: str) -> DeviceRuntime:
         runtime = self.devices.get(device)
@@ -146,6 +153,24 @@ class BranchProcessor:
     def rule_state(self) -> dict[str, object]:
         """The rule state, as saved before a batch is acknowledged (the devices are saved with their rows)."""
         return self.rules.state.to_data()
+
+    def save_due(self, now: float) -> bool:
+        """Whether the rule state is to be saved with this batch: it moved, and either its settled part did (a
+        threshold, a call, a device offline: never lost to a crash) or the rest has waited `REFRESH_S`."""
+        if not self.moved:
+            return False
+        settled = self.rules.state.settled()
+        if settled == self._settled and now - self._saved_at < REFRESH_S:
+            self.moved = False  # the times and the learners alone: at the next save that is due
+            return False
+        self._saving = settled
+        return True
+
+    def rules_saved(self, now: float) -> None:
+        """After the commit that saved what `save_due` let through."""
+        if self._saving is not None:
+            self._settled, self._saved_at, self._saving = self._saving, now, None
+        self.moved = False
 
     def export(self) -> dict[str, object]:
         """The whole state, to move the branch to another owner."""

@@ -37,6 +37,19 @@ class BranchState:
 
     # Plain JSON-able data (never pickle: it may cross a shared log).
     def to_data(self) -> dict[str, object]:
+        data = self.settled()
+        data["devices"]["last_seen"] = dict(self.devices.last_seen)
+        data["service"] = {zone: asdict(learner) for zone, learner in self.service.items()}
+        data["opening"] = asdict(self.opening)
+        return data
+
+    def settled(self) -> dict[str, Any]:
+        """The state without what every count moves (the presence watch's times, the service learners, the
+        lobby's last activity to the minute): what a save must not wait for. The presence times mean nothing
+        after a load (`reconcile` gives every device its grace from then), the learners' evidence is hours of
+        it, and the first activity of each minute is saved at once (the opening rule asks whether there was any
+        in the quarter of an hour before the opening), so the rest is saved now and then instead."""
+        activity = self.opening.last_activity
         return {
             "thresholds": {key: asdict(t) for key, t in self.thresholds.items()},
             "calls": {
@@ -45,14 +58,17 @@ class BranchState:
             },
             "devices": {
                 "silence_s": self.devices.silence_s,
-                "last_seen": self.devices.last_seen,
+                "seen": sorted(self.devices.last_seen),
                 "offline": sorted(self.devices.offline),
                 "wills": self.devices.wills,
             },
-            "opening": asdict(self.opening),
+            "opening": {
+                "activity_minute": None if activity is None else int(activity // 60),
+                "checked_opening": self.opening.checked_opening,
+                "firing": self.opening.firing,
+            },
             "lobby": sorted(self.lobby),
             "open_now": self.open_now,
-            "service": {zone: asdict(learner) for zone, learner in self.service.items()},
         }
 
     @classmethod
