@@ -1,6 +1,7 @@
 """The ingest's state in the registry, so that a restarted server goes on where the last batch left it: each
 device's sequence window and what it last said of itself, each branch's rule state, and the service times
-learnt. Loaded once at start; devices and rules saved with every batch, before it is acknowledged."""
+learnt. Loaded once at start; devices saved with every batch, before it is acknowledged, and rules with the
+batches that moved them (`BranchProcessor.save_due`)."""
 
 from __future__ import annotations
 

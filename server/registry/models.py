@@ -147,8 +147,9 @@ class ServiceEstimate(Base):
 
 
 class RuleState(Base):
-    """A branch's rule state (server/processing/branch.py `rule_state`), saved with every ingest batch before it is
-    acknowledged: pending calls, thresholds on their way to firing, devices offline survive a restart."""
+    """A branch's rule state (server/processing/branch.py `rule_state`), saved with the ingest batch that moved it,
+    before it is acknowledged: pending calls, thresholds on their way to firing, devices offline survive a
+    restart (what every count moves, presence times and service learners, at most a minute behind)."""
 
     __tablename__ = "rule_states"
     branch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
