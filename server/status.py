@@ -3,7 +3,9 @@ demo's table and the benchmarks read this, never the ingest's objects (which may
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +60,54 @@ class ServerStatus:
         elif self.workers_alive == 0:
             found.append("no worker is alive: nothing ingests, no rule runs")
         return found
+
+
+# What a worker of the scale-out tells the API processes of its ingest, in its entry of the worker list; summed
+# there, since an API process ingests nothing itself. The live state's device counts are the API process's own.
+WORKER_COUNTERS = (
+    "ingest_backlog",
+    "in_flight",
+    "alert_backlog",
+    "received",
+    "stored_points",
+    "duplicates",
+    "late",
+    "resend_requests",
+    "internal_errors",
+    "store_refused",
+    "dead_letters_not_kept",
+    "notifications_delivered",
+    "notifications_failed",
+)
+
+
+def worker_figures(status: ServerStatus) -> dict[str, object]:
+    figures: dict[str, object] = {name: getattr(status, name) for name in WORKER_COUNTERS}
+    figures.update(
+        stalled_s=status.stalled_s,
+        last_store_error=status.last_store_error,
+        last_registry_error=status.last_registry_error,
+    )
+    return figures
+
+
+def with_workers(status: ServerStatus, workers: Iterable[Mapping[str, Any]]) -> ServerStatus:
+    """An API process's status with its workers' figures added: counters summed, the longest stall, an error
+    any of them has."""
+    workers = list(workers)
+
+    def number(worker: Mapping[str, Any], name: str) -> float:
+        value = worker.get(name)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+    def error(name: str) -> str | None:
+        return next((str(w[name]) for w in workers if w.get(name)), getattr(status, name))
+
+    sums = {name: getattr(status, name) + int(sum(number(w, name) for w in workers)) for name in WORKER_COUNTERS}
+    return replace(
+        status,
+        **sums,
+        stalled_s=max([status.stalled_s, *(float(number(w, "stalled_s")) for w in workers)]),
+        last_store_error=error("last_store_error"),
+        last_registry_error=error("last_registry_error"),
+    )

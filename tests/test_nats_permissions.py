@@ -205,8 +205,13 @@ def test_an_api_process_shows_the_workers_live_state_and_its_acknowledgement_rea
             alive = tmp_path / f"{process.command}.alive"
             eventually(alive.exists, heartbeat.UNHEALTHY_EVERY_S * 5, f"the {process.command}'s heartbeat")
             assert time.time() - alive.stat().st_mtime < heartbeat.STALE_S
-        health = eventually(lambda: (h := api.call("GET", "health")) and h["workers_alive"] == 1 and h, 20, "1 worker")
+
+        def counted() -> object:  # the worker's own figures, from its entry in the worker list
+            return (h := api.call("GET", "health")) and h["workers_alive"] == 1 and h["received"] >= 2 and h
+
+        health = eventually(counted, 20, "1 worker, with what it received")
         assert (health["status"], health["nats_connected"]) == ("ok", True)
+        assert health["stored_points"] >= 1  # the count: stored by the worker, shown by the API process
         worker.stop()  # the only worker: the API process ingests nothing itself, and says so
 
         def degraded() -> object:

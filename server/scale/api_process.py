@@ -23,7 +23,8 @@ from dataclasses import replace
 from typing import Any
 
 from nats.errors import Error as NatsError
-from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
 
 from server.live import LiveState
 from server.rules.calls import RULE as CALL_RULE
@@ -31,7 +32,7 @@ from server.runtime import Runtime
 from server.scale import jetstream, live_bucket, subjects
 from server.scale.worker import MEMBERS
 from server.settings import Settings
-from server.status import ServerStatus
+from server.status import ServerStatus, with_workers
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class NatsLink:
         self._nc: Any = None
         self.sent = 0
         self.workers_alive: int | None = None  # from the worker list, every `WORKERS_EVERY_S`
+        self.workers: dict[str, dict[str, Any]] = {}  # each worker's figures of its ingest, from its entry
 
     @property
     def connected(self) -> bool:
@@ -130,13 +132,10 @@ class NatsLink:
         js = nc.jetstream()
         while True:
             try:
-                members = await js.key_value(MEMBERS)
-                try:
-                    self.workers_alive = len(await members.keys())
-                except NoKeysError:
-                    self.workers_alive = 0
+                self.workers = await _members(await js.key_value(MEMBERS))
+                self.workers_alive = len(self.workers)
             except BucketNotFoundError:
-                self.workers_alive = 0  # no worker has ever started
+                self.workers, self.workers_alive = {}, 0  # no worker has ever started
             except (NatsError, TimeoutError) as exc:
                 log.warning("worker list not readable now (%s)", exc)
             await asyncio.sleep(WORKERS_EVERY_S)
@@ -170,6 +169,25 @@ class NatsLink:
             self._outbox.task_done()
 
 
+async def _members(members: KeyValue) -> dict[str, dict[str, Any]]:
+    """Each live worker's entry: its figures (an entry that is not a JSON object, from an older worker, counts
+    as alive with no figures)."""
+    found: dict[str, dict[str, Any]] = {}
+    watcher = await members.watchall(ignore_deletes=True)
+    try:
+        async for entry in watcher:
+            if entry is None:  # the current values are all in
+                break
+            try:
+                figures = json.loads(entry.value or b"")
+            except ValueError:
+                figures = {}
+            found[entry.key] = figures if isinstance(figures, dict) else {}
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return found
+
+
 class ApiRuntime(Runtime):
     """The server's wiring for `lobbywatch api`: no branch owned, the live state copied from the workers'."""
 
@@ -185,7 +203,8 @@ class ApiRuntime(Runtime):
             self.link.tell_worker(event)
 
     def status(self) -> ServerStatus:
-        return replace(super().status(), nats_connected=self.link.connected, workers_alive=self.link.workers_alive)
+        own = replace(super().status(), nats_connected=self.link.connected, workers_alive=self.link.workers_alive)
+        return with_workers(own, self.link.workers.values())
 
     def registry_changed(self) -> None:
         super().registry_changed()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -33,6 +34,7 @@ from server.scale.owned import OwnedPipeline, Ownership
 from server.scale.pinned import Delivery, PinnedPull
 from server.scale.placement import preferred
 from server.settings import Settings
+from server.status import worker_figures
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ class Worker:
             alive = {self.name}
             while not self._stopping.is_set():
                 try:
-                    await members.put(self.name, b"alive")
+                    await members.put(self.name, json.dumps(worker_figures(self.runtime.status())).encode())
                     listed = time.monotonic()
                     alive = await self._alive(members)
                 except (NatsError, TimeoutError) as exc:  # a bucket just made, a node lost: as last seen
