@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lobbywatch.clock import Clock
 from server.ingest import saved_state
-from server.ingest.store_writer import STORE_RETRY_S, IngestStats
+from server.ingest.store_writer import IngestStats, retry_wait
 from server.processing.branch import BranchProcessor
 from server.registry.fence import Fenced
 
@@ -89,7 +89,7 @@ class StateSaver:
             except Exception as exc:
                 self._stats.registry_failures += 1
                 self._stats.last_registry_error = f"{type(exc).__name__}: {exc}"[:300]
-                wait = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
+                wait = retry_wait(attempt)
                 attempt += 1
                 log.error("saving %s failed (attempt %d), retrying in %s s: %s", what, attempt, wait, exc)
                 if self._stopping.wait(wait):

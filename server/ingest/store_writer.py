@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 STORE_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
+def retry_wait(attempt: int) -> float:
+    """The wait before trying a failed write again, after `attempt` failures before it (0: the first)."""
+    return STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
+
+
 @dataclass(slots=True)
 class IngestStats:
     received: int = 0
@@ -54,7 +59,7 @@ class StoreWriter:
             except Exception as exc:  # disk full, database locked, InfluxDB down: hold the batch and retry
                 self.stats.store_failures += 1
                 self.stats.last_store_error = f"{type(exc).__name__}: {exc}"[:300]
-                wait = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
+                wait = retry_wait(attempt)
                 attempt += 1
                 log.error(
                     "storing %d points failed (attempt %d), retrying in %s s: %s", len(points), attempt, wait, exc

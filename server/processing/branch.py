@@ -152,7 +152,7 @@ class BranchProcessor:
     # -- the state as plain data ---------------------------------------------------------------------
     def rule_state(self) -> dict[str, object]:
         """The rule state, as saved before a batch is acknowledged (the devices are saved with their rows)."""
-        return self.rules.state.to_data()
+        return self.rules.state.to_data(self._saving)  # the settled part `save_due` has just made, if it has
 
     def save_due(self, now: float) -> bool:
         """Whether the rule state is to be saved with this batch: it moved, and either its settled part did (a
@@ -175,7 +175,7 @@ class BranchProcessor:
     def export(self) -> dict[str, object]:
         """The whole state, to move the branch to another owner."""
         return {
-            "rules": self.rule_state(),
+            "rules": self.rules.state.to_data(),
             "devices": {device: device_data(runtime) for device, runtime in self.devices.items()},
         }
 

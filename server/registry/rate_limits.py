@@ -1,6 +1,7 @@
 """Attempt records under a limit, kept in the registry so that every API process sees the same ones (sign-in
 and enrollment limits; their policies are pure and elsewhere). Read under a row lock where the database has
-one, so that two processes counting a failure at once both count."""
+one, so that two processes counting a failure at once both count (a record not yet made has no row to lock:
+two first failures at the same moment may count as one)."""
 
 from __future__ import annotations
 

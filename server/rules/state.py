@@ -36,12 +36,15 @@ class BranchState:
         self.opening = OpeningWatch(self.branch)
 
     # Plain JSON-able data (never pickle: it may cross a shared log).
-    def to_data(self) -> dict[str, object]:
-        data = self.settled()
-        data["devices"]["last_seen"] = dict(self.devices.last_seen)
-        data["service"] = {zone: asdict(learner) for zone, learner in self.service.items()}
-        data["opening"] = asdict(self.opening)
-        return data
+    def to_data(self, settled: dict[str, Any] | None = None) -> dict[str, object]:
+        """`settled`: this state's `settled()`, when the caller has just made it (left unchanged)."""
+        settled = settled or self.settled()
+        return {
+            **settled,
+            "devices": {**settled["devices"], "last_seen": dict(self.devices.last_seen)},
+            "service": {zone: asdict(learner) for zone, learner in self.service.items()},
+            "opening": asdict(self.opening),
+        }
 
     def settled(self) -> dict[str, Any]:
         """The state without what every count moves (the presence watch's times, the service learners, the
