@@ -3,7 +3,7 @@ demo's table and the benchmarks read this, never the ingest's objects (which may
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,6 +40,7 @@ class ServerStatus:
     # an API process of the scale-out (`lobbywatch api`), which ingests nothing itself: None elsewhere
     nats_connected: bool | None = None
     workers_alive: int | None = None
+    workers: dict[str, dict[str, object]] | None = None  # each live worker's own figures, by its name
 
     def reasons(self, stall_s: float) -> list[str]:
         """Why the server is not ingesting as it should, worst first (empty: it is)."""
@@ -91,23 +92,33 @@ def worker_figures(status: ServerStatus) -> dict[str, object]:
     return figures
 
 
-def with_workers(status: ServerStatus, workers: Iterable[Mapping[str, Any]]) -> ServerStatus:
+def with_workers(status: ServerStatus, workers: Mapping[str, Mapping[str, Any]]) -> ServerStatus:
     """An API process's status with its workers' figures added: counters summed, the longest stall, an error
-    any of them has."""
-    workers = list(workers)
+    any of them has; and each worker's own figures, by its name, to tell which one is in trouble."""
 
     def number(worker: Mapping[str, Any], name: str) -> float:
         value = worker.get(name)
         return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
     def error(name: str) -> str | None:
-        return next((str(w[name]) for w in workers if w.get(name)), getattr(status, name))
+        return next((str(w[name]) for w in workers.values() if w.get(name)), getattr(status, name))
 
-    sums = {name: getattr(status, name) + int(sum(number(w, name) for w in workers)) for name in WORKER_COUNTERS}
+    def own(worker: Mapping[str, Any]) -> dict[str, object]:
+        # only the figures a worker writes, each of its type: an entry from another version shows what it has
+        figures: dict[str, object] = {name: int(number(worker, name)) for name in WORKER_COUNTERS}
+        figures["stalled_s"] = float(number(worker, "stalled_s"))
+        for name in ("last_store_error", "last_registry_error"):
+            figures[name] = str(worker[name]) if worker.get(name) else None
+        return figures
+
+    sums = {
+        name: getattr(status, name) + int(sum(number(w, name) for w in workers.values())) for name in WORKER_COUNTERS
+    }
     return replace(
         status,
         **sums,
-        stalled_s=max([status.stalled_s, *(float(number(w, "stalled_s")) for w in workers)]),
+        stalled_s=max([status.stalled_s, *(float(number(w, "stalled_s")) for w in workers.values())]),
         last_store_error=error("last_store_error"),
         last_registry_error=error("last_registry_error"),
+        workers={name: own(worker) for name, worker in sorted(workers.items())},
     )

@@ -212,6 +212,9 @@ def test_an_api_process_shows_the_workers_live_state_and_its_acknowledgement_rea
         health = eventually(counted, 20, "1 worker, with what it received")
         assert (health["status"], health["nats_connected"]) == ("ok", True)
         assert health["stored_points"] >= 1  # the count: stored by the worker, shown by the API process
+        assert list(health["workers"]) == ["w2"]  # and the worker's own figures, by its name
+        assert health["workers"]["w2"]["received"] >= 2
+        assert health["workers"]["w2"]["last_registry_error"] is None
         worker.stop()  # the only worker: the API process ingests nothing itself, and says so
 
         def degraded() -> object:

@@ -27,6 +27,7 @@ from server.api.schemas import (
     SilencedPublic,
     SilenceIn,
     SilencePublic,
+    WorkerPublic,
     ZoneLive,
 )
 from server.registry import models
@@ -64,6 +65,7 @@ def health(runtime: RuntimeDep) -> HealthPublic:
         notifications_failed=now.notifications_failed,
         nats_connected=now.nats_connected,
         workers_alive=now.workers_alive,
+        workers=None if now.workers is None else {k: WorkerPublic.model_validate(v) for k, v in now.workers.items()},
     )
 
 

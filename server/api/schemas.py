@@ -13,6 +13,27 @@ from lobbywatch.clock import as_utc
 Utc = Annotated[datetime, AfterValidator(as_utc)]
 
 
+class WorkerPublic(BaseModel):
+    """One worker of the scale-out, as it last wrote its figures into the worker list."""
+
+    ingest_backlog: int
+    in_flight: int
+    alert_backlog: int
+    received: int
+    stored_points: int
+    duplicates: int
+    late: int
+    resend_requests: int
+    internal_errors: int
+    store_refused: int
+    dead_letters_not_kept: int
+    notifications_delivered: int
+    notifications_failed: int
+    stalled_s: float = Field(description="how long its ingest has not advanced with messages waiting (0: it moves)")
+    last_store_error: str | None
+    last_registry_error: str | None
+
+
 class HealthPublic(BaseModel):
     status: str = Field(description="ok, or degraded (the reasons say why)")
     reasons: list[str] = Field(default_factory=list, description="why it is degraded, worst first")
@@ -38,6 +59,9 @@ class HealthPublic(BaseModel):
     notifications_failed: int
     nats_connected: bool | None = Field(None, description="an API process of the scale-out: its NATS connection")
     workers_alive: int | None = Field(None, description="an API process of the scale-out: the workers alive now")
+    workers: dict[str, WorkerPublic] | None = Field(
+        None, description="an API process of the scale-out: each live worker's own figures, by its name"
+    )
 
 
 class ZoneLive(BaseModel):

@@ -204,7 +204,7 @@ class ApiRuntime(Runtime):
 
     def status(self) -> ServerStatus:
         own = replace(super().status(), nats_connected=self.link.connected, workers_alive=self.link.workers_alive)
-        return with_workers(own, self.link.workers.values())
+        return with_workers(own, self.link.workers)
 
     def registry_changed(self) -> None:
         super().registry_changed()
