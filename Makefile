@@ -33,10 +33,8 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Two files at a time, each file in one process (its servers and fixtures started once): the suite waits on
-# the servers it starts far more than it computes, so two run in about half the time on two cores.
 pytest: $(VENV)/.test-installed
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest
 
 ## Benchmarks print figures; the last line is JSON.
 bench-ingest: $(VENV)/.test-installed

@@ -47,18 +47,9 @@ DROPPING = {"outbox-full", "disk-full"}  # faults past a documented bound: the o
 # Two runs side by side, each with its own brokers, servers and ports, of about equal length (most of a fault is
 # waiting: for a fault to last, a burst to end, a store to settle). Not three: two cores.
 # Of the scale-out's faults, `worker-kill` is left to tests/test_scale.py, which kills a worker the same way.
-# Balanced by each fault's time alone (2026-12-06): 21-39 s each, nats-node-kill 67 s.
 HALVES = (
-    [
-        "server-kill",
-        "store-down",
-        "broker-restart",
-        "broker-restart-nopersist",
-        "broker-kill",
-        "disk-full",
-        "reconnect-storm",
-    ],
-    ["edge-offline", "agent-kill", "outbox-full", "overload", "nats-node-kill"],
+    ["server-kill", "store-down", "broker-restart", "broker-restart-nopersist", "broker-kill", "disk-full"],
+    ["edge-offline", "agent-kill", "outbox-full", "reconnect-storm", "overload", "nats-node-kill"],
 )
 
 
