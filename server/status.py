@@ -100,25 +100,25 @@ def with_workers(status: ServerStatus, workers: Mapping[str, Mapping[str, Any]])
         value = worker.get(name)
         return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
-    def error(name: str) -> str | None:
-        return next((str(w[name]) for w in workers.values() if w.get(name)), getattr(status, name))
-
-    def own(worker: Mapping[str, Any]) -> dict[str, object]:
+    def own(worker: Mapping[str, Any]) -> dict[str, Any]:
         # only the figures a worker writes, each of its type: an entry from another version shows what it has
-        figures: dict[str, object] = {name: int(number(worker, name)) for name in WORKER_COUNTERS}
+        figures: dict[str, Any] = {name: int(number(worker, name)) for name in WORKER_COUNTERS}
         figures["stalled_s"] = float(number(worker, "stalled_s"))
         for name in ("last_store_error", "last_registry_error"):
             figures[name] = str(worker[name]) if worker.get(name) else None
         return figures
 
-    sums = {
-        name: getattr(status, name) + int(sum(number(w, name) for w in workers.values())) for name in WORKER_COUNTERS
-    }
+    each = {name: own(worker) for name, worker in sorted(workers.items())}
+
+    def error(name: str) -> str | None:
+        found: str | None = next((w[name] for w in each.values() if w[name]), getattr(status, name))
+        return found
+
     return replace(
         status,
-        **sums,
-        stalled_s=max([status.stalled_s, *(float(number(w, "stalled_s")) for w in workers.values())]),
+        **{name: getattr(status, name) + sum(w[name] for w in each.values()) for name in WORKER_COUNTERS},
+        stalled_s=max([status.stalled_s, *(w["stalled_s"] for w in each.values())]),
         last_store_error=error("last_store_error"),
         last_registry_error=error("last_registry_error"),
-        workers={name: own(worker) for name, worker in sorted(workers.items())},
+        workers=dict(each),
     )
