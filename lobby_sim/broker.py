@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import random
 import shutil
 import socket
 import subprocess
@@ -29,9 +30,28 @@ user {user}
 
 
 def free_port() -> int:
+    """A port nothing listens on now, for a server started soon after. Picked below the kernel's range for
+    outgoing connections where it can be: a port from that range (what binding port 0 gives) can be taken by any
+    process's next outgoing connection before the server binds it (seen: a NATS node's route port)."""
+    low = _ephemeral_low()
+    for _ in range(50):
+        port = random.randrange(10_000, low) if low > 10_000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:

@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.nats_cluster import NatsCluster
 from lobby_sim.broker import Mosquitto
 from server.registry.database import make_engine, make_sessions
 from tests.helpers import Device
@@ -75,6 +76,15 @@ def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """A real 3-node NATS cluster (the pinned server), open to anyone: the permissions have tests of their own."""
+    nats = NatsCluster(tmp_path_factory.mktemp("nats"))
+    nats.start()
+    yield nats
+    nats.stop()
 
 
 @pytest.fixture(scope="session")

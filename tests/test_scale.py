@@ -9,11 +9,12 @@ import base64
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,14 +45,6 @@ from server.scale.pinned import Delivery, PinnedPull
 
 T = TypeVar("T")
 PARTITIONS = 8
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    nats = NatsCluster(tmp_path_factory.mktemp("nats"))
-    nats.start()
-    yield nats
-    nats.stop()
 
 
 def run(cluster: NatsCluster, body: Callable[[Client], Awaitable[T]], layout: jetstream.Layout | None) -> T:
@@ -407,9 +400,19 @@ def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_eac
     assert alerts["alerts_expected"] >= 12
     assert (alerts["alerts_missing"], alerts["alerts_duplicated"], alerts["alerts_unexpected"]) == (0, 0, 0), alerts
     w1, w2 = ((tmp_path / f"worker-w{i}.log").read_text() for i in (1, 2))
-    taken = {line.split()[4] for line in w1.splitlines() if "taken on" in line}
+    taken = taken_on(w1)
     assert taken
-    assert taken <= {line.split()[4] for line in w2.splitlines() if "taken on" in line}  # the survivor's now
+    assert taken <= taken_on(w2)  # the survivor's now
+    # and at once: the survivor found w1's connection gone and unpinned what it held, not waiting out the
+    # consumers' priority timeout
+    found = re.search(r"worker w1 is gone \(its connection closed\): its partitions \[([\d, ]+)\] unpinned", w2)
+    assert found, w2[-3000:]
+    assert {int(p) for p in found.group(1).split(", ")} <= taken
+
+
+def taken_on(log: str) -> set[int]:
+    """The partitions a worker's log says it took on."""
+    return {int(p) for p in re.findall(r"partition (\d+) taken on", log)}
 
 
 def test_a_former_owner_cannot_save_over_the_new_one(sessions: sessionmaker[Session]) -> None:

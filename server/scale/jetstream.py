@@ -35,10 +35,10 @@ class Layout:
     # messages with the MQTT broker, unacknowledged) rather than old messages dropped
     max_bytes: int = 20 * 1024**3
     duplicate_window_s: float = 120.0  # a forwarder's republish after a crash comes well within this
-    # how long an owner may stop pulling before another worker is pinned in its place: also after a kill -9 (the
-    # server waited it out although the connection had closed), so it is most of a takeover. 5 s was too short
-    # for a worker draining a flood before its event loop got a 0.5 ms GIL switch interval (worker.py); 15 s is
-    # what was measured since, a shorter one not yet.
+    # how long an owner may stop pulling before another worker is pinned in its place. The server waits it out
+    # after a kill -9 too, although the connection closed: the other workers unpin a dead worker's partitions
+    # before that (liveness.py). 5 s was too short for a worker draining a flood before its event loop got a
+    # 0.5 ms GIL switch interval (worker.py); 15 s is what was measured since, a shorter one not yet.
     priority_timeout_s: float = 15.0
     # a message delivered and not acknowledged this long is delivered again: short, because after a failover
     # the new owner holds a partition's messages this long to take the dead owner's in order with the rest

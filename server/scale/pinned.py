@@ -96,13 +96,7 @@ class PinnedPull:
         pin, self.pin = self.pin, ""
         if not pin:
             return
-        info = await api(self._nc, f"CONSUMER.INFO.{subjects.STREAM}.{self._consumer}")
-        groups = {g.get("group"): g.get("pinned_client_id") for g in info.get("priority_groups") or []}
-        if groups.get(GROUP) == pin:
-            try:
-                await api(self._nc, f"CONSUMER.UNPIN.{subjects.STREAM}.{self._consumer}", {"group": GROUP})
-            except JetStreamError as exc:  # pinned to another meanwhile: nothing of ours to release
-                log.info("partition %d: unpin refused: %s", self.partition, exc)
+        await unpin(self._nc, self.partition, pin)
         self._lost(self.partition, pin)
 
     async def _one_request(self, sub: Subscription, inbox: str) -> None:
@@ -159,3 +153,20 @@ class PinnedPull:
         pin, self.pin = self.pin, ""
         if pin:
             self._lost(self.partition, pin)
+
+
+async def unpin(nc: Client, partition: int, pin: str) -> bool:
+    """Have the server pin another client of `partition`'s consumer at once, if `pin` is still its pin: the
+    server does not check who asks, so the pin is read first (a worker's own on release, a gone worker's last
+    listed one on taking it back). True when unpinned."""
+    consumer = subjects.consumer_name(partition)
+    info = await api(nc, f"CONSUMER.INFO.{subjects.STREAM}.{consumer}")
+    groups = {g.get("group"): g.get("pinned_client_id") for g in info.get("priority_groups") or []}
+    if groups.get(GROUP) != pin:
+        return False
+    try:
+        await api(nc, f"CONSUMER.UNPIN.{subjects.STREAM}.{consumer}", {"group": GROUP})
+    except JetStreamError as exc:  # pinned to another meanwhile: nothing of that pin's to release
+        log.info("partition %d: unpin refused: %s", partition, exc)
+        return False
+    return True

@@ -6,6 +6,11 @@ its preferred partitions at once and the others as a standby after `STANDBY_S`, 
 server pins a standby after the consumer's priority timeout. A worker holding a partition that another live
 worker prefers hands it over (releasing only its own pin) once that worker has been seen for `SETTLE_S`, and
 does not stand by for it again while that worker lives. On SIGTERM it hands every partition on at once.
+
+A worker killed with -9 cannot hand anything on, and the server would wait out the consumers' priority timeout
+before pinning a standby. So each worker lists its pins in its entry and answers probes (`liveness`); when a
+listed worker's connection is gone, the first of the others by name unpins the partitions it held and deletes
+its entry, and the standbys are pinned at once.
 """
 
 from __future__ import annotations
@@ -23,15 +28,16 @@ from typing import Any
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from server.ingest.mqtt_source import Received
 from server.ingest.worker import IngestWorker
 from server.runtime import Runtime
-from server.scale import heartbeat, jetstream, live_bucket, subjects
+from server.scale import heartbeat, jetstream, live_bucket, liveness, subjects
+from server.scale.jetstream import JetStreamError
 from server.scale.owned import OwnedPipeline, Ownership
-from server.scale.pinned import Delivery, PinnedPull
+from server.scale.pinned import Delivery, PinnedPull, unpin
 from server.scale.placement import preferred
 from server.settings import Settings
 from server.status import worker_figures
@@ -96,6 +102,7 @@ class Worker:
         # by partition, the stream sequence numbers we hold unacknowledged: the server delivers them again after
         # its ack wait while a batch is slow (storage down), and a second copy in our queue helps nobody
         self._in_flight: dict[int, set[int]] = {}
+        self._suspects = liveness.Suspects()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -110,6 +117,7 @@ class Worker:
         self.runtime.owned.acknowledge = acknowledge
         members = await self._members()
         await self._nc.subscribe(subjects.REGISTRY_CHANGED, cb=self._registry_changed)
+        await self._nc.subscribe(liveness.subject(self.name), cb=liveness.answer)
         self.runtime.start()
         self._spawn(self.publisher.run(self._stopping))
         listed = started = time.monotonic()
@@ -122,9 +130,10 @@ class Worker:
             alive = {self.name}
             while not self._stopping.is_set():
                 try:
-                    await members.put(self.name, json.dumps(worker_figures(self.runtime.status())).encode())
+                    await members.put(self.name, self._entry())
                     listed = time.monotonic()
                     alive = await self._alive(members)
+                    alive -= await self._gone(members, alive)
                 except (NatsError, TimeoutError) as exc:  # a bucket just made, a node lost: as last seen
                     log.warning("worker list not readable now (%s); placing partitions as last seen", exc)
                 self._place(alive, standby=time.monotonic() - started >= STANDBY_S)
@@ -190,6 +199,43 @@ class Worker:
                 log.warning("worker list bucket not ready (%s; try %d of %d)", exc, attempt, MEMBERS_TRIES)
                 await asyncio.sleep(min(attempt, 5))
         raise AssertionError("unreachable")  # the last try returns or raises
+
+    def _entry(self) -> bytes:
+        """This worker's entry in the worker list: its figures (an API process shows them) and its pins."""
+        pins = {str(partition): pull.pin for partition, pull in self._pulls.items() if pull.pin}
+        return json.dumps({**worker_figures(self.runtime.status()), "pins": pins}).encode()
+
+    async def _gone(self, members: KeyValue, alive: set[str]) -> set[str]:
+        """The listed workers whose connection has been gone for `liveness.GONE_AFTER_S`. The first live worker
+        by name unpins what each had pinned and deletes its entry (the others only leave it out meanwhile)."""
+        others = sorted(alive - {self.name})
+        heard = await asyncio.gather(*(liveness.probe(self._nc, worker) for worker in others))
+        now = time.monotonic()
+        self._suspects.keep_only(others)
+        for worker, listens in zip(others, heard, strict=True):
+            self._suspects.heard(worker, listens, now)
+        gone = self._suspects.gone(now)
+        if gone and min(alive - gone) == self.name:
+            for worker in sorted(gone):
+                await self._take_back(members, worker)
+        return gone
+
+    async def _take_back(self, members: KeyValue, worker: str) -> None:
+        try:
+            entry = await members.get(worker)
+        except KeyNotFoundError:
+            return  # deleted meanwhile: it stopped, or another worker took its partitions back
+        unpinned = []
+        for partition, pin in sorted(liveness.pins_of(entry.value).items()):
+            try:
+                if await unpin(self._nc, partition, pin):
+                    unpinned.append(partition)
+            except (JetStreamError, NatsError, TimeoutError) as exc:  # its priority timeout will do it
+                log.warning("partition %d of gone worker %s not unpinned (%s)", partition, worker, exc)
+        await members.delete(worker)
+        log.warning(
+            "worker %s is gone (its connection closed): its partitions %s unpinned for the standbys", worker, unpinned
+        )
 
     async def _alive(self, members: KeyValue) -> set[str]:
         try:
