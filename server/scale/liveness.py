@@ -81,4 +81,4 @@ def pins_of(entry: bytes | None) -> dict[int, str]:
         return {}
     if not isinstance(pins, dict):
         return {}
-    return {int(p): pin for p, pin in pins.items() if isinstance(p, str) and p.isdigit() and isinstance(pin, str)}
+    return {int(p): pin for p, pin in pins.items() if isinstance(p, str) and p.isdecimal() and isinstance(pin, str)}
