@@ -3,7 +3,9 @@
 Counts the people inside the dataset's roi.json polygon in every frame with the agent's own counter (one
 thread, frames decoded beforehand, timed without decoding), and prints progress, then a JSON object on the
 last line: frames, mae, rmse, fps, and more. `--calibrate` first fits the calibration on that folder, as a
-technician's calibration would, and counts with it.
+technician's calibration would, and counts with it: the regression on the counts, and where the folder has
+points.csv the head counter on the clicked heads too; the counter takes the one with the smaller error on
+labelled frames it was not fitted on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from edge_agent.counting.calibration import calibrate
 from edge_agent.counting.counter import PeopleCounter
 from edge_agent.counting.dataset import DatasetError, frame_range, load_dataset
+from edge_agent.counting.heads import HeadCalibration, HeadsError, fit_heads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_dataset(args.dataset, args.limit, args.frames)
         calibrations, background, fit_seconds = {}, None, 0.0
+        heads: dict[str, HeadCalibration] = {}
         if args.calibrate is not None:
             labelled = load_dataset(args.calibrate, frames=args.calibrate_frames)
             print(f"calibrating on {len(labelled.frames)} labelled frames of {labelled.name}", file=sys.stderr)
@@ -54,13 +58,18 @@ def main(argv: list[str] | None = None) -> int:
             calibration, background = calibrate(
                 data.zone, [labelled.frames[i] for i in picks], [labelled.counts[i] for i in picks], labelled.frames
             )
-            fit_seconds = time.perf_counter() - started
             calibrations = {data.zone.key: calibration}
-    except DatasetError as exc:
+            print(f"  regression: error {calibration.model.residual_sd:.2f} (leave-one-out)", file=sys.stderr)
+            if labelled.points is not None:
+                fitted = fit_heads(data.zone, [labelled.frames[i] for i in picks], [labelled.points[i] for i in picks])
+                heads = {data.zone.key: fitted}
+                print(f"  head counter: error {fitted.residual_sd:.2f} (two halves)", file=sys.stderr)
+            fit_seconds = time.perf_counter() - started
+    except (DatasetError, HeadsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     shape = (int(data.frames[0].shape[0]), int(data.frames[0].shape[1]))
-    counter = PeopleCounter([data.zone], shape, calibrations, background)
+    counter = PeopleCounter([data.zone], shape, calibrations, background, heads=heads)
     print(f"counting {len(data.frames)} frames of {data.name} ({counter.methods()[data.zone.key]})", file=sys.stderr)
     predictions: list[float] = []
     started = time.perf_counter()
@@ -83,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         "fps": round(len(data.frames) / seconds, 1),
         "frame_size": f"{shape[1]}x{shape[0]}",
         "calibration_seconds": round(fit_seconds, 2),
+        "calibration_error": {
+            "regression": round(calibrations[data.zone.key].model.residual_sd, 3) if calibrations else None,
+            "heads": round(heads[data.zone.key].residual_sd, 3) if heads else None,
+        },
     }
     print(json.dumps(result))
     return 0

@@ -127,8 +127,9 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from edge_agent.counting.calibration import CalibrationError, CalibrationStore, calibrate
+    from edge_agent.counting.calibration import CalibrationError, CalibrationStore, calibrate, calibrate_heads
     from edge_agent.counting.dataset import DatasetError, load_dataset
+    from edge_agent.counting.heads import HeadsError
 
     lang = _locale(args)
     config = _load(args, lang)
@@ -141,12 +142,28 @@ def _calibrate(args: argparse.Namespace) -> int:
             print(t(lang, "agent.calibration_other_polygon", zone=zone.key), file=sys.stderr)
         print(t(lang, "agent.calibrating", n=len(labelled.frames), zone=zone.key), flush=True)
         calibration, background = calibrate(zone, labelled.frames, labelled.counts)
-        path = CalibrationStore(config.data_dir).save(calibration, background)
+        store = CalibrationStore(config.data_dir)
+        path = store.save(calibration, background)
+        heads = calibrate_heads(store, zone, labelled.frames, labelled.counts, labelled.points)
     except (DatasetError, CalibrationError) as exc:
         print(t(lang, "agent.calibration_failed"), file=sys.stderr)
         print(exc.text(lang), file=sys.stderr)
         return 2
     print(t(lang, "agent.calibrated", zone=zone.key, path=path, error=round(calibration.model.residual_sd, 2)))
+    if isinstance(heads, HeadsError):
+        print(heads.text(lang))
+    else:
+        method = "heads" if heads.residual_sd <= calibration.model.residual_sd else "regression"
+        print(
+            t(
+                lang,
+                "agent.calibrated_heads",
+                zone=zone.key,
+                heads=heads.heads,
+                error=round(heads.residual_sd, 2),
+                method=t(lang, f"agent.method.{method}"),
+            )
+        )
     return 0
 
 

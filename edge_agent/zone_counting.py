@@ -13,6 +13,7 @@ from edge_agent.counting.background import QuietestFrames
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore, ZoneCalibration
 from edge_agent.counting.counter import PeopleCounter, ZoneResult
 from edge_agent.counting.features import Frame
+from edge_agent.counting.heads import HeadsError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class ZoneCounting:
 
     def _make_counter(self, shape: tuple[int, int]) -> tuple[PeopleCounter, list[str]]:
         """The counter, and the zones that count by a calibration carried from a replaced camera."""
-        calibrations, carried, zones = {}, [], []
+        calibrations, carried, zones, heads = {}, [], [], {}
         for config in self._camera.zones:
             zone = counting_zone(config, self._camera.ignore)
             zones.append(zone)
@@ -64,6 +65,13 @@ class ZoneCounting:
             except CalibrationError as exc:
                 log.error("%s", exc)
                 found = None
+            try:
+                learnt = self._store.load_heads(zone.key)
+            except HeadsError as exc:
+                log.error("%s", exc)
+                learnt = None
+            if learnt is not None:
+                heads[zone.key] = learnt  # the counter uses it only where it matches the zone as it is now
             if found is None and config.calibration is not None:  # this camera's own calibration comes first
                 found = ZoneCalibration.from_dict(config.calibration.model_dump())
                 carried.append(zone.key)
@@ -75,7 +83,8 @@ class ZoneCounting:
                 )
             elif found is not None:
                 calibrations[zone.key] = found
-        counter = PeopleCounter(zones, shape, calibrations, self._background, [list(p) for p in self._camera.ignore])
+        ignore = [list(p) for p in self._camera.ignore]
+        counter = PeopleCounter(zones, shape, calibrations, self._background, ignore, heads)
         log.info("counting %s", ", ".join(f"{k} by {m}" for k, m in counter.methods().items()))
         return counter, [key for key in carried if key in calibrations]
 

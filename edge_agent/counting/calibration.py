@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from edge_agent.counting.features import BandFeatures, Frame, median_background
+from edge_agent.counting.heads import HeadCalibration, Heads, HeadsError, fit_heads, load_heads, save_heads
 from edge_agent.counting.regression import RidgeModel, fit_ridge
 from edge_agent.counting.zones import Zone, overlapping
 from lobbywatch.validation import Refused
@@ -85,8 +86,25 @@ def calibrate(
     return fit_zone(zone, frames, counts, background), background
 
 
+def calibrate_heads(
+    store: CalibrationStore, zone: Zone, frames: list[Frame], counts: list[int], points: list[Heads] | None
+) -> HeadCalibration | HeadsError:
+    """Fit and store the zone's head counter from the snapshots whose heads were all clicked (as many points as
+    the count; a snapshot labelled by its count alone teaches no heads). When there are too few, any head counter
+    fitted before is removed, since it belongs to labels that are gone, and the reason is returned."""
+    picks = [i for i, c in enumerate(counts) if points is not None and len(points[i]) == c]
+    try:
+        fitted = fit_heads(zone, [frames[i] for i in picks], [points[i] for i in picks] if points else [])
+    except HeadsError as exc:
+        store.remove_heads(zone.key)
+        return exc
+    store.save_heads(fitted)
+    return fitted
+
+
 class CalibrationStore:
-    """`<data_dir>/calibration/`: background.png and one <zone>.json per calibrated zone."""
+    """`<data_dir>/calibration/`: background.png, one <zone>.json per calibrated zone, and <zone>.heads.json per
+    zone whose head counter was fitted from clicked heads."""
 
     def __init__(self, data_dir: Path) -> None:
         self.folder = data_dir / "calibration"
@@ -105,6 +123,19 @@ class CalibrationStore:
         if not cv2.imwrite(str(tmp), background):
             raise CalibrationError("calibration.error.cannot_write", path=tmp)
         tmp.replace(path)  # a new entry in the folder: its time changes, and the camera loop picks it up
+
+    def save_heads(self, calibration: HeadCalibration) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{calibration.zone}.heads.json"
+        save_heads(calibration, path)
+        return path
+
+    def remove_heads(self, zone: str) -> None:
+        (self.folder / f"{zone}.heads.json").unlink(missing_ok=True)
+
+    def load_heads(self, zone: str) -> HeadCalibration | None:
+        path = self.folder / f"{zone}.heads.json"
+        return load_heads(path) if path.exists() else None
 
     def version(self) -> float:
         """Changes whenever a calibration is saved: the folder's modification time (0 when there is none)."""

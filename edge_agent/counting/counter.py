@@ -1,4 +1,5 @@
-"""The people counter: per zone, the calibrated regression where the zone has a calibration that fits, the
+"""The people counter: per zone, the head counter or the calibrated regression where the zone has a calibration
+that fits (the one with the smaller error on labelled snapshots it was not fitted on, when it has both), the
 pedestrian detector everywhere else. Camera-independent defaults; one call per frame."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 from edge_agent.counting.calibration import ZoneCalibration
 from edge_agent.counting.detector import HogDetector, count_in_zone
 from edge_agent.counting.features import BandFeatures, Frame
+from edge_agent.counting.heads import HeadCalibration, HeadCounter
 from edge_agent.counting.zones import Polygon, Zone, polygon_mask
 
 
@@ -31,6 +33,7 @@ class PeopleCounter:
         calibrations: Mapping[str, ZoneCalibration] | None = None,
         background: Frame | None = None,
         ignore: Sequence[Polygon] = (),
+        heads: Mapping[str, HeadCalibration] | None = None,
     ) -> None:
         if not zones:
             raise ValueError("a counter needs at least one zone")
@@ -41,14 +44,27 @@ class PeopleCounter:
             if calibration is not None and background is not None and calibration.matches(zone, frame_shape):
                 fitted = zone if calibration.ignore is not None else replace(zone, ignore=[])  # as it was fitted
                 self._regressions[zone.key] = (BandFeatures(fitted, frame_shape, background), calibration)
-        detected = [z for z in self._zones if z.key not in self._regressions]
+        self._heads: dict[str, tuple[HeadCounter, float]] = {}
+        for zone in self._zones:
+            learnt = (heads or {}).get(zone.key)
+            regression = self._regressions.get(zone.key)
+            if learnt is None or not learnt.matches(zone, frame_shape):
+                continue
+            if regression is None or learnt.residual_sd <= regression[1].model.residual_sd:
+                counter = HeadCounter(learnt.network, learnt.threshold, zone, frame_shape)
+                self._heads[zone.key] = (counter, learnt.residual_sd)
+                self._regressions.pop(zone.key, None)
+        detected = [z for z in self._zones if z.key not in self._regressions and z.key not in self._heads]
         self._detector = HogDetector(detected, frame_shape) if detected else None
         self._keep = None
         if ignore:
             self._keep = polygon_mask(frame_shape, list(ignore)) == 0
 
     def methods(self) -> dict[str, str]:
-        return {z.key: "regression" if z.key in self._regressions else "detector" for z in self._zones}
+        return {
+            z.key: "heads" if z.key in self._heads else "regression" if z.key in self._regressions else "detector"
+            for z in self._zones
+        }
 
     def count(self, frame: Frame) -> list[ZoneResult]:
         detections = self._detector.detect(frame) if self._detector is not None else []
@@ -59,6 +75,11 @@ class PeopleCounter:
             ]
         results = []
         for zone in self._zones:
+            if zone.key in self._heads:
+                counter, error = self._heads[zone.key]
+                n = counter.count(frame)
+                results.append(ZoneResult(zone.key, n, float(n), error, "heads"))
+                continue
             regression = self._regressions.get(zone.key)
             if regression is None:
                 n = count_in_zone(detections, zone)

@@ -1,4 +1,5 @@
-"""Labelled frames in the dataset format (see docs/counting.md): frames/*.jpg, counts.csv, roi.json."""
+"""Labelled frames in the dataset format (see docs/counting.md): frames/*.jpg, counts.csv, roi.json, and optionally
+points.csv (`frame,x,y`: the clicked heads of each frame)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Dataset:
     names: list[str]
     counts: list[int]
     frames: list[NDArray[np.uint8]]
+    points: list[list[tuple[float, float]]] | None = None  # per frame, where the folder has points.csv
 
 
 def load_dataset(folder: Path, limit: int | None = None, frames: slice | None = None) -> Dataset:
@@ -64,7 +66,25 @@ def load_dataset(folder: Path, limit: int | None = None, frames: slice | None = 
         counts.append(count)
     if not images:
         raise DatasetError("dataset.error.no_frames", folder=folder)
-    return Dataset(folder.name, zone, names, counts, images)
+    points = _points(folder / "points.csv", names) if (folder / "points.csv").exists() else None
+    return Dataset(folder.name, zone, names, counts, images, points)
+
+
+def _points(path: Path, names: list[str]) -> list[list[tuple[float, float]]]:
+    """Each frame's points, in the order of `names` (a frame with no row has none)."""
+    by_frame: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or set(reader.fieldnames) != {"frame", "x", "y"}:
+            raise DatasetError("dataset.error.bad_points_header", path=path)
+        for line, row in enumerate(reader, 2):
+            if row["frame"] not in by_frame:
+                continue  # a frame left out by --frames or --limit
+            try:
+                by_frame[row["frame"]].append((float(row["x"]), float(row["y"])))
+            except (TypeError, ValueError):
+                raise DatasetError("dataset.error.bad_point", path=path, line=line) from None
+    return [by_frame[name] for name in names]
 
 
 def write_snapshots(folder: Path, zone: Zone, frames: list[NDArray[np.uint8]]) -> Path:
