@@ -128,6 +128,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from edge_agent.counting.calibration import CalibrationError, CalibrationStore, calibrate, calibrate_heads
+    from edge_agent.counting.counter import prefer_heads
     from edge_agent.counting.dataset import DatasetError, load_dataset
     from edge_agent.counting.heads import HeadsError
 
@@ -153,7 +154,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if isinstance(heads, HeadsError):
         print(heads.text(lang))
     else:
-        method = "heads" if heads.residual_sd <= calibration.model.residual_sd else "regression"
+        method = "heads" if prefer_heads(heads, calibration) else "regression"
         print(
             t(
                 lang,

@@ -22,6 +22,7 @@ from edge_agent import __version__
 from edge_agent.config import DeviceConfig, counting_zone
 from edge_agent.counting.calibration import CalibrationError
 from edge_agent.counting.dataset import DatasetError
+from edge_agent.head_fits import HEAD_FITS
 from edge_agent.remote_calibration import MIN_LABELS, LabelError, add_label, fit, save_snapshot
 from edge_agent.transport.link import MqttLink
 from edge_agent.transport.outbox import Outbox
@@ -182,6 +183,8 @@ def label(device: Device, command: Command) -> Reply:
     except (LabelError, DatasetError, CalibrationError) as exc:  # why, as a catalog key the page words
         params: dict[str, str | int | float] = {k: str(v)[:200] for k, v in exc.params.items()}
         return Reply(ok=False, detail=str(exc)[:1000], code=exc.key, params=params)
+    if fitted is not None:
+        HEAD_FITS.submit(device.config.data_dir, zone)  # from the clicked heads, when there are enough
     if fitted is None:
         return Reply(
             ok=True,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import shutil
 import time
 from pathlib import Path
@@ -16,9 +15,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent.counting.calibration import CalibrationStore, ZoneCalibration, calibrate, calibrate_heads
+from edge_agent.counting.calibration import CalibrationStore, ZoneCalibration, calibrate
 from edge_agent.counting.dataset import load_dataset
-from edge_agent.counting.heads import HeadsError
 from edge_agent.counting.zones import Zone
 from lobbywatch.validation import Refused
 
@@ -27,7 +25,6 @@ MIN_LABELS = 5  # a ridge fit on fewer frames than this is noise
 VIEW_CHANGED = "view-changed"  # in the data folder: when the health check last found the camera moved
 
 Frame = NDArray[np.uint8]
-log = logging.getLogger(__name__)
 
 
 class LabelError(Refused):
@@ -171,11 +168,5 @@ def fit(data_dir: Path, zone: Zone) -> ZoneCalibration | None:
     calibration, background = calibrate(
         zone, labelled.frames, labelled.counts, [np.asarray(f, dtype=np.uint8) for f in backgrounds] or None
     )
-    store = CalibrationStore(data_dir)
-    store.save(calibration, background)
-    heads = calibrate_heads(store, zone, labelled.frames, labelled.counts, labelled.points)
-    if isinstance(heads, HeadsError):
-        log.info("zone %s: no head counter: %s", zone.key, heads)
-    else:
-        log.info("zone %s: head counter fitted on %d heads, error %.2f", zone.key, heads.heads, heads.residual_sd)
+    CalibrationStore(data_dir).save(calibration, background)
     return calibration

@@ -1,5 +1,5 @@
 """The people counter: per zone, the head counter or the calibrated regression where the zone has a calibration
-that fits (the one with the smaller error on labelled snapshots it was not fitted on, when it has both), the
+that fits (when it has both, the one with the clearly smaller error on labelled snapshots it was not fitted on), the
 pedestrian detector everywhere else. Camera-independent defaults; one call per frame."""
 
 from __future__ import annotations
@@ -23,6 +23,16 @@ class ZoneResult:
     estimate: float  # before rounding (regression), or the detections
     error: float | None  # one standard error, when the method knows it
     method: str
+
+
+def prefer_heads(heads: HeadCalibration, regression: ZoneCalibration | None) -> bool:
+    """The head counter where there is no regression, or where its error is smaller by more than the noise of
+    its own estimate (one standard error of a root mean square over n snapshots, about 1 / sqrt(2n) of it): on
+    10 snapshots of a busy mall it looked better (3.4 against 3.8) and counted the busier frames after far worse
+    (4.5 against 2.4); a close call goes to the regression, which extrapolates to busier frames."""
+    if regression is None:
+        return True
+    return bool(heads.residual_sd <= regression.model.residual_sd * (1 - 1 / np.sqrt(2 * max(1, heads.frames))))
 
 
 class PeopleCounter:
@@ -50,8 +60,8 @@ class PeopleCounter:
             regression = self._regressions.get(zone.key)
             if learnt is None or not learnt.matches(zone, frame_shape):
                 continue
-            if regression is None or learnt.residual_sd <= regression[1].model.residual_sd:
-                counter = HeadCounter(learnt.network, learnt.threshold, zone, frame_shape)
+            if prefer_heads(learnt, regression[1] if regression else None):
+                counter = HeadCounter(learnt.networks, learnt.threshold, zone, frame_shape)
                 self._heads[zone.key] = (counter, learnt.residual_sd)
                 self._regressions.pop(zone.key, None)
         detected = [z for z in self._zones if z.key not in self._regressions and z.key not in self._heads]
@@ -77,8 +87,8 @@ class PeopleCounter:
         for zone in self._zones:
             if zone.key in self._heads:
                 counter, error = self._heads[zone.key]
-                n = counter.count(frame)
-                results.append(ZoneResult(zone.key, n, float(n), error, "heads"))
+                estimate = counter.estimate(frame)
+                results.append(ZoneResult(zone.key, int(np.rint(estimate)), estimate, error, "heads"))
                 continue
             regression = self._regressions.get(zone.key)
             if regression is None:

@@ -7,6 +7,7 @@ milliseconds (two matrix products), where OpenCV's boosted trees took 100 ms and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,8 +35,15 @@ class Network:
 
     def score(self, x: Matrix) -> Matrix:
         """One score per row; above 0, more likely positive than not (for the mix of examples it was trained on)."""
-        hidden = np.maximum(((x - self.mean) / self.scale) @ self.hidden_weights + self.hidden_bias, 0)
+        weights, bias = self._folded
+        hidden = np.maximum(x @ weights + bias, 0)
         return np.asarray(hidden @ self.output_weights + self.output_bias, dtype=np.float32)
+
+    @cached_property
+    def _folded(self) -> tuple[Matrix, Matrix]:
+        """The standardisation folded into the hidden layer: one matrix product a frame instead of three passes."""
+        weights = self.hidden_weights / self.scale[:, None]
+        return weights.astype(np.float32), (self.hidden_bias - self.mean @ weights).astype(np.float32)
 
     def numbers(self) -> dict[str, object]:
         return {
