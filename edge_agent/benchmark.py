@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             if labelled.points is not None:
                 fitted = fit_heads(data.zone, [labelled.frames[i] for i in picks], [labelled.points[i] for i in picks])
                 heads = {data.zone.key: fitted}
-                print(f"  head counter: error {fitted.residual_sd:.2f} (two halves)", file=sys.stderr)
+                print(f"  head counter: error {fitted.residual_sd:.2f} (held-out quarters)", file=sys.stderr)
             fit_seconds = time.perf_counter() - started
     except (DatasetError, HeadsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
