@@ -20,7 +20,7 @@ import numpy as np
 from edge_agent.counting.features import BandFeatures, Frame, median_background
 from edge_agent.counting.heads import HeadCalibration, Heads, HeadsError, fit_heads, load_heads, save_heads
 from edge_agent.counting.regression import RidgeModel, fit_ridge
-from edge_agent.counting.zones import Zone, overlapping
+from edge_agent.counting.zones import Zone, fitted_for, overlapping
 from lobbywatch.validation import Refused
 
 METHOD = "bands-ridge-v1"
@@ -49,11 +49,7 @@ class ZoneCalibration:
         return cls(**{**data, "model": RidgeModel(**data["model"])})
 
     def matches(self, zone: Zone, frame_shape: tuple[int, int]) -> bool:
-        return (
-            [list(p) for p in zone.polygon] == self.polygon
-            and (self.ignore is None or overlapping(zone, frame_shape) == self.ignore)
-            and list(frame_shape) == self.frame_shape
-        )
+        return fitted_for(zone, frame_shape, self.polygon, self.ignore, self.frame_shape)
 
 
 def fit_zone(zone: Zone, frames: list[Frame], counts: list[int], background: Frame) -> ZoneCalibration:

@@ -15,7 +15,7 @@ the count's error bar is that error with each quarter's threshold chosen on the 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from edge_agent.counting.head_features import CELL, WIDTH, cell_features, cell_grid, cell_maps, head_cells, peaks
 from edge_agent.counting.network import Network, train_network
-from edge_agent.counting.zones import Zone, overlapping, polygon_mask
+from edge_agent.counting.zones import Zone, fitted_for, overlapping, polygon_mask
 from lobbywatch.validation import Refused
 
 METHOD = "heads-net-v2"
@@ -81,9 +81,8 @@ def _mistakes(
     """Cells of the zone the network takes for a head that are nowhere near a clicked one."""
     found = [np.zeros((0, WIDTH), np.float32)]
     for frame, points in zip(frames, heads, strict=True):
-        maps = cell_maps(frame)
-        features = cell_features(maps)
-        scores = network.score(features).reshape(maps.shape[:2])
+        features, cells = _cells(frame)
+        scores = network.score(features).reshape(cells)
         near = cv2.dilate(head_cells(frame.shape[:2], points), np.ones((5, 5), np.uint8))
         found.append(features[np.flatnonzero((peaks(scores, 0.0) & (near == 0) & inside).ravel())])
     return np.concatenate(found)
@@ -111,15 +110,11 @@ class HeadCalibration:
     networks: list[Network]  # the committee: each fitted on three quarters of the snapshots
 
     def matches(self, zone: Zone, frame_shape: tuple[int, int]) -> bool:
-        return (
-            [list(p) for p in zone.polygon] == self.polygon
-            and overlapping(zone, frame_shape) == self.ignore
-            and list(frame_shape) == self.frame_shape
-        )
+        return fitted_for(zone, frame_shape, self.polygon, self.ignore, self.frame_shape)
 
     def as_dict(self) -> dict[str, Any]:
-        fields = {k: v for k, v in asdict(self).items() if k != "networks"}
-        return {**fields, "networks": [n.numbers() for n in self.networks]}
+        plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "networks"}
+        return {**plain, "networks": [n.numbers() for n in self.networks]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeadCalibration:

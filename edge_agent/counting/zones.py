@@ -36,6 +36,22 @@ def overlapping(zone: Zone, shape: tuple[int, int]) -> list[list[list[int]]]:
     return [[list(p) for p in area] for area in zone.ignore if (inside & (polygon_mask(shape, [area]) > 0)).any()]
 
 
+def fitted_for(
+    zone: Zone,
+    frame_shape: tuple[int, int],
+    polygon: list[list[int]],
+    ignore: list[list[list[int]]] | None,
+    fitted_shape: list[int],
+) -> bool:
+    """Whether a calibration fitted for this polygon, these areas to ignore (None: fitted before they applied,
+    so any) and this frame size still fits the zone as it is now."""
+    return (
+        [list(p) for p in zone.polygon] == polygon
+        and (ignore is None or overlapping(zone, frame_shape) == ignore)
+        and list(frame_shape) == fitted_shape
+    )
+
+
 def polygon_mask(shape: tuple[int, int], polygons: Sequence[Sequence[Sequence[int]]]) -> NDArray[np.uint8]:
     """A mask of the given (height, width) with 255 inside any of the polygons."""
     mask = np.zeros(shape, dtype=np.uint8)
