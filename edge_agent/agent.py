@@ -26,6 +26,7 @@ from edge_agent.config import ConfigError, DeviceConfig, outbox_options
 from edge_agent.debounce import PressFilter
 from edge_agent.emitter import AgentStats, Emitter
 from edge_agent.frames import FrameSource, open_source
+from edge_agent.head_fits import HEAD_FITS
 from edge_agent.health import HealthProbe
 from edge_agent.remote_config import load_applied, merge, read_push, save_applied
 from edge_agent.sensors import SensorEnv, build_sensor
@@ -41,10 +42,17 @@ from lobbywatch.protocol import (
     FacilityReport,
     QueueReport,
     ZoneCount,
+    ZoneMethod,
 )
 
 log = logging.getLogger(__name__)
 Frame = NDArray[np.uint8]
+
+
+def zone_methods(counting: ZoneCounting | None, fitting: set[str]) -> list[ZoneMethod]:
+    """How each zone is counted now, and whether a head counter is being fitted for it (for the fleet page)."""
+    methods = counting.methods() if counting is not None else {}
+    return [ZoneMethod(zone=key, method=method, fitting=key in fitting) for key, method in methods.items()]
 
 
 class Agent:
@@ -185,7 +193,8 @@ class Agent:
             self._emitter.emit(Channel.FACILITY, FacilityReport, readings=readings)
 
     def report_health(self) -> None:
-        self._emitter.health(self._health, self.config_version)
+        counting = zone_methods(self.counting, HEAD_FITS.zones(self.config.data_dir))
+        self._emitter.health(self._health, self.config_version, counting)
 
     # -- commands from the server -------------------------------------------------------------------
     def _handle_inbound(self, message: Inbound) -> None:

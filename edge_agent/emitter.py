@@ -16,7 +16,7 @@ from edge_agent.health import HealthProbe
 from edge_agent.transport.link import MqttLink
 from edge_agent.transport.outbox import Outbox, OutboxFull
 from lobbywatch.clock import Clock
-from lobbywatch.protocol import Channel, CommandReply, Health, Topic, encode
+from lobbywatch.protocol import Channel, CommandReply, Health, Topic, ZoneMethod, encode
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,9 @@ class Emitter:
             calibration=reply.calibration,
         )
 
-    def health(self, probe: HealthProbe, config_version: int | None) -> None:
-        """The device's health: CPU, memory, the outbox and what it lost, the clock, the versions."""
+    def health(self, probe: HealthProbe, config_version: int | None, counting: list[ZoneMethod]) -> None:
+        """The device's health: CPU, memory, the outbox and what it lost, the clock, the versions, and how each
+        zone is counted."""
         self._outbox.expire(self._clock.now().timestamp())
         sample = probe.sample(self._clock.monotonic())
         fields: dict[str, object] = dict(
@@ -98,6 +99,7 @@ class Emitter:
             clock_synced=sample.clock_synced,
             agent_version=__version__,
             config_version=config_version,
+            counting=counting,
         )
         before = self._stats.not_stored
         self.emit(Channel.HEALTH, Health, **fields)

@@ -38,6 +38,7 @@ class HeadFits:
         self._queue: queue.SimpleQueue[tuple[Path, Zone]] = queue.SimpleQueue()
         self._lock = threading.Condition()
         self._waiting: set[tuple[Path, str]] = set()
+        self._fitting: tuple[Path, str] | None = None
         self._busy = 0
         self._thread: threading.Thread | None = None
 
@@ -52,6 +53,12 @@ class HeadFits:
                 self._thread = threading.Thread(target=self._run, name="head-fit", daemon=True)
                 self._thread.start()
 
+    def zones(self, data_dir: Path) -> set[str]:
+        """The zones of this data directory whose head counter is being fitted or waits to be."""
+        with self._lock:
+            asked = self._waiting | ({self._fitting} if self._fitting else set())
+            return {key for folder, key in asked if folder == data_dir}
+
     def wait(self, timeout: float | None = None) -> bool:
         """Until every fit asked for is done (for the command line and tests); False on timeout."""
         with self._lock:
@@ -63,11 +70,13 @@ class HeadFits:
             data_dir, zone = self._queue.get()
             with self._lock:
                 self._waiting.discard((data_dir, zone.key))
+                self._fitting = (data_dir, zone.key)
             try:
                 fit_heads_now(data_dir, zone)
             except Exception:  # a fit that fails must not end the thread: the next label tries again
                 log.exception("zone %s: fitting the head counter failed", zone.key)
             with self._lock:
+                self._fitting = None
                 self._busy -= 1
                 self._lock.notify_all()
                 if self._busy == 0:

@@ -51,6 +51,8 @@ class FleetRow:
     missing: int
     attention: list[str] = field(default_factory=list)  # why it needs a technician, worst first
     last_reply: LastReply | None = None
+    counting: dict[str, str] = field(default_factory=dict)  # zone -> how the device counts it
+    fitting: tuple[str, ...] = ()  # zones whose head counter the device is fitting now
 
 
 def attention(row: FleetRow) -> list[str]:
@@ -128,6 +130,8 @@ class Fleet:
                 camera_ok=camera.ok if camera else None,
                 missing=state.missing if state else 0,
                 last_reply=state.last_reply if state else None,
+                counting=dict(state.counting) if state else {},
+                fitting=state.fitting if state else (),
             )
             row.attention.extend(attention(row))
             rows.append(row)

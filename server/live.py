@@ -75,6 +75,8 @@ class DeviceNow:
     outbox_dropped: int | None = None
     not_stored: int | None = None
     last_reply: LastReply | None = None
+    counting: dict[str, str] = field(default_factory=dict)  # zone -> how the device counts it
+    fitting: tuple[str, ...] = ()  # zones whose head counter is being fitted on the device
     stream: str = ""
     received_seq: int = 0
     missing: int = 0

@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,11 @@ from lobby_sim.lobby import Lobby, LobbyPlan
 from lobby_sim.render import QUEUE_ZONE, STAFF_AREA, LobbyRenderer
 from lobbywatch.clock import SystemClock
 from lobbywatch.protocol import REMOTE_SECTIONS, Command
+from server.fleet import FleetRow
 from server.live import LastReply
 from server.registry import models
 from server.registry.users import add_user
-from server.web.fleet_pages import reply_view
+from server.web.fleet_pages import counting_view, reply_view
 from tests.helpers import PASSWORD, PHONE, Web, eventually, sign_in, start_runtime
 from tests.test_agent import LED, agent_config
 
@@ -97,10 +99,15 @@ def world(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[World]:
 def test_a_technician_draws_a_zone_on_a_snapshot_and_the_device_runs_it(
     browser: Browser, world: World, tmp_path: Path
 ) -> None:
+    # its health reports say how it counts (by the calibration made before it started)
+    eventually(lambda: world.runtime.pipeline.devices["dev-b1-cam"].counting, what="how the device counts")
+    listed = {d["id"]: d for d in httpx.get(f"{world.web.url}/api/v1/devices").json()}
+    assert (listed["dev-b1-cam"]["counting"], listed["dev-b1-cam"]["fitting"]) == ({"queue": "regression"}, [])
     page = sign_in(browser, world.web, "li")
     page.get_by_role("link", name="设备", exact=True).click()
     expect(page.locator("article[data-device='dev-b1-cam']")).to_contain_text("在线")
     page.get_by_role("link", name="dev-b1-cam").click()
+    expect(page.locator("td[data-field=counting]")).to_have_text("区域 queue：按人数标定")
 
     page.get_by_role("button", name="识别（闪灯）").click()
     expect(page.locator("#reply")).to_contain_text("设备对“识别”的回复：1 个指示灯正在闪烁 30 秒", timeout=15_000)
@@ -258,6 +265,16 @@ def test_a_device_without_leds_says_so_in_the_readers_words() -> None:
     assert (view.ok, view.action_label, view.text) == (False, "识别", "此设备没有指示灯，无法闪灯识别。")
     newer = LastReply("tune-1", False, "not yet", at, "something_new", {"x": 1})  # a newer agent's answer
     assert (reply_view(newer, "en", "").action_label, reply_view(newer, "en", "").text) == ("tune", "not yet")
+
+
+def test_how_a_zone_is_counted_reads_in_the_readers_words() -> None:
+    base = FleetRow("dev", "b1", "camera", True, None, None, None, None, None, None, None, None, True, 0)
+    row = replace(base, counting={"queue": "heads", "door": "density-v9"}, fitting=("queue",))
+    assert counting_view(row, "en") == [
+        "zone door: density-v9",  # a newer agent's method: by its name, never a refused page
+        "zone queue: head counter learnt from clicked heads, a head counter is being fitted from the labels",
+    ]
+    assert counting_view(replace(base, counting={"queue": "detector"}), "zh-CN") == ["区域 queue：行人检测（未标定）"]
 
 
 def test_supervisors_do_not_get_the_technicians_actions(browser: Browser, world: World) -> None:

@@ -186,7 +186,10 @@ def test_heads_clicked_on_the_page_fit_a_head_counter_off_the_main_loop(tmp_path
     fits = HeadFits()
     fits.submit(tmp_path, zone)
     fits.submit(tmp_path, zone)  # asked again while waiting: fitted once
+    assert fits.zones(tmp_path) == {"queue"}  # the health report says so (the fit takes seconds)
+    assert fits.zones(tmp_path / "another-device") == set()
     assert fits.wait(120)
+    assert fits.zones(tmp_path) == set()
     heads = CalibrationStore(tmp_path).load_heads("queue")
     assert heads is not None
     assert heads.frames == 6

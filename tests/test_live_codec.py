@@ -57,6 +57,8 @@ def test_a_device_comes_back_with_every_field() -> None:
         outbox_dropped=1,
         not_stored=2,
         last_reply=reply,
+        counting={"queue": "heads", "door": "detector"},
+        fitting=("queue",),
         stream="00000000deadbeef",
         received_seq=99,
         missing=4,

@@ -25,6 +25,7 @@ from lobbywatch.protocol.messages import (
     Snapshot,
     Status,
     ZoneCount,
+    ZoneMethod,
     encode,
     parse_payload,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Status",
     "Topic",
     "ZoneCount",
+    "ZoneMethod",
     "check_device_id",
     "device_filter",
     "encode",

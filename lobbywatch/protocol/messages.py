@@ -124,6 +124,15 @@ class FacilityReport(Envelope):
     readings: list[Reading] = Field(min_length=1, max_length=64)
 
 
+class ZoneMethod(_Model):
+    """How a zone is counted now. A string, not an enum: an older server shows a method it does not know by name
+    instead of refusing the whole health report."""
+
+    zone: Key
+    method: Key = Field(description="'detector', 'regression' or 'heads' (learnt from clicked heads)")
+    fitting: bool = Field(False, description="a head counter is being fitted from the technician's labels")
+
+
 class Health(Envelope):
     cpu_pct: float = Field(ge=0, le=10_000, description="agent process CPU since the last report, % of one core")
     mem_rss_mb: float = Field(ge=0, le=1_000_000)
@@ -142,6 +151,9 @@ class Health(Envelope):
     clock_synced: bool | None = Field(description="NTP says synchronised; null when unknown")
     agent_version: str = Field(max_length=32)
     config_version: int | None = Field(None, ge=0, le=MAX_COUNTER)
+    counting: list[ZoneMethod] = Field(
+        default_factory=list, max_length=16, description="how each camera zone is counted; empty without a camera"
+    )
 
 
 class ConnectionState(StrEnum):

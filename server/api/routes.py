@@ -174,6 +174,8 @@ def devices(runtime: RuntimeDep, caller: CallerDep) -> list[DevicePublic]:
                 duplicates=rt.duplicates if rt else 0,
                 outbox_dropped=rt.outbox_dropped if rt else None,
                 not_stored=rt.not_stored if rt else None,
+                counting=dict(rt.counting) if rt else {},
+                fitting=list(rt.fitting) if rt else [],
             )
         )
     return result

@@ -118,6 +118,10 @@ class DevicePublic(BaseModel):
     duplicates: int
     outbox_dropped: int | None = Field(None, description="messages the device dropped at its outbox's bounds, ever")
     not_stored: int | None = Field(None, description="messages it could not store (a failing card) since it started")
+    counting: dict[str, str] = Field(
+        default_factory=dict, description="zone -> how the device counts it: 'detector', 'regression' or 'heads'"
+    )
+    fitting: list[str] = Field(default_factory=list, description="zones whose head counter the device is fitting")
 
 
 class AlertEventPublic(BaseModel):

@@ -32,6 +32,8 @@ class DeviceRuntime:
     not_stored: int | None = None  # made but never stored, since the agent started
     health_ts: float | None = None  # the device time of the newest health report taken
     last_reply: LastReply | None = None
+    counting: dict[str, str] = field(default_factory=dict)  # zone -> method, from the newest health report
+    fitting: tuple[str, ...] = ()  # zones whose head counter the device is fitting
 
     def clock_offset_s(self) -> float | None:
         """The device clock minus the server's, from its freshest messages; None until they span a minute
@@ -57,6 +59,8 @@ class DeviceRuntime:
             outbox_dropped=self.outbox_dropped,
             not_stored=self.not_stored,
             last_reply=self.last_reply,
+            counting=dict(self.counting),
+            fitting=self.fitting,
             stream=tracker.stream or "",
             received_seq=tracker.highest,
             missing=tracker.missing,

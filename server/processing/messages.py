@@ -230,6 +230,9 @@ def health(ctx: Context, message: Health, out: Output) -> None:
     runtime.agent_version = message.agent_version
     runtime.config_version = message.config_version
     runtime.outbox_depth = message.outbox_depth
+    if runtime.health_ts is None or message.ts.timestamp() > runtime.health_ts:  # not from a backlog
+        runtime.counting = {z.zone: z.method for z in message.counting}
+        runtime.fitting = tuple(z.zone for z in message.counting if z.fitting)
     out.transitions.extend(losses(ctx.rules, ctx.device, runtime, message, ctx.received_at))
     out.points.append(
         Point.make(

@@ -100,6 +100,7 @@ def decode_device(data: bytes) -> DeviceNow:
     body = json.loads(data)
     reply = body.pop("last_reply")
     gaps = tuple((int(first), int(last)) for first, last in body.pop("gaps"))
+    body["fitting"] = tuple(body.get("fitting", ()))
     last_reply = None
     if reply is not None:
         last_reply = LastReply(**{**reply, "at": _at(reply["at"])})

@@ -103,6 +103,18 @@ def reply_view(reply: LastReply, locale: str, at: str) -> ReplyView:
     return ReplyView(reply.ok, label, text, at)
 
 
+def counting_view(row: devices.FleetRow, locale: str) -> list[str]:
+    """How each zone is counted, in the reader's words; a method this server does not know, by its name."""
+    shown = []
+    for zone, method in sorted(row.counting.items()):
+        key = f"page.fleet.method.{method}"
+        text = t(locale, key) if key in catalog(locale) else method
+        if zone in row.fitting:
+            text = t(locale, "page.fleet.method_fitting", method=text)
+        shown.append(t(locale, "page.fleet.zone_method", zone=zone, method=text))
+    return shown
+
+
 @fleet_pages.get("/lobby/fleet/{device}", response_class=HTMLResponse)
 def device_page(
     request: Request,
@@ -149,6 +161,7 @@ def device_page(
         letters=_letters(runtime, {device}),
         reply=reply,
         last_reply=last_view,
+        counting=counting_view(row, viewer.locale),
     )
 
 
