@@ -6,6 +6,11 @@ last line: frames, mae, rmse, fps, and more. `--calibrate` first fits the calibr
 technician's calibration would, and counts with it: the regression on the counts, and where the folder has
 points.csv the head counter on the clicked heads too; the counter takes the one with the smaller error on
 labelled frames it was not fitted on.
+
+A calibration belongs to one view. When the calibration frames show more than one (`edge_agent/counting/views.py`
+groups them by their fixed scene), each view with enough labelled frames also gets a regression of its own, which
+counts that view's frames where it is clearly better than the calibration of every view
+(`edge_agent/counting/view_fits.py`); the JSON's `views` says what was found and used. `--one-view` skips this.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.counting.calibration import calibrate
-from edge_agent.counting.counter import PeopleCounter
-from edge_agent.counting.dataset import DatasetError, frame_range, load_dataset
-from edge_agent.counting.heads import HeadCalibration, HeadsError, fit_heads
+from edge_agent.counting.calibration import ZoneCalibration, calibrate
+from edge_agent.counting.counter import PeopleCounter, prefer_heads
+from edge_agent.counting.dataset import Dataset, DatasetError, frame_range, load_dataset
+from edge_agent.counting.features import Frame
+from edge_agent.counting.heads import HeadCalibration, HeadsError, fit_heads, held_out_counts
+from edge_agent.counting.view_fits import fit_views
+from edge_agent.counting.views import Views
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         help="use the labels of only N evenly spaced calibration frames (a technician's snapshots); "
         "the background is still learnt from all of them",
     )
+    parser.add_argument("--one-view", action="store_true", help="take the frames as one view: no fits per view")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)  # the agent's budget is one core
     try:
@@ -70,11 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shape = (int(data.frames[0].shape[0]), int(data.frames[0].shape[1]))
     counter = PeopleCounter([data.zone], shape, calibrations, background, heads=heads)
+    views: dict[str, object] | None = None
+    by_view: list[PeopleCounter | None] = [None] * len(data.frames)
+    if args.calibrate is not None and not args.one_view:
+        picks_of = [labelled.frames[i] for i in picks], [labelled.counts[i] for i in picks]
+        views, by_view = per_view(data, *picks_of, calibrations.get(data.zone.key), heads.get(data.zone.key))
     print(f"counting {len(data.frames)} frames of {data.name} ({counter.methods()[data.zone.key]})", file=sys.stderr)
     predictions: list[float] = []
     started = time.perf_counter()
     for i, frame in enumerate(data.frames, 1):
-        predictions.append(counter.count(frame)[0].count)
+        predictions.append((by_view[i - 1] or counter).count(frame)[0].count)
         if i % 100 == 0:
             print(f"  {i}/{len(data.frames)} frames, {i / (time.perf_counter() - started):.1f} fps", file=sys.stderr)
     seconds = time.perf_counter() - started
@@ -96,9 +110,49 @@ def main(argv: list[str] | None = None) -> int:
             "regression": round(calibrations[data.zone.key].model.residual_sd, 3) if calibrations else None,
             "heads": round(heads[data.zone.key].residual_sd, 3) if heads else None,
         },
+        "views": views,
     }
     print(json.dumps(result))
     return 0
+
+
+def per_view(
+    data: Dataset,
+    frames: list[Frame],
+    counts: list[int],
+    regression: ZoneCalibration | None,
+    heads: HeadCalibration | None,
+) -> tuple[dict[str, object], list[PeopleCounter | None]]:
+    """The views of the calibration frames and of the frames counted, and for each counted frame the counter of
+    its view where that view's own regression is clearly better than the calibration of every view (else None)."""
+    started = time.perf_counter()
+    grouping = Views()
+    labelled_views = [grouping.assign(frame) for frame in frames]
+    counted_views = [grouping.assign(frame) for frame in data.frames]
+    report: dict[str, object] = {
+        "labelled": len(set(labelled_views)),
+        "counted": len(set(counted_views)),
+        "counted_frames_of_labelled_views": sum(v in set(labelled_views) for v in counted_views),
+    }
+    counters: dict[int, PeopleCounter] = {}
+    if len(set(labelled_views)) > 1:
+        if heads is not None and prefer_heads(heads, regression):  # the shared calibration counts by heads
+            unseen = held_out_counts(heads, data.zone, frames)
+            errors = [abs(u - c) for u, c in zip(unseen, counts, strict=True)]
+        else:
+            errors = [regression.model.residual_sd if regression else float("inf")] * len(frames)
+        fits = fit_views(data.zone, frames, counts, labelled_views, errors)
+        shape = (int(data.frames[0].shape[0]), int(data.frames[0].shape[1]))
+        for fit in fits:
+            if fit.better:
+                calibration = {data.zone.key: fit.calibration}
+                counters[fit.view] = PeopleCounter([data.zone], shape, calibration, fit.background)
+        report |= {"fitted": len(fits), "used": len(counters)}
+    by_view = [counters.get(v) for v in counted_views]
+    report["frames_counted_by_view_fits"] = sum(c is not None for c in by_view)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    print(f"  views: {report}", file=sys.stderr)
+    return report, by_view
 
 
 if __name__ == "__main__":

@@ -105,9 +105,16 @@ def write_snapshots(folder: Path, zone: Zone, frames: list[NDArray[np.uint8]]) -
 
 
 def frame_range(text: str) -> slice:
-    """'401:800' -> the 401st to the 800th frame (1-based, both included), in name order."""
-    first, _, last = text.partition(":")
+    """'401:800' -> the 401st to the 800th frame (1-based, both included), in name order; '1:720:2' -> every
+    second of them (odd frames to calibrate on, '2:720:2' the even ones to count: the same views in both)."""
+    parts = text.split(":")
     try:
-        return slice(int(first) - 1 if first else None, int(last) if last else None)
+        if len(parts) not in (2, 3):
+            raise ValueError(text)
+        first, last = parts[0], parts[1]
+        step = int(parts[2]) if len(parts) == 3 else None
+        if step is not None and step < 1:
+            raise ValueError(text)
+        return slice(int(first) - 1 if first else None, int(last) if last else None, step)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected FIRST:LAST frame numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected FIRST:LAST[:STEP] frame numbers, got {text!r}") from None

@@ -183,6 +183,15 @@ def _committee(frames: list[Frame], heads: list[Heads], zone: Zone, seed: int) -
     return networks, float(candidates[best]), float(np.sqrt((nested**2).mean()))
 
 
+def held_out_counts(calibration: HeadCalibration, zone: Zone, frames: list[Frame]) -> list[float]:
+    """The snapshots it was fitted on (in the order `fit_heads` was given them), each counted by the network of
+    the committee that did not see it (`_committee`'s folds): the errors there are honest ones."""
+    shape = (int(frames[0].shape[0]), int(frames[0].shape[1]))
+    folds = len(calibration.networks)
+    counters = [HeadCounter([network], calibration.threshold, zone, shape) for network in calibration.networks]
+    return [counters[i % folds].estimate(frame) for i, frame in enumerate(frames)]
+
+
 def fit_heads(zone: Zone, frames: list[Frame], heads: list[Heads], seed: int = 0) -> HeadCalibration:
     """The zone's head counter from snapshots and the heads clicked in the zone on each (every one of them: a
     snapshot labelled by its count alone has no place here)."""
