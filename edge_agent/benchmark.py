@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     by_view: list[PeopleCounter | None] = [None] * len(data.frames)
     if args.calibrate is not None and not args.one_view:
         picks_of = [labelled.frames[i] for i in picks], [labelled.counts[i] for i in picks]
-        views, by_view = per_view(data, *picks_of, calibrations.get(data.zone.key), heads.get(data.zone.key))
+        views, by_view = per_view(data, *picks_of, calibrations[data.zone.key], heads.get(data.zone.key))
     print(f"counting {len(data.frames)} frames of {data.name} ({counter.methods()[data.zone.key]})", file=sys.stderr)
     predictions: list[float] = []
     started = time.perf_counter()
@@ -120,7 +120,7 @@ def per_view(
     data: Dataset,
     frames: list[Frame],
     counts: list[int],
-    regression: ZoneCalibration | None,
+    regression: ZoneCalibration,
     heads: HeadCalibration | None,
 ) -> tuple[dict[str, object], list[PeopleCounter | None]]:
     """The views of the calibration frames and of the frames counted, and for each counted frame the counter of
@@ -140,7 +140,7 @@ def per_view(
             unseen = held_out_counts(heads, data.zone, frames)
             errors = [abs(u - c) for u, c in zip(unseen, counts, strict=True)]
         else:
-            errors = [regression.model.residual_sd if regression else float("inf")] * len(frames)
+            errors = [regression.model.residual_sd] * len(frames)  # per frame it is not known
         fits = fit_views(data.zone, frames, counts, labelled_views, errors)
         shape = (int(data.frames[0].shape[0]), int(data.frames[0].shape[1]))
         for fit in fits:

@@ -4,10 +4,11 @@ perspective, the places where people stand. So the benchmark fits per view where
 frames.
 
 Two frames show the same view when the fixed scene between the people (platform edges, pillars, signs) lines
-up: ORB keypoints matched both ways through a ratio test, then a homography by RANSAC, and enough matches
-agree with it. People move, light changes, a few keypoints fall on them; a scene does not line up with another
-scene by chance. Whole-frame similarity did not work (docs/counting.md: the crowd and the light change more
-between two frames of one view than the scene does between two views).
+up: ORB keypoints matched through Lowe's ratio test, then a homography by RANSAC, and enough matches agree with
+it. People move and light changes, but the scene's corners stay where they were (or move together, when the
+camera turns or zooms); two different scenes rarely line up at many points. Whole-frame similarity did not work
+(docs/counting.md: the crowd and the light change more between two frames of one view than the scene does
+between two views); here it only orders the views to try.
 
 Each view is represented by its first frame and the last few given to it, so that a view whose light changes over
 a day stays one view; a frame is compared with the view of the frame before it first (snapshots come in runs of
