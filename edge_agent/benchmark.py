@@ -7,10 +7,13 @@ technician's calibration would, and counts with it: the regression on the counts
 points.csv the head counter on the clicked heads too; the counter takes the one with the smaller error on
 labelled frames it was not fitted on.
 
-A calibration belongs to one view. When the calibration frames show more than one (`edge_agent/counting/views.py`
-groups them by their fixed scene), each view with enough labelled frames also gets a regression of its own, which
-counts that view's frames where it is clearly better than the calibration of every view
-(`edge_agent/counting/view_fits.py`); the JSON's `views` says what was found and used. `--one-view` skips this.
+A folder may mix cameras and views; a device watches one. So the frames are grouped by view
+(`edge_agent/counting/views.py` compares their fixed scenes) and each view is counted by a counter of its own, as
+its own device would count it (the detector learns that view's perspective alone). When the calibration frames
+show more than one view, each view with enough labelled frames also gets a regression of its own, which counts
+that view's frames where it is clearly better than the calibration of every view
+(`edge_agent/counting/view_fits.py`). The JSON's `views` says what was found and used. `--one-view` takes the
+folder as one view, with one counter.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -33,16 +37,18 @@ from edge_agent.counting.view_fits import fit_views
 from edge_agent.counting.views import Views
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m edge_agent.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path, help="folder with frames/, counts.csv and roi.json")
     parser.add_argument("--calibrate", type=Path, help="fit the calibration on this folder first")
     parser.add_argument("--limit", type=int, help="only the first N frames")
-    parser.add_argument("--frames", type=frame_range, help="count only frames FIRST:LAST (1-based, in name order)")
+    parser.add_argument(
+        "--frames", type=frame_range, help="count only frames FIRST:LAST[:STEP] (1-based, in name order)"
+    )
     parser.add_argument(
         "--calibrate-frames",
         type=frame_range,
-        help="calibrate on frames FIRST:LAST of the --calibrate folder only (a held-out test)",
+        help="calibrate on frames FIRST:LAST[:STEP] of the --calibrate folder only (a held-out test)",
     )
     parser.add_argument(
         "--labels",
@@ -50,8 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         help="use the labels of only N evenly spaced calibration frames (a technician's snapshots); "
         "the background is still learnt from all of them",
     )
-    parser.add_argument("--one-view", action="store_true", help="take the frames as one view: no fits per view")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--one-view", action="store_true", help="take the frames as one view: one counter, no fits per view"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments().parse_args(argv)
     cv2.setNumThreads(1)  # the agent's budget is one core
     try:
         data = load_dataset(args.dataset, args.limit, args.frames)
@@ -78,17 +90,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     shape = (int(data.frames[0].shape[0]), int(data.frames[0].shape[1]))
-    counter = PeopleCounter([data.zone], shape, calibrations, background, heads=heads)
+
+    def shared() -> PeopleCounter:
+        return PeopleCounter([data.zone], shape, calibrations, background, heads=heads)
+
+    counter = shared()
     views: dict[str, object] | None = None
-    by_view: list[PeopleCounter | None] = [None] * len(data.frames)
-    if args.calibrate is not None and not args.one_view:
-        picks_of = [labelled.frames[i] for i in picks], [labelled.counts[i] for i in picks]
-        views, by_view = per_view(data, *picks_of, calibrations[data.zone.key], heads.get(data.zone.key))
+    by_frame = [counter] * len(data.frames)
+    if not args.one_view:
+        key = data.zone.key
+        labelled_pairs: tuple[list[Frame], list[int]] = ([], [])
+        if args.calibrate is not None:
+            labelled_pairs = [labelled.frames[i] for i in picks], [labelled.counts[i] for i in picks]
+        views, by_frame = per_view(data, *labelled_pairs, calibrations.get(key), heads.get(key), shared)
     print(f"counting {len(data.frames)} frames of {data.name} ({counter.methods()[data.zone.key]})", file=sys.stderr)
     predictions: list[float] = []
     started = time.perf_counter()
     for i, frame in enumerate(data.frames, 1):
-        predictions.append((by_view[i - 1] or counter).count(frame)[0].count)
+        predictions.append(by_frame[i - 1].count(frame)[0].count)
         if i % 100 == 0:
             print(f"  {i}/{len(data.frames)} frames, {i / (time.perf_counter() - started):.1f} fps", file=sys.stderr)
     seconds = time.perf_counter() - started
@@ -120,11 +139,13 @@ def per_view(
     data: Dataset,
     frames: list[Frame],
     counts: list[int],
-    regression: ZoneCalibration,
+    regression: ZoneCalibration | None,
     heads: HeadCalibration | None,
-) -> tuple[dict[str, object], list[PeopleCounter | None]]:
-    """The views of the calibration frames and of the frames counted, and for each counted frame the counter of
-    its view where that view's own regression is clearly better than the calibration of every view (else None)."""
+    shared: Callable[[], PeopleCounter],
+) -> tuple[dict[str, object], list[PeopleCounter]]:
+    """The views of the labelled frames and of the frames counted, and the counter of each frame counted: its
+    view's own, as a device watching that view alone would count (the detector learns that view's perspective
+    only), with the view's own regression where that is clearly better than the shared calibration."""
     started = time.perf_counter()
     grouping = Views()
     labelled_views = [grouping.assign(frame) for frame in frames]
@@ -135,7 +156,7 @@ def per_view(
         "counted_frames_of_labelled_views": sum(v in set(labelled_views) for v in counted_views),
     }
     counters: dict[int, PeopleCounter] = {}
-    if len(set(labelled_views)) > 1:
+    if regression is not None and len(set(labelled_views)) > 1:
         if heads is not None and prefer_heads(heads, regression):  # the shared calibration counts by heads
             unseen = held_out_counts(heads, data.zone, frames)
             errors = [abs(u - c) for u, c in zip(unseen, counts, strict=True)]
@@ -148,11 +169,12 @@ def per_view(
                 calibration = {data.zone.key: fit.calibration}
                 counters[fit.view] = PeopleCounter([data.zone], shape, calibration, fit.background)
         report |= {"fitted": len(fits), "used": len(counters)}
-    by_view = [counters.get(v) for v in counted_views]
-    report["frames_counted_by_view_fits"] = sum(c is not None for c in by_view)
+    report["frames_counted_by_view_fits"] = sum(v in counters for v in counted_views)
+    for view in counted_views:
+        counters.setdefault(view, shared())
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(f"  views: {report}", file=sys.stderr)
-    return report, by_view
+    return report, [counters[v] for v in counted_views]
 
 
 if __name__ == "__main__":

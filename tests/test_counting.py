@@ -165,6 +165,7 @@ def test_detector_counts_real_people_without_calibration() -> None:
     assert figures["method"] == "detector"
     assert figures["mae"] < 1.5
     assert {"mae", "rmse", "fps", "bias"} <= figures.keys()
+    assert figures["views"]["counted"] == 1  # one fixed camera: one view, one counter
 
 
 def test_benchmark_says_what_is_wrong_with_a_folder(tmp_path: Path) -> None:
