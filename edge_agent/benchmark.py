@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.counting.calibration import ZoneCalibration, calibrate
+from edge_agent.counting.calibration import CalibrationError, ZoneCalibration, calibrate
 from edge_agent.counting.counter import PeopleCounter, prefer_heads
 from edge_agent.counting.dataset import Dataset, DatasetError, frame_range, load_dataset
 from edge_agent.counting.features import Frame
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 heads = {data.zone.key: fitted}
                 print(f"  head counter: error {fitted.residual_sd:.2f} (held-out quarters)", file=sys.stderr)
             fit_seconds = time.perf_counter() - started
-    except (DatasetError, HeadsError) as exc:
+    except (DatasetError, CalibrationError, HeadsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     shape = (int(data.frames[0].shape[0]), int(data.frames[0].shape[1]))

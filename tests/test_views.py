@@ -75,21 +75,31 @@ def test_frame_ranges_take_a_step() -> None:
             frame_range(bad)
 
 
-def test_the_benchmark_fits_per_view_and_says_what_it_found(tmp_path: Path, brt: Dataset) -> None:
-    """A folder of two cameras' runs of frames (no points.csv: the regression alone), calibrated on itself."""
-    first = [brt.names.index(name) for name in (CAMERA_TWO[0], AFTERNOON[0])]
-    chosen = [i for start in first for i in range(start, start + 8)]
+def folder_of(tmp_path: Path, brt: Dataset, chosen: list[int], count: int | None = None) -> Path:
+    """A dataset folder of these brt-train frames (no points.csv), with their counts or `count` for each."""
     (tmp_path / "frames").mkdir()
     rows = ["frame,count"]
     for i in chosen:
         shutil.copy(DATASETS / "brt-train" / "frames" / f"{brt.names[i]}.jpg", tmp_path / "frames")
-        rows.append(f"{brt.names[i]},{brt.counts[i]}")
+        rows.append(f"{brt.names[i]},{brt.counts[i] if count is None else count}")
     (tmp_path / "counts.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     shutil.copy(DATASETS / "brt-train" / "roi.json", tmp_path)
+    return tmp_path
+
+
+def benchmark(folder: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "edge_agent.benchmark", str(folder), "--calibrate", str(folder), *extra]
+    return subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+
+
+def test_the_benchmark_fits_per_view_and_says_what_it_found(tmp_path: Path, brt: Dataset) -> None:
+    """A folder of two cameras' runs of frames (no points.csv: the regression alone), calibrated on itself."""
+    first = [brt.names.index(name) for name in (CAMERA_TWO[0], AFTERNOON[0])]
+    folder = folder_of(tmp_path, brt, [i for start in first for i in range(start, start + 8)])
 
     def run(*extra: str) -> dict[str, Any]:
-        command = [sys.executable, "-m", "edge_agent.benchmark", str(tmp_path), "--calibrate", str(tmp_path), *extra]
-        done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+        done = benchmark(folder, *extra)
+        assert done.returncode == 0, done.stderr
         figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return figures
 
@@ -100,8 +110,17 @@ def test_the_benchmark_fits_per_view_and_says_what_it_found(tmp_path: Path, brt:
     assert views["labelled"] == views["counted"] >= 2  # the two cameras at least
     assert views["counted_frames_of_labelled_views"] == 16
     assert 1 <= views["fitted"] <= 16 // 5 + 1
-    assert 0 <= views["used"] <= views["fitted"]
-    assert (views["frames_counted_by_view_fits"] > 0) == (views["used"] > 0)
+    # on 8 frames a view's own regression is not clearly better than the one of all 16: none is used, and the
+    # counts are the shared calibration's, as with one counter for the folder
+    assert (views["used"], views["frames_counted_by_view_fits"]) == (0, 0)
     one = run("--one-view")
     assert one["views"] is None
-    assert views["used"] == 0 or one["mae"] != figures["mae"]  # a view's own fit counted some frames otherwise
+    assert one["mae"] == figures["mae"]
+
+
+def test_the_benchmark_names_a_calibration_it_cannot_make(tmp_path: Path, brt: Dataset) -> None:
+    folder = folder_of(tmp_path, brt, picked(brt, CAMERA_TWO), count=7)
+    done = benchmark(folder)
+    assert done.returncode == 2
+    assert "all labelled snapshots have the same count" in done.stderr
+    assert "Traceback" not in done.stderr
