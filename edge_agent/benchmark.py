@@ -147,9 +147,13 @@ def per_view(
     view's own, as a device watching that view alone would count (the detector learns that view's perspective
     only), with the view's own regression where that is clearly better than the shared calibration."""
     started = time.perf_counter()
-    grouping = Views()
-    labelled_views = [grouping.assign(frame) for frame in frames]
-    counted_views = [grouping.assign(frame) for frame in data.frames]
+    grouping, everything = Views(), [*frames, *data.frames]
+    found = []
+    for i, frame in enumerate(everything, 1):
+        found.append(grouping.assign(frame))
+        if i % 200 == 0:
+            print(f"  grouping by view: {i}/{len(everything)} frames, {len(grouping)} views", file=sys.stderr)
+    labelled_views, counted_views = found[: len(frames)], found[len(frames) :]
     report: dict[str, object] = {
         "labelled": len(set(labelled_views)),
         "counted": len(set(counted_views)),

@@ -15,7 +15,7 @@ import pytest
 
 from edge_agent.counting.dataset import Dataset, frame_range, load_dataset
 from edge_agent.counting.view_fits import MIN_VIEW_LABELS, fit_views
-from edge_agent.counting.views import group_views
+from edge_agent.counting.views import Views, group_views
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -40,10 +40,11 @@ def picked(brt: Dataset, names: list[str]) -> list[int]:
 def test_runs_of_one_view_group_together_and_other_views_apart(brt: Dataset) -> None:
     runs = [picked(brt, names) for names in (MORNING[2:], NIGHT_ONE, NIGHT_TWO)]
     interleaved = [i for trio in zip(*runs, strict=True) for i in trio]  # never two of a view in a row
-    found = dict(zip(interleaved, group_views([brt.frames[i] for i in interleaved]), strict=True))
+    grouping = Views()
+    found = {i: grouping.assign(brt.frames[i]) for i in interleaved}
     views = [{found[i] for i in run} for run in runs]
     assert all(len(v) == 1 for v in views), views
-    assert len(set.union(*views)) == 3
+    assert len(set.union(*views)) == len(grouping) == 3
 
 
 @pytest.mark.parametrize("folder", ["mall-train", "pets09-s2l1"])

@@ -96,6 +96,10 @@ class Views:
         self._last = view
         return view
 
+    def __len__(self) -> int:
+        """How many views were found so far."""
+        return len(self.recent)
+
     def _matches(self, found: Keypoints, view: int) -> int:
         """The most matches the frame has with the view's first frame or one of its recent ones."""
         best = 0
