@@ -154,13 +154,14 @@ def per_view(
         if i % 200 == 0:
             print(f"  grouping by view: {i}/{len(everything)} frames, {len(grouping)} views", file=sys.stderr)
     labelled_views, counted_views = found[: len(frames)], found[len(frames) :]
+    seen = set(labelled_views)
     report: dict[str, object] = {
-        "labelled": len(set(labelled_views)),
+        "labelled": len(seen),
         "counted": len(set(counted_views)),
-        "counted_frames_of_labelled_views": sum(v in set(labelled_views) for v in counted_views),
+        "counted_frames_of_labelled_views": sum(v in seen for v in counted_views),
     }
     counters: dict[int, PeopleCounter] = {}
-    if regression is not None and len(set(labelled_views)) > 1:
+    if regression is not None and len(seen) > 1:
         if heads is not None and prefer_heads(heads, regression):  # the shared calibration counts by heads
             unseen = held_out_counts(heads, data.zone, frames)
             errors = [abs(u - c) for u, c in zip(unseen, counts, strict=True)]

@@ -32,7 +32,12 @@ def prefer_heads(heads: HeadCalibration, regression: ZoneCalibration | None) -> 
     (4.5 against 2.4); a close call goes to the regression, which extrapolates to busier frames."""
     if regression is None:
         return True
-    return bool(heads.residual_sd <= regression.model.residual_sd * (1 - 1 / np.sqrt(2 * max(1, heads.frames))))
+    return clearly_smaller(heads.residual_sd, regression.model.residual_sd, heads.frames)
+
+
+def clearly_smaller(error: float, other: float, frames: int) -> bool:
+    """`error` is smaller than `other` by more than the noise of an error estimated on `frames` snapshots."""
+    return bool(error <= other * (1 - 1 / np.sqrt(2 * max(1, frames))))
 
 
 class PeopleCounter:

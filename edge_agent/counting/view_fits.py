@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.counting.calibration import CalibrationError, ZoneCalibration, calibrate
+from edge_agent.counting.counter import clearly_smaller
 from edge_agent.counting.features import Frame
 from edge_agent.counting.zones import Zone
 
@@ -36,7 +37,7 @@ class ViewFit:
     @property
     def better(self) -> bool:
         """Smaller than the shared calibration's error beyond the noise of n frames (1 / sqrt(2n) of it)."""
-        return bool(self.error <= self.shared_error * (1 - 1 / np.sqrt(2 * self.labelled)))
+        return clearly_smaller(self.error, self.shared_error, self.labelled)
 
 
 def fit_views(
