@@ -24,6 +24,7 @@ import math
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -238,15 +239,22 @@ def main() -> int:
         "notices": (capacity / 2, no_fault, 1, 0.1, "half of the workers' capacity, a tenth of the zones alerting"),
         "overload": (capacity * 2, no_fault, 2, 1.0, "twice the workers' capacity, 2 forwarders"),
     }
+    failed = []
     for section, (rate, fault, forwarders, share, what) in runs.items():
         if section in sections:
             print(f"{section}: {rate:.0f} reports/s for {args.seconds:.0f} s, {what}", flush=True)
-            result[section] = burst(work / section, rate, args.seconds, fault, forwarders, 900.0, share)
+            try:
+                result[section] = burst(work / section, rate, args.seconds, fault, forwarders, 900.0, share)
+            except Exception as exc:  # a section that breaks is reported and the others still run
+                traceback.print_exc()
+                result[section] = {"error": f"{type(exc).__name__}: {exc}"}
+                failed.append(section)
             print(f"  {result[section]}", flush=True)
-    if "notices" in result:
+    if "notify_latency_ms" in result.get("notices", {}):
         result["notice_p99_ms"] = result["notices"]["notify_latency_ms"].get("p99")
+    result["failed_sections"] = failed
     print(json.dumps(result))
-    return 0
+    return 1 if failed else 0
 
 
 SECTIONS = ("workers", "failover", "node_kill", "notices", "overload")

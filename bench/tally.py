@@ -44,15 +44,38 @@ def stored_sqlite(work: Path) -> Counter[Key]:
     return rows
 
 
-def stored_victoria(url: str) -> Counter[Key]:
-    httpx.get(f"{url}/internal/force_flush", timeout=10)
-    response = httpx.get(f"{url}/api/v1/export", params={"match[]": '{__name__="occupancy_occupancy"}'}, timeout=30)
+class ExportError(RuntimeError):
+    """VictoriaMetrics did not give a whole export: an error status, or a body that is not JSON lines."""
+
+
+def stored_victoria(url: str, attempts: int = 5) -> Counter[Key]:
+    """The stored occupancy rows; a failed or cut-off export (it happens under load) is asked for again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _export_victoria(url)
+        except (ExportError, httpx.HTTPError) as exc:
+            if attempt == attempts:
+                raise ExportError(f"VictoriaMetrics export at {url} failed {attempts} times; last: {exc}") from exc
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _export_victoria(url: str) -> Counter[Key]:
+    httpx.get(f"{url}/internal/force_flush", timeout=10).raise_for_status()
+    response = httpx.get(f"{url}/api/v1/export", params={"match[]": '{__name__="occupancy_occupancy"}'}, timeout=60)
+    if response.status_code != 200:
+        raise ExportError(f"status {response.status_code}: {response.text[:200]!r}")
     rows: Counter[Key] = Counter()
-    for line in response.text.splitlines():
-        if line.strip():
+    for number, line in enumerate(response.text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
             series = json.loads(line)
-            for ms in series["timestamps"]:
-                rows[(OCCUPANCY, series["metric"].get("device", ""), int(ms) * 1_000_000)] += 1
+            stamps, device = series["timestamps"], series["metric"].get("device", "")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ExportError(f"line {number} of the export is not a series: {line[:200]!r}") from exc
+        for ms in stamps:
+            rows[(OCCUPANCY, device, int(ms) * 1_000_000)] += 1
     return rows
 
 

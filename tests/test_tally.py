@@ -1,0 +1,62 @@
+"""The fault suite's tally reads VictoriaMetrics' export again when one comes back failed or cut off under load."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bench.tally import ExportError, stored_victoria
+from server.storage.points import OCCUPANCY
+
+SERIES = json.dumps({"metric": {"__name__": "occupancy_occupancy", "device": "d1"}, "timestamps": [1000, 2000]})
+CUT_OFF = SERIES + "\n" + '{"metric":{"__name__":"occupancy_occupancy","device":"d2"},"timest'  # a body cut short
+
+
+class _Exports(BaseHTTPRequestHandler):
+    """Answers each export with the next (status, body) of the server's `answers`; the last one repeats."""
+
+    def do_GET(self) -> None:
+        answers: list[tuple[int, str]] = self.server.answers  # type: ignore[attr-defined]
+        status, body = (200, "") if self.path.startswith("/internal/force_flush") else answers[0]
+        if self.path.startswith("/api/v1/export") and len(answers) > 1:
+            answers.pop(0)
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def exports() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Exports)
+    server.answers = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, name="exports")
+    thread.start()
+    yield server
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+def url(server: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_a_cut_off_or_failed_export_is_read_again(exports: ThreadingHTTPServer) -> None:
+    exports.answers[:] = [(200, CUT_OFF), (503, "too busy"), (200, SERIES + "\n")]  # type: ignore[attr-defined]
+    rows = stored_victoria(url(exports), attempts=3)
+    assert rows == {(OCCUPANCY, "d1", 1_000_000_000): 1, (OCCUPANCY, "d1", 2_000_000_000): 1}
+
+
+def test_an_export_that_keeps_failing_is_named(exports: ThreadingHTTPServer) -> None:
+    exports.answers[:] = [(200, CUT_OFF)]  # type: ignore[attr-defined]
+    with pytest.raises(ExportError, match=r"failed 2 times; last: line 2 of the export is not a series"):
+        stored_victoria(url(exports), attempts=2)
