@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench.nats_cluster import NatsCluster
 from lobby_sim.broker import Mosquitto
 from server.registry.database import make_engine, make_sessions
-from tests.helpers import Device
+from tests.helpers import Device, serving
 from tests.lobby_day import Day, replay_day
 from tests.services import Influx1, VictoriaMetrics
 
@@ -135,15 +135,8 @@ class _Inbox(BaseHTTPRequestHandler):
 @pytest.fixture
 def inbox() -> Iterator[ThreadingHTTPServer]:
     """A real HTTP server that keeps every JSON body POSTed to it, by path; `status` is what it answers."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Inbox)
-    server.messages = {}  # type: ignore[attr-defined]
-    server.status = 200  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, name="inbox")
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with serving(_Inbox, messages={}, status=200) as server:
+        yield server
 
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

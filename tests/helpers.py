@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,22 @@ ALWAYS_OPEN = {
     "wait_target_min": None,
     "call_deadlines_s": {"accessibility": 2.0, "help": 120.0, "priority": 120.0},
 }
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], **state: Any) -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP server on a free loopback port, `state` set as attributes its handler reads, shut after use."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in state.items():
+        setattr(server, name, value)
+    thread = threading.Thread(target=server.serve_forever, name=handler.__name__)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
 
 
 def site(rule: dict[str, object] | None = None) -> dict[str, object]:

@@ -1,8 +1,7 @@
 import os
 import queue
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from edge_agent.sensors.clock import Clock as ClockSensor
 from edge_agent.sensors.clock import Config as ClockConfig
 from edge_agent.sensors.clock import KernelClock
 from lobbywatch.protocol import CallKind, Reading, SensorKind
+from tests.helpers import serving
 
 
 def fake_thermal(root: Path, text: str) -> Path:
@@ -155,11 +155,8 @@ def test_equipment_reachability_over_tcp_and_http() -> None:
         def log_message(self, *args: object) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Status)
-    thread = threading.Thread(target=server.serve_forever, name="kiosk")
-    thread.start()
-    port = server.server_address[1]
-    try:
+    with serving(Status) as server:
+        port = server.server_address[1]
         (up,) = sensor({"type": "equipment", "key": "kiosk", "host": "127.0.0.1", "port": port})
         assert up.ok
         assert up.value is not None
@@ -167,10 +164,6 @@ def test_equipment_reachability_over_tcp_and_http() -> None:
         assert page.ok
         (failing,) = sensor({"type": "equipment", "key": "kiosk", "url": f"http://127.0.0.1:{port}/broken"})
         assert (failing.ok, failing.detail) == (False, "answers HTTP 503")
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
     (down,) = sensor({"type": "equipment", "key": "atm", "host": "127.0.0.1", "port": port, "timeout_s": 1})
     assert not down.ok
     assert down.value is None

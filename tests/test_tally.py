@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -11,6 +10,7 @@ import pytest
 
 from bench.tally import ExportError, stored_victoria
 from server.storage.points import OCCUPANCY
+from tests.helpers import serving
 
 SERIES = json.dumps({"metric": {"__name__": "occupancy_occupancy", "device": "d1"}, "timestamps": [1000, 2000]})
 CUT_OFF = SERIES + "\n" + '{"metric":{"__name__":"occupancy_occupancy","device":"d2"},"timest'  # a body cut short
@@ -36,14 +36,8 @@ class _Exports(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def exports() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Exports)
-    server.answers = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, name="exports")
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with serving(_Exports, answers=[]) as server:
+        yield server
 
 
 def url(server: ThreadingHTTPServer) -> str:
