@@ -236,7 +236,13 @@ def main() -> int:
     runs = {
         "failover": (args.rate, kill_worker, 1, 1.0, "a worker killed halfway"),
         "node_kill": (args.rate, kill_node, 1, 1.0, "a NATS node killed halfway"),
-        "notices": (capacity / 2, no_fault, 1, 0.1, "half of the workers' capacity, a tenth of the zones alerting"),
+        "notices": (
+            capacity / 2,
+            no_fault,
+            2,
+            0.1,
+            "half of the workers' capacity, a tenth of the zones alerting, 2 forwarders",
+        ),
         "overload": (capacity * 2, no_fault, 2, 1.0, "twice the workers' capacity, 2 forwarders"),
     }
     failed = []

@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -90,10 +91,19 @@ def count_published(sent: Sent, stored: Counter[Key]) -> dict[str, int]:
     }
 
 
-def settle_victoria(sent: Sent, url: str, timeout: float) -> dict[str, int]:
-    """`count_published` once everything sent is stored in the VictoriaMetrics at `url`, or when `timeout` is up."""
+def settle_victoria(
+    sent: Sent, url: str, timeout: float, empty: Callable[[], bool] | None = None, still_s: float = 30.0
+) -> dict[str, int]:
+    """`count_published` once everything sent is stored in the VictoriaMetrics at `url`, or when `timeout` is up,
+    or when `empty()` says nothing is on its way any more and the store has not grown for `still_s` (what is
+    missing then is lost: no need to wait out the timeout)."""
     deadline = time.monotonic() + timeout
+    stored, grew_at = -1, time.monotonic()
     while (counts := count_published(sent, stored_victoria(url)))["lost"] and time.monotonic() < deadline:
+        if counts["stored"] != stored:
+            stored, grew_at = counts["stored"], time.monotonic()
+        elif empty is not None and time.monotonic() - grew_at >= still_s and empty():
+            break
         time.sleep(1.0)
     return counts
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.tally import ExportError, stored_victoria
+from bench.tally import ExportError, Sent, settle_victoria, stored_victoria
 from server.storage.points import OCCUPANCY
 from tests.helpers import serving
 
@@ -54,3 +55,14 @@ def test_an_export_that_keeps_failing_is_named(exports: ThreadingHTTPServer) -> 
     exports.answers[:] = [(200, CUT_OFF)]  # type: ignore[attr-defined]
     with pytest.raises(ExportError, match=r"failed 2 times; last: line 2 of the export is not a series"):
         stored_victoria(url(exports), attempts=2)
+
+
+def test_the_tally_stops_waiting_once_nothing_is_on_its_way(exports: ThreadingHTTPServer) -> None:
+    exports.answers[:] = [(200, SERIES + "\n")]  # type: ignore[attr-defined]
+    sent = Sent(times={("d1", 1): 1_000_000_000, ("d1", 2): 2_000_000_000, ("d1", 3): 3_000_000_000})
+    started = time.monotonic()
+    counts = settle_victoria(sent, url(exports), timeout=60, empty=lambda: True, still_s=1.0)
+    assert (counts["stored"], counts["lost"]) == (2, 1)
+    assert time.monotonic() - started < 10  # not the 60 s timeout
+    waiting = settle_victoria(sent, url(exports), timeout=3, empty=lambda: False, still_s=1.0)
+    assert waiting["lost"] == 1  # something still on its way: waits to the timeout
