@@ -150,6 +150,9 @@ def burst(
         **{k: alerts[k] for k in ("alerts_expected", "alerts_missing", "alerts_duplicated", "alerts_unexpected")},
         "largest_stream_backlog": backlog.largest,
         "drain_s": round(drain_s, 1),
+        # what the whole chain stored a second, from the burst's start to the last message stored: its capacity on
+        # this machine when the burst offered more than it takes (overload)
+        "end_to_end_rate": round(counts["stored"] / (seconds + drain_s)),
         "notify_latency_ms": latency,
         "notices_per_s": round(latency["notices"] / seconds, 1),
         **observed,
