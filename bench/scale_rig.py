@@ -31,11 +31,12 @@ from lobby_sim.broker import Mosquitto
 from server.registry.database import make_engine, make_sessions
 from server.registry.site import SiteSpec, import_site
 from server.scale import jetstream, subjects
+from server.scale.placement import preferred
 
 PARTITIONS = 16
 PER_BRANCH = 3  # devices per branch, as in a post office lobby (camera, call buttons, sensors)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-HOLD_S = jetstream.Layout().ack_wait_s + 1.0  # a worker holds a partition's messages this long on taking it
+HOLD_S = jetstream.Layout().ack_wait_s + 1.0  # a device's message after a gap waits this long for it at most
 
 
 class Rig:
@@ -129,9 +130,13 @@ def run_async(servers: Rig, body: Callable[[Client], Any]) -> Any:
     return asyncio.run(main())
 
 
-def preload(servers: Rig, messages: int, sent: Sent, first_seq: int) -> None:
-    """`messages` queue reports straight into the stream, as the forwarders would put them (headers and ids)."""
+def preload(servers: Rig, messages: int, sent: Sent, first_seq: int, after: datetime | None = None) -> datetime:
+    """`messages` queue reports straight into the stream, as the forwarders would put them (headers and ids), a
+    millisecond apart from now on, or from `after` when that is later (a device's reports of two preloads in one
+    second must not share a time: two reports at one time are one point); returns the last report's time."""
     now = datetime.now(UTC).replace(microsecond=0)
+    if after is not None:
+        now = max(now, after + timedelta(milliseconds=1))
 
     async def put(nc: Client) -> None:
         js = nc.jetstream()
@@ -162,6 +167,7 @@ def preload(servers: Rig, messages: int, sent: Sent, first_seq: int) -> None:
         await js.publish_async_completed()
 
     run_async(servers, put)
+    return now + timedelta(milliseconds=messages - 1)
 
 
 def cpu_s(processes: Sequence[Child]) -> float:
@@ -180,6 +186,36 @@ def wait_empty(servers: Rig, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the stream still holds messages after {timeout} s")
         time.sleep(0.2)
+
+
+def wait_placed(servers: Rig, timeout: float = 60.0) -> None:
+    """Until no partition is held, by the workers' logs, by a worker that does not prefer it: the first placement
+    (each pulls its own partitions, the others as a standby after a few seconds, and hands on what another live
+    worker prefers) is over, so that a timed run does not include its handovers. (A worker logs a partition as
+    taken on at its first message, so one handed to it shows as held by nobody until then.)"""
+    names = {worker.name for worker in servers.workers}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = {p: w.name for w in servers.workers for p in holding(w.work / f"worker-{w.name}.log")}
+        if held and all(preferred(p, names) == name for p, name in held.items()):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the workers still hold partitions they do not prefer after {timeout} s")
+
+
+def holding(log: Path) -> dict[int, float]:
+    """The partitions a worker holds by its log, each with when it took it on."""
+    held: dict[int, float] = {}
+    if not log.exists():
+        return held
+    for line in log.read_text(errors="replace").splitlines():
+        if " taken on (" in line:
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone()
+            held[int(line.split("partition ")[1].split()[0])] = at.timestamp()
+        elif " handed on (" in line:
+            for partition in line.split("partitions [")[1].split("]")[0].split(", "):
+                held.pop(int(partition), None)
+    return held
 
 
 def settle_stored(servers: Rig, sent: Sent, timeout: float = 120.0) -> dict[str, int]:

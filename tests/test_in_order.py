@@ -40,6 +40,22 @@ def test_a_gap_that_never_fills_holds_its_device_for_the_wait_only() -> None:
     assert order.offer(KEY, 2, 2, now=8.0) == [2]  # come at last: passed on, the sequence window calls it late
 
 
+def test_a_number_known_from_the_saved_state_makes_the_first_message_after_a_takeover_wait() -> None:
+    """A partition taken on: its devices go on from their saved numbers, so a newer message delivered before
+    the former owner's unsaved one (which comes again after the ack wait) waits for it; a device that sent
+    nothing unsaved is not held at all."""
+    order: InOrder[int] = InOrder(wait_s=6.0)
+    other = (3, "dev-2/5ca1e")
+    order.expect(KEY, 8)  # saved up to 7
+    order.expect(other, 21)
+    assert order.offer(KEY, 9, 9, now=0.0) == []  # 8 was in the former owner's hands
+    assert order.offer(other, 21, 21, now=0.1) == [21]
+    assert order.offer(KEY, 7, 7, now=0.2) == [7]  # saved already: a duplicate, passed for the window to drop
+    assert order.offer(KEY, 8, 8, now=5.0) == [8, 9]
+    order.expect(KEY, 3)  # known already (from the messages themselves): not moved back
+    assert order.offer(KEY, 10, 10, now=5.1) == [10]
+
+
 def test_senders_wait_apart_and_duplicates_are_not_held() -> None:
     order: InOrder[str] = InOrder(wait_s=6.0)
     other = (3, "dev-2/5ca1e")

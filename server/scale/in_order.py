@@ -51,6 +51,11 @@ class InOrder(Generic[T]):
             self.waited += 1
         return self._release(key, waiting, give_up=False)
 
+    def expect(self, key: Key, seq: int) -> None:
+        """The number this sender's next message should have, known from elsewhere (the device's saved state, when
+        its partition is taken on): a newer one that comes first waits for the ones before it."""
+        self._next.setdefault(key, seq)
+
     def due(self, now: float) -> list[T]:
         """The messages whose wait has run out, with whatever came after them."""
         ready: list[T] = []

@@ -41,7 +41,7 @@ class Layout:
     # 0.5 ms GIL switch interval (worker.py); 15 s is what was measured since, a shorter one not yet.
     priority_timeout_s: float = 15.0
     # a message delivered and not acknowledged this long is delivered again: short, because after a failover
-    # the new owner holds a partition's messages this long to take the dead owner's in order with the rest
+    # a device whose messages the dead owner had in hand waits this long (and 1 s) for them to come again
     ack_wait_s: float = 5.0
     max_ack_pending: int = 2_000  # per partition: what an owner may hold unacknowledged (its memory bound)
 

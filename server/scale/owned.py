@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from server.ingest import saved_state
 from server.ingest.mqtt_source import Received
 from server.ingest.pipeline import Pipeline
+from server.processing.branches import Branches
 from server.registry import fence
 from server.scale import subjects
 from server.scale.in_order import InOrder, sender_of
@@ -39,6 +40,8 @@ class Ownership:
         self.partitions = partitions
         self.pins: dict[int, str] = {}  # partition: the pin we hold it under (ingest thread)
         self.branches: set[str] = set()  # the branches of those partitions (the pipeline's `owned`)
+        # partitions another live worker prefers: pulled as a standby only (the event loop keeps this)
+        self.standing_in: set[int] = set()
         self._lost: deque[tuple[int, str]] = deque()
         # every pin lost, for good: a message still queued under one must not take its partition on again (it
         # would claim the partition back from its new owner, and refuse the new pin's messages for ever)
@@ -63,8 +66,9 @@ class Ownership:
 
 class OwnedPipeline(Pipeline):
     def __init__(self, *, ownership: Ownership, worker: str, hold_s: float, **kwargs: Any) -> None:
-        """`hold_s`: how long a partition's messages are held after we take it on, so that what its former
-        owner had in hand, delivered again after the consumer's ack wait, is processed in order with the rest."""
+        """`hold_s`: how long a device's message that comes after a gap in its numbering is held for the gap to
+        fill (what a former owner had in hand comes again after the consumer's ack wait), and how long a
+        partition we only stand in for is held before any of it is processed."""
         self.ownership = ownership
         self.worker_name = worker
         self.claims = 0
@@ -165,7 +169,7 @@ class OwnedPipeline(Pipeline):
             )
         return ready
 
-    def take(self, branches: Collection[str]) -> None:
+    def take(self, branches: Collection[str]) -> Branches:
         """Own these branches from now on, their state as last saved (by whichever worker owned them)."""
         self.drop(branches)
         with self._sessions() as session:
@@ -173,6 +177,7 @@ class OwnedPipeline(Pipeline):
         for processor in loaded:
             self.branches.add(processor)
         self.live.set_devices({device: runtime.now() for device, runtime in loaded.devices.items()})
+        return loaded
 
     def drop(self, branches: Collection[str]) -> None:
         """Forget these branches at once, unsaved: another worker owns them now and has them as saved."""
@@ -195,11 +200,18 @@ class OwnedPipeline(Pipeline):
             fence.claim(session, partition, pin, self.worker_name, datetime.now(UTC))
         self.claims += 1
         self.ownership.pins[partition] = pin
-        if self._hold_s > 0:
+        if self._hold_s > 0 and partition in self.ownership.standing_in:
+            # a pin won as a standby while the worker that prefers it lives: it is handed on within seconds,
+            # and what is processed meanwhile its owner would process (and write) again
             self._held[partition] = (self._clock.monotonic() + self._hold_s, [])
         branches = self._branches_of({partition})
         self.ownership.branches.update(branches)
-        self.take(branches)
+        # each device goes on from its number as last saved: what the former owner had in hand and not saved
+        # comes again after the ack wait, and the device's newer messages wait for it (only those devices wait)
+        for device, runtime in self.take(branches).devices.items():
+            if runtime.sequence.stream is not None:
+                key = (partition, f"{device}/{runtime.sequence.stream}")
+                self.in_order.expect(key, runtime.sequence.highest + 1)
         log.info("partition %d taken on (%d branches)", partition, len(branches))
 
     def _follow_losses(self) -> None:

@@ -149,6 +149,7 @@ class Worker:
     # -- placement ---------------------------------------------------------------------------------
     def _place(self, alive: set[str], standby: bool) -> None:
         now = time.monotonic()
+        self._note_standing_in(alive)
         for partition in range(self._layout.partitions):
             owner = preferred(partition, alive)
             pull = self._pulls.get(partition)
@@ -164,6 +165,13 @@ class Worker:
                 del self._pulls[partition]
                 self._released[partition] = owner
                 self._spawn(pull.release())
+
+    def _note_standing_in(self, alive: set[str]) -> None:
+        """Tell the ingest thread which partitions another of these live workers prefers."""
+        theirs = {p for p in range(self._layout.partitions) if preferred(p, alive) not in (None, self.name)}
+        standing_in = self.runtime.ownership.standing_in
+        standing_in.intersection_update(theirs)
+        standing_in.update(theirs)
 
     def _pull(self, partition: int) -> None:
         pull = PinnedPull(self._nc, partition, self._deliver, self._lost)
@@ -215,6 +223,7 @@ class Worker:
         for worker, listens in zip(others, heard, strict=True):
             self._suspects.heard(worker, listens, now)
         gone = self._suspects.gone(now)
+        self._note_standing_in(alive - gone)  # before their pins go: what we win of theirs is ours to keep
         if gone and min(alive - gone) == self.name:
             for worker in sorted(gone):
                 await self._take_back(members, worker)
