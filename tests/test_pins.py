@@ -44,7 +44,9 @@ def worker(tmp_path: Path) -> Iterator[WorkerRuntime]:
     runtime.store.close()
 
 
-def report(partition: int, pin: str, seq: int) -> Received:
+def report(partition: int, pin: str, seq: int, numbered: bool = False) -> Received:
+    """A queue report as delivered under `pin`; `numbered`: with the forwarder's id (device/stream/seq), by
+    which the worker puts each device's messages in order."""
     payload = {
         "v": 1,
         "stream": "0" * 16,
@@ -53,7 +55,8 @@ def report(partition: int, pin: str, seq: int) -> Received:
         "uptime_s": 1.0,
         "zones": [{"zone": "queue", "occupancy": seq}],
     }
-    delivery = Delivery(partition, pin, f"lw.p.{partition}.b1.dev-b1-cam.queue", b"", {}, f"$JS.ACK.{seq}", seq)
+    headers = {subjects.ID_HEADER: f"dev-b1-cam/{'0' * 16}/{seq}"} if numbered else {}
+    delivery = Delivery(partition, pin, f"lw.p.{partition}.b1.dev-b1-cam.queue", b"", headers, f"$JS.ACK.{seq}", seq)
     return Received(
         "lobby/v1/dev-b1-cam/queue", json.dumps(payload).encode(), datetime.now(UTC).timestamp(), 0, 1, delivery
     )
@@ -85,6 +88,36 @@ def test_a_message_under_a_lost_pin_never_takes_its_partition_back(worker: Worke
     assert acknowledged == [1, 2]
     assert pipeline.claims == 2
     assert worker.store.count("occupancy") == 2  # seq 1 under pin-a, seq 2 under pin-b; the straggler not stored
+
+
+def test_a_partition_taken_on_goes_on_from_each_devices_saved_number_and_only_a_stand_in_is_held(
+    tmp_path: Path,
+) -> None:
+    """Taken on again (a former owner died with seq 2 in hand, unsaved): seq 3 waits for 2 alone, and the two go
+    on in order as soon as 2 comes again. Won as a standby while the worker that prefers it lives: nothing of it
+    is processed for the hold (it is handed on within seconds; its owner would process it again)."""
+    worker = worker_runtime(tmp_path, hold_s=60.0)  # no wait runs out during the test
+    partition = subjects.branch_partition("b1", PARTITIONS)
+    pipeline = worker.owned
+    acknowledged: list[int] = []
+    pipeline.acknowledge = lambda deliveries: acknowledged.extend(d.stream_seq for d in deliveries)
+    try:
+        pipeline.process([report(partition, "pin-a", 1, numbered=True)])
+        assert acknowledged == [1]
+        worker.ownership.lost(partition, "pin-a")
+        pipeline.process([report(partition, "pin-b", 3, numbered=True)])  # taken on again, from saved seq 1
+        assert (worker.ownership.pins, acknowledged) == ({partition: "pin-b"}, [1])  # 3 waits for 2
+        pipeline.process([report(partition, "pin-b", 2, numbered=True)])
+        assert acknowledged == [1, 2, 3]
+        assert worker.store.count("occupancy") == 3
+
+        worker.ownership.standing_in.add(partition)  # another live worker prefers it
+        worker.ownership.lost(partition, "pin-b")
+        pipeline.process([report(partition, "pin-c", 4, numbered=True)])
+        assert (worker.ownership.pins, acknowledged) == ({partition: "pin-c"}, [1, 2, 3])
+        assert worker.store.count("occupancy") == 3  # held whole, not processed
+    finally:
+        worker.store.close()
 
 
 def from_api(partition: int, pin: str, seq: int, event: dict[str, object]) -> Received:
