@@ -215,14 +215,20 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="lobbywatch-scale-"))
     sections = args.only or list(SECTIONS)
     result: dict[str, Any] = {"partitions": PARTITIONS, "work": str(work)}
+    failed = []
     if "workers" in sections:
         result["workers"] = []
         for n in (int(x) for x in args.workers.split(",")):
             print(f"workers: {n} draining {args.messages} messages", flush=True)
-            figures = drain(work / f"drain-{n}", n, args.messages, args.devices)
+            try:
+                figures = drain(work / f"drain-{n}", n, args.messages, args.devices)
+            except Exception as exc:  # reported, and the rest still runs
+                traceback.print_exc()
+                figures = {"n": n, "error": f"{type(exc).__name__}: {exc}"}
+                failed.append(f"workers-{n}")
             print(f"  {figures}", flush=True)
             result["workers"].append(figures)
-    two = [w["rate"] for w in result.get("workers", []) if w["n"] == 2]
+    two = [w["rate"] for w in result.get("workers", []) if w["n"] == 2 and "rate" in w]
     capacity = args.capacity or (two[0] if two else 2_000.0)
     # every device alerting once a cycle (a notice per 25 reports) checks the alerts under each fault; for the
     # notices' latency a tenth of them, still hundreds of times a real network's rate of alerts
@@ -238,7 +244,6 @@ def main() -> int:
         ),
         "overload": (capacity * 2, no_fault, 2, 1.0, "twice the workers' capacity, 2 forwarders"),
     }
-    failed = []
     for section, (rate, fault, forwarders, share, what) in runs.items():
         if section in sections:
             print(f"{section}: {rate:.0f} reports/s for {args.seconds:.0f} s, {what}", flush=True)

@@ -22,8 +22,8 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -43,11 +43,12 @@ from server.settings import Settings
 from server.status import worker_figures
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MEMBERS = "lobbywatch-workers"  # the key-value bucket of live workers
 HEARTBEAT_S = 1.0  # a worker renews its entry, and looks at the others', this often
 MEMBER_TTL_S = 5.0  # an entry not renewed this long is gone: that worker is taken for dead
-MEMBERS_TRIES = 10  # about a minute of a cluster that does not answer before a worker gives up starting
+SETUP_TRIES = 10  # about a minute of a cluster that does not answer before a worker gives up starting
 STANDBY_S = 3.0  # after start, the partitions other workers prefer are pulled as a standby
 SETTLE_S = 3.0  # a worker seen this long gets the partitions it prefers handed to it
 
@@ -184,29 +185,24 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     async def _members(self) -> KeyValue:
-        """The worker list's bucket, made by whichever worker comes first. Asked again while the cluster does not
-        answer in time or two workers make it at once (seen in CI: a worker that gave up here died at start)."""
+        """The worker list's bucket, made by whichever worker comes first (two making it at once agree)."""
         js = self._nc.jetstream()
-        for attempt in range(1, MEMBERS_TRIES + 1):
+
+        async def bucket() -> KeyValue:
             try:
-                try:
-                    return await js.key_value(MEMBERS)
-                except BucketNotFoundError:
-                    return await js.create_key_value(
-                        KeyValueConfig(
-                            bucket=MEMBERS,
-                            ttl=MEMBER_TTL_S,
-                            history=1,
-                            storage=StorageType.MEMORY,
-                            replicas=self._layout.replicas,
-                        )
+                return await js.key_value(MEMBERS)
+            except BucketNotFoundError:
+                return await js.create_key_value(
+                    KeyValueConfig(
+                        bucket=MEMBERS,
+                        ttl=MEMBER_TTL_S,
+                        history=1,
+                        storage=StorageType.MEMORY,
+                        replicas=self._layout.replicas,
                     )
-            except (NatsError, TimeoutError) as exc:
-                if attempt == MEMBERS_TRIES:
-                    raise
-                log.warning("worker list bucket not ready (%s; try %d of %d)", exc, attempt, MEMBERS_TRIES)
-                await asyncio.sleep(min(attempt, 5))
-        raise AssertionError("unreachable")  # the last try returns or raises
+                )
+
+        return await asked_again("the worker list's bucket", bucket)
 
     def _entry(self) -> bytes:
         """This worker's entry in the worker list: its figures (an API process shows them) and its pins."""
@@ -298,8 +294,7 @@ async def work(settings: Settings, name: str) -> dict[str, int]:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     layout = jetstream.layout(settings)
     nc = await jetstream.connect(settings, f"lobbywatch-worker-{name}", "worker")
-    await jetstream.ensure(nc, layout)
-    await live_bucket.ensure(nc, layout)
+    await prepare(nc, layout)
     ownership = Ownership(layout.partitions)
     runtime = WorkerRuntime(replace_client_id(settings, name), ownership, name, hold_s=layout.ack_wait_s + 1.0)
     worker = Worker(runtime, nc, name, layout, live_bucket.Publisher(runtime.live, nc, time.monotonic))
@@ -319,6 +314,31 @@ async def work(settings: Settings, name: str) -> dict[str, int]:
         "waited_for_order": owned.in_order.waited,
         "gaps_given_up": owned.in_order.given_up,
     }
+
+
+async def prepare(nc: Client, layout: jetstream.Layout) -> None:
+    """The stream, its consumers and the live state's buckets, made or checked (a refusal, such as a stream
+    partitioned otherwise, is not asked again)."""
+
+    async def made() -> None:
+        await jetstream.ensure(nc, layout)
+        await live_bucket.ensure(nc, layout)
+
+    await asked_again("the stream and the live state's buckets", made)
+
+
+async def asked_again(what: str, ask: Callable[[], Awaitable[T]]) -> T:
+    """`ask()`, again while the cluster does not answer in time: just started, electing leaders, or busy (a
+    worker that gave up on the first timeout died at start, in CI and in a bench run)."""
+    for attempt in range(1, SETUP_TRIES + 1):
+        try:
+            return await ask()
+        except (NatsError, TimeoutError) as exc:
+            if attempt == SETUP_TRIES:
+                raise
+            log.warning("%s: NATS did not answer in time (%s; try %d of %d)", what, exc, attempt, SETUP_TRIES)
+            await asyncio.sleep(min(attempt, 5))
+    raise AssertionError("unreachable")  # the last try returns or raises
 
 
 def replace_client_id(settings: Settings, name: str) -> Settings:
