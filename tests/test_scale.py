@@ -242,7 +242,7 @@ def test_a_forwarder_holds_what_jetstream_does_not_take_and_publishes_it_again(c
     async def body(nc: Client) -> ForwardStats:
         with contextlib.suppress(jetstream.JetStreamError):
             await jetstream.api(nc, f"STREAM.DELETE.{subjects.STREAM}")
-        forwarder = Forwarder(nc.jetstream(), {"dev-b1-cam": "b1"}.get, acked.extend)
+        forwarder = Forwarder(nc, {"dev-b1-cam": "b1"}.get, acked.extend)
         running = asyncio.create_task(forwarder.run())
         for seq in (1, 2, 3):
             await asyncio.to_thread(forwarder.handoff, report(seq))

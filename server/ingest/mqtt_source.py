@@ -23,6 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from lobbywatch.protocol import Channel, device_filter
+from server.ingest.mqtt_client import BulkClient
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class MqttSource:
         self._v5 = settings.protocol == "5"
         self.connected = threading.Event()
         self.connects = 0
-        client = mqtt.Client(
+        client = BulkClient(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
@@ -117,9 +118,8 @@ class MqttSource:
         return self.connected.wait(timeout)
 
     def ack(self, messages: Sequence[Received]) -> None:
-        for message in messages:
-            if message.qos > 0:
-                self._client.ack(message.mid, message.qos)
+        """Acknowledge to the broker (we subscribe at QoS 1, so no message needs more than a PUBACK)."""
+        self._client.ack_all(message.mid for message in messages if message.qos == 1)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         """Server to device (config, commands), QoS 1; paho queues it while the connection is down."""

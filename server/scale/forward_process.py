@@ -56,7 +56,7 @@ async def forward(settings: Settings, name: str) -> ForwardStats:
         assert source is not None
         source.ack(batch)
 
-    forwarder = Forwarder(nc.jetstream(), branches, ack)
+    forwarder = Forwarder(nc, branches, ack)
     mqtt = mqtt_settings(settings, name)
     await asyncio.to_thread(ensure_identity, settings, mqtt)
     source = MqttSource(mqtt, forwarder.handoff)

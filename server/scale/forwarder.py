@@ -17,18 +17,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from nats.errors import Error as NatsError
-from nats.js.client import JetStreamContext
+from nats.aio.client import Client
 
 from lobbywatch.protocol import InvalidTopic, Topic
 from server.ingest.mqtt_source import RECEIVE_MAXIMUM, Received
 from server.scale import subjects
+from server.scale.publisher import Publisher
 
 log = logging.getLogger(__name__)
-
-RETRY_FIRST_S = 0.2  # a publish JetStream did not acknowledge is tried again after this, doubling
-RETRY_MAX_S = 5.0
-PUBLISH_TIMEOUT_S = 5.0  # no PubAck in this long (a stream leader moving): publish again, same id
 
 
 @dataclass
@@ -52,22 +48,22 @@ def route(topic: str, branch_of: Callable[[str], str | None]) -> tuple[str, str]
 class Forwarder:
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: Client,
         branch_of: Callable[[str], str | None],
         ack: Callable[[Sequence[Received]], None],
         in_flight: int = RECEIVE_MAXIMUM,
     ) -> None:
         self.stats = ForwardStats()
-        self._js = js
         self._branch_of = branch_of
         self._ack = ack
+        self._publisher: Publisher[Received] = Publisher(nc, self._stored, self._retried)
         self._room = threading.BoundedSemaphore(in_flight)  # paho's thread waits when this many are in flight
         self._arrived: deque[Received] = deque()
+        self._stored_now: list[Received] = []  # stored by JetStream, to acknowledge to the broker
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._woken = False
         self._stopping = False
-        self._publishes: set[asyncio.Task[None]] = set()
 
     def handoff(self, received: Received) -> None:
         """On paho's thread: hand the message to the event loop, waiting while too many are unacknowledged."""
@@ -81,6 +77,7 @@ class Forwarder:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await self._publisher.start()
         self._woken = True
         self._wake.set()  # whatever arrived before the loop ran
         while not self._stopping:
@@ -88,13 +85,10 @@ class Forwarder:
             self._wake.clear()
             self._woken = False  # before draining: a message that arrives after this wakes us again
             while self._arrived:
-                received = self._arrived.popleft()
-                self.stats.received += 1
-                task = asyncio.create_task(self._forward(received))
-                self._publishes.add(task)
-                task.add_done_callback(self._publishes.discard)
-        if self._publishes:
-            await asyncio.wait(self._publishes)
+                await self._forward(self._arrived.popleft())
+        await self._publisher.drained()
+        self._acknowledge()
+        await self._publisher.close()
 
     def stop(self) -> None:
         """Stop taking messages; those in flight are published and acknowledged first."""
@@ -102,6 +96,7 @@ class Forwarder:
         self._wake.set()
 
     async def _forward(self, received: Received) -> None:
+        self.stats.received += 1
         subject, device = route(received.topic, self._branch_of)
         if subject.startswith(f"{subjects.IN}.{subjects.NO_BRANCH}."):
             self.stats.unknown_device += 1
@@ -110,21 +105,27 @@ class Forwarder:
             subjects.TOPIC_HEADER: received.topic,
             subjects.RECEIVED_HEADER: repr(received.received_at),
         }
-        delay = RETRY_FIRST_S
-        while True:
-            try:
-                ack = await self._js.publish(subject, received.payload, timeout=PUBLISH_TIMEOUT_S, headers=headers)
-                break
-            except (NatsError, TimeoutError, OSError) as exc:
-                # no leader for a moment, the stream full (discard new), the connection lost: JetStream has not
-                # got it for sure, so the broker keeps it unacknowledged and we try again with the same id
-                self.stats.retries += 1
-                if self.stats.retries % 100 == 1:
-                    log.warning("JetStream did not take a message (%s); retrying", exc or type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-        if ack.duplicate:
+        await self._publisher.publish(subject, received.payload, headers, received)
+
+    def _stored(self, received: Received, duplicate: bool) -> None:
+        """JetStream has it: acknowledge it to the broker, together with the others stored meanwhile."""
+        if duplicate:
             self.stats.duplicates += 1
         self.stats.forwarded += 1
-        self._ack([received])
-        self._room.release()
+        self._stored_now.append(received)
+        if len(self._stored_now) == 1 and self._loop is not None:
+            self._loop.call_soon(self._acknowledge)
+
+    def _acknowledge(self) -> None:
+        stored, self._stored_now = self._stored_now, []
+        if stored:
+            self._ack(stored)
+        for _ in stored:
+            self._room.release()
+
+    def _retried(self, why: str) -> None:
+        # no leader for a moment, the stream full (discard new), the connection lost: JetStream has not got it for
+        # sure, so the broker keeps it unacknowledged and it goes out again with the same id
+        self.stats.retries += 1
+        if self.stats.retries % 100 == 1:
+            log.warning("JetStream did not take a message (%s); retrying", why)
