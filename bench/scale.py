@@ -2,9 +2,12 @@
 PostgreSQL for the registry and VictoriaMetrics (InfluxDB's write path, every sample kept).
 
     python -m bench.scale [--workers 1,2,4] [--messages 40000] [--seconds 60] [--rate 200] [--capacity N]
+                          [--forward-rate 10000] [--only SECTION ...]
 
 - workers: a backlog of --messages queue reports put in the stream, drained by n workers: messages/s and the
   workers' CPU microseconds per message (what scales on more cores is the flat CPU cost per message);
+- forwarder: one forwarder and no workers under --forward-rate reports a second for 10 s: what it moves into the
+  stream a second, its CPU microseconds per message, and what Mosquitto dropped if it fell behind;
 - failover: a burst of --seconds at --rate through the forwarder, every zone alerting once a cycle, one of two
   workers killed with -9 in its middle: stored, lost, duplicate points, alerts against a single-process replay
   of the same reports, and how long the dead worker's partitions went unowned;
@@ -163,6 +166,45 @@ def burst(
     }
 
 
+def forward_flood(work: Path, rate: float, seconds: float) -> dict[str, Any]:
+    """One forwarder and no workers under `rate` reports a second: what it moves from Mosquitto into the stream
+    a second (`rate`, to the last message in the stream), its CPU per message, and what Mosquitto dropped when
+    it fell behind."""
+    with rig(work, max(12, round(rate / 8)), alerting=0) as servers:
+        servers.forwarder("f1")
+        time.sleep(3.0)  # subscribed
+        sent = Sent()
+        shares = math.ceil(rate / PER_PUBLISHER)
+        publishers = [
+            threading.Thread(
+                target=publish,
+                args=(servers.broker.port, servers.devices[k::shares], rate / shares, seconds, sent, f"bench-pub-{k}"),
+            )
+            for k in range(shares)
+        ]
+        before, started = cpu_s(servers.forwarders), time.monotonic()
+        for publisher in publishers:
+            publisher.start()
+        for publisher in publishers:
+            publisher.join()
+        in_stream, moved_at = 0, time.monotonic()
+        while in_stream < len(sent.times) and time.monotonic() - moved_at < 10.0:  # all in, or nothing more for 10 s
+            time.sleep(0.1)
+            now = servers.stream_messages()
+            if now > in_stream:
+                in_stream, moved_at = now, time.monotonic()
+        cpu = cpu_s(servers.forwarders) - before
+        return {
+            "offered_rate": rate,
+            "sent": len(sent.times),
+            "sent_rate": round(len(sent.times) / seconds),
+            "in_stream": in_stream,
+            "rate": round(in_stream / (moved_at - started)),
+            "cpu_us_per_msg": round(cpu / max(in_stream, 1) * 1e6),
+            "dropped_by_mqtt_broker": broker_dropped(servers.broker.port),
+        }
+
+
 def no_fault(_servers: Rig) -> dict[str, Any]:
     return {}
 
@@ -210,6 +252,7 @@ def main() -> int:
         help="what two workers take, msg/s: overload offers twice it, notices run at half (default: the 2-worker "
         "drain rate of this run's workers section, else 2,000)",
     )
+    parser.add_argument("--forward-rate", type=float, default=10_000.0, help="reports a second offered one forwarder")
     parser.add_argument("--only", choices=SECTIONS, action="append")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lobbywatch-scale-"))
@@ -228,6 +271,15 @@ def main() -> int:
                 failed.append(f"workers-{n}")
             print(f"  {figures}", flush=True)
             result["workers"].append(figures)
+    if "forwarder" in sections:
+        print(f"forwarder: {args.forward_rate:.0f} reports/s into one forwarder for 10 s, no workers", flush=True)
+        try:
+            result["forwarder"] = forward_flood(work / "forwarder", args.forward_rate, 10.0)
+        except Exception as exc:  # reported, and the rest still runs
+            traceback.print_exc()
+            result["forwarder"] = {"error": f"{type(exc).__name__}: {exc}"}
+            failed.append("forwarder")
+        print(f"  {result['forwarder']}", flush=True)
     two = [w["rate"] for w in result.get("workers", []) if w["n"] == 2 and "rate" in w]
     capacity = args.capacity or (two[0] if two else 2_000.0)
     # every device alerting once a cycle (a notice per 25 reports) checks the alerts under each fault; for the
@@ -261,7 +313,7 @@ def main() -> int:
     return 1 if failed else 0
 
 
-SECTIONS = ("workers", "failover", "node_kill", "notices", "overload")
+SECTIONS = ("workers", "forwarder", "failover", "node_kill", "notices", "overload")
 
 
 if __name__ == "__main__":
