@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -302,10 +303,12 @@ async def work(settings: Settings, name: str) -> dict[str, int]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     log.info("worker %s: %d partitions, NATS %s", name, layout.partitions, settings.nats_url)
+    gc.freeze()  # what was built at start lives as long as the worker: out of the collector's scans (server/app.py)
     try:
         await worker.run()
     finally:
         await nc.drain()
+        gc.unfreeze()
     owned = runtime.owned
     return {
         "received": owned.stats.received,
