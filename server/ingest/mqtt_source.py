@@ -1,4 +1,5 @@
-"""The server's MQTT connection: the one module on the server that imports paho.
+"""The server's MQTT connection: with the paho client it uses (`mqtt_client`), the one module of the ingest
+that imports paho.
 
 Messages are acknowledged by hand, after what they carry is stored (at-least-once from broker to storage):
 a server that dies mid-batch gets the unacknowledged messages again from its persistent session. The paho
