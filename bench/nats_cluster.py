@@ -123,3 +123,15 @@ class NatsCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+    def messages(self) -> tuple[int, int]:
+        """Messages in and out so far, over the nodes that answer (`/varz`: clients' and the other nodes' alike)."""
+        inbound = outbound = 0
+        for node in self.nodes:
+            try:
+                varz = httpx.get(f"http://127.0.0.1:{node.monitor}/varz", timeout=2).json()
+            except (httpx.HTTPError, ValueError):
+                continue
+            inbound += int(varz.get("in_msgs", 0))
+            outbound += int(varz.get("out_msgs", 0))
+        return inbound, outbound

@@ -118,6 +118,7 @@ def burst(
             for k in range(shares)
         ]
         before = {"forwarder": cpu_s(servers.forwarders), "nats": cpu_s(servers.cluster.nodes)}
+        nats_before = servers.cluster.messages()
         workers_before = {w.process.pid: w for w in servers.workers if w.process is not None}
         before["worker"] = cpu_s(servers.workers)
         with Backlog(servers) as backlog:
@@ -131,10 +132,14 @@ def burst(
             counts = settle_stored(servers, sent, settle_s)
             drain_s = time.monotonic() - published
         # per message forwarded; the NATS figure is the three nodes together (R3), and only while all ran
-        costs: dict[str, int | None] = {
+        costs: dict[str, float | None] = {
             f"{part}_cpu_us_per_msg": round((cpu_s(processes) - before[part]) / counts["sent"] * 1e6)
             for part, processes in (("forwarder", servers.forwarders), ("nats", servers.cluster.nodes))
         }
+        # what the nodes handled a message sent: publishes, deliveries, pulls, acknowledgements, replication
+        nats_after = servers.cluster.messages()
+        costs["nats_msgs_in_per_msg"] = round((nats_after[0] - nats_before[0]) / counts["sent"], 1)
+        costs["nats_msgs_out_per_msg"] = round((nats_after[1] - nats_before[1]) / counts["sent"], 1)
         # the workers' only when the same ones ran throughout (a killed worker's CPU time is gone with it)
         same = {w.process.pid: w for w in servers.workers if w.process is not None} == workers_before
         worker_s = cpu_s(servers.workers) - before["worker"]
