@@ -38,7 +38,7 @@ def create_app(
         if owned:
             app.state.runtime.start()
             # What start built (the app, the registry's models, the branches' state) lives as long as the server:
-            # kept out of the collector's scans, which under a flood of messages took a fifth of a core
+            # kept out of the collector's scans, which under a flood of messages took up to a fifth of a core
             gc.freeze()
         try:
             yield
