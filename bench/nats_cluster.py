@@ -124,14 +124,29 @@ class NatsCluster:
         for node in self.nodes:
             node.stop()
 
-    def messages(self) -> tuple[int, int]:
-        """Messages in and out so far, over the nodes that answer (`/varz`: clients' and the other nodes' alike)."""
-        inbound = outbound = 0
+    def messages(self) -> dict[str, list[int]]:
+        """Messages in and out so far, over the nodes that answer: `total` (`/varz`), and by part: the clients by
+        their connection name's role (`lobbywatch-forward-f1` -> `forward`; `/connz`), and `routes` between the
+        nodes (`/routez`: replication and everything routed)."""
+        counts: dict[str, list[int]] = {"total": [0, 0], "routes": [0, 0]}
+
+        def add(part: str, entry: dict[str, object]) -> None:
+            tally = counts.setdefault(part, [0, 0])
+            tally[0] += int(entry.get("in_msgs", 0))  # type: ignore[call-overload]
+            tally[1] += int(entry.get("out_msgs", 0))  # type: ignore[call-overload]
+
         for node in self.nodes:
+            base = f"http://127.0.0.1:{node.monitor}"
             try:
-                varz = httpx.get(f"http://127.0.0.1:{node.monitor}/varz", timeout=2).json()
+                varz = httpx.get(f"{base}/varz", timeout=2).json()
+                connz = httpx.get(f"{base}/connz", params={"limit": 10_000}, timeout=2).json()
+                routez = httpx.get(f"{base}/routez", timeout=2).json()
             except (httpx.HTTPError, ValueError):
                 continue
-            inbound += int(varz.get("in_msgs", 0))
-            outbound += int(varz.get("out_msgs", 0))
-        return inbound, outbound
+            add("total", varz)
+            for connection in connz.get("connections") or []:
+                name = str(connection.get("name") or "")
+                add(name.split("-")[1] if name.startswith("lobbywatch-") else "other", connection)
+            for route in routez.get("routes") or []:
+                add("routes", route)
+        return counts

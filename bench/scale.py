@@ -137,9 +137,16 @@ def burst(
             for part, processes in (("forwarder", servers.forwarders), ("nats", servers.cluster.nodes))
         }
         # what the nodes handled a message sent: publishes, deliveries, pulls, acknowledgements, replication
+        # (only where nothing was killed: a node's counters start again, a connection's go with it)
         nats_after = servers.cluster.messages()
-        costs["nats_msgs_in_per_msg"] = round((nats_after[0] - nats_before[0]) / counts["sent"], 1)
-        costs["nats_msgs_out_per_msg"] = round((nats_after[1] - nats_before[1]) / counts["sent"], 1)
+        by_part: dict[str, list[float]] | None = None
+        if fault is no_fault:
+            sent_n = counts["sent"]
+            by_part = {
+                part: [round((now - nats_before.get(part, [0, 0])[i]) / sent_n, 2) for i, now in enumerate(both)]
+                for part, both in nats_after.items()
+            }
+            costs["nats_msgs_in_per_msg"], costs["nats_msgs_out_per_msg"] = by_part.pop("total")
         # the workers' only when the same ones ran throughout (a killed worker's CPU time is gone with it)
         same = {w.process.pid: w for w in servers.workers if w.process is not None} == workers_before
         worker_s = cpu_s(servers.workers) - before["worker"]
@@ -168,6 +175,7 @@ def burst(
         "notices_per_s": round(latency["notices"] / seconds, 1),
         **observed,
         **costs,
+        "nats_msgs_by_part": by_part,  # [in, out] per report, by the clients' roles and the routes
     }
 
 
