@@ -109,14 +109,7 @@ def burst(
         wait_placed(servers)
         time.sleep(1.0)
         sent = Sent()
-        shares = math.ceil(rate / PER_PUBLISHER)
-        publishers = [
-            threading.Thread(
-                target=publish,
-                args=(servers.broker.port, servers.devices[k::shares], rate / shares, seconds, sent, f"bench-pub-{k}"),
-            )
-            for k in range(shares)
-        ]
+        publishers = publisher_threads(servers, rate, seconds, sent)
         before = {"forwarder": cpu_s(servers.forwarders), "nats": cpu_s(servers.cluster.nodes)}
         nats_before = servers.cluster.messages()
         workers_before = {w.process.pid: w for w in servers.workers if w.process is not None}
@@ -179,6 +172,18 @@ def burst(
     }
 
 
+def publisher_threads(servers: Rig, rate: float, seconds: float, sent: Sent) -> list[threading.Thread]:
+    """Bench publishers for `rate` reports a second over the rig's devices, as many as that rate needs."""
+    shares = math.ceil(rate / PER_PUBLISHER)
+    return [
+        threading.Thread(
+            target=publish,
+            args=(servers.broker.port, servers.devices[k::shares], rate / shares, seconds, sent, f"bench-pub-{k}"),
+        )
+        for k in range(shares)
+    ]
+
+
 def forward_flood(work: Path, rate: float, seconds: float) -> dict[str, Any]:
     """One forwarder and no workers under `rate` reports a second: what it moves from Mosquitto into the stream
     a second (`rate`, to the last message in the stream), its CPU per message, and what Mosquitto dropped when
@@ -187,14 +192,7 @@ def forward_flood(work: Path, rate: float, seconds: float) -> dict[str, Any]:
         servers.forwarder("f1")
         time.sleep(3.0)  # subscribed
         sent = Sent()
-        shares = math.ceil(rate / PER_PUBLISHER)
-        publishers = [
-            threading.Thread(
-                target=publish,
-                args=(servers.broker.port, servers.devices[k::shares], rate / shares, seconds, sent, f"bench-pub-{k}"),
-            )
-            for k in range(shares)
-        ]
+        publishers = publisher_threads(servers, rate, seconds, sent)
         before, started = cpu_s(servers.forwarders), time.monotonic()
         for publisher in publishers:
             publisher.start()
