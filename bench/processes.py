@@ -171,7 +171,6 @@ class Work(Forward):
     ) -> None:
         super().__init__(work, name, broker_port, nats_urls, partitions, database_url)
         self.env |= {
-            "LOBBYWATCH_SPOOL_PATH": str(work / f"spool-{name}.sqlite3"),
             "LOBBYWATCH_REPORTS_BY_MAIL": "false",
             **storage,
         }

@@ -41,7 +41,9 @@ from server.storage.base import TimeSeriesStore
 log = logging.getLogger(__name__)
 
 
-def make_store(settings: Settings, dead_letters: DeadLetters | None = None) -> TimeSeriesStore:
+def make_store(settings: Settings, dead_letters: DeadLetters | None = None, *, spooled: bool = True) -> TimeSeriesStore:
+    """`spooled`: InfluxDB's points go through a local spool on disk (False: straight to InfluxDB, see
+    `server.storage.influx_store`)."""
     if settings.storage == "influxdb":
         from server.storage.influx_store import InfluxStore
 
@@ -55,7 +57,7 @@ def make_store(settings: Settings, dead_letters: DeadLetters | None = None) -> T
             token,
             settings.influx_org,
             settings.influx_bucket,
-            settings.spool_path,
+            settings.spool_path if spooled else None,
             set_aside=set_aside,
         )
     from server.storage.sqlite_store import SqliteStore
@@ -66,6 +68,7 @@ def make_store(settings: Settings, dead_letters: DeadLetters | None = None) -> T
 class Runtime:
     pipeline_type: type[Pipeline] = Pipeline
     shares_live = False  # a scale-out worker: its live state's changes are shared with the API processes
+    spools_points = True  # InfluxDB's points through a local spool (a worker: none, JetStream holds them)
 
     def __init__(
         self,
@@ -97,7 +100,7 @@ class Runtime:
         self.directory = Directory(self.sessions)
         self.broker_admin: BrokerAdmin | None = admin_of(settings)
         self.dead_letters = DeadLetters(self.sessions, self.clock)
-        self.store = store or make_store(settings, self.dead_letters)
+        self.store = store or make_store(settings, self.dead_letters, spooled=self.spools_points)
         secret = settings.link_secret.get_secret_value() if settings.link_secret else secrets.token_hex(32)
         self.link_secret = secret.encode()  # in dev mode without one: random, links die with the process
         self.ack_link = ack_links(self.clock, settings.public_url, settings.link_ttl_h, self.link_secret)

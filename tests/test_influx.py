@@ -150,3 +150,30 @@ def test_a_server_killed_while_influxdb_is_down_loses_nothing(victoria: Victoria
     (series,) = eventually(lambda: victoria.export("occupancy_occupancy"), what="occupancy exported")
     assert len(series["values"]) == 200
     assert series["timestamps"][0] == (now - 200 * 1_000_000_000) // 1_000_000
+
+
+def test_without_a_spool_write_returns_only_once_influxdb_has_the_points(
+    victoria: VictoriaMetrics, tmp_path: Path
+) -> None:
+    """A scale-out worker's store: nothing on its own disk, so a worker lost for good loses nothing it
+    acknowledged; while InfluxDB is down `write` raises and the caller keeps the batch."""
+    store = InfluxStore(victoria.url, "t", "lobbywatch", "lobbywatch", None)
+    points = sample_points(time.time_ns(), 40)
+    try:
+        victoria.stop()
+        try:
+            store.write(points)
+        except Exception as exc:
+            refused_while_down: Exception | None = exc
+        else:
+            refused_while_down = None
+        assert refused_while_down is not None, "write returned while InfluxDB was down"
+        assert store.health()["written"] == 0
+        victoria.start()
+        store.write(points)
+        assert store.health()["written"] == 80  # counted when write returned: InfluxDB has them
+        assert store.health()["spool_batches"] == 0
+    finally:
+        store.close()
+    (series,) = eventually(lambda: victoria.export("occupancy_occupancy"), what="occupancy exported")
+    assert len(series["values"]) == 40

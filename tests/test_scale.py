@@ -42,6 +42,7 @@ from server.registry.site import SiteSpec, import_site
 from server.scale import jetstream, subjects
 from server.scale.forwarder import Forwarder, ForwardStats, route
 from server.scale.pinned import Delivery, PinnedPull
+from tests.helpers import eventually
 
 T = TypeVar("T")
 PARTITIONS = 8
@@ -341,6 +342,16 @@ def test_the_unsafe_shared_subscription_setting_is_refused_with_its_replacement(
     assert "lobbywatch forward" in done.stderr
 
 
+def branch_per_device(cluster: NatsCluster, tmp_path: Path, devices: list[str]) -> dict[str, object]:
+    """A registry in `tmp_path` with a branch per device, spread over the partitions, every zone firing at 5 and
+    clearing at 2 once a cycle; and the stream made. Returns the site."""
+    site_config = site(len(devices), len(devices), per_branch=1)
+    with make_sessions(make_engine(f"sqlite:///{tmp_path}/registry.sqlite3"))() as session:
+        import_site(session, SiteSpec.model_validate(site_config))
+    run(cluster, lambda _nc: asyncio.sleep(0), jetstream.Layout(partitions=PARTITIONS))
+    return site_config
+
+
 def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_each_alert_once(
     cluster: NatsCluster, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
@@ -348,11 +359,7 @@ def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_eac
     registry; one worker killed with -9 mid-burst. Every report is stored, and the alerts notified are
     those a single process fires over the same reports."""
     devices = device_ids(12)
-    # a branch per device, spread over the partitions; every zone fires at 5 and clears at 2, once a cycle
-    site_config = site(len(devices), len(devices), per_branch=1)
-    with make_sessions(make_engine(f"sqlite:///{tmp_path}/registry.sqlite3"))() as session:
-        import_site(session, SiteSpec.model_validate(site_config))
-    run(cluster, lambda _nc: asyncio.sleep(0), jetstream.Layout(partitions=PARTITIONS))
+    site_config = branch_per_device(cluster, tmp_path, devices)
     # one sample per series and millisecond, as InfluxDB keeps one point per series and time: what the killed
     # worker wrote but had not recorded as processed, the survivor writes again (bench.scale counts those)
     victoria = Victoria(tmp_path)
@@ -408,6 +415,43 @@ def test_workers_share_the_partitions_and_one_killed_loses_nothing_and_fires_eac
     found = re.search(r"worker w1 is gone \(its connection closed\): its partitions \[([\d, ]+)\] unpinned", w2)
     assert found, w2[-3000:]
     assert {int(p) for p in found.group(1).split(", ")} <= taken
+
+
+def test_a_worker_lost_for_good_while_influxdb_is_down_loses_nothing(
+    cluster: NatsCluster, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A worker acknowledges to JetStream only what InfluxDB has taken. Killed with -9 while InfluxDB is down and
+    never started again (its disk gone with it), it leaves every report it held to the next worker. Measured
+    before, with a spool on the worker's disk: the reports it had acknowledged were lost."""
+    devices = device_ids(4)
+    branch_per_device(cluster, tmp_path, devices)
+    victoria = Victoria(tmp_path)
+    storage = {"LOBBYWATCH_STORAGE": "influxdb", "LOBBYWATCH_INFLUX_URL": victoria.url}
+    forward = Forward(tmp_path, "f1", mosquitto.port, cluster.urls, PARTITIONS)
+    lost_worker, next_worker = (
+        Work(tmp_path, name, mosquitto.port, cluster.urls, PARTITIONS, storage) for name in ("w1", "w2")
+    )
+    first_log = tmp_path / "worker-w1.log"
+    sent = Sent()
+    try:
+        forward.start()
+        lost_worker.start()
+        time.sleep(5.0)  # the forwarder subscribed (the stand-in devices do not answer requests to resend)
+        publish_burst(mosquitto.port, devices, 40.0, 3.0, sent, "pub")
+        # a worker takes a partition on with its first message
+        eventually(lambda: "taken on" in first_log.read_text(), 30, "the first worker got the reports")
+        time.sleep(3.0)  # time to store them (or to have them in a spool of its own) and acknowledge that
+        lost_worker.kill()
+        victoria.start()
+        next_worker.start()
+        counts = settle_victoria(sent, victoria.url, 90)
+    finally:
+        for process in (forward, lost_worker, next_worker):
+            process.stop()
+        victoria.stop()
+    assert counts["sent"] >= 100
+    assert (counts["lost"], counts["stored"]) == (0, counts["sent"]), counts
+    assert taken_on((tmp_path / "worker-w2.log").read_text())
 
 
 def taken_on(log: str) -> set[int]:

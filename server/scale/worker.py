@@ -60,6 +60,9 @@ class WorkerRuntime(Runtime):
 
     pipeline_type = OwnedPipeline
     shares_live = True
+    # acknowledged only once InfluxDB has the points: a spool on this worker's disk dies with it when the worker
+    # is lost for good, and JetStream keeps what InfluxDB has not taken meanwhile, replicated, for the next owner
+    spools_points = False
 
     def __init__(self, settings: Settings, ownership: Ownership, name: str, hold_s: float, **kwargs: Any) -> None:
         self.ownership = ownership

@@ -1,13 +1,18 @@
 """Time series in InfluxDB 2 through influxdb-client, and read back with InfluxQL.
 
-Durable before acknowledged: `write` puts the batch's lines in a local write-ahead spool (SQLite, fsynced at
-every commit) and returns; only then does the ingest acknowledge the MQTT messages. A sender thread writes the
-spool to InfluxDB, oldest first, up to 5,000 lines a request, and deletes what InfluxDB took; while InfluxDB is
-down it retries with backoff, and a server killed meanwhile finds the spool at its next start and goes on.
+Durable before acknowledged, in one of two ways:
+- spooled (`lobbywatch serve`): `write` puts the batch's lines in a local write-ahead spool (SQLite, fsynced at
+  every commit) and returns; only then does the ingest acknowledge the MQTT messages. A sender thread writes the
+  spool to InfluxDB, oldest first, up to 5,000 lines a request, and deletes what InfluxDB took; while InfluxDB
+  is down it retries with backoff, and a server killed meanwhile finds the spool at its next start and goes on.
+- direct (`spool_path=None`, a scale-out worker): `write` returns once InfluxDB has taken the lines, and raises
+  while it does not. A worker may be lost for good with its disk (a machine gone, a pod moved), so a spool of
+  its own would lose what it held; JetStream keeps the unacknowledged messages instead, on replicated disks,
+  and delivers them to whichever worker owns the partition next.
 Writes are idempotent (same measurement, tags and time overwrite), so a batch written twice is harmless. A
 batch InfluxDB refuses for its content (400 bad line or field type conflict, 413 too large, 422 outside
 retention) is split until the refused lines are found; those are set aside (`set_aside`: the server's dead
-letters) and the rest written, so one bad point never blocks the spool's head.
+letters) and the rest written, so one bad point never blocks the spool's head or the ingest.
 
 Reads use InfluxQL on the `/query` endpoint, which InfluxDB 1.8+, 2.x (v1 compatibility API with a DBRP mapping)
 and 3.x all serve, like the dashboards do.
@@ -90,7 +95,7 @@ class InfluxStore:
         token: str,
         org: str,
         bucket: str,
-        spool_path: Path,
+        spool_path: Path | None,
         *,
         retry_s: Sequence[float] = RETRY_S,
         set_aside: Callable[[str, str], None] | None = None,
@@ -100,7 +105,7 @@ class InfluxStore:
         self._bucket = bucket
         self._client = InfluxDBClient(url=url, token=token, org=org, enable_gzip=True)
         self._sync_writer = self._client.write_api(write_options=SYNCHRONOUS)
-        self._spool = Spool(spool_path)
+        self._spool = Spool(spool_path) if spool_path is not None else None
         self._http = httpx.Client(timeout=10.0, headers={"Authorization": f"Token {token}"})
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()  # one sender at a time: the thread, or a flush asked for
@@ -115,16 +120,29 @@ class InfluxStore:
         self._closed = False
         self._spool_depth = 0
         self._sender = threading.Thread(target=self._send_loop, name="influx-spool", daemon=True)
-        self._sender.start()
+        if self._spool is not None:
+            self._sender.start()
 
     # -- writing -------------------------------------------------------------------------------------
     def write(self, points: Sequence[Point]) -> None:
-        """On disk when it returns (the spool); InfluxDB gets it from there."""
+        """On disk when it returns: in the spool (InfluxDB gets it from there), or in InfluxDB itself when there
+        is no spool (raises while InfluxDB does not take it)."""
         if not points:
             return
-        self._spool.put("\n".join(p.line() for p in points))
+        lines = [p.line() for p in points]
         with self._lock:
             self.submitted += len(points)
+        if self._spool is None:
+            try:
+                written = self._send(lines)
+            except Exception:
+                with self._lock:
+                    self.retries += 1
+                raise
+            with self._lock:
+                self.written += written
+            return
+        self._spool.put("\n".join(lines))
         self._wake.set()
 
     def _send_loop(self) -> None:
@@ -150,6 +168,8 @@ class InfluxStore:
         """Write the spool now, oldest first; return how many lines went out. Stops at the first failure that
         may pass (raised when asked)."""
         sent = 0
+        if self._spool is None:
+            return sent
         with self._send_lock:
             while True:
                 ids, lines = self._spool.oldest()
@@ -223,18 +243,19 @@ class InfluxStore:
                 "written": self.written,
                 "retries": self.retries,
                 "refused_lines": self.refused,
-                "spool_batches": self._spool_depth if self._closed else self._spool.depth(),
+                "spool_batches": self._spool_depth if self._closed or self._spool is None else self._spool.depth(),
             }
 
     def close(self, flush_s: float = 10.0) -> None:
         """Stop the sender after one last try; what InfluxDB did not take stays in the spool for the next start."""
         self._stop.set()
         self._wake.set()
-        self._sender.join(flush_s)
-        self.flush_spool()
-        self._spool_depth = self._spool.depth()
+        if self._spool is not None:
+            self._sender.join(flush_s)
+            self.flush_spool()
+            self._spool_depth = self._spool.depth()
+            self._spool.close()
         self._closed = True
-        self._spool.close()
         self._http.close()
         self._client.close()  # type: ignore[no-untyped-call]
 
