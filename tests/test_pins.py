@@ -72,6 +72,8 @@ def test_a_message_under_a_lost_pin_never_takes_its_partition_back(worker: Worke
     pipeline = worker.owned
     acknowledged: list[int] = []
     pipeline.acknowledge = lambda deliveries: acknowledged.extend(d.stream_seq for d in deliveries)
+    given_back: list[int] = []
+    pipeline.give_back = lambda deliveries: given_back.extend(d.stream_seq for d in deliveries)
 
     pipeline.process([report(partition, "pin-a", 1)])
     assert (worker.ownership.pins, claimed(worker, partition), acknowledged) == ({partition: "pin-a"}, "pin-a", [1])
@@ -81,11 +83,13 @@ def test_a_message_under_a_lost_pin_never_takes_its_partition_back(worker: Worke
     assert worker.ownership.pins == {}
     assert claimed(worker, partition) == "pin-a"  # untouched: the new owner's claim would stand
     assert acknowledged == [1]  # not ours to acknowledge: the new owner gets it again
+    assert given_back == [2]  # at once, not after the ack wait
 
     pipeline.process([report(partition, "pin-b", 2)])  # pinned to us again, under a new pin
     pipeline.process([report(partition, "pin-a", 3)])  # a straggler of the old pin, after that
     assert (worker.ownership.pins, claimed(worker, partition)) == ({partition: "pin-b"}, "pin-b")
     assert acknowledged == [1, 2]
+    assert given_back == [2, 3]
     assert pipeline.claims == 2
     assert worker.store.count("occupancy") == 2  # seq 1 under pin-a, seq 2 under pin-b; the straggler not stored
 
@@ -101,6 +105,8 @@ def test_a_partition_taken_on_goes_on_from_each_devices_saved_number_and_only_a_
     pipeline = worker.owned
     acknowledged: list[int] = []
     pipeline.acknowledge = lambda deliveries: acknowledged.extend(d.stream_seq for d in deliveries)
+    given_back: list[int] = []
+    pipeline.give_back = lambda deliveries: given_back.extend(d.stream_seq for d in deliveries)
     try:
         pipeline.process([report(partition, "pin-a", 1, numbered=True)])
         assert acknowledged == [1]
@@ -116,6 +122,17 @@ def test_a_partition_taken_on_goes_on_from_each_devices_saved_number_and_only_a_
         pipeline.process([report(partition, "pin-c", 4, numbered=True)])
         assert (worker.ownership.pins, acknowledged) == ({partition: "pin-c"}, [1, 2, 3])
         assert worker.store.count("occupancy") == 3  # held whole, not processed
+        assert given_back == []
+
+        worker.ownership.lost(partition, "pin-c")  # handed on: what it held goes back at once
+        pipeline.process([])
+        assert given_back == [4]
+
+        worker.ownership.standing_in.clear()
+        pipeline.process([report(partition, "pin-d", 6, numbered=True)])  # waits for 5
+        worker.ownership.lost(partition, "pin-d")
+        pipeline.process([])
+        assert (given_back, acknowledged) == ([4, 6], [1, 2, 3])  # the waiting one goes back too
     finally:
         worker.store.close()
 

@@ -10,6 +10,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from bench.nats_cluster import NatsCluster
+from bench.processes import Proxy
 from server.scale.publisher import Publisher
 from tests.test_scale import run, until
 
@@ -86,3 +87,49 @@ def test_a_message_answered_late_counts_once(cluster: NatsCluster) -> None:
     run(cluster, body, None)
     assert done == ["x"]
     assert len(answers) == 2
+
+
+def test_what_was_out_when_the_connection_was_lost_goes_out_again_once_it_is_back(cluster: NatsCluster) -> None:
+    """A NATS node lost under a forwarder: what it had published and not had answered may be gone with the
+    connection. It goes out again once the connection is back, not after the (here 60 s) timeout."""
+    deliveries: list[str] = []
+    done: list[str] = []
+    why: list[str] = []
+    errors: list[Exception] = []  # the connection's, told by nats-py
+    node = Proxy(int(cluster.urls[0].rsplit(":", 1)[1]))
+
+    async def body(nc: Client) -> None:
+        async def stand_in(msg: Msg) -> None:
+            deliveries.append(msg.data.decode())
+            if len(deliveries) > 1:  # the first went with the connection: no answer
+                await msg.respond(b'{"stream": "S", "seq": 1}')
+
+        await nc.subscribe("pub.test.cut", cb=stand_in)
+        await nc.flush()
+
+        async def cut_off(exc: Exception) -> None:
+            errors.append(exc)
+
+        forwarder = Client()
+        await forwarder.connect(
+            f"nats://127.0.0.1:{node.port}", reconnect_time_wait=0.2, max_reconnect_attempts=-1, error_cb=cut_off
+        )
+        publisher: Publisher[str] = Publisher(forwarder, lambda item, _dup: done.append(item), why.append, timeout_s=60)
+        await publisher.start()
+        await publisher.publish("pub.test.cut", b"x", {"Nats-Msg-Id": "id-x"}, "x")
+        await until(lambda: bool(deliveries), 10, "the message delivered once")
+        node.cut()
+        await asyncio.sleep(0.5)
+        node.heal()
+        await until(lambda: bool(done), 15, "the message stored after the reconnect")
+        await publisher.close()
+        await forwarder.close()
+
+    try:
+        run(cluster, body, None)
+    finally:
+        node.close()
+    assert done == ["x"]
+    assert deliveries == ["x", "x"]
+    assert "the connection to NATS was lost" in why
+    assert errors  # the cut was seen as one

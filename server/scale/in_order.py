@@ -65,12 +65,16 @@ class InOrder(Generic[T]):
                 ready += self._release(key, waiting, give_up=True)
         return ready
 
-    def forget(self, dropped: Callable[[Key], bool]) -> None:
+    def forget(self, dropped: Callable[[Key], bool]) -> list[T]:
         """Drop what is known and waiting of these senders (their partition has another owner now: JetStream
-        gives it their unacknowledged messages)."""
+        gives it their unacknowledged messages); returns the messages that were waiting."""
+        waiting = [
+            item for key, w in self._waiting.items() if dropped(key) for items in w.items.values() for item in items
+        ]
         for table in (self._next, self._waiting):
             for key in [k for k in table if dropped(k)]:
                 del table[key]
+        return waiting
 
     def __len__(self) -> int:
         return sum(len(items) for w in self._waiting.values() for items in w.items.values())

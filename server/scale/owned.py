@@ -2,10 +2,12 @@
 
 The ingest thread follows ownership itself, between batches, so that state and messages never cross: a message
 under a pin new to us first claims its partition (the fencing epoch in the registry) and loads the state of the
-partition's branches as last saved; a pin lost drops those branches unsaved, and the messages still queued under
-it are neither processed nor acknowledged (JetStream delivers them to the new owner). Every save checks the
-claims in its own transaction; a save refused (a former owner that stalled past the priority timeout) drops the
-partitions it names and goes once more over the rest of the batch from their saved state.
+partition's branches as last saved; a pin lost drops those branches unsaved, and the messages still queued or
+held under it are not processed but given back (`give_back`: a NAK, so that JetStream delivers them to the new
+owner at once, not after the ack wait; the new owner is often this worker again, under a new pin, when a NATS
+node was lost and a consumer's leader moved). Every save checks the claims in its own transaction; a save refused
+(a former owner that stalled past the priority timeout) drops the partitions it names and goes once more over the
+rest of the batch from their saved state.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Ownership:
         self.partitions = partitions
         self.pins: dict[int, str] = {}  # partition: the pin we hold it under (ingest thread)
         self.branches: set[str] = set()  # the branches of those partitions (the pipeline's `owned`)
-        # partitions another live worker prefers: pulled as a standby only (the event loop keeps this)
+        # partitions another live worker prefers: ours only until we hand them on (the event loop keeps this)
         self.standing_in: set[int] = set()
         self._lost: deque[tuple[int, str]] = deque()
         # every pin lost, for good: a message still queued under one must not take its partition on again (it
@@ -75,6 +77,8 @@ class OwnedPipeline(Pipeline):
         self.fenced = 0
         # the deliveries processed and saved, for JetStream (set by the worker; on the ingest thread)
         self.acknowledge: Callable[[list[Delivery]], None] = lambda _deliveries: None
+        # the deliveries under a pin lost, not processed: for JetStream to deliver again now (set by the worker)
+        self.give_back: Callable[[list[Delivery]], None] = lambda _deliveries: None
         self._hold_s = hold_s
         self._held: dict[int, tuple[float, list[Received]]] = {}  # partition: (held until, messages)
         self.in_order: InOrder[Received] = InOrder(hold_s)
@@ -86,8 +90,11 @@ class OwnedPipeline(Pipeline):
     def process(self, batch: Sequence[Received]) -> None:
         self._follow_losses()
         ready = []
+        others = []
         for received in batch:
             if not self._wanted(received.origin):
+                if received.origin.pin:  # under a pin, not ours now (without one it would come back the same)
+                    others.append(received.origin)
                 continue
             if subjects.from_people(received.origin.subject):
                 self._from_people(received)
@@ -97,6 +104,7 @@ class OwnedPipeline(Pipeline):
                 ready.append(received)
             else:
                 held[1].append(received)
+        self.give_back(others)
         self._run(self._in_order(ready + self._released()))
 
     def tick(self) -> None:
@@ -136,6 +144,7 @@ class OwnedPipeline(Pipeline):
                 self.fenced += 1
                 log.warning("%s; dropping them and going over the rest of the batch again", refused)
                 self._drop(refused.partitions)
+                self.give_back([r.origin for r in batch if r.origin.partition in refused.partitions])
                 batch = [r for r in batch if r.origin.partition not in refused.partitions]
                 self.take(self._branches_of({r.origin.partition for r in batch}))  # back to their saved state
         # the rest belong to the new owner now, which gets them again
@@ -201,8 +210,8 @@ class OwnedPipeline(Pipeline):
         self.claims += 1
         self.ownership.pins[partition] = pin
         if self._hold_s > 0 and partition in self.ownership.standing_in:
-            # a pin won as a standby while the worker that prefers it lives: it is handed on within seconds,
-            # and what is processed meanwhile its owner would process (and write) again
+            # a pin won while another live worker prefers the partition (it joined as we pulled): it is handed
+            # on within seconds, and what is processed meanwhile its owner would process (and write) again
             self._held[partition] = (self._clock.monotonic() + self._hold_s, [])
         branches = self._branches_of({partition})
         self.ownership.branches.update(branches)
@@ -223,10 +232,12 @@ class OwnedPipeline(Pipeline):
         branches = self._branches_of(set(partitions)) | {
             b for b in self.ownership.branches if self._partition(b) in partitions
         }
+        held = []
         for partition in partitions:
             self.ownership.pins.pop(partition, None)
-            self._held.pop(partition, None)
-        self.in_order.forget(lambda key: key[0] in partitions)
+            held += self._held.pop(partition, (0.0, []))[1]
+        held += self.in_order.forget(lambda key: key[0] in partitions)
+        self.give_back([r.origin for r in held])
         self.ownership.branches.difference_update(branches)
         self.drop(branches)
         log.info("partitions %s handed on (%d branches)", sorted(partitions), len(branches))

@@ -5,7 +5,9 @@ awaited round trip each; a forwarder spent a quarter of its time there (py-spy o
 message goes out with a reply subject under one inbox of ours, a single subscription takes the PubAcks as they
 come, and one timer looks for messages JetStream has not answered. A message is done only when JetStream's
 PubAck says it is stored; refused (no stream, no leader, the stream full) or unanswered, it is published again
-with the same headers, so with the same `Nats-Msg-Id`, which JetStream stores once.
+with the same headers, so with the same `Nats-Msg-Id`, which JetStream stores once. What was out when the
+connection was lost (a NATS node gone) is published again as soon as the connection is back, not after the
+timeout: it may have gone with the connection, and then nobody would ever answer it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Publisher(Generic[Item]):
         self._sent: OrderedDict[str, _Out[Item]] = OrderedDict()  # reply token -> message, oldest first
         self._waiting: list[_Out[Item]] = []  # refused, to publish again at their `at`
         self._ticks: asyncio.Task[None] | None = None
+        self._reconnects = 0  # the connection's count, as last seen
 
     async def start(self) -> None:
         self._inbox = self._nc.new_inbox() + "."
@@ -129,7 +132,14 @@ class Publisher(Generic[Item]):
                 log.exception("looking at unanswered messages failed; going on")
 
     async def _due(self, now: float) -> None:
-        """Publish again what has waited for an answer too long, and what is due again after a refusal."""
+        """Publish again what has waited for an answer too long, what was out when the connection was lost, and
+        what is due again after a refusal."""
+        reconnects = self._nc.stats["reconnects"]
+        if reconnects != self._reconnects:
+            self._reconnects = reconnects
+            lost, self._sent = self._sent, OrderedDict()
+            for out in lost.values():
+                self._again(out, "the connection to NATS was lost")
         while self._sent:
             token, out = next(iter(self._sent.items()))
             if now - out.at < self._timeout_s:

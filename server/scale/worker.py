@@ -2,15 +2,17 @@
 
 Partitions are spread over the live workers by rendezvous hashing of their names (`placement`); the workers
 find each other in a key-value bucket whose entries expire when a worker stops renewing its own. A worker pulls
-its preferred partitions at once and the others as a standby after `STANDBY_S`, so that when a worker dies the
-server pins a standby after the consumer's priority timeout. A worker holding a partition that another live
-worker prefers hands it over (releasing only its own pin) once that worker has been seen for `SETTLE_S`, and
-does not stand by for it again while that worker lives. On SIGTERM it hands every partition on at once.
+the partitions it prefers among the live workers, and no others: a standby pulling beside the owner won the pin
+whenever a consumer's leader moved (a NATS node lost), and the partition went back and forth between the
+workers (notices 9-15 s late in `bench.scale`'s `node_kill`). A worker holding a partition that another live
+worker prefers hands it over (releasing only its own pin) once that worker has been seen for `SETTLE_S`. On
+SIGTERM it hands every partition on at once.
 
 A worker killed with -9 cannot hand anything on, and the server would wait out the consumers' priority timeout
-before pinning a standby. So each worker lists its pins in its entry and answers probes (`liveness`); when a
-listed worker's connection is gone, the first of the others by name unpins the partitions it held and deletes
-its entry, and the standbys are pinned at once.
+before pinning another. So each worker lists its pins in its entry and answers probes (`liveness`); when a
+listed worker's connection is gone, the others leave it out of the live workers, so that each pulls what it now
+prefers of the gone worker's partitions, and the first of them by name unpins those partitions and deletes its
+entry, so that the server pins the new pulls at once.
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ MEMBERS = "lobbywatch-workers"  # the key-value bucket of live workers
 HEARTBEAT_S = 1.0  # a worker renews its entry, and looks at the others', this often
 MEMBER_TTL_S = 5.0  # an entry not renewed this long is gone: that worker is taken for dead
 SETUP_TRIES = 10  # about a minute of a cluster that does not answer before a worker gives up starting
-STANDBY_S = 3.0  # after start, the partitions other workers prefer are pulled as a standby
 SETTLE_S = 3.0  # a worker seen this long gets the partitions it prefers handed to it
 
 
@@ -102,7 +103,7 @@ class Worker:
         self._layout = layout
         self._pulls: dict[int, PinnedPull] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._released: dict[int, str] = {}  # partition: the worker we handed it to (no standby while it lives)
+        self._released: dict[int, str] = {}  # partition: the worker we handed it to (not pulled while it lives)
         self._seen: dict[str, float] = {}  # worker: when first seen alive
         # by partition, the stream sequence numbers we hold unacknowledged: the server delivers them again after
         # its ack wait while a batch is slow (storage down), and a second copy in our queue helps nobody
@@ -117,15 +118,20 @@ class Worker:
         loop = asyncio.get_running_loop()
 
         def acknowledge(done: list[Delivery]) -> None:  # on the ingest thread
-            loop.call_soon_threadsafe(self._acknowledge, done)
+            loop.call_soon_threadsafe(self._acknowledge, done, b"+ACK")
+
+        def give_back(others: list[Delivery]) -> None:  # on the ingest thread
+            if others:
+                loop.call_soon_threadsafe(self._acknowledge, others, b"-NAK")
 
         self.runtime.owned.acknowledge = acknowledge
+        self.runtime.owned.give_back = give_back
         members = await self._members()
         await self._nc.subscribe(subjects.REGISTRY_CHANGED, cb=self._registry_changed)
         await self._nc.subscribe(liveness.subject(self.name), cb=liveness.answer)
         self.runtime.start()
         self._spawn(self.publisher.run(self._stopping))
-        listed = started = time.monotonic()
+        listed = time.monotonic()
 
         def healthy() -> bool:  # connected, and in the worker list (a member the others can place partitions on)
             return self._nc.is_connected and time.monotonic() - listed < MEMBER_TTL_S
@@ -141,7 +147,7 @@ class Worker:
                     alive -= await self._gone(members, alive)
                 except (NatsError, TimeoutError) as exc:  # a bucket just made, a node lost: as last seen
                     log.warning("worker list not readable now (%s); placing partitions as last seen", exc)
-                self._place(alive, standby=time.monotonic() - started >= STANDBY_S)
+                self._place(alive)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), HEARTBEAT_S)
         finally:
@@ -152,7 +158,7 @@ class Worker:
             await self.publisher.publish_once(everything=True)  # what its last batches changed
 
     # -- placement ---------------------------------------------------------------------------------
-    def _place(self, alive: set[str], standby: bool) -> None:
+    def _place(self, alive: set[str]) -> None:
         now = time.monotonic()
         self._note_standing_in(alive)
         for partition in range(self._layout.partitions):
@@ -163,9 +169,11 @@ class Worker:
                 if handed is not None and handed in alive:
                     continue
                 self._released.pop(partition, None)
-                if owner == self.name or standby:
+                if owner == self.name:
                     self._pull(partition)
-            elif pull.pin and owner not in (None, self.name) and now - self._seen.get(owner, now) >= SETTLE_S:
+            elif owner not in (None, self.name) and now - self._seen.get(owner, now) >= SETTLE_S:
+                # pinned or not: a pull beside the owner's wins the pin whenever a consumer's leader moves (one
+                # never pinned is one made while this worker saw no other, at its start)
                 assert owner is not None
                 del self._pulls[partition]
                 self._released[partition] = owner
@@ -243,7 +251,9 @@ class Worker:
                 log.warning("partition %d of gone worker %s not unpinned (%s)", partition, worker, exc)
         await members.delete(worker)
         log.warning(
-            "worker %s is gone (its connection closed): its partitions %s unpinned for the standbys", worker, unpinned
+            "worker %s is gone (its connection closed): its partitions %s unpinned for the workers now preferred",
+            worker,
+            unpinned,
         )
 
     async def _alive(self, members: KeyValue) -> set[str]:
@@ -276,13 +286,14 @@ class Worker:
             received_at = time.time()
         self.runtime.worker.put(Received(topic, delivery.data, received_at, 0, 0, origin=delivery))
 
-    def _acknowledge(self, deliveries: list[Delivery]) -> None:
-        self._spawn(self._send_acks(deliveries))
+    def _acknowledge(self, deliveries: list[Delivery], answer: bytes) -> None:
+        self._spawn(self._send_acks(deliveries, answer))
 
-    async def _send_acks(self, deliveries: list[Delivery]) -> None:
+    async def _send_acks(self, deliveries: list[Delivery], answer: bytes) -> None:
+        """`+ACK`: done; `-NAK`: to be delivered again at once (to whoever holds the pin now)."""
         for delivery in deliveries:
             self._in_flight.get(delivery.partition, set()).discard(delivery.stream_seq)
-            await self._nc.publish(delivery.ack_subject, b"+ACK")
+            await self._nc.publish(delivery.ack_subject, answer)
 
     async def _registry_changed(self, _msg: object) -> None:
         await asyncio.to_thread(self.runtime.directory.reload)
