@@ -52,10 +52,14 @@ def server_binary() -> str:
 class Node(Child):
     def __init__(self, name: str, folder: Path, binary: str, env: dict[str, str] | None = None) -> None:
         self.name = name
-        self.port, self.monitor, self.cluster = free_port(), free_port(), free_port()
+        self.port = self.monitor = self.cluster = 0
+        self.new_ports()
         self.folder = folder
         self._binary = binary
         self._env = env
+
+    def new_ports(self) -> None:
+        self.port, self.monitor, self.cluster = free_port(), free_port(), free_port()
 
     @property
     def url(self) -> str:
@@ -80,7 +84,23 @@ class Node(Child):
             stderr=subprocess.STDOUT,
             env=None if self._env is None else {**os.environ, **self._env},
         )
-        wait_for_port(self.port, 20)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                wait_for_port(self.port, 0.5)
+                return
+            except TimeoutError:
+                if not self.running() or time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"NATS node {self.name} does not listen on {self.port}: {self.log_tail()}"
+                    ) from None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self) -> str:
+        lines = (self.folder / "nats.log").read_text(errors="replace").splitlines()
+        return " / ".join(lines[-2:])
 
     def jetstream_ready(self) -> bool:
         """This node knows the cluster's JetStream meta leader."""
@@ -101,21 +121,42 @@ class NatsCluster:
         permissions and their passwords)."""
         binary = server_binary()
         self.nodes = [Node(f"n{i + 1}", folder / f"n{i + 1}", binary, env) for i in range(nodes)]
+        self._include = include
+        self._configure()
+
+    def _configure(self) -> None:
         for node in self.nodes:
-            node.configure([other.cluster for other in self.nodes if other is not node], include)
+            node.configure([other.cluster for other in self.nodes if other is not node], self._include)
 
     @property
     def urls(self) -> list[str]:
         return [node.url for node in self.nodes]
 
-    def start(self, timeout: float = 30.0) -> None:
-        for node in self.nodes:
-            node.start()
-        self.wait_ready(timeout)
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> None:
+        """Every node, until JetStream has a leader. A port found free can be taken by another process before a
+        node binds it (seen twice in a row of bench runs: "address already in use", the node gone): then the
+        whole cluster starts again on new ports. Read `urls` after this."""
+        for attempt in range(1, attempts + 1):
+            try:
+                for node in self.nodes:
+                    node.start()
+                self.wait_ready(timeout)
+                return
+            except TimeoutError:
+                if attempt == attempts:
+                    raise
+                self.stop()
+                for node in self.nodes:
+                    node.new_ports()
+                    shutil.rmtree(node.folder / "store", ignore_errors=True)  # it names the peers of the failed start
+                self._configure()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not all(node.jetstream_ready() for node in self.nodes if node.process is not None):
+            gone = [node for node in self.nodes if node.process is not None and not node.running()]
+            if gone:
+                raise TimeoutError(f"NATS node {gone[0].name} exited: {gone[0].log_tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the NATS cluster elected no JetStream leader in {timeout} s")
             time.sleep(0.1)

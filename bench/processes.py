@@ -293,7 +293,8 @@ class Proxy:
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False
-        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
+        self._acceptor.start()
 
     def cut(self) -> None:
         self._cut.set()
@@ -308,7 +309,10 @@ class Proxy:
     def close(self) -> None:
         self._closed = True
         self.cut()
+        with contextlib.suppress(OSError):  # wakes the accept (closing alone does not, on Linux)
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._acceptor.join(5)
 
     def _accept(self) -> None:
         while not self._closed:

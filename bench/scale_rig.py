@@ -197,8 +197,8 @@ def wait_empty(servers: Rig, timeout: float) -> None:
 
 def wait_placed(servers: Rig, timeout: float = 60.0) -> None:
     """Until no partition is held, by the workers' logs, by a worker that does not prefer it: the first placement
-    (each pulls its own partitions, the others as a standby after a few seconds, and hands on what another live
-    worker prefers) is over, so that a timed run does not include its handovers. (A worker logs a partition as
+    (each pulls the partitions it prefers among the workers it sees, and hands on what another live worker
+    prefers) is over, so that a timed run does not include its handovers. (A worker logs a partition as
     taken on at its first message, so one handed to it shows as held by nobody until then.)"""
     names = {worker.name for worker in servers.workers}
     deadline = time.monotonic() + timeout
