@@ -12,6 +12,7 @@ from edge_agent.counting.background import QuietestFrames
 from edge_agent.counting.calibration import CalibrationError, CalibrationStore, calibrate
 from edge_agent.counting.counter import PeopleCounter
 from edge_agent.counting.dataset import DatasetError, load_dataset
+from edge_agent.counting.detector import distinct
 from edge_agent.counting.features import DIFF_THRESHOLD, BandFeatures, grey
 from edge_agent.counting.regression import fit_ridge
 from edge_agent.counting.zones import Zone, polygon_mask
@@ -166,6 +167,15 @@ def test_detector_counts_real_people_without_calibration() -> None:
     assert figures["mae"] < 1.5
     assert {"mae", "rmse", "fps", "bias"} <= figures.keys()
     assert figures["views"]["counted"] == 1  # one fixed camera: one view, one counter
+
+
+def test_two_people_side_by_side_stay_two_and_one_found_twice_is_one() -> None:
+    """The detector's windows are twice as wide as the people in them: side by side, two people's windows
+    overlap by a third (intersection over union), and judged whole one of them was suppressed."""
+    left, beside, again = [100.0, 50.0, 64.0, 128.0], [132.0, 50.0, 64.0, 128.0], [108.0, 54.0, 64.0, 128.0]
+    assert sorted(distinct([left, beside], [1.2, 0.8])) == [0, 1]
+    assert distinct([left, again], [0.9, 1.1]) == [1]  # the same person a stride away: the surer one stays
+    assert sorted(distinct([left, again, beside], [1.2, 0.7, 0.8])) == [0, 2]
 
 
 def test_benchmark_says_what_is_wrong_with_a_folder(tmp_path: Path) -> None:

@@ -34,10 +34,14 @@ BAND_MARGIN = 0.25  # of a window's height, added above and below each level's b
 # Each level searches only the rows where the predicted size is within this of its own: the levels are 19%
 # apart, so the neighbours cover the rest (HOG itself tolerates about ±10% of scale).
 BAND_TOLERANCE = 0.12
-NMS_OVERLAP = 0.3
+NMS_OVERLAP = 0.3  # of two detections whose bodies overlap more than this (intersection over union), one stays
 WINDOW = (64, 128)
 FEET_AT = 0.94  # of the window's height: the pedestrian model leaves a margin under the feet
 HEAD_AT = 0.08
+# The window is twice as wide as the person it was trained on (INRIA's 64-pixel windows round ~32-pixel bodies).
+# Overlap is judged on the bodies: two people side by side have windows that overlap by a third, and windows
+# judged whole suppressed one of them (PETS09: 0.766 -> 0.633 MAE, bias -0.35 -> -0.03).
+BODY_WIDTH = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +93,7 @@ class HogDetector:
         if not boxes:
             return []
         detections = []
-        for i in np.ravel(cv2.dnn.NMSBoxes(boxes, scores, 0.0, NMS_OVERLAP)):
+        for i in distinct(boxes, scores):
             x, y, w, h = (float(v) for v in boxes[int(i)])
             score = scores[i] + HIT_THRESHOLD
             detections.append(Detection(x + w / 2, y + FEET_AT * h, y + HEAD_AT * h, h, score))
@@ -149,6 +153,17 @@ class HogDetector:
     def perspective(self) -> tuple[float, float] | None:
         """The learnt line (window height = a + b * feet y), or None while learning."""
         return self._line
+
+
+def distinct(boxes: Sequence[list[float]], scores: Sequence[float]) -> list[int]:
+    """The detections to keep, by index: of those whose bodies overlap, the surest."""
+    return [int(i) for i in np.ravel(cv2.dnn.NMSBoxes([body(b) for b in boxes], list(scores), 0.0, NMS_OVERLAP))]
+
+
+def body(box: list[float]) -> list[float]:
+    """The person in a detection window (x, y, width, height): its middle half, from head to feet."""
+    x, y, w, h = box
+    return [x + w * (1 - BODY_WIDTH) / 2, y + h * HEAD_AT, w * BODY_WIDTH, h * (FEET_AT - HEAD_AT)]
 
 
 def count_in_zone(detections: Sequence[Detection], zone: Zone) -> int:
