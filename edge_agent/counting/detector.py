@@ -94,7 +94,7 @@ class HogDetector:
             return []
         detections = []
         for i in distinct(boxes, scores):
-            x, y, w, h = (float(v) for v in boxes[int(i)])
+            x, y, w, h = (float(v) for v in boxes[i])
             score = scores[i] + HIT_THRESHOLD
             detections.append(Detection(x + w / 2, y + FEET_AT * h, y + HEAD_AT * h, h, score))
             if score >= CONFIDENT:
