@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_agent.counting.background import quietest_median
 from edge_agent.counting.calibration import CalibrationError, ZoneCalibration, calibrate
 from edge_agent.counting.counter import PeopleCounter, prefer_heads
 from edge_agent.counting.dataset import Dataset, DatasetError, frame_range, load_dataset
@@ -97,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     counter = shared()
     views: dict[str, object] | None = None
     by_frame = [counter] * len(data.frames)
-    if not args.one_view:
+    if args.one_view:
+        learn_empty_lobby(counter, data.frames, shared)
+    else:
         key = data.zone.key
         labelled_pairs: tuple[list[Frame], list[int]] = ([], [])
         if args.calibrate is not None:
@@ -105,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         views, by_frame = per_view(data, *labelled_pairs, calibrations.get(key), heads.get(key), shared)
     print(f"counting {len(data.frames)} frames of {data.name} ({counter.methods()[data.zone.key]})", file=sys.stderr)
     predictions: list[float] = []
+    counted_by: dict[str, int] = {}
     started = time.perf_counter()
     for i, frame in enumerate(data.frames, 1):
-        predictions.append(by_frame[i - 1].count(frame)[0].count)
+        zone = by_frame[i - 1].count(frame)[0]
+        predictions.append(zone.count)
+        counted_by[zone.method] = counted_by.get(zone.method, 0) + 1
         if i % 100 == 0:
             print(f"  {i}/{len(data.frames)} frames, {i / (time.perf_counter() - started):.1f} fps", file=sys.stderr)
     seconds = time.perf_counter() - started
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": data.name,
         "frames": len(data.frames),
         "method": counter.methods()[data.zone.key],
+        "frames_by_method": counted_by,
         "calibrated_on": args.calibrate.name if args.calibrate else None,
         "calibration_frames": len(labelled.frames) if args.calibrate else 0,
         "labelled_frames": (args.labels or len(labelled.frames)) if args.calibrate else 0,
@@ -175,11 +182,25 @@ def per_view(
                 counters[fit.view] = PeopleCounter([data.zone], shape, calibration, fit.background)
         report |= {"fitted": len(fits), "used": len(counters)}
     report["frames_counted_by_view_fits"] = sum(v in counters for v in counted_views)
-    for view in counted_views:
-        counters.setdefault(view, shared())
+    for view in set(counted_views) - set(counters):
+        counters[view] = shared()
+        shown = [frame for frame, seen in zip(data.frames, counted_views, strict=True) if seen == view]
+        learn_empty_lobby(counters[view], shown, shared)
+    report["views_with_empty_lobby_learnt"] = sum(counter.knows_empty_lobby for counter in counters.values())
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(f"  views: {report}", file=sys.stderr)
     return report, [counters[v] for v in counted_views]
+
+
+def learn_empty_lobby(counter: PeopleCounter, frames: list[Frame], shared: Callable[[], PeopleCounter]) -> None:
+    """As a device learns the empty lobby from an hour of its frames (no labels), from the frames of one view:
+    a counter of its own counts the samples, so the one that counts the view starts as a device would."""
+    if "detector" not in counter.methods().values():
+        return
+    probe = shared()
+    background = quietest_median(frames, lambda frame: sum(r.count for r in probe.count(frame)))
+    if background is not None:
+        counter.learnt_empty_lobby(background)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Which counter the camera loop counts with, kept current: this camera's own calibrations (picked up when a
 technician calibrates again), else those carried from the camera it replaced once it has learnt the empty lobby,
-else the detector.
+else the detector (or the foreground's area, where the detector clearly misses people in a lobby whose empty
+scene it has learnt this past period).
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ class ZoneCounting:
     ) -> None:
         self._camera, self._store, self._on_background = camera, store, on_background
         self._counter: PeopleCounter | None = None
-        self._learner: QuietestFrames | None = None
+        # the empty lobby, learnt again every period: the detector's zones count by their foreground where it
+        # clearly misses people, and a calibration carried from a replaced camera waits for the first
+        self._learner = QuietestFrames(camera.learn_background_s)
+        self._empty: Frame | None = None
+        self._awaiting: list[str] = []  # zones whose carried calibration waits for the empty lobby
         self._version, self._checked_at = store.version(), now
         self._background = store.background()
         if self._background is not None:
@@ -43,16 +48,35 @@ class ZoneCounting:
                     self._on_background(self._background)
         if self._counter is None:
             self._counter, carried = self._make_counter((int(frame.shape[0]), int(frame.shape[1])))
-            self._learner = self._background_learner(carried) if self._background is None else None
+            self._awaiting = carried if self._background is None else []
+            if self._awaiting:
+                log.info(
+                    "zones %s have the calibration of the camera this one replaced; learning the empty lobby for "
+                    "%.0f min first",
+                    ", ".join(self._awaiting),
+                    self._camera.learn_background_s / 60,
+                )
+            if self._empty is not None:
+                self._counter.learnt_empty_lobby(self._empty)
         results = self._counter.count(frame)
-        learnt = self._learner.offer(frame, sum(r.count for r in results), now) if self._learner else None
+        learnt = self._learner.offer(frame, sum(r.count for r in results), now)
         if learnt is not None:
-            self._store.save_background(learnt)
-            log.info("learnt the empty lobby: counting by the calibration carried from the replaced camera")
-            self._background, self._learner, self._counter = learnt, None, None
-            self._version = self._store.version()
-            self._on_background(learnt)
+            self._learn_again(learnt)
         return results
+
+    def _learn_again(self, learnt: Frame) -> None:
+        """The empty lobby of the last period: for the zones the detector counts, and for a calibration carried
+        from a replaced camera, which waited for it."""
+        self._learner, self._empty = QuietestFrames(self._camera.learn_background_s), learnt
+        if not self._awaiting:
+            assert self._counter is not None
+            self._counter.learnt_empty_lobby(learnt)
+            return
+        self._store.save_background(learnt)
+        log.info("learnt the empty lobby: counting by the calibration carried from the replaced camera")
+        self._background, self._counter = learnt, None
+        self._version = self._store.version()
+        self._on_background(learnt)
 
     def _make_counter(self, shape: tuple[int, int]) -> tuple[PeopleCounter, list[str]]:
         """The counter, and the zones that count by a calibration carried from a replaced camera."""
@@ -87,18 +111,6 @@ class ZoneCounting:
         counter = PeopleCounter(zones, shape, calibrations, self._background, ignore, heads)
         log.info("counting %s", ", ".join(f"{k} by {m}" for k, m in counter.methods().items()))
         return counter, [key for key in carried if key in calibrations]
-
-    def _background_learner(self, carried: list[str]) -> QuietestFrames | None:
-        if not carried:
-            return None
-        period = self._camera.learn_background_s
-        log.info(
-            "zones %s have the calibration of the camera this one replaced; learning the empty lobby for "
-            "%.0f min first",
-            ", ".join(carried),
-            period / 60,
-        )
-        return QuietestFrames(period)
 
     def methods(self) -> dict[str, str]:
         return self._counter.methods() if self._counter else {}

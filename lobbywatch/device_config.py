@@ -161,8 +161,9 @@ class CameraConfig(_Strict):
         3600.0,
         ge=1,
         le=86400,
-        description="with a calibration carried from a replaced camera: how long to watch the lobby for its "
-        "quietest moments before counting by that calibration",
+        description="how long the agent watches the lobby for its quietest moments to learn the empty lobby, "
+        "again and again: zones without a calibration count by the foreground where the detector clearly misses "
+        "people, and a calibration carried from a replaced camera waits for the first",
     )
 
     @field_validator("zones")

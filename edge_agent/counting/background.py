@@ -7,6 +7,8 @@ pixel was free in most of them. Only the kept frames are held (memory on a Pi); 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import cv2
 import numpy as np
 
@@ -43,3 +45,14 @@ class QuietestFrames:
     @property
     def progress(self) -> str:
         return f"{self.seen}/{self._samples}"
+
+
+def quietest_median(frames: Sequence[Frame], people: Callable[[Frame], int]) -> Frame | None:
+    """What `QuietestFrames` learns from recorded frames taken as one period's even samples (the benchmark's
+    folders); None when there are fewer frames than samples, as a device that has not watched long enough."""
+    if len(frames) < SAMPLES:
+        return None
+    learner, learnt = QuietestFrames(float(SAMPLES)), None
+    for now, i in enumerate(np.linspace(0, len(frames) - 1, SAMPLES).round().astype(int)):
+        learnt = learner.offer(frames[i], people(frames[i]), float(now))
+    return learnt

@@ -1,6 +1,7 @@
 """The people counter: per zone, the head counter or the calibrated regression where the zone has a calibration
 that fits (when it has both, the one with the clearly smaller error on labelled snapshots it was not fitted on), the
-pedestrian detector everywhere else. Camera-independent defaults; one call per frame."""
+pedestrian detector everywhere else, or the foreground's area where the detector clearly misses people and the
+empty lobby has been learnt. Camera-independent defaults; one call per frame."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from edge_agent.counting.area import ForegroundArea, MissWatch, as_count
 from edge_agent.counting.calibration import ZoneCalibration
 from edge_agent.counting.detector import HogDetector, count_in_zone
 from edge_agent.counting.features import BandFeatures, Frame
@@ -71,15 +73,38 @@ class PeopleCounter:
                 self._regressions.pop(zone.key, None)
         detected = [z for z in self._zones if z.key not in self._regressions and z.key not in self._heads]
         self._detector = HogDetector(detected, frame_shape) if detected else None
+        self._shape = frame_shape
+        self._areas: dict[str, ForegroundArea] = {}  # the detector's zones, once the empty lobby is learnt
+        self._watches = {z.key: MissWatch() for z in detected}
+        self._by_area: set[str] = set()  # zones the last frame counted by their foreground
         self._keep = None
         if ignore:
             self._keep = polygon_mask(frame_shape, list(ignore)) == 0
 
+    def learnt_empty_lobby(self, background: Frame) -> None:
+        """The empty lobby as learnt lately (no labels): the zones counted by the detector may count by their
+        foreground where the detector clearly misses people."""
+        if background.shape[:2] != self._shape:  # learnt before the camera's frame size changed: wait for the next
+            return
+        self._areas = {key: ForegroundArea(self._zone(key), self._shape, background) for key in self._watches}
+
+    @property
+    def knows_empty_lobby(self) -> bool:
+        return bool(self._areas)
+
+    def _zone(self, key: str) -> Zone:
+        return next(z for z in self._zones if z.key == key)
+
     def methods(self) -> dict[str, str]:
-        return {
-            z.key: "heads" if z.key in self._heads else "regression" if z.key in self._regressions else "detector"
-            for z in self._zones
-        }
+        """How each zone is counted now."""
+        return {z.key: self._method(z.key) for z in self._zones}
+
+    def _method(self, key: str) -> str:
+        if key in self._heads:
+            return "heads"
+        if key in self._regressions:
+            return "regression"
+        return "area" if key in self._by_area else "detector"
 
     def count(self, frame: Frame) -> list[ZoneResult]:
         detections = self._detector.detect(frame) if self._detector is not None else []
@@ -97,8 +122,7 @@ class PeopleCounter:
                 continue
             regression = self._regressions.get(zone.key)
             if regression is None:
-                n = count_in_zone(detections, zone)
-                results.append(ZoneResult(zone.key, n, float(n), None, "detector"))
+                results.append(self._detected(frame, zone, count_in_zone(detections, zone)))
                 continue
             features, calibration = regression
             estimate = max(0.0, calibration.model.predict(features(frame)))
@@ -106,3 +130,15 @@ class PeopleCounter:
                 ZoneResult(zone.key, int(np.rint(estimate)), estimate, calibration.model.residual_sd, "regression")
             )
         return results
+
+    def _detected(self, frame: Frame, zone: Zone, n: int) -> ZoneResult:
+        """A detector's zone: its detections, or its foreground where the detector clearly misses people."""
+        area = self._areas.get(zone.key)
+        line = self._detector.perspective if self._detector is not None else None
+        people = area.people(frame, line) if area is not None and line is not None else None
+        if self._watches[zone.key].misses(n, people) and people is not None:
+            self._by_area.add(zone.key)
+            count, error = as_count(people)
+            return ZoneResult(zone.key, count, people, error, "area")
+        self._by_area.discard(zone.key)
+        return ZoneResult(zone.key, n, float(n), None, "detector")

@@ -129,7 +129,10 @@ class ZoneMethod(_Model):
     instead of refusing the whole health report."""
 
     zone: Key
-    method: Key = Field(description="'detector', 'regression' or 'heads' (learnt from clicked heads)")
+    method: Key = Field(
+        description="'detector', 'area' (the foreground, where the detector misses people), 'regression' or "
+        "'heads' (learnt from clicked heads)",
+    )
     fitting: bool = Field(False, description="a head counter is being fitted from the technician's labels")
 
 
