@@ -141,7 +141,10 @@ class CalibrationStore:
             return 0.0
 
     def background(self) -> Frame | None:
-        image = cv2.imread(str(self.folder / "background.png"), cv2.IMREAD_GRAYSCALE)
+        path = self.folder / "background.png"
+        if not path.exists():  # not calibrated: None, without OpenCV's warning on the console
+            return None
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         return None if image is None else np.asarray(image, dtype=np.uint8)
 
     def load(self, zone: str) -> ZoneCalibration | None:
