@@ -275,6 +275,9 @@ def test_how_a_zone_is_counted_reads_in_the_readers_words() -> None:
         "zone queue: head counter learnt from clicked heads, a head counter is being fitted from the labels",
     ]
     assert counting_view(replace(base, counting={"queue": "detector"}), "zh-CN") == ["区域 queue：行人检测（未标定）"]
+    assert counting_view(replace(base, counting={"queue": "area"}), "zh-CN") == [
+        "区域 queue：前景面积估算（行人检测漏人时使用，未标定）"
+    ]
 
 
 def test_supervisors_do_not_get_the_technicians_actions(browser: Browser, world: World) -> None:
