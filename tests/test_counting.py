@@ -167,6 +167,9 @@ def test_detector_counts_real_people_without_calibration() -> None:
     assert figures["mae"] < 1.5
     assert {"mae", "rmse", "fps", "bias"} <= figures.keys()
     assert figures["views"]["counted"] == 1  # one fixed camera: one view, one counter
+    # it learnt the empty lobby, and the foreground's area never took over: the detector misses nobody here
+    assert figures["views"]["views_with_empty_lobby_learnt"] == 1
+    assert figures["frames_by_method"] == {"detector": 80}
 
 
 def test_two_people_side_by_side_stay_two_and_one_found_twice_is_one() -> None:

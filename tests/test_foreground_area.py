@@ -94,15 +94,13 @@ def benchmark(dataset: str, *extra: str) -> dict[str, object]:
     return figures
 
 
-def test_the_benchmark_counts_a_crowd_by_its_foreground_and_a_sparse_scene_by_the_detector() -> None:
-    """Real frames: uncalibrated, the detector finds about half of the Mall's crowd (MAE 16.7 over 800 frames)."""
+def test_the_benchmark_counts_a_crowd_by_its_foreground() -> None:
+    """Real frames: uncalibrated, the detector finds about half of the Mall's crowd (MAE 16.7 over 800 frames).
+    The sparse scene, PETS09, stays with the detector (tests/test_counting.py)."""
     mall = benchmark("mall-train", "--limit", "120")
     assert mall["views"]["views_with_empty_lobby_learnt"] == 1  # type: ignore[index]
     assert mall["frames_by_method"]["area"] >= 100  # type: ignore[index]
     assert float(mall["mae"]) < 8.0  # type: ignore[arg-type]  # half the detector's error
-    pets = benchmark("pets09-s2l1", "--limit", "80")
-    assert pets["views"]["views_with_empty_lobby_learnt"] == 1  # type: ignore[index]
-    assert pets["frames_by_method"] == {"detector": 80}
 
 
 def test_a_device_learns_the_empty_lobby_as_it_runs_and_then_counts_the_crowd(tmp_path: Path) -> None:
