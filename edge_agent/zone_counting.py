@@ -33,6 +33,7 @@ class ZoneCounting:
         self._learner = QuietestFrames(camera.learn_background_s)
         self._empty: Frame | None = None
         self._awaiting: list[str] = []  # zones whose carried calibration waits for the empty lobby
+        self._said: dict[str, str] = {}  # each zone's counting method in the last frame
         self._version, self._checked_at = store.version(), now
         self._background = store.background()
         if self._background is not None:
@@ -59,10 +60,19 @@ class ZoneCounting:
             if self._empty is not None:
                 self._counter.learnt_empty_lobby(self._empty)
         results = self._counter.count(frame)
+        self._say_changes(results)
         learnt = self._learner.offer(frame, sum(r.count for r in results), now)
         if learnt is not None:
             self._learn_again(learnt)
         return results
+
+    def _say_changes(self, results: list[ZoneResult]) -> None:
+        """A zone that goes over to the foreground's area, or back to the detector, is logged: the count's nature
+        changed (for a technician reading the log; the health report carries it to the fleet page)."""
+        for result in results:
+            if self._said.get(result.zone, result.method) != result.method:
+                log.info("zone %s is now counted by %s", result.zone, result.method)
+            self._said[result.zone] = result.method
 
     def _learn_again(self, learnt: Frame) -> None:
         """The empty lobby of the last period: for the zones the detector counts, and for a calibration carried

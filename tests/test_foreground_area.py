@@ -3,12 +3,14 @@ the rule that hands a zone to it, and its use on real frames (the crowded Mall a
 the benchmark and on the device's own path (the empty lobby learnt as the camera runs)."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from edge_agent.counting.area import FILL, ForegroundArea, MissWatch
 from edge_agent.counting.calibration import CalibrationStore
@@ -103,7 +105,9 @@ def test_the_benchmark_counts_a_crowd_by_its_foreground() -> None:
     assert float(mall["mae"]) < 8.0  # type: ignore[arg-type]  # half the detector's error
 
 
-def test_a_device_learns_the_empty_lobby_as_it_runs_and_then_counts_the_crowd(tmp_path: Path) -> None:
+def test_a_device_learns_the_empty_lobby_as_it_runs_and_then_counts_the_crowd(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The device's own path: the detector until the empty lobby of a period is learnt (the quietest of 30
     samples), then the foreground, which the fleet page shows as the zone's method. Every fourth Mall frame, one
     a second: a period of 150 frames spans 600 of the Mall's, over which the people standing still move on (an
@@ -117,6 +121,7 @@ def test_a_device_learns_the_empty_lobby_as_it_runs_and_then_counts_the_crowd(tm
         }
     )
     backgrounds: list[np.ndarray] = []
+    caplog.set_level(logging.INFO, logger="edge_agent.zone_counting")
     counting = ZoneCounting(camera, CalibrationStore(tmp_path), 0.0, backgrounds.append)
     methods, errors = [], []
     for second, (frame, truth) in enumerate(zip(mall.frames, mall.counts, strict=True)):
@@ -129,5 +134,6 @@ def test_a_device_learns_the_empty_lobby_as_it_runs_and_then_counts_the_crowd(tm
     assert set(methods[:145]) == {"detector"}  # nothing learnt yet
     assert methods[150:].count("area") == 50, methods
     assert counting.methods() == {"roi": "area"}
+    assert "zone roi is now counted by area" in caplog.messages
     assert np.mean(errors) < 8.0  # half the detector's error
     assert backgrounds == []  # no calibration waited for it: nothing written, no reference for the health check
