@@ -1,6 +1,7 @@
 """Counting by the foreground's area where the detector misses people: the estimate's arithmetic on drawn people,
-the rule that hands a zone to it, and its use on real frames (the crowded Mall against the sparse PETS09), in
-the benchmark and on the device's own path (the empty lobby learnt as the camera runs)."""
+the rule that hands a zone to it, and its use on the crowded Mall's real frames, in the benchmark and on the
+device's own path (the empty lobby learnt as the camera runs). That the sparse PETS09 stays with the detector is
+in tests/test_counting.py."""
 
 import json
 import logging
