@@ -75,6 +75,13 @@ def test_a_change_of_light_is_no_crowd_and_another_scene_gives_no_estimate() -> 
     assert abs(people - len(crowd)) <= 0.1 * len(crowd), people
     assert area.people(cv2.convertScaleAbs(background, alpha=1.2, beta=15), LINE) == 0.0
     assert area.people(empty_lobby(tile=45), LINE) is None
+    # a floor of one shade tells no gain, only the offset: the same people, 40 levels brighter, are as many
+    plain = np.asarray(np.full(SHAPE, 120) + np.random.default_rng(3).integers(-4, 5, size=SHAPE), dtype=np.uint8)
+    lit = ForegroundArea(ZONE, SHAPE, plain).people(
+        cv2.add(with_people(plain, crowd), np.full(SHAPE, 40, np.uint8)), LINE
+    )
+    assert lit is not None
+    assert abs(lit - len(crowd)) <= 0.1 * len(crowd), lit
 
 
 def test_the_foreground_takes_over_only_where_the_detector_clearly_misses() -> None:
