@@ -1,6 +1,7 @@
-"""The server's paho client, which reads in bulk and acknowledges in batches, on a real Mosquitto: every message
-arrives whole and in order whatever its size, a batch's acknowledgement reaches the broker (nothing comes back on
-the next session), and what was not acknowledged does."""
+"""The server's paho client, which reads in bulk, cuts plain PUBLISH packets out of what it read and acknowledges
+in batches, on a real Mosquitto: every message arrives whole and in order whatever its size and whichever path
+read it, a batch's acknowledgement reaches the broker (nothing comes back on the next session), and what was not
+acknowledged does."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -17,15 +19,19 @@ from server.ingest.mqtt_client import READ_CHUNK, BulkClient
 
 
 class Subscriber:
-    """A persistent MQTT 5 session that acknowledges by hand."""
+    """A persistent MQTT 5 session that acknowledges by hand; `cut`: plain PUBLISH packets through `deliver`."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, cut: bool = False) -> None:
         self.got: list[tuple[str, bytes, int]] = []
+        self.qos: list[int] = []
+        self.by_paho = 0  # messages paho read, not cut out
         self.arrived = threading.Condition()
         self.client = BulkClient(
             CallbackAPIVersion.VERSION2, client_id="bulk-sub", protocol=mqtt.MQTTv5, manual_ack=True
         )
         self.client.on_message = self._on_message
+        if cut:
+            self.client.deliver = self._deliver
         self.client.on_connect = lambda c, _u, _f, _r, _p: c.subscribe("bulk/#", qos=1)
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 600
@@ -33,8 +39,13 @@ class Subscriber:
         self.client.loop_start()
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        self.by_paho += 1
+        self._deliver(message.topic, bytes(message.payload), message.mid, message.qos)
+
+    def _deliver(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         with self.arrived:
-            self.got.append((message.topic, bytes(message.payload), message.mid))
+            self.got.append((topic, payload, mid))
+            self.qos.append(qos)
             self.arrived.notify_all()
 
     def wait_for(self, n: int, timeout: float = 30.0) -> None:
@@ -46,27 +57,54 @@ class Subscriber:
         self.client.loop_stop()
 
 
+def topic(i: int) -> str:
+    return f"bulk/{i % 7}" if i % 11 else "bulk/大厅"
+
+
 def payload(i: int) -> bytes:
     """Mostly small, like queue reports; every 500th larger than one read, so that it spans several."""
     size = READ_CHUNK * 3 + 17 if i % 500 == 250 else 40 + i % 300
     return (f"{i:06d}:".encode() * (size // 7 + 1))[:size]
 
 
-def test_messages_arrive_whole_and_in_order_and_a_batch_ack_reaches_the_broker(mosquitto: Mosquitto) -> None:
+def with_property(i: int) -> Properties | None:
+    """Every 40th message carries an MQTT 5 property: not plain, so paho reads it."""
+    if i % 40 != 3:
+        return None
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.UserProperty = ("n", str(i))
+    return properties
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["paho", "cut"])
+def test_messages_arrive_whole_and_in_order_and_a_batch_ack_reaches_the_broker(mosquitto: Mosquitto, cut: bool) -> None:
     publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bulk-pub", protocol=mqtt.MQTTv5)
     publisher.connect("127.0.0.1", mosquitto.port)
     publisher.loop_start()
-    subscriber = Subscriber(mosquitto.port)
+    subscriber = Subscriber(mosquitto.port, cut)
     time.sleep(0.5)  # subscribed
     n = 3000
-    infos = [publisher.publish(f"bulk/{i % 7}", payload(i), qos=1) for i in range(n)]
+    # QoS 0 and 1 mixed, and a topic in Chinese: UTF-8 of more bytes than characters
+    infos = [
+        publisher.publish(topic(i), payload(i), qos=0 if i % 9 == 0 else 1, properties=with_property(i))
+        for i in range(n)
+    ]
     for info in infos:
         info.wait_for_publish(30)
     subscriber.wait_for(n)
-    assert [(topic, body) for topic, body, _mid in subscriber.got] == [(f"bulk/{i % 7}", payload(i)) for i in range(n)]
-    # all but the last 100 acknowledged, in batches; then a new connection of the same session
-    for start in range(0, n - 100, 400):
-        subscriber.client.ack_all(mid for _t, _b, mid in subscriber.got[start : min(start + 400, n - 100)])
+    # in order within each QoS (the publisher sends QoS 0 at once, QoS 1 as its window allows)
+    for qos in (0, 1):
+        got = [(t, body) for (t, body, _mid), q in zip(subscriber.got, subscriber.qos, strict=True) if q == qos]
+        assert got == [(topic(i), payload(i)) for i in range(n) if (i % 9 != 0) == qos]
+    with_properties = len([i for i in range(n) if with_property(i)])
+    # cut: paho read those with properties, and the first of a read (if any) that came while it held part of one
+    assert subscriber.by_paho == n if not cut else with_properties <= subscriber.by_paho < n // 4
+    # the QoS 1 messages acknowledged in batches, all but the last 100; then a new connection of the same session
+    acknowledged = [m for m, q in zip(subscriber.got, subscriber.qos, strict=True) if q == 1]
+    unacknowledged = [body for _t, body, _mid in acknowledged[-100:]]
+    del acknowledged[-100:]
+    for start in range(0, len(acknowledged), 400):
+        subscriber.client.ack_all(mid for _t, _b, mid in acknowledged[start : start + 400])
     time.sleep(1.0)  # the acknowledgements written
     subscriber.close()
     again = Subscriber(mosquitto.port)
@@ -74,4 +112,36 @@ def test_messages_arrive_whole_and_in_order_and_a_batch_ack_reaches_the_broker(m
     time.sleep(1.0)  # anything more the broker had would have come by now
     again.close()
     publisher.loop_stop()
-    assert [body for _t, body, _mid in again.got] == [payload(i) for i in range(n - 100, n)]
+    assert [body for _t, body, _mid in again.got] == unacknowledged
+
+
+def test_mqtt_3_1_1_packets_are_cut_out_too(mosquitto: Mosquitto) -> None:
+    """MQTT 3.1.1 (`mqtt_protocol` 3.1.1) has no properties byte in a PUBLISH: the cut must not take one."""
+    got: list[tuple[str, bytes]] = []
+    by_paho: list[bytes] = []
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        by_paho.append(message.payload)
+        got.append((message.topic, message.payload))
+
+    subscriber = BulkClient(CallbackAPIVersion.VERSION2, client_id="bulk-311", protocol=mqtt.MQTTv311, manual_ack=True)
+    subscriber.deliver = lambda t, body, _mid, _qos: got.append((t, body))
+    subscriber.on_message = on_message
+    subscriber.on_connect = lambda c, _u, _f, _r, _p: c.subscribe("bulk/#", qos=1)
+    subscriber.connect("127.0.0.1", mosquitto.port)
+    subscriber.loop_start()
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bulk-pub-311", protocol=mqtt.MQTTv311)
+    publisher.connect("127.0.0.1", mosquitto.port)
+    publisher.loop_start()
+    time.sleep(0.5)  # subscribed
+    n = 1000
+    for info in [publisher.publish(topic(i), payload(i), qos=1) for i in range(n)]:
+        info.wait_for_publish(30)
+    deadline = time.monotonic() + 30
+    while len(got) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for client in (publisher, subscriber):
+        client.disconnect()
+        client.loop_stop()
+    assert got == [(topic(i), payload(i)) for i in range(n)]
+    assert len(by_paho) < n // 4  # those a read cut short

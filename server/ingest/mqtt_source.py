@@ -29,8 +29,9 @@ from server.ingest.mqtt_client import BulkClient
 log = logging.getLogger(__name__)
 
 # Unacknowledged messages the broker may have in flight to us (MQTT 5 Receive Maximum). Acks come per stored
-# batch, so this bounds the batch; below 65,535 so packet identifiers never wrap while unacknowledged.
-RECEIVE_MAXIMUM = 4000
+# batch, so this bounds the batch (twice the largest, `worker.MAX_BATCH`: the next fills while one is stored);
+# below 65,535 so packet identifiers never wrap while unacknowledged.
+RECEIVE_MAXIMUM = 20_000
 # How long the broker keeps our session (and queues messages for it) while the server is down.
 SESSION_EXPIRY_S = 3600
 DEVICE_CHANNELS = (
@@ -94,6 +95,7 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.deliver = self._deliver
         client.on_subscribe = self._on_subscribe
         self._client = client
 
@@ -169,3 +171,7 @@ class MqttSource:
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         self._handoff(Received(message.topic, bytes(message.payload), time.time(), message.mid, message.qos))
+
+    def _deliver(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """A plain PUBLISH, as the client cut it out of what it read (`BulkClient.deliver`)."""
+        self._handoff(Received(topic, payload, time.time(), mid, qos))
