@@ -9,13 +9,16 @@ tags' text, 2.6 times slower to write; a file in that layout is moved over when 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import orjson
+
 from server.storage.base import RefusedPoints
-from server.storage.points import Point
+from server.storage.points import FieldValue, Point
 
 # What SQLite raises for a value it cannot hold (an integer past 64 bits, a string too long, a type it has no
 # column type for): no retry helps. OperationalError (disk full, locked) passes, so it is not here.
@@ -61,6 +64,15 @@ DROP TABLE points_v1;
 """
 
 
+def fields_json(fields: Mapping[str, FieldValue]) -> str:
+    """A point's fields as JSON. NaN and infinities have no place in a time series (and no JSON of their own):
+    orjson writes them as null, and a point's fields hold no None, so a null is looked into."""
+    text = orjson.dumps(fields)
+    if b"null" in text and any(isinstance(v, float) and not math.isfinite(v) for v in fields.values()):
+        raise ValueError(f"a field is not a finite number: {dict(fields)}")
+    return text.decode()
+
+
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -80,8 +92,8 @@ class SqliteStore:
     def write(self, points: Sequence[Point]) -> None:
         if not points:
             return
-        try:  # NaN and infinities have no place in a time series (and no JSON of their own)
-            rows = [(p, json.dumps(p.fields, allow_nan=False)) for p in points]
+        try:
+            rows = [(p, fields_json(p.fields)) for p in points]
         except _CONTENT_ERRORS as exc:
             raise RefusedPoints(f"SQLite cannot store these points: {exc}") from exc
         with self._lock:
