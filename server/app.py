@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from server import __version__
+from server import __version__, collector
 from server.api.fleet import fleet_api
 from server.api.metrics import metrics
 from server.api.people import people
@@ -37,15 +36,12 @@ def create_app(
         app.state.runtime = runtime or runtime_type(settings or Settings())
         if owned:
             app.state.runtime.start()
-            # What start built (the app, the registry's models, the branches' state) lives as long as the server:
-            # kept out of the collector's scans, which under a flood of messages took up to a fifth of a core
-            gc.freeze()
-        try:
-            yield
-        finally:
-            if owned:
-                app.state.runtime.stop()
-                gc.unfreeze()
+        with collector.serving() if owned else nullcontext():
+            try:
+                yield
+            finally:
+                if owned:
+                    app.state.runtime.stop()
 
     app = FastAPIOffline(  # FastAPI, with Swagger UI's and ReDoc's files served from the package, not a CDN
         title="LobbyWatch",

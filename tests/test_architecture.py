@@ -111,7 +111,7 @@ def test_the_edge_installs_without_server_dependencies() -> None:
 # (which raises alerts), reports and provisioning; the runtime and replay that wire them; the fleet view, the
 # API and the pages over the runtime; the app and the CLI on top.
 SERVER_LAYERS = (
-    {"settings", "tokens", "commands", "status", "storage", "live", "rules", "zone_shapes"},
+    {"settings", "tokens", "commands", "status", "storage", "live", "rules", "zone_shapes", "collector"},
     {"registry", "dashboards"},
     {"delivery", "processing"},
     {"alerts"},

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import signal
@@ -34,6 +33,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
+from server import collector
 from server.ingest.mqtt_source import Received
 from server.ingest.worker import IngestWorker
 from server.runtime import Runtime
@@ -317,12 +317,11 @@ async def work(settings: Settings, name: str) -> dict[str, int]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     log.info("worker %s: %d partitions, NATS %s", name, layout.partitions, settings.nats_url)
-    gc.freeze()  # what was built at start lives as long as the worker: out of the collector's scans (server/app.py)
-    try:
-        await worker.run()
-    finally:
-        await nc.drain()
-        gc.unfreeze()
+    with collector.serving():
+        try:
+            await worker.run()
+        finally:
+            await nc.drain()
     owned = runtime.owned
     return {
         "received": owned.stats.received,
