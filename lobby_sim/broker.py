@@ -20,7 +20,7 @@ persistence {persistence}
 persistence_location {data_dir}/
 # The ingest acknowledges per stored batch: let it have thousands of messages in flight (3.1.1 clients;
 # MQTT 5 clients state their own Receive Maximum).
-max_inflight_messages 4000
+max_inflight_messages 20000
 # Messages kept for a disconnected persistent session (the server during a restart); see docs/protocol.md.
 max_queued_messages 50000
 log_dest file {data_dir}/mosquitto.log

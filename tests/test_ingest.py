@@ -1,6 +1,9 @@
 """The ingest against a real Mosquitto: valid messages are stored and shown, bad ones refused and counted."""
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -199,3 +202,33 @@ def test_backlog_is_bounded_by_the_server_not_the_broker(mosquitto: Mosquitto) -
     source.stop()
     assert worker.peak_backlog <= 300
     assert sorted(int(p) for p in seen) == list(range(6000))
+
+
+def test_the_pipeline_cost_benchmark_stores_every_report() -> None:
+    """`bench.pipeline_cost`, reduced: every report it hands the pipeline is taken and stored (an occupancy and a
+    wait point each, and the alerting zones' alerts), none refused; its figures are its own to print."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.pipeline_cost",
+            "--batch",
+            "300",
+            "--batches",
+            "2",
+            "--repeat",
+            "2",
+            "--devices",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["received"] == 300 * (1 + 2 * 2)  # the first batch, then two repeats of two
+    assert result["refused"] == 0
+    assert result["stored_points"] > 2 * result["received"]
+    assert len(result["runs"]) == 2
+    assert all(us > 0 for us in result["runs"])

@@ -15,7 +15,10 @@ from server.ingest.repair import ResendRequest
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 2000  # messages per stored batch
+# Messages per stored batch, at most: a flood's batches get this large. Each batch saves the state of every device
+# it heard from and rewrites a page of each series it adds to, whatever its size, so larger batches cost less a
+# message: 10,000 against 2,000 took the server from 0.51 to 0.62 of the bare subscriber (`bench.ingest`).
+MAX_BATCH = 10_000
 # Messages received but not yet processed. Mosquitto 2.0.11 was seen to send a manually acknowledging client
 # three times its Receive Maximum, so the bound is ours: when the queue is full, paho's reader waits, TCP
 # pushes back, and the broker holds the rest (tests/test_ingest.py checks the bound).

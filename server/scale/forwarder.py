@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 
 from lobbywatch.protocol import InvalidTopic, Topic
-from server.ingest.mqtt_source import RECEIVE_MAXIMUM, Received
+from server.ingest.mqtt_source import Received
 from server.scale import subjects
 from server.scale.publisher import Publisher
 
@@ -45,13 +45,16 @@ def route(topic: str, branch_of: Callable[[str], str | None]) -> tuple[str, str]
     return subjects.subject(branch_of(parsed.device), parsed.device, parsed.channel.value), parsed.device
 
 
+IN_FLIGHT = 4000  # messages taken from the broker and not yet stored by JetStream
+
+
 class Forwarder:
     def __init__(
         self,
         nc: Client,
         branch_of: Callable[[str], str | None],
         ack: Callable[[Sequence[Received]], None],
-        in_flight: int = RECEIVE_MAXIMUM,
+        in_flight: int = IN_FLIGHT,
     ) -> None:
         self.stats = ForwardStats()
         self._branch_of = branch_of
