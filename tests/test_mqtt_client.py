@@ -5,17 +5,21 @@ acknowledged does."""
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from paho.mqtt._packet import decode_publish
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from lobby_sim.broker import Mosquitto
-from server.ingest.mqtt_client import READ_CHUNK, BulkClient
+from server.ingest.mqtt_client import READ_CHUNK, BulkClient, plain_publish, remaining_length
 
 
 class Subscriber:
@@ -145,3 +149,64 @@ def test_mqtt_3_1_1_packets_are_cut_out_too(mosquitto: Mosquitto) -> None:
         client.loop_stop()
     assert got == [(topic(i), payload(i)) for i in range(n)]
     assert len(by_paho) < n // 4  # those a read cut short
+
+
+def publish_packet(topic: bytes, payload: bytes, qos: int, mid: int, v5: bool, properties: bytes = b"") -> bytes:
+    """A PUBLISH packet as a broker writes it."""
+    body = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"")
+    if v5:
+        body += bytes([len(properties)]) + properties
+    body += payload
+    length, size = b"", len(body)
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        length += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            break
+    return bytes([0x30 | qos << 1]) + length + body
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    topic=st.text(min_size=1, max_size=40),
+    payload=st.binary(max_size=300),
+    qos=st.integers(0, 1),
+    mid=st.integers(1, 65535),
+    v5=st.booleans(),
+    cut=st.integers(0, 400),
+)
+def test_a_plain_publish_is_read_as_paho_reads_it_and_a_cut_one_is_left_alone(
+    topic: str, payload: bytes, qos: int, mid: int, v5: bool, cut: int
+) -> None:
+    packet = publish_packet(topic.encode(), payload, qos, mid, v5)
+    buffer = b"\x40\x02\x00\x01" + packet + b"\xc0\x00"  # a PUBACK before it, a PINGREQ after
+    got = plain_publish(buffer, 4, len(buffer), v5)
+    assert got is not None
+    assert got == (4 + len(packet), topic, payload, mid if qos else 0, qos)
+    sized = remaining_length(packet, 1, len(packet))
+    assert sized is not None
+    protocol = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+    paho = decode_publish(packet[0], packet[sized[1] :], protocol)
+    assert (paho.topic.decode(), bytes(paho.payload), paho.mid, paho.qos) == got[1:]
+    # what a read cut short holds is paho's to finish
+    end = 4 + min(cut, len(packet) - 1)
+    assert plain_publish(buffer, 4, end, v5) is None
+    assert plain_publish(buffer, 0, len(buffer), v5) is None  # a PUBACK is paho's
+
+
+@settings(max_examples=500, deadline=None)
+@given(noise=st.binary(min_size=1, max_size=64), v5=st.booleans())
+def test_no_bytes_make_the_cut_raise_or_read_past_its_end(noise: bytes, v5: bool) -> None:
+    got = plain_publish(noise, 0, len(noise), v5)
+    if got is not None:
+        finish, topic, payload, mid, qos = got
+        assert finish <= len(noise)
+        assert topic
+        assert len(payload) <= len(noise)
+        assert qos in (0, 1)
+        assert mid > 0 or qos == 0
+
+
+def test_a_publish_with_properties_is_left_to_paho() -> None:
+    packet = publish_packet(b"bulk/1", b"x", 1, 7, True, properties=b"\x23\x00\x05")  # a topic alias
+    assert plain_publish(packet, 0, len(packet), True) is None
