@@ -94,7 +94,7 @@ class BulkClient(mqtt.Client):
                 break
             at, topic, payload, mid, qos = packet
             deliver(topic, payload, mid, qos)
-            self._read_at = at  # before the next: a callback that raises leaves paho at the right byte
+            self._read_at = at  # after each: a callback that raises leaves its packet and the rest unread
             handed += 1
         if handed:
             with self._msgtime_mutex:
