@@ -1,4 +1,5 @@
-"""The fault suite's tally reads VictoriaMetrics' export again when one comes back failed or cut off under load."""
+"""The fault suite's tally reads VictoriaMetrics' export again when one comes back failed or cut off under load, and
+counts what is stamped ahead of now."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from bench.tally import ExportError, Sent, settle_victoria, stored_victoria
 from server.storage.points import OCCUPANCY
 from tests.helpers import serving
+from tests.services import VictoriaMetrics
 
 SERIES = json.dumps({"metric": {"__name__": "occupancy_occupancy", "device": "d1"}, "timestamps": [1000, 2000]})
 CUT_OFF = SERIES + "\n" + '{"metric":{"__name__":"occupancy_occupancy","device":"d2"},"timest'  # a body cut short
@@ -66,3 +69,14 @@ def test_the_tally_stops_waiting_once_nothing_is_on_its_way(exports: ThreadingHT
     assert time.monotonic() - started < 10  # not the 60 s timeout
     waiting = settle_victoria(sent, url(exports), timeout=3, empty=lambda: False, still_s=1.0)
     assert waiting["lost"] == 1  # something still on its way: waits to the timeout
+
+
+def test_reports_stamped_ahead_of_now_are_counted(victoria: VictoriaMetrics) -> None:
+    """A preload stamps its reports a millisecond apart from now on, so a large one reaches minutes ahead: the
+    export must include those (it stops at now unless told), or the tally calls them lost."""
+    now_ms = int(time.time() * 1000)
+    stamps = [now_ms - 1000, now_ms + 120_000, now_ms + 3_600_000]
+    lines = "\n".join(f"occupancy,device=d1 occupancy=1i {ms * 1_000_000}" for ms in stamps)
+    httpx.post(f"{victoria.url}/write", content=lines, timeout=10).raise_for_status()
+    rows = stored_victoria(victoria.url)
+    assert sorted(ns for (_m, device, ns) in rows if device == "d1") == [ms * 1_000_000 for ms in stamps]
