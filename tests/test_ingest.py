@@ -5,6 +5,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -232,3 +233,30 @@ def test_the_pipeline_cost_benchmark_stores_every_report() -> None:
     assert result["stored_points"] > 2 * result["received"]
     assert len(result["runs"]) == 2
     assert all(us > 0 for us in result["runs"])
+
+
+def test_a_trickle_is_gathered_into_one_batch_and_a_stop_does_not_wait() -> None:
+    """Messages arriving a few milliseconds apart wait for each other (a batch's cost is mostly fixed) up to the
+    linger, and no longer; a stop is taken at once."""
+    from unittest.mock import create_autospec
+
+    from server.ingest.mqtt_source import Received
+    from server.ingest.pipeline import Pipeline
+    from server.ingest.worker import LINGER_S, IngestWorker
+
+    batches: list[list[bytes]] = []
+    pipeline = create_autospec(Pipeline, instance=True, spec_set=True)
+    pipeline.process.side_effect = lambda batch: batches.append([m.payload for m in batch])
+    worker = IngestWorker(pipeline, lambda batch: None)
+    worker.start()
+    for n in range(5):
+        worker.put(Received("lobby/v1/dev-001/queue", str(n).encode(), 0.0, 0, 0))
+        time.sleep(LINGER_S / 10)
+    eventually(lambda: len(batches) == 1, timeout=10, what="the trickle processed")
+    time.sleep(LINGER_S * 2)
+    worker.put(Received("lobby/v1/dev-001/queue", b"late", 0.0, 0, 0))
+    eventually(lambda: len(batches) == 2, timeout=10, what="the later message processed")
+    started = time.monotonic()
+    worker.stop()
+    assert time.monotonic() - started < LINGER_S * 5
+    assert batches == [[b"0", b"1", b"2", b"3", b"4"], [b"late"]]
