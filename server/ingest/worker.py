@@ -24,13 +24,14 @@ MAX_BATCH = 10_000
 # pushes back, and the broker holds the rest (tests/test_ingest.py checks the bound).
 MAX_BACKLOG = 10_000
 TICK_S = 1.0  # how often time-driven rules are looked at
-# A batch costs about 6 ms of CPU whatever its size (writing the points, saving state, committing), so a batch of a
-# few messages costs ten times as much a message as one of thousands: a batch under FULL_ENOUGH waits for more up
-# to LINGER_S after its first message. At 1,000 msg/s over two workers, batches of 15 grew to 45-50 and the
-# ingest's CPU a message halved; draining, four workers' CPU a message came within 10-25 % of one worker's
-# (`bench.scale`: docs/scale.md). A notice is that much later at most.
+# A batch costs about 6 ms of CPU whatever its size (writing the points, saving state, committing) and 60-100 us a
+# message, so a batch of 15 costs five times as much a message as one of thousands: a batch under FULL_ENOUGH
+# waits up to LINGER_S from its first message for more. From a hundred messages on, the fixed part is at most
+# half of the cost; waiting for more only made a queue (a floor of 1,000 took `bench.ingest`'s p50 latency at
+# 5,000 msg/s from 8 to 250-350 ms). At 1,000 msg/s over two workers, the workers' CPU a message went from 681
+# to 425 us (`bench.scale`: docs/scale.md); a notice is that much later at most.
 LINGER_S = 0.1
-FULL_ENOUGH = 1000
+FULL_ENOUGH = 100
 
 
 class IngestWorker:
