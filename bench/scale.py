@@ -65,7 +65,7 @@ Fault = Callable[[Rig], dict[str, Any]]  # done to the rig halfway through a bur
 SATURATED_DRAIN_S = 5.0
 
 
-def drain(work: Path, workers: int, messages: int, devices: int) -> dict[str, Any]:
+def drain(work: Path, workers: int, messages: int, devices: int, idle_s: float) -> dict[str, Any]:
     with rig(work, devices, alerting=0) as servers:
         for i in range(workers):
             servers.worker(f"w{i + 1}")
@@ -74,6 +74,9 @@ def drain(work: Path, workers: int, messages: int, devices: int) -> dict[str, An
         first = preload(servers, len(servers.devices), sent, 1)  # one message a device: every partition owned
         wait_empty(servers, HOLD_S + 30)
         wait_placed(servers)
+        idle_from = cpu_s(servers.workers)
+        time.sleep(idle_s)
+        idle = (cpu_s(servers.workers) - idle_from) / idle_s  # CPU seconds a second with nothing to do
         before = cpu_s(servers.workers)
         started = time.monotonic()
         preload(servers, messages, sent, 2, after=first)
@@ -86,6 +89,10 @@ def drain(work: Path, workers: int, messages: int, devices: int) -> dict[str, An
         "messages": messages,
         "rate": round(messages / elapsed),
         "cpu_us_per_msg": round(cpu / messages * 1e6),
+        # what the workers use with nothing to do (heartbeats, the worker list, pulls waiting, the rules' clock)
+        # is more with more workers; the drain's CPU less that, a message
+        "idle_cpu_pct": round(idle * 100, 1),
+        "busy_cpu_us_per_msg": round((cpu - idle * elapsed) / messages * 1e6),
         "lost": counts["lost"],
         "duplicate_points": counts["duplicated"],
     }
@@ -279,6 +286,9 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2,4", help="worker counts to drain the backlog with")
     parser.add_argument("--messages", type=int, default=40_000, help="the backlog drained at each count")
     parser.add_argument("--devices", type=int, default=300, help="devices of the backlog")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=10.0, help="the workers' idle CPU is measured this long before a drain"
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the bursts")
     parser.add_argument("--rate", type=float, default=200.0, help="reports a second in the failover and node-kill")
     parser.add_argument(
@@ -299,7 +309,7 @@ def main() -> int:
         for n in (int(x) for x in args.workers.split(",")):
             print(f"workers: {n} draining {args.messages} messages", flush=True)
             try:
-                figures = drain(work / f"drain-{n}", n, args.messages, args.devices)
+                figures = drain(work / f"drain-{n}", n, args.messages, args.devices, args.idle_seconds)
             except Exception as exc:  # reported, and the rest still runs
                 traceback.print_exc()
                 figures = {"n": n, "error": f"{type(exc).__name__}: {exc}"}

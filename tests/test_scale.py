@@ -536,3 +536,36 @@ def test_a_report_that_reaches_the_stream_after_newer_ones_still_fires_its_alert
         notices.stop()
     assert alerts["alerts_expected"] == 1
     assert (alerts["alerts_missing"], alerts["alerts_unexpected"], alerts["alerts_duplicated"]) == (0, 0, 0), alerts
+
+
+def test_the_scale_benchmark_drains_a_backlog_with_two_workers_and_loses_nothing() -> None:
+    """`bench.scale`'s workers section, reduced: two real workers drain a backlog put straight into the stream;
+    every report is stored once, and the figures it prints are its own (measured, not asserted here)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.scale",
+            "--only",
+            "workers",
+            "--workers",
+            "2",
+            "--messages",
+            "3000",
+            "--devices",
+            "60",
+            "--idle-seconds",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["failed_sections"] == []
+    (two,) = result["workers"]
+    assert (two["n"], two["messages"], two["lost"], two["duplicate_points"]) == (2, 3000, 0, 0)
+    assert two["rate"] > 0
+    assert two["busy_cpu_us_per_msg"] > 0
