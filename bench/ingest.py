@@ -78,6 +78,20 @@ def site(n: int, alerting: int, per_branch: int = PER_BRANCH) -> dict[str, objec
     }
 
 
+def queue_report(device: str, stream: str, seq: int, uptime_s: float, round_: int) -> bytes:
+    """A device's queue report of now; its count ramps 0..19 and over again, a step per round of all devices."""
+    return json.dumps(
+        {
+            "v": 1,
+            "stream": stream,
+            "seq": seq,
+            "ts": datetime.now(UTC).isoformat(),
+            "uptime_s": uptime_s,
+            "zones": [{"zone": zone_of(device), "occupancy": round_ % 20}],
+        }
+    ).encode()
+
+
 def publish(
     port: int, devices: list[str], rate: float, seconds: float | None, count: int | None, stream: str, sent: Any
 ) -> None:
@@ -100,17 +114,7 @@ def publish(
             continue
         device = devices[n % len(devices)]
         seq[device] += 1
-        payload = json.dumps(
-            {
-                "v": 1,
-                "stream": stream,
-                "seq": seq[device],
-                "ts": datetime.now(UTC).isoformat(),
-                "uptime_s": elapsed,
-                # each device's count ramps 0..19 and over again, a step per round of all devices
-                "zones": [{"zone": zone_of(device), "occupancy": (n // len(devices)) % 20}],
-            }
-        )
+        payload = queue_report(device, stream, seq[device], elapsed, n // len(devices))
         last = client.publish(f"lobby/v1/{device}/queue", payload, qos=1)
         # paho refuses a message while its id is still taken by one not yet acknowledged (65,535 waiting, on a
         # machine where the broker is slower than the publishers): wait for room, then send the same one

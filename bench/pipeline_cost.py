@@ -19,13 +19,12 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 from pydantic import SecretStr
 
-from bench.ingest import device_ids, site, zone_of
+from bench.ingest import device_ids, queue_report, site
 from server import collector
 from server.ingest.mqtt_source import Received
 from server.ingest.worker import MAX_BATCH
@@ -46,15 +45,8 @@ class Reports:
         for _ in range(size):
             device = self.devices[self.n % len(self.devices)]
             self.seq[device] += 1
-            payload = {
-                "v": 1,
-                "stream": "0000000000000010",
-                "seq": self.seq[device],
-                "ts": datetime.now(UTC).isoformat(),
-                "uptime_s": 1.0,
-                "zones": [{"zone": zone_of(device), "occupancy": (self.n // len(self.devices)) % 20}],
-            }
-            out.append(Received(f"lobby/v1/{device}/queue", json.dumps(payload).encode(), time.time(), self.n, 1))
+            payload = queue_report(device, "0000000000000010", self.seq[device], 1.0, self.n // len(self.devices))
+            out.append(Received(f"lobby/v1/{device}/queue", payload, time.time(), self.n, 1))
             self.n += 1
         return out
 
