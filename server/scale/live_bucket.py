@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections.abc import Callable
 
 from nats.aio.client import Client
@@ -31,7 +32,11 @@ log = logging.getLogger(__name__)
 LIVE = "lobbywatch-live"
 SNAPSHOTS = "lobbywatch-snapshots"
 PUBLISH_EVERY_S = 0.5  # a worker shares what changed this often: the API lags its worker by about this much
-REFRESH_S = 15.0  # and what only moves on (a device's last message time) this often
+# and what only moves on (a device's last message time) after between half and all of this, a fraction fixed for
+# each entry: entries first shared in one round (a worker's start, a partition taken on) would otherwise all come
+# due in one later round, thousands of replicated writes at once, and notices waited behind them (`bench.scale`'s
+# notices: the slowest came 15 s into the burst, p99 1,553 ms; 797 ms with no refresh at all)
+REFRESH_S = 15.0
 # an entry larger than this is not shared, and logged: a snapshot's image is at most 96 KiB of base64 (the
 # protocol's MAX_SNAPSHOT_BYTES), and NATS refuses a message over its max_payload (1 MiB by default)
 MAX_ENTRY_BYTES = 256 * 1024
@@ -121,7 +126,7 @@ class Publisher:
         now = self._monotonic()
         for key, (value, signature) in list(self._waiting.items()):
             shared = self._shared.get(key)
-            if not (everything or shared is None or shared[0] != signature or now - shared[1] >= REFRESH_S):
+            if not (everything or shared is None or shared[0] != signature or now - shared[1] >= refresh_after(key)):
                 continue
             try:
                 await self._publish(key, value)
@@ -143,6 +148,13 @@ class Publisher:
             return
         bucket = SNAPSHOTS if kind == live_codec.SNAPSHOT else LIVE
         await self._nc.publish(f"$KV.{bucket}.{live_codec.key(kind, name)}", encoded)  # buffered: a flush sends
+
+
+def refresh_after(key: tuple[str, str]) -> float:
+    """Seconds after which an entry that only moved on is shared again: between half and all of `REFRESH_S`, the
+    same for a key every time, so that entries shared together drift apart instead of coming due together."""
+    kind, name = key
+    return REFRESH_S * (0.5 + (zlib.crc32(f"{kind}/{name}".encode()) % 1024) / 2048)
 
 
 class Mirror:
