@@ -34,8 +34,7 @@ SNAPSHOTS = "lobbywatch-snapshots"
 PUBLISH_EVERY_S = 0.5  # a worker shares what changed this often: the API lags its worker by about this much
 # and what only moves on (a device's last message time) after between half and all of this, a fraction fixed for
 # each entry: entries first shared in one round (a worker's start, a partition taken on) would otherwise all come
-# due in one later round, thousands of replicated writes at once, and notices waited behind them (`bench.scale`'s
-# notices: the slowest came 15 s into the burst, p99 1,553 ms; 797 ms with no refresh at all)
+# due together in a later round, every device of the worker's partitions at once, replicated three ways
 REFRESH_S = 15.0
 # an entry larger than this is not shared, and logged: a snapshot's image is at most 96 KiB of base64 (the
 # protocol's MAX_SNAPSHOT_BYTES), and NATS refuses a message over its max_payload (1 MiB by default)
