@@ -29,7 +29,7 @@ TICK_S = 1.0  # how often time-driven rules are looked at
 # waits up to LINGER_S from its first message for more. From a hundred messages on, the fixed part is at most
 # half of the cost; waiting for more only made a queue (a floor of 1,000 took `bench.ingest`'s p50 latency at
 # 5,000 msg/s from 8 to 250-350 ms). At 1,000 msg/s over two workers, the workers' CPU a message went from 681
-# to 425 us (`bench.scale`: docs/scale.md); a notice is that much later at most.
+# to 425 us (`bench.scale`: docs/scale.md). A notice waits LINGER_S more at most.
 LINGER_S = 0.1
 FULL_ENOUGH = 100
 
