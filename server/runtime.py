@@ -18,7 +18,7 @@ from server.alerts.service import AlertService
 from server.alerts.views import AlertViews
 from server.alerts.worker import AlertWorker
 from server.commands import DeviceCommands
-from server.delivery.notify import Channel, Dispatcher, LogChannel, Notice, WebhookChannel
+from server.delivery.notify import Channel, Delivered, Dispatcher, LogChannel, Notice, WebhookChannel
 from server.delivery.people import Sender, ack_links, people_channel
 from server.fleet import Fleet
 from server.ingest.dead_letters import DeadLetters
@@ -119,7 +119,9 @@ class Runtime:
                 channels.append(WebhookChannel(settings.webhook_url))
             channels.append(people)
         # synchronous: a failed delivery is retried at once, not after a wait of the real clock
-        self.dispatcher = Dispatcher(channels, self._delivered, sleep=(lambda _s: False) if synchronous else None)
+        self.dispatcher = Dispatcher(
+            channels, self._delivered, sleep=(lambda _s: False) if synchronous else None, now=self.clock.now
+        )
         self.alerts = AlertService(
             self.sessions,
             self._deliver_now if synchronous else self.dispatcher.submit,
@@ -237,8 +239,8 @@ class Runtime:
             self.on_notice(notice)
         self.dispatcher.deliver_now(notice)
 
-    def _delivered(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
-        self.alerts.record_delivery(notice, channel, delivered, detail)
+    def _delivered(self, outcomes: Sequence[Delivered]) -> None:
+        self.alerts.record_deliveries(outcomes)
 
     def _alert_event(self, event: dict[str, object]) -> None:
         self._observe(event)

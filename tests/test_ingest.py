@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from lobby_sim.broker import Mosquitto
 from lobbywatch.protocol import MAX_PAYLOAD_BYTES
 from server.app import create_app
-from server.delivery.notify import Dispatcher, Notice, WebhookChannel
+from server.delivery.notify import Delivered, Dispatcher, Notice, WebhookChannel
 from server.processing.sequence import SequenceTracker
 from server.registry import models
 from server.runtime import Runtime
@@ -146,8 +146,8 @@ def test_failing_webhook_is_retried_then_reported(inbox: ThreadingHTTPServer) ->
     outcomes: list[tuple[str, bool, str]] = []
     done = threading.Event()
 
-    def outcome(notice: Notice, channel: str, delivered: bool, detail: str) -> None:
-        outcomes.append((channel, delivered, detail))
+    def outcome(recorded: Sequence[Delivered]) -> None:
+        outcomes.extend((o.channel, o.delivered, o.detail) for o in recorded)
         done.set()
 
     channel = WebhookChannel(f"http://127.0.0.1:{inbox.server_address[1]}/hook")
@@ -162,6 +162,63 @@ def test_failing_webhook_is_retried_then_reported(inbox: ThreadingHTTPServer) ->
     assert (name, delivered) == ("webhook", False)
     assert "500" in detail
     assert dispatcher.failed == 1
+
+
+def notice(alert_id: int) -> Notice:
+    return Notice(alert_id, "fired", "queue_too_long", "warning", "b1", "B", "queue", "t", "b", "", "", "", None)
+
+
+class HeldChannel:
+    """A channel whose first delivery waits until the test lets it go; it notes each delivery."""
+
+    name = "held"
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.first = threading.Event()
+        self.go = threading.Event()
+
+    def deliver(self, notice: Notice) -> None:
+        if not self.first.is_set():
+            self.first.set()
+            assert self.go.wait(10)
+        self.events.append(f"delivered {notice.alert_id}")
+
+
+def test_a_burst_of_notices_goes_out_before_its_outcomes_are_recorded_together() -> None:
+    """Alerts fire in bursts: the notices waiting when the dispatcher comes to them all go out first, and their
+    outcomes are recorded in one call (one registry transaction), not one each before the next notice goes."""
+    events: list[str] = []
+    channel = HeldChannel(events)
+    dispatcher = Dispatcher([channel], lambda outcomes: events.append(f"recorded {len(outcomes)}"))
+    dispatcher.start()
+    dispatcher.submit(notice(1))
+    assert channel.first.wait(10)
+    for alert_id in range(2, 11):  # a burst, while the first notice is on its way
+        dispatcher.submit(notice(alert_id))
+    channel.go.set()
+    eventually(lambda: events.count("recorded 9"), what="the burst recorded")
+    dispatcher.stop()
+    assert events == ["delivered 1", "recorded 1", *(f"delivered {n}" for n in range(2, 11)), "recorded 9"]
+    assert dispatcher.delivered == 10
+
+
+def test_outcomes_the_registry_refused_are_recorded_with_the_next_round() -> None:
+    recorded: list[list[int]] = []
+    refuse = [True]
+
+    def record(outcomes: Sequence[Delivered]) -> None:
+        if refuse.pop() if refuse else False:
+            raise OSError("the registry is away")
+        recorded.append([o.notice.alert_id for o in outcomes])
+
+    channel = HeldChannel([])
+    channel.go.set()
+    dispatcher = Dispatcher([channel], record)
+    dispatcher.deliver_now(notice(1))
+    assert recorded == []
+    dispatcher.deliver_now(notice(2))
+    assert recorded == [[1, 2]]
 
 
 def test_backlog_is_bounded_by_the_server_not_the_broker(mosquitto: Mosquitto) -> None:

@@ -4,7 +4,7 @@ resolved by hand or passed on by people, with a timeline; notified in the branch
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -17,7 +17,7 @@ from server.alerts.catalog import ZONE_RULES, describe, first_role, number, plai
 from server.alerts.errors import AlertError
 from server.alerts.silences import Silences, silencing
 from server.dashboards import BRANCH_UID, uid
-from server.delivery.notify import Notice
+from server.delivery.notify import Delivered, Notice
 from server.registry import audit, models
 from server.registry.directory import BranchEntry
 from server.rules.presence import RULE as OFFLINE_RULE
@@ -278,29 +278,39 @@ class AlertService:
             dashboard_url=dashboard,
         )
 
-    def record_delivery(self, notice: Notice, channel: str, delivered: bool, detail: str) -> None:
-        kind = "notified" if delivered else "notify_failed"
-        at = self._clock.now()
-        # not under the alerts' lock: a row no other writer touches (the lock made deliveries wait, under load)
+    def record_deliveries(self, outcomes: Sequence[Delivered]) -> None:
+        """What became of notices on their channels, in one transaction."""
+        # not under the alerts' lock: rows no other writer touches (the lock made deliveries wait, under load)
         with self._sessions() as session:
-            session.add(
-                models.AlertEvent(
-                    alert_id=notice.alert_id, at=at, kind=kind, detail=f"{channel}: {detail}" if detail else channel
-                )
+            session.add_all(
+                models.AlertEvent(alert_id=o.notice.alert_id, at=o.at, kind=_kind(o), detail=_detail(o))
+                for o in outcomes
             )
             session.commit()
         if self._on_event is not None:
-            self._on_event(
-                {
-                    "event": kind,
-                    "alert": notice.alert_id,
-                    "rule": notice.rule,
-                    "branch": notice.branch_id,
-                    "subject": notice.subject,
-                    "at": at.isoformat(),
-                    "channel": channel,
-                    "role": notice.role,
-                    "change": notice.change,
-                    "detail": detail,
-                }
-            )
+            for outcome in outcomes:
+                self._on_event(_delivery_event(outcome))
+
+
+def _kind(outcome: Delivered) -> str:
+    return "notified" if outcome.delivered else "notify_failed"
+
+
+def _detail(outcome: Delivered) -> str:
+    return f"{outcome.channel}: {outcome.detail}" if outcome.detail else outcome.channel
+
+
+def _delivery_event(outcome: Delivered) -> Event:
+    notice = outcome.notice
+    return {
+        "event": _kind(outcome),
+        "alert": notice.alert_id,
+        "rule": notice.rule,
+        "branch": notice.branch_id,
+        "subject": notice.subject,
+        "at": outcome.at.isoformat(),
+        "channel": outcome.channel,
+        "role": notice.role,
+        "change": notice.change,
+        "detail": outcome.detail,
+    }

@@ -8,6 +8,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import httpx
@@ -39,6 +40,21 @@ class Notice:
 
 Outcome = Callable[[Notice, str, bool, str], None]  # notice, channel, delivered, detail
 FLUSH_S = 1.0  # how often channels that hold notices back (grouping) are asked to send what is due
+KEPT_OUTCOMES = 10_000  # outcomes kept to record again while the registry refuses them; older ones are dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What became of a notice on one channel."""
+
+    notice: Notice
+    channel: str
+    delivered: bool
+    detail: str
+    at: datetime
+
+
+Record = Callable[[Sequence[Delivered]], None]  # the outcomes of a round of deliveries, kept together
 
 
 class Channel(Protocol):
@@ -79,13 +95,25 @@ class WebhookChannel:
 
 
 class Dispatcher:
+    """Hands notices to the channels on a thread of its own. The notices waiting when it comes to them all go
+    out before any outcome is recorded, and a round's outcomes are recorded in one call: alerts fire in bursts
+    (a batch of reports breaches many zones at once), and a registry transaction per notice and channel, each
+    before the next notice went out, held the last of a burst back. A record that fails is kept for the next
+    round (the notices went out; before, the failure ended this thread and nothing more was delivered)."""
+
     def __init__(
-        self, channels: Sequence[Channel], on_outcome: Outcome, sleep: Callable[[float], bool] | None = None
+        self,
+        channels: Sequence[Channel],
+        record: Record,
+        sleep: Callable[[float], bool] | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._now = now
         self._channels = list(channels)
         # a Protocol's isinstance is slow, and flushing runs every second: sorted out once
         self._holding = [channel for channel in self._channels if isinstance(channel, Holding)]
-        self._on_outcome = on_outcome
+        self._record = record
+        self._outcomes: list[Delivered] = []  # not yet recorded
         self._queue: queue.SimpleQueue[Notice | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
@@ -109,23 +137,35 @@ class Dispatcher:
         """Deliver on the caller's thread (a replay on its simulated clock); the same path as `_run`'s."""
         for channel in self._channels:
             self._deliver(channel, notice)
+        self._record_outcomes()
 
     def flush_now(self, force: bool = False) -> None:
         self._flush(force)
+        self._record_outcomes()
 
     def _run(self) -> None:
-        while True:
+        stopping = False
+        while not stopping:
             try:
-                notice = self._queue.get(timeout=FLUSH_S)
+                notices = [self._queue.get(timeout=FLUSH_S)]
             except queue.Empty:
                 self._flush(force=False)
+                self._record_outcomes()
                 continue
-            if notice is None:
-                break
-            for channel in self._channels:
-                self._deliver(channel, notice)
+            while notices[-1] is not None:  # the stop comes last
+                try:
+                    notices.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = notices[-1] is None
+            for notice in notices:
+                if notice is not None:
+                    for channel in self._channels:
+                        self._deliver(channel, notice)
             self._flush(force=False)
+            self._record_outcomes()
         self._flush(force=True)  # stopping: what is held back goes now rather than never
+        self._record_outcomes()
 
     def _flush(self, force: bool) -> None:
         for channel in self._holding:
@@ -137,7 +177,19 @@ class Dispatcher:
         else:
             self.failed += 1
             self.failed_by_channel[channel] += 1
-        self._on_outcome(notice, channel, delivered, detail)
+        self._outcomes.append(Delivered(notice, channel, delivered, detail, self._now()))
+
+    def _record_outcomes(self) -> None:
+        """Record what became of the notices; kept for the next round while that fails (the registry away)."""
+        if not self._outcomes:
+            return
+        try:
+            self._record(self._outcomes)
+        except Exception as exc:  # the notices went out; what is lost is only their record, and only past the bound
+            log.error("recording %d notice outcomes failed, trying again later: %s", len(self._outcomes), exc)
+            del self._outcomes[:-KEPT_OUTCOMES]
+            return
+        self._outcomes = []
 
     def _deliver(self, channel: Channel, notice: Notice) -> None:
         wait = FIRST_WAIT_S
