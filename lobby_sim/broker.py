@@ -88,6 +88,7 @@ class Mosquitto:
         `open_to_anonymous` (the demo's): with it, clients without a name may still do anything, while enrolled
         devices get identities of their own, as in production."""
         self.port = port or free_port()
+        self._port_ours = port is None  # picked here: another may be picked if a stranger took it first
         self.data_dir = data_dir
         self._persistence = persistence
         self._dynsec_admin = dynsec_admin
@@ -100,6 +101,22 @@ class Mosquitto:
         return shutil.which("mosquitto") is not None
 
     def start(self) -> None:
+        """Start Mosquitto and wait until it listens. A port picked as free can be taken by another process before
+        Mosquitto binds it (seen in CI: the broker exited with "Address already in use" while the stranger
+        answered on the port, and every client failed with a protocol error); on its first start it then tries
+        another port, and otherwise says so."""
+        for attempt in range(5):
+            if self._start_once():
+                break
+            if not self._port_ours or attempt == 4:
+                raise RuntimeError(f"mosquitto could not listen on 127.0.0.1:{self.port}: {self._log_tail()}")
+            self.port = free_port()
+        self._port_ours = False  # clients know this port now: a restart must come back on it
+        if self._dynsec_admin is not None and self._anonymous:
+            self._let_anonymous_in()
+
+    def _start_once(self) -> bool:
+        """True once our Mosquitto listens on the port; False when it exited instead."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "mosquitto.conf"
         conf.write_text(
@@ -114,10 +131,23 @@ class Mosquitto:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         # a fixed binary and a config file we wrote: no untrusted input
         quiet = subprocess.DEVNULL
-        self._process = subprocess.Popen([binary, "-c", str(conf)], stdout=quiet, stderr=quiet)  # noqa: S603
-        wait_for_port(self.port)
-        if self._dynsec_admin is not None and self._anonymous:
-            self._let_anonymous_in()
+        log = self.data_dir / "mosquitto.log"
+        logged = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
+        self._process = process = subprocess.Popen([binary, "-c", str(conf)], stdout=quiet, stderr=quiet)  # noqa: S603
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            # Mosquitto says "running" once every listener is bound; a port that merely answers may be a stranger's
+            if log.exists() and b" running" in log.read_bytes()[logged:]:
+                wait_for_port(self.port)
+                return True
+            time.sleep(0.05)
+        raise TimeoutError(f"mosquitto does not listen on 127.0.0.1:{self.port} after 10 s")
+
+    def _log_tail(self) -> str:
+        log = self.data_dir / "mosquitto.log"
+        return " | ".join(log.read_text(errors="replace").splitlines()[-3:]) if log.exists() else "no log"
 
     def _let_anonymous_in(self) -> None:
         user, password = self._dynsec_admin or ("", "")

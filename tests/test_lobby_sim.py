@@ -1,5 +1,8 @@
 import math
 import random
+from pathlib import Path
+
+import pytest
 
 from lobby_sim.lobby import SERVICE_MIX, Lobby, LobbyPlan
 
@@ -52,3 +55,32 @@ def test_a_cycled_day_brings_the_peak_back_and_windows_close_when_it_is_over() -
         assert lobby.windows_open == 2
         assert not lobby.close_window()  # never below the plan's windows
     assert min(peaks) > 8
+
+
+def test_a_broker_whose_port_a_stranger_took_moves_to_another(tmp_path: Path) -> None:
+    """A port picked as free can be taken before Mosquitto binds it: the broker must not leave its clients
+    talking to the stranger (seen in CI: every client failed with a protocol error), but listen elsewhere."""
+    import socket
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from lobby_sim.broker import Mosquitto
+
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", 0))
+        stranger.listen()
+        taken = stranger.getsockname()[1]
+        broker = Mosquitto(tmp_path / "picked")
+        broker.port = taken  # as if the port picked for it had been taken since
+        broker.start()
+        try:
+            assert broker.port != taken
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="after-move")
+            assert client.connect("127.0.0.1", broker.port) == mqtt.MQTT_ERR_SUCCESS
+            client.disconnect()
+        finally:
+            broker.stop()
+        given = Mosquitto(tmp_path / "given", port=taken)
+        with pytest.raises(RuntimeError, match=f"127.0.0.1:{taken}.*Address already in use"):
+            given.start()
