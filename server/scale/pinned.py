@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
+from nats.errors import Error as NatsError
 
 from server.scale import subjects
 from server.scale.jetstream import GROUP, NS, JetStreamError, api
@@ -164,18 +165,43 @@ class PinnedPull:
             self._lost(self.partition, pin)
 
 
+async def pinned_to(nc: Client, partition: int) -> str:
+    """The pin `partition`'s consumer holds now ("" while none: nothing was delivered since the last one went)."""
+    consumer = subjects.consumer_name(partition)
+    info = await api(nc, f"CONSUMER.INFO.{subjects.STREAM}.{consumer}")
+    groups = {g.get("group"): g.get("pinned_client_id") for g in info.get("priority_groups") or []}
+    return groups.get(GROUP) or ""
+
+
 async def unpin(nc: Client, partition: int, pin: str) -> bool:
     """Have the server pin another client of `partition`'s consumer at once, if `pin` is still its pin: the
     server does not check who asks, so the pin is read first (a worker's own on release, a gone worker's last
     listed one on taking it back). True when unpinned."""
-    consumer = subjects.consumer_name(partition)
-    info = await api(nc, f"CONSUMER.INFO.{subjects.STREAM}.{consumer}")
-    groups = {g.get("group"): g.get("pinned_client_id") for g in info.get("priority_groups") or []}
-    if groups.get(GROUP) != pin:
+    if await pinned_to(nc, partition) != pin:
         return False
+    consumer = subjects.consumer_name(partition)
     try:
         await api(nc, f"CONSUMER.UNPIN.{subjects.STREAM}.{consumer}", {"group": GROUP})
     except JetStreamError as exc:  # pinned to another meanwhile: nothing of that pin's to release
         log.info("partition %d: unpin refused: %s", partition, exc)
         return False
     return True
+
+
+async def take_back(nc: Client, listed: Mapping[int, str], theirs: Collection[int], live: Collection[str]) -> list[int]:
+    """Unpin what a gone worker held, so that the server pins the workers now preferred at once instead of after
+    the priority timeout: the pins it `listed`, and on the partitions it was preferred for (`theirs`), any pin no
+    live worker holds. A worker learns its pin with the first message under it, and lists it at its next
+    heartbeat: one killed in between leaves a pin it never listed (seen in CI, a worker killed just after it was
+    handed its partitions). The partitions unpinned, by number."""
+    unpinned = []
+    for partition in sorted({*listed, *theirs}):
+        try:
+            pin = await pinned_to(nc, partition)
+            if not pin or pin in live or (pin != listed.get(partition) and partition not in theirs):
+                continue
+            if await unpin(nc, partition, pin):
+                unpinned.append(partition)
+        except (JetStreamError, NatsError, TimeoutError) as exc:  # its priority timeout will do it
+            log.warning("partition %d of a gone worker not unpinned (%s)", partition, exc)
+    return unpinned

@@ -11,8 +11,9 @@ SIGTERM it hands every partition on at once.
 A worker killed with -9 cannot hand anything on, and the server would wait out the consumers' priority timeout
 before pinning another. So each worker lists its pins in its entry and answers probes (`liveness`); when a
 listed worker's connection is gone, the others leave it out of the live workers, so that each pulls what it now
-prefers of the gone worker's partitions, and the first of them by name unpins those partitions and deletes its
-entry, so that the server pins the new pulls at once.
+prefers of the gone worker's partitions, and the first of them by name unpins those partitions (the pins the gone
+worker listed, and any pin no live worker holds on the partitions it was preferred for: one it had not listed yet)
+and deletes its entry, so that the server pins the new pulls at once.
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ from server.ingest.mqtt_source import Received
 from server.ingest.worker import IngestWorker
 from server.runtime import Runtime
 from server.scale import heartbeat, jetstream, live_bucket, liveness, subjects
-from server.scale.jetstream import JetStreamError
 from server.scale.owned import OwnedPipeline, Ownership
-from server.scale.pinned import Delivery, PinnedPull, unpin
-from server.scale.placement import preferred
+from server.scale.pinned import Delivery, PinnedPull, take_back
+from server.scale.placement import preferred, preferred_partitions
 from server.settings import Settings
 from server.status import worker_figures
 
@@ -234,21 +234,20 @@ class Worker:
         self._note_standing_in(alive - gone)  # before their pins go: what we win of theirs is ours to keep
         if gone and min(alive - gone) == self.name:
             for worker in sorted(gone):
-                await self._take_back(members, worker)
+                await self._take_back(members, worker, alive, gone)
         return gone
 
-    async def _take_back(self, members: KeyValue, worker: str) -> None:
+    async def _take_back(self, members: KeyValue, worker: str, alive: set[str], gone: set[str]) -> None:
         try:
             entry = await members.get(worker)
         except KeyNotFoundError:
             return  # deleted meanwhile: it stopped, or another worker took its partitions back
-        unpinned = []
-        for partition, pin in sorted(liveness.pins_of(entry.value).items()):
-            try:
-                if await unpin(self._nc, partition, pin):
-                    unpinned.append(partition)
-            except (JetStreamError, NatsError, TimeoutError) as exc:  # its priority timeout will do it
-                log.warning("partition %d of gone worker %s not unpinned (%s)", partition, worker, exc)
+        live = {pull.pin for pull in self._pulls.values() if pull.pin}
+        for other in alive - gone - {self.name}:
+            with contextlib.suppress(KeyNotFoundError):
+                live.update(liveness.pins_of((await members.get(other)).value).values())
+        theirs = preferred_partitions(worker, self._layout.partitions, alive)
+        unpinned = await take_back(self._nc, liveness.pins_of(entry.value), theirs, live)
         await members.delete(worker)
         log.warning(
             "worker %s is gone (its connection closed): its partitions %s unpinned for the workers now preferred",
