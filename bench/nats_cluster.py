@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from bench.processes import Child, tied
-from lobby_sim.broker import free_port, wait_for_port
+from lobby_sim.broker import free_port, logged_ready, wait_for_port
 
 MIN_VERSION = (2, 11)  # pinned pull consumers (priority groups, ADR-42)
 
@@ -77,23 +77,19 @@ class Node(Child):
         (self.folder / "nats.conf").write_text(conf)
 
     def start(self) -> None:
-        log = (self.folder / "nats.log").open("ab")
-        self.process = subprocess.Popen(
-            tied([self._binary, "-c", str(self.folder / "nats.conf")]),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=None if self._env is None else {**os.environ, **self._env},
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                wait_for_port(self.port, 0.5)
-                return
-            except TimeoutError:
-                if not self.running() or time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"NATS node {self.name} does not listen on {self.port}: {self.log_tail()}"
-                    ) from None
+        path = self.folder / "nats.log"
+        since = path.stat().st_size if path.exists() else 0
+        with path.open("ab") as log:
+            self.process = subprocess.Popen(
+                tied([self._binary, "-c", str(self.folder / "nats.conf")]),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=None if self._env is None else {**os.environ, **self._env},
+            )
+        # "ready" once its client, monitor and route ports are bound: a port that answers may be a stranger's
+        if not logged_ready(self.process, path, since, b"Server is ready", 20.0):
+            raise TimeoutError(f"NATS node {self.name} does not listen on {self.port}: {self.log_tail()}")
+        wait_for_port(self.port, 5.0)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

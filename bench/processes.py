@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from lobby_sim.broker import free_port, wait_for_port
+from lobby_sim.broker import free_port
 
 
 def tied(command: list[str]) -> list[str]:
@@ -262,15 +262,32 @@ class Victoria(Child):
         """`dedup` False: every sample kept, so that a point written twice is seen twice."""
         self.work = work
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.dedup = dedup
+        self._port_ours = True  # picked here: another may be picked until the first start, then clients know it
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
+        """Start it and wait until it answers as itself. A port picked as free can be taken by another process
+        before it binds it (it exits with "address already in use" while the stranger answers on the port, as
+        Mosquitto did in CI); on its first start it then tries another port."""
+        for attempt in range(5):
+            if self._start_once():
+                self._port_ours = False
+                return
+            if not self._port_ours or attempt == 4:
+                raise RuntimeError(f"victoria-metrics could not listen on 127.0.0.1:{self.port}")
+            self.port = free_port()
+
+    def _start_once(self) -> bool:
+        store = f"{self.work}/vm"
+        self.process = process = subprocess.Popen(
             tied(
                 [
                     "victoria-metrics",
-                    f"-storageDataPath={self.work}/vm",
+                    f"-storageDataPath={store}",
                     *(["-dedup.minScrapeInterval=1ms"] if self.dedup else []),
                     f"-httpListenAddr=127.0.0.1:{self.port}",
                 ]
@@ -278,7 +295,16 @@ class Victoria(Child):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.port, 30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self.process = None
+                return False
+            with contextlib.suppress(httpx.HTTPError):  # its flags name its store: it is ours, not a stranger
+                if f'-storageDataPath="{store}"' in httpx.get(f"{self.url}/flags", timeout=1).text:
+                    return True
+            time.sleep(0.1)
+        raise TimeoutError(f"victoria-metrics does not answer on {self.url} after 30 s")
 
 
 class Proxy:

@@ -65,6 +65,20 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def logged_ready(process: subprocess.Popen[bytes], log: Path, since: int, marker: bytes, timeout: float) -> bool:
+    """True once `log`, from byte `since` (a restart appends to the same log), holds `marker`: the server's own
+    word that it listens, where a port that merely answers may be a stranger's that took it first. False when
+    the process exited instead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if log.exists() and marker in log.read_bytes()[since:]:
+            return True
+        time.sleep(0.05)
+    raise TimeoutError(f"{log.name} does not say {marker.decode()!r} after {timeout} s")
+
+
 DYNSEC_PLUGIN = (
     "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
     "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
@@ -134,16 +148,10 @@ class Mosquitto:
         log = self.data_dir / "mosquitto.log"
         logged = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
         self._process = process = subprocess.Popen([binary, "-c", str(conf)], stdout=quiet, stderr=quiet)  # noqa: S603
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            # Mosquitto says "running" once every listener is bound; a port that merely answers may be a stranger's
-            if log.exists() and b" running" in log.read_bytes()[logged:]:
-                wait_for_port(self.port)
-                return True
-            time.sleep(0.05)
-        raise TimeoutError(f"mosquitto does not listen on 127.0.0.1:{self.port} after 10 s")
+        if not logged_ready(process, log, logged, b" running", 10.0):  # said once every listener is bound
+            return False
+        wait_for_port(self.port)
+        return True
 
     def _log_tail(self) -> str:
         log = self.data_dir / "mosquitto.log"
