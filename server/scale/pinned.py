@@ -192,8 +192,8 @@ async def take_back(nc: Client, listed: Mapping[int, str], theirs: Collection[in
     """Unpin what a gone worker held, so that the server pins the workers now preferred at once instead of after
     the priority timeout: the pins it `listed`, and on the partitions it was preferred for (`theirs`), any pin no
     live worker holds. A worker learns its pin with the first message under it, and lists it at its next
-    heartbeat: one killed in between leaves a pin it never listed (seen in CI, a worker killed just after it was
-    handed its partitions). The partitions unpinned, by number."""
+    heartbeat: one killed in between leaves a pin it never listed (most likely what a CI run met: a worker killed
+    just after it was handed its partitions, none of them logged as unpinned). The partitions unpinned, by number."""
     unpinned = []
     for partition in sorted({*listed, *theirs}):
         try:
