@@ -177,8 +177,11 @@ async def unpin(nc: Client, partition: int, pin: str) -> bool:
     """Have the server pin another client of `partition`'s consumer at once, if `pin` is still its pin: the
     server does not check who asks, so the pin is read first (a worker's own on release, a gone worker's last
     listed one on taking it back). True when unpinned."""
-    if await pinned_to(nc, partition) != pin:
-        return False
+    return await pinned_to(nc, partition) == pin and await _unpin_as_read(nc, partition)
+
+
+async def _unpin_as_read(nc: Client, partition: int) -> bool:
+    """Unpin whatever `partition`'s consumer holds: only right after its pin was read and found to be the one."""
     consumer = subjects.consumer_name(partition)
     try:
         await api(nc, f"CONSUMER.UNPIN.{subjects.STREAM}.{consumer}", {"group": GROUP})
@@ -200,7 +203,7 @@ async def take_back(nc: Client, listed: Mapping[int, str], theirs: Collection[in
             pin = await pinned_to(nc, partition)
             if not pin or pin in live or (pin != listed.get(partition) and partition not in theirs):
                 continue
-            if await unpin(nc, partition, pin):
+            if await _unpin_as_read(nc, partition):
                 unpinned.append(partition)
         except (JetStreamError, NatsError, TimeoutError) as exc:  # its priority timeout will do it
             log.warning("partition %d of a gone worker not unpinned (%s)", partition, exc)
